@@ -1,0 +1,1 @@
+//! orchestra-git (not yet implemented).

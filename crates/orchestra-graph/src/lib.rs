@@ -1,0 +1,1 @@
+//! orchestra-graph (not yet implemented).

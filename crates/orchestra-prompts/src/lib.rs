@@ -1,0 +1,1 @@
+//! orchestra-prompts (not yet implemented).

@@ -1,0 +1,1 @@
+//! orchestra-providers (not yet implemented).

@@ -1,0 +1,1 @@
+//! orchestra-runtime (not yet implemented).

@@ -1,0 +1,49 @@
+//! Orchestra's input language: the pipeline file, the project file (`orchestra.yaml`), prompt
+//! layer and condition files, parsed with source spans; diagnostics with file:line:col and
+//! "did you mean"; and three-level file discovery.
+//!
+//! This crate only reads and describes input. Whether names refer to real agents, tools and files
+//! is checked by the compiler in `orchestra-graph`.
+
+mod condition;
+mod diag;
+mod discovery;
+mod load;
+mod pipeline;
+mod project;
+mod provider;
+mod span;
+mod values;
+
+pub use condition::{ConditionFile, RuleSpec};
+pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_path};
+pub use discovery::{Discovery, Found, Level, find_project_file};
+pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
+pub use pipeline::{
+    AgentSpec, ArgType, BASE_CHANNELS, END, EdgeSpec, FieldType, InputSpec, Join, LimitsSpec, Mode,
+    OnConflict, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec, StateFieldSpec,
+    ToolArgSpec, WorkspaceSpec,
+};
+pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
+pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec};
+pub use span::{Span, Spanned};
+pub use values::{Dur, LayerFile, LayerRef, Names, SpannedMap};
+
+/// Built-in tools every repository has, and whether they need write access.
+pub const BUILTIN_TOOLS: [(&str, bool); 5] = [
+    ("read-file", false),
+    ("list-files", false),
+    ("search-code", false),
+    ("get-git-diff", false),
+    ("write-file", true),
+];
+
+/// The JSON Schema of pipeline files, generated from the types.
+pub fn pipeline_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PipelineSpec)).unwrap_or_default()
+}
+
+/// The JSON Schema of `orchestra.yaml`, generated from the types.
+pub fn project_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ProjectConfig)).unwrap_or_default()
+}

@@ -1,0 +1,106 @@
+//! The project configuration file, `orchestra.yaml`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{DefaultsSpec, ProviderSpec};
+use crate::values::SpannedMap;
+
+/// The file name of the project configuration.
+pub const PROJECT_FILE: &str = "orchestra.yaml";
+
+/// Project-wide settings: where files are searched, providers, defaults, git and storage.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Orchestra project configuration")]
+pub struct ProjectConfig {
+    /// Directories (relative to `orchestra.yaml`) searched for prompt layers and conditions
+    /// after the pipeline's own directory and before `~/.orchestra/`. Default `["."]`.
+    #[serde(default = "ProjectConfig::default_search_paths")]
+    pub search_paths: Vec<String>,
+    /// Providers available to every pipeline of the project.
+    #[serde(default)]
+    pub providers: SpannedMap<ProviderSpec>,
+    /// Default provider and model alias.
+    #[serde(default)]
+    pub defaults: DefaultsSpec,
+    /// Git settings.
+    #[serde(default)]
+    pub git: GitConfig,
+    /// The SQLite database, relative to `orchestra.yaml` (default `.orchestra/orchestra.db`).
+    #[serde(default = "ProjectConfig::default_database")]
+    pub database: String,
+    /// A full state snapshot is stored every this many checkpoints; the others store deltas
+    /// (default 16).
+    #[serde(default = "ProjectConfig::default_snapshot_every")]
+    pub snapshot_every: u32,
+}
+
+impl ProjectConfig {
+    fn default_search_paths() -> Vec<String> {
+        vec![".".to_owned()]
+    }
+    fn default_database() -> String {
+        ".orchestra/orchestra.db".to_owned()
+    }
+    fn default_snapshot_every() -> u32 {
+        16
+    }
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        ProjectConfig {
+            search_paths: Self::default_search_paths(),
+            providers: SpannedMap::default(),
+            defaults: DefaultsSpec::default(),
+            git: GitConfig::default(),
+            database: Self::default_database(),
+            snapshot_every: Self::default_snapshot_every(),
+        }
+    }
+}
+
+/// Git settings of the project.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// Prefix of session branches: `{prefix}{pipeline}/{session}` (default `orchestra/`).
+    #[serde(default = "GitConfig::default_prefix")]
+    pub prefix: String,
+    /// Where session worktrees go, relative to the repository (default `.orchestra/worktrees`).
+    #[serde(default = "GitConfig::default_worktrees")]
+    pub worktrees: String,
+    /// Author name of auto-commits (default `orchestra`).
+    #[serde(default = "GitConfig::default_author_name")]
+    pub author_name: String,
+    /// Author email of auto-commits (default `orchestra@localhost`).
+    #[serde(default = "GitConfig::default_author_email")]
+    pub author_email: String,
+}
+
+impl GitConfig {
+    fn default_prefix() -> String {
+        "orchestra/".to_owned()
+    }
+    fn default_worktrees() -> String {
+        ".orchestra/worktrees".to_owned()
+    }
+    fn default_author_name() -> String {
+        "orchestra".to_owned()
+    }
+    fn default_author_email() -> String {
+        "orchestra@localhost".to_owned()
+    }
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            prefix: Self::default_prefix(),
+            worktrees: Self::default_worktrees(),
+            author_name: Self::default_author_name(),
+            author_email: Self::default_author_email(),
+        }
+    }
+}

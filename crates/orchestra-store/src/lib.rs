@@ -1,0 +1,1 @@
+//! orchestra-store (not yet implemented).

@@ -1,0 +1,1 @@
+//! orchestra-tools (not yet implemented).
