@@ -1,0 +1,318 @@
+//! The pure scheduler: given the nodes that finished in a super-step, decide which run in the
+//! next one — fan-out, `join: all|any` barriers, conditions (evaluated by the caller), loop bounds.
+//! No I/O and no clock: every decision is a plain function of its inputs, so it is unit-tested
+//! here and its state is stored in each checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use orchestra_spec::Join;
+
+use crate::topology::{AgentIdx, Edge, Node, Topology};
+
+/// What the scheduler remembers between steps (stored with every checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedState {
+    /// Completed super-steps.
+    pub step: u64,
+    /// Agents to run in the next step, in declaration order.
+    pub ready: Vec<AgentIdx>,
+    /// `join: all` edges: sources that arrived since the target last fired.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arrived: BTreeMap<usize, BTreeSet<Node>>,
+    /// `join: any` edges that fired: sources whose arrival is still to be absorbed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub absorbing: BTreeMap<usize, BTreeSet<Node>>,
+    /// Loops taken per edge.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loops: BTreeMap<usize, u32>,
+    /// Completed runs per agent (the next run's index).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<AgentIdx, u32>,
+    /// Whether `END` was reached.
+    #[serde(default)]
+    pub reached_end: bool,
+}
+
+impl SchedState {
+    /// How many times `agent` has completed.
+    pub fn runs_of(&self, agent: AgentIdx) -> u32 {
+        self.runs.get(&agent).copied().unwrap_or(0)
+    }
+}
+
+/// Why the scheduler cannot go on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedError {
+    /// A condition chose a target that is not in its edge's `to:` list.
+    #[error(
+        "condition `{condition}` chose `{target}`, which is not one of its edge's targets ({allowed})"
+    )]
+    UnknownTarget {
+        /// The condition.
+        condition: String,
+        /// What it returned.
+        target: String,
+        /// The edge's targets.
+        allowed: String,
+    },
+    /// A condition failed to evaluate.
+    #[error("condition `{condition}` failed: {message}")]
+    Condition {
+        /// The condition.
+        condition: String,
+        /// Why.
+        message: String,
+    },
+    /// A loop bound was reached on an edge without `on_max_loops`.
+    #[error(
+        "the loop from `{from}` reached its bound of {limit} (max_loops) and the edge has no `on_max_loops`"
+    )]
+    LoopLimit {
+        /// The edge's source(s).
+        from: String,
+        /// The bound.
+        limit: u32,
+    },
+    /// Nothing can run but a barrier is still waiting.
+    #[error(
+        "the join into {target} can never fire: {arrived} arrived, but {missing} can no longer run"
+    )]
+    UnsatisfiableJoin {
+        /// The join's target(s).
+        target: String,
+        /// Sources that arrived.
+        arrived: String,
+        /// Sources still missing.
+        missing: String,
+    },
+}
+
+/// The result of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `state.ready` holds the next step's agents.
+    Continue,
+    /// Nothing is left to run. `warnings` report barriers that never fired although `END` was
+    /// reached (the work behind them was skipped, and the user should know).
+    Done {
+        /// Human-readable warnings.
+        warnings: Vec<String>,
+    },
+}
+
+/// Decides what runs next over one topology.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheduler<'t> {
+    topo: &'t Topology,
+}
+
+impl<'t> Scheduler<'t> {
+    /// A scheduler for `topo`.
+    pub fn new(topo: &'t Topology) -> Self {
+        Scheduler { topo }
+    }
+
+    /// The state before step 1: the edges out of `START` have fired.
+    pub fn start<F>(&self, route: F) -> Result<(SchedState, Outcome), SchedError>
+    where
+        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+    {
+        let mut state = SchedState::default();
+        let outcome = self.advance_from(&mut state, &[Node::Start], route, false)?;
+        Ok((state, outcome))
+    }
+
+    /// Records that the agents of `state.ready` finished (the caller ran them) and computes the
+    /// next ready set. `route` evaluates a conditional edge's condition and returns target names.
+    pub fn advance<F>(&self, state: &mut SchedState, route: F) -> Result<Outcome, SchedError>
+    where
+        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+    {
+        let finished: Vec<Node> = state.ready.iter().map(|&a| Node::Agent(a)).collect();
+        self.advance_from(state, &finished, route, true)
+    }
+
+    fn advance_from<F>(
+        &self,
+        state: &mut SchedState,
+        finished: &[Node],
+        mut route: F,
+        count_step: bool,
+    ) -> Result<Outcome, SchedError>
+    where
+        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+    {
+        let mut next = state.clone();
+        if count_step {
+            next.step += 1;
+        }
+        for n in finished {
+            if let Node::Agent(a) = n {
+                *next.runs.entry(*a).or_insert(0) += 1;
+            }
+        }
+        let mut ready: BTreeSet<AgentIdx> = BTreeSet::new();
+        for &n in finished {
+            for (ei, edge) in self.topo.outgoing(n) {
+                if edge.sources.len() > 1 && !self.arrive(&mut next, ei, edge, n) {
+                    continue;
+                }
+                for t in self.fire(&mut next, ei, edge, &mut route)? {
+                    match t {
+                        Node::Agent(a) => {
+                            ready.insert(a);
+                        }
+                        Node::End => next.reached_end = true,
+                        Node::Start => {}
+                    }
+                }
+            }
+        }
+        next.ready = ready.into_iter().collect();
+        let outcome = if next.ready.is_empty() {
+            let stuck = self.stuck_joins(&next);
+            if !next.reached_end
+                && let Some(err) = stuck.into_iter().next()
+            {
+                return Err(err);
+            }
+            Outcome::Done {
+                warnings: self
+                    .stuck_joins(&next)
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+            }
+        } else {
+            Outcome::Continue
+        };
+        *state = next;
+        Ok(outcome)
+    }
+
+    /// Registers `n`'s arrival at fan-in edge `ei`; true when the edge fires now.
+    fn arrive(&self, s: &mut SchedState, ei: usize, edge: &Edge, n: Node) -> bool {
+        match edge.join {
+            Join::All => {
+                let set = s.arrived.entry(ei).or_default();
+                set.insert(n);
+                if edge.sources.iter().all(|src| set.contains(src)) {
+                    s.arrived.remove(&ei);
+                    true
+                } else {
+                    false
+                }
+            }
+            Join::Any => {
+                if let Some(wave) = s.absorbing.get_mut(&ei)
+                    && wave.remove(&n)
+                {
+                    if wave.is_empty() {
+                        s.absorbing.remove(&ei);
+                    }
+                    return false;
+                }
+                let rest: BTreeSet<Node> =
+                    edge.sources.iter().copied().filter(|x| *x != n).collect();
+                if rest.is_empty() {
+                    s.absorbing.remove(&ei);
+                } else {
+                    s.absorbing.insert(ei, rest);
+                }
+                true
+            }
+        }
+    }
+
+    /// Fires edge `ei`: its targets (chosen by the condition, if any), with loop bounds applied.
+    fn fire<F>(
+        &self,
+        s: &mut SchedState,
+        ei: usize,
+        edge: &Edge,
+        route: &mut F,
+    ) -> Result<Vec<Node>, SchedError>
+    where
+        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+    {
+        let mut targets: Vec<Node> = match &edge.condition {
+            None => edge.targets.clone(),
+            Some(cond) => {
+                let names = route(edge).map_err(|message| SchedError::Condition {
+                    condition: cond.clone(),
+                    message,
+                })?;
+                let mut out = Vec::new();
+                for name in names {
+                    let node = self
+                        .topo
+                        .node(&name)
+                        .filter(|n| edge.targets.contains(n))
+                        .ok_or_else(|| SchedError::UnknownTarget {
+                            condition: cond.clone(),
+                            target: name.clone(),
+                            allowed: self.names(&edge.targets),
+                        })?;
+                    if !out.contains(&node) {
+                        out.push(node);
+                    }
+                }
+                out
+            }
+        };
+        let loops_now = targets.iter().any(|t| edge.loop_targets.contains(t));
+        if loops_now && let Some(limit) = edge.max_loops {
+            let taken = s.loops.entry(ei).or_insert(0);
+            if *taken >= limit {
+                let Some(instead) = edge.on_max_loops else {
+                    return Err(SchedError::LoopLimit {
+                        from: self.names(&edge.sources),
+                        limit,
+                    });
+                };
+                targets.retain(|t| !edge.loop_targets.contains(t));
+                if !targets.contains(&instead) {
+                    targets.push(instead);
+                }
+            } else {
+                *taken += 1;
+            }
+        }
+        Ok(targets)
+    }
+
+    /// `join: all` barriers that got some but not all of their sources.
+    fn stuck_joins(&self, s: &SchedState) -> Vec<SchedError> {
+        s.arrived
+            .iter()
+            .filter(|(_, set)| !set.is_empty())
+            .filter_map(|(ei, set)| {
+                let edge = self.topo.edges.get(*ei)?;
+                let missing: Vec<Node> = edge
+                    .sources
+                    .iter()
+                    .copied()
+                    .filter(|x| !set.contains(x))
+                    .collect();
+                Some(SchedError::UnsatisfiableJoin {
+                    target: self.names(&edge.targets),
+                    arrived: self.names(&set.iter().copied().collect::<Vec<_>>()),
+                    missing: self.names(&missing),
+                })
+            })
+            .collect()
+    }
+
+    fn names(&self, nodes: &[Node]) -> String {
+        let v: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("`{}`", self.topo.name(*n)))
+            .collect();
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;
