@@ -11,7 +11,8 @@ use orchestra_spec::Join;
 
 use crate::topology::{AgentIdx, Edge, Node, Topology};
 
-/// What the scheduler remembers between steps (stored with every checkpoint).
+/// What the scheduler remembers between steps (stored with every checkpoint, so it stays small:
+/// how often each agent ran is counted by the runtime from the stored tasks).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedState {
     /// Completed super-steps.
@@ -27,19 +28,9 @@ pub struct SchedState {
     /// Loops taken per edge.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub loops: BTreeMap<usize, u32>,
-    /// Completed runs per agent (the next run's index).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub runs: BTreeMap<AgentIdx, u32>,
     /// Whether `END` was reached.
     #[serde(default)]
     pub reached_end: bool,
-}
-
-impl SchedState {
-    /// How many times `agent` has completed.
-    pub fn runs_of(&self, agent: AgentIdx) -> u32 {
-        self.runs.get(&agent).copied().unwrap_or(0)
-    }
 }
 
 /// Why the scheduler cannot go on.
@@ -147,11 +138,6 @@ impl<'t> Scheduler<'t> {
         let mut next = state.clone();
         if count_step {
             next.step += 1;
-        }
-        for n in finished {
-            if let Node::Agent(a) = n {
-                *next.runs.entry(*a).or_insert(0) += 1;
-            }
         }
         let mut ready: BTreeSet<AgentIdx> = BTreeSet::new();
         for &n in finished {

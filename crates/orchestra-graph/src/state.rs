@@ -133,10 +133,11 @@ impl Channels {
     }
 
     /// Applies one step's writes, in the order given (the runtime gives them in agent declaration
-    /// order). On error the state is left unchanged.
+    /// order). Everything is checked before anything changes, so on error the state is left as it
+    /// was; the state is changed in place (never copied), so a step costs what it writes.
     pub fn apply(&self, state: &mut State, writes: &[Write]) -> Result<(), StateError> {
-        let mut next = state.clone();
-        let mut replaced: Vec<(&str, &str)> = Vec::new();
+        // Phase 1: check every write; compute the new values of replace/sum channels.
+        let mut scalars: Vec<(&Channel, &str, Value)> = Vec::new();
         for w in writes {
             let ch = self
                 .get(&w.channel)
@@ -144,64 +145,95 @@ impl Channels {
                     writer: w.writer.clone(),
                     channel: w.channel.clone(),
                 })?;
-            let current = next.entry(ch.name.clone()).or_insert(Value::Null);
+            let current = state.get(&ch.name).unwrap_or(&Value::Null);
             match ch.reducer {
                 Reducer::Replace => {
-                    if let Some((_, first)) = replaced.iter().find(|(c, _)| *c == ch.name) {
-                        if *first != w.writer {
-                            return Err(StateError::Conflict {
-                                channel: ch.name.clone(),
-                                first: (*first).to_owned(),
-                                second: w.writer.clone(),
-                            });
-                        }
-                    } else {
-                        replaced.push((&ch.name, &w.writer));
+                    if let Some((_, first, _)) = scalars.iter().find(|(c, _, _)| c.name == ch.name)
+                        && *first != w.writer
+                    {
+                        return Err(StateError::Conflict {
+                            channel: ch.name.clone(),
+                            first: (*first).to_owned(),
+                            second: w.writer.clone(),
+                        });
                     }
                     check_allowed(ch, w, &w.value)?;
-                    *current = w.value.clone();
+                    if !type_matches(ch.ty, &w.value) {
+                        return Err(bad(ch, w, type_name(ch.ty), &w.value));
+                    }
+                    scalars.retain(|(c, _, _)| c.name != ch.name);
+                    scalars.push((ch, &w.writer, w.value.clone()));
+                }
+                Reducer::Sum => {
+                    let base = scalars
+                        .iter()
+                        .find(|(c, _, _)| c.name == ch.name)
+                        .map_or(current, |(_, _, v)| v);
+                    let sum = add_numbers(base, &w.value)
+                        .ok_or_else(|| bad(ch, w, "a number to add", &w.value))?;
+                    if !type_matches(ch.ty, &sum) {
+                        return Err(bad(ch, w, type_name(ch.ty), &sum));
+                    }
+                    scalars.retain(|(c, _, _)| c.name != ch.name);
+                    scalars.push((ch, &w.writer, sum));
                 }
                 Reducer::Append => {
-                    let items: Vec<Value> = match &w.value {
-                        Value::Array(a) => a.clone(),
-                        other => vec![other.clone()],
-                    };
-                    for item in &items {
-                        check_allowed(ch, w, item)?;
+                    if !matches!(current, Value::Array(_) | Value::Null) {
+                        return Err(bad(ch, w, "a list to append to", current));
                     }
-                    match current {
-                        Value::Array(a) => a.extend(items),
-                        Value::Null => *current = Value::Array(items),
-                        other => {
-                            return Err(bad(ch, w, "a list to append to", other));
+                    match &w.value {
+                        Value::Array(items) => {
+                            for item in items {
+                                check_allowed(ch, w, item)?;
+                            }
                         }
+                        item => check_allowed(ch, w, item)?,
                     }
                 }
                 Reducer::Merge => {
-                    let Value::Object(add) = &w.value else {
+                    if !w.value.is_object() {
                         return Err(bad(ch, w, "a mapping to merge", &w.value));
-                    };
-                    match current {
-                        Value::Object(m) => {
-                            for (k, v) in add {
-                                m.insert(k.clone(), v.clone());
-                            }
-                        }
-                        Value::Null => *current = w.value.clone(),
-                        other => return Err(bad(ch, w, "a mapping", other)),
+                    }
+                    if !matches!(current, Value::Object(_) | Value::Null) {
+                        return Err(bad(ch, w, "a mapping", current));
                     }
                 }
-                Reducer::Sum => {
-                    *current = add_numbers(current, &w.value)
-                        .ok_or_else(|| bad(ch, w, "a number to add", &w.value))?;
-                }
-            }
-            if !type_matches(ch.ty, current) {
-                let found = current.clone();
-                return Err(bad(ch, w, type_name(ch.ty), &found));
             }
         }
-        *state = next;
+        // Phase 2: apply; nothing here can fail.
+        for w in writes {
+            let Some(ch) = self.get(&w.channel) else {
+                continue;
+            };
+            let current = state.entry(ch.name.clone()).or_insert(Value::Null);
+            match (ch.reducer, &w.value) {
+                (Reducer::Append, v) => {
+                    if current.is_null() {
+                        *current = Value::Array(Vec::new());
+                    }
+                    if let Value::Array(list) = current {
+                        match v {
+                            Value::Array(items) => list.extend(items.iter().cloned()),
+                            item => list.push(item.clone()),
+                        }
+                    }
+                }
+                (Reducer::Merge, Value::Object(add)) => {
+                    if current.is_null() {
+                        *current = Value::Object(Map::new());
+                    }
+                    if let Value::Object(m) = current {
+                        for (k, v) in add {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (ch, _, v) in scalars {
+            state.insert(ch.name.clone(), v);
+        }
         Ok(())
     }
 }
