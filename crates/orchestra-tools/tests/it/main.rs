@@ -1,0 +1,1 @@
+//! Integration tests of orchestra-tools: real files, real git repositories, real processes.
