@@ -108,7 +108,7 @@ impl<'t> Scheduler<'t> {
     /// The state before step 1: the edges out of `START` have fired.
     pub fn start<F>(&self, route: F) -> Result<(SchedState, Outcome), SchedError>
     where
-        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let mut state = SchedState::default();
         let outcome = self.advance_from(&mut state, &[Node::Start], route, false)?;
@@ -116,10 +116,11 @@ impl<'t> Scheduler<'t> {
     }
 
     /// Records that the agents of `state.ready` finished (the caller ran them) and computes the
-    /// next ready set. `route` evaluates a conditional edge's condition and returns target names.
+    /// next ready set. `route` evaluates a conditional edge's condition (given the edge's index
+    /// and the edge) and returns target names. On error `state` is left unchanged.
     pub fn advance<F>(&self, state: &mut SchedState, route: F) -> Result<Outcome, SchedError>
     where
-        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let finished: Vec<Node> = state.ready.iter().map(|&a| Node::Agent(a)).collect();
         self.advance_from(state, &finished, route, true)
@@ -133,7 +134,7 @@ impl<'t> Scheduler<'t> {
         count_step: bool,
     ) -> Result<Outcome, SchedError>
     where
-        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let mut next = state.clone();
         if count_step {
@@ -221,12 +222,12 @@ impl<'t> Scheduler<'t> {
         route: &mut F,
     ) -> Result<Vec<Node>, SchedError>
     where
-        F: FnMut(&Edge) -> Result<Vec<String>, String>,
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let mut targets: Vec<Node> = match &edge.condition {
             None => edge.targets.clone(),
             Some(cond) => {
-                let names = route(edge).map_err(|message| SchedError::Condition {
+                let names = route(ei, edge).map_err(|message| SchedError::Condition {
                     condition: cond.clone(),
                     message,
                 })?;

@@ -26,7 +26,7 @@ fn topo(edges: Vec<Edge>) -> Topology {
     }
 }
 
-fn no_route(_: &Edge) -> Result<Vec<String>, String> {
+fn no_route(_: usize, _: &Edge) -> Result<Vec<String>, String> {
     Err("no condition expected".into())
 }
 
@@ -108,7 +108,7 @@ fn conditional_loop_is_bounded_and_then_diverted() {
         edge(&[C], &[Node::End]),
     ]);
     let s = Scheduler::new(&t);
-    let always_back = |_: &Edge| Ok(vec!["a".to_string()]);
+    let always_back = |_: usize, _: &Edge| Ok(vec!["a".to_string()]);
     let (mut st, _) = s.start(always_back).unwrap();
     let mut ran = Vec::new();
     while let Outcome::Continue = s.advance(&mut st, always_back).unwrap() {
@@ -131,7 +131,7 @@ fn loop_limit_without_on_max_loops_fails_clearly() {
     cond.loop_targets = vec![A];
     let t = topo(vec![edge(&[Node::Start], &[A]), edge(&[A], &[B]), cond]);
     let s = Scheduler::new(&t);
-    let back = |_: &Edge| Ok(vec!["a".to_string()]);
+    let back = |_: usize, _: &Edge| Ok(vec!["a".to_string()]);
     let (mut st, _) = s.start(back).unwrap();
     s.advance(&mut st, back).unwrap();
     s.advance(&mut st, back).unwrap();
@@ -153,7 +153,7 @@ fn condition_target_outside_to_is_an_error_naming_both() {
     let t = topo(vec![edge(&[Node::Start], &[A]), cond]);
     let s = Scheduler::new(&t);
     let (mut st, _) = s.start(no_route).unwrap();
-    let err = s.advance(&mut st, |_| Ok(vec!["c".into()])).unwrap_err();
+    let err = s.advance(&mut st, |_, _| Ok(vec!["c".into()])).unwrap_err();
     assert_eq!(
         err.to_string(),
         "condition `pick` chose `c`, which is not one of its edge's targets (`b`, `END`)"
@@ -172,7 +172,7 @@ fn condition_fan_out_runs_several_targets() {
     ]);
     let s = Scheduler::new(&t);
     let (mut st, _) = s.start(no_route).unwrap();
-    s.advance(&mut st, |_| Ok(vec!["c".into(), "b".into(), "b".into()]))
+    s.advance(&mut st, |_, _| Ok(vec!["c".into(), "b".into(), "b".into()]))
         .unwrap();
     assert_eq!(st.ready, vec![1, 2]);
 }
@@ -190,7 +190,7 @@ fn barrier_whose_sources_cannot_run_is_reported() {
     ]);
     let s = Scheduler::new(&t);
     let (mut st, _) = s.start(no_route).unwrap();
-    s.advance(&mut st, |_| Ok(vec!["b".into()])).unwrap();
+    s.advance(&mut st, |_, _| Ok(vec!["b".into()])).unwrap();
     let err = s.advance(&mut st, no_route).unwrap_err();
     assert_eq!(
         err.to_string(),
