@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::project::PROJECT_FILE;
 
 /// Where a discovered file came from.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "level", content = "root")]
 pub enum Level {
     /// Relative to the pipeline file's directory.

@@ -1,0 +1,455 @@
+//! The task layer as a minijinja template: compile-time checks (syntax, variables) and rendering
+//! with strict undefined, so a missing variable is an error naming the variable, file and line.
+
+use std::path::PathBuf;
+
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use orchestra_spec::{Diagnostic, SourceFile, Span};
+use serde::{Deserialize, Serialize};
+
+use crate::layer::ResolvedLayer;
+
+/// Most template instructions one render may execute (stops runaway loops).
+const FUEL: u64 = 20_000_000;
+
+/// The fields of the `agent` variable a task template can use.
+pub const AGENT_FIELDS: [&str; 5] = ["name", "description", "provider", "model", "tools"];
+
+/// Functions minijinja provides to every template.
+const GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
+
+/// What a task template sees as `agent`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentVars {
+    /// The agent's name.
+    pub name: String,
+    /// The agent's description.
+    pub description: Option<String>,
+    /// The provider it runs on.
+    pub provider: Option<String>,
+    /// The model name it uses.
+    pub model: Option<String>,
+    /// Its tools' full names.
+    pub tools: Vec<String>,
+}
+
+/// The values a system prompt is composed against.
+#[derive(Clone, Copy, Debug)]
+pub struct PromptContext<'a> {
+    /// The graph state (an object of channels).
+    pub state: &'a serde_json::Value,
+    /// The pipeline's inputs (an object of strings).
+    pub inputs: &'a serde_json::Value,
+    /// The agent being prompted.
+    pub agent: &'a AgentVars,
+}
+
+/// Why a task template could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// The template uses a variable that has no value.
+    #[error("undefined variable `{variable}` in task template {}:{line}", path.display())]
+    Undefined {
+        /// The variable as written, e.g. `state.plan`.
+        variable: String,
+        /// The file holding the template.
+        path: PathBuf,
+        /// The line of that file.
+        line: u32,
+        /// minijinja's error.
+        #[source]
+        source: minijinja::Error,
+    },
+    /// The template is not valid minijinja.
+    #[error("invalid task template {}:{line}: {detail}", path.display())]
+    Syntax {
+        /// The file holding the template.
+        path: PathBuf,
+        /// The line of that file.
+        line: u32,
+        /// What is wrong.
+        detail: String,
+        /// minijinja's error.
+        #[source]
+        source: minijinja::Error,
+    },
+    /// Rendering failed for another reason (a filter error, too much work, ...).
+    #[error("cannot render task template {}:{line}: {detail}", path.display())]
+    Render {
+        /// The file holding the template.
+        path: PathBuf,
+        /// The line of that file.
+        line: u32,
+        /// What went wrong.
+        detail: String,
+        /// minijinja's error.
+        #[source]
+        source: minijinja::Error,
+    },
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_debug(true);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env
+}
+
+/// Composes the system prompt: the role, persona, personality and task layers in that order,
+/// separated by a blank line; the task layer is rendered against `ctx`.
+pub fn compose(layers: &[ResolvedLayer], ctx: &PromptContext<'_>) -> Result<String, PromptError> {
+    let mut parts: Vec<String> = Vec::with_capacity(layers.len());
+    let mut ordered: Vec<&ResolvedLayer> = layers.iter().collect();
+    ordered.sort_by_key(|l| l.kind);
+    for layer in ordered {
+        let text = if layer.kind == crate::LayerKind::Task {
+            render_task(layer, ctx)?
+        } else {
+            layer.text.clone()
+        };
+        let text = text.trim();
+        if !text.is_empty() {
+            parts.push(text.to_owned());
+        }
+    }
+    Ok(parts.join("\n\n"))
+}
+
+/// Renders a task layer against `ctx` with strict undefined.
+pub fn render_task(layer: &ResolvedLayer, ctx: &PromptContext<'_>) -> Result<String, PromptError> {
+    let env = environment();
+    let path = layer.path.clone();
+    let tmpl = env
+        .template_from_str(&layer.text)
+        .map_err(|e| PromptError::Syntax {
+            path: path.clone(),
+            line: layer.file_line(e.line().unwrap_or(1)),
+            detail: detail(&e),
+            source: e,
+        })?;
+    let vars = minijinja::context! {
+        state => minijinja::Value::from(minijinja::value::Serde(ctx.state)),
+        inputs => minijinja::Value::from(minijinja::value::Serde(ctx.inputs)),
+        agent => minijinja::Value::from(minijinja::value::Serde(ctx.agent)),
+    };
+    tmpl.render(vars).map_err(|e| {
+        let line = layer.file_line(e.line().unwrap_or(1));
+        if e.kind() == ErrorKind::UndefinedError {
+            PromptError::Undefined {
+                variable: failing_source(&e, &layer.text).unwrap_or_else(|| detail(&e)),
+                path,
+                line,
+                source: e,
+            }
+        } else {
+            PromptError::Render {
+                path,
+                line,
+                detail: detail(&e),
+                source: e,
+            }
+        }
+    })
+}
+
+fn detail(e: &minijinja::Error) -> String {
+    e.detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned)
+}
+
+/// The template source of the failing expression, e.g. `state.plan`.
+fn failing_source(e: &minijinja::Error, text: &str) -> Option<String> {
+    e.range()
+        .and_then(|r| text.get(r))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The names a task template may refer to, for compile-time checks.
+#[derive(Clone, Copy, Debug)]
+pub struct TemplateScope<'a> {
+    /// State channels (base and declared).
+    pub state: &'a [String],
+    /// Declared inputs.
+    pub inputs: &'a [String],
+}
+
+/// Checks a task layer at compile time: template syntax, and that every variable it uses exists
+/// (`state.X` a channel, `agent.X` a field; `inputs.X` undeclared is a warning). `source` is the
+/// file the layer's text lives in.
+pub fn check_task(
+    layer: &ResolvedLayer,
+    source: &SourceFile,
+    scope: &TemplateScope<'_>,
+) -> Vec<Diagnostic> {
+    let env = environment();
+    let tmpl = match env.template_from_str(&layer.text) {
+        Ok(t) => t,
+        Err(e) => {
+            let tline = e.line().unwrap_or(1);
+            let token = failing_source(&e, &layer.text).unwrap_or_default();
+            let span = span_of(source, layer.file_line(tline), &token);
+            return vec![
+                Diagnostic::error(format!("invalid task template: {}", detail(&e)))
+                    .at(source, span)
+                    .with_label("minijinja syntax error")
+                    .with_help("task templates use minijinja (Jinja2) syntax: `{{ state.field }}`, `{% if ... %}...{% endif %}`"),
+            ];
+        }
+    };
+    let mut vars: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+    vars.sort();
+    let mut diags = Vec::new();
+    for var in vars {
+        let (root, field) = match var.split_once('.') {
+            Some((r, f)) => (r, Some(f)),
+            None => (var.as_str(), None),
+        };
+        let span = || {
+            let tline = template_line_of(&layer.text, &var);
+            span_of(source, layer.file_line(tline), &var)
+        };
+        match (root, field) {
+            ("state", Some(f)) if !scope.state.iter().any(|s| s == f) => diags.push(
+                Diagnostic::error(format!("unknown state field `{f}` in task template"))
+                    .at(source, span())
+                    .with_label("not a state channel of this pipeline")
+                    .with_suggestions(f, scope.state.iter().map(String::as_str))
+                    .with_help(format!("state channels: {}", scope.state.join(", "))),
+            ),
+            ("inputs", Some(f)) if !scope.inputs.iter().any(|s| s == f) => {
+                let mut d = Diagnostic::warning(format!("input `{f}` is not declared"))
+                    .at(source, span())
+                    .with_label("not in the pipeline's `inputs:`")
+                    .with_suggestions(f, scope.inputs.iter().map(String::as_str));
+                d = d.with_help(format!(
+                    "declare it under `inputs:` (with a `default:` if it is optional), or the template fails when `--input {f}=...` is not given"
+                ));
+                diags.push(d);
+            }
+            ("agent", Some(f)) if !AGENT_FIELDS.contains(&f) => diags.push(
+                Diagnostic::error(format!("unknown agent field `{f}` in task template"))
+                    .at(source, span())
+                    .with_label("not a field of `agent`")
+                    .with_suggestions(f, AGENT_FIELDS)
+                    .with_help(format!("`agent` has: {}", AGENT_FIELDS.join(", "))),
+            ),
+            ("state" | "inputs" | "agent", _) => {}
+            (r, _) if GLOBALS.contains(&r) => {}
+            (r, _) => diags.push(
+                Diagnostic::error(format!("unknown variable `{r}` in task template"))
+                    .at(source, span())
+                    .with_label("not defined")
+                    .with_suggestions(r, ["state", "inputs", "agent"])
+                    .with_help("a task template sees `state`, `inputs` and `agent`, e.g. `{{ state.findings }}`, `{{ inputs.base }}`, `{{ agent.name }}`"),
+            ),
+        }
+    }
+    diags
+}
+
+/// The 1-based line of the template text where `needle` first occurs (1 if nowhere).
+fn template_line_of(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .map_or(1, |i| text[..i].matches('\n').count() + 1)
+}
+
+/// A span on line `line` of `source` covering the first occurrence of `needle`, or the line's
+/// first non-blank character.
+fn span_of(source: &SourceFile, line: u32, needle: &str) -> Span {
+    let Some(idx) = usize::try_from(line).ok().and_then(|l| l.checked_sub(1)) else {
+        return Span::default();
+    };
+    let mut offset = 0usize;
+    for (i, text) in source.text.split_inclusive('\n').enumerate() {
+        if i == idx {
+            let content = text.trim_end_matches(['\n', '\r']);
+            let (byte, len) = match content.find(needle).filter(|_| !needle.is_empty()) {
+                Some(b) => (b, needle.len()),
+                None => {
+                    let b = content.len() - content.trim_start().len();
+                    (b, content.trim().len())
+                }
+            };
+            let col = content[..byte].chars().count() + 1;
+            return Span {
+                line,
+                col: u32::try_from(col).unwrap_or(1),
+                offset: offset + byte,
+                len,
+            };
+        }
+        offset += text.len();
+    }
+    Span::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LayerKind;
+    use serde_json::json;
+
+    fn layer(kind: LayerKind, text: &str, line: u32) -> ResolvedLayer {
+        ResolvedLayer {
+            kind,
+            name: Some("t".into()),
+            text: text.into(),
+            description: None,
+            path: PathBuf::from("prompts/tasks/t.yaml"),
+            level: None,
+            line,
+        }
+    }
+
+    fn agent() -> AgentVars {
+        AgentVars {
+            name: "critic".into(),
+            ..AgentVars::default()
+        }
+    }
+
+    #[test]
+    fn composes_layers_in_order_and_renders_the_task() {
+        let layers = vec![
+            layer(
+                LayerKind::Task,
+                "Review {{ inputs.base }}..{{ inputs.head }} as {{ agent.name }}.\n{% for f in state.findings %}- {{ f }}\n{% endfor %}",
+                2,
+            ),
+            layer(LayerKind::Role, "You are a reviewer.\n", 2),
+            layer(LayerKind::Personality, "Be blunt.", 2),
+        ];
+        let state = json!({"findings": ["a", "b"]});
+        let inputs = json!({"base": "HEAD~1", "head": "HEAD"});
+        let a = agent();
+        let out = compose(
+            &layers,
+            &PromptContext {
+                state: &state,
+                inputs: &inputs,
+                agent: &a,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "You are a reviewer.\n\nBe blunt.\n\nReview HEAD~1..HEAD as critic.\n- a\n- b"
+        );
+    }
+
+    #[test]
+    fn undefined_variable_names_the_variable_file_and_line() {
+        let l = layer(LayerKind::Task, "Hello\n\nPlan: {{ state.plan }}\n", 3);
+        let state = json!({});
+        let inputs = json!({});
+        let a = agent();
+        let err = render_task(
+            &l,
+            &PromptContext {
+                state: &state,
+                inputs: &inputs,
+                agent: &a,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "undefined variable `state.plan` in task template prompts/tasks/t.yaml:5"
+        );
+    }
+
+    #[test]
+    fn checks_variables_against_the_scope() {
+        let text = "description: d\ntext: |\n  {{ state.findngs }}\n  {{ inputs.bse }} {{ agent.nme }}\n  {{ foo }} {{ range(3) }}\n";
+        let src = SourceFile::new("t.yaml", text);
+        let l = layer(
+            LayerKind::Task,
+            "{{ state.findngs }}\n{{ inputs.bse }} {{ agent.nme }}\n{{ foo }} {{ range(3) }}\n",
+            3,
+        );
+        let state = vec!["messages".to_owned(), "findings".to_owned()];
+        let inputs = vec!["base".to_owned()];
+        let diags = check_task(
+            &l,
+            &src,
+            &TemplateScope {
+                state: &state,
+                inputs: &inputs,
+            },
+        );
+        let got: Vec<(String, Option<String>, bool)> = diags
+            .iter()
+            .map(|d| (d.message.clone(), d.location(), d.is_error()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "unknown agent field `nme` in task template".into(),
+                    Some("t.yaml:4:23".into()),
+                    true
+                ),
+                (
+                    "unknown variable `foo` in task template".into(),
+                    Some("t.yaml:5:6".into()),
+                    true
+                ),
+                (
+                    "input `bse` is not declared".into(),
+                    Some("t.yaml:4:6".into()),
+                    false
+                ),
+                (
+                    "unknown state field `findngs` in task template".into(),
+                    Some("t.yaml:3:6".into()),
+                    true
+                ),
+            ]
+        );
+        assert!(
+            diags[3]
+                .help
+                .contains(&"did you mean `findings`?".to_owned())
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_file_line() {
+        let text = "text: |\n  ok\n  {{ state.x( }}\n";
+        let src = SourceFile::new("t.yaml", text);
+        let l = layer(LayerKind::Task, "ok\n{{ state.x( }}\n", 2);
+        let diags = check_task(
+            &l,
+            &src,
+            &TemplateScope {
+                state: &[],
+                inputs: &[],
+            },
+        );
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.starts_with("invalid task template: "));
+        assert_eq!(diags[0].location().as_deref(), Some("t.yaml:3:15"));
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let l = layer(
+            LayerKind::Task,
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+            1,
+        );
+        let (s, i, a) = (json!({}), json!({}), agent());
+        let err = render_task(
+            &l,
+            &PromptContext {
+                state: &s,
+                inputs: &i,
+                agent: &a,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, PromptError::Render { .. }), "{err}");
+    }
+}
