@@ -1,1 +1,17 @@
-//! orchestra-runtime (not yet implemented).
+//! The Orchestra runtime: drives sessions of a compiled pipeline on tokio — the super-step
+//! executor, the agent harness (prompt + tools + provider loop), checkpoints in the store,
+//! resume and replay, and interactive agents.
+
+pub mod events;
+pub mod executor;
+pub mod restore;
+pub mod runner;
+pub mod store_worker;
+
+pub use events::{CollectEvents, Event, EventSink, NoEvents};
+pub use executor::{ExecLimits, Executor, Finish, Position, Router, StepHooks};
+pub use restore::{RestoreError, restore};
+pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+pub use store_worker::{StoreHandle, WorkerError};
+pub mod exec_condition;
+pub mod harness;

@@ -1,0 +1,140 @@
+//! What a running session reports: progress events for the CLI (or a web UI) to show.
+
+use std::sync::Mutex;
+
+/// Something that happened in a session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A session starts (or resumes) driving.
+    SessionStarted {
+        /// Session id.
+        session: String,
+        /// Pipeline name.
+        pipeline: String,
+        /// The checkpoint it continues from, when resuming.
+        from_step: Option<u64>,
+    },
+    /// A super-step starts with these agents.
+    StepStarted {
+        /// Step number (1-based).
+        step: u64,
+        /// Agents that run in it.
+        nodes: Vec<String>,
+    },
+    /// An agent run starts.
+    NodeStarted {
+        /// Step number.
+        step: u64,
+        /// Agent.
+        node: String,
+        /// How many times it ran before in this session.
+        run_index: u32,
+        /// 0 for the first attempt, then 1, 2, ... for retries.
+        attempt: u32,
+    },
+    /// Model text as it arrives (`--stream`).
+    Text {
+        /// Agent.
+        node: String,
+        /// A text delta.
+        text: String,
+    },
+    /// An agent called a tool.
+    ToolCalled {
+        /// Agent.
+        node: String,
+        /// Tool name.
+        tool: String,
+        /// Whether the tool reported an error.
+        is_error: bool,
+    },
+    /// An attempt failed and will be retried after `delay_ms`.
+    NodeRetry {
+        /// Step number.
+        step: u64,
+        /// Agent.
+        node: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// Backoff before the next attempt.
+        delay_ms: u64,
+    },
+    /// An agent run finished.
+    NodeFinished {
+        /// Step number.
+        step: u64,
+        /// Agent.
+        node: String,
+        /// Wall time.
+        duration_ms: u64,
+        /// Input tokens.
+        tokens_in: u64,
+        /// Output tokens.
+        tokens_out: u64,
+        /// Tool calls made.
+        tool_calls: u64,
+        /// Whether its result was taken from the store (it had finished before a crash).
+        reused: bool,
+    },
+    /// An agent run failed for good.
+    NodeFailed {
+        /// Step number.
+        step: u64,
+        /// Agent.
+        node: String,
+        /// Why.
+        error: String,
+    },
+    /// A checkpoint was committed.
+    Checkpoint {
+        /// Its step.
+        step: u64,
+        /// Whether it holds a full snapshot.
+        snapshot: bool,
+    },
+    /// Something the user should know.
+    Warning {
+        /// The message.
+        message: String,
+    },
+}
+
+/// Receives events. Implementations must be cheap and must not block for long.
+pub trait EventSink: Send + Sync {
+    /// Handles one event.
+    fn emit(&self, event: Event);
+}
+
+/// Drops every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _: Event) {}
+}
+
+/// Keeps every event in memory (for tests and for callers that inspect them afterwards).
+#[derive(Debug, Default)]
+pub struct CollectEvents {
+    events: Mutex<Vec<Event>>,
+}
+
+impl CollectEvents {
+    /// The events so far.
+    pub fn take(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+impl EventSink for CollectEvents {
+    fn emit(&self, event: Event) {
+        if let Ok(mut v) = self.events.lock() {
+            v.push(event);
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! The super-step loop: run every ready agent concurrently (bounded), store each task the moment
+//! it finishes, apply the step's writes in declaration order, let the scheduler pick the next
+//! step, commit a checkpoint. Crash-safe: a step that was cut short reuses the tasks that had
+//! finished and runs only the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use orchestra_graph::scheduler::{Outcome, SchedState, Scheduler};
+use orchestra_graph::state::{Channels, State, Write};
+use orchestra_graph::{Edge, Topology};
+use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord, TaskStatus};
+
+use crate::events::{Event, EventSink};
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+use crate::store_worker::{StoreHandle, WorkerError};
+
+/// Evaluates conditions of conditional edges.
+pub trait Router: Send + Sync {
+    /// The target names `edge`'s condition chooses, given the state after the step.
+    fn route(&self, edge: &Edge, state: &State, inputs: &Map<String, Value>, loops: u32) -> Result<Vec<String>, String>;
+}
+
+/// Hooks around checkpoints (the git integration uses them).
+pub trait StepHooks: Send + Sync {
+    /// Called after a step's writes were applied and before its checkpoint is committed; returns
+    /// `{repo: sha}` for the repos that changed in this step, if any.
+    fn before_checkpoint<'a>(&'a self, step: u64, nodes: &'a [String]) -> BoxFuture<'a, Result<Option<Value>, String>>;
+}
+
+/// Limits the executor enforces.
+#[derive(Clone, Debug)]
+pub struct ExecLimits {
+    /// Most super-steps.
+    pub max_steps: u32,
+    /// Failed attempts before the circuit breaker stops the session.
+    pub max_failures: u32,
+    /// Most agents running at once.
+    pub max_parallel: u32,
+    /// Token budget (input + output).
+    pub max_tokens: Option<u64>,
+    /// Per agent (declaration order): timeout and retries.
+    pub per_agent: Vec<(Duration, u32)>,
+    /// Base delay of the exponential backoff between attempts.
+    pub retry_base: Duration,
+    /// A full snapshot is considered every this many steps.
+    pub snapshot_every: u32,
+}
+
+/// Where a session stands: what a checkpoint restores.
+#[derive(Clone, Debug, Default)]
+pub struct Position {
+    /// The state.
+    pub state: State,
+    /// The scheduler's state.
+    pub sched: SchedState,
+    /// Completed runs per agent (declaration order).
+    pub runs: Vec<u32>,
+    /// Tokens used so far.
+    pub tokens: u64,
+    /// Step of the last snapshot and the bytes it held; bytes of task output since.
+    pub snapshot_step: u64,
+    /// Size of the last snapshot.
+    pub snapshot_bytes: u64,
+    /// Bytes of deltas stored since the last snapshot.
+    pub delta_bytes: u64,
+}
+
+/// How a drive of the session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Nothing left to run.
+    Completed {
+        /// Barriers that never fired, and similar.
+        warnings: Vec<String>,
+    },
+    /// A node, a condition, the state or the scheduler failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// A limit (`max_steps`, `max_tokens`) stopped the session cleanly.
+    Stopped {
+        /// Which limit.
+        reason: String,
+    },
+    /// A node asked for a human.
+    Paused {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled (Ctrl-C).
+    Interrupted,
+}
+
+/// Runs one session's steps.
+pub struct Executor {
+    /// Session id.
+    pub session: String,
+    /// The graph.
+    pub topo: Arc<Topology>,
+    /// The state channels.
+    pub channels: Arc<Channels>,
+    /// Limits.
+    pub limits: ExecLimits,
+    /// Runs agents.
+    pub runner: Arc<dyn NodeRunner>,
+    /// Evaluates conditions.
+    pub router: Arc<dyn Router>,
+    /// Checkpoint hooks.
+    pub hooks: Option<Arc<dyn StepHooks>>,
+    /// The store.
+    pub store: StoreHandle,
+    /// Progress events.
+    pub events: Arc<dyn EventSink>,
+    /// Inputs.
+    pub inputs: Arc<Map<String, Value>>,
+    /// Becomes true on Ctrl-C.
+    pub cancel: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+/// The writes of a finished task: the declared ones plus the base channels
+/// (`messages` gets the text, `agent_outputs` the output).
+pub fn task_writes(agent: &str, output: &Value, declared: &[(String, Value)]) -> Vec<Write> {
+    let content = match output {
+        Value::String(s) => Value::String(s.clone()),
+        other => Value::String(other.to_string()),
+    };
+    let mut writes = vec![
+        Write {
+            writer: agent.to_owned(),
+            channel: "messages".into(),
+            value: json!({ "role": "assistant", "agent": agent, "content": content }),
+        },
+        Write {
+            writer: agent.to_owned(),
+            channel: "agent_outputs".into(),
+            value: json!({ agent: output }),
+        },
+    ];
+    writes.extend(declared.iter().map(|(channel, value)| Write {
+        writer: agent.to_owned(),
+        channel: channel.clone(),
+        value: value.clone(),
+    }));
+    writes
+}
+
+/// The declared writes stored in a task record, back as pairs.
+pub fn declared_from_record(writes: &Value) -> Vec<(String, Value)> {
+    match writes {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn now_ms() -> u64 {
+    orchestra_store::system_now_ms()
+}
+
+impl Executor {
+    /// Drives the session from `pos` until it finishes, fails, stops, pauses or is cancelled.
+    /// Only store failures are returned as errors; everything else is a [`Finish`].
+    pub async fn run(&self, pos: &mut Position) -> Result<Finish, WorkerError> {
+        let failures = Arc::new(AtomicU32::new(0));
+        loop {
+            if pos.sched.ready.is_empty() {
+                return Ok(Finish::Completed { warnings: Vec::new() });
+            }
+            if *self.cancel.borrow() {
+                return Ok(Finish::Interrupted);
+            }
+            if pos.sched.step >= u64::from(self.limits.max_steps) {
+                return Ok(Finish::Stopped {
+                    reason: format!("the session reached limits.max_steps ({})", self.limits.max_steps),
+                });
+            }
+            if let Some(max) = self.limits.max_tokens
+                && pos.tokens >= max
+            {
+                return Ok(Finish::Stopped {
+                    reason: format!("the session spent its token budget (limits.max_tokens: {max}, used {})", pos.tokens),
+                });
+            }
+            let step = pos.sched.step + 1;
+            let names: Vec<String> = pos.sched.ready.iter().map(|&a| self.topo.agents[a].clone()).collect();
+            self.events.emit(Event::StepStarted { step, nodes: names.clone() });
+
+            let results = match self.run_step(step, pos, &failures).await? {
+                Ok(r) => r,
+                Err(finish) => return Ok(finish),
+            };
+
+            // Apply writes in declaration order (pos.sched.ready is sorted).
+            let mut writes = Vec::new();
+            let mut delta_bytes = 0u64;
+            for (agent_idx, res) in &results {
+                let agent = &self.topo.agents[*agent_idx];
+                writes.extend(task_writes(agent, &res.output, &res.writes));
+                pos.tokens += res.tokens_in + res.tokens_out;
+                delta_bytes += approx_bytes(&res.output) + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
+            }
+            if let Err(e) = self.channels.apply(&mut pos.state, &writes) {
+                return Ok(Finish::Failed { error: format!("step {step}: {e}") });
+            }
+            let ran = pos.sched.ready.clone();
+            let loops_before = pos.sched.loops.clone();
+            let (state, inputs, router) = (&pos.state, &self.inputs, &self.router);
+            let outcome = Scheduler::new(&self.topo).advance(&mut pos.sched, |ei, edge: &Edge| {
+                router.route(edge, state, inputs, loops_before.get(&ei).copied().unwrap_or(0))
+            });
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => return Ok(Finish::Failed { error: format!("step {step}: {e}") }),
+            };
+            for a in &ran {
+                if let Some(r) = pos.runs.get_mut(*a) {
+                    *r += 1;
+                }
+            }
+            pos.delta_bytes += delta_bytes;
+
+            let repo_shas = match &self.hooks {
+                Some(h) => match h.before_checkpoint(step, &names).await {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Finish::Failed { error: format!("step {step}: {e}") }),
+                },
+                None => None,
+            };
+            let snapshot = self.snapshot_due(pos, step).then(|| Value::Object(pos.state.clone()));
+            if let Some(s) = &snapshot {
+                pos.snapshot_step = step;
+                pos.snapshot_bytes = approx_bytes(s);
+                pos.delta_bytes = 0;
+            }
+            let cp = CheckpointRecord {
+                session: self.session.clone(),
+                step,
+                parent_step: Some(step - 1),
+                scheduler: serde_json::to_value(&pos.sched).unwrap_or(Value::Null),
+                snapshot,
+                repo_shas,
+                nodes: names,
+                created_at: now_ms(),
+            };
+            let has_snapshot = cp.snapshot.is_some();
+            self.store.call(move |s| s.commit_checkpoint(&cp)).await?;
+            self.events.emit(Event::Checkpoint { step, snapshot: has_snapshot });
+            if let Outcome::Done { warnings } = outcome {
+                for w in &warnings {
+                    self.events.emit(Event::Warning { message: w.clone() });
+                }
+                return Ok(Finish::Completed { warnings });
+            }
+        }
+    }
+
+    /// Snapshots keep restores cheap; taking one only once the deltas since the last outweigh
+    /// half of it keeps storage linear in what was written.
+    fn snapshot_due(&self, pos: &Position, step: u64) -> bool {
+        step - pos.snapshot_step >= u64::from(self.limits.snapshot_every.max(1))
+            && pos.delta_bytes.saturating_mul(2) >= pos.snapshot_bytes
+    }
+
+    /// Runs the ready agents of `step`; returns their results in declaration order, or how the
+    /// session must finish instead.
+    async fn run_step(
+        &self,
+        step: u64,
+        pos: &mut Position,
+        failures: &Arc<AtomicU32>,
+    ) -> Result<Result<Vec<(usize, NodeResult)>, Finish>, WorkerError> {
+        let session = self.session.clone();
+        let done: Vec<TaskRecord> = self.store.call(move |s| s.task_records(&session, step..=step)).await?;
+        let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
+        for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
+            if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
+                && pos.sched.ready.contains(&idx)
+            {
+                self.events.emit(Event::NodeFinished {
+                    step,
+                    node: rec.node.clone(),
+                    duration_ms: 0,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    tool_calls: 0,
+                    reused: true,
+                });
+                results.insert(
+                    idx,
+                    NodeResult {
+                        output: rec.output,
+                        writes: declared_from_record(&rec.writes),
+                        ..NodeResult::default()
+                    },
+                );
+            }
+        }
+        // The agents read the state of the previous checkpoint; lend it to them without copying.
+        let state = Arc::new(std::mem::take(&mut pos.state));
+        let permits = Arc::new(Semaphore::new(self.limits.max_parallel.max(1) as usize));
+        let mut set: JoinSet<(usize, Result<NodeResult, NodeError>)> = JoinSet::new();
+        for (task_idx, &agent_idx) in pos.sched.ready.iter().enumerate() {
+            if results.contains_key(&agent_idx) {
+                continue;
+            }
+            let call = NodeCall {
+                session: self.session.clone(),
+                step,
+                agent: self.topo.agents[agent_idx].clone(),
+                agent_idx,
+                run_index: pos.runs.get(agent_idx).copied().unwrap_or(0),
+                attempt: 0,
+                state: Arc::clone(&state),
+                inputs: Arc::clone(&self.inputs),
+            };
+            let ctx = TaskCtx {
+                runner: Arc::clone(&self.runner),
+                events: Arc::clone(&self.events),
+                store: self.store.clone(),
+                failures: Arc::clone(failures),
+                max_failures: self.limits.max_failures,
+                limits: self.limits.per_agent.get(agent_idx).copied().unwrap_or((Duration::from_secs(600), 2)),
+                retry_base: self.limits.retry_base,
+                permits: Arc::clone(&permits),
+                task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
+            };
+            set.spawn(async move { (agent_idx, ctx.run(call).await) });
+        }
+        let mut cancel = self.cancel.clone();
+        let mut finish: Option<Finish> = None;
+        while !set.is_empty() {
+            tokio::select! {
+                joined = set.join_next() => {
+                    let Some(joined) = joined else { break };
+                    match joined {
+                        Ok((idx, Ok(res))) => { results.insert(idx, res); }
+                        Ok((idx, Err(NodeError::Pause(reason)))) => {
+                            finish.get_or_insert(Finish::Paused { node: self.topo.agents[idx].clone(), reason });
+                        }
+                        Ok((idx, Err(e))) => {
+                            finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", self.topo.agents[idx]) });
+                            set.abort_all();
+                        }
+                        Err(join_err) if join_err.is_cancelled() => {}
+                        Err(join_err) => {
+                            finish.get_or_insert(Finish::Failed { error: format!("an agent task crashed at step {step}: {join_err}") });
+                            set.abort_all();
+                        }
+                    }
+                }
+                changed = cancel.changed() => {
+                    if changed.is_err() || *cancel.borrow() {
+                        set.abort_all();
+                        finish.get_or_insert(Finish::Interrupted);
+                    }
+                }
+            }
+        }
+        drop(set);
+        pos.state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
+        // Make sure every record sent by the finished tasks is stored before going on.
+        self.store.call(|_| Ok(())).await?;
+        if let Some(f) = finish {
+            return Ok(Err(f));
+        }
+        Ok(Ok(results.into_iter().collect()))
+    }
+}
+
+struct TaskCtx {
+    runner: Arc<dyn NodeRunner>,
+    events: Arc<dyn EventSink>,
+    store: StoreHandle,
+    failures: Arc<AtomicU32>,
+    max_failures: u32,
+    limits: (Duration, u32),
+    retry_base: Duration,
+    permits: Arc<Semaphore>,
+    task_idx: u32,
+}
+
+impl TaskCtx {
+    async fn run(self, mut call: NodeCall) -> Result<NodeResult, NodeError> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(NodeError::Fatal("the executor was shut down".into()));
+        };
+        let (timeout, retries) = self.limits;
+        loop {
+            self.events.emit(Event::NodeStarted {
+                step: call.step,
+                node: call.agent.clone(),
+                run_index: call.run_index,
+                attempt: call.attempt,
+            });
+            let started_at = now_ms();
+            let t0 = Instant::now();
+            let result = match tokio::time::timeout(timeout, self.runner.run(call.clone())).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::Retryable(format!(
+                    "timed out after {}",
+                    humanize(timeout)
+                ))),
+            };
+            let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let (usage, status, error) = match &result {
+                Ok(r) => ((r.tokens_in, r.tokens_out, r.tool_calls, r.retries), TaskStatus::Ok, None),
+                Err(e) => ((0, 0, 0, 0), TaskStatus::Error, Some(e.to_string())),
+            };
+            let run = NodeRunRecord {
+                session: call.session.clone(),
+                step: call.step,
+                node: call.agent.clone(),
+                run_index: call.run_index,
+                started_at,
+                finished_at: now_ms(),
+                duration_ms,
+                tokens_in: usage.0,
+                tokens_out: usage.1,
+                tool_calls: usage.2,
+                retries: usage.3 + call.attempt,
+                status,
+                error: error.clone(),
+            };
+            match result {
+                Ok(res) => {
+                    let declared: Map<String, Value> = res.writes.iter().cloned().collect();
+                    let task = TaskRecord {
+                        session: call.session.clone(),
+                        step: call.step,
+                        task_idx: self.task_idx,
+                        node: call.agent.clone(),
+                        run_index: call.run_index,
+                        status: TaskStatus::Ok,
+                        writes: Value::Object(declared),
+                        output: res.output.clone(),
+                        error: None,
+                        finished_at: run.finished_at,
+                    };
+                    self.store.record(task, run);
+                    self.events.emit(Event::NodeFinished {
+                        step: call.step,
+                        node: call.agent.clone(),
+                        duration_ms,
+                        tokens_in: res.tokens_in,
+                        tokens_out: res.tokens_out,
+                        tool_calls: res.tool_calls,
+                        reused: false,
+                    });
+                    return Ok(res);
+                }
+                Err(NodeError::Pause(reason)) => return Err(NodeError::Pause(reason)),
+                Err(e) => {
+                    let _ = self.store.call(move |s| s.record_node_run(&run)).await;
+                    let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    let msg = e.to_string();
+                    let retryable = matches!(e, NodeError::Retryable(_));
+                    if total >= self.max_failures.max(1) {
+                        self.events.emit(Event::NodeFailed { step: call.step, node: call.agent.clone(), error: msg.clone() });
+                        return Err(NodeError::Fatal(format!(
+                            "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
+                            self.max_failures
+                        )));
+                    }
+                    if !retryable || call.attempt >= retries {
+                        self.events.emit(Event::NodeFailed { step: call.step, node: call.agent.clone(), error: msg.clone() });
+                        let tries = call.attempt + 1;
+                        return Err(NodeError::Fatal(if retryable {
+                            format!("{msg} (after {tries} attempts)")
+                        } else {
+                            msg
+                        }));
+                    }
+                    let delay = backoff(self.retry_base, call.attempt);
+                    self.events.emit(Event::NodeRetry {
+                        step: call.step,
+                        node: call.agent.clone(),
+                        attempt: call.attempt,
+                        error: msg,
+                        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    });
+                    tokio::time::sleep(delay).await;
+                    call.attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: base * 2^attempt, +-25%, at most 60 s.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(Duration::from_secs(60));
+    let jitter = rand::random_range(0.75..1.25);
+    capped.mul_f64(jitter)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A cheap size estimate of a JSON value (exact for strings; no serialization).
+pub fn approx_bytes(v: &Value) -> u64 {
+    match v {
+        Value::Null | Value::Bool(_) => 4,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() as u64 + 2,
+        Value::Array(a) => 2 + a.iter().map(approx_bytes).sum::<u64>(),
+        Value::Object(m) => 2 + m.iter().map(|(k, v)| k.len() as u64 + 3 + approx_bytes(v)).sum::<u64>(),
+    }
+}

@@ -1,0 +1,325 @@
+//! The agent harness: composes an agent's system prompt, runs the model/tool loop up to its turn
+//! limit, validates structured output against the agent's schema (sending the errors back to the
+//! model a bounded number of times) and extracts the declared writes.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+
+use orchestra_prompts::{AgentVars, LayerKind, PromptContext, ResolvedLayer, compose};
+use orchestra_providers::{Block, ChatRequest, Message, Provider, Role, ToolDef, tool_input_error};
+use orchestra_tools::Registry;
+
+use crate::events::{Event, EventSink};
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+
+/// Everything needed to run one agent, resolved once per session.
+pub struct AgentPlan {
+    /// The agent's name.
+    pub name: String,
+    /// Its prompt layers.
+    pub layers: Vec<ResolvedLayer>,
+    /// What its task template sees as `agent`.
+    pub vars: AgentVars,
+    /// The provider client.
+    pub provider: Arc<dyn Provider>,
+    /// The model name.
+    pub model: String,
+    /// Output token cap per call.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// The tools it may call (full names).
+    pub tools: Vec<ToolDef>,
+    /// The JSON Schema its final answer must satisfy.
+    pub output_schema: Option<Value>,
+    /// How often an invalid answer is sent back.
+    pub output_retries: u32,
+    /// State writes: field, JSON pointer into the output.
+    pub writes: Vec<(String, String)>,
+    /// Most model turns in one run.
+    pub max_turns: u32,
+}
+
+impl std::fmt::Debug for AgentPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPlan")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs agents from their plans.
+pub struct Harness {
+    plans: Vec<AgentPlan>,
+    validators: Vec<Option<jsonschema::Validator>>,
+    static_prompts: Vec<OnceLock<String>>,
+    tools: Arc<Registry>,
+    events: Arc<dyn EventSink>,
+    stream: bool,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("agents", &self.plans.len()).finish_non_exhaustive()
+    }
+}
+
+/// The first message of every run.
+pub const KICKOFF: &str = "Carry out your task now.";
+
+impl Harness {
+    /// A harness over `plans` (indexed by agent declaration order). Output schemas must be valid
+    /// (the compiler checked them).
+    pub fn new(plans: Vec<AgentPlan>, tools: Arc<Registry>, events: Arc<dyn EventSink>, stream: bool) -> Result<Self, String> {
+        let mut validators = Vec::with_capacity(plans.len());
+        for p in &plans {
+            validators.push(match &p.output_schema {
+                Some(s) => Some(
+                    jsonschema::validator_for(s)
+                        .map_err(|e| format!("agent `{}`: invalid output schema: {e}", p.name))?,
+                ),
+                None => None,
+            });
+        }
+        let static_prompts = plans.iter().map(|_| OnceLock::new()).collect();
+        Ok(Harness {
+            plans,
+            validators,
+            static_prompts,
+            tools,
+            events,
+            stream,
+        })
+    }
+
+    /// The composed system prompt of agent `idx` for `call`.
+    fn system_prompt(&self, idx: usize, call: &NodeCall) -> Result<String, NodeError> {
+        let plan = &self.plans[idx];
+        let templated = plan
+            .layers
+            .iter()
+            .any(|l| l.kind == LayerKind::Task && (l.text.contains("{{") || l.text.contains("{%")));
+        let build = || {
+            let state = Value::Object(if templated { (*call.state).clone() } else { Map::new() });
+            let inputs = Value::Object((*call.inputs).clone());
+            compose(&plan.layers, &PromptContext { state: &state, inputs: &inputs, agent: &plan.vars })
+                .map_err(|e| NodeError::Fatal(e.to_string()))
+        };
+        if templated {
+            return build();
+        }
+        if let Some(p) = self.static_prompts[idx].get() {
+            return Ok(p.clone());
+        }
+        let p = build()?;
+        Ok(self.static_prompts[idx].get_or_init(|| p).clone())
+    }
+
+    async fn run_agent(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
+        let idx = call.agent_idx;
+        let plan = self.plans.get(idx).ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+        let system = self.system_prompt(idx, &call)?;
+        let mut kickoff = KICKOFF.to_owned();
+        if let Some(schema) = &plan.output_schema {
+            kickoff.push_str(&format!(
+                "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
+            ));
+        }
+        let mut messages = vec![Message::user(kickoff)];
+        let mut result = NodeResult::default();
+        let mut invalid_answers = 0u32;
+        let node = call.agent.clone();
+        let events = Arc::clone(&self.events);
+        let on_text = move |t: &str| {
+            events.emit(Event::Text {
+                node: node.clone(),
+                text: t.to_owned(),
+            })
+        };
+        let stream: Option<&(dyn Fn(&str) + Send + Sync)> = if self.stream { Some(&on_text) } else { None };
+        for _turn in 0..plan.max_turns.max(1) {
+            let req = ChatRequest {
+                agent: plan.name.clone(),
+                run_index: call.run_index,
+                model: plan.model.clone(),
+                system: system.clone(),
+                messages: messages.clone(),
+                tools: plan.tools.clone(),
+                max_tokens: plan.max_tokens,
+                temperature: plan.temperature,
+            };
+            let resp = plan.provider.chat(&req, stream).await.map_err(|e| {
+                if e.is_retryable() {
+                    NodeError::Retryable(e.to_string())
+                } else {
+                    NodeError::Fatal(e.to_string())
+                }
+            })?;
+            result.tokens_in += resp.usage.input_tokens;
+            result.tokens_out += resp.usage.output_tokens;
+            result.retries += resp.retries;
+            let uses: Vec<(String, String, Value)> = resp
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    Block::ToolUse { id, name, input } => Some((id.clone(), name.clone(), input.clone())),
+                    _ => None,
+                })
+                .collect();
+            let text = resp
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<String>();
+            messages.push(Message::assistant(resp.content));
+            if !uses.is_empty() {
+                let mut results = Vec::with_capacity(uses.len());
+                for (id, name, input) in uses {
+                    result.tool_calls += 1;
+                    let out = self.call_tool(plan, &name, input).await;
+                    self.events.emit(Event::ToolCalled {
+                        node: call.agent.clone(),
+                        tool: name,
+                        is_error: out.1,
+                    });
+                    results.push(Block::ToolResult {
+                        tool_use_id: id,
+                        content: out.0,
+                        is_error: out.1,
+                    });
+                }
+                messages.push(Message {
+                    role: Role::User,
+                    content: results,
+                });
+                continue;
+            }
+            match self.finish(idx, &text) {
+                Ok((output, writes)) => {
+                    result.output = output;
+                    result.writes = writes;
+                    return Ok(result);
+                }
+                Err(problem) => {
+                    if invalid_answers >= plan.output_retries {
+                        return Err(NodeError::Retryable(format!(
+                            "invalid output after {} attempts: {problem}",
+                            invalid_answers + 1
+                        )));
+                    }
+                    invalid_answers += 1;
+                    self.events.emit(Event::Warning {
+                        message: format!("agent `{}` gave an invalid answer ({problem}); asking again", call.agent),
+                    });
+                    messages.push(Message::user(format!(
+                        "Your answer is not valid: {problem}\nReply again with only the corrected JSON."
+                    )));
+                }
+            }
+        }
+        Err(NodeError::Retryable(format!(
+            "agent `{}` used all {} turns without a final answer (limits.max_turns)",
+            call.agent, plan.max_turns
+        )))
+    }
+
+    /// Runs one tool call; (content, is_error). Bad calls become tool errors the model can read.
+    async fn call_tool(&self, plan: &AgentPlan, name: &str, input: Value) -> (String, bool) {
+        if !plan.tools.iter().any(|t| t.name == name) {
+            let names: Vec<&str> = plan.tools.iter().map(|t| t.name.as_str()).collect();
+            let mut msg = format!("unknown tool `{name}`");
+            if let Some(h) = orchestra_spec::did_you_mean(name, names.iter().copied()) {
+                msg.push_str(&format!("; {h}"));
+            }
+            msg.push_str(&format!("; available tools: {}", names.join(", ")));
+            return (msg, true);
+        }
+        if let Some(err) = tool_input_error(&input) {
+            return (err, true);
+        }
+        let out = self.tools.call(name, input).await;
+        (out.content, out.is_error)
+    }
+
+    /// Turns the final text into the output and writes, or says what is wrong with it.
+    fn finish(&self, idx: usize, text: &str) -> Result<(Value, Vec<(String, Value)>), String> {
+        let plan = &self.plans[idx];
+        let output = match &self.validators[idx] {
+            None => Value::String(text.to_owned()),
+            Some(v) => {
+                let value = parse_json_answer(text)?;
+                let errors: Vec<String> = v
+                    .iter_errors(&value)
+                    .take(5)
+                    .map(|e| {
+                        let path = e.instance_path().to_string();
+                        if path.is_empty() { e.to_string() } else { format!("at {path}: {e}") }
+                    })
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(format!("it does not satisfy the output schema: {}", errors.join("; ")));
+                }
+                value
+            }
+        };
+        let mut writes = Vec::with_capacity(plan.writes.len());
+        for (field, pointer) in &plan.writes {
+            let ptr = if pointer == "/" { "" } else { pointer.as_str() };
+            match output.pointer(ptr) {
+                Some(v) => writes.push((field.clone(), v.clone())),
+                None => return Err(format!("it has no value at `{pointer}` (written to state field `{field}`)")),
+            }
+        }
+        Ok((output, writes))
+    }
+}
+
+/// Parses a JSON answer, accepting a fenced ```json block or prose around one JSON value.
+pub fn parse_json_answer(text: &str) -> Result<Value, String> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Ok(v);
+    }
+    if let Some(start) = t.find("```") {
+        let body = &t[start + 3..];
+        let body = body.strip_prefix("json").unwrap_or(body);
+        if let Some(end) = body.find("```")
+            && let Ok(v) = serde_json::from_str(body[..end].trim())
+        {
+            return Ok(v);
+        }
+    }
+    if let (Some(a), Some(b)) = (t.find(['{', '[']), t.rfind(['}', ']']))
+        && a < b
+        && let Ok(v) = serde_json::from_str(&t[a..=b])
+    {
+        return Ok(v);
+    }
+    let shown: String = t.chars().take(120).collect();
+    Err(format!("it is not JSON (it begins: {shown:?})"))
+}
+
+impl NodeRunner for Harness {
+    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        Box::pin(self.run_agent(call))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_json_answer;
+    use serde_json::json;
+
+    #[test]
+    fn json_answers_are_found_in_fences_and_prose() {
+        assert_eq!(parse_json_answer(" {\"a\": 1} ").unwrap(), json!({"a": 1}));
+        assert_eq!(parse_json_answer("Here:\n```json\n{\"a\": [1]}\n```\nDone.").unwrap(), json!({"a": [1]}));
+        assert_eq!(parse_json_answer("The result is {\"a\": 2}.").unwrap(), json!({"a": 2}));
+        assert!(parse_json_answer("no json here").unwrap_err().contains("not JSON"));
+    }
+}

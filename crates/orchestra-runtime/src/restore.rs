@@ -1,0 +1,109 @@
+//! Rebuilding a session's [`Position`] at a checkpoint: the nearest snapshot plus the task
+//! writes after it, applied step by step in declaration order — exactly what the run did.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use orchestra_graph::Topology;
+use orchestra_graph::scheduler::SchedState;
+use orchestra_graph::state::{Channels, State};
+use orchestra_store::{Store, StoreError, TaskStatus};
+
+use crate::executor::{Position, approx_bytes, declared_from_record, task_writes};
+
+/// Why a checkpoint could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such checkpoint.
+    #[error("session `{session}` has no checkpoint {step}")]
+    NoCheckpoint {
+        /// Session.
+        session: String,
+        /// Step asked for.
+        step: u64,
+    },
+    /// The stored data does not fit the pipeline (it was changed or the database damaged).
+    #[error("checkpoint {step} of session `{session}` cannot be restored: {reason}")]
+    Corrupt {
+        /// Session.
+        session: String,
+        /// Step.
+        step: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Restores the position of `session` after checkpoint `step`.
+pub fn restore(
+    store: &dyn Store,
+    session: &str,
+    step: u64,
+    topo: &Topology,
+    channels: &Channels,
+) -> Result<Position, RestoreError> {
+    let corrupt = |reason: String| RestoreError::Corrupt {
+        session: session.to_owned(),
+        step,
+        reason,
+    };
+    let rp = store
+        .restore_point(session, step)?
+        .ok_or_else(|| RestoreError::NoCheckpoint {
+            session: session.to_owned(),
+            step,
+        })?;
+    let mut state: State = match rp.base.snapshot {
+        Some(Value::Object(m)) => m,
+        _ => return Err(corrupt(format!("snapshot at step {} is not a state object", rp.base.step))),
+    };
+    let snapshot_bytes = approx_bytes(&Value::Object(state.clone()));
+    let mut delta_bytes = 0;
+    let mut by_step: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+    for t in rp.tasks.into_iter().filter(|t| t.status == TaskStatus::Ok) {
+        by_step.entry(t.step).or_default().push(t);
+    }
+    for (s, mut tasks) in by_step {
+        tasks.sort_by_key(|t| t.task_idx);
+        let mut writes = Vec::new();
+        for t in &tasks {
+            let declared = declared_from_record(&t.writes);
+            delta_bytes += approx_bytes(&t.output) + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
+            writes.extend(task_writes(&t.node, &t.output, &declared));
+        }
+        channels
+            .apply(&mut state, &writes)
+            .map_err(|e| corrupt(format!("replaying step {s}: {e}")))?;
+    }
+    let sched: SchedState = serde_json::from_value(rp.target.scheduler)
+        .map_err(|e| corrupt(format!("scheduler state: {e}")))?;
+    let mut runs = vec![0u32; topo.agents.len()];
+    if step > 0 {
+        for t in store.task_records(session, 1..=step)? {
+            if t.status == TaskStatus::Ok
+                && let Some(i) = topo.agents.iter().position(|a| *a == t.node)
+            {
+                runs[i] += 1;
+            }
+        }
+    }
+    let tokens = store
+        .node_runs(session)?
+        .iter()
+        .filter(|r| r.step <= step)
+        .map(|r| r.tokens_in + r.tokens_out)
+        .sum();
+    Ok(Position {
+        state,
+        sched,
+        runs,
+        tokens,
+        snapshot_step: rp.base.step,
+        snapshot_bytes,
+        delta_bytes,
+    })
+}

@@ -1,0 +1,77 @@
+//! The boundary between the executor and what runs an agent: a [`NodeRunner`] gets a
+//! [`NodeCall`] and returns the agent's output and declared writes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use orchestra_graph::state::State;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One run of one agent.
+#[derive(Clone, Debug)]
+pub struct NodeCall {
+    /// Session id.
+    pub session: String,
+    /// The super-step it runs in.
+    pub step: u64,
+    /// Agent name.
+    pub agent: String,
+    /// Agent declaration index.
+    pub agent_idx: usize,
+    /// How many times the agent ran before in this session.
+    pub run_index: u32,
+    /// 0 for the first attempt, then 1, 2, ... for retries.
+    pub attempt: u32,
+    /// The state as of the previous checkpoint.
+    pub state: Arc<State>,
+    /// The session's inputs.
+    pub inputs: Arc<Map<String, Value>>,
+}
+
+/// What an agent run produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeResult {
+    /// The output: the final text as a JSON string, or the structured output.
+    pub output: Value,
+    /// Declared writes: (state field, value).
+    pub writes: Vec<(String, Value)>,
+    /// Input tokens used.
+    pub tokens_in: u64,
+    /// Output tokens used.
+    pub tokens_out: u64,
+    /// Tool calls made.
+    pub tool_calls: u64,
+    /// Provider-level retries done.
+    pub retries: u32,
+}
+
+/// Why an agent run failed.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeError {
+    /// Worth another attempt (provider overloaded, timeout, invalid output).
+    #[error("{0}")]
+    Retryable(String),
+    /// Another attempt would fail the same way (bad configuration, missing key).
+    #[error("{0}")]
+    Fatal(String),
+    /// The node needs a human: the session pauses here.
+    #[error("{0}")]
+    Pause(String),
+}
+
+/// Runs agents.
+pub trait NodeRunner: Send + Sync {
+    /// Runs one agent once.
+    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>>;
+}
+
+impl<T: NodeRunner + ?Sized> NodeRunner for Arc<T> {
+    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        (**self).run(call)
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of orchestra-runtime (one test binary).
+
+mod executor;
