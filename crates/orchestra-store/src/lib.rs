@@ -1,1 +1,33 @@
-//! orchestra-store (not yet implemented).
+//! Persistence for Orchestra sessions: the [`Store`] trait, its SQLite implementation
+//! [`SqliteStore`] and the strict in-memory [`MemoryStore`] used by runtime tests.
+//!
+//! What is stored (see `docs/ARCHITECTURE.md`, "Storage"):
+//! - a **session** row, created before the first node starts, with the resolved pipeline,
+//!   status, metadata (branch names) and a **lease** so one process drives it;
+//! - **task records**: each finished task's writes, stored the moment it finishes. They are the
+//!   checkpoint deltas: restoring step N is the latest snapshot at or before N plus the task
+//!   writes after it ([`Store::restore_point`]);
+//! - **checkpoints**: one per super-step, with the scheduler state, repo SHAs and, when the
+//!   runtime decides, a full state **snapshot**;
+//! - **node runs** (tokens, tool calls, timings, retries, errors) and interactive **messages**.
+//!
+//! The store knows nothing of reducers; JSON payloads come back exactly as they went in.
+
+mod clock;
+mod error;
+mod memory;
+mod records;
+mod sqlite;
+mod store;
+mod validate;
+
+pub use clock::{Clock, system_now_ms};
+pub use error::{ErrorClass, StoreError};
+pub use memory::MemoryStore;
+pub use records::{
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
+    NewSession, NodeRunRecord, RestorePoint, SessionFilter, SessionRecord, SessionStatus,
+    SessionSummary, TaskRecord, TaskStatus, UnknownStatus,
+};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteOptions, SqliteStore};
+pub use store::Store;

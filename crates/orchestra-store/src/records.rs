@@ -1,0 +1,512 @@
+//! The records the store persists and returns: sessions, task writes, checkpoints, usage, chat.
+//!
+//! All times are unix milliseconds. JSON payloads (`writes`, `scheduler`, `snapshot`, ...) are
+//! opaque to the store: the runtime defines them and gets back exactly what it stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A session to create (status `created`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// Unique id (the runtime generates it).
+    pub id: String,
+    /// Optional human name (`--session-name`).
+    pub name: Option<String>,
+    /// The pipeline's `name:`.
+    pub pipeline: String,
+    /// The pipeline file as given by the user.
+    pub pipeline_path: String,
+    /// The pipeline YAML text that ran.
+    pub pipeline_source: String,
+    /// The resolved pipeline (resume uses it).
+    pub resolved: Value,
+    /// Hash of the pipeline source (resume warns when the file changed).
+    pub pipeline_hash: String,
+    /// The session inputs.
+    pub inputs: Value,
+    /// The session this one was forked from (`replay`).
+    pub parent_session: Option<String>,
+    /// The checkpoint of `parent_session` it was forked at.
+    pub parent_checkpoint: Option<u64>,
+    /// Creation time.
+    pub created_at: u64,
+}
+
+/// A stored session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Unique id.
+    pub id: String,
+    /// Optional human name.
+    pub name: Option<String>,
+    /// The pipeline's `name:`.
+    pub pipeline: String,
+    /// The pipeline file as given by the user.
+    pub pipeline_path: String,
+    /// The pipeline YAML text that ran.
+    pub pipeline_source: String,
+    /// The resolved pipeline.
+    pub resolved: Value,
+    /// Hash of the pipeline source.
+    pub pipeline_hash: String,
+    /// The session inputs.
+    pub inputs: Value,
+    /// The session this one was forked from.
+    pub parent_session: Option<String>,
+    /// The checkpoint of `parent_session` it was forked at.
+    pub parent_checkpoint: Option<u64>,
+    /// Creation time.
+    pub created_at: u64,
+    /// Lifecycle status.
+    pub status: SessionStatus,
+    /// Why the session failed (or stopped), if it did.
+    pub error: Option<String>,
+    /// Last change of status, meta or checkpoints.
+    pub updated_at: u64,
+    /// Free-form metadata set with `set_session_meta` (e.g. branch names).
+    pub meta: Map<String, Value>,
+    /// Who holds the lease (the runtime uses `pid@host`), if anyone ever took it and did not
+    /// release it. Check `lease_until` to know whether it is still valid.
+    pub lease_owner: Option<String>,
+    /// Until when the lease is valid.
+    pub lease_until: Option<u64>,
+}
+
+impl SessionRecord {
+    /// Builds the record of a freshly created session.
+    pub(crate) fn created(s: &NewSession, now: u64) -> Self {
+        Self {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            pipeline: s.pipeline.clone(),
+            pipeline_path: s.pipeline_path.clone(),
+            pipeline_source: s.pipeline_source.clone(),
+            resolved: s.resolved.clone(),
+            pipeline_hash: s.pipeline_hash.clone(),
+            inputs: s.inputs.clone(),
+            parent_session: s.parent_session.clone(),
+            parent_checkpoint: s.parent_checkpoint,
+            created_at: s.created_at,
+            status: SessionStatus::Created,
+            error: None,
+            updated_at: now,
+            meta: Map::new(),
+            lease_owner: None,
+            lease_until: None,
+        }
+    }
+
+    /// The current lease holder, if the lease has not expired at `now`.
+    pub fn lease_holder(&self, now: u64) -> Option<&str> {
+        match (&self.lease_owner, self.lease_until) {
+            (Some(owner), Some(until)) if until > now => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+/// Lifecycle status of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// The row exists; no node has finished yet.
+    Created,
+    /// A process is driving it (or was, until it crashed: check the lease).
+    Running,
+    /// Waiting for a human (`attach`).
+    Paused,
+    /// Finished normally.
+    Completed,
+    /// Stopped by an error or a limit; resumable.
+    Failed,
+}
+
+impl SessionStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Created,
+        Self::Running,
+        Self::Paused,
+        Self::Completed,
+        Self::Failed,
+    ];
+
+    /// The lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a [`SessionStatus`] or [`TaskStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for SessionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// How a task (one node run within a step) or a node run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// It produced its writes.
+    Ok,
+    /// It failed (see `error`).
+    Error,
+}
+
+impl TaskStatus {
+    /// The lowercase name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ok" => Ok(Self::Ok),
+            "error" => Ok(Self::Error),
+            _ => Err(UnknownStatus(s.to_owned())),
+        }
+    }
+}
+
+/// The outcome of one task of a super-step: these writes are the checkpoint deltas.
+///
+/// Keyed by `(session, step, task_idx)`; recording the same key again replaces the record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The session id.
+    pub session: String,
+    /// The super-step the task ran in (1 for the first step).
+    pub step: u64,
+    /// Position of the task within the step, in declaration order.
+    pub task_idx: u32,
+    /// The node (agent) name.
+    pub node: String,
+    /// How many times the node ran before this run in the session.
+    pub run_index: u32,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// The state writes (JSON the runtime defines).
+    pub writes: Value,
+    /// The agent's output.
+    pub output: Value,
+    /// The error, when `status` is `error`.
+    pub error: Option<String>,
+    /// When it finished.
+    pub finished_at: u64,
+}
+
+/// A checkpoint: the scheduler state after a step, plus sometimes a full state snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The session id.
+    pub session: String,
+    /// The step (0 = initial state).
+    pub step: u64,
+    /// The checkpoint this one follows (None for the first one).
+    pub parent_step: Option<u64>,
+    /// The scheduler state (small JSON).
+    pub scheduler: Value,
+    /// The full state, when the runtime decided to take a snapshot at this step.
+    pub snapshot: Option<Value>,
+    /// `{repo: sha}` of repos that changed in this step.
+    pub repo_shas: Option<Value>,
+    /// The nodes that ran in this step.
+    pub nodes: Vec<String>,
+    /// When it was committed.
+    pub created_at: u64,
+}
+
+/// A checkpoint without its payloads, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The step.
+    pub step: u64,
+    /// The checkpoint this one follows.
+    pub parent_step: Option<u64>,
+    /// Whether a full state snapshot is stored at this step.
+    pub has_snapshot: bool,
+    /// Whether repo SHAs are recorded at this step.
+    pub has_repo_shas: bool,
+    /// The nodes that ran in this step.
+    pub nodes: Vec<String>,
+    /// When it was committed.
+    pub created_at: u64,
+}
+
+impl CheckpointInfo {
+    pub(crate) fn of(cp: &CheckpointRecord) -> Self {
+        Self {
+            step: cp.step,
+            parent_step: cp.parent_step,
+            has_snapshot: cp.snapshot.is_some(),
+            has_repo_shas: cp.repo_shas.is_some(),
+            nodes: cp.nodes.clone(),
+            created_at: cp.created_at,
+        }
+    }
+}
+
+/// Usage of one node run: tokens, tool calls, timing, retries, outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRunRecord {
+    /// The session id.
+    pub session: String,
+    /// The step it ran in.
+    pub step: u64,
+    /// The node (agent) name.
+    pub node: String,
+    /// How many times the node ran before this run.
+    pub run_index: u32,
+    /// Start time.
+    pub started_at: u64,
+    /// End time.
+    pub finished_at: u64,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Input tokens over all model calls of the run.
+    pub tokens_in: u64,
+    /// Output tokens over all model calls of the run.
+    pub tokens_out: u64,
+    /// Tool calls made.
+    pub tool_calls: u64,
+    /// Provider retries.
+    pub retries: u32,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// One message of an interactive conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessageRecord {
+    /// The session id.
+    pub session: String,
+    /// The interactive node.
+    pub node: String,
+    /// Which run of the node.
+    pub run_index: u32,
+    /// The turn number within the run.
+    pub turn: u32,
+    /// `user`, `assistant`, `system`, ...
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// When it was appended.
+    pub created_at: u64,
+}
+
+/// Which sessions `list_sessions` returns. The default returns all, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Only sessions with one of these statuses (empty = any).
+    pub statuses: Vec<SessionStatus>,
+    /// Only sessions of this pipeline.
+    pub pipeline: Option<String>,
+    /// Only sessions last updated strictly before this time (for `cleanup --older-than`).
+    pub updated_before: Option<u64>,
+    /// At most this many (the newest).
+    pub limit: Option<usize>,
+}
+
+impl SessionFilter {
+    /// Whether a session passes the filter (ignoring `limit`).
+    pub(crate) fn accepts(&self, s: &SessionRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&s.status))
+            && self.pipeline.as_ref().is_none_or(|p| *p == s.pipeline)
+            && self.updated_before.is_none_or(|t| s.updated_at < t)
+    }
+}
+
+/// One line of `orchestra status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// The session id.
+    pub id: String,
+    /// Optional human name.
+    pub name: Option<String>,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Lifecycle status.
+    pub status: SessionStatus,
+    /// Creation time.
+    pub created_at: u64,
+    /// Last update.
+    pub updated_at: u64,
+    /// The highest checkpointed step (0 when none).
+    pub steps: u64,
+    /// How many checkpoints are stored.
+    pub checkpoints: u64,
+    /// Input tokens over all node runs.
+    pub tokens_in: u64,
+    /// Output tokens over all node runs.
+    pub tokens_out: u64,
+    /// Forked from this session.
+    pub parent_session: Option<String>,
+    /// At this checkpoint of the parent.
+    pub parent_checkpoint: Option<u64>,
+    /// The error, for failed sessions.
+    pub error: Option<String>,
+    /// The lease holder, when a live lease is held.
+    pub lease_owner: Option<String>,
+}
+
+/// The outcome of `acquire_lease`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseOutcome {
+    /// The caller now holds the lease.
+    Acquired {
+        /// Until when.
+        until: u64,
+    },
+    /// Someone else holds a live lease.
+    HeldBy {
+        /// The holder (`pid@host`).
+        owner: String,
+        /// Until when their lease is valid unless renewed.
+        until: u64,
+    },
+}
+
+impl LeaseOutcome {
+    /// Whether the lease was acquired.
+    pub fn is_acquired(&self) -> bool {
+        matches!(self, Self::Acquired { .. })
+    }
+}
+
+/// What the runtime needs to rebuild the state at a checkpoint: the nearest snapshot at or
+/// before it and the task records of the steps after that snapshot, in apply order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestorePoint {
+    /// The checkpoint being restored.
+    pub target: CheckpointRecord,
+    /// The snapshot to start from (`snapshot` is `Some`).
+    pub base: CheckpointRecord,
+    /// Task records of steps `base.step + 1 ..= target.step`, ordered by (step, task_idx).
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// How many candidates an ambiguous-prefix error lists.
+pub const MAX_AMBIGUOUS_CANDIDATES: usize = 10;
+
+/// Resolves `id_or_prefix` against `candidates` (ids starting with the prefix, sorted; at most
+/// `MAX_AMBIGUOUS_CANDIDATES + 1`). An exact match has been tried by the caller.
+pub(crate) fn resolve_prefix(
+    id_or_prefix: &str,
+    mut candidates: Vec<String>,
+) -> Result<String, crate::StoreError> {
+    if id_or_prefix.is_empty() || candidates.is_empty() {
+        return Err(crate::StoreError::not_found(id_or_prefix));
+    }
+    if candidates.len() == 1 {
+        return Ok(candidates.remove(0));
+    }
+    candidates.truncate(MAX_AMBIGUOUS_CANDIDATES);
+    Err(crate::StoreError::Ambiguous {
+        prefix: id_or_prefix.to_owned(),
+        candidates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_strings() {
+        for st in SessionStatus::ALL {
+            assert_eq!(st.as_str().parse::<SessionStatus>(), Ok(st));
+            assert_eq!(
+                serde_json::to_value(st).unwrap(),
+                Value::String(st.to_string())
+            );
+        }
+        assert_eq!(
+            "done".parse::<SessionStatus>(),
+            Err(UnknownStatus("done".into()))
+        );
+        assert_eq!("error".parse::<TaskStatus>(), Ok(TaskStatus::Error));
+        assert!("Ok".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn prefix_resolution() {
+        assert_eq!(resolve_prefix("a", vec!["abc".into()]).unwrap(), "abc");
+        assert!(matches!(
+            resolve_prefix("", vec!["abc".into()]),
+            Err(crate::StoreError::NotFound { .. })
+        ));
+        let many: Vec<String> = (0..11).map(|i| format!("a{i:02}")).collect();
+        match resolve_prefix("a", many) {
+            Err(crate::StoreError::Ambiguous { candidates, .. }) => {
+                assert_eq!(candidates.len(), MAX_AMBIGUOUS_CANDIDATES);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lease_holder_respects_expiry() {
+        let mut s = SessionRecord::created(
+            &NewSession {
+                id: "s".into(),
+                name: None,
+                pipeline: "p".into(),
+                pipeline_path: "p.yaml".into(),
+                pipeline_source: String::new(),
+                resolved: Value::Null,
+                pipeline_hash: "h".into(),
+                inputs: Value::Null,
+                parent_session: None,
+                parent_checkpoint: None,
+                created_at: 1,
+            },
+            1,
+        );
+        assert_eq!(s.lease_holder(5), None);
+        s.lease_owner = Some("1@h".into());
+        s.lease_until = Some(10);
+        assert_eq!(s.lease_holder(9), Some("1@h"));
+        assert_eq!(s.lease_holder(10), None);
+    }
+}

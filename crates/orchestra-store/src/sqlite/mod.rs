@@ -1,0 +1,301 @@
+//! `SqliteStore`: the `Store` on one SQLite file shared by many sessions and processes.
+//!
+//! Connection setup: WAL journal, `synchronous=NORMAL`, a busy timeout, foreign keys, a
+//! prepared-statement cache, and every write in a `BEGIN IMMEDIATE` transaction so that two
+//! processes never deadlock upgrading a read lock (the source of "database is locked" under
+//! concurrency). Durability: a committed write survives a crash or `kill -9` of the process; a
+//! power loss or OS crash may lose the last transactions (WAL + `synchronous=NORMAL`) but never
+//! corrupts the file.
+
+mod codec;
+mod schema;
+mod sessions;
+mod steps;
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use serde_json::Value;
+
+use crate::records::{
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
+    SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
+};
+use crate::{Clock, Store, StoreError};
+
+pub use schema::SCHEMA_VERSION;
+
+/// How long a write waits for another connection's lock by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of [`SqliteStore::open_with`].
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// How long to wait for a lock held by another connection before failing with
+    /// [`StoreError::Busy`].
+    pub busy_timeout: Duration,
+    /// The clock for `updated_at` and leases.
+    pub clock: Clock,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// What error mapping needs to know about the connection.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl Ctx {
+    /// Maps a rusqlite error raised while trying to `op`.
+    fn err(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| self.map(op, source)
+    }
+
+    fn map(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
+        let path = self.path.clone();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+                path,
+                timeout: self.busy_timeout,
+                op,
+                source,
+            },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+                path,
+                reason: format!("sqlite reports damage while trying to {op}"),
+                source: Some(source),
+            },
+            _ if matches!(
+                source,
+                rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+            ) =>
+            {
+                StoreError::Corrupt {
+                    path,
+                    reason: format!("invalid stored data while trying to {op}"),
+                    source: Some(source),
+                }
+            }
+            _ => StoreError::Sqlite { path, op, source },
+        }
+    }
+}
+
+/// The SQLite implementation of [`Store`]. One value = one connection; open one per process
+/// (or per thread) — they coordinate through the file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    ctx: Ctx,
+    clock: Clock,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its parent directories if needed) and migrates the
+    /// database at `path`, with the default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the database at `path` with `options`.
+    ///
+    /// Fails with [`StoreError::TooNew`] for a database written by a newer orchestra and with
+    /// [`StoreError::Corrupt`] for a file that is not an orchestra database.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let ctx = Ctx {
+            path: path.to_owned(),
+            busy_timeout: options.busy_timeout,
+        };
+        let mut conn = Connection::open(path).map_err(ctx.err("open the file"))?;
+        configure(&conn, &ctx)?;
+        schema::migrate(&mut conn, &ctx)?;
+        tracing::debug!(path = %path.display(), "opened the session database");
+        Ok(Self {
+            conn,
+            ctx,
+            clock: options.clock,
+        })
+    }
+
+    /// Uses `clock` for `updated_at` and lease expiry.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.ctx.path
+    }
+
+    /// Copies the WAL into the main file and truncates the WAL (as the last connection does
+    /// when it closes). Useful before measuring or copying the file.
+    pub fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(self.ctx.err("checkpoint the write-ahead log"))
+    }
+
+    /// Begins an IMMEDIATE transaction (takes the write lock up front, waiting up to the busy
+    /// timeout) and lends the error context beside it.
+    fn write_tx(&mut self, op: &'static str) -> Result<(Transaction<'_>, &Ctx), StoreError> {
+        let ctx = &self.ctx;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| ctx.map(op, e))?;
+        Ok((tx, ctx))
+    }
+
+    fn read_tx(&self, op: &'static str) -> Result<Transaction<'_>, StoreError> {
+        self.conn.unchecked_transaction().map_err(self.ctx.err(op))
+    }
+}
+
+fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
+    // The busy timeout first: switching to WAL needs a lock another opener may hold.
+    conn.busy_timeout(ctx.busy_timeout)
+        .map_err(ctx.err("set the busy timeout"))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(ctx.err("enable write-ahead logging"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %ctx.path.display(), %mode, "the database is not in WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(ctx.err("set synchronous mode"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(ctx.err("enable foreign keys"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// The `sid` of session `id`, or `NotFound`.
+fn sid(conn: &Connection, ctx: &Ctx, id: &str) -> Result<i64, StoreError> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT sid FROM sessions WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
+        .map_err(ctx.err("look up a session"))?
+        .ok_or_else(|| StoreError::not_found(id))
+}
+
+impl Store for SqliteStore {
+    fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
+        self.create_session_impl(s)
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.session_impl(id)
+    }
+
+    fn find_session(&self, id_or_prefix: &str) -> Result<SessionRecord, StoreError> {
+        self.find_session_impl(id_or_prefix)
+    }
+
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, StoreError> {
+        self.list_sessions_impl(filter)
+    }
+
+    fn set_status(
+        &mut self,
+        id: &str,
+        status: SessionStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_status_impl(id, status, error)
+    }
+
+    fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        self.set_session_meta_impl(id, key, value)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        self.acquire_lease_impl(id, owner, ttl)
+    }
+
+    fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.renew_lease_impl(id, owner, ttl)
+    }
+
+    fn release_lease(&mut self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.release_lease_impl(id, owner)
+    }
+
+    fn record_results(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+    ) -> Result<(), StoreError> {
+        self.record_results_impl(tasks, runs)
+    }
+
+    fn task_records(
+        &self,
+        session: &str,
+        steps: RangeInclusive<u64>,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.task_records_impl(session, steps)
+    }
+
+    fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError> {
+        self.commit_checkpoint_impl(cp)
+    }
+
+    fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError> {
+        self.checkpoints_impl(session)
+    }
+
+    fn checkpoint(&self, session: &str, step: u64) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.checkpoint_impl(session, step)
+    }
+
+    fn latest_snapshot_at_or_before(
+        &self,
+        session: &str,
+        step: u64,
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.latest_snapshot_impl(session, step)
+    }
+
+    fn node_runs(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError> {
+        self.node_runs_impl(session)
+    }
+
+    fn append_message(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError> {
+        self.append_message_impl(m)
+    }
+
+    fn messages(&self, session: &str, node: &str) -> Result<Vec<ChatMessageRecord>, StoreError> {
+        self.messages_impl(session, node)
+    }
+
+    fn delete_session(&mut self, id: &str) -> Result<(), StoreError> {
+        self.delete_session_impl(id)
+    }
+}

@@ -1,0 +1,180 @@
+//! The SQLite schema and its versioned migrations (`PRAGMA user_version`).
+//!
+//! `MIGRATIONS[i]` upgrades a database from version `i` to `i + 1`. Migrations only ever get
+//! appended; a released one is never edited. Sessions get a small integer key (`sid`) so the
+//! per-step tables repeat 1-2 bytes per row instead of the session id: rows stay small and the
+//! database grows with what was written.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::Ctx;
+use crate::StoreError;
+
+/// `PRAGMA application_id` of orchestra databases ("ORCH").
+pub(super) const APPLICATION_ID: i64 = 0x4F52_4348;
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+CREATE TABLE sessions (
+    sid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT,
+    pipeline TEXT NOT NULL,
+    pipeline_path TEXT NOT NULL,
+    pipeline_source TEXT NOT NULL,
+    resolved TEXT NOT NULL,
+    pipeline_hash TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    parent_session TEXT,
+    parent_checkpoint INTEGER,
+    status TEXT NOT NULL,
+    error TEXT,
+    meta TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER
+) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created_at);
+
+CREATE TABLE tasks (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    task_idx INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    writes TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error TEXT,
+    finished_at INTEGER NOT NULL,
+    PRIMARY KEY (sid, step, task_idx)
+) STRICT;
+
+CREATE TABLE checkpoints (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    parent_step INTEGER,
+    scheduler TEXT NOT NULL,
+    repo_shas TEXT,
+    nodes TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (sid, step)
+) STRICT;
+
+CREATE TABLE snapshots (
+    sid INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (sid, step),
+    FOREIGN KEY (sid, step) REFERENCES checkpoints (sid, step) ON DELETE CASCADE
+) STRICT;
+
+CREATE TABLE node_runs (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    tool_calls INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT
+) STRICT;
+CREATE INDEX node_runs_by_session ON node_runs (sid, step);
+
+CREATE TABLE messages (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX messages_by_node ON messages (sid, node, run_index, turn);
+"#,
+];
+
+fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let user: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    Ok((user, app))
+}
+
+fn check_identity(path: &Path, user: i64, app: i64) -> Result<(), StoreError> {
+    if app != 0 && app != APPLICATION_ID {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("application id {app:#x} belongs to another program"),
+            source: None,
+        });
+    }
+    if user > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: user,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the database to [`SCHEMA_VERSION`]: refuses newer or foreign databases, applies the
+/// missing migrations in one IMMEDIATE transaction (so concurrent openers migrate once).
+pub(super) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError> {
+    let (user, app) = versions(conn).map_err(ctx.err("read the schema version"))?;
+    check_identity(&ctx.path, user, app)?;
+    if user == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if user == 0 {
+        // Only takes effect before the first table exists; lets deleted sessions give their
+        // pages back (see `delete_session`).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(ctx.err("enable incremental vacuum"))?;
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(ctx.err("begin the migration"))?;
+    // Another process may have migrated between the check above and our lock.
+    let (user, app) = versions(&tx).map_err(ctx.err("read the schema version"))?;
+    check_identity(&ctx.path, user, app)?;
+    if user == 0 {
+        let tables: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(ctx.err("inspect the schema"))?;
+        if tables > 0 {
+            return Err(StoreError::Corrupt {
+                path: ctx.path.clone(),
+                reason: "it holds tables of another program".to_owned(),
+                source: None,
+            });
+        }
+    }
+    let from = usize::try_from(user).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        tracing::info!(path = %ctx.path.display(), version = i + 1, "migrating the database");
+        tx.execute_batch(sql)
+            .map_err(ctx.err("apply a schema migration"))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(ctx.err("record the schema version"))?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(ctx.err("record the application id"))?;
+    tx.commit().map_err(ctx.err("commit the migration"))
+}

@@ -1,0 +1,153 @@
+//! The `Store` trait: what the runtime and CLI need from persistence, backend-neutral.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::StoreError;
+use crate::records::{
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
+    RestorePoint, SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
+};
+
+/// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.
+///
+/// The store is dumb persistence with good queries: it knows nothing of reducers or the
+/// scheduler and returns JSON payloads exactly as they were given. Every write is atomic (one
+/// transaction) and durable when it returns. Methods are synchronous; call them from a dedicated
+/// thread or `spawn_blocking`.
+///
+/// Writes that name a session fail with [`StoreError::NotFound`] when it does not exist; so do
+/// the reads of one session's data (`task_records`, `checkpoints`, ...), so that a typo is never
+/// mistaken for an empty session.
+pub trait Store: Send {
+    /// Creates a session with status `created`. Fails with `AlreadyExists` if the id is taken.
+    fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError>;
+
+    /// The session with exactly this id.
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// The session with this id, or the only one whose id starts with it. Fails with
+    /// `NotFound` or `Ambiguous` (listing candidates).
+    fn find_session(&self, id_or_prefix: &str) -> Result<SessionRecord, StoreError>;
+
+    /// Sessions passing `filter`, newest first, with step/checkpoint counts and token totals.
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// Sets the status and the error (`None` clears it); bumps `updated_at`.
+    fn set_status(
+        &mut self,
+        id: &str,
+        status: SessionStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets one key of the session's `meta` object; bumps `updated_at`.
+    fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError>;
+
+    /// Takes the lease if it is free, expired or already `owner`'s, for `ttl` from now.
+    /// Otherwise reports who holds it.
+    fn acquire_lease(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StoreError>;
+
+    /// Extends `owner`'s lease to `ttl` from now. Returns false when `owner` no longer holds it
+    /// (another process took it over after it expired); the caller must then stop driving.
+    fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases `owner`'s lease; does nothing when someone else holds it.
+    fn release_lease(&mut self, id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Stores finished tasks and node-run usage in ONE transaction. Task records replace any
+    /// record with the same `(session, step, task_idx)` (a re-run after a crash overwrites the
+    /// partial one); node runs are appended.
+    fn record_results(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+    ) -> Result<(), StoreError>;
+
+    /// Stores finished tasks in one transaction (see [`Store::record_results`]).
+    fn record_tasks(&mut self, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.record_results(tasks, &[])
+    }
+
+    /// Task records of `session` with steps in `steps`, ordered by (step, task_idx).
+    fn task_records(
+        &self,
+        session: &str,
+        steps: RangeInclusive<u64>,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Commits a checkpoint (and its snapshot, when present). Fails with `CheckpointExists`
+    /// for a step already committed, and with `InvalidRecord` when `parent_step` is not an
+    /// earlier checkpoint of the session. Bumps the session's `updated_at`.
+    fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError>;
+
+    /// The session's checkpoints without payloads, ordered by step.
+    fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError>;
+
+    /// One checkpoint with its payloads.
+    fn checkpoint(&self, session: &str, step: u64) -> Result<Option<CheckpointRecord>, StoreError>;
+
+    /// The checkpoint with the highest step `<= step` that carries a snapshot.
+    fn latest_snapshot_at_or_before(
+        &self,
+        session: &str,
+        step: u64,
+    ) -> Result<Option<CheckpointRecord>, StoreError>;
+
+    /// Appends one node run's usage (see [`Store::record_results`] to batch it with tasks).
+    fn record_node_run(&mut self, run: &NodeRunRecord) -> Result<(), StoreError> {
+        self.record_results(&[], std::slice::from_ref(run))
+    }
+
+    /// The session's node runs, ordered by (step, insertion).
+    fn node_runs(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError>;
+
+    /// Appends a message of an interactive conversation.
+    fn append_message(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError>;
+
+    /// The messages of `node` in `session`, ordered by (run_index, turn, insertion).
+    fn messages(&self, session: &str, node: &str) -> Result<Vec<ChatMessageRecord>, StoreError>;
+
+    /// Deletes a session and everything recorded for it. Sessions forked from it keep their
+    /// `parent_session` id. Deleting a missing session fails with `NotFound`.
+    fn delete_session(&mut self, id: &str) -> Result<(), StoreError>;
+
+    /// What is needed to rebuild the state at checkpoint `step`: the nearest snapshot at or
+    /// before it plus the task records after the snapshot. `None` when the checkpoint does not
+    /// exist; `InvalidRecord` when no snapshot precedes it (the runtime always snapshots the
+    /// first checkpoint).
+    fn restore_point(&self, session: &str, step: u64) -> Result<Option<RestorePoint>, StoreError> {
+        let Some(target) = self.checkpoint(session, step)? else {
+            return Ok(None);
+        };
+        let base = if target.snapshot.is_some() {
+            target.clone()
+        } else {
+            self.latest_snapshot_at_or_before(session, step)?
+                .ok_or_else(|| {
+                    StoreError::invalid(
+                        "checkpoint",
+                        session,
+                        format!("no snapshot at or before step {step} to restore from"),
+                    )
+                })?
+        };
+        let tasks = if base.step < step {
+            self.task_records(session, base.step + 1..=step)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(RestorePoint {
+            target,
+            base,
+            tasks,
+        }))
+    }
+}

@@ -1,0 +1,104 @@
+//! Checks shared by every backend, so that `MemoryStore` refuses exactly what SQLite refuses.
+
+use std::time::Duration;
+
+use crate::StoreError;
+use crate::records::{ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, TaskRecord};
+
+/// Converts a number to SQLite's integer type, naming the field when it does not fit.
+pub(crate) fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// The expiry of a lease taken at `now` for `ttl` (clamped to what SQLite can store).
+pub(crate) fn lease_until(now: u64, ttl: Duration) -> u64 {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    now.saturating_add(ttl_ms).min(i64::MAX.unsigned_abs())
+}
+
+pub(crate) fn new_session(s: &NewSession) -> Result<(), StoreError> {
+    int("created_at", s.created_at)?;
+    if let Some(cp) = s.parent_checkpoint {
+        int("parent_checkpoint", cp)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn task(t: &TaskRecord) -> Result<(), StoreError> {
+    int("step", t.step)?;
+    int("finished_at", t.finished_at)?;
+    Ok(())
+}
+
+pub(crate) fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
+    int("step", r.step)?;
+    int("started_at", r.started_at)?;
+    int("finished_at", r.finished_at)?;
+    int("duration_ms", r.duration_ms)?;
+    int("tokens_in", r.tokens_in)?;
+    int("tokens_out", r.tokens_out)?;
+    int("tool_calls", r.tool_calls)?;
+    Ok(())
+}
+
+pub(crate) fn message(m: &ChatMessageRecord) -> Result<(), StoreError> {
+    int("created_at", m.created_at)?;
+    Ok(())
+}
+
+/// Range checks plus "the parent comes before the child"; whether the parent exists is checked
+/// by the backend.
+pub(crate) fn checkpoint(cp: &CheckpointRecord) -> Result<(), StoreError> {
+    int("step", cp.step)?;
+    int("created_at", cp.created_at)?;
+    if let Some(parent) = cp.parent_step
+        && parent >= cp.step
+    {
+        return Err(StoreError::invalid(
+            "checkpoint",
+            &cp.session,
+            format!(
+                "parent step {parent} of checkpoint {} is not an earlier step",
+                cp.step
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a checkpoint whose parent is missing, or that has none although the session
+/// already has checkpoints.
+pub(crate) fn bad_parent(cp: &CheckpointRecord) -> StoreError {
+    let reason = match cp.parent_step {
+        Some(p) => format!(
+            "parent step {p} of checkpoint {} is not a checkpoint of this session",
+            cp.step
+        ),
+        None => format!(
+            "checkpoint {} has no parent step but the session already has checkpoints",
+            cp.step
+        ),
+    };
+    StoreError::invalid("checkpoint", &cp.session, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_names_the_field() {
+        assert_eq!(int("step", 7).unwrap(), 7);
+        let e = int("tokens_in", u64::MAX).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("tokens_in = {} is too large to store", u64::MAX)
+        );
+    }
+
+    #[test]
+    fn lease_until_saturates() {
+        assert_eq!(lease_until(1000, Duration::from_millis(500)), 1500);
+        assert_eq!(lease_until(1000, Duration::MAX), i64::MAX.unsigned_abs());
+    }
+}
