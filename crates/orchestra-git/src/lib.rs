@@ -1,1 +1,44 @@
-//! orchestra-git (not yet implemented).
+//! Orchestra's git layer: every writable repository of a session gets a branch
+//! `{prefix}{pipeline}/{session}` and its own worktree under `.orchestra/worktrees/{session}/`, so
+//! the user's checkout (HEAD, index, working tree, untracked files) is never touched.
+//!
+//! - [`start_session`] / [`restore_fork`] / [`open_session`]: create, fork (for replay) or reopen
+//!   (for resume) a session's branch and worktree.
+//! - [`commit_all`]: the auto-commit after each agent node, with Orchestra trailers.
+//! - [`fork_worktree`] / [`merge_back`]: parallel writers work in forks that are merged back at
+//!   the join, with conflicts handled per [`ConflictMode`].
+//! - [`list_session_branches`] / [`remove_session`] / [`cleanup`]: retention.
+//!
+//! Everything is synchronous (libgit2); call it from `spawn_blocking` in async code. Each call
+//! opens the repositories it needs, so values here are plain data that can be stored and sent
+//! between threads.
+
+mod cleanup;
+mod commit;
+mod conflict;
+mod error;
+mod fork;
+mod merge;
+mod names;
+mod session;
+mod worktree;
+
+use std::path::Path;
+
+pub use cleanup::{
+    BranchInfo, CleanupOptions, Removed, cleanup, list_session_branches, remove_session,
+};
+pub use commit::{CommitInfo, commit_all, head_sha};
+pub use conflict::{Conflict, ConflictFile};
+pub use error::{GitError, LibError, Result};
+pub use fork::{AgentWorktree, fork_worktree, remove_fork};
+pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
+pub use names::GitSettings;
+pub use session::{SessionRepo, open_session, restore_fork, start_session};
+
+/// Adds `pattern` to the repository's `.git/info/exclude` if it is not there yet (for example
+/// `/.orchestra/` to hide the database directory). This is git metadata, not one of the user's
+/// files; [`start_session`] does it for the worktrees directory.
+pub fn ensure_excluded(repo_path: &Path, pattern: &str) -> Result<()> {
+    worktree::UserRepo::open(repo_path)?.ensure_excluded(pattern)
+}
