@@ -1,1 +1,141 @@
-//! orchestra-tools (not yet implemented).
+//! Tools for Orchestra agents: a [`Registry`] of named tools with JSON Schema definitions for the
+//! model, built-in repository tools, shell tools from `workspace.tools`, and Rust functions.
+//!
+//! Names are `repo:tool` for tools of a repository (the built-ins `read-file`, `list-files`,
+//! `search-code`, `get-git-diff`, and `write-file` for writable repositories, plus shell tools with
+//! a `repo:`), or unscoped for cross-repo shell tools and Rust tools.
+//!
+//! Safety rules, enforced here rather than trusted to the model:
+//! - file tools resolve paths inside their repository only: absolute paths, `..` above the root
+//!   and symbolic links leading out are refused, and nothing is written inside `.git`;
+//! - shell tools run an argv array with no shell; each model-provided value becomes one argv
+//!   entry (or an environment variable), and a value starting with `-` is refused where the
+//!   program would read it as an option (put a literal `--` before the placeholder to allow it);
+//! - every call has a timeout and an output cap, and a failure is a tool result with
+//!   `is_error: true` that the model can act on, never a Rust error or a panic.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), orchestra_tools::ToolError> {
+//! use orchestra_tools::{Registry, RepoRoot};
+//! let mut tools = Registry::new();
+//! tools.add_repo_builtins(&RepoRoot::new("app", "/path/to/app", false))?;
+//! let defs = tools.definitions(&["app:read-file", "app:search-code"])?;
+//! let out = tools
+//!     .call("app:read-file", serde_json::json!({ "path": "src/main.rs" }))
+//!     .await;
+//! # let _ = (defs, out); Ok(()) }
+//! ```
+
+mod builtins;
+mod confine;
+mod error;
+mod func;
+mod output;
+mod registry;
+mod shell;
+
+use std::time::Duration;
+
+pub use confine::RepoRoot;
+pub use error::ToolError;
+pub use registry::{Registry, ToolDef, ToolLimits, ToolOutput};
+
+/// Default timeout of shell tools.
+pub const SHELL_DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default output cap of shell tools, in bytes.
+pub const SHELL_DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
+
+/// Checks a tool name: one or two segments of ASCII letters, digits, `_` and `-`, joined by `:`
+/// (`lint`, `app:read-file`), short enough that providers' wire names (`app__read-file`, at most
+/// 64 characters) can carry it.
+pub fn valid_tool_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("a name cannot be empty");
+    }
+    let segments: Vec<&str> = name.split(':').collect();
+    if segments.len() > 2 {
+        return Err("a name has at most one `:` (`repo:tool`)");
+    }
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err("`:` must separate two non-empty parts (`repo:tool`)");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+    {
+        return Err("use only ASCII letters, digits, `_`, `-` (and one `:`)");
+    }
+    if name.len() + segments.len() - 1 > 64 {
+        return Err("a name is at most 64 characters (counting `:` as two)");
+    }
+    Ok(())
+}
+
+/// "a string", "an array", ... for messages about JSON values.
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A duration as people write it: `300ms`, `5s`, `2m 30s`.
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) if ms.is_multiple_of(1000) => format!("{s}s"),
+        (0, 0, _) => format!("{:.1}s", d.as_secs_f64()),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names() {
+        assert!(valid_tool_name("app:read-file").is_ok());
+        assert!(valid_tool_name("lint_all").is_ok());
+        assert!(valid_tool_name("").is_err());
+        assert!(valid_tool_name("a:b:c").is_err());
+        assert!(valid_tool_name(":x").is_err());
+        assert!(valid_tool_name("has space").is_err());
+        assert!(valid_tool_name(&"x".repeat(64)).is_ok());
+        assert!(valid_tool_name(&format!("a:{}", "x".repeat(62))).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(fmt_duration(Duration::from_secs(150)), "2m 30s");
+        assert_eq!(fmt_duration(Duration::from_secs(3600)), "1h");
+    }
+}

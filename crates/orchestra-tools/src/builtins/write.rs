@@ -1,0 +1,34 @@
+//! `write-file`: creates or replaces a file inside a writable repository.
+
+use super::WriteFileArgs;
+use crate::confine::Confined;
+use crate::error::Failure;
+use crate::registry::CallCtx;
+
+pub(super) fn run(repo: &Confined, args: WriteFileArgs, ctx: &CallCtx) -> Result<String, Failure> {
+    let max = ctx.limits.max_write_bytes;
+    if args.content.len() > max {
+        return Err(Failure::new(format!(
+            "content is {} bytes; write-file accepts at most {max}",
+            args.content.len()
+        )));
+    }
+    let target = repo.for_write(&args.path)?;
+    let rel = &target.rel;
+    if target.abs.is_dir() {
+        return Err(Failure::new(format!("`{rel}` is a directory")));
+    }
+    let existed = target.abs.exists();
+    if let Some(parent) = target.abs.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::new(format!("cannot create the directories of `{rel}`: {e}")))?;
+    }
+    std::fs::write(&target.abs, args.content.as_bytes())
+        .map_err(|e| Failure::new(format!("cannot write `{rel}`: {e}")))?;
+    tracing::debug!(repo = %repo.repo, path = %rel, bytes = args.content.len(), "file written");
+    Ok(format!(
+        "wrote {} bytes to `{rel}` ({})",
+        args.content.len(),
+        if existed { "replaced" } else { "new file" }
+    ))
+}
