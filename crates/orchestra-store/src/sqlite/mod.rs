@@ -177,6 +177,10 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
     // The busy timeout first: switching to WAL needs a lock another opener may hold.
     conn.busy_timeout(ctx.busy_timeout)
         .map_err(ctx.err("set the busy timeout"))?;
+    // Takes effect only on a new, empty file (before WAL mode writes its first page): lets
+    // deleted sessions give their pages back (see `delete_session`). A no-op otherwise.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(ctx.err("enable incremental vacuum"))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(ctx.err("enable write-ahead logging"))?;

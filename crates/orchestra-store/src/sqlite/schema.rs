@@ -138,12 +138,6 @@ pub(super) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError
     if user == SCHEMA_VERSION {
         return Ok(());
     }
-    if user == 0 {
-        // Only takes effect before the first table exists; lets deleted sessions give their
-        // pages back (see `delete_session`).
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(ctx.err("enable incremental vacuum"))?;
-    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(ctx.err("begin the migration"))?;

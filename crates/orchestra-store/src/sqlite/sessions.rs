@@ -307,7 +307,13 @@ impl SqliteStore {
             return Err(StoreError::not_found(id));
         }
         // Give the freed pages back to the file system (auto_vacuum=INCREMENTAL).
-        tx.execute_batch("PRAGMA incremental_vacuum")
+        // Each step of the pragma frees one page, so it is stepped to the end.
+        tx.prepare("PRAGMA incremental_vacuum")
+            .and_then(|mut st| {
+                let mut rows = st.query([])?;
+                while rows.next()?.is_some() {}
+                Ok(())
+            })
             .map_err(&err)?;
         tx.commit().map_err(err)
     }

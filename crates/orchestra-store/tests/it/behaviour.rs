@@ -1,0 +1,713 @@
+//! The behavioural suite every `Store` must pass, written once and run on `MemoryStore` and on
+//! `SqliteStore` (a real file in a temp dir).
+
+use std::time::Duration;
+
+use orchestra_store::{
+    ChatMessageRecord, LeaseOutcome, SessionFilter, SessionStatus, Store, StoreError, TaskStatus,
+};
+use serde_json::{Value, json};
+
+use crate::common::{TestClock, checkpoint, new_session, node_run, task};
+
+const START: u64 = 1_700_000_000_000;
+
+macro_rules! behaviour {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[test]
+                fn $name() {
+                    let clock = crate::common::TestClock::new(super::START);
+                    let mut store = crate::common::memory_store(&clock);
+                    super::$name(&mut store, &clock);
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let clock = crate::common::TestClock::new(super::START);
+                    let (_dir, mut store) = crate::common::sqlite_store(&clock);
+                    super::$name(&mut store, &clock);
+                }
+            )*
+        }
+    };
+}
+
+behaviour!(
+    session_round_trip,
+    find_session_by_prefix,
+    list_sessions_filters_and_totals,
+    status_and_meta,
+    leases,
+    task_records_round_trip_and_order,
+    task_records_replace_and_atomic_batches,
+    checkpoints_and_snapshots,
+    checkpoint_parent_rules,
+    restore_point_is_snapshot_plus_later_tasks,
+    node_runs_and_messages,
+    delete_session_removes_everything,
+    unknown_sessions_are_not_found,
+    numbers_out_of_range_are_refused,
+    json_payloads_come_back_exactly,
+);
+
+fn session_round_trip(s: &mut dyn Store, clock: &TestClock) {
+    let mut ns = new_session("s-1", 42);
+    ns.parent_session = Some("s-0".into());
+    ns.parent_checkpoint = Some(7);
+    s.create_session(&ns).unwrap();
+    let r = s.session("s-1").unwrap().unwrap();
+    assert_eq!(
+        (r.id.as_str(), r.name.as_deref(), r.pipeline.as_str()),
+        ("s-1", Some("name of s-1"), "pr-review")
+    );
+    assert_eq!(r.pipeline_path, ns.pipeline_path);
+    assert_eq!(r.pipeline_source, ns.pipeline_source);
+    assert_eq!(r.resolved, ns.resolved);
+    assert_eq!(r.pipeline_hash, ns.pipeline_hash);
+    assert_eq!(r.inputs, ns.inputs);
+    assert_eq!(
+        (r.parent_session.as_deref(), r.parent_checkpoint),
+        (Some("s-0"), Some(7))
+    );
+    assert_eq!(r.created_at, 42);
+    assert_eq!(r.status, SessionStatus::Created);
+    assert_eq!(r.error, None);
+    assert_eq!(r.updated_at, clock.now());
+    assert!(r.meta.is_empty());
+    assert_eq!((r.lease_owner, r.lease_until), (None, None));
+
+    let again = s.create_session(&new_session("s-1", 43)).unwrap_err();
+    assert!(
+        matches!(again, StoreError::AlreadyExists { ref id } if id == "s-1"),
+        "{again}"
+    );
+    assert_eq!(s.session("s-1").unwrap().unwrap().created_at, 42);
+    assert_eq!(s.session("s-2").unwrap(), None);
+}
+
+fn find_session_by_prefix(s: &mut dyn Store, _: &TestClock) {
+    for id in ["ab", "abc1", "abc2", "x_1", "xy1"] {
+        s.create_session(&new_session(id, 1)).unwrap();
+    }
+    assert_eq!(
+        s.find_session("ab").unwrap().id,
+        "ab",
+        "an exact id wins over prefixes"
+    );
+    assert_eq!(s.find_session("abc1").unwrap().id, "abc1");
+    assert_eq!(
+        s.find_session("x").err().map(|e| e.to_string()),
+        Some("session prefix `x` is ambiguous: it matches x_1, xy1".to_owned())
+    );
+    assert_eq!(
+        s.find_session("x_").unwrap().id,
+        "x_1",
+        "`_` is not a wildcard"
+    );
+    match s.find_session("abc") {
+        Err(StoreError::Ambiguous { prefix, candidates }) => {
+            assert_eq!(prefix, "abc");
+            assert_eq!(candidates, ["abc1", "abc2"]);
+        }
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    match s.find_session("zz") {
+        Err(e @ StoreError::NotFound { .. }) => {
+            assert_eq!(e.to_string(), "no session matches `zz`")
+        }
+        other => panic!("expected not found, got {other:?}"),
+    }
+    assert!(
+        matches!(s.find_session("%"), Err(StoreError::NotFound { .. })),
+        "`%` is not a wildcard"
+    );
+    assert!(matches!(
+        s.find_session(""),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+fn list_sessions_filters_and_totals(s: &mut dyn Store, clock: &TestClock) {
+    s.create_session(&new_session("old", 100)).unwrap();
+    clock.advance(1_000);
+    let mut other = new_session("mid", 200);
+    other.pipeline = "other".into();
+    s.create_session(&other).unwrap();
+    s.create_session(&new_session("new", 300)).unwrap();
+    s.commit_checkpoint(&checkpoint("new", 0, Some(json!({}))))
+        .unwrap();
+    s.commit_checkpoint(&checkpoint("new", 1, None)).unwrap();
+    s.commit_checkpoint(&checkpoint("new", 2, None)).unwrap();
+    s.record_results(
+        &[],
+        &[
+            node_run("new", 1, "a", 100, 10),
+            node_run("new", 2, "b", 5, 1),
+        ],
+    )
+    .unwrap();
+    s.set_status("old", SessionStatus::Failed, Some("boom"))
+        .unwrap();
+    s.acquire_lease("new", "7@host", Duration::from_secs(60))
+        .unwrap();
+    s.acquire_lease("mid", "8@host", Duration::from_secs(1))
+        .unwrap();
+    clock.advance(2_000);
+
+    let all = s.list_sessions(&SessionFilter::default()).unwrap();
+    let ids: Vec<&str> = all.iter().map(|x| x.id.as_str()).collect();
+    assert_eq!(ids, ["new", "mid", "old"], "newest first");
+    let new = &all[0];
+    assert_eq!(
+        (new.steps, new.checkpoints, new.tokens_in, new.tokens_out),
+        (2, 3, 105, 11)
+    );
+    assert_eq!(new.lease_owner.as_deref(), Some("7@host"));
+    assert_eq!(all[1].lease_owner, None, "an expired lease is not shown");
+    assert_eq!(
+        (all[1].steps, all[1].checkpoints, all[1].tokens_in),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (all[2].status, all[2].error.as_deref()),
+        (SessionStatus::Failed, Some("boom"))
+    );
+    assert_eq!(all[2].name.as_deref(), Some("name of old"));
+
+    let ids = |f: SessionFilter| -> Vec<String> {
+        s.list_sessions(&f)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(SessionFilter {
+            statuses: vec![SessionStatus::Failed, SessionStatus::Paused],
+            ..Default::default()
+        }),
+        ["old"]
+    );
+    assert_eq!(
+        ids(SessionFilter {
+            pipeline: Some("other".into()),
+            ..Default::default()
+        }),
+        ["mid"]
+    );
+    assert_eq!(
+        ids(SessionFilter {
+            limit: Some(2),
+            ..Default::default()
+        }),
+        ["new", "mid"]
+    );
+    // "old" was updated by set_status after the clock moved; "mid" not since its creation.
+    assert_eq!(
+        ids(SessionFilter {
+            updated_before: Some(START + 1_000),
+            ..Default::default()
+        }),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(SessionFilter {
+            updated_before: Some(START + 1_001),
+            ..Default::default()
+        }),
+        ["new", "mid", "old"]
+    );
+    assert_eq!(
+        ids(SessionFilter {
+            statuses: vec![SessionStatus::Created],
+            updated_before: Some(START + 5_000),
+            ..Default::default()
+        }),
+        ["new", "mid"]
+    );
+}
+
+fn status_and_meta(s: &mut dyn Store, clock: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    clock.advance(5);
+    s.set_status("s", SessionStatus::Running, None).unwrap();
+    let r = s.session("s").unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.updated_at),
+        (SessionStatus::Running, START + 5)
+    );
+    s.set_status("s", SessionStatus::Failed, Some("node critic failed"))
+        .unwrap();
+    assert_eq!(
+        s.session("s").unwrap().unwrap().error.as_deref(),
+        Some("node critic failed")
+    );
+    s.set_status("s", SessionStatus::Running, None).unwrap();
+    assert_eq!(
+        s.session("s").unwrap().unwrap().error,
+        None,
+        "None clears the error"
+    );
+
+    clock.advance(5);
+    s.set_session_meta("s", "branches", &json!({"app": "orchestra/pr-review/s"}))
+        .unwrap();
+    s.set_session_meta("s", "note", &json!("x")).unwrap();
+    s.set_session_meta("s", "note", &json!(["y"])).unwrap();
+    let r = s.session("s").unwrap().unwrap();
+    assert_eq!(
+        Value::Object(r.meta),
+        json!({"branches": {"app": "orchestra/pr-review/s"}, "note": ["y"]})
+    );
+    assert_eq!(r.updated_at, START + 10);
+}
+
+fn leases(s: &mut dyn Store, clock: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        s.acquire_lease("s", "1@a", ttl).unwrap(),
+        LeaseOutcome::Acquired {
+            until: START + 30_000
+        }
+    );
+    let r = s.session("s").unwrap().unwrap();
+    assert_eq!(
+        (r.lease_owner.as_deref(), r.lease_until),
+        (Some("1@a"), Some(START + 30_000))
+    );
+
+    clock.advance(10_000);
+    assert_eq!(
+        s.acquire_lease("s", "2@b", ttl).unwrap(),
+        LeaseOutcome::HeldBy {
+            owner: "1@a".into(),
+            until: START + 30_000
+        }
+    );
+    assert!(
+        s.acquire_lease("s", "1@a", ttl).unwrap().is_acquired(),
+        "re-acquiring our own lease extends it"
+    );
+    assert!(s.renew_lease("s", "1@a", ttl).unwrap());
+    assert!(!s.renew_lease("s", "2@b", ttl).unwrap());
+    s.release_lease("s", "2@b").unwrap();
+    assert_eq!(
+        s.session("s").unwrap().unwrap().lease_owner.as_deref(),
+        Some("1@a"),
+        "only the holder releases"
+    );
+
+    clock.advance(40_001);
+    assert_eq!(
+        s.acquire_lease("s", "2@b", ttl).unwrap(),
+        LeaseOutcome::Acquired {
+            until: clock.now() + 30_000
+        },
+        "an expired lease is free"
+    );
+    assert!(
+        !s.renew_lease("s", "1@a", ttl).unwrap(),
+        "the old holder learns it lost the lease"
+    );
+    s.release_lease("s", "2@b").unwrap();
+    let r = s.session("s").unwrap().unwrap();
+    assert_eq!((r.lease_owner, r.lease_until), (None, None));
+    assert!(s.acquire_lease("s", "3@c", ttl).unwrap().is_acquired());
+}
+
+fn task_records_round_trip_and_order(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    s.create_session(&new_session("t", 1)).unwrap();
+    let mut failed = task("s", 2, 0, "b");
+    failed.status = TaskStatus::Error;
+    failed.error = Some("provider returned 500".into());
+    failed.run_index = 3;
+    // Inserted out of order, across two batches and two sessions.
+    s.record_tasks(&[task("s", 3, 1, "c"), failed.clone(), task("t", 2, 0, "x")])
+        .unwrap();
+    s.record_tasks(&[task("s", 3, 0, "a"), task("s", 1, 0, "a")])
+        .unwrap();
+
+    let all = s.task_records("s", 0..=u64::MAX).unwrap();
+    let keys: Vec<(u64, u32)> = all.iter().map(|t| (t.step, t.task_idx)).collect();
+    assert_eq!(keys, [(1, 0), (2, 0), (3, 0), (3, 1)]);
+    assert_eq!(all[1], failed);
+    assert_eq!(all[3], task("s", 3, 1, "c"));
+    assert_eq!(s.task_records("s", 2..=3).unwrap().len(), 3);
+    assert_eq!(s.task_records("s", 2..=2).unwrap(), [failed]);
+    assert!(s.task_records("s", 4..=9).unwrap().is_empty());
+    #[expect(
+        clippy::reversed_empty_ranges,
+        reason = "an empty range must be accepted"
+    )]
+    let empty = s.task_records("s", 3..=1).unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(s.task_records("t", 0..=9).unwrap(), [task("t", 2, 0, "x")]);
+}
+
+fn task_records_replace_and_atomic_batches(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    let mut partial = task("s", 4, 1, "writer");
+    partial.status = TaskStatus::Error;
+    partial.error = Some("killed".into());
+    s.record_tasks(&[task("s", 4, 0, "reader"), partial])
+        .unwrap();
+    let rerun = task("s", 4, 1, "writer");
+    s.record_tasks(std::slice::from_ref(&rerun)).unwrap();
+    let got = s.task_records("s", 4..=4).unwrap();
+    assert_eq!(got.len(), 2, "the same key replaces, never duplicates");
+    assert_eq!(got[1], rerun);
+
+    let err = s
+        .record_tasks(&[task("s", 5, 0, "a"), task("nope", 5, 0, "a")])
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { ref id } if id == "nope"),
+        "{err}"
+    );
+    let err = s
+        .record_results(&[task("s", 6, 0, "a")], &[node_run("nope", 6, "a", 1, 1)])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(
+        s.task_records("s", 5..=6).unwrap().is_empty(),
+        "a failed batch stores nothing"
+    );
+    assert!(s.node_runs("s").unwrap().is_empty());
+    s.record_results(&[], &[]).unwrap();
+}
+
+fn checkpoints_and_snapshots(s: &mut dyn Store, clock: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    let cp0 = checkpoint("s", 0, Some(json!({"messages": []})));
+    let mut cp1 = checkpoint("s", 1, None);
+    cp1.repo_shas = Some(json!({"app": "0123abcd"}));
+    let cp2 = checkpoint("s", 2, Some(json!({"messages": [1, 2]})));
+    let cp3 = checkpoint("s", 3, None);
+    clock.advance(7);
+    for cp in [&cp0, &cp1, &cp2, &cp3] {
+        s.commit_checkpoint(cp).unwrap();
+    }
+    assert_eq!(s.session("s").unwrap().unwrap().updated_at, START + 7);
+    assert_eq!(s.checkpoint("s", 1).unwrap().as_ref(), Some(&cp1));
+    assert_eq!(s.checkpoint("s", 2).unwrap().as_ref(), Some(&cp2));
+    assert_eq!(s.checkpoint("s", 9).unwrap(), None);
+
+    let infos = s.checkpoints("s").unwrap();
+    let summary: Vec<(u64, Option<u64>, bool, bool)> = infos
+        .iter()
+        .map(|i| (i.step, i.parent_step, i.has_snapshot, i.has_repo_shas))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, None, true, false),
+            (1, Some(0), false, true),
+            (2, Some(1), true, false),
+            (3, Some(2), false, false)
+        ]
+    );
+    assert_eq!(
+        (infos[3].nodes.as_slice(), infos[3].created_at),
+        (["a3".to_owned()].as_slice(), 2_003)
+    );
+
+    assert_eq!(
+        s.latest_snapshot_at_or_before("s", 1).unwrap(),
+        Some(cp0.clone())
+    );
+    assert_eq!(
+        s.latest_snapshot_at_or_before("s", 2).unwrap(),
+        Some(cp2.clone())
+    );
+    assert_eq!(s.latest_snapshot_at_or_before("s", 99).unwrap(), Some(cp2));
+    assert_eq!(s.latest_snapshot_at_or_before("s", 0).unwrap(), Some(cp0));
+
+    let dup = s.commit_checkpoint(&checkpoint("s", 2, None)).unwrap_err();
+    assert!(
+        matches!(dup, StoreError::CheckpointExists { step: 2, .. }),
+        "{dup}"
+    );
+    assert_eq!(
+        dup.to_string(),
+        "checkpoint 2 of session `s` already exists"
+    );
+}
+
+fn checkpoint_parent_rules(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    // The first checkpoint of a session may start anywhere (a fork starts at its parent's step).
+    s.commit_checkpoint(&CheckpointNoParent::at("s", 5))
+        .unwrap();
+    let none_again = s
+        .commit_checkpoint(&CheckpointNoParent::at("s", 6))
+        .unwrap_err();
+    assert!(
+        none_again.to_string().contains("has no parent step"),
+        "{none_again}"
+    );
+    let missing = s.commit_checkpoint(&checkpoint("s", 8, None)).unwrap_err();
+    assert!(
+        matches!(missing, StoreError::InvalidRecord { .. }),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("parent step 7"), "{missing}");
+    let mut backwards = checkpoint("s", 9, None);
+    backwards.parent_step = Some(9);
+    assert!(
+        s.commit_checkpoint(&backwards)
+            .unwrap_err()
+            .to_string()
+            .contains("not an earlier step")
+    );
+    let mut skip = checkpoint("s", 9, None);
+    skip.parent_step = Some(5);
+    s.commit_checkpoint(&skip).unwrap();
+    assert_eq!(
+        s.checkpoints("s")
+            .unwrap()
+            .iter()
+            .map(|c| c.step)
+            .collect::<Vec<_>>(),
+        [5, 9]
+    );
+}
+
+struct CheckpointNoParent;
+
+impl CheckpointNoParent {
+    fn at(session: &str, step: u64) -> orchestra_store::CheckpointRecord {
+        let mut cp = checkpoint(session, step, Some(json!({"n": step})));
+        cp.parent_step = None;
+        cp
+    }
+}
+
+fn restore_point_is_snapshot_plus_later_tasks(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    s.commit_checkpoint(&checkpoint("s", 0, Some(json!({"n": 0}))))
+        .unwrap();
+    for step in 1..=5 {
+        s.record_tasks(&[task("s", step, 0, "a"), task("s", step, 1, "b")])
+            .unwrap();
+        let snap = (step == 3).then(|| json!({"n": 3}));
+        s.commit_checkpoint(&checkpoint("s", step, snap)).unwrap();
+    }
+    // Pending writes of an unfinished step 6 must not leak into restores of step 5.
+    s.record_tasks(&[task("s", 6, 0, "a")]).unwrap();
+
+    let rp = s.restore_point("s", 5).unwrap().unwrap();
+    assert_eq!(rp.target, checkpoint("s", 5, None));
+    assert_eq!(
+        (rp.base.step, rp.base.snapshot.clone()),
+        (3, Some(json!({"n": 3})))
+    );
+    let keys: Vec<(u64, u32)> = rp.tasks.iter().map(|t| (t.step, t.task_idx)).collect();
+    assert_eq!(keys, [(4, 0), (4, 1), (5, 0), (5, 1)]);
+
+    let at3 = s.restore_point("s", 3).unwrap().unwrap();
+    assert_eq!((at3.base.step, at3.tasks.len()), (3, 0));
+    let at2 = s.restore_point("s", 2).unwrap().unwrap();
+    assert_eq!((at2.base.step, at2.tasks.len()), (0, 4));
+    assert_eq!(s.restore_point("s", 6).unwrap(), None);
+}
+
+fn node_runs_and_messages(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    let mut failed = node_run("s", 2, "critic", 7, 0);
+    failed.status = TaskStatus::Error;
+    failed.error = Some("timeout".into());
+    failed.retries = 3;
+    s.record_node_run(&node_run("s", 2, "writer", 1, 2))
+        .unwrap();
+    s.record_results(
+        &[task("s", 1, 0, "planner")],
+        &[node_run("s", 1, "planner", 3, 4), failed.clone()],
+    )
+    .unwrap();
+    let runs = s.node_runs("s").unwrap();
+    let order: Vec<(u64, &str)> = runs.iter().map(|r| (r.step, r.node.as_str())).collect();
+    assert_eq!(
+        order,
+        [(1, "planner"), (2, "writer"), (2, "critic")],
+        "by step, then insertion"
+    );
+    assert_eq!(runs[2], failed);
+
+    let msg = |run_index, turn, role: &str, content: &str| ChatMessageRecord {
+        session: "s".into(),
+        node: "planner".into(),
+        run_index,
+        turn,
+        role: role.into(),
+        content: content.into(),
+        created_at: 5,
+    };
+    for m in [
+        msg(1, 0, "user", "again"),
+        msg(0, 1, "user", "/approve"),
+        msg(0, 0, "assistant", "plan?"),
+        msg(0, 0, "user", "looks ok"),
+    ] {
+        s.append_message(&m).unwrap();
+    }
+    let mut other = msg(0, 0, "user", "elsewhere");
+    other.node = "critic".into();
+    s.append_message(&other).unwrap();
+    let contents: Vec<String> = s
+        .messages("s", "planner")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(contents, ["plan?", "looks ok", "/approve", "again"]);
+    assert_eq!(s.messages("s", "critic").unwrap(), [other]);
+    assert!(s.messages("s", "nobody").unwrap().is_empty());
+}
+
+fn delete_session_removes_everything(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("parent", 1)).unwrap();
+    let mut fork = new_session("fork", 2);
+    fork.parent_session = Some("parent".into());
+    fork.parent_checkpoint = Some(1);
+    s.create_session(&fork).unwrap();
+    for id in ["parent", "fork"] {
+        s.commit_checkpoint(&checkpoint(id, 0, Some(json!({}))))
+            .unwrap();
+        s.record_results(&[task(id, 1, 0, "a")], &[node_run(id, 1, "a", 1, 1)])
+            .unwrap();
+        s.append_message(&ChatMessageRecord {
+            session: id.into(),
+            node: "a".into(),
+            run_index: 0,
+            turn: 0,
+            role: "user".into(),
+            content: "hi".into(),
+            created_at: 1,
+        })
+        .unwrap();
+    }
+    s.delete_session("parent").unwrap();
+    assert_eq!(s.session("parent").unwrap(), None);
+    assert!(matches!(
+        s.task_records("parent", 0..=9),
+        Err(StoreError::NotFound { .. })
+    ));
+    // Re-creating the id starts from nothing: no rows of the deleted session come back.
+    s.create_session(&new_session("parent", 3)).unwrap();
+    assert!(s.task_records("parent", 0..=9).unwrap().is_empty());
+    assert!(s.checkpoints("parent").unwrap().is_empty());
+    assert!(s.node_runs("parent").unwrap().is_empty());
+    assert!(s.messages("parent", "a").unwrap().is_empty());
+    // The fork is untouched.
+    let f = s.session("fork").unwrap().unwrap();
+    assert_eq!(f.parent_session.as_deref(), Some("parent"));
+    assert_eq!(s.task_records("fork", 0..=9).unwrap().len(), 1);
+    assert_eq!(s.checkpoints("fork").unwrap().len(), 1);
+    assert!(matches!(
+        s.delete_session("ghost"),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+fn unknown_sessions_are_not_found(s: &mut dyn Store, _: &TestClock) {
+    let ttl = Duration::from_secs(1);
+    let nf = |r: Result<(), StoreError>| {
+        assert!(
+            matches!(r, Err(StoreError::NotFound { ref id }) if id == "ghost"),
+            "{r:?}"
+        )
+    };
+    nf(s.set_status("ghost", SessionStatus::Running, None));
+    nf(s.set_session_meta("ghost", "k", &json!(1)));
+    nf(s.acquire_lease("ghost", "o", ttl).map(|_| ()));
+    nf(s.renew_lease("ghost", "o", ttl).map(|_| ()));
+    nf(s.release_lease("ghost", "o"));
+    nf(s.record_tasks(&[task("ghost", 1, 0, "a")]));
+    nf(s.record_node_run(&node_run("ghost", 1, "a", 1, 1)));
+    nf(s.commit_checkpoint(&checkpoint("ghost", 0, None)));
+    nf(s.task_records("ghost", 0..=1).map(|_| ()));
+    nf(s.checkpoints("ghost").map(|_| ()));
+    nf(s.checkpoint("ghost", 0).map(|_| ()));
+    nf(s.latest_snapshot_at_or_before("ghost", 0).map(|_| ()));
+    nf(s.node_runs("ghost").map(|_| ()));
+    nf(s.messages("ghost", "a").map(|_| ()));
+    nf(s.restore_point("ghost", 0).map(|_| ()));
+}
+
+fn numbers_out_of_range_are_refused(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    let huge = u64::MAX;
+    let err = s.record_tasks(&[task("s", huge, 0, "a")]).unwrap_err();
+    assert!(
+        matches!(err, StoreError::OutOfRange { what: "step", value } if value == huge),
+        "{err}"
+    );
+    let mut run = node_run("s", 1, "a", 1, 1);
+    run.tokens_out = huge;
+    assert!(matches!(
+        s.record_node_run(&run),
+        Err(StoreError::OutOfRange {
+            what: "tokens_out",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.create_session(&new_session("t", huge)),
+        Err(StoreError::OutOfRange {
+            what: "created_at",
+            ..
+        })
+    ));
+    assert_eq!(s.session("t").unwrap(), None);
+    // The largest storable values are fine, and so is an unbounded lease.
+    let max = i64::MAX.unsigned_abs();
+    s.record_tasks(&[task("s", max, 0, "a")]).unwrap();
+    assert_eq!(s.task_records("s", max..=huge).unwrap().len(), 1);
+    assert!(
+        s.acquire_lease("s", "o", Duration::MAX)
+            .unwrap()
+            .is_acquired()
+    );
+}
+
+fn json_payloads_come_back_exactly(s: &mut dyn Store, _: &TestClock) {
+    let payload = json!({
+        "zeta": 1, "alpha": [1.5, -0.0, 1e300, 18446744073709551615_u64, -9223372036854775808_i64],
+        "text": "naïve ✓ \u{0} \"quoted\"\n", "nested": {"b": null, "a": {"y": true, "x": false}}
+    });
+    let mut ns = new_session("s", 1);
+    ns.resolved = payload.clone();
+    ns.inputs = Value::Null;
+    s.create_session(&ns).unwrap();
+    let mut t = task("s", 1, 0, "a");
+    t.writes = payload.clone();
+    t.output = json!("plain string");
+    s.record_tasks(std::slice::from_ref(&t)).unwrap();
+    let mut cp = checkpoint("s", 0, Some(payload.clone()));
+    cp.scheduler = payload.clone();
+    cp.repo_shas = Some(json!({}));
+    s.commit_checkpoint(&cp).unwrap();
+    s.set_session_meta("s", "weird key \"'.$[0]", &payload)
+        .unwrap();
+
+    let got = s.session("s").unwrap().unwrap();
+    let text = |v: &Value| serde_json::to_string(v).unwrap();
+    assert_eq!(
+        text(&got.resolved),
+        text(&payload),
+        "key order and numbers survive"
+    );
+    assert_eq!(got.inputs, Value::Null);
+    assert_eq!(got.meta.get("weird key \"'.$[0]"), Some(&payload));
+    assert_eq!(s.task_records("s", 1..=1).unwrap(), [t]);
+    let back = s.checkpoint("s", 0).unwrap().unwrap();
+    assert_eq!(text(back.snapshot.as_ref().unwrap()), text(&payload));
+    assert_eq!(back, cp);
+}
