@@ -240,10 +240,7 @@ impl Registry {
     fn unknown(&self, name: &str) -> ToolError {
         ToolError::UnknownTool {
             name: name.to_owned(),
-            suggestions: orchestra_spec::closest(name, self.names())
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            suggestions: suggest(name, self.tools.keys().map(String::as_str)),
         }
     }
 
@@ -286,6 +283,51 @@ impl Registry {
         );
         output
     }
+}
+
+/// Registered names close to `name`. For `repo:tool`, the repository part and the tool part are
+/// compared separately (so the shared `repo:` does not make every tool of a repository look
+/// alike): tools of the same repository by their tool part, or, for an unknown repository, the
+/// same or similar tool of repositories with a similar name. Otherwise whole names are compared.
+fn suggest<'a>(name: &str, names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    let scoped = |repo: &str| {
+        let prefix = format!("{repo}:");
+        names
+            .clone()
+            .filter_map(move |n| n.strip_prefix(&prefix).map(|t| (n, t)))
+    };
+    let close_tools = |repo: &str, tool: &str| -> Vec<String> {
+        let tools: Vec<(&str, &str)> = scoped(repo).collect();
+        if let Some((full, _)) = tools.iter().find(|(_, t)| *t == tool) {
+            return vec![(*full).to_owned()];
+        }
+        orchestra_spec::closest(tool, tools.iter().map(|(_, t)| *t))
+            .into_iter()
+            .map(|t| format!("{repo}:{t}"))
+            .collect()
+    };
+    if let Some((repo, tool)) = name.split_once(':') {
+        if scoped(repo).next().is_some() {
+            return close_tools(repo, tool);
+        }
+        let mut repos: Vec<&str> = names
+            .clone()
+            .filter_map(|n| n.split_once(':'))
+            .map(|(r, _)| r)
+            .collect();
+        repos.dedup();
+        let found: Vec<String> = orchestra_spec::closest(repo, repos.iter().copied())
+            .into_iter()
+            .flat_map(|r| close_tools(r, tool))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    orchestra_spec::closest(name, names)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn def(name: &str, tool: &dyn Tool) -> ToolDef {
@@ -331,6 +373,26 @@ mod tests {
     #[test]
     fn registry_is_send_and_sync() {
         assert_send_sync::<Registry>();
+    }
+
+    #[test]
+    fn suggestions_compare_tools_of_the_same_repo() {
+        let names = [
+            "app:read-file",
+            "app:write-file",
+            "app:search-code",
+            "lib:read-file",
+            "lint",
+        ];
+        let it = names.iter().copied();
+        assert_eq!(suggest("app:serch-code", it.clone()), ["app:search-code"]);
+        assert_eq!(suggest("ap:read-file", it.clone()), ["app:read-file"]);
+        assert_eq!(
+            suggest("read-file", it.clone()),
+            ["app:read-file", "lib:read-file"]
+        );
+        assert_eq!(suggest("lnt", it.clone()), ["lint"]);
+        assert!(suggest("app:zzz", it).is_empty());
     }
 
     #[test]

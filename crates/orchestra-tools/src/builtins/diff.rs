@@ -14,6 +14,7 @@ use crate::registry::CallCtx;
 const NOTE_ROOM: usize = 512;
 
 pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<String, Failure> {
+    let only = args.path.as_deref().map(|p| repo.lexical(p)).transpose()?;
     let git = Repository::discover(&repo.root).map_err(|e| {
         Failure::new(format!(
             "repository `{}` is not a git repository ({})",
@@ -36,8 +37,8 @@ pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<S
                 repo.repo
             ))
         })?;
-    if let Some(path) = args.path.as_deref() {
-        scope.push(repo.lexical(path)?);
+    if let Some(only) = only {
+        scope.push(only);
     }
 
     let mut opts = DiffOptions::new();

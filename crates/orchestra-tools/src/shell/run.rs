@@ -223,7 +223,10 @@ fn render(status_line: &str, out: &Capture, err: &Capture, max: usize) -> String
         if capture.total() == 0 {
             continue;
         }
-        text.push_str(&format!("\n--- {label} ---\n"));
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("--- {label} ---\n"));
         text.push_str(&capture.render(budget));
     }
     if out.total() == 0 && err.total() == 0 {
