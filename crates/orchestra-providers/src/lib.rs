@@ -1,1 +1,78 @@
-//! orchestra-providers (not yet implemented).
+//! Model providers for Orchestra: resolving an agent's model alias to a provider and a model, and
+//! the clients that talk to models.
+//!
+//! - `anthropic`: the Messages API (tools, usage, stop reasons, SSE streaming);
+//! - `openai`: Chat Completions; with `api_base` any compatible server (Ollama, vLLM, llama.cpp
+//!   server, OpenRouter);
+//! - `command`: a command-line agent, the prompt as an argument or on stdin, stdout the answer;
+//! - `scripted`: answers read from a file by agent, run and turn, for tests, demos and benchmarks.
+//!
+//! Every client implements [`Provider`]. HTTP clients retry 429, 5xx, resets, timeouts and cut
+//! streams with exponential backoff and jitter (honouring `retry-after`); other errors fail at once
+//! with the provider's message. API keys are read only from the environment variable the
+//! configuration names, and never appear in errors or logs.
+
+mod anthropic;
+mod build;
+mod command;
+mod error;
+mod http;
+mod openai;
+mod resolve;
+mod retry;
+mod scripted;
+mod sse;
+mod transcript;
+mod types;
+mod wire;
+
+use std::fmt;
+
+pub use async_trait::async_trait;
+pub use build::{BuildOptions, build, build_with};
+pub use error::{ProviderError, ResolveError};
+pub use resolve::{Resolved, resolve_model};
+pub use retry::RetryPolicy;
+pub use transcript::render_transcript;
+pub use types::{
+    Block, ChatRequest, ChatResponse, Message, Role, StopReason, ToolDef, Usage, tool_input_error,
+};
+
+/// Receives the model's text as it arrives (the CLI's `--stream`).
+pub type TextSink<'a> = dyn Fn(&str) + Send + Sync + 'a;
+
+/// A model provider: takes a conversation, returns the model's next turn.
+///
+/// Implement it with [`async_trait`] (re-exported here):
+///
+/// ```
+/// use orchestra_providers::{async_trait, ChatRequest, ChatResponse, Provider, ProviderError,
+///     StopReason, TextSink, Usage, Block};
+///
+/// #[derive(Debug)]
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl Provider for Echo {
+///     async fn chat(&self, req: &ChatRequest, _stream: Option<&TextSink<'_>>)
+///         -> Result<ChatResponse, ProviderError> {
+///         let last = req.messages.last().map(|m| m.text()).unwrap_or_default();
+///         Ok(ChatResponse { content: vec![Block::text(last)], stop: StopReason::EndTurn,
+///             usage: Usage::default(), model: req.model.clone(), retries: 0 })
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// Sends the conversation and returns the model's answer.
+    ///
+    /// When `stream` is given, text deltas are passed to it as they arrive (HTTP clients then use
+    /// SSE streaming); the complete answer is returned either way. If a stream is cut and the
+    /// request retried, the retried answer's text is streamed again from its start. Retries
+    /// happen inside; [`ChatResponse::retries`] (or [`ProviderError::retries`]) says how many.
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        stream: Option<&TextSink<'_>>,
+    ) -> Result<ChatResponse, ProviderError>;
+}

@@ -1,0 +1,304 @@
+//! Anthropic SSE streaming: `message_start`, `content_block_start/delta/stop`, `message_delta`,
+//! `message_stop`, `ping` and `error` events folded into a [`ChatResponse`]. A stream that ends
+//! before `message_stop` is a retryable error.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::body::{ResponseUsage, stop_reason};
+use crate::TextSink;
+use crate::error::ProviderError;
+use crate::http::Http;
+use crate::sse::{SseDecoder, SseEvent};
+use crate::types::{Block, ChatResponse, Usage};
+use crate::wire::{NameMap, parse_arguments};
+
+/// Reads a streamed response to its end.
+pub(crate) async fn read(
+    http: &Http,
+    mut resp: reqwest::Response,
+    names: &NameMap,
+    sink: &TextSink<'_>,
+) -> Result<ChatResponse, ProviderError> {
+    let mut decoder = SseDecoder::default();
+    let mut state = State::default();
+    'read: while let Some(events) = http.next_events(&mut resp, &mut decoder).await? {
+        for ev in events {
+            state.apply(http, &ev, sink)?;
+            if state.done {
+                break 'read;
+            }
+        }
+    }
+    if !state.done {
+        return Err(ProviderError::StreamCut {
+            provider: http.name.clone(),
+            detail: cut_detail("it ended before `message_stop`", &decoder),
+        });
+    }
+    Ok(state.finish(http, names))
+}
+
+/// A content block being assembled.
+/// What was missing when a stream ended early.
+fn cut_detail(missing: &str, decoder: &SseDecoder) -> String {
+    if decoder.has_pending() {
+        format!("{missing}, in the middle of an event")
+    } else {
+        missing.to_owned()
+    }
+}
+
+#[derive(Debug)]
+enum Partial {
+    Text(String),
+    ToolUse {
+        id: String,
+        name: String,
+        initial: Value,
+        json: String,
+    },
+    Other,
+}
+
+/// What the events said so far.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    blocks: BTreeMap<u64, Partial>,
+    stop: Option<String>,
+    usage: Usage,
+    model: String,
+    done: bool,
+}
+
+impl State {
+    fn apply(
+        &mut self,
+        http: &Http,
+        ev: &SseEvent,
+        sink: &TextSink<'_>,
+    ) -> Result<(), ProviderError> {
+        let data: Value = serde_json::from_str(&ev.data).map_err(|e| {
+            http.malformed(format!(
+                "an event is not JSON ({e}): {}",
+                crate::http::snippet(ev.data.as_bytes())
+            ))
+        })?;
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .or(ev.event.as_deref())
+            .unwrap_or_default();
+        match kind {
+            "message_start" => {
+                let msg = &data["message"];
+                if let Some(m) = msg["model"].as_str() {
+                    self.model = m.to_owned();
+                }
+                let usage: ResponseUsage =
+                    serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
+                self.usage = Usage {
+                    input_tokens: usage.input(),
+                    output_tokens: usage.output_tokens,
+                };
+            }
+            "content_block_start" => {
+                let index = index(http, &data)?;
+                let block = &data["content_block"];
+                let partial = match block["type"].as_str() {
+                    Some("text") => {
+                        Partial::Text(block["text"].as_str().unwrap_or_default().to_owned())
+                    }
+                    Some("tool_use") => Partial::ToolUse {
+                        id: block["id"].as_str().unwrap_or_default().to_owned(),
+                        name: block["name"].as_str().unwrap_or_default().to_owned(),
+                        initial: block["input"].clone(),
+                        json: String::new(),
+                    },
+                    _ => Partial::Other,
+                };
+                if let Partial::Text(t) = &partial
+                    && !t.is_empty()
+                {
+                    sink(t);
+                }
+                self.blocks.insert(index, partial);
+            }
+            "content_block_delta" => {
+                let index = index(http, &data)?;
+                let delta = &data["delta"];
+                match (self.blocks.get_mut(&index), delta["type"].as_str()) {
+                    (Some(Partial::Text(text)), Some("text_delta")) => {
+                        let piece = delta["text"].as_str().unwrap_or_default();
+                        text.push_str(piece);
+                        sink(piece);
+                    }
+                    (Some(Partial::ToolUse { json, .. }), Some("input_json_delta")) => {
+                        json.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    }
+                    (None, _) => {
+                        return Err(http.malformed(format!(
+                            "a delta for content block {index}, which was never started"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = data["delta"]["stop_reason"].as_str() {
+                    self.stop = Some(r.to_owned());
+                }
+                let usage = &data["usage"];
+                if let Some(out) = usage["output_tokens"].as_u64() {
+                    self.usage.output_tokens = out;
+                }
+                if let Some(input) = usage["input_tokens"].as_u64() {
+                    let total = input
+                        + usage["cache_creation_input_tokens"].as_u64().unwrap_or(0)
+                        + usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                    self.usage.input_tokens = self.usage.input_tokens.max(total);
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let err = &data["error"];
+                let kind = err["type"].as_str().unwrap_or("error");
+                let message = err["message"].as_str().unwrap_or("no message");
+                return Err(ProviderError::StreamError {
+                    provider: http.name.clone(),
+                    message: http.scrub(&format!("{kind}: {message}")),
+                    retryable: matches!(
+                        kind,
+                        "overloaded_error" | "api_error" | "rate_limit_error" | "timeout_error"
+                    ),
+                });
+            }
+            "ping" | "content_block_stop" => {}
+            other => tracing::debug!(provider = %http.name, event = other, "ignoring stream event"),
+        }
+        Ok(())
+    }
+
+    fn finish(self, http: &Http, names: &NameMap) -> ChatResponse {
+        let content: Vec<Block> = self
+            .blocks
+            .into_values()
+            .filter_map(|p| match p {
+                Partial::Text(text) => Some(Block::Text { text }),
+                Partial::ToolUse {
+                    id,
+                    name,
+                    initial,
+                    json,
+                } => {
+                    let input = if json.trim().is_empty() && initial.is_object() {
+                        initial
+                    } else {
+                        parse_arguments(&http.name, &name, &json)
+                    };
+                    Some(Block::ToolUse {
+                        id,
+                        name: names.ours(&name),
+                        input,
+                    })
+                }
+                Partial::Other => None,
+            })
+            .collect();
+        let stop = stop_reason(self.stop, &content);
+        ChatResponse {
+            content,
+            stop,
+            usage: self.usage,
+            model: self.model,
+            retries: 0,
+        }
+    }
+}
+
+fn index(http: &Http, data: &Value) -> Result<u64, ProviderError> {
+    data["index"]
+        .as_u64()
+        .ok_or_else(|| http.malformed(format!("a `{}` event without an index", data["type"])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::RetryPolicy;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn http() -> Http {
+        Http::new(
+            "anthropic",
+            "http://127.0.0.1:1",
+            None,
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+        )
+        .unwrap()
+    }
+
+    fn events(lines: &str) -> Vec<SseEvent> {
+        SseDecoder::default().push(lines.as_bytes())
+    }
+
+    #[test]
+    fn folds_the_documented_event_sequence() {
+        let h = http();
+        let seen = Mutex::new(String::new());
+        let sink = |t: &str| seen.lock().unwrap().push_str(t);
+        let mut st = State::default();
+        let evs = events(concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-x\",\"stop_reason\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"noargs\",\"input\":{}}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ));
+        for ev in &evs {
+            st.apply(&h, ev, &sink).unwrap();
+        }
+        assert!(st.done);
+        let out = st.finish(&h, &NameMap::default());
+        assert_eq!(*seen.lock().unwrap(), "Hello");
+        assert_eq!(out.text(), "Hello");
+        assert_eq!(
+            out.usage,
+            Usage {
+                input_tokens: 25,
+                output_tokens: 15
+            }
+        );
+        assert_eq!(out.model, "claude-x");
+        let calls: Vec<_> = out.tool_uses().collect();
+        assert_eq!(calls, vec![("toolu_9", "noargs", &json!({}))]);
+    }
+
+    #[test]
+    fn error_events_are_classified() {
+        let h = http();
+        let mut st = State::default();
+        let ev = &events(
+            "event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n",
+        )[0];
+        let e = st.apply(&h, ev, &|_| {}).unwrap_err();
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "anthropic reported an error in the stream: overloaded_error: Overloaded"
+        );
+        let ev = &events(
+            "data: {\"type\": \"error\", \"error\": {\"type\": \"invalid_request_error\", \"message\": \"bad\"}}\n\n",
+        )[0];
+        assert!(!st.apply(&h, ev, &|_| {}).unwrap_err().is_retryable());
+    }
+}

@@ -1,0 +1,313 @@
+//! Errors of model calls ([`ProviderError`], split into retryable and fatal) and of model
+//! resolution ([`ResolveError`]).
+
+use std::time::Duration;
+
+use orchestra_spec::Diagnostic;
+
+/// Why a model call (or building a provider) failed.
+///
+/// Messages never contain an API key: keys only travel in request headers, and text that comes
+/// back from a server is scrubbed of the key before it is put in an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The environment variable that should hold the API key is unset or empty.
+    #[error("environment variable `{var}` (the API key of provider `{provider}`) is not set")]
+    MissingKey {
+        /// The provider's name.
+        provider: String,
+        /// The variable's name (never its value).
+        var: String,
+    },
+    /// The provider's settings cannot work.
+    #[error("provider `{provider}` is misconfigured: {message}")]
+    Config {
+        /// The provider's name.
+        provider: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The HTTP client could not be created.
+    #[error("cannot create the HTTP client of provider `{provider}`")]
+    Client {
+        /// The provider's name.
+        provider: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status (or a scripted error turn said so).
+    #[error("{provider} answered HTTP {status}: {message}")]
+    Status {
+        /// The provider's name.
+        provider: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The provider's own error message.
+        message: String,
+        /// How long the server asked us to wait (`retry-after`), if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The request (or the stream) took longer than the provider's timeout.
+    #[error("request to {provider} timed out after {}", humanize(*.after))]
+    Timeout {
+        /// The provider's name.
+        provider: String,
+        /// The timeout that fired.
+        after: Duration,
+    },
+    /// The connection failed or was reset.
+    #[error("connection to {provider} failed")]
+    Connection {
+        /// The provider's name.
+        provider: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A streamed response ended before it was complete.
+    #[error("the response stream from {provider} was cut off: {detail}")]
+    StreamCut {
+        /// The provider's name.
+        provider: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// The provider reported an error inside a stream.
+    #[error("{provider} reported an error in the stream: {message}")]
+    StreamError {
+        /// The provider's name.
+        provider: String,
+        /// The provider's message.
+        message: String,
+        /// Whether the kind of error is worth retrying (overload, server error).
+        retryable: bool,
+    },
+    /// The response could not be understood.
+    #[error("malformed response from {provider}: {detail}")]
+    Malformed {
+        /// The provider's name.
+        provider: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A `command` provider's program could not be started.
+    #[error("cannot run `{program}` for provider `{provider}`")]
+    Spawn {
+        /// The provider's name.
+        provider: String,
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `command` provider's program failed.
+    #[error("`{program}` (provider `{provider}`) {status}{}", stderr_suffix(.stderr))]
+    CommandFailed {
+        /// The provider's name.
+        provider: String,
+        /// The program.
+        program: String,
+        /// "exited with code 3", "was killed by a signal", ...
+        status: String,
+        /// The end of what it wrote to stderr.
+        stderr: String,
+    },
+    /// A `command` provider's program ran longer than the timeout (it was killed).
+    #[error("`{program}` (provider `{provider}`) timed out after {}", humanize(*.after))]
+    CommandTimeout {
+        /// The provider's name.
+        provider: String,
+        /// The program.
+        program: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The scripted provider's responses file is invalid.
+    #[error("invalid responses file of provider `{provider}`")]
+    ResponsesFile {
+        /// The provider's name.
+        provider: String,
+        /// Where and what.
+        #[source]
+        source: Diagnostic,
+    },
+    /// The scripted provider has no response for this call.
+    #[error("provider `{provider}` has no scripted response: {detail}")]
+    NoScript {
+        /// The provider's name.
+        provider: String,
+        /// Which agent, run and turn, and what the file has.
+        detail: String,
+    },
+    /// Every retry failed; the last error is the source.
+    #[error("failed after {retries} {}", if *.retries == 1 { "retry" } else { "retries" })]
+    RetriesExhausted {
+        /// How many retries were made.
+        retries: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<ProviderError>,
+    },
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {stderr}")
+    }
+}
+
+impl ProviderError {
+    /// Whether trying the same request again may succeed: 429, 408, 5xx (and Anthropic's 529),
+    /// timeouts, connection failures and cut streams.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Status { status, .. } => is_retryable_status(*status),
+            ProviderError::Timeout { .. }
+            | ProviderError::Connection { .. }
+            | ProviderError::StreamCut { .. }
+            | ProviderError::CommandTimeout { .. } => true,
+            ProviderError::StreamError { retryable, .. } => *retryable,
+            ProviderError::RetriesExhausted { last, .. } => last.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status the provider answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Status { status, .. } => Some(*status),
+            ProviderError::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// How long the provider asked to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            ProviderError::RetriesExhausted { last, .. } => last.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// How many retries were made before giving up (0 when the first error was fatal).
+    pub fn retries(&self) -> u32 {
+        match self {
+            ProviderError::RetriesExhausted { retries, .. } => *retries,
+            _ => 0,
+        }
+    }
+
+    /// The diagnostic (file:line:col) of an invalid responses file.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            ProviderError::ResponsesFile { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an HTTP status is worth retrying.
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429) || (500..=599).contains(&status)
+}
+
+/// Why a model alias could not be resolved to a provider and a model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The named provider is not configured.
+    #[error("unknown provider `{name}`{}", suggestion_suffix(.suggestions))]
+    UnknownProvider {
+        /// The name as written.
+        name: String,
+        /// Whether it came from `defaults.provider` (else from the agent's `provider:`).
+        from_defaults: bool,
+        /// Configured providers with a similar name, best first.
+        suggestions: Vec<String>,
+    },
+    /// Neither the agent nor the defaults name a provider.
+    #[error("no provider: the agent sets no `provider:` and there is no `defaults.provider`")]
+    NoProvider,
+    /// Neither the agent nor the defaults name a model, and the provider needs one.
+    #[error(
+        "no model for provider `{provider}`: the agent sets no `model:` and there is no `defaults.model`"
+    )]
+    NoModel {
+        /// The provider that needs a model.
+        provider: String,
+    },
+}
+
+fn suggestion_suffix(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!(" (did you mean `{one}`?)"),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|c| format!("`{c}`")).collect();
+            format!(" (did you mean one of {}?)", quoted.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statuses() {
+        for s in [408, 429, 500, 502, 503, 529] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [400, 401, 403, 404, 413, 422] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn exhausted_retries_keep_the_cause() {
+        let e = ProviderError::RetriesExhausted {
+            retries: 4,
+            last: Box::new(ProviderError::Status {
+                provider: "anthropic".into(),
+                status: 529,
+                message: "overloaded_error: Overloaded".into(),
+                retry_after: Some(Duration::from_secs(2)),
+            }),
+        };
+        assert_eq!(e.to_string(), "failed after 4 retries");
+        assert_eq!(e.status(), Some(529));
+        assert_eq!(e.retries(), 4);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        assert!(e.is_retryable());
+        let src = std::error::Error::source(&e).unwrap().to_string();
+        assert_eq!(
+            src,
+            "anthropic answered HTTP 529: overloaded_error: Overloaded"
+        );
+    }
+
+    #[test]
+    fn timeouts_read_well() {
+        let e = ProviderError::Timeout {
+            provider: "local".into(),
+            after: Duration::from_millis(300),
+        };
+        assert_eq!(e.to_string(), "request to local timed out after 300ms");
+    }
+}

@@ -1,0 +1,260 @@
+//! Retries inside a provider: exponential backoff with jitter, `retry-after` honoured (seconds,
+//! milliseconds or an HTTP date, capped), and the number of retries reported back.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::ProviderError;
+use crate::types::ChatResponse;
+
+/// How a provider retries failed requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Delay before the first retry; doubled for each further one.
+    pub base_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// Longest wait honoured when the server sends `retry-after`.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): `retry-after` when the server gave one
+    /// (capped at `max_retry_after`), else `base_delay * 2^retry` capped at `max_delay`, scaled by
+    /// a random factor in [0.5, 1).
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.max_retry_after);
+        }
+        let factor = 2u32.saturating_pow(retry.min(30));
+        let full = self.base_delay.saturating_mul(factor).min(self.max_delay);
+        full.mul_f64(rand::random_range(0.5..1.0))
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with a fatal error, or `policy.max_retries` retries
+/// were made. The successful response carries the number of retries.
+pub(crate) async fn with_retries<F, Fut>(
+    policy: &RetryPolicy,
+    provider: &str,
+    mut attempt: F,
+) -> Result<ChatResponse, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<ChatResponse, ProviderError>>,
+{
+    let mut retries = 0u32;
+    loop {
+        match attempt().await {
+            Ok(mut response) => {
+                response.retries = retries;
+                return Ok(response);
+            }
+            Err(e) if e.is_retryable() && retries < policy.max_retries => {
+                let wait = policy.delay(retries, e.retry_after());
+                tracing::warn!(
+                    provider,
+                    retry = retries + 1,
+                    of = policy.max_retries,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    error = %e,
+                    "retrying model call"
+                );
+                tokio::time::sleep(wait).await;
+                retries += 1;
+            }
+            Err(e) if retries > 0 => {
+                return Err(ProviderError::RetriesExhausted {
+                    retries,
+                    last: Box::new(e),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The wait a response asks for: `retry-after-ms` (milliseconds, sent by OpenAI), else
+/// `retry-after` as seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    parse_retry_after(text("retry-after")?, SystemTime::now())
+}
+
+/// Parses a `retry-after` value: delay seconds (a decimal is accepted) or an IMF-fixdate
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`), relative to `now`.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Parses an IMF-fixdate, the HTTP date format every server must send.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_weekday, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u32 = day.parse().ok()?;
+    let month = 1 + [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)?;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, u32::try_from(month).ok()?, day);
+    let secs = days.checked_mul(86_400)? + i64::try_from(h * 3600 + m * 60 + sec).ok()?;
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let p = RetryPolicy {
+            max_retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_retry_after: Duration::from_secs(5),
+        };
+        for _ in 0..50 {
+            let d0 = p.delay(0, None);
+            assert!(d0 >= Duration::from_millis(50) && d0 < Duration::from_millis(100));
+            let d2 = p.delay(2, None);
+            assert!(d2 >= Duration::from_millis(200) && d2 < Duration::from_millis(400));
+            assert!(p.delay(30, None) < Duration::from_millis(1000));
+        }
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(600))),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_470); // 2015-10-21 07:27:50 UTC
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Foo 2015 07:28:00 GMT", now),
+            None
+        );
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_retries_and_reports_them() {
+        let p = RetryPolicy {
+            max_retries: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_retry_after: Duration::from_millis(5),
+        };
+        let mut calls = 0;
+        let err = with_retries(&p, "x", || {
+            calls += 1;
+            async {
+                Err(ProviderError::StreamCut {
+                    provider: "x".into(),
+                    detail: "eof".into(),
+                })
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 3);
+        assert_eq!(err.retries(), 2);
+
+        let mut calls = 0;
+        let err = with_retries(&p, "x", || {
+            calls += 1;
+            async {
+                Err(ProviderError::Status {
+                    provider: "x".into(),
+                    status: 400,
+                    message: "bad".into(),
+                    retry_after: None,
+                })
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.status(), Some(400));
+        assert_eq!(err.retries(), 0);
+    }
+}

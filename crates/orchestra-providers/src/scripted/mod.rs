@@ -1,0 +1,202 @@
+//! The `scripted` provider: answers from a responses file by agent, run index and turn index
+//! (never by a process-local counter, so it is deterministic and resume-safe), with scripted
+//! tool calls, simulated errors and optional latency. For tests, the offline demo and benchmarks.
+
+mod file;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestra_spec::{ProviderSpec, closest};
+
+use crate::build::config;
+use crate::error::ProviderError;
+use crate::retry::{RetryPolicy, with_retries};
+use crate::transcript::{estimate_tokens, request_bytes};
+use crate::types::{Block, ChatRequest, ChatResponse, StopReason, Usage};
+use crate::{Provider, TextSink};
+use file::{AgentScript, Reply, Script};
+
+/// A provider answering from a responses file.
+#[derive(Debug)]
+pub(crate) struct Scripted {
+    name: String,
+    script: Script,
+    latency: Duration,
+    retry: RetryPolicy,
+    /// Failures already returned per (agent, run index, turn index), so scripted errors with
+    /// `times: N` fail N calls and then let the answer through.
+    failures: Mutex<HashMap<(String, u32, usize), u32>>,
+}
+
+impl Scripted {
+    /// Reads the responses file (`responses:`, relative to `base_dir`) once.
+    pub fn load(
+        name: &str,
+        spec: &ProviderSpec,
+        base_dir: &Path,
+        retry: RetryPolicy,
+    ) -> Result<Self, ProviderError> {
+        let Some(rel) = spec.responses.as_ref() else {
+            return Err(config(
+                name,
+                "a `scripted` provider needs `responses:`, the path of its responses file",
+            ));
+        };
+        let path = base_dir.join(&rel.value);
+        let script = Script::load(&path, &path).map_err(|source| ProviderError::ResponsesFile {
+            provider: name.to_owned(),
+            source,
+        })?;
+        Ok(Scripted {
+            name: name.to_owned(),
+            script,
+            latency: Duration::from_millis(spec.latency_ms.unwrap_or(0)),
+            retry,
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn agent(&self, agent: &str) -> Result<&AgentScript, ProviderError> {
+        if let Some(a) = self
+            .script
+            .agents
+            .get(agent)
+            .or(self.script.fallback.as_ref())
+        {
+            return Ok(a);
+        }
+        let mut detail =
+            format!("the responses file has no entry for agent `{agent}` and no `*` entry");
+        if let [first, ..] =
+            closest(agent, self.script.agents.keys().map(String::as_str)).as_slice()
+        {
+            detail.push_str(&format!(" (did you mean `{first}`?)"));
+        }
+        Err(self.no_script(detail))
+    }
+
+    fn no_script(&self, detail: String) -> ProviderError {
+        ProviderError::NoScript {
+            provider: self.name.clone(),
+            detail,
+        }
+    }
+
+    async fn once(
+        &self,
+        req: &ChatRequest,
+        sink: Option<&TextSink<'_>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        let agent = self.agent(&req.agent)?;
+        let latency = agent.latency.unwrap_or(self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        // `runs` is never empty (checked when loading); the last run repeats.
+        let run = usize::try_from(req.run_index)
+            .unwrap_or(usize::MAX)
+            .min(agent.runs.len().saturating_sub(1));
+        let turns = agent.runs.get(run).map_or(&[][..], Vec::as_slice);
+        let turn_index = req.assistant_turns();
+        let Some(turn) = turns.get(turn_index) else {
+            return Err(self.no_script(format!(
+                "agent `{}` run {} has {} scripted turn(s) and turn {} was asked for",
+                req.agent,
+                req.run_index,
+                turns.len(),
+                turn_index
+            )));
+        };
+        if !turn.errors.is_empty() {
+            let key = (req.agent.clone(), req.run_index, turn_index);
+            let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = failures.entry(key).or_insert(0);
+            let mut before = *count;
+            for e in &turn.errors {
+                if before < e.times {
+                    *count += 1;
+                    return Err(ProviderError::Status {
+                        provider: self.name.clone(),
+                        status: e.status,
+                        message: e.message.clone(),
+                        retry_after: e.retry_after,
+                    });
+                }
+                before -= e.times;
+            }
+        }
+        let Some(reply) = &turn.reply else {
+            return Err(self.no_script(format!(
+                "agent `{}` run {} turn {} has only errors, and they were all returned",
+                req.agent, req.run_index, turn_index
+            )));
+        };
+        Ok(self.answer(req, reply, turn_index, sink))
+    }
+
+    fn answer(
+        &self,
+        req: &ChatRequest,
+        reply: &Reply,
+        turn: usize,
+        sink: Option<&TextSink<'_>>,
+    ) -> ChatResponse {
+        let mut content = Vec::with_capacity(1 + reply.tool_calls.len());
+        let mut out_bytes = 0;
+        if let Some(text) = reply.text.as_ref().filter(|t| !t.is_empty()) {
+            if let Some(sink) = sink {
+                sink(text);
+            }
+            out_bytes += text.len();
+            content.push(Block::Text { text: text.clone() });
+        }
+        for (i, (tool, args, id)) in reply.tool_calls.iter().enumerate() {
+            out_bytes += tool.len() + args.to_string().len();
+            content.push(Block::ToolUse {
+                id: id
+                    .clone()
+                    .unwrap_or_else(|| format!("call_{}_{}_{}", req.run_index, turn, i)),
+                name: tool.clone(),
+                input: args.clone(),
+            });
+        }
+        let stop = reply
+            .stop
+            .clone()
+            .unwrap_or(if reply.tool_calls.is_empty() {
+                StopReason::EndTurn
+            } else {
+                StopReason::ToolUse
+            });
+        let usage = reply.usage.unwrap_or_else(|| Usage {
+            input_tokens: estimate_tokens(request_bytes(req)),
+            output_tokens: estimate_tokens(out_bytes),
+        });
+        ChatResponse {
+            content,
+            stop,
+            usage,
+            model: if req.model.is_empty() {
+                self.name.clone()
+            } else {
+                req.model.clone()
+            },
+            retries: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        stream: Option<&TextSink<'_>>,
+    ) -> Result<ChatResponse, ProviderError> {
+        with_retries(&self.retry, &self.name, || self.once(req, stream)).await
+    }
+}
