@@ -50,6 +50,7 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
     let mut lineno: u64 = 0;
     let mut last_shown: u64 = 0;
     let mut cut_at: Option<u64> = None;
+    let mut long_line: Option<String> = None;
     let mut scanned: u64 = 0;
     let mut total_known = true;
     loop {
@@ -65,7 +66,20 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
         lineno += 1;
         let wanted = lineno >= start && args.end_line.is_none_or(|end| lineno <= end);
         if wanted && cut_at.is_none() {
-            if out.len() + line.len() > budget {
+            if out.len() + line.len() > budget && out.is_empty() {
+                // One line longer than the whole budget: show its start rather than nothing.
+                let mut end = budget.min(line.len());
+                while end > 0 && (line[end] & 0b1100_0000) == 0b1000_0000 {
+                    end -= 1;
+                }
+                out.extend_from_slice(&line[..end]);
+                last_shown = lineno;
+                long_line = Some(format!(
+                    "\n[line {lineno} is {} bytes long; only its first {end} bytes are shown]",
+                    line.len()
+                ));
+                cut_at = Some(lineno + 1);
+            } else if out.len() + line.len() > budget {
                 cut_at = Some(lineno);
             } else {
                 out.extend_from_slice(&line);
@@ -96,6 +110,9 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
             s
         }
     };
+    if let Some(long) = long_line {
+        text.push_str(&long);
+    }
     let total = if total_known {
         format!("{lineno}")
     } else {

@@ -309,3 +309,25 @@ async fn read_only_repositories_have_no_write_file() {
         "keep\n"
     );
 }
+
+#[tokio::test]
+async fn read_file_shows_the_start_of_a_line_longer_than_the_cap() {
+    let long = format!("{}\nsecond\n", "é".repeat(2000));
+    let dir = dir_with(&[("min.js", &long)]);
+    let mut r = Registry::new().with_limits(ToolLimits {
+        max_output: 1000,
+        ..ToolLimits::default()
+    });
+    r.add_repo_builtins(&RepoRoot::new("app", dir.path(), false))
+        .unwrap();
+    let out = ok(&r, "app:read-file", json!({"path": "min.js"})).await;
+    assert!(out.len() <= 1000, "{}", out.len());
+    assert_eq!(
+        out,
+        format!(
+            "{}\n[line 1 is 4001 bytes long; only its first 744 bytes are shown]\n\
+             [showing lines 1-1 of 2: output limit reached; continue with start_line=2]",
+            "é".repeat(372)
+        )
+    );
+}
