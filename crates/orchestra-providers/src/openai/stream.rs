@@ -121,7 +121,11 @@ impl State {
                 {
                     entry.id = Some(id.to_owned());
                 }
-                if let Some(name) = c["function"]["name"].as_str() {
+                // Names arrive whole in the first fragment; some servers repeat them in every
+                // fragment, which must not double them.
+                if let Some(name) = c["function"]["name"].as_str()
+                    && entry.name != name
+                {
                     entry.name.push_str(name);
                 }
                 match &c["function"]["arguments"] {

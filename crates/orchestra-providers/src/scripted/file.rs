@@ -1,5 +1,12 @@
 //! The scripted provider's responses file (format in docs/ARCHITECTURE.md): parsed once with
 //! file:line:col errors, checked, and compiled into a form that is cheap to answer from.
+//!
+//! Besides `text`, `tool_calls` (`{ tool, args, id? }`), `usage` and `error`, a turn may set
+//! `stop: max_tokens` (or any stop reason) to simulate a truncated answer. An error entry is
+//! `{ error: { status, message?, times?, retry_after_ms? } }`: it fails `times` calls of that
+//! turn (every call when `times` is absent) and then gives way to the next entry, so
+//! `[{ error: { status: 429, times: 1 } }, { text: ok }]` is one turn that fails once, then
+//! answers `ok`. Error entries do not count as turns.
 
 use std::collections::HashMap;
 use std::path::Path;

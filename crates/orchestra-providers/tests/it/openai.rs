@@ -286,3 +286,22 @@ async fn a_server_ignoring_stream_true_still_works() {
         ("plain", StopReason::MaxTokens)
     );
 }
+
+#[tokio::test]
+async fn a_body_cut_before_its_length_is_retried() {
+    let ok = completion(json!({"role": "assistant", "content": "complete"}), "stop");
+    let text = ok.to_string();
+    let server = Server::start(vec![
+        Reply::Truncated(text[..text.len() / 2].to_owned()),
+        Reply::Json(200, ok),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("kind: openai\napi_base: {}/v1\n", server.url());
+    let p = provider("local", &yaml, dir.path());
+    let out = p
+        .chat(&request("a", vec![Message::user("go")]), None)
+        .await
+        .unwrap();
+    assert_eq!((out.text().as_str(), out.retries), ("complete", 1));
+}

@@ -26,6 +26,8 @@ pub enum Reply {
     Sse(String),
     /// An event stream whose connection is closed after these bytes.
     SseCut(String),
+    /// A JSON response whose connection closes before the announced `content-length`.
+    Truncated(String),
     /// Read the request, then never answer.
     Hang,
 }
@@ -146,6 +148,16 @@ async fn serve(
                 let _ = sock.flush().await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        }
+        Reply::Truncated(body) => {
+            write_head(
+                &mut sock,
+                200,
+                &[("content-type", "application/json")],
+                Some(body.len() * 2),
+            )
+            .await;
+            let _ = sock.write_all(body.as_bytes()).await;
         }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
