@@ -30,6 +30,7 @@ mod builtins;
 mod confine;
 mod error;
 mod func;
+mod names;
 mod output;
 mod registry;
 mod shell;
@@ -38,38 +39,13 @@ use std::time::Duration;
 
 pub use confine::RepoRoot;
 pub use error::ToolError;
+pub use names::valid_tool_name;
 pub use registry::{Registry, ToolDef, ToolLimits, ToolOutput};
 
 /// Default timeout of shell tools.
 pub const SHELL_DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default output cap of shell tools, in bytes.
 pub const SHELL_DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
-
-/// Checks a tool name: one or two segments of ASCII letters, digits, `_` and `-`, joined by `:`
-/// (`lint`, `app:read-file`), short enough that providers' wire names (`app__read-file`, at most
-/// 64 characters) can carry it.
-pub fn valid_tool_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("a name cannot be empty");
-    }
-    let segments: Vec<&str> = name.split(':').collect();
-    if segments.len() > 2 {
-        return Err("a name has at most one `:` (`repo:tool`)");
-    }
-    if segments.iter().any(|s| s.is_empty()) {
-        return Err("`:` must separate two non-empty parts (`repo:tool`)");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
-    {
-        return Err("use only ASCII letters, digits, `_`, `-` (and one `:`)");
-    }
-    if name.len() + segments.len() - 1 > 64 {
-        return Err("a name is at most 64 characters (counting `:` as two)");
-    }
-    Ok(())
-}
 
 /// "a string", "an array", ... for messages about JSON values.
 pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -116,18 +92,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tool_names() {
-        assert!(valid_tool_name("app:read-file").is_ok());
-        assert!(valid_tool_name("lint_all").is_ok());
-        assert!(valid_tool_name("").is_err());
-        assert!(valid_tool_name("a:b:c").is_err());
-        assert!(valid_tool_name(":x").is_err());
-        assert!(valid_tool_name("has space").is_err());
-        assert!(valid_tool_name(&"x".repeat(64)).is_ok());
-        assert!(valid_tool_name(&format!("a:{}", "x".repeat(62))).is_err());
-    }
 
     #[test]
     fn durations() {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,7 +157,7 @@ impl Registry {
     /// Adds the built-in tools of a repository: `NAME:read-file`, `NAME:list-files`,
     /// `NAME:search-code`, `NAME:get-git-diff`, and `NAME:write-file` when it is writable.
     pub fn add_repo_builtins(&mut self, repo: &RepoRoot) -> Result<(), ToolError> {
-        crate::valid_tool_name(&repo.name).map_err(|reason| ToolError::InvalidName {
+        crate::names::valid_tool_name(&repo.name).map_err(|reason| ToolError::InvalidName {
             name: repo.name.clone(),
             reason,
         })?;
@@ -184,8 +184,61 @@ impl Registry {
         self.insert(tool.name().to_owned(), Arc::new(tool))
     }
 
+    /// Adds everything a workspace offers: the built-ins of each repository, and each shell
+    /// tool, run in its repository's root (`repos`) or, without `repo:`, in `project_root`.
+    /// A shell tool naming a repository not in `repos` is an error.
+    pub fn add_workspace(
+        &mut self,
+        repos: &[RepoRoot],
+        tools: &[orchestra_spec::ShellToolSpec],
+        project_root: &Path,
+    ) -> Result<(), ToolError> {
+        for repo in repos {
+            self.add_repo_builtins(repo)?;
+        }
+        for spec in tools {
+            let cwd = match &spec.repo {
+                None => project_root.to_path_buf(),
+                Some(name) => match repos.iter().find(|r| r.name == name.value) {
+                    Some(repo) => repo.root.clone(),
+                    None => {
+                        let hint = orchestra_spec::did_you_mean(
+                            &name.value,
+                            repos.iter().map(|r| r.name.as_str()),
+                        )
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                        return Err(ToolError::InvalidShellTool {
+                            name: spec.name.value.clone(),
+                            reason: format!("unknown repo `{}`{hint}", name.value),
+                        });
+                    }
+                },
+            };
+            self.add_shell_tool(spec, cwd)?;
+        }
+        Ok(())
+    }
+
+    /// A registry holding only the named tools, in the order given (cheap: tools are shared).
+    /// Build the workspace's registry once, then `select` each agent's `tools:` so an agent can
+    /// call nothing it was not given. An unknown name is an error with suggestions.
+    pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<Registry, ToolError> {
+        let mut tools = IndexMap::with_capacity(names.len());
+        for name in names {
+            let name = name.as_ref();
+            let tool = self.tools.get(name).ok_or_else(|| self.unknown(name))?;
+            tools.insert(name.to_owned(), Arc::clone(tool));
+        }
+        Ok(Registry {
+            tools,
+            limits: Arc::clone(&self.limits),
+            hidden_env: Arc::clone(&self.hidden_env),
+        })
+    }
+
     pub(crate) fn insert(&mut self, name: String, tool: Arc<dyn Tool>) -> Result<(), ToolError> {
-        crate::valid_tool_name(&name).map_err(|reason| ToolError::InvalidName {
+        crate::names::valid_tool_name(&name).map_err(|reason| ToolError::InvalidName {
             name: name.clone(),
             reason,
         })?;
@@ -240,7 +293,7 @@ impl Registry {
     fn unknown(&self, name: &str) -> ToolError {
         ToolError::UnknownTool {
             name: name.to_owned(),
-            suggestions: suggest(name, self.tools.keys().map(String::as_str)),
+            suggestions: crate::names::suggest(name, self.tools.keys().map(String::as_str)),
         }
     }
 
@@ -283,51 +336,6 @@ impl Registry {
         );
         output
     }
-}
-
-/// Registered names close to `name`. For `repo:tool`, the repository part and the tool part are
-/// compared separately (so the shared `repo:` does not make every tool of a repository look
-/// alike): tools of the same repository by their tool part, or, for an unknown repository, the
-/// same or similar tool of repositories with a similar name. Otherwise whole names are compared.
-fn suggest<'a>(name: &str, names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
-    let scoped = |repo: &str| {
-        let prefix = format!("{repo}:");
-        names
-            .clone()
-            .filter_map(move |n| n.strip_prefix(&prefix).map(|t| (n, t)))
-    };
-    let close_tools = |repo: &str, tool: &str| -> Vec<String> {
-        let tools: Vec<(&str, &str)> = scoped(repo).collect();
-        if let Some((full, _)) = tools.iter().find(|(_, t)| *t == tool) {
-            return vec![(*full).to_owned()];
-        }
-        orchestra_spec::closest(tool, tools.iter().map(|(_, t)| *t))
-            .into_iter()
-            .map(|t| format!("{repo}:{t}"))
-            .collect()
-    };
-    if let Some((repo, tool)) = name.split_once(':') {
-        if scoped(repo).next().is_some() {
-            return close_tools(repo, tool);
-        }
-        let mut repos: Vec<&str> = names
-            .clone()
-            .filter_map(|n| n.split_once(':'))
-            .map(|(r, _)| r)
-            .collect();
-        repos.dedup();
-        let found: Vec<String> = orchestra_spec::closest(repo, repos.iter().copied())
-            .into_iter()
-            .flat_map(|r| close_tools(r, tool))
-            .collect();
-        if !found.is_empty() {
-            return found;
-        }
-    }
-    orchestra_spec::closest(name, names)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn def(name: &str, tool: &dyn Tool) -> ToolDef {
@@ -373,26 +381,6 @@ mod tests {
     #[test]
     fn registry_is_send_and_sync() {
         assert_send_sync::<Registry>();
-    }
-
-    #[test]
-    fn suggestions_compare_tools_of_the_same_repo() {
-        let names = [
-            "app:read-file",
-            "app:write-file",
-            "app:search-code",
-            "lib:read-file",
-            "lint",
-        ];
-        let it = names.iter().copied();
-        assert_eq!(suggest("app:serch-code", it.clone()), ["app:search-code"]);
-        assert_eq!(suggest("ap:read-file", it.clone()), ["app:read-file"]);
-        assert_eq!(
-            suggest("read-file", it.clone()),
-            ["app:read-file", "lib:read-file"]
-        );
-        assert_eq!(suggest("lnt", it.clone()), ["lint"]);
-        assert!(suggest("app:zzz", it).is_empty());
     }
 
     #[test]

@@ -219,3 +219,59 @@ fn building_a_registry_per_agent_run_is_cheap() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_workspace_registry_narrowed_to_an_agents_tools() {
+    let project = dir_with(&[("app/a.txt", "a\n"), ("lib/b.txt", "b\n"), ("top.txt", "")]);
+    let root = project.path();
+    let repos = [
+        RepoRoot::new("app", root.join("app"), true),
+        RepoRoot::new("lib", root.join("lib"), false),
+    ];
+    let tools = [
+        shell_spec("{name: where, repo: lib, command: [pwd]}"),
+        shell_spec("{name: where-top, command: [pwd]}"),
+    ];
+    let mut all = Registry::new();
+    all.add_workspace(&repos, &tools, root).unwrap();
+    assert_eq!(all.len(), 5 + 4 + 2);
+
+    let agent = all
+        .select(&["lib:where", "where-top", "lib:read-file"])
+        .unwrap();
+    let names: Vec<&str> = agent.names().collect();
+    assert_eq!(names, ["lib:where", "where-top", "lib:read-file"]);
+    let lib_dir = std::fs::canonicalize(root.join("lib")).unwrap();
+    let top_dir = std::fs::canonicalize(root).unwrap();
+    assert_eq!(
+        ok(&agent, "lib:where", json!({})).await,
+        format!("exit status: 0\n--- stdout ---\n{}\n", lib_dir.display())
+    );
+    assert_eq!(
+        ok(&agent, "where-top", json!({})).await,
+        format!("exit status: 0\n--- stdout ---\n{}\n", top_dir.display())
+    );
+    // Tools the agent was not given cannot be called through its registry.
+    let e = fails(
+        &agent,
+        "app:write-file",
+        json!({"path": "x", "content": "x"}),
+    )
+    .await;
+    assert!(e.starts_with("unknown tool `app:write-file`"), "{e}");
+    assert!(!root.join("app/x").exists());
+    let e = all.select(&["lib:write-file"]).unwrap_err();
+    assert!(
+        e.to_string().starts_with("unknown tool `lib:write-file`"),
+        "{e}"
+    );
+
+    let bad = [shell_spec("{name: t, repo: ap, command: [pwd]}")];
+    let e = Registry::new()
+        .add_workspace(&repos, &bad, root)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid shell tool `t`: unknown repo `ap`; did you mean `app`?"
+    );
+}
