@@ -75,7 +75,7 @@ impl Capture {
         };
         let first = utf8_prefix(&self.head[..first_len]);
         let last = utf8_suffix(&last);
-        let cut = self.total - (first.len() + last.len()) as u64;
+        let cut = self.total.saturating_sub((first.len() + last.len()) as u64);
         let (first, last) = (
             String::from_utf8_lossy(first),
             String::from_utf8_lossy(last),
