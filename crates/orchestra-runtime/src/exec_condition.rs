@@ -38,7 +38,10 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
             Ok(None) if started.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("`{shown}` did not finish within {}s", timeout.as_secs()));
+                return Err(format!(
+                    "`{shown}` did not finish within {}s",
+                    timeout.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => return Err(format!("waiting for `{shown}`: {e}")),
@@ -48,7 +51,15 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
     let out = reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
     if !status.success() {
-        let tail: String = err.trim().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = err
+            .trim()
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return Err(format!("`{shown}` exited with {status}: {tail}"));
     }
     let names: Vec<String> = out
@@ -87,8 +98,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = script(d.path(), "grep -q revise && echo 'a, b' || echo c");
         let t = Duration::from_secs(5);
-        assert_eq!(run_condition(&p, &serde_json::json!({"state": {"verdict": "revise"}}), t).unwrap(), ["a", "b"]);
-        assert_eq!(run_condition(&p, &serde_json::json!({"state": {}}), t).unwrap(), ["c"]);
+        assert_eq!(
+            run_condition(&p, &serde_json::json!({"state": {"verdict": "revise"}}), t).unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            run_condition(&p, &serde_json::json!({"state": {}}), t).unwrap(),
+            ["c"]
+        );
     }
 
     #[test]

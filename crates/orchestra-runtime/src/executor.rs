@@ -24,14 +24,24 @@ use crate::store_worker::{StoreHandle, WorkerError};
 /// Evaluates conditions of conditional edges.
 pub trait Router: Send + Sync {
     /// The target names `edge`'s condition chooses, given the state after the step.
-    fn route(&self, edge: &Edge, state: &State, inputs: &Map<String, Value>, loops: u32) -> Result<Vec<String>, String>;
+    fn route(
+        &self,
+        edge: &Edge,
+        state: &State,
+        inputs: &Map<String, Value>,
+        loops: u32,
+    ) -> Result<Vec<String>, String>;
 }
 
 /// Hooks around checkpoints (the git integration uses them).
 pub trait StepHooks: Send + Sync {
     /// Called after a step's writes were applied and before its checkpoint is committed; returns
     /// `{repo: sha}` for the repos that changed in this step, if any.
-    fn before_checkpoint<'a>(&'a self, step: u64, nodes: &'a [String]) -> BoxFuture<'a, Result<Option<Value>, String>>;
+    fn before_checkpoint<'a>(
+        &'a self,
+        step: u64,
+        nodes: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Value>, String>>;
 }
 
 /// Limits the executor enforces.
@@ -129,7 +139,9 @@ pub struct Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("session", &self.session).finish_non_exhaustive()
+        f.debug_struct("Executor")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,26 +191,42 @@ impl Executor {
         let failures = Arc::new(AtomicU32::new(0));
         loop {
             if pos.sched.ready.is_empty() {
-                return Ok(Finish::Completed { warnings: Vec::new() });
+                return Ok(Finish::Completed {
+                    warnings: Vec::new(),
+                });
             }
             if *self.cancel.borrow() {
                 return Ok(Finish::Interrupted);
             }
             if pos.sched.step >= u64::from(self.limits.max_steps) {
                 return Ok(Finish::Stopped {
-                    reason: format!("the session reached limits.max_steps ({})", self.limits.max_steps),
+                    reason: format!(
+                        "the session reached limits.max_steps ({})",
+                        self.limits.max_steps
+                    ),
                 });
             }
             if let Some(max) = self.limits.max_tokens
                 && pos.tokens >= max
             {
                 return Ok(Finish::Stopped {
-                    reason: format!("the session spent its token budget (limits.max_tokens: {max}, used {})", pos.tokens),
+                    reason: format!(
+                        "the session spent its token budget (limits.max_tokens: {max}, used {})",
+                        pos.tokens
+                    ),
                 });
             }
             let step = pos.sched.step + 1;
-            let names: Vec<String> = pos.sched.ready.iter().map(|&a| self.topo.agents[a].clone()).collect();
-            self.events.emit(Event::StepStarted { step, nodes: names.clone() });
+            let names: Vec<String> = pos
+                .sched
+                .ready
+                .iter()
+                .map(|&a| self.topo.agents[a].clone())
+                .collect();
+            self.events.emit(Event::StepStarted {
+                step,
+                nodes: names.clone(),
+            });
 
             let results = match self.run_step(step, pos, &failures).await? {
                 Ok(r) => r,
@@ -212,20 +240,32 @@ impl Executor {
                 let agent = &self.topo.agents[*agent_idx];
                 writes.extend(task_writes(agent, &res.output, &res.writes));
                 pos.tokens += res.tokens_in + res.tokens_out;
-                delta_bytes += approx_bytes(&res.output) + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
+                delta_bytes += approx_bytes(&res.output)
+                    + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
             }
             if let Err(e) = self.channels.apply(&mut pos.state, &writes) {
-                return Ok(Finish::Failed { error: format!("step {step}: {e}") });
+                return Ok(Finish::Failed {
+                    error: format!("step {step}: {e}"),
+                });
             }
             let ran = pos.sched.ready.clone();
             let loops_before = pos.sched.loops.clone();
             let (state, inputs, router) = (&pos.state, &self.inputs, &self.router);
             let outcome = Scheduler::new(&self.topo).advance(&mut pos.sched, |ei, edge: &Edge| {
-                router.route(edge, state, inputs, loops_before.get(&ei).copied().unwrap_or(0))
+                router.route(
+                    edge,
+                    state,
+                    inputs,
+                    loops_before.get(&ei).copied().unwrap_or(0),
+                )
             });
             let outcome = match outcome {
                 Ok(o) => o,
-                Err(e) => return Ok(Finish::Failed { error: format!("step {step}: {e}") }),
+                Err(e) => {
+                    return Ok(Finish::Failed {
+                        error: format!("step {step}: {e}"),
+                    });
+                }
             };
             for a in &ran {
                 if let Some(r) = pos.runs.get_mut(*a) {
@@ -237,11 +277,17 @@ impl Executor {
             let repo_shas = match &self.hooks {
                 Some(h) => match h.before_checkpoint(step, &names).await {
                     Ok(v) => v,
-                    Err(e) => return Ok(Finish::Failed { error: format!("step {step}: {e}") }),
+                    Err(e) => {
+                        return Ok(Finish::Failed {
+                            error: format!("step {step}: {e}"),
+                        });
+                    }
                 },
                 None => None,
             };
-            let snapshot = self.snapshot_due(pos, step).then(|| Value::Object(pos.state.clone()));
+            let snapshot = self
+                .snapshot_due(pos, step)
+                .then(|| Value::Object(pos.state.clone()));
             if let Some(s) = &snapshot {
                 pos.snapshot_step = step;
                 pos.snapshot_bytes = approx_bytes(s);
@@ -259,7 +305,10 @@ impl Executor {
             };
             let has_snapshot = cp.snapshot.is_some();
             self.store.call(move |s| s.commit_checkpoint(&cp)).await?;
-            self.events.emit(Event::Checkpoint { step, snapshot: has_snapshot });
+            self.events.emit(Event::Checkpoint {
+                step,
+                snapshot: has_snapshot,
+            });
             if let Outcome::Done { warnings } = outcome {
                 for w in &warnings {
                     self.events.emit(Event::Warning { message: w.clone() });
@@ -285,7 +334,10 @@ impl Executor {
         failures: &Arc<AtomicU32>,
     ) -> Result<Result<Vec<(usize, NodeResult)>, Finish>, WorkerError> {
         let session = self.session.clone();
-        let done: Vec<TaskRecord> = self.store.call(move |s| s.task_records(&session, step..=step)).await?;
+        let done: Vec<TaskRecord> = self
+            .store
+            .call(move |s| s.task_records(&session, step..=step))
+            .await?;
         let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
             if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
@@ -334,7 +386,12 @@ impl Executor {
                 store: self.store.clone(),
                 failures: Arc::clone(failures),
                 max_failures: self.limits.max_failures,
-                limits: self.limits.per_agent.get(agent_idx).copied().unwrap_or((Duration::from_secs(600), 2)),
+                limits: self
+                    .limits
+                    .per_agent
+                    .get(agent_idx)
+                    .copied()
+                    .unwrap_or((Duration::from_secs(600), 2)),
                 retry_base: self.limits.retry_base,
                 permits: Arc::clone(&permits),
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
@@ -418,7 +475,11 @@ impl TaskCtx {
             };
             let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (usage, status, error) = match &result {
-                Ok(r) => ((r.tokens_in, r.tokens_out, r.tool_calls, r.retries), TaskStatus::Ok, None),
+                Ok(r) => (
+                    (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
+                    TaskStatus::Ok,
+                    None,
+                ),
                 Err(e) => ((0, 0, 0, 0), TaskStatus::Error, Some(e.to_string())),
             };
             let run = NodeRunRecord {
@@ -470,14 +531,22 @@ impl TaskCtx {
                     let msg = e.to_string();
                     let retryable = matches!(e, NodeError::Retryable(_));
                     if total >= self.max_failures.max(1) {
-                        self.events.emit(Event::NodeFailed { step: call.step, node: call.agent.clone(), error: msg.clone() });
+                        self.events.emit(Event::NodeFailed {
+                            step: call.step,
+                            node: call.agent.clone(),
+                            error: msg.clone(),
+                        });
                         return Err(NodeError::Fatal(format!(
                             "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
                             self.max_failures
                         )));
                     }
                     if !retryable || call.attempt >= retries {
-                        self.events.emit(Event::NodeFailed { step: call.step, node: call.agent.clone(), error: msg.clone() });
+                        self.events.emit(Event::NodeFailed {
+                            step: call.step,
+                            node: call.agent.clone(),
+                            error: msg.clone(),
+                        });
                         let tries = call.attempt + 1;
                         return Err(NodeError::Fatal(if retryable {
                             format!("{msg} (after {tries} attempts)")
@@ -524,6 +593,11 @@ pub fn approx_bytes(v: &Value) -> u64 {
         Value::Number(_) => 8,
         Value::String(s) => s.len() as u64 + 2,
         Value::Array(a) => 2 + a.iter().map(approx_bytes).sum::<u64>(),
-        Value::Object(m) => 2 + m.iter().map(|(k, v)| k.len() as u64 + 3 + approx_bytes(v)).sum::<u64>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, v)| k.len() as u64 + 3 + approx_bytes(v))
+                .sum::<u64>()
+        }
     }
 }

@@ -62,7 +62,9 @@ pub struct Harness {
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("agents", &self.plans.len()).finish_non_exhaustive()
+        f.debug_struct("Harness")
+            .field("agents", &self.plans.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,7 +74,12 @@ pub const KICKOFF: &str = "Carry out your task now.";
 impl Harness {
     /// A harness over `plans` (indexed by agent declaration order). Output schemas must be valid
     /// (the compiler checked them).
-    pub fn new(plans: Vec<AgentPlan>, tools: Arc<Registry>, events: Arc<dyn EventSink>, stream: bool) -> Result<Self, String> {
+    pub fn new(
+        plans: Vec<AgentPlan>,
+        tools: Arc<Registry>,
+        events: Arc<dyn EventSink>,
+        stream: bool,
+    ) -> Result<Self, String> {
         let mut validators = Vec::with_capacity(plans.len());
         for p in &plans {
             validators.push(match &p.output_schema {
@@ -102,10 +109,21 @@ impl Harness {
             .iter()
             .any(|l| l.kind == LayerKind::Task && (l.text.contains("{{") || l.text.contains("{%")));
         let build = || {
-            let state = Value::Object(if templated { (*call.state).clone() } else { Map::new() });
+            let state = Value::Object(if templated {
+                (*call.state).clone()
+            } else {
+                Map::new()
+            });
             let inputs = Value::Object((*call.inputs).clone());
-            compose(&plan.layers, &PromptContext { state: &state, inputs: &inputs, agent: &plan.vars })
-                .map_err(|e| NodeError::Fatal(e.to_string()))
+            compose(
+                &plan.layers,
+                &PromptContext {
+                    state: &state,
+                    inputs: &inputs,
+                    agent: &plan.vars,
+                },
+            )
+            .map_err(|e| NodeError::Fatal(e.to_string()))
         };
         if templated {
             return build();
@@ -119,7 +137,10 @@ impl Harness {
 
     async fn run_agent(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
         let idx = call.agent_idx;
-        let plan = self.plans.get(idx).ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+        let plan = self
+            .plans
+            .get(idx)
+            .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
         let system = self.system_prompt(idx, &call)?;
         let mut kickoff = KICKOFF.to_owned();
         if let Some(schema) = &plan.output_schema {
@@ -138,7 +159,8 @@ impl Harness {
                 text: t.to_owned(),
             })
         };
-        let stream: Option<&(dyn Fn(&str) + Send + Sync)> = if self.stream { Some(&on_text) } else { None };
+        let stream: Option<&(dyn Fn(&str) + Send + Sync)> =
+            if self.stream { Some(&on_text) } else { None };
         for _turn in 0..plan.max_turns.max(1) {
             let req = ChatRequest {
                 agent: plan.name.clone(),
@@ -164,7 +186,9 @@ impl Harness {
                 .content
                 .iter()
                 .filter_map(|b| match b {
-                    Block::ToolUse { id, name, input } => Some((id.clone(), name.clone(), input.clone())),
+                    Block::ToolUse { id, name, input } => {
+                        Some((id.clone(), name.clone(), input.clone()))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -214,7 +238,10 @@ impl Harness {
                     }
                     invalid_answers += 1;
                     self.events.emit(Event::Warning {
-                        message: format!("agent `{}` gave an invalid answer ({problem}); asking again", call.agent),
+                        message: format!(
+                            "agent `{}` gave an invalid answer ({problem}); asking again",
+                            call.agent
+                        ),
                     });
                     messages.push(Message::user(format!(
                         "Your answer is not valid: {problem}\nReply again with only the corrected JSON."
@@ -258,11 +285,18 @@ impl Harness {
                     .take(5)
                     .map(|e| {
                         let path = e.instance_path().to_string();
-                        if path.is_empty() { e.to_string() } else { format!("at {path}: {e}") }
+                        if path.is_empty() {
+                            e.to_string()
+                        } else {
+                            format!("at {path}: {e}")
+                        }
                     })
                     .collect();
                 if !errors.is_empty() {
-                    return Err(format!("it does not satisfy the output schema: {}", errors.join("; ")));
+                    return Err(format!(
+                        "it does not satisfy the output schema: {}",
+                        errors.join("; ")
+                    ));
                 }
                 value
             }
@@ -272,7 +306,11 @@ impl Harness {
             let ptr = if pointer == "/" { "" } else { pointer.as_str() };
             match output.pointer(ptr) {
                 Some(v) => writes.push((field.clone(), v.clone())),
-                None => return Err(format!("it has no value at `{pointer}` (written to state field `{field}`)")),
+                None => {
+                    return Err(format!(
+                        "it has no value at `{pointer}` (written to state field `{field}`)"
+                    ));
+                }
             }
         }
         Ok((output, writes))
@@ -318,8 +356,18 @@ mod tests {
     #[test]
     fn json_answers_are_found_in_fences_and_prose() {
         assert_eq!(parse_json_answer(" {\"a\": 1} ").unwrap(), json!({"a": 1}));
-        assert_eq!(parse_json_answer("Here:\n```json\n{\"a\": [1]}\n```\nDone.").unwrap(), json!({"a": [1]}));
-        assert_eq!(parse_json_answer("The result is {\"a\": 2}.").unwrap(), json!({"a": 2}));
-        assert!(parse_json_answer("no json here").unwrap_err().contains("not JSON"));
+        assert_eq!(
+            parse_json_answer("Here:\n```json\n{\"a\": [1]}\n```\nDone.").unwrap(),
+            json!({"a": [1]})
+        );
+        assert_eq!(
+            parse_json_answer("The result is {\"a\": 2}.").unwrap(),
+            json!({"a": 2})
+        );
+        assert!(
+            parse_json_answer("no json here")
+                .unwrap_err()
+                .contains("not JSON")
+        );
     }
 }

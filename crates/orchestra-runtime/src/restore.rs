@@ -59,7 +59,12 @@ pub fn restore(
         })?;
     let mut state: State = match rp.base.snapshot {
         Some(Value::Object(m)) => m,
-        _ => return Err(corrupt(format!("snapshot at step {} is not a state object", rp.base.step))),
+        _ => {
+            return Err(corrupt(format!(
+                "snapshot at step {} is not a state object",
+                rp.base.step
+            )));
+        }
     };
     let snapshot_bytes = approx_bytes(&Value::Object(state.clone()));
     let mut delta_bytes = 0;
@@ -72,7 +77,8 @@ pub fn restore(
         let mut writes = Vec::new();
         for t in &tasks {
             let declared = declared_from_record(&t.writes);
-            delta_bytes += approx_bytes(&t.output) + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
+            delta_bytes += approx_bytes(&t.output)
+                + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
             writes.extend(task_writes(&t.node, &t.output, &declared));
         }
         channels

@@ -86,7 +86,11 @@ impl StoreHandle {
         rx.blocking_recv().map_err(|_| WorkerError::Gone)?
     }
 
-    fn send_job<T, F>(&self, f: F, tx: oneshot::Sender<Result<T, WorkerError>>) -> Result<(), WorkerError>
+    fn send_job<T, F>(
+        &self,
+        f: F,
+        tx: oneshot::Sender<Result<T, WorkerError>>,
+    ) -> Result<(), WorkerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,

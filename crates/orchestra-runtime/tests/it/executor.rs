@@ -27,8 +27,14 @@ struct FnRunner {
 }
 
 impl FnRunner {
-    fn new(f: impl Fn(&NodeCall) -> Result<NodeResult, NodeError> + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(FnRunner { f: Box::new(f), calls: Mutex::new(HashMap::new()), delay: Duration::ZERO })
+    fn new(
+        f: impl Fn(&NodeCall) -> Result<NodeResult, NodeError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(FnRunner {
+            f: Box::new(f),
+            calls: Mutex::new(HashMap::new()),
+            delay: Duration::ZERO,
+        })
     }
     fn calls(&self, agent: &str) -> u32 {
         self.calls.lock().unwrap().get(agent).copied().unwrap_or(0)
@@ -38,7 +44,12 @@ impl FnRunner {
 impl NodeRunner for FnRunner {
     fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
         Box::pin(async move {
-            *self.calls.lock().unwrap().entry(call.agent.clone()).or_insert(0) += 1;
+            *self
+                .calls
+                .lock()
+                .unwrap()
+                .entry(call.agent.clone())
+                .or_insert(0) += 1;
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
@@ -48,12 +59,23 @@ impl NodeRunner for FnRunner {
 }
 
 fn says(text: &str) -> NodeResult {
-    NodeResult { output: json!(text), tokens_in: 10, tokens_out: 5, ..NodeResult::default() }
+    NodeResult {
+        output: json!(text),
+        tokens_in: 10,
+        tokens_out: 5,
+        ..NodeResult::default()
+    }
 }
 
 struct NoRouter;
 impl Router for NoRouter {
-    fn route(&self, _: &Edge, _: &State, _: &Map<String, Value>, _: u32) -> Result<Vec<String>, String> {
+    fn route(
+        &self,
+        _: &Edge,
+        _: &State,
+        _: &Map<String, Value>,
+        _: u32,
+    ) -> Result<Vec<String>, String> {
         Err("no conditions here".into())
     }
 }
@@ -63,9 +85,22 @@ struct CountRouter {
     back: String,
 }
 impl Router for CountRouter {
-    fn route(&self, _: &Edge, state: &State, _: &Map<String, Value>, _: u32) -> Result<Vec<String>, String> {
-        let n = state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
-        Ok(vec![if n < 6 { self.back.clone() } else { "END".into() }])
+    fn route(
+        &self,
+        _: &Edge,
+        state: &State,
+        _: &Map<String, Value>,
+        _: u32,
+    ) -> Result<Vec<String>, String> {
+        let n = state
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        Ok(vec![if n < 6 {
+            self.back.clone()
+        } else {
+            "END".into()
+        }])
     }
 }
 
@@ -131,7 +166,9 @@ impl Harness {
         let sched = Scheduler::new(&self.topo);
         let state = self.channels.initial();
         let inputs = Map::new();
-        let (sched_state, _) = sched.start(|_, e| router.route(e, &state, &inputs, 0)).unwrap();
+        let (sched_state, _) = sched
+            .start(|_, e| router.route(e, &state, &inputs, 0))
+            .unwrap();
         let pos = Position {
             state: state.clone(),
             sched: sched_state.clone(),
@@ -171,7 +208,13 @@ impl Harness {
         pos
     }
 
-    fn executor(&self, id: &str, runner: Arc<dyn NodeRunner>, router: Arc<dyn Router>, limits: ExecLimits) -> Executor {
+    fn executor(
+        &self,
+        id: &str,
+        runner: Arc<dyn NodeRunner>,
+        router: Arc<dyn Router>,
+        limits: ExecLimits,
+    ) -> Executor {
         Executor {
             session: id.into(),
             topo: Arc::clone(&self.topo),
@@ -188,7 +231,11 @@ impl Harness {
     }
 
     async fn restore(&self, id: &str, step: u64) -> Position {
-        let (id, topo, channels) = (id.to_owned(), Arc::clone(&self.topo), Arc::clone(&self.channels));
+        let (id, topo, channels) = (
+            id.to_owned(),
+            Arc::clone(&self.topo),
+            Arc::clone(&self.channels),
+        );
         self.store
             .call(move |s| Ok(restore(&*s, &id, step, &topo, &channels)))
             .await
@@ -232,20 +279,35 @@ async fn a_crashed_step_reuses_finished_tasks_on_resume() {
     let mut pos = h.start("s2", &NoRouter).await;
     // First drive: b fails for good (fatal), a succeeds and is recorded.
     let first = FnRunner::new(|c| {
-        if c.agent == "b" { Err(NodeError::Fatal("boom".into())) } else { Ok(says(&c.agent)) }
+        if c.agent == "b" {
+            Err(NodeError::Fatal("boom".into()))
+        } else {
+            Ok(says(&c.agent))
+        }
     });
     let exec = h.executor("s2", first.clone(), Arc::new(NoRouter), limits(3));
     let finish = exec.run(&mut pos).await.unwrap();
-    assert!(matches!(&finish, Finish::Failed { error } if error.contains("agent `b` failed at step 1: boom")), "{finish:?}");
+    assert!(
+        matches!(&finish, Finish::Failed { error } if error.contains("agent `b` failed at step 1: boom")),
+        "{finish:?}"
+    );
     // Resume from the last checkpoint (0): a is not run again.
     let mut pos = h.restore("s2", 0).await;
     let second = FnRunner::new(|c| Ok(says(&c.agent)));
     let exec = h.executor("s2", second.clone(), Arc::new(NoRouter), limits(3));
-    assert_eq!(exec.run(&mut pos).await.unwrap(), Finish::Completed { warnings: vec![] });
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
     assert_eq!(second.calls("a"), 0, "a had finished before the failure");
     assert_eq!(second.calls("b"), 1);
     assert_eq!(second.calls("c"), 1);
-    assert!(h.events.take().iter().any(|e| matches!(e, Event::NodeFinished { node, reused: true, .. } if node == "a")));
+    assert!(
+        h.events
+            .take()
+            .iter()
+            .any(|e| matches!(e, Event::NodeFinished { node, reused: true, .. } if node == "a"))
+    );
 }
 
 #[tokio::test]
@@ -262,9 +324,17 @@ async fn retryable_errors_back_off_and_the_circuit_breaker_trips() {
         }
     });
     let exec = h.executor("s3", runner.clone(), Arc::new(NoRouter), limits(3));
-    assert_eq!(exec.run(&mut pos).await.unwrap(), Finish::Completed { warnings: vec![] });
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
     assert_eq!(runner.calls("a"), 2);
-    assert!(h.events.take().iter().any(|e| matches!(e, Event::NodeRetry { node, .. } if node == "a")));
+    assert!(
+        h.events
+            .take()
+            .iter()
+            .any(|e| matches!(e, Event::NodeRetry { node, .. } if node == "a"))
+    );
 
     let h = Harness::new(Box::new(MemoryStore::new()), diamond());
     let mut pos = h.start("s4", &NoRouter).await;
@@ -273,7 +343,10 @@ async fn retryable_errors_back_off_and_the_circuit_breaker_trips() {
     l.max_failures = 3;
     let exec = h.executor("s4", always.clone(), Arc::new(NoRouter), l);
     let finish = exec.run(&mut pos).await.unwrap();
-    assert!(matches!(&finish, Finish::Failed { error } if error.contains("circuit breaker")), "{finish:?}");
+    assert!(
+        matches!(&finish, Finish::Failed { error } if error.contains("circuit breaker")),
+        "{finish:?}"
+    );
     assert!(always.calls("a") + always.calls("b") <= 4);
 }
 
@@ -293,10 +366,20 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
         ],
     };
     let h = Harness::new(Box::new(MemoryStore::new()), topo.clone());
-    let router = Arc::new(CountRouter { back: "writer".into() });
+    let router = Arc::new(CountRouter {
+        back: "writer".into(),
+    });
     let mut pos = h.start("l1", &*router).await;
-    let exec = h.executor("l1", FnRunner::new(|c| Ok(says(&c.agent))), router.clone(), limits(2));
-    assert_eq!(exec.run(&mut pos).await.unwrap(), Finish::Completed { warnings: vec![] });
+    let exec = h.executor(
+        "l1",
+        FnRunner::new(|c| Ok(says(&c.agent))),
+        router.clone(),
+        limits(2),
+    );
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
     assert_eq!(pos.state["messages"].as_array().unwrap().len(), 6);
     assert_eq!(pos.runs, vec![3, 3]);
 
@@ -306,7 +389,10 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
     l.max_steps = 3;
     let exec = h.executor("l2", FnRunner::new(|c| Ok(says(&c.agent))), router, l);
     let finish = exec.run(&mut pos).await.unwrap();
-    assert!(matches!(&finish, Finish::Stopped { reason } if reason.contains("max_steps (3)")), "{finish:?}");
+    assert!(
+        matches!(&finish, Finish::Stopped { reason } if reason.contains("max_steps (3)")),
+        "{finish:?}"
+    );
 }
 
 #[tokio::test]
@@ -320,7 +406,10 @@ async fn replace_conflicts_fail_the_step_and_keep_earlier_checkpoints() {
     });
     // metadata merges: no conflict.
     let exec = h.executor("c1", runner, Arc::new(NoRouter), limits(3));
-    assert_eq!(exec.run(&mut pos).await.unwrap(), Finish::Completed { warnings: vec![] });
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
     // An unknown channel fails clearly.
     let h = Harness::new(Box::new(MemoryStore::new()), diamond());
     let mut pos = h.start("c2", &NoRouter).await;
@@ -331,7 +420,10 @@ async fn replace_conflicts_fail_the_step_and_keep_earlier_checkpoints() {
     });
     let exec = h.executor("c2", runner, Arc::new(NoRouter), limits(3));
     let finish = exec.run(&mut pos).await.unwrap();
-    assert!(matches!(&finish, Finish::Failed { error } if error.contains("unknown state field `nope`")), "{finish:?}");
+    assert!(
+        matches!(&finish, Finish::Failed { error } if error.contains("unknown state field `nope`")),
+        "{finish:?}"
+    );
     let cps = h.store.call(|s| s.checkpoints("c2")).await.unwrap();
     assert_eq!(cps.len(), 1, "checkpoint 0 is kept");
 }
@@ -365,7 +457,10 @@ async fn a_thousand_parallel_agents_on_sqlite() {
     });
     let exec = h.executor("f1", runner, Arc::new(NoRouter), l);
     let t = std::time::Instant::now();
-    assert_eq!(exec.run(&mut pos).await.unwrap(), Finish::Completed { warnings: vec![] });
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(pos.state["messages"].as_array().unwrap().len(), n + 2);
     let end = h.restore("f1", 3).await;
