@@ -1,1 +1,11 @@
-fn main() {}
+//! The `orchestra` binary: parse the command line, run one subcommand, exit with its code.
+
+mod cli;
+mod cmd;
+mod diag;
+mod exit;
+mod report;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,6 +1,30 @@
 //! The pipeline compiler: a parsed pipeline becomes a validated, fully resolved graph; plus the
 //! state channels with their reducers and the pure scheduler that decides what runs next.
+//!
+//! [`load`] reads a pipeline (and its project's `orchestra.yaml`), resolves every name — prompt
+//! layers, providers and models, tools, conditions, state fields — checks the graph (reachability,
+//! loops, joins, parallel writers) and returns a [`Compiled`] pipeline, or every problem found as
+//! [`Diagnostic`](orchestra_spec::Diagnostic)s sorted by position.
 
+mod agents;
+mod analysis;
+mod compiled;
+pub mod conditions;
+mod edges;
+mod export;
+mod fields;
+mod load;
+mod providers;
+pub mod scheduler;
+pub mod state;
 pub mod topology;
+mod workspace;
 
+pub use compiled::{
+    Compiled, InputValues, ModelChoice, ResolvedAgent, ResolvedInput, ResolvedProvider,
+    ResolvedRepo, StateWrite, ToolKind, ToolRef,
+};
+pub use conditions::{ConditionError, ConditionSource, ResolvedCondition, Rule, RuleSet};
+pub use load::{LoadOptions, load};
+pub use providers::kind_name;
 pub use topology::{AgentIdx, Edge, Node, Topology};

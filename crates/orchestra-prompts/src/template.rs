@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, escape_formatter};
 use orchestra_spec::{Diagnostic, SourceFile, Span};
 use serde::{Deserialize, Serialize};
 
@@ -88,11 +89,27 @@ pub enum PromptError {
     },
 }
 
+/// The template environment: strict undefined, `trim_blocks` + `lstrip_blocks` (a line holding
+/// only a `{% ... %}` tag leaves no blank line), `null` rendered as nothing, and a fuel limit.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    if let Ok(syntax) = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            escape_formatter(out, state, value)
+        }
+    });
     env
 }
 

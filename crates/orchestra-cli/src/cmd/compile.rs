@@ -1,0 +1,172 @@
+//! `orchestra compile`: validate a pipeline, resolve every name it uses, and print the result as
+//! text, JSON, Mermaid or DOT — or each agent's composed system prompt. Never calls a model or
+//! changes a repository.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use orchestra_graph::{Compiled, LoadOptions, load};
+use orchestra_spec::Diagnostic;
+use serde_json::{Value, json};
+
+use crate::cli::Ctx;
+use crate::{diag, exit, report};
+
+/// Validate a pipeline and resolve everything it refers to; print the graph.
+///
+/// Shows nodes and edges, and for every agent its provider and model, its tools, and the file
+/// each prompt layer was found in (with its discovery level); conditions likewise. Errors name
+/// file:line:col and exit with code 2.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Print each agent's composed system prompt (against the initial state and the inputs)
+    /// instead of the graph.
+    #[arg(long)]
+    prompts: bool,
+    /// An input for `--prompts`, as KEY=VALUE (repeatable); other inputs use their defaults.
+    #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    inputs: Vec<(String, String)>,
+    /// Resolve every agent's model against this provider instead of its own.
+    #[arg(long)]
+    provider: Option<String>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Human-readable summary.
+    Text,
+    /// The resolved pipeline as JSON (what a session stores).
+    Json,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// A Graphviz digraph.
+    Dot,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let opts = LoadOptions {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        ..LoadOptions::default()
+    };
+    let mut err = io::stderr().lock();
+    let mut compiled = match load(&args.pipeline, &opts) {
+        Ok(c) => c,
+        Err(diags) => {
+            diag::print(&mut err, &diags)?;
+            writeln!(
+                err,
+                "error: `{}` is not a valid pipeline: {}",
+                args.pipeline.display(),
+                diag::counts(&diags)
+            )?;
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    if let Some(p) = &args.provider
+        && let Err(d) = compiled.use_provider(p)
+    {
+        diag::print(&mut err, &[d.with_label("given with `--provider`")])?;
+        return Ok(exit::BAD_INPUT);
+    }
+    diag::print(&mut err, &compiled.warnings)?;
+    drop(err);
+    if args.prompts {
+        return prompts(&compiled, &args);
+    }
+    let text = match args.format {
+        Format::Text => report::text(&compiled, &ctx.cwd),
+        Format::Json => {
+            let mut v = serde_json::to_value(&compiled)?;
+            if let Value::Object(m) = &mut v {
+                m.insert("warnings".into(), warnings_json(&compiled.warnings));
+            }
+            let mut s = serde_json::to_string_pretty(&v)?;
+            s.push('\n');
+            s
+        }
+        Format::Mermaid => compiled.to_mermaid(),
+        Format::Dot => compiled.to_dot(),
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn warnings_json(diags: &[Diagnostic]) -> Value {
+    diags
+        .iter()
+        .map(|d| {
+            json!({
+                "message": d.message,
+                "location": d.location(),
+                "label": d.label,
+                "help": d.help,
+            })
+        })
+        .collect()
+}
+
+/// Prints every agent's system prompt against the initial state and the inputs.
+fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
+    let mut err = io::stderr().lock();
+    let mut given = c.inputs_with(&args.inputs);
+    // Required inputs without a value are shown as a placeholder rather than failing.
+    for m in std::mem::take(&mut given.missing) {
+        given.values.insert(m.clone(), Value::String(format!("<{m}>")));
+    }
+    let unknown = given.unknown;
+    if !unknown.is_empty() {
+        let names: Vec<&str> = c.inputs.iter().map(|i| i.name.as_str()).collect();
+        writeln!(
+            err,
+            "error: unknown input `{}`; the pipeline's inputs are: {}",
+            unknown.join("`, `"),
+            if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+        )?;
+        return Ok(exit::BAD_INPUT);
+    }
+    let state = Value::Object(c.initial_state());
+    let shown: Vec<String> = given.values.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    let inputs_v = Value::Object(given.values);
+    let mut rendered: Vec<(String, String)> = Vec::new();
+    for agent in &c.agents {
+        match c.system_prompt(agent, &state, &inputs_v) {
+            Ok(p) => rendered.push((agent.name.clone(), p)),
+            Err(e) => {
+                writeln!(err, "error: cannot compose the system prompt of agent `{}`: {e}", agent.name)?;
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+    }
+    let text = match args.format {
+        Format::Json => {
+            let map: serde_json::Map<String, Value> = rendered
+                .into_iter()
+                .map(|(a, p)| (a, Value::String(p)))
+                .collect();
+            let mut s = serde_json::to_string_pretty(&Value::Object(map))?;
+            s.push('\n');
+            s
+        }
+        _ => report::prompts(c, &rendered, &shown),
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,34 @@
+//! Subcommands, one file each. Adding one is a file with an `Args` struct (its doc comment is
+//! the `--help` text) and `fn run(args, ctx) -> io::Result<u8>`, plus one line below.
+
+use std::io;
+
+use crate::cli::Ctx;
+
+macro_rules! commands {
+    ($( $(#[$meta:meta])* $variant:ident => $module:ident, )*) => {
+        $( pub(crate) mod $module; )*
+
+        /// The subcommands.
+        #[derive(Debug, clap::Subcommand)]
+        pub(crate) enum Command {
+            $( $(#[$meta])* $variant($module::Args), )*
+        }
+
+        impl Command {
+            /// Runs the subcommand; returns the exit code.
+            pub(crate) fn run(self, ctx: &Ctx) -> io::Result<u8> {
+                match self {
+                    $( Command::$variant(args) => $module::run(args, ctx), )*
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    /// Validate a pipeline and resolve everything it refers to; print the graph.
+    Compile => compile,
+    /// Print the JSON Schema of pipeline files (or of orchestra.yaml, conditions, layers).
+    Schema => schema,
+}

@@ -1,0 +1,54 @@
+//! Exit codes, in one place (see docs/ARCHITECTURE.md, "Exit codes").
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// Success; also a session that paused for a human (the way to attach is printed).
+pub(crate) const SUCCESS: u8 = 0;
+/// The session failed: node errors past retries, circuit breaker, unsatisfiable join, loop
+/// limit without `on_max_loops`.
+pub(crate) const SESSION_FAILED: u8 = 1;
+/// Bad input or usage: invalid pipeline, unknown flag, unknown session or checkpoint.
+pub(crate) const BAD_INPUT: u8 = 2;
+/// The session stopped at a limit (`max_tokens`, `max_steps`); resumable with higher limits.
+pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
+/// The session is busy: another process holds its lease.
+pub(crate) const SESSION_BUSY: u8 = 4;
+/// Internal error: database, git or I/O failure.
+pub(crate) const INTERNAL: u8 = 5;
+/// Interrupted (Ctrl-C); the session is resumable.
+pub(crate) const INTERRUPTED: u8 = 130;
+
+/// Every code with its meaning, for `--help`.
+const TABLE: [(u8, &str); 7] = [
+    (SUCCESS, "success (also: a session paused for a human)"),
+    (SESSION_FAILED, "the session failed"),
+    (
+        BAD_INPUT,
+        "bad input or usage (invalid pipeline, unknown flag, session or checkpoint)",
+    ),
+    (
+        STOPPED_AT_LIMIT,
+        "the session stopped at a limit (max_tokens, max_steps); resumable",
+    ),
+    (
+        SESSION_BUSY,
+        "the session is busy: another process drives it",
+    ),
+    (INTERNAL, "internal error (database, git or I/O)"),
+    (INTERRUPTED, "interrupted; the session is resumable"),
+];
+
+/// The exit-code table shown at the end of `orchestra --help`.
+pub(crate) fn help() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for (code, meaning) in TABLE {
+        let _ = writeln!(s, "  {code:>3}  {meaning}");
+    }
+    s
+}
+
+/// The process exit code for `code`.
+pub(crate) fn code(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}

@@ -1,0 +1,384 @@
+//! Resolving one agent: its prompt layers, provider and model, tools, output schema and state
+//! writes, with a diagnostic for everything that does not refer to something real.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
+use orchestra_spec::{
+    AgentSpec, BASE_CHANNELS, Diagnostic, END, LimitsSpec, PipelineSpec, ProviderKind, START,
+    SourceFile, Span, Spanned, closest,
+};
+use serde_json::Value;
+
+use crate::compiled::{ModelChoice, ResolvedAgent, StateWrite, ToolKind};
+use crate::providers::{ProviderEntry, choose_model};
+use crate::workspace::{ToolIndex, is_ident};
+
+/// A default setting and the file it was written in.
+pub(crate) type Setting<'a> = Option<(&'a Spanned<String>, &'a SourceFile)>;
+
+/// What resolving agents needs from the rest of the compile.
+#[derive(Debug)]
+pub(crate) struct AgentCtx<'a, 'l> {
+    pub(crate) spec: &'a PipelineSpec,
+    pub(crate) src: &'a SourceFile,
+    pub(crate) pipeline_path: &'a Path,
+    pub(crate) loader: &'a mut LayerLoader<'l>,
+    pub(crate) scope: TemplateScope<'a>,
+    pub(crate) providers: &'a IndexMap<String, ProviderEntry<'a>>,
+    pub(crate) default_provider: Setting<'a>,
+    pub(crate) default_model: Setting<'a>,
+    pub(crate) tools: &'a ToolIndex,
+}
+
+impl AgentCtx<'_, '_> {
+    /// Resolves agent `name` (declared at `key_span`), pushing problems to `diags`.
+    pub(crate) fn resolve(
+        &mut self,
+        index: usize,
+        name: &str,
+        key_span: Span,
+        agent: &AgentSpec,
+        diags: &mut Vec<Diagnostic>,
+    ) -> ResolvedAgent {
+        let src = self.src;
+        if name == START || name == END {
+            diags.push(
+                Diagnostic::error(format!("`{name}` is reserved"))
+                    .at(src, key_span)
+                    .with_label(
+                        "START and END are the graph's entry and exit; name the agent differently",
+                    ),
+            );
+        } else if !is_ident(name) {
+            diags.push(
+                Diagnostic::error(format!("invalid agent name `{name}`"))
+                    .at(src, key_span)
+                    .with_label("use letters, digits, `-` and `_`"),
+            );
+        }
+        let layers = self.layers(agent, diags);
+        let model = self.model(name, key_span, agent, diags);
+        let mut tools = Vec::with_capacity(agent.tools.len());
+        for (i, t) in agent.tools.iter().enumerate() {
+            if agent.tools[..i].iter().any(|p| p.value == t.value) {
+                diags.push(
+                    Diagnostic::warning(format!("tool `{}` is listed twice", t.value))
+                        .at(src, t.span)
+                        .with_label("already in this agent's `tools`"),
+                );
+                continue;
+            }
+            match self.tools.resolve(t, self.spec, src) {
+                Ok(r) => tools.push(r),
+                Err(d) => diags.push(d),
+            }
+        }
+        let write_repos = write_repos(self.spec, &tools);
+        let output_schema = agent.output.as_ref().map(|o| {
+            check_schema(&o.schema, src, diags);
+            o.schema.value.clone()
+        });
+        let writes = self.writes(agent, output_schema.as_ref(), diags);
+        let limits: &LimitsSpec = &self.spec.limits;
+        ResolvedAgent {
+            name: name.to_owned(),
+            index,
+            description: agent.description.clone(),
+            layers,
+            model,
+            tools,
+            output_schema,
+            output_max_retries: agent
+                .output
+                .as_ref()
+                .and_then(|o| o.max_retries)
+                .unwrap_or(2),
+            writes,
+            mode: agent.mode,
+            max_turns: agent.max_turns.unwrap_or(limits.max_turns),
+            timeout: agent.timeout.unwrap_or(limits.node_timeout),
+            retries: agent.retries.unwrap_or(limits.retries),
+            write_repos,
+        }
+    }
+
+    fn layers(
+        &mut self,
+        agent: &AgentSpec,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Vec<orchestra_prompts::ResolvedLayer> {
+        let mut out = Vec::new();
+        let given = [
+            (LayerKind::Role, &agent.role),
+            (LayerKind::Persona, &agent.persona),
+            (LayerKind::Personality, &agent.personality),
+            (LayerKind::Task, &agent.task),
+        ];
+        for (kind, layer) in given {
+            let Some(layer) = layer else { continue };
+            let Some(r) = self
+                .loader
+                .resolve(kind, layer, self.src, self.pipeline_path, diags)
+            else {
+                continue;
+            };
+            if kind == LayerKind::Task {
+                let source = self.loader.source_of(&r).unwrap_or(self.src);
+                diags.extend(check_task(&r, source, &self.scope));
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    fn model(
+        &self,
+        name: &str,
+        key_span: Span,
+        agent: &AgentSpec,
+        diags: &mut Vec<Diagnostic>,
+    ) -> ModelChoice {
+        let provider: Setting<'_> = agent
+            .provider
+            .as_ref()
+            .map(|p| (p, self.src))
+            .or(self.default_provider);
+        let requested: Setting<'_> = agent
+            .model
+            .as_ref()
+            .map(|m| (m, self.src))
+            .or(self.default_model);
+        let unresolved = ModelChoice {
+            provider: provider.map(|p| p.0.value.clone()).unwrap_or_default(),
+            kind: ProviderKind::Scripted,
+            model: None,
+            alias: None,
+            requested: requested.map(|m| m.0.value.clone()),
+        };
+        let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        let Some((pname, psrc)) = provider else {
+            diags.push(
+                Diagnostic::error(format!("agent `{name}` has no provider"))
+                    .at(self.src, key_span)
+                    .with_label("no `provider:` here and no `defaults.provider`")
+                    .with_help("set `defaults: { provider: NAME }` in the pipeline or orchestra.yaml, or `provider:` on the agent")
+                    .with_help(format!("providers: {}", names.join(", "))),
+            );
+            return unresolved;
+        };
+        let Some(entry) = self.providers.get(&pname.value) else {
+            let mut d = Diagnostic::error(format!("unknown provider `{}`", pname.value))
+                .at(psrc, pname.span)
+                .with_label("not a provider of the pipeline or of orchestra.yaml")
+                .with_suggestions(&pname.value, names.iter().copied());
+            d = d.with_help(if names.is_empty() {
+                "no providers are defined: add some under `providers:`".to_owned()
+            } else {
+                format!("providers: {}", names.join(", "))
+            });
+            diags.push(d);
+            return unresolved;
+        };
+        let p = &entry.resolved;
+        let choice = choose_model(p, requested.map(|m| m.0.value.as_str()));
+        if let Some((m, msrc)) = requested
+            && choice.alias.is_none()
+            && !p.spec.models.is_empty()
+            && !closest(&m.value, p.spec.models.keys()).is_empty()
+        {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "model `{}` is not an alias of provider `{}`; it is sent as a literal model name",
+                    m.value, p.name
+                ))
+                .at(msrc, m.span)
+                .with_suggestions(&m.value, p.spec.models.keys())
+                .with_help(format!(
+                    "aliases of `{}`: {}",
+                    p.name,
+                    p.spec.models.keys().collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+        if choice.model.is_none()
+            && matches!(choice.kind, ProviderKind::Anthropic | ProviderKind::Openai)
+        {
+            diags.push(
+                Diagnostic::error(format!("agent `{name}` has no model"))
+                    .at(self.src, key_span)
+                    .with_label(format!("provider `{}` needs a model", p.name))
+                    .with_help("set `model:` on the agent or `defaults.model` (an alias of the provider's `models`, or a model name)"),
+            );
+        }
+        choice
+    }
+
+    fn writes(
+        &self,
+        agent: &AgentSpec,
+        schema: Option<&Value>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Vec<StateWrite> {
+        let src = self.src;
+        let declared: Vec<&str> = self.spec.state.keys().collect();
+        let mut out = Vec::new();
+        for (field, key_span, ptr) in agent.writes.iter() {
+            if BASE_CHANNELS.contains(&field) {
+                diags.push(
+                    Diagnostic::error(format!("`{field}` cannot be written by an agent"))
+                        .at(src, key_span)
+                        .with_label("a base channel, filled automatically")
+                        .with_help("every agent's output goes to `agent_outputs` and its final text to `messages`; declare a field under `state:` to write to"),
+                );
+                continue;
+            }
+            if !self.spec.state.contains_key(field) {
+                let mut d = Diagnostic::error(format!("unknown state field `{field}`"))
+                    .at(src, key_span)
+                    .with_label("not declared under `state:`")
+                    .with_suggestions(field, declared.iter().copied());
+                d = d.with_help(if declared.is_empty() {
+                    format!("declare it: `state: {{ {field}: {{ type: any }} }}`")
+                } else {
+                    format!("declared fields: {}", declared.join(", "))
+                });
+                diags.push(d);
+                continue;
+            }
+            if let Err(why) = check_pointer(&ptr.value) {
+                diags.push(
+                    Diagnostic::error(format!("invalid JSON pointer `{}`", ptr.value))
+                        .at(src, ptr.span)
+                        .with_label(why)
+                        .with_help("a JSON pointer is `\"\"` (the whole output) or starts with `/`, e.g. `/findings` or `/review/summary`"),
+                );
+                continue;
+            }
+            match schema {
+                None if !ptr.value.is_empty() => diags.push(
+                    Diagnostic::error(format!("`{}` points into an output that is text", ptr.value))
+                        .at(src, ptr.span)
+                        .with_label("this agent has no `output.schema`, so its output is its final text")
+                        .with_help("give the agent `output: { schema: ... }`, or write the whole text with `\"\"`"),
+                ),
+                Some(s) => check_pointer_in_schema(&ptr.value, s, src, ptr.span, diags),
+                None => {}
+            }
+            out.push(StateWrite {
+                field: field.to_owned(),
+                pointer: ptr.value.clone(),
+            });
+        }
+        out
+    }
+}
+
+/// Writable repositories an agent can change, through `write-file` or a shell tool.
+fn write_repos(spec: &PipelineSpec, tools: &[crate::compiled::ToolRef]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tools {
+        let Some(repo) = &t.repo else { continue };
+        let writes = match &t.kind {
+            ToolKind::Builtin { writes } => *writes,
+            ToolKind::Shell { .. } => true,
+            ToolKind::Registered => false,
+        };
+        if writes && spec.workspace.repos.get(repo).is_some_and(|r| r.write) && !out.contains(repo)
+        {
+            out.push(repo.clone());
+        }
+    }
+    out
+}
+
+/// Checks RFC 6901 syntax: empty, or `/`-separated tokens where `~` is followed by 0 or 1.
+pub(crate) fn check_pointer(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    if !p.starts_with('/') {
+        return Err("does not start with `/`".into());
+    }
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.peek(), Some('0' | '1')) {
+            return Err("`~` must be followed by `0` (for `~`) or `1` (for `/`)".into());
+        }
+    }
+    Ok(())
+}
+
+fn check_schema(schema: &Spanned<Value>, src: &SourceFile, diags: &mut Vec<Diagnostic>) {
+    let err = match jsonschema::meta::validate(&schema.value) {
+        Err(e) => Some(format!("{e} (at `{}`)", e.instance_path())),
+        Ok(()) => jsonschema::validator_for(&schema.value)
+            .err()
+            .map(|e| e.to_string()),
+    };
+    if let Some(e) = err {
+        diags.push(
+            Diagnostic::error("invalid output schema")
+                .at(src, schema.span)
+                .with_label(e)
+                .with_help("`output.schema` is a JSON Schema (draft 2020-12), e.g. `{ type: object, required: [findings], properties: { findings: { type: array } } }`"),
+        );
+    }
+}
+
+/// Warns (or errors, when the schema forbids other properties) when the first token of
+/// `pointer` is not a property of `schema`.
+fn check_pointer_in_schema(
+    pointer: &str,
+    schema: &Value,
+    src: &SourceFile,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(first) = pointer.split('/').nth(1) else {
+        return;
+    };
+    let first = first.replace("~1", "/").replace("~0", "~");
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    if props.contains_key(&first) {
+        return;
+    }
+    let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+    let msg = format!("the output schema has no property `{first}`");
+    let d = if closed {
+        Diagnostic::error(msg)
+    } else {
+        Diagnostic::warning(msg)
+    };
+    diags.push(
+        d.at(src, span)
+            .with_label(if closed {
+                "the schema does not allow other properties"
+            } else {
+                "this write is empty unless the output happens to have it"
+            })
+            .with_suggestions(&first, props.keys().map(String::as_str))
+            .with_help(format!(
+                "properties: {}",
+                props.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_pointer_syntax() {
+        assert!(check_pointer("").is_ok());
+        assert!(check_pointer("/a/b~0c~1d").is_ok());
+        assert!(check_pointer("/").is_ok());
+        assert_eq!(check_pointer("a").unwrap_err(), "does not start with `/`");
+        assert!(check_pointer("/a~2").is_err());
+        assert!(check_pointer("/a~").is_err());
+    }
+}

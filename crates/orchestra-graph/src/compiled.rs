@@ -1,0 +1,327 @@
+//! The result of compiling a pipeline: everything the runtime needs, resolved and validated —
+//! agents with their prompt layers, provider and model, tools; conditions; state channels;
+//! inputs; repositories; and the graph itself.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use orchestra_prompts::{AgentVars, PromptContext, PromptError, ResolvedLayer, compose};
+use orchestra_spec::{
+    Diagnostic, Dur, LimitsSpec, Mode, OnConflict, PipelineSpec, ProjectConfig, ProviderKind,
+    ProviderSpec, ShellToolSpec, SourceFile,
+};
+use petgraph::graph::DiGraph;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::conditions::ResolvedCondition;
+use crate::state::{Channels, State};
+use crate::topology::{AgentIdx, Node, Topology};
+
+/// A compiled pipeline. Serializes to JSON (and back) so the runtime can store exactly what ran.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Compiled {
+    /// The pipeline's name.
+    pub name: String,
+    /// The pipeline as written.
+    pub spec: PipelineSpec,
+    /// The pipeline file as read (path as shown to the user, and text).
+    #[serde(with = "source_file")]
+    pub source: SourceFile,
+    /// The pipeline file's absolute path.
+    pub pipeline_path: PathBuf,
+    /// The project configuration (defaults when there is no `orchestra.yaml`).
+    pub project: ProjectConfig,
+    /// The directory holding `orchestra.yaml`, else the current directory.
+    pub project_root: PathBuf,
+    /// `orchestra.yaml`, if there is one.
+    pub project_file: Option<PathBuf>,
+    /// Agents and edges, with `loop_targets` computed.
+    pub topology: Topology,
+    /// Agents in declaration order (`agents[i].index == i`).
+    pub agents: Vec<ResolvedAgent>,
+    /// Providers (the pipeline's merged over the project's), by name.
+    pub providers: IndexMap<String, ResolvedProvider>,
+    /// Repositories, in declaration order.
+    pub repos: Vec<ResolvedRepo>,
+    /// Conditions used by edges, by name.
+    pub conditions: IndexMap<String, ResolvedCondition>,
+    /// State channels: the base channels, then the declared fields.
+    pub channels: Channels,
+    /// Inputs, in declaration order.
+    pub inputs: Vec<ResolvedInput>,
+    /// Session limits.
+    pub limits: LimitsSpec,
+    /// Warnings found while compiling (not serialized).
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// An agent, resolved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResolvedAgent {
+    /// The agent's name.
+    pub name: String,
+    /// Its index in declaration order.
+    pub index: AgentIdx,
+    /// What it does.
+    pub description: Option<String>,
+    /// Its prompt layers, in composition order (absent layers are left out).
+    pub layers: Vec<ResolvedLayer>,
+    /// Provider and model.
+    pub model: ModelChoice,
+    /// Its tools, in the order listed.
+    pub tools: Vec<ToolRef>,
+    /// The JSON Schema its output must satisfy, if any.
+    pub output_schema: Option<Value>,
+    /// How often an invalid output is sent back (default 2).
+    pub output_max_retries: u32,
+    /// State writes, in the order written.
+    pub writes: Vec<StateWrite>,
+    /// Autonomous or interactive.
+    pub mode: Mode,
+    /// Most model turns per run.
+    pub max_turns: u32,
+    /// Timeout of one run.
+    pub timeout: Dur,
+    /// Retries after a provider error.
+    pub retries: u32,
+    /// Writable repositories it can change (through `write-file` or a shell tool).
+    pub write_repos: Vec<String>,
+}
+
+/// The provider and model an agent runs on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelChoice {
+    /// The provider's name.
+    pub provider: String,
+    /// The provider's kind.
+    pub kind: ProviderKind,
+    /// The model name sent to the provider (`None`: none was set; fine for `scripted`/`command`).
+    pub model: Option<String>,
+    /// The alias it was resolved from, when it was an alias of the provider's `models`.
+    pub alias: Option<String>,
+    /// What was asked for (agent `model:` or `defaults.model`), alias or literal.
+    pub requested: Option<String>,
+}
+
+/// A state write: `field` gets the part of the output at JSON pointer `pointer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateWrite {
+    /// The state field.
+    pub field: String,
+    /// The JSON pointer into the output (`""`: all of it).
+    pub pointer: String,
+}
+
+/// A tool an agent may call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ToolRef {
+    /// The full name: `repo:tool` or an unscoped name.
+    pub name: String,
+    /// The repository, for scoped tools.
+    pub repo: Option<String>,
+    /// The tool's own name (after `repo:`).
+    pub tool: String,
+    /// What implements it.
+    pub kind: ToolKind,
+}
+
+/// What implements a tool.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolKind {
+    /// A built-in tool of a repository.
+    Builtin {
+        /// Whether it changes the repository (`write-file`).
+        writes: bool,
+    },
+    /// A shell tool from `workspace.tools`.
+    Shell {
+        /// Its definition.
+        spec: Box<ShellToolSpec>,
+    },
+    /// A tool registered through the library API.
+    Registered,
+}
+
+/// A provider with the file that declared it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResolvedProvider {
+    /// Its name.
+    pub name: String,
+    /// Its settings.
+    pub spec: ProviderSpec,
+    /// The file that declared it (the pipeline or `orchestra.yaml`).
+    pub declared_in: PathBuf,
+    /// `scripted`: the responses file, resolved against the declaring file's directory.
+    pub responses: Option<PathBuf>,
+}
+
+/// A repository of the workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedRepo {
+    /// Its name (tools are `name:tool`).
+    pub name: String,
+    /// Its absolute path.
+    pub path: PathBuf,
+    /// Whether agents may change it.
+    pub write: bool,
+    /// What happens on a merge conflict between parallel writers.
+    pub on_conflict: OnConflict,
+    /// What it is.
+    pub description: Option<String>,
+}
+
+/// Input values for a run, with what is wrong with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputValues {
+    /// `name -> value` for every input that has one.
+    pub values: Map<String, Value>,
+    /// Required inputs that were not given.
+    pub missing: Vec<String>,
+    /// Given names that are not inputs of the pipeline.
+    pub unknown: Vec<String>,
+}
+
+/// A pipeline input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedInput {
+    /// Its name (`inputs.NAME`).
+    pub name: String,
+    /// What it means.
+    pub description: Option<String>,
+    /// Its default; `None` means it is required.
+    pub default: Option<String>,
+}
+
+impl Compiled {
+    /// The agent called `name`.
+    pub fn agent(&self, name: &str) -> Option<&ResolvedAgent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The provider an agent runs on.
+    pub fn provider_of(&self, agent: &ResolvedAgent) -> Option<&ResolvedProvider> {
+        self.providers.get(&agent.model.provider)
+    }
+
+    /// The repository called `name`.
+    pub fn repo(&self, name: &str) -> Option<&ResolvedRepo> {
+        self.repos.iter().find(|r| r.name == name)
+    }
+
+    /// The state before the first step.
+    pub fn initial_state(&self) -> State {
+        self.channels.initial()
+    }
+
+    /// The inputs: defaults overridden by `given` (later entries win).
+    pub fn inputs_with(&self, given: &[(String, String)]) -> InputValues {
+        let mut out = InputValues::default();
+        for input in &self.inputs {
+            let value = given
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == input.name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| input.default.clone());
+            match value {
+                Some(v) => {
+                    out.values.insert(input.name.clone(), Value::String(v));
+                }
+                None => out.missing.push(input.name.clone()),
+            }
+        }
+        for (k, _) in given {
+            if !self.inputs.iter().any(|i| i.name == *k) && !out.unknown.contains(k) {
+                out.unknown.push(k.clone());
+            }
+        }
+        out
+    }
+
+    /// What the task template of `agent` sees as `agent`.
+    pub fn agent_vars(&self, agent: &ResolvedAgent) -> AgentVars {
+        AgentVars {
+            name: agent.name.clone(),
+            description: agent.description.clone(),
+            provider: Some(agent.model.provider.clone()),
+            model: agent.model.model.clone(),
+            tools: agent.tools.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+
+    /// The system prompt of `agent` against `state` and `inputs` (JSON objects).
+    pub fn system_prompt(
+        &self,
+        agent: &ResolvedAgent,
+        state: &Value,
+        inputs: &Value,
+    ) -> Result<String, PromptError> {
+        let vars = self.agent_vars(agent);
+        compose(
+            &agent.layers,
+            &PromptContext {
+                state,
+                inputs,
+                agent: &vars,
+            },
+        )
+    }
+
+    /// The graph: node `0` is `START`, nodes `1..=n` the agents, node `n + 1` is `END`; each
+    /// edge's weight is the index of the `graph:` entry it comes from. `on_max_loops` routes
+    /// are edges too.
+    pub fn graph(&self) -> DiGraph<Node, usize> {
+        crate::analysis::build_graph(&self.topology)
+    }
+
+    /// Runs every agent on provider `name` instead of its own (e.g. `--provider anthropic`),
+    /// resolving each agent's model alias against that provider's `models`.
+    pub fn use_provider(&mut self, name: &str) -> Result<(), Diagnostic> {
+        let Some(provider) = self.providers.get(name) else {
+            let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+            return Err(Diagnostic::error(format!("unknown provider `{name}`"))
+                .with_suggestions(name, names.iter().copied())
+                .with_help(format!("providers: {}", names.join(", "))));
+        };
+        for agent in &mut self.agents {
+            agent.model =
+                crate::providers::choose_model(provider, agent.model.requested.as_deref());
+        }
+        Ok(())
+    }
+
+    /// A path shown relative to `base` (normally the current directory).
+    pub fn shown(path: &Path, base: &Path) -> PathBuf {
+        orchestra_spec::display_path(path, base)
+    }
+}
+
+/// (De)serializes a [`SourceFile`] as `{ path, text }`.
+mod source_file {
+    use std::path::PathBuf;
+
+    use orchestra_spec::SourceFile;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Repr {
+        path: PathBuf,
+        text: String,
+    }
+
+    pub(super) fn serialize<S: Serializer>(f: &SourceFile, s: S) -> Result<S::Ok, S::Error> {
+        Repr {
+            path: f.path.clone(),
+            text: f.text.to_string(),
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SourceFile, D::Error> {
+        let r = Repr::deserialize(d)?;
+        Ok(SourceFile::new(r.path, r.text))
+    }
+}

@@ -1,0 +1,111 @@
+//! Drawing a compiled graph: Mermaid (`flowchart`) and Graphviz DOT.
+
+use std::fmt::Write as _;
+
+use orchestra_spec::Join;
+
+use crate::compiled::Compiled;
+use crate::topology::{Edge, Node};
+
+/// A short label for an edge: join, condition, loop bound.
+fn edge_label(e: &Edge, c: &Compiled) -> String {
+    let mut parts = Vec::new();
+    if e.sources.len() > 1 {
+        parts.push(match e.join {
+            Join::All => "join: all".to_owned(),
+            Join::Any => "join: any".to_owned(),
+        });
+    }
+    if let Some(cond) = &e.condition {
+        parts.push(format!("if {cond}"));
+    }
+    if let Some(m) = e.max_loops {
+        parts.push(format!("max_loops: {m}"));
+    }
+    let _ = c;
+    parts.join(", ")
+}
+
+impl Compiled {
+    /// The graph as a Mermaid flowchart. Conditional edges are dotted; `on_max_loops` routes
+    /// are dotted and labelled.
+    pub fn to_mermaid(&self) -> String {
+        let id = |n: Node| match n {
+            Node::Start => "START".to_owned(),
+            Node::End => "END".to_owned(),
+            Node::Agent(i) => format!("a{i}"),
+        };
+        let mut out = String::from("flowchart TD\n");
+        let _ = writeln!(out, "    START([START])");
+        for (i, a) in self.topology.agents.iter().enumerate() {
+            let _ = writeln!(out, "    a{i}[\"{}\"]", a.replace('"', "#quot;"));
+        }
+        let _ = writeln!(out, "    END([END])");
+        for e in &self.topology.edges {
+            let from: Vec<String> = e.sources.iter().map(|&s| id(s)).collect();
+            let from = from.join(" & ");
+            let label = edge_label(e, self);
+            let dotted = e.condition.is_some();
+            for &t in &e.targets {
+                let arrow = match (dotted, label.is_empty()) {
+                    (false, true) => "-->".to_owned(),
+                    (false, false) => format!("-->|\"{label}\"|"),
+                    (true, true) => "-.->".to_owned(),
+                    (true, false) => format!("-.->|\"{label}\"|"),
+                };
+                let _ = writeln!(out, "    {from} {arrow} {}", id(t));
+            }
+            if let Some(o) = e.on_max_loops {
+                let _ = writeln!(out, "    {from} -.->|\"on_max_loops\"| {}", id(o));
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT. Conditional edges are dashed; `on_max_loops` routes dotted.
+    pub fn to_dot(&self) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        let mut out = format!("digraph {} {{\n", q(&self.name));
+        out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded];\n");
+        let _ = writeln!(out, "    {} [shape=circle];", q("START"));
+        let _ = writeln!(out, "    {} [shape=doublecircle];", q("END"));
+        for a in &self.topology.agents {
+            let _ = writeln!(out, "    {};", q(a));
+        }
+        for e in &self.topology.edges {
+            let label = edge_label(e, self);
+            let mut attrs = Vec::new();
+            if !label.is_empty() {
+                attrs.push(format!("label={}", q(&label)));
+            }
+            if e.condition.is_some() {
+                attrs.push("style=dashed".to_owned());
+            }
+            let attrs = if attrs.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", attrs.join(", "))
+            };
+            for &s in &e.sources {
+                for &t in &e.targets {
+                    let _ = writeln!(
+                        out,
+                        "    {} -> {}{attrs};",
+                        q(self.topology.name(s)),
+                        q(self.topology.name(t))
+                    );
+                }
+                if let Some(o) = e.on_max_loops {
+                    let _ = writeln!(
+                        out,
+                        "    {} -> {} [label=\"on_max_loops\", style=dotted];",
+                        q(self.topology.name(s)),
+                        q(self.topology.name(o))
+                    );
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}

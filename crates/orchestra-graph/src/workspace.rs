@@ -1,0 +1,348 @@
+//! The workspace: repositories (paths, write access) and the tool index — built-in tools of every
+//! repository, shell tools, registered tools — against which agents' tool references resolve.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use orchestra_spec::{BUILTIN_TOOLS, Diagnostic, PipelineSpec, SourceFile, Spanned, closest};
+
+use crate::compiled::{ResolvedRepo, ToolKind, ToolRef};
+
+/// Every tool an agent may name, by full name.
+#[derive(Debug, Default)]
+pub(crate) struct ToolIndex {
+    tools: IndexMap<String, ToolRef>,
+}
+
+/// Whether `name` is usable as a repo, tool or similar identifier.
+pub(crate) fn is_ident(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Resolves the repositories of the workspace and checks their paths.
+pub(crate) fn repos(
+    spec: &PipelineSpec,
+    src: &SourceFile,
+    project_root: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ResolvedRepo> {
+    let mut out = Vec::new();
+    for (name, key_span, repo) in spec.workspace.repos.iter() {
+        if !is_ident(name) {
+            diags.push(
+                Diagnostic::error(format!("invalid repository name `{name}`"))
+                    .at(src, key_span)
+                    .with_label("use letters, digits, `-` and `_` (tools are named `repo:tool`)"),
+            );
+        }
+        let path = project_root.join(&repo.path.value);
+        if !path.is_dir() {
+            diags.push(
+                Diagnostic::error(format!(
+                    "the path of repository `{name}` is not a directory: `{}`",
+                    repo.path.value
+                ))
+                .at(src, repo.path.span)
+                .with_label("no such directory")
+                .with_help(format!(
+                    "repository paths are relative to the project root `{}`",
+                    project_root.display()
+                )),
+            );
+        } else if repo.write && !in_git_repo(&path) {
+            diags.push(
+                Diagnostic::error(format!("writable repository `{name}` is not a git repository"))
+                    .at(src, repo.path.span)
+                    .with_label("no `.git` here or above")
+                    .with_help("agents' changes are kept on git session branches: run `git init` there, or set `write: false`"),
+            );
+        }
+        out.push(ResolvedRepo {
+            name: name.to_owned(),
+            path,
+            write: repo.write,
+            on_conflict: repo.on_conflict,
+            description: repo.description.clone(),
+        });
+    }
+    out
+}
+
+fn in_git_repo(path: &Path) -> bool {
+    path.ancestors().any(|d| d.join(".git").exists())
+}
+
+impl ToolIndex {
+    /// Built-ins of every repository, the shell tools and the registered tools.
+    pub(crate) fn build(
+        spec: &PipelineSpec,
+        src: &SourceFile,
+        registered: &[String],
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let mut index = ToolIndex::default();
+        for (repo, _, _) in spec.workspace.repos.iter() {
+            for (tool, writes) in BUILTIN_TOOLS {
+                index.insert(Some(repo), tool, ToolKind::Builtin { writes });
+            }
+        }
+        let repo_names: Vec<&str> = spec.workspace.repos.keys().collect();
+        let mut lines: IndexMap<String, u32> = IndexMap::new();
+        for tool in &spec.workspace.tools {
+            let name = &tool.name;
+            if !is_ident(name) {
+                diags.push(
+                    Diagnostic::error(format!("invalid tool name `{}`", name.value))
+                        .at(src, name.span)
+                        .with_label("use letters, digits, `-` and `_`"),
+                );
+                continue;
+            }
+            if let Some(repo) = &tool.repo
+                && !spec.workspace.repos.contains_key(repo)
+            {
+                diags.push(
+                    Diagnostic::error(format!("unknown repository `{}`", repo.value))
+                        .at(src, repo.span)
+                        .with_label("not a repository of `workspace.repos`")
+                        .with_suggestions(repo, repo_names.iter().copied())
+                        .with_help(known("repositories", &repo_names)),
+                );
+                continue;
+            }
+            let repo = tool.repo.as_ref().map(|r| r.value.as_str());
+            let full = full_name(repo, name);
+            if let Some(line) = lines.get(&full) {
+                diags.push(
+                    Diagnostic::error(format!("duplicate tool `{full}`"))
+                        .at(src, name.span)
+                        .with_label(format!("already defined on line {line}")),
+                );
+                continue;
+            }
+            if repo.is_some() && BUILTIN_TOOLS.iter().any(|(b, _)| *b == name.value) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "shell tool `{full}` has the name of a built-in tool"
+                    ))
+                    .at(src, name.span)
+                    .with_label("every repository already has this tool")
+                    .with_help("choose another name"),
+                );
+                continue;
+            }
+            if repo.is_none() && registered.contains(&name.value) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "shell tool `{full}` has the name of a registered tool"
+                    ))
+                    .at(src, name.span)
+                    .with_label(
+                        "a tool with this name is registered by the program running the pipeline",
+                    ),
+                );
+                continue;
+            }
+            check_command(tool, src, diags);
+            lines.insert(full, name.span.line);
+            index.insert(
+                repo,
+                name,
+                ToolKind::Shell {
+                    spec: Box::new(tool.clone()),
+                },
+            );
+        }
+        for r in registered {
+            let (repo, tool) = match r.split_once(':') {
+                Some((repo, tool)) => (Some(repo), tool),
+                None => (None, r.as_str()),
+            };
+            if !index.tools.contains_key(r) {
+                index.insert(repo, tool, ToolKind::Registered);
+            }
+        }
+        index
+    }
+
+    fn insert(&mut self, repo: Option<&str>, tool: &str, kind: ToolKind) {
+        let name = full_name(repo, tool);
+        self.tools.insert(
+            name.clone(),
+            ToolRef {
+                name,
+                repo: repo.map(str::to_owned),
+                tool: tool.to_owned(),
+                kind,
+            },
+        );
+    }
+
+    /// Resolves an agent's tool reference.
+    pub(crate) fn resolve(
+        &self,
+        r: &Spanned<String>,
+        spec: &PipelineSpec,
+        src: &SourceFile,
+    ) -> Result<ToolRef, Diagnostic> {
+        if let Some(t) = self.tools.get(&r.value) {
+            if let (Some(repo), ToolKind::Builtin { writes: true }) = (&t.repo, &t.kind)
+                && !spec.workspace.repos.get(repo).is_some_and(|x| x.write)
+            {
+                return Err(Diagnostic::error(format!(
+                    "`{}` needs a writable repository",
+                    r.value
+                ))
+                .at(src, r.span)
+                .with_label(format!("repository `{repo}` is read-only"))
+                .with_help(format!(
+                    "set `write: true` on repository `{repo}` to let agents change it"
+                )));
+            }
+            return Ok(t.clone());
+        }
+        let all: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        let base = |msg: String| Diagnostic::error(msg).at(src, r.span);
+        match r.value.split_once(':') {
+            Some((repo, tool)) if !spec.workspace.repos.contains_key(repo) => {
+                let repos: Vec<&str> = spec.workspace.repos.keys().collect();
+                let mut d = base(format!("unknown repository `{repo}` in tool `{}`", r.value))
+                    .with_label("not a repository of `workspace.repos`");
+                let fixed: Vec<String> = closest(repo, repos.iter().copied())
+                    .into_iter()
+                    .map(|rp| format!("{rp}:{tool}"))
+                    .filter(|f| self.tools.contains_key(f))
+                    .collect();
+                d = match fixed.as_slice() {
+                    [] => d.with_suggestions(repo, repos.iter().copied()),
+                    [one, ..] => d.with_help(format!("did you mean `{one}`?")),
+                };
+                Err(d.with_help(known("repositories", &repos)))
+            }
+            Some((repo, tool)) => {
+                let in_repo: Vec<&str> = self
+                    .tools
+                    .values()
+                    .filter(|t| t.repo.as_deref() == Some(repo))
+                    .map(|t| t.name.as_str())
+                    .collect();
+                Err(
+                    base(format!("unknown tool `{tool}` in repository `{repo}`"))
+                        .with_label("no built-in or shell tool has this name")
+                        .with_suggestions(&r.value, in_repo.iter().copied())
+                        .with_help(known(&format!("tools of `{repo}`"), &in_repo)),
+                )
+            }
+            None => {
+                let mut d = base(format!("unknown tool `{}`", r.value))
+                    .with_label("no unscoped shell tool or registered tool has this name");
+                let scoped: Vec<&str> = all
+                    .iter()
+                    .copied()
+                    .filter(|f| f.split_once(':').is_some_and(|(_, t)| t == r.value))
+                    .collect();
+                if scoped.is_empty() {
+                    d = d.with_suggestions(&r.value, all.iter().copied());
+                } else {
+                    d = d.with_help(format!(
+                        "tools of a repository are named `repo:tool`: did you mean `{}`?",
+                        scoped[0]
+                    ));
+                }
+                Err(d)
+            }
+        }
+    }
+}
+
+fn full_name(repo: Option<&str>, tool: &str) -> String {
+    match repo {
+        Some(r) => format!("{r}:{tool}"),
+        None => tool.to_owned(),
+    }
+}
+
+fn known(what: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        format!("there are no {what}")
+    } else {
+        format!("{what}: {}", names.join(", "))
+    }
+}
+
+/// The argument name of an argv element that is exactly `{{name}}` (as the tools crate reads it).
+fn placeholder(element: &str) -> Option<&str> {
+    let inner = element.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let ok = !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    ok.then_some(inner)
+}
+
+/// Checks a shell tool's argv against its declared arguments, the way the tools crate will
+/// when it builds the tool (so a pipeline that compiles also loads).
+fn check_command(
+    tool: &orchestra_spec::ShellToolSpec,
+    src: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let cmd = &tool.command;
+    let tname = &tool.name.value;
+    let Some((program, rest)) = cmd.value.split_first() else {
+        diags.push(
+            Diagnostic::error(format!("the command of tool `{tname}` is empty"))
+                .at(src, cmd.span)
+                .with_label("expected the program, then its arguments"),
+        );
+        return;
+    };
+    if program.trim().is_empty() || placeholder(program).is_some() {
+        diags.push(
+            Diagnostic::error(format!("the program of tool `{tname}` must be fixed text"))
+                .at(src, cmd.span)
+                .with_label("the first element of `command` is the program to run")
+                .with_help("arguments from the model can only be later elements"),
+        );
+    }
+    let args: Vec<&str> = tool.args.keys().collect();
+    let mut used: Vec<&str> = Vec::new();
+    for part in rest {
+        if let Some(arg) = placeholder(part) {
+            if args.contains(&arg) {
+                used.push(arg);
+            } else {
+                diags.push(
+                    Diagnostic::error(format!("tool `{tname}` uses undeclared argument `{arg}`"))
+                        .at(src, cmd.span)
+                        .with_label(format!("`{part}` names no argument in `args:`"))
+                        .with_suggestions(arg, args.iter().copied())
+                        .with_help(format!(
+                            "declare it: `args: {{ {arg}: {{ type: string }} }}`"
+                        )),
+                );
+            }
+        } else if let Some(arg) = args.iter().find(|a| part.contains(&format!("{{{{{a}}}}}"))) {
+            diags.push(
+                Diagnostic::error(format!("argument `{arg}` is spliced into `{part}` in tool `{tname}`"))
+                    .at(src, cmd.span)
+                    .with_label("a placeholder must be a whole element of `command`")
+                    .with_help(format!("write `\"{{{{{arg}}}}}\"` as its own element; its value is passed as one argv entry, never spliced into a string")),
+            );
+            used.push(arg);
+        }
+    }
+    for (name, span, spec) in tool.args.iter() {
+        if spec.env.is_none() && !used.contains(&name) {
+            diags.push(
+                Diagnostic::error(format!("argument `{name}` of tool `{tname}` is never passed"))
+                    .at(src, span)
+                    .with_label("used neither in `command` nor as `env`")
+                    .with_help(format!("add `\"{{{{{name}}}}}\"` to the command, or `env: VAR` to pass it in an environment variable")),
+            );
+        }
+    }
+}
