@@ -281,7 +281,9 @@ impl Store for MemoryStore {
             return Err(validate::bad_parent(cp));
         }
         d.checkpoints.insert(cp.step, cp.clone());
-        d.record.updated_at = now;
+        if d.record.updated_at + validate::UPDATED_AT_RESOLUTION_MS <= now {
+            d.record.updated_at = now;
+        }
         Ok(())
     }
 

@@ -65,7 +65,7 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Why the session failed (or stopped), if it did.
     pub error: Option<String>,
-    /// Last change of status, meta or checkpoints.
+    /// Last change of status or meta, or (to the second) the last checkpoint.
     pub updated_at: u64,
     /// Free-form metadata set with `set_session_meta` (e.g. branch names).
     pub meta: Map<String, Value>,

@@ -85,7 +85,9 @@ pub trait Store: Send {
 
     /// Commits a checkpoint (and its snapshot, when present). Fails with `CheckpointExists`
     /// for a step already committed, and with `InvalidRecord` when `parent_step` is not an
-    /// earlier checkpoint of the session. Bumps the session's `updated_at`.
+    /// earlier checkpoint of the session (`None` is only accepted for a session's first
+    /// checkpoint, which may have any step: a fork starts where its parent was). Bumps the
+    /// session's `updated_at` when it is a second or more old.
     fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError>;
 
     /// The session's checkpoints without payloads, ordered by step.

@@ -5,6 +5,9 @@ use std::time::Duration;
 use crate::StoreError;
 use crate::records::{ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, TaskRecord};
 
+/// `commit_checkpoint` bumps a session's `updated_at` only when it is at least this old.
+pub(crate) const UPDATED_AT_RESOLUTION_MS: u64 = 1_000;
+
 /// Converts a number to SQLite's integer type, naming the field when it does not fit.
 pub(crate) fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })

@@ -66,7 +66,7 @@ CREATE TABLE checkpoints (
     nodes TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (sid, step)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE snapshots (
     sid INTEGER NOT NULL,
@@ -78,6 +78,7 @@ CREATE TABLE snapshots (
 
 CREATE TABLE node_runs (
     sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
     step INTEGER NOT NULL,
     node TEXT NOT NULL,
     run_index INTEGER NOT NULL,
@@ -89,9 +90,9 @@ CREATE TABLE node_runs (
     tool_calls INTEGER NOT NULL,
     retries INTEGER NOT NULL,
     status TEXT NOT NULL,
-    error TEXT
-) STRICT;
-CREATE INDEX node_runs_by_session ON node_runs (sid, step);
+    error TEXT,
+    PRIMARY KEY (sid, seq)
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE messages (
     sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,

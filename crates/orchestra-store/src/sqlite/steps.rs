@@ -13,7 +13,7 @@ use crate::StoreError;
 use crate::records::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord,
 };
-use crate::validate::{self, int};
+use crate::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
 
 /// Resolves session ids to `sid`s, remembering the few a batch touches.
 #[derive(Debug, Default)]
@@ -105,9 +105,11 @@ impl SqliteStore {
         if !runs.is_empty() {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO node_runs (sid, step, node, run_index, started_at, finished_at, \
-                     duration_ms, tokens_in, tokens_out, tool_calls, retries, status, error) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO node_runs (sid, seq, step, node, run_index, started_at, \
+                     finished_at, duration_ms, tokens_in, tokens_out, tool_calls, retries, status, \
+                     error) \
+                     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM node_runs WHERE sid = ?1), \
+                     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(&err)?;
             for r in runs {
@@ -221,9 +223,13 @@ impl SqliteStore {
                 .and_then(|mut st| st.execute(params![sid, step, state]))
                 .map_err(&err)?;
         }
-        tx.prepare_cached("UPDATE sessions SET updated_at = ?2 WHERE sid = ?1")
-            .and_then(|mut st| st.execute(params![sid, now]))
-            .map_err(&err)?;
+        // At most once per `UPDATED_AT_RESOLUTION_MS`: rewriting the session row on every step
+        // would add a page to every checkpoint's transaction.
+        tx.prepare_cached(
+            "UPDATE sessions SET updated_at = ?2 WHERE sid = ?1 AND updated_at + ?3 <= ?2",
+        )
+        .and_then(|mut st| st.execute(params![sid, now, UPDATED_AT_RESOLUTION_MS.cast_signed()]))
+        .map_err(&err)?;
         tx.commit().map_err(err)
     }
 
@@ -321,7 +327,7 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT step, node, run_index, started_at, finished_at, duration_ms, tokens_in, \
                  tokens_out, tool_calls, retries, status, error \
-                 FROM node_runs WHERE sid = ?1 ORDER BY step, rowid",
+                 FROM node_runs WHERE sid = ?1 ORDER BY step, seq",
             )
             .and_then(|mut st| {
                 st.query_map([sid], |row| {
