@@ -172,6 +172,17 @@ pub fn task_writes(agent: &str, output: &Value, declared: &[(String, Value)]) ->
     writes
 }
 
+/// The scheduler JSON of a checkpoint. Snapshot checkpoints also carry the run counts and the
+/// tokens used, so a restore needs only the tasks after the snapshot.
+pub fn scheduler_record(pos: &Position, with_counts: bool) -> Value {
+    let mut v = serde_json::to_value(&pos.sched).unwrap_or(Value::Null);
+    if with_counts && let Value::Object(m) = &mut v {
+        m.insert("runs".into(), json!(pos.runs));
+        m.insert("tokens".into(), json!(pos.tokens));
+    }
+    v
+}
+
 /// The declared writes stored in a task record, back as pairs.
 pub fn declared_from_record(writes: &Value) -> Vec<(String, Value)> {
     match writes {
@@ -288,6 +299,7 @@ impl Executor {
             let snapshot = self
                 .snapshot_due(pos, step)
                 .then(|| Value::Object(pos.state.clone()));
+            let has_snapshot = snapshot.is_some();
             if let Some(s) = &snapshot {
                 pos.snapshot_step = step;
                 pos.snapshot_bytes = approx_bytes(s);
@@ -297,13 +309,12 @@ impl Executor {
                 session: self.session.clone(),
                 step,
                 parent_step: Some(step - 1),
-                scheduler: serde_json::to_value(&pos.sched).unwrap_or(Value::Null),
+                scheduler: scheduler_record(pos, has_snapshot),
                 snapshot,
                 repo_shas,
                 nodes: names,
                 created_at: now_ms(),
             };
-            let has_snapshot = cp.snapshot.is_some();
             self.store.call(move |s| s.commit_checkpoint(&cp)).await?;
             self.events.emit(Event::Checkpoint {
                 step,

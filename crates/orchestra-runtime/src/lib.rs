@@ -14,4 +14,9 @@ pub use restore::{RestoreError, restore};
 pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 pub use store_worker::{StoreHandle, WorkerError};
 pub mod exec_condition;
+pub mod gitws;
 pub mod harness;
+pub mod plan;
+pub mod session;
+
+pub use session::{DriveOptions, Engine, RuntimeError, SessionOutcome, new_session_id};

@@ -69,7 +69,9 @@ pub fn restore(
     let snapshot_bytes = approx_bytes(&Value::Object(state.clone()));
     let mut delta_bytes = 0;
     let mut by_step: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+    let mut after_snapshot: Vec<String> = Vec::new();
     for t in rp.tasks.into_iter().filter(|t| t.status == TaskStatus::Ok) {
+        after_snapshot.push(t.node.clone());
         by_step.entry(t.step).or_default().push(t);
     }
     for (s, mut tasks) in by_step {
@@ -87,22 +89,27 @@ pub fn restore(
     }
     let sched: SchedState = serde_json::from_value(rp.target.scheduler)
         .map_err(|e| corrupt(format!("scheduler state: {e}")))?;
-    let mut runs = vec![0u32; topo.agents.len()];
-    if step > 0 {
-        for t in store.task_records(session, 1..=step)? {
-            if t.status == TaskStatus::Ok
-                && let Some(i) = topo.agents.iter().position(|a| *a == t.node)
-            {
-                runs[i] += 1;
-            }
+    // Run counts and tokens: those recorded with the snapshot, plus what came after it.
+    let counts = &rp.base.scheduler;
+    let mut runs: Vec<u32> = counts
+        .get("runs")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    runs.resize(topo.agents.len(), 0);
+    let mut tokens = counts.get("tokens").and_then(Value::as_u64).unwrap_or(0);
+    for node in &after_snapshot {
+        if let Some(i) = topo.agents.iter().position(|a| a == node) {
+            runs[i] += 1;
         }
     }
-    let tokens = store
-        .node_runs(session)?
-        .iter()
-        .filter(|r| r.step <= step)
-        .map(|r| r.tokens_in + r.tokens_out)
-        .sum();
+    if step > rp.base.step {
+        tokens += store
+            .node_runs(session)?
+            .iter()
+            .filter(|r| r.step > rp.base.step && r.step <= step)
+            .map(|r| r.tokens_in + r.tokens_out)
+            .sum::<u64>();
+    }
     Ok(Position {
         state,
         sched,

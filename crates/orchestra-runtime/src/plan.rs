@@ -1,0 +1,202 @@
+//! From a compiled pipeline to what the harness runs: provider clients (only those agents use),
+//! the tool registry over the session's repository roots, agent plans, and the condition router.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use orchestra_graph::conditions::ConditionSource;
+use orchestra_graph::state::State;
+use orchestra_graph::{Compiled, Edge};
+use orchestra_providers::{Provider, ToolDef};
+use orchestra_tools::{Registry, RepoRoot};
+
+use crate::exec_condition::run_condition;
+use crate::executor::Router;
+use crate::harness::AgentPlan;
+
+/// A condition implemented in Rust: gets the state and inputs, returns target names.
+pub type ConditionFn =
+    Arc<dyn Fn(&State, &Map<String, Value>) -> Result<Vec<String>, String> + Send + Sync>;
+
+/// How long an executable condition may run.
+pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds the provider clients used by the agents. `env` looks up environment variables (API keys).
+pub fn build_providers(
+    compiled: &Compiled,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HashMap<String, Arc<dyn Provider>>, String> {
+    let mut out: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    for agent in &compiled.agents {
+        let name = &agent.model.provider;
+        if out.contains_key(name) {
+            continue;
+        }
+        let rp = compiled
+            .providers
+            .get(name)
+            .ok_or_else(|| format!("agent `{}` uses unknown provider `{name}`", agent.name))?;
+        let base = rp
+            .declared_in
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let client = orchestra_providers::build(name, &rp.spec, &base, env)
+            .map_err(|e| format!("provider `{name}`: {e}"))?;
+        out.insert(name.clone(), client);
+    }
+    Ok(out)
+}
+
+/// The names of the environment variables holding API keys (hidden from shell tools).
+pub fn key_env_names(compiled: &Compiled) -> Vec<String> {
+    compiled
+        .providers
+        .values()
+        .filter_map(|p| p.spec.api_key_env.clone())
+        .collect()
+}
+
+/// The tool registry of a session: every repo's built-ins over `roots` (repo name -> directory
+/// the tools act on), the shell tools, and `extra` (tools registered through the library).
+pub fn build_tools(
+    compiled: &Compiled,
+    roots: &HashMap<String, PathBuf>,
+    extra: Registry,
+) -> Result<Registry, String> {
+    let repos: Vec<RepoRoot> = compiled
+        .repos
+        .iter()
+        .map(|r| {
+            let root = roots
+                .get(&r.name)
+                .cloned()
+                .unwrap_or_else(|| r.path.clone());
+            RepoRoot::new(r.name.clone(), root, r.write)
+        })
+        .collect();
+    let mut reg = extra.hide_env(key_env_names(compiled));
+    reg.add_workspace(
+        &repos,
+        &compiled.spec.workspace.tools,
+        &compiled.project_root,
+    )
+    .map_err(|e| format!("tools: {e}"))?;
+    Ok(reg)
+}
+
+/// The plans of every agent, in declaration order.
+pub fn agent_plans(
+    compiled: &Compiled,
+    providers: &HashMap<String, Arc<dyn Provider>>,
+    tools: &Registry,
+) -> Result<Vec<AgentPlan>, String> {
+    let mut plans = Vec::with_capacity(compiled.agents.len());
+    for agent in &compiled.agents {
+        let provider = providers
+            .get(&agent.model.provider)
+            .cloned()
+            .ok_or_else(|| format!("no client for provider `{}`", agent.model.provider))?;
+        let names: Vec<&str> = agent.tools.iter().map(|t| t.name.as_str()).collect();
+        let defs = tools
+            .definitions(&names)
+            .map_err(|e| format!("agent `{}`: {e}", agent.name))?
+            .into_iter()
+            .map(|d| ToolDef {
+                name: d.name,
+                description: d.description,
+                parameters: d.parameters,
+            })
+            .collect();
+        let spec = compiled
+            .providers
+            .get(&agent.model.provider)
+            .map(|p| &p.spec);
+        plans.push(AgentPlan {
+            name: agent.name.clone(),
+            layers: agent.layers.clone(),
+            vars: compiled.agent_vars(agent),
+            provider,
+            model: agent.model.model.clone().unwrap_or_default(),
+            max_tokens: spec.and_then(|s| s.max_tokens),
+            temperature: spec.and_then(|s| s.temperature),
+            tools: defs,
+            output_schema: agent.output_schema.clone(),
+            output_retries: agent.output_max_retries,
+            writes: agent
+                .writes
+                .iter()
+                .map(|w| (w.field.clone(), w.pointer.clone()))
+                .collect(),
+            max_turns: agent.max_turns,
+        });
+    }
+    Ok(plans)
+}
+
+/// Evaluates the pipeline's conditions: rule files in-process, executables as subprocesses,
+/// registered functions by name.
+pub struct ConditionRouter {
+    compiled: Arc<Compiled>,
+    registered: HashMap<String, ConditionFn>,
+}
+
+impl std::fmt::Debug for ConditionRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConditionRouter").finish_non_exhaustive()
+    }
+}
+
+impl ConditionRouter {
+    /// A router over `compiled`'s conditions and the `registered` functions.
+    pub fn new(compiled: Arc<Compiled>, registered: HashMap<String, ConditionFn>) -> Self {
+        ConditionRouter {
+            compiled,
+            registered,
+        }
+    }
+}
+
+impl Router for ConditionRouter {
+    fn route(
+        &self,
+        edge: &Edge,
+        state: &State,
+        inputs: &Map<String, Value>,
+        loops: u32,
+    ) -> Result<Vec<String>, String> {
+        let Some(name) = &edge.condition else {
+            return Err("the edge has no condition".into());
+        };
+        let cond = self
+            .compiled
+            .conditions
+            .get(name)
+            .ok_or_else(|| format!("condition `{name}` is not resolved"))?;
+        match &cond.source {
+            ConditionSource::Rules(rules) => {
+                let state = Value::Object(state.clone());
+                let inputs = Value::Object(inputs.clone());
+                rules
+                    .evaluate(&state, &inputs, loops)
+                    .map_err(|e| e.to_string())
+            }
+            ConditionSource::Executable { path, .. } => {
+                let payload =
+                    serde_json::json!({ "state": state, "inputs": inputs, "loops": loops });
+                run_condition(path, &payload, CONDITION_TIMEOUT)
+            }
+            ConditionSource::Registered => {
+                let f = self
+                    .registered
+                    .get(name)
+                    .ok_or_else(|| format!("condition `{name}` was declared as registered, but no function is registered under that name"))?;
+                f(state, inputs)
+            }
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! Sessions end to end: start a run of a compiled pipeline, resume one, fork one at a checkpoint
+//! (replay); the lease that lets one process drive a session; statuses and outcomes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use orchestra_graph::Compiled;
+use orchestra_graph::scheduler::{Outcome, Scheduler};
+use orchestra_graph::state::State;
+use orchestra_store::{
+    CheckpointRecord, LeaseOutcome, NewSession, SessionRecord, SessionStatus, SqliteStore,
+    StoreError,
+};
+use orchestra_tools::Registry;
+
+use crate::events::{Event, EventSink};
+use crate::executor::{ExecLimits, Executor, Finish, Position, Router, scheduler_record};
+use crate::gitws::GitWorkspace;
+use crate::harness::Harness;
+use crate::plan::{ConditionFn, ConditionRouter, agent_plans, build_providers, build_tools};
+use crate::restore::{RestoreError, restore};
+use crate::store_worker::{StoreHandle, WorkerError};
+
+/// How long a lease lasts without renewal; it is renewed every third of that.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Why a session could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] WorkerError),
+    /// Another process drives the session.
+    #[error(
+        "session `{session}` is being driven by another process ({owner}); wait for it to finish or stop it first"
+    )]
+    Busy {
+        /// Session.
+        session: String,
+        /// Who holds the lease.
+        owner: String,
+    },
+    /// The session cannot go on (completed, or its state cannot be restored).
+    #[error("{0}")]
+    Refused(String),
+    /// Restoring a checkpoint failed.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// Setting up providers, tools or git failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        RuntimeError::Store(WorkerError::Store(e))
+    }
+}
+
+/// A process's connection to the session database.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: StoreHandle,
+    owner: String,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub fn open(path: &Path) -> Result<Self, RuntimeError> {
+        let store = SqliteStore::open(path)?;
+        Ok(Engine {
+            store: StoreHandle::spawn(Box::new(store))?,
+            owner: lease_owner(),
+        })
+    }
+
+    /// An engine over any store (tests use `MemoryStore`).
+    pub fn with_store(store: StoreHandle) -> Self {
+        Engine {
+            store,
+            owner: lease_owner(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+}
+
+/// How a run is driven.
+#[derive(Clone)]
+pub struct DriveOptions {
+    /// Show model text as it arrives.
+    pub stream: bool,
+    /// Progress events.
+    pub events: Arc<dyn EventSink>,
+    /// Becomes true on Ctrl-C.
+    pub cancel: watch::Receiver<bool>,
+    /// Environment lookup (API keys).
+    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    /// Tools registered through the library.
+    pub tools: Registry,
+    /// Conditions registered through the library.
+    pub conditions: HashMap<String, ConditionFn>,
+    /// Base delay of node retries.
+    pub retry_base: Duration,
+}
+
+impl std::fmt::Debug for DriveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriveOptions")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a drive of a session ended with.
+#[derive(Clone, Debug)]
+pub struct SessionOutcome {
+    /// Session id.
+    pub session: String,
+    /// How it ended.
+    pub finish: Finish,
+    /// Completed steps.
+    pub steps: u64,
+    /// Tokens used in the whole session.
+    pub tokens: u64,
+    /// The final state.
+    pub state: State,
+}
+
+/// A new session id: UTC date and time plus random hex, e.g. `20261120-223145-a1b2c3`.
+pub fn new_session_id() -> String {
+    let secs = orchestra_store::system_now_ms() / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let suffix: u32 = rand::random::<u32>() & 0x00ff_ffff;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{suffix:06x}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `pid@host` of this process.
+fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{}@{host}", std::process::id())
+}
+
+/// Whether the lease owner `pid@host` is a process of this machine that no longer exists.
+fn owner_is_dead(owner: &str) -> bool {
+    let Some((pid, host)) = owner.split_once('@') else {
+        return false;
+    };
+    let this = lease_owner();
+    let this_host = this.split_once('@').map(|(_, h)| h).unwrap_or_default();
+    host == this_host && pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn hash_of(text: &str) -> String {
+    // FNV-1a, 64 bit: enough to notice a changed pipeline.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The hash stored with a session for a compiled pipeline (of its resolved JSON).
+pub fn pipeline_hash(compiled: &Compiled) -> String {
+    hash_of(&serde_json::to_string(compiled).unwrap_or_default())
+}
+
+impl Engine {
+    async fn acquire(&self, session: &str) -> Result<(), RuntimeError> {
+        let (id, owner) = (session.to_owned(), self.owner.clone());
+        let outcome = self
+            .store
+            .call(move |s| s.acquire_lease(&id, &owner, LEASE_TTL))
+            .await?;
+        match outcome {
+            LeaseOutcome::Acquired { .. } => Ok(()),
+            LeaseOutcome::HeldBy { owner, .. } if owner_is_dead(&owner) => {
+                let (id, me, dead) = (session.to_owned(), self.owner.clone(), owner.clone());
+                let again = self
+                    .store
+                    .call(move |s| {
+                        s.release_lease(&id, &dead)?;
+                        s.acquire_lease(&id, &me, LEASE_TTL)
+                    })
+                    .await?;
+                match again {
+                    LeaseOutcome::Acquired { .. } => Ok(()),
+                    LeaseOutcome::HeldBy { owner, .. } => Err(RuntimeError::Busy {
+                        session: session.to_owned(),
+                        owner,
+                    }),
+                }
+            }
+            LeaseOutcome::HeldBy { owner, .. } => Err(RuntimeError::Busy {
+                session: session.to_owned(),
+                owner,
+            }),
+        }
+    }
+
+    /// Starts a new session of `compiled` and drives it.
+    pub async fn run(
+        &self,
+        compiled: Arc<Compiled>,
+        inputs: Map<String, Value>,
+        name: Option<String>,
+        opts: &DriveOptions,
+    ) -> Result<SessionOutcome, RuntimeError> {
+        let id = new_session_id();
+        let new = NewSession {
+            id: id.clone(),
+            name,
+            pipeline: compiled.name.clone(),
+            pipeline_path: compiled.pipeline_path.display().to_string(),
+            pipeline_source: compiled.source.text.to_string(),
+            resolved: serde_json::to_value(&*compiled)
+                .map_err(|e| RuntimeError::Setup(e.to_string()))?,
+            pipeline_hash: pipeline_hash(&compiled),
+            inputs: Value::Object(inputs.clone()),
+            parent_session: None,
+            parent_checkpoint: None,
+            created_at: orchestra_store::system_now_ms(),
+        };
+        self.store.call(move |s| s.create_session(&new)).await?;
+        self.acquire(&id).await?;
+        let git = match GitWorkspace::start(&compiled, &id).await {
+            Ok(g) => g,
+            Err(e) => return self.fail_setup(&id, e).await,
+        };
+        self.store_git_meta(&id, &git).await?;
+        let router = ConditionRouter::new(Arc::clone(&compiled), opts.conditions.clone());
+        let state = compiled.initial_state();
+        let (sched, outcome) = Scheduler::new(&compiled.topology)
+            .start(|_, edge| router.route(edge, &state, &inputs, 0))
+            .map_err(|e| RuntimeError::Refused(e.to_string()))?;
+        let mut pos = Position {
+            state,
+            sched,
+            runs: vec![0; compiled.agents.len()],
+            ..Position::default()
+        };
+        pos.snapshot_bytes = crate::executor::approx_bytes(&Value::Object(pos.state.clone()));
+        let cp = CheckpointRecord {
+            session: id.clone(),
+            step: 0,
+            parent_step: None,
+            scheduler: scheduler_record(&pos, true),
+            snapshot: Some(Value::Object(pos.state.clone())),
+            repo_shas: git.initial_shas(),
+            nodes: Vec::new(),
+            created_at: orchestra_store::system_now_ms(),
+        };
+        self.store.call(move |s| s.commit_checkpoint(&cp)).await?;
+        opts.events.emit(Event::SessionStarted {
+            session: id.clone(),
+            pipeline: compiled.name.clone(),
+            from_step: None,
+        });
+        if let Outcome::Done { .. } = outcome {
+            pos.sched.ready.clear();
+        }
+        self.drive(compiled, &id, pos, inputs, git, opts).await
+    }
+
+    /// Loads the pipeline a session ran with (as stored with it).
+    pub async fn session_pipeline(
+        &self,
+        session: &str,
+    ) -> Result<(SessionRecord, Arc<Compiled>), RuntimeError> {
+        let id = session.to_owned();
+        let rec = self.store.call(move |s| s.find_session(&id)).await?;
+        let compiled: Compiled = serde_json::from_value(rec.resolved.clone()).map_err(|e| {
+            RuntimeError::Refused(format!(
+                "session `{}` was stored by an incompatible version of orchestra ({e})",
+                rec.id
+            ))
+        })?;
+        Ok((rec, Arc::new(compiled)))
+    }
+
+    /// Continues an interrupted, failed or paused session from its last checkpoint.
+    pub async fn resume(
+        &self,
+        session: &str,
+        opts: &DriveOptions,
+    ) -> Result<SessionOutcome, RuntimeError> {
+        let (rec, compiled) = self.session_pipeline(session).await?;
+        if rec.status == SessionStatus::Completed {
+            return Err(RuntimeError::Refused(format!(
+                "session `{}` is already completed; use `orchestra replay {} --checkpoint N` to fork it",
+                rec.id, rec.id
+            )));
+        }
+        self.acquire(&rec.id).await?;
+        let id = rec.id.clone();
+        let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
+        let Some(last) = cps.last().map(|c| c.step) else {
+            return Err(RuntimeError::Refused(format!(
+                "session `{}` has no checkpoint to resume from",
+                rec.id
+            )));
+        };
+        let pos = self.restore_at(&rec.id, last, &compiled).await?;
+        let git = match GitWorkspace::reopen(&compiled, &rec).await {
+            Ok(g) => g,
+            Err(e) => return self.fail_setup(&rec.id, e).await,
+        };
+        opts.events.emit(Event::SessionStarted {
+            session: rec.id.clone(),
+            pipeline: compiled.name.clone(),
+            from_step: Some(last),
+        });
+        let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
+        self.drive(compiled, &rec.id, pos, inputs, git, opts).await
+    }
+
+    /// Forks `session` at checkpoint `step` into a new session whose state (and repos) are
+    /// those of that checkpoint. Returns the new session's id; drive it with [`Engine::resume`].
+    pub async fn fork(&self, session: &str, step: u64) -> Result<String, RuntimeError> {
+        let (rec, compiled) = self.session_pipeline(session).await?;
+        let pos = self.restore_at(&rec.id, step, &compiled).await?;
+        let id = new_session_id();
+        let new = NewSession {
+            id: id.clone(),
+            name: rec.name.clone(),
+            pipeline: rec.pipeline.clone(),
+            pipeline_path: rec.pipeline_path.clone(),
+            pipeline_source: rec.pipeline_source.clone(),
+            resolved: rec.resolved.clone(),
+            pipeline_hash: rec.pipeline_hash.clone(),
+            inputs: rec.inputs.clone(),
+            parent_session: Some(rec.id.clone()),
+            parent_checkpoint: Some(step),
+            created_at: orchestra_store::system_now_ms(),
+        };
+        self.store.call(move |s| s.create_session(&new)).await?;
+        let shas = self.shas_at(&rec, step).await?;
+        let git = match GitWorkspace::fork(&compiled, &id, &shas).await {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.fail_setup::<()>(&id, e).await;
+                return Err(RuntimeError::Setup(format!(
+                    "cannot restore the repositories of checkpoint {step}"
+                )));
+            }
+        };
+        self.store_git_meta(&id, &git).await?;
+        let cp = CheckpointRecord {
+            session: id.clone(),
+            step,
+            parent_step: None,
+            scheduler: scheduler_record(&pos, true),
+            snapshot: Some(Value::Object(pos.state.clone())),
+            repo_shas: git.initial_shas(),
+            nodes: Vec::new(),
+            created_at: orchestra_store::system_now_ms(),
+        };
+        let fid = id.clone();
+        self.store
+            .call(move |s| {
+                s.commit_checkpoint(&cp)?;
+                s.set_status(&fid, SessionStatus::Paused, Some("forked; not yet run"))
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// `{repo: sha}` of `session` at checkpoint `step`: the latest recorded SHA of each repo.
+    pub async fn shas_at(
+        &self,
+        rec: &SessionRecord,
+        step: u64,
+    ) -> Result<Map<String, Value>, RuntimeError> {
+        let id = rec.id.clone();
+        let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
+        let mut shas = Map::new();
+        for info in cps.iter().filter(|c| c.step <= step && c.has_repo_shas) {
+            let (id, st) = (rec.id.clone(), info.step);
+            if let Some(cp) = self.store.call(move |s| s.checkpoint(&id, st)).await?
+                && let Some(Value::Object(m)) = cp.repo_shas
+            {
+                shas.extend(m);
+            }
+        }
+        Ok(shas)
+    }
+
+    async fn restore_at(
+        &self,
+        session: &str,
+        step: u64,
+        compiled: &Arc<Compiled>,
+    ) -> Result<Position, RuntimeError> {
+        let (id, c) = (session.to_owned(), Arc::clone(compiled));
+        let pos = self
+            .store
+            .call(move |s| Ok(restore(&*s, &id, step, &c.topology, &c.channels)))
+            .await??;
+        Ok(pos)
+    }
+
+    async fn store_git_meta(&self, id: &str, git: &GitWorkspace) -> Result<(), RuntimeError> {
+        if let Some(meta) = git.meta() {
+            let id = id.to_owned();
+            self.store
+                .call(move |s| s.set_session_meta(&id, "git", &meta))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn fail_setup<T>(&self, id: &str, e: String) -> Result<T, RuntimeError> {
+        let (sid, msg, owner) = (id.to_owned(), e.clone(), self.owner.clone());
+        self.store
+            .call(move |s| {
+                s.set_status(&sid, SessionStatus::Failed, Some(&msg))?;
+                s.release_lease(&sid, &owner)
+            })
+            .await?;
+        Err(RuntimeError::Setup(e))
+    }
+
+    async fn drive(
+        &self,
+        compiled: Arc<Compiled>,
+        id: &str,
+        mut pos: Position,
+        inputs: Map<String, Value>,
+        git: GitWorkspace,
+        opts: &DriveOptions,
+    ) -> Result<SessionOutcome, RuntimeError> {
+        let setup = (|| {
+            let providers = build_providers(&compiled, &*opts.env)?;
+            let tools = build_tools(&compiled, &git.roots(), opts.tools.clone())?;
+            let plans = agent_plans(&compiled, &providers, &tools)?;
+            Harness::new(
+                plans,
+                Arc::new(tools),
+                Arc::clone(&opts.events),
+                opts.stream,
+            )
+        })();
+        let harness = match setup {
+            Ok(h) => h,
+            Err(e) => return self.fail_setup(id, e).await,
+        };
+        let sid = id.to_owned();
+        self.store
+            .call(move |s| s.set_status(&sid, SessionStatus::Running, None))
+            .await?;
+        let (sid, owner) = (id.to_owned(), self.owner.clone());
+        // Cancel on Ctrl-C, or when the lease is lost.
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let mut user_cancel = opts.cancel.clone();
+        let store = self.store.clone();
+        let watcher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEASE_TTL / 3);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    changed = user_cancel.changed() => {
+                        if changed.is_err() { return; }
+                        if *user_cancel.borrow() { let _ = cancel_tx.send(true); return; }
+                    }
+                    _ = tick.tick() => {
+                        let (sid, o) = (sid.clone(), owner.clone());
+                        let held = store.call(move |s| s.renew_lease(&sid, &o, LEASE_TTL)).await;
+                        if !matches!(held, Ok(true)) {
+                            tracing::warn!("lost the session lease; stopping");
+                            let _ = cancel_tx.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let limits = ExecLimits {
+            max_steps: compiled.limits.max_steps,
+            max_failures: compiled.limits.max_failures,
+            max_parallel: compiled.limits.max_parallel,
+            max_tokens: compiled.limits.max_tokens,
+            per_agent: compiled
+                .agents
+                .iter()
+                .map(|a| (a.timeout.0, a.retries))
+                .collect(),
+            retry_base: opts.retry_base,
+            snapshot_every: compiled.project.snapshot_every,
+        };
+        let router: Arc<dyn Router> = Arc::new(ConditionRouter::new(
+            Arc::clone(&compiled),
+            opts.conditions.clone(),
+        ));
+        let exec = Executor {
+            session: id.to_owned(),
+            topo: Arc::new(compiled.topology.clone()),
+            channels: Arc::new(compiled.channels.clone()),
+            limits,
+            runner: Arc::new(harness),
+            router,
+            hooks: git.hooks(&compiled, id),
+            store: self.store.clone(),
+            events: Arc::clone(&opts.events),
+            inputs: Arc::new(inputs),
+            cancel: cancel_rx,
+        };
+        let finish = exec.run(&mut pos).await;
+        watcher.abort();
+        let finish = finish?;
+        let (status, error) = match &finish {
+            Finish::Completed { .. } => (SessionStatus::Completed, None),
+            Finish::Failed { error } => (SessionStatus::Failed, Some(error.clone())),
+            Finish::Stopped { reason } => {
+                (SessionStatus::Failed, Some(format!("stopped: {reason}")))
+            }
+            Finish::Paused { node, reason } => (
+                SessionStatus::Paused,
+                Some(format!("waiting at `{node}`: {reason}")),
+            ),
+            Finish::Interrupted => (
+                SessionStatus::Failed,
+                Some("interrupted; resume it to go on".to_owned()),
+            ),
+        };
+        let (sid, owner) = (id.to_owned(), self.owner.clone());
+        let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens });
+        self.store
+            .call(move |s| {
+                s.set_status(&sid, status, error.as_deref())?;
+                s.set_session_meta(&sid, "last_drive", &meta_finish)?;
+                s.release_lease(&sid, &owner)
+            })
+            .await?;
+        Ok(SessionOutcome {
+            session: id.to_owned(),
+            finish,
+            steps: pos.sched.step,
+            tokens: pos.tokens,
+            state: pos.state,
+        })
+    }
+}
