@@ -20,14 +20,18 @@ mod records;
 mod sqlite;
 mod store;
 mod validate;
+mod views;
 
 pub use clock::{Clock, system_now_ms};
 pub use error::{ErrorClass, StoreError};
 pub use memory::MemoryStore;
 pub use records::{
-    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
-    NewSession, NodeRunRecord, RestorePoint, SessionFilter, SessionRecord, SessionStatus,
-    SessionSummary, TaskRecord, TaskStatus, UnknownStatus,
+    ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionRecord, SessionStatus,
+    TaskRecord, TaskStatus, UnknownStatus,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 pub use store::Store;
+pub use views::{
+    CheckpointInfo, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,
+    SessionSummary,
+};

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::records::{
+use crate::views::resolve_prefix;
+use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
     NewSession, NodeRunRecord, SessionFilter, SessionRecord, SessionStatus, SessionSummary,
-    TaskRecord, resolve_prefix,
+    TaskRecord,
 };
 use crate::{Clock, Store, StoreError, validate};
 

@@ -255,36 +255,6 @@ pub struct CheckpointRecord {
     pub created_at: u64,
 }
 
-/// A checkpoint without its payloads, for listings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointInfo {
-    /// The step.
-    pub step: u64,
-    /// The checkpoint this one follows.
-    pub parent_step: Option<u64>,
-    /// Whether a full state snapshot is stored at this step.
-    pub has_snapshot: bool,
-    /// Whether repo SHAs are recorded at this step.
-    pub has_repo_shas: bool,
-    /// The nodes that ran in this step.
-    pub nodes: Vec<String>,
-    /// When it was committed.
-    pub created_at: u64,
-}
-
-impl CheckpointInfo {
-    pub(crate) fn of(cp: &CheckpointRecord) -> Self {
-        Self {
-            step: cp.step,
-            parent_step: cp.parent_step,
-            has_snapshot: cp.snapshot.is_some(),
-            has_repo_shas: cp.repo_shas.is_some(),
-            nodes: cp.nodes.clone(),
-            created_at: cp.created_at,
-        }
-    }
-}
-
 /// Usage of one node run: tokens, tool calls, timing, retries, outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRunRecord {
@@ -335,119 +305,6 @@ pub struct ChatMessageRecord {
     pub created_at: u64,
 }
 
-/// Which sessions `list_sessions` returns. The default returns all, newest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SessionFilter {
-    /// Only sessions with one of these statuses (empty = any).
-    pub statuses: Vec<SessionStatus>,
-    /// Only sessions of this pipeline.
-    pub pipeline: Option<String>,
-    /// Only sessions last updated strictly before this time (for `cleanup --older-than`).
-    pub updated_before: Option<u64>,
-    /// At most this many (the newest).
-    pub limit: Option<usize>,
-}
-
-impl SessionFilter {
-    /// Whether a session passes the filter (ignoring `limit`).
-    pub(crate) fn accepts(&self, s: &SessionRecord) -> bool {
-        (self.statuses.is_empty() || self.statuses.contains(&s.status))
-            && self.pipeline.as_ref().is_none_or(|p| *p == s.pipeline)
-            && self.updated_before.is_none_or(|t| s.updated_at < t)
-    }
-}
-
-/// One line of `orchestra status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionSummary {
-    /// The session id.
-    pub id: String,
-    /// Optional human name.
-    pub name: Option<String>,
-    /// The pipeline's name.
-    pub pipeline: String,
-    /// Lifecycle status.
-    pub status: SessionStatus,
-    /// Creation time.
-    pub created_at: u64,
-    /// Last update.
-    pub updated_at: u64,
-    /// The highest checkpointed step (0 when none).
-    pub steps: u64,
-    /// How many checkpoints are stored.
-    pub checkpoints: u64,
-    /// Input tokens over all node runs.
-    pub tokens_in: u64,
-    /// Output tokens over all node runs.
-    pub tokens_out: u64,
-    /// Forked from this session.
-    pub parent_session: Option<String>,
-    /// At this checkpoint of the parent.
-    pub parent_checkpoint: Option<u64>,
-    /// The error, for failed sessions.
-    pub error: Option<String>,
-    /// The lease holder, when a live lease is held.
-    pub lease_owner: Option<String>,
-}
-
-/// The outcome of `acquire_lease`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LeaseOutcome {
-    /// The caller now holds the lease.
-    Acquired {
-        /// Until when.
-        until: u64,
-    },
-    /// Someone else holds a live lease.
-    HeldBy {
-        /// The holder (`pid@host`).
-        owner: String,
-        /// Until when their lease is valid unless renewed.
-        until: u64,
-    },
-}
-
-impl LeaseOutcome {
-    /// Whether the lease was acquired.
-    pub fn is_acquired(&self) -> bool {
-        matches!(self, Self::Acquired { .. })
-    }
-}
-
-/// What the runtime needs to rebuild the state at a checkpoint: the nearest snapshot at or
-/// before it and the task records of the steps after that snapshot, in apply order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RestorePoint {
-    /// The checkpoint being restored.
-    pub target: CheckpointRecord,
-    /// The snapshot to start from (`snapshot` is `Some`).
-    pub base: CheckpointRecord,
-    /// Task records of steps `base.step + 1 ..= target.step`, ordered by (step, task_idx).
-    pub tasks: Vec<TaskRecord>,
-}
-
-/// How many candidates an ambiguous-prefix error lists.
-pub const MAX_AMBIGUOUS_CANDIDATES: usize = 10;
-
-/// Resolves `id_or_prefix` against `candidates` (ids starting with the prefix, sorted; at most
-/// `MAX_AMBIGUOUS_CANDIDATES + 1`). An exact match has been tried by the caller.
-pub(crate) fn resolve_prefix(
-    id_or_prefix: &str,
-    mut candidates: Vec<String>,
-) -> Result<String, crate::StoreError> {
-    if id_or_prefix.is_empty() || candidates.is_empty() {
-        return Err(crate::StoreError::not_found(id_or_prefix));
-    }
-    if candidates.len() == 1 {
-        return Ok(candidates.remove(0));
-    }
-    candidates.truncate(MAX_AMBIGUOUS_CANDIDATES);
-    Err(crate::StoreError::Ambiguous {
-        prefix: id_or_prefix.to_owned(),
-        candidates,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,22 +324,6 @@ mod tests {
         );
         assert_eq!("error".parse::<TaskStatus>(), Ok(TaskStatus::Error));
         assert!("Ok".parse::<TaskStatus>().is_err());
-    }
-
-    #[test]
-    fn prefix_resolution() {
-        assert_eq!(resolve_prefix("a", vec!["abc".into()]).unwrap(), "abc");
-        assert!(matches!(
-            resolve_prefix("", vec!["abc".into()]),
-            Err(crate::StoreError::NotFound { .. })
-        ));
-        let many: Vec<String> = (0..11).map(|i| format!("a{i:02}")).collect();
-        match resolve_prefix("a", many) {
-            Err(crate::StoreError::Ambiguous { candidates, .. }) => {
-                assert_eq!(candidates.len(), MAX_AMBIGUOUS_CANDIDATES);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
     }
 
     #[test]

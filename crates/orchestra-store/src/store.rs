@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::StoreError;
-use crate::records::{
+use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
     RestorePoint, SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
 };

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use serde_json::Value;
 
-use crate::records::{
+use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
     SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
 };

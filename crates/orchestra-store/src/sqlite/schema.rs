@@ -173,3 +173,52 @@ pub(super) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError
         .map_err(ctx.err("record the application id"))?;
     tx.commit().map_err(ctx.err("commit the migration"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ctx(path: &Path) -> Ctx {
+        Ctx {
+            path: path.to_owned(),
+            busy_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &ctx(&path)).unwrap();
+        let tables = |c: &Connection| -> i64 {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let before = tables(&conn);
+        migrate(&mut conn, &ctx(&path)).unwrap();
+        assert_eq!(tables(&conn), before);
+        assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    #[test]
+    fn identity_checks() {
+        let p = Path::new("/x.db");
+        assert!(check_identity(p, 0, 0).is_ok());
+        assert!(check_identity(p, SCHEMA_VERSION, APPLICATION_ID).is_ok());
+        assert!(matches!(
+            check_identity(p, SCHEMA_VERSION + 1, APPLICATION_ID),
+            Err(StoreError::TooNew { .. })
+        ));
+        assert!(matches!(
+            check_identity(p, 1, 7),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

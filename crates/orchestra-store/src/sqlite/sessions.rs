@@ -9,11 +9,12 @@ use serde_json::{Map, Value};
 use super::codec::{json_at, opt_u64_at, status_at, to_json, u64_at};
 use super::{SqliteStore, sid};
 use crate::StoreError;
-use crate::records::{
-    LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
-    SessionStatus, SessionSummary, resolve_prefix,
-};
 use crate::validate::{self, int};
+use crate::views::resolve_prefix;
+use crate::{
+    LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
+    SessionStatus, SessionSummary,
+};
 
 const SESSION_COLUMNS: &str = "id, name, pipeline, pipeline_path, pipeline_source, resolved, \
      pipeline_hash, inputs, parent_session, parent_checkpoint, created_at, status, error, \

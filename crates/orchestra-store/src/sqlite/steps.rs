@@ -10,10 +10,8 @@ use super::codec::{
 };
 use super::{Ctx, SqliteStore, sid};
 use crate::StoreError;
-use crate::records::{
-    ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord,
-};
 use crate::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
+use crate::{ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord};
 
 /// Resolves session ids to `sid`s, remembering the few a batch touches.
 #[derive(Debug, Default)]
