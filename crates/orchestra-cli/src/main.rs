@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod diag;
+mod engine;
 mod exit;
 mod report;
 

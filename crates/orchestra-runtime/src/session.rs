@@ -149,6 +149,12 @@ pub fn new_session_id() -> String {
     )
 }
 
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (UTC).
+pub fn date_of_days(days: u64) -> String {
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -31,4 +31,10 @@ commands! {
     Compile => compile,
     /// Print the JSON Schema of pipeline files (or of orchestra.yaml, conditions, layers).
     Schema => schema,
+    /// Compile and run a pipeline; every step is checkpointed.
+    Run => run,
+    /// Continue an interrupted, failed or paused session.
+    Resume => resume,
+    /// List sessions, or show one in detail.
+    Status => status,
 }

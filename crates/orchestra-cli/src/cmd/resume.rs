@@ -1,0 +1,71 @@
+//! `orchestra resume`: continue an interrupted, failed or paused session from its last
+//! checkpoint, with the pipeline it was started with.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use orchestra_graph::{LoadOptions, load};
+use orchestra_runtime::Engine;
+use orchestra_runtime::session::pipeline_hash;
+
+use crate::cli::Ctx;
+use crate::cmd::run::db_path;
+use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_outcome, runtime};
+
+/// Continue an interrupted, failed or paused session from its last checkpoint.
+///
+/// Agents that had finished before an interruption are not run again. The session goes on with
+/// the pipeline it was started with; if the pipeline's files changed since, a warning says so.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The session id (or a unique prefix of it).
+    session: String,
+    /// Show model text as it arrives.
+    #[arg(long)]
+    stream: bool,
+    /// Print only warnings, failures and the outcome.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The session database (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = db_path(args.db.clone(), ctx);
+    let rt = runtime()?;
+    let ctx = ctx.clone();
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {
+            warn_if_changed(&stored, &rec.pipeline_hash, &ctx);
+        }
+        let progress = Arc::new(Progress::new(args.quiet));
+        let opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        match engine.resume(&args.session, &opts).await {
+            Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+            Err(e) => report_error(&e),
+        }
+    })
+}
+
+/// Warns when the pipeline file (or a file it uses) no longer compiles to what the session ran.
+fn warn_if_changed(stored: &orchestra_graph::Compiled, hash: &str, ctx: &Ctx) {
+    let opts = LoadOptions {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        ..LoadOptions::default()
+    };
+    let now = load(&stored.pipeline_path, &opts).ok().map(|c| pipeline_hash(&c));
+    if now.as_deref() != Some(hash) {
+        let _ = writeln!(
+            io::stderr(),
+            "warning: `{}` or a file it uses changed since this session started; resuming with the pipeline as it was",
+            stored.pipeline_path.display()
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! `orchestra run`: compile a pipeline, start a session, execute it step by step with a
+//! checkpoint after every step, and print its progress and outcome.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use orchestra_graph::{LoadOptions, load};
+use orchestra_runtime::Engine;
+use serde_json::{Map, Value};
+
+use crate::cli::Ctx;
+use crate::engine::{Progress, ctrl_c, database_for, drive_options, report_error, report_outcome, runtime};
+use crate::{diag, exit};
+
+/// Compile and run a pipeline; every step is checkpointed to the session database.
+///
+/// Prints a line per step and per agent (time, tokens, tool calls) to stderr, then the outcome
+/// and the session id. Ctrl-C stops after the running agents are cut off and leaves a
+/// resumable session (`orchestra resume ID`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// An input of the pipeline, as KEY=VALUE (repeatable); others use their defaults.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    inputs: Vec<(String, String)>,
+    /// A name for the session (shown by `status`).
+    #[arg(long)]
+    session_name: Option<String>,
+    /// Run every agent on this provider (e.g. `anthropic`) instead of its own.
+    #[arg(long)]
+    provider: Option<String>,
+    /// Show model text as it arrives.
+    #[arg(long)]
+    stream: bool,
+    /// Print only warnings, failures and the outcome.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The session database (default: `database:` of orchestra.yaml, else .orchestra/orchestra.db).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let opts = LoadOptions {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        ..LoadOptions::default()
+    };
+    let mut err = io::stderr().lock();
+    let mut compiled = match load(&args.pipeline, &opts) {
+        Ok(c) => c,
+        Err(diags) => {
+            diag::print(&mut err, &diags)?;
+            writeln!(err, "error: `{}` is not a valid pipeline: {}", args.pipeline.display(), diag::counts(&diags))?;
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    diag::print(&mut err, &compiled.warnings)?;
+    if let Some(p) = &args.provider
+        && let Err(d) = compiled.use_provider(p)
+    {
+        diag::print(&mut err, &[d])?;
+        return Ok(exit::BAD_INPUT);
+    }
+    let given = compiled.inputs_with(&args.inputs);
+    if let Some(k) = given.unknown.first() {
+        let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();
+        let mut msg = format!("error: the pipeline has no input `{k}`");
+        if let Some(h) = orchestra_spec::did_you_mean(k, names.iter().copied()) {
+            msg.push_str(&format!("; {h}"));
+        }
+        writeln!(err, "{msg}")?;
+        writeln!(err, "  inputs: {}", if names.is_empty() { "(none)".to_owned() } else { names.join(", ") })?;
+        return Ok(exit::BAD_INPUT);
+    }
+    if !given.missing.is_empty() {
+        writeln!(err, "error: missing input(s): {}; give them with --input KEY=VALUE", given.missing.join(", "))?;
+        return Ok(exit::BAD_INPUT);
+    }
+    let inputs: Map<String, Value> = given.values;
+    drop(err);
+    let db = args.db.clone().unwrap_or_else(|| compiled.project_root.join(&compiled.project.database));
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        let progress = Arc::new(Progress::new(args.quiet));
+        let opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        match engine.run(Arc::new(compiled), inputs, args.session_name, &opts).await {
+            Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+            Err(e) => report_error(&e),
+        }
+    })
+}
+
+/// The database for commands that name a session: `--db`, else the project's around `cwd`.
+pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> PathBuf {
+    db.unwrap_or_else(|| database_for(&ctx.cwd))
+}

@@ -1,0 +1,271 @@
+//! `orchestra status`: the sessions of the database, or one session in detail (checkpoints,
+//! per-agent usage, forks, branches).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use orchestra_runtime::Engine;
+use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms};
+use serde_json::{Value, json};
+
+use crate::cli::Ctx;
+use crate::cmd::run::db_path;
+use crate::engine::{report_error, runtime, secs};
+
+/// List sessions, or show one session's checkpoints and per-agent usage.
+///
+/// A session marked `running` whose process is gone (its lease expired) is shown as
+/// `interrupted`: resume it with `orchestra resume ID`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A session id (or unique prefix) to show in detail.
+    session: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Show at most this many sessions (newest first).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// The session database (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+/// The status to show: `running` with an expired lease is `interrupted`.
+fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
+    match (status, lease_owner) {
+        (SessionStatus::Running, None) => "interrupted",
+        (s, _) => s.as_str(),
+    }
+}
+
+fn when(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let id = orchestra_runtime::session::date_of_days(days);
+    format!("{id} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = db_path(args.db.clone(), ctx);
+    if !db.exists() {
+        if args.json {
+            writeln!(io::stdout(), "[]")?;
+        } else {
+            writeln!(io::stdout(), "no sessions yet (no database at {})", db.display())?;
+        }
+        return Ok(crate::exit::SUCCESS);
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        let r = match &args.session {
+            None => list(&engine, &args).await,
+            Some(id) => detail(&engine, id, args.json).await,
+        };
+        match r {
+            Ok(()) => Ok(crate::exit::SUCCESS),
+            Err(e) => report_error(&e),
+        }
+    })
+}
+
+async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::RuntimeError> {
+    let filter = SessionFilter {
+        limit: Some(args.limit),
+        ..SessionFilter::default()
+    };
+    let sessions: Vec<SessionSummary> = engine.store().call(move |s| s.list_sessions(&filter)).await?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        let rows: Vec<Value> = sessions.iter().map(summary_json).collect();
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return Ok(());
+    }
+    if sessions.is_empty() {
+        let _ = writeln!(out, "no sessions yet");
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:<16} {:<11} {:<19} {:>5} {:>6} {:>9}  NOTE",
+        "SESSION", "PIPELINE", "STATUS", "STARTED", "STEPS", "CKPTS", "TOKENS"
+    );
+    for s in &sessions {
+        let mut note = String::new();
+        if let (Some(p), Some(c)) = (&s.parent_session, s.parent_checkpoint) {
+            note.push_str(&format!("fork of {p} @ {c}"));
+        }
+        if let Some(n) = &s.name {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(n);
+        }
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:<11} {:<19} {:>5} {:>6} {:>9}  {}",
+            s.id,
+            s.pipeline,
+            shown_status(s.status, s.lease_owner.as_deref()),
+            when(s.created_at),
+            s.steps,
+            s.checkpoints,
+            s.tokens_in + s.tokens_out,
+            note
+        );
+    }
+    Ok(())
+}
+
+fn summary_json(s: &SessionSummary) -> Value {
+    json!({
+        "id": s.id, "name": s.name, "pipeline": s.pipeline,
+        "status": shown_status(s.status, s.lease_owner.as_deref()),
+        "created_at": s.created_at, "updated_at": s.updated_at,
+        "steps": s.steps, "checkpoints": s.checkpoints,
+        "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
+        "parent_session": s.parent_session, "parent_checkpoint": s.parent_checkpoint,
+        "error": s.error,
+    })
+}
+
+#[derive(Default)]
+struct Usage {
+    runs: u64,
+    tokens_in: u64,
+    tokens_out: u64,
+    tool_calls: u64,
+    retries: u64,
+    ms: u64,
+    errors: u64,
+}
+
+async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestra_runtime::RuntimeError> {
+    let key = id.to_owned();
+    let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
+    let sid = rec.id.clone();
+    let (cps, runs, forks) = engine
+        .store()
+        .call(move |s| {
+            let cps = s.checkpoints(&sid)?;
+            let runs = s.node_runs(&sid)?;
+            let forks: Vec<SessionSummary> = s
+                .list_sessions(&SessionFilter::default())?
+                .into_iter()
+                .filter(|x| x.parent_session.as_deref() == Some(sid.as_str()))
+                .collect();
+            Ok((cps, runs, forks))
+        })
+        .await?;
+    let now = system_now_ms();
+    let status = shown_status(rec.status, rec.lease_holder(now));
+    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+    for r in &runs {
+        let u = usage.entry(r.node.clone()).or_default();
+        u.runs += 1;
+        u.tokens_in += r.tokens_in;
+        u.tokens_out += r.tokens_out;
+        u.tool_calls += r.tool_calls;
+        u.retries += u64::from(r.retries);
+        u.ms += r.duration_ms;
+        u.errors += u64::from(r.error.is_some());
+    }
+    let mut out = io::stdout().lock();
+    if as_json {
+        let v = json!({
+            "id": rec.id, "name": rec.name, "pipeline": rec.pipeline, "pipeline_path": rec.pipeline_path,
+            "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
+            "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
+            "inputs": rec.inputs, "meta": rec.meta, "lease_owner": rec.lease_holder(now),
+            "checkpoints": cps.iter().map(|c| json!({
+                "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
+                "snapshot": c.has_snapshot, "repo_change": c.has_repo_shas, "created_at": c.created_at,
+            })).collect::<Vec<_>>(),
+            "usage": usage.iter().map(|(n, u)| json!({
+                "node": n, "runs": u.runs, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
+                "tool_calls": u.tool_calls, "retries": u.retries, "duration_ms": u.ms, "errors": u.errors,
+            })).collect::<Vec<_>>(),
+            "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
+        });
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    let _ = writeln!(out, "session   {}", rec.id);
+    if let Some(n) = &rec.name {
+        let _ = writeln!(out, "name      {n}");
+    }
+    let _ = writeln!(out, "pipeline  {} ({})", rec.pipeline, rec.pipeline_path);
+    let _ = writeln!(out, "status    {status}");
+    if let Some(e) = &rec.error {
+        let _ = writeln!(out, "error     {e}");
+    }
+    let _ = writeln!(out, "started   {}", when(rec.created_at));
+    let _ = writeln!(out, "updated   {}", when(rec.updated_at));
+    if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {
+        let _ = writeln!(out, "forked    from {p} at checkpoint {c}");
+    }
+    if let Some(owner) = rec.lease_holder(now) {
+        let _ = writeln!(out, "driven by {owner}");
+    }
+    if let Some(Value::Object(git)) = rec.meta.get("git") {
+        for (repo, g) in git {
+            let _ = writeln!(
+                out,
+                "branch    {repo}: {} (worktree {})",
+                g["branch"].as_str().unwrap_or("?"),
+                g["worktree"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    let _ = writeln!(out, "\ncheckpoints ({}):", cps.len());
+    for c in &cps {
+        let mut flags = Vec::new();
+        if c.has_snapshot {
+            flags.push("snapshot");
+        }
+        if c.has_repo_shas {
+            flags.push("repo change");
+        }
+        let nodes = if c.nodes.is_empty() { "(start)".to_owned() } else { c.nodes.join(", ") };
+        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) };
+        let _ = writeln!(out, "  {:>4}  {nodes}{flags}", c.step);
+    }
+    let _ = writeln!(out, "\nusage by agent:");
+    let _ = writeln!(
+        out,
+        "  {:<24} {:>4} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6}",
+        "AGENT", "RUNS", "TOKENS IN", "TOKENS OUT", "TOOLS", "RETRIES", "TIME", "ERRORS"
+    );
+    for (n, u) in &usage {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>4} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6}",
+            n,
+            u.runs,
+            u.tokens_in,
+            u.tokens_out,
+            u.tool_calls,
+            u.retries,
+            secs(u.ms),
+            u.errors
+        );
+    }
+    if !forks.is_empty() {
+        let _ = writeln!(out, "\nforks:");
+        for f in &forks {
+            let _ = writeln!(
+                out,
+                "  {} at checkpoint {} ({})",
+                f.id,
+                f.parent_checkpoint.unwrap_or(0),
+                f.status.as_str()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! What the session subcommands share: finding the database, the async runtime, Ctrl-C, the
+//! progress printer and the mapping of session outcomes to exit codes.
+
+use std::collections::HashMap;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use orchestra_runtime::{
+    DriveOptions, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
+};
+use orchestra_spec::{PROJECT_FILE, ProjectConfig, find_project_file, parse_yaml, read_source};
+use orchestra_store::ErrorClass;
+use tokio::sync::watch;
+
+use crate::exit;
+
+/// The database of the project around `dir`: `database:` of its `orchestra.yaml` (relative to
+/// that file), else `.orchestra/orchestra.db` under `dir`.
+pub(crate) fn database_for(dir: &Path) -> PathBuf {
+    if let Some(file) = find_project_file(dir) {
+        let root = file.parent().unwrap_or(dir);
+        let db = read_source(&file, PROJECT_FILE)
+            .ok()
+            .and_then(|src| parse_yaml::<ProjectConfig>(&src, "project").ok())
+            .map_or_else(|| ProjectConfig::default().database, |p| p.database);
+        return root.join(db);
+    }
+    dir.join(ProjectConfig::default().database)
+}
+
+/// A multi-threaded tokio runtime.
+pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// A cancel flag set by the first Ctrl-C (the second one exits at once).
+pub(crate) fn ctrl_c() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = writeln!(
+                io::stderr(),
+                "\ninterrupted: finishing the checkpoint; Ctrl-C again to quit at once"
+            );
+            let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+    rx
+}
+
+/// Drive options for the CLI: real environment, progress printed to stderr.
+pub(crate) fn drive_options(
+    events: Arc<dyn EventSink>,
+    stream: bool,
+    cancel: watch::Receiver<bool>,
+) -> DriveOptions {
+    DriveOptions {
+        stream,
+        events,
+        cancel,
+        env: Arc::new(|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty())),
+        tools: orchestra_tools::Registry::new(),
+        conditions: HashMap::new(),
+        retry_base: std::time::Duration::from_millis(500),
+    }
+}
+
+/// Prints progress lines to stderr: a line per step, node start/finish with time and tokens.
+pub(crate) struct Progress {
+    quiet: bool,
+    started: Instant,
+    streaming: Mutex<Option<String>>,
+}
+
+impl Progress {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Progress {
+            quiet,
+            started: Instant::now(),
+            streaming: Mutex::new(None),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let mut err = io::stderr().lock();
+        if let Ok(mut s) = self.streaming.lock()
+            && s.take().is_some()
+        {
+            let _ = writeln!(err);
+        }
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+pub(crate) fn secs(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+impl EventSink for Progress {
+    fn emit(&self, event: Event) {
+        if self.quiet && !matches!(event, Event::Warning { .. } | Event::NodeFailed { .. }) {
+            return;
+        }
+        match event {
+            Event::SessionStarted {
+                session,
+                pipeline,
+                from_step,
+            } => match from_step {
+                Some(s) => self.line(&format!(
+                    "resuming session {session} ({pipeline}) after checkpoint {s}"
+                )),
+                None => self.line(&format!("session {session} ({pipeline})")),
+            },
+            Event::StepStarted { step, nodes } => {
+                self.line(&format!("step {step}: {}", nodes.join(", ")))
+            }
+            Event::NodeStarted { node, attempt, .. } => {
+                if attempt == 0 {
+                    self.line(&format!("  start  {node}"));
+                } else {
+                    self.line(&format!("  start  {node} (attempt {})", attempt + 1));
+                }
+            }
+            Event::Text { node, text } => {
+                if let Ok(mut s) = self.streaming.lock() {
+                    let mut out = io::stderr().lock();
+                    if s.as_deref() != Some(node.as_str()) {
+                        let _ = write!(out, "{}  [{node}] ", if s.is_some() { "\n" } else { "" });
+                        *s = Some(node);
+                    }
+                    let _ = write!(out, "{text}");
+                    let _ = out.flush();
+                }
+            }
+            Event::ToolCalled {
+                node,
+                tool,
+                is_error,
+            } => {
+                let mark = if is_error { " (error)" } else { "" };
+                self.line(&format!("  tool   {node} -> {tool}{mark}"));
+            }
+            Event::NodeRetry {
+                node,
+                attempt,
+                error,
+                delay_ms,
+                ..
+            } => self.line(&format!(
+                "  retry  {node}: attempt {} failed: {error}; next in {}",
+                attempt + 1,
+                secs(delay_ms)
+            )),
+            Event::NodeFinished {
+                node,
+                duration_ms,
+                tokens_in,
+                tokens_out,
+                tool_calls,
+                reused,
+                ..
+            } => {
+                if reused {
+                    self.line(&format!(
+                        "  done   {node}  (finished before the interruption; not run again)"
+                    ));
+                } else {
+                    self.line(&format!(
+                        "  done   {node}  {}  tokens {tokens_in} in / {tokens_out} out  tools {tool_calls}",
+                        secs(duration_ms)
+                    ));
+                }
+            }
+            Event::NodeFailed { node, error, .. } => {
+                self.line(&format!("  FAILED {node}: {error}"))
+            }
+            Event::Checkpoint { .. } => {}
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
+        }
+    }
+}
+
+impl Progress {
+    /// Time since the progress printer was made.
+    pub(crate) fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Prints how a drive ended and returns the exit code.
+pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Result<u8> {
+    let mut w = io::stdout().lock();
+    let summary = format!(
+        "{} steps, {} tokens, {}",
+        out.steps,
+        out.tokens,
+        secs(elapsed_ms)
+    );
+    let code = match &out.finish {
+        Finish::Completed { warnings } => {
+            writeln!(w, "completed: {summary}")?;
+            if !warnings.is_empty() {
+                writeln!(w, "with {} warning(s) (see above)", warnings.len())?;
+            }
+            exit::SUCCESS
+        }
+        Finish::Failed { error } => {
+            writeln!(w, "failed: {error}")?;
+            writeln!(
+                w,
+                "({summary}; fix the cause, then `orchestra resume {}`)",
+                out.session
+            )?;
+            exit::SESSION_FAILED
+        }
+        Finish::Stopped { reason } => {
+            writeln!(w, "stopped: {reason} ({summary})")?;
+            exit::STOPPED_AT_LIMIT
+        }
+        Finish::Paused { node, reason } => {
+            writeln!(w, "paused at `{node}`: {reason}")?;
+            writeln!(w, "attach with: orchestra attach {}", out.session)?;
+            exit::SUCCESS
+        }
+        Finish::Interrupted => {
+            writeln!(
+                w,
+                "interrupted ({summary}); continue with `orchestra resume {}`",
+                out.session
+            )?;
+            exit::INTERRUPTED
+        }
+    };
+    writeln!(w, "session {}", out.session)?;
+    Ok(code)
+}
+
+/// Prints a runtime error and returns its exit code.
+pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
+    writeln!(io::stderr(), "error: {e}")?;
+    Ok(match e {
+        RuntimeError::Busy { .. } => exit::SESSION_BUSY,
+        RuntimeError::Refused(_) => exit::BAD_INPUT,
+        RuntimeError::Store(orchestra_runtime::WorkerError::Store(s)) => match s.exit_class() {
+            ErrorClass::Usage | ErrorClass::BadDatabase => exit::BAD_INPUT,
+            ErrorClass::Busy => exit::SESSION_BUSY,
+            _ => exit::INTERNAL,
+        },
+        RuntimeError::Restore(RestoreError::NoCheckpoint { .. }) => exit::BAD_INPUT,
+        _ => exit::INTERNAL,
+    })
+}
