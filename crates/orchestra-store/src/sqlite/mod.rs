@@ -95,7 +95,9 @@ impl Ctx {
 }
 
 /// The SQLite implementation of [`Store`]. One value = one connection; open one per process
-/// (or per thread) — they coordinate through the file.
+/// (or per thread) — they coordinate through the file. A write is durable across a crash or
+/// `kill -9` of the process once the method returns; a power loss may lose the last few
+/// transactions (`synchronous=NORMAL`), never the file's integrity.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -168,6 +170,7 @@ impl SqliteStore {
         Ok((tx, ctx))
     }
 
+    /// Begins a read transaction, so a read of several statements sees one snapshot.
     fn read_tx(&self, op: &'static str) -> Result<Transaction<'_>, StoreError> {
         self.conn.unchecked_transaction().map_err(self.ctx.err(op))
     }

@@ -118,6 +118,28 @@ fn files_that_are_not_orchestra_databases_are_refused() {
         "{err}"
     );
 
+    let err = SqliteStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Sqlite {
+                op: "open the file",
+                ..
+            }
+        ),
+        "a directory: {err:?}"
+    );
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+
+    let err = SqliteStore::open(garbage.join("o.db")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::CreateDir { .. }),
+        "under a file: {err:?}"
+    );
+
     let other_app = dir.path().join("other-app.db");
     raw(&other_app)
         .pragma_update(None, "application_id", 1234)
