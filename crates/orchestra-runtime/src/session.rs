@@ -91,6 +91,11 @@ impl Engine {
     pub fn store(&self) -> &StoreHandle {
         &self.store
     }
+
+    /// Closes the database cleanly (call before the process exits).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
 }
 
 /// How a run is driven.

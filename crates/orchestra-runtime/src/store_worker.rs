@@ -16,6 +16,7 @@ type Job = Box<dyn FnOnce(&mut dyn Store, Option<StoreError>) + Send>;
 enum Cmd {
     Results(Box<(TaskRecord, NodeRunRecord)>),
     Call(Job),
+    Close(oneshot::Sender<()>),
 }
 
 /// A cloneable handle to the store thread.
@@ -29,6 +30,7 @@ impl std::fmt::Debug for Cmd {
         f.write_str(match self {
             Cmd::Results(_) => "Results",
             Cmd::Call(_) => "Call",
+            Cmd::Close(_) => "Close",
         })
     }
 }
@@ -86,6 +88,15 @@ impl StoreHandle {
         rx.blocking_recv().map_err(|_| WorkerError::Gone)?
     }
 
+    /// Closes the store after everything queued before, and waits for it: the database is left
+    /// tidy (SQLite folds its write-ahead log back into the file). Other handles fail afterwards.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     fn send_job<T, F>(
         &self,
         f: F,
@@ -141,6 +152,11 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
                 }
             }
             Cmd::Call(job) => job(store.as_mut(), failed.take()),
+            Cmd::Close(done) => {
+                drop(store);
+                let _ = done.send(());
+                return;
+            }
         }
     }
 }

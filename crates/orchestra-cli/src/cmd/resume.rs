@@ -46,10 +46,12 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         }
         let progress = Arc::new(Progress::new(args.quiet));
         let opts = drive_options(progress.clone(), args.stream, ctrl_c());
-        match engine.resume(&args.session, &opts).await {
+        let code = match engine.resume(&args.session, &opts).await {
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
             Err(e) => report_error(&e),
-        }
+        };
+        engine.close().await;
+        code
     })
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use orchestra_graph::{LoadOptions, load};
-use orchestra_runtime::Engine;
-use serde_json::{Map, Value};
+use orchestra_runtime::{Engine, Finish};
+use serde_json::{Map, Value, json};
 
 use crate::cli::Ctx;
 use crate::engine::{Progress, ctrl_c, database_for, drive_options, report_error, report_outcome, runtime};
@@ -40,6 +40,10 @@ pub(crate) struct Args {
     /// The session database (default: `database:` of orchestra.yaml, else .orchestra/orchestra.db).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Print the outcome as one JSON line on stdout (session, status, steps, tokens,
+    /// checkpoints, number of messages, final state) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -95,13 +99,36 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
-        let progress = Arc::new(Progress::new(args.quiet));
+        let progress = Arc::new(Progress::new(args.quiet || args.json));
         let opts = drive_options(progress.clone(), args.stream, ctrl_c());
-        match engine.run(Arc::new(compiled), inputs, args.session_name, &opts).await {
+        let code = match engine.run(Arc::new(compiled), inputs, args.session_name, &opts).await {
+            Ok(out) if args.json => report_json(&engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
             Err(e) => report_error(&e),
-        }
+        };
+        engine.close().await;
+        code
     })
+}
+
+/// Prints the outcome as one JSON line; the exit code is the same as for text.
+async fn report_json(engine: &Engine, out: &orchestra_runtime::SessionOutcome) -> io::Result<u8> {
+    let id = out.session.clone();
+    let checkpoints = engine.store().call(move |s| s.checkpoints(&id)).await.map_or(0, |c| c.len());
+    let (status, code, error) = match &out.finish {
+        Finish::Completed { .. } => ("completed", exit::SUCCESS, None),
+        Finish::Failed { error } => ("failed", exit::SESSION_FAILED, Some(error.clone())),
+        Finish::Stopped { reason } => ("stopped", exit::STOPPED_AT_LIMIT, Some(reason.clone())),
+        Finish::Paused { reason, .. } => ("paused", exit::SUCCESS, Some(reason.clone())),
+        Finish::Interrupted => ("interrupted", exit::INTERRUPTED, None),
+    };
+    let messages = out.state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let line = json!({
+        "session": out.session, "status": status, "error": error, "steps": out.steps,
+        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "state": out.state,
+    });
+    writeln!(io::stdout().lock(), "{line}")?;
+    Ok(code)
 }
 
 /// The database for commands that name a session: `--db`, else the project's around `cwd`.

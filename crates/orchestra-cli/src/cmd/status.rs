@@ -67,6 +67,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             None => list(&engine, &args).await,
             Some(id) => detail(&engine, id, args.json).await,
         };
+        engine.close().await;
         match r {
             Ok(()) => Ok(crate::exit::SUCCESS),
             Err(e) => report_error(&e),
