@@ -1,7 +1,8 @@
 //! Resolving one agent: its prompt layers, provider and model, tools, output schema and state
 //! writes, with a diagnostic for everything that does not refer to something real.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
@@ -30,6 +31,8 @@ pub(crate) struct AgentCtx<'a, 'l> {
     pub(crate) default_provider: Setting<'a>,
     pub(crate) default_model: Setting<'a>,
     pub(crate) tools: &'a ToolIndex,
+    /// Task layer files already checked.
+    pub(crate) checked: HashSet<PathBuf>,
 }
 
 impl AgentCtx<'_, '_> {
@@ -124,7 +127,8 @@ impl AgentCtx<'_, '_> {
             else {
                 continue;
             };
-            if kind == LayerKind::Task {
+            // A named task file is checked once, however many agents use it.
+            if kind == LayerKind::Task && (r.is_inline() || self.checked.insert(r.path.clone())) {
                 let source = self.loader.source_of(&r).unwrap_or(self.src);
                 diags.extend(check_task(&r, source, &self.scope));
             }
@@ -312,6 +316,13 @@ pub(crate) fn check_pointer(p: &str) -> Result<(), String> {
 
 fn check_schema(schema: &Spanned<Value>, src: &SourceFile, diags: &mut Vec<Diagnostic>) {
     let err = match jsonschema::meta::validate(&schema.value) {
+        Err(e) if e.instance_path().to_string().ends_with("/type") => {
+            let found = e.instance().to_string();
+            Some(format!(
+                "{found} is not a JSON type (at `{}`); expected one of: array, boolean, integer, null, number, object, string",
+                e.instance_path()
+            ))
+        }
         Err(e) => Some(format!("{e} (at `{}`)", e.instance_path())),
         Ok(()) => jsonschema::validator_for(&schema.value)
             .err()

@@ -154,6 +154,13 @@ pub(crate) fn analyze(
     }
     for a in 0..n {
         let v = ix(Node::Agent(a), n);
+        let reserved = matches!(
+            topo.agents[a].as_str(),
+            orchestra_spec::START | orchestra_spec::END
+        );
+        if reserved {
+            continue;
+        }
         if !fwd[v.index()] {
             let d = if g.edges_directed(v, Direction::Incoming).next().is_none() {
                 Diagnostic::error(format!("agent `{}` is never run", topo.agents[a]))
@@ -207,9 +214,16 @@ pub(crate) fn analyze(
         let (cycle, edge_idx) = find_cycle(&ug, &scc);
         let names: Vec<String> = cycle.iter().map(|&v| format!("`{}`", name(v))).collect();
         let e = &spec.graph[edge_idx];
+        // Point at the source of that edge which is on the cycle.
+        let span = e
+            .from
+            .items
+            .iter()
+            .find(|i| cycle.iter().any(|&v| name(v) == i.value))
+            .map_or(e.from.span, |i| i.span);
         diags.push(
             Diagnostic::error(format!("loop without a bound: {}", names.join(" -> ")))
-                .at(src, e.from.span)
+                .at(src, span)
                 .with_label("this edge is part of the loop")
                 .with_help("add `max_loops: N` to an edge of the loop (and `on_max_loops: AGENT|END` to say where to go once it is used up)"),
         );
@@ -296,7 +310,8 @@ pub(crate) fn analyze(
     parallel_writers(topo, agents, &g, &fwd, diags, src, spec);
 }
 
-/// A cycle through `scc[0]` inside `scc`, and the `graph:` index of its first edge.
+/// A cycle through `scc[0]` inside `scc`, and the `graph:` index of its last-written edge (the
+/// one that usually closes the loop, where a bound belongs).
 fn find_cycle(g: &DiGraph<Node, usize>, scc: &[NodeIndex]) -> (Vec<NodeIndex>, usize) {
     let first = scc[0];
     let inside = |v: NodeIndex| scc.binary_search(&v).is_ok();
@@ -334,7 +349,7 @@ fn find_cycle(g: &DiGraph<Node, usize>, scc: &[NodeIndex]) -> (Vec<NodeIndex>, u
     }
     path.reverse();
     path.push(first);
-    (path, edges.into_iter().min().unwrap_or(0))
+    (path, edges.into_iter().max().unwrap_or(0))
 }
 
 /// Warns about agents that can change the same repository in the same super-step.

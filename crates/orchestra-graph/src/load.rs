@@ -177,6 +177,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         default_provider,
         default_model,
         tools: &tools,
+        checked: HashSet::new(),
     };
     let agents: Vec<_> = spec
         .agents

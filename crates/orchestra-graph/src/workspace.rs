@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use indexmap::IndexMap;
-use orchestra_spec::{BUILTIN_TOOLS, Diagnostic, PipelineSpec, SourceFile, Spanned, closest};
+use orchestra_spec::{BUILTIN_TOOLS, Diagnostic, PipelineSpec, SourceFile, Span, Spanned, closest};
 
 use crate::compiled::{ResolvedRepo, ToolKind, ToolRef};
 
@@ -266,10 +266,35 @@ fn full_name(repo: Option<&str>, tool: &str) -> String {
 }
 
 fn known(what: &str, names: &[&str]) -> String {
-    if names.is_empty() {
+    if names.is_empty() && what == "repositories" {
+        "there are no repositories: declare them under `workspace.repos`".to_owned()
+    } else if names.is_empty() {
         format!("there are no {what}")
     } else {
         format!("{what}: {}", names.join(", "))
+    }
+}
+
+/// The span of `element` inside the flow or block sequence starting at `seq`: its first
+/// occurrence after `seq` (quoted or not); `seq` itself when it cannot be found nearby.
+fn element_span(src: &SourceFile, seq: Span, element: &str) -> Span {
+    let text = &src.text;
+    let Some(rest) = text.get(seq.offset..) else {
+        return seq;
+    };
+    let window = rest.char_indices().nth(4096).map_or(rest.len(), |(i, _)| i);
+    let Some(found) = rest[..window].find(element) else {
+        return seq;
+    };
+    let offset = seq.offset + found;
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Span {
+        line: u32::try_from(line).unwrap_or(seq.line),
+        col: u32::try_from(col).unwrap_or(seq.col),
+        offset,
+        len: element.len(),
     }
 }
 
@@ -291,6 +316,7 @@ fn check_command(
     diags: &mut Vec<Diagnostic>,
 ) {
     let cmd = &tool.command;
+    let at = |element: &str| element_span(src, cmd.span, element);
     let tname = &tool.name.value;
     let Some((program, rest)) = cmd.value.split_first() else {
         diags.push(
@@ -317,7 +343,7 @@ fn check_command(
             } else {
                 diags.push(
                     Diagnostic::error(format!("tool `{tname}` uses undeclared argument `{arg}`"))
-                        .at(src, cmd.span)
+                        .at(src, at(part))
                         .with_label(format!("`{part}` names no argument in `args:`"))
                         .with_suggestions(arg, args.iter().copied())
                         .with_help(format!(
@@ -328,7 +354,7 @@ fn check_command(
         } else if let Some(arg) = args.iter().find(|a| part.contains(&format!("{{{{{a}}}}}"))) {
             diags.push(
                 Diagnostic::error(format!("argument `{arg}` is spliced into `{part}` in tool `{tname}`"))
-                    .at(src, cmd.span)
+                    .at(src, at(part))
                     .with_label("a placeholder must be a whole element of `command`")
                     .with_help(format!("write `\"{{{{{arg}}}}}\"` as its own element; its value is passed as one argv entry, never spliced into a string")),
             );

@@ -207,12 +207,17 @@ pub fn check_task(
             let tline = e.line().unwrap_or(1);
             let token = failing_source(&e, &layer.text).unwrap_or_default();
             let span = span_of(source, layer.file_line(tline), &token);
-            return vec![
-                Diagnostic::error(format!("invalid task template: {}", detail(&e)))
-                    .at(source, span)
-                    .with_label("minijinja syntax error")
-                    .with_help("task templates use minijinja (Jinja2) syntax: `{{ state.field }}`, `{% if ... %}...{% endif %}`"),
-            ];
+            let mut d = Diagnostic::error(format!("invalid task template: {}", detail(&e)))
+                .at(source, span)
+                .with_label("minijinja syntax error");
+            if detail(&e).contains("end of input") {
+                d = d.with_help(
+                    "is a `{% for %}` or `{% if %}` missing its `{% endfor %}` or `{% endif %}`?",
+                );
+            }
+            return vec![d.with_help(
+                "task templates use minijinja (Jinja2) syntax: `{{ state.field }}`, `{% if ... %}...{% endif %}`",
+            )];
         }
     };
     let mut vars: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();

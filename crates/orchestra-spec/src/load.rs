@@ -54,7 +54,11 @@ fn io_reason(e: &std::io::Error) -> String {
 /// Parses a YAML document of `source` into `T`. `what` names the kind of file in messages
 /// ("pipeline", "condition", ...).
 pub fn parse_yaml<T: DeserializeOwned>(source: &SourceFile, what: &str) -> Result<T, Diagnostic> {
-    if source.text.trim().is_empty() {
+    let blank = source
+        .text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
         return Err(Diagnostic::error(format!("the {what} file is empty")).in_file(source));
     }
     let budget = serde_saphyr::budget! {
@@ -98,10 +102,30 @@ fn diagnostic_from_yaml(err: &serde_saphyr::Error, source: &SourceFile, what: &s
         E::SerdeMissingField { field, .. } => {
             base(format!("missing key `{field}`")).with_label(format!("`{field}` is required here"))
         }
+        E::DuplicateMappingKey { key: Some(key), .. } => base(format!("duplicate key `{key}`"))
+            .with_label("already given above in the same mapping"),
+        E::InvalidScalar { ty, .. } => base(format!("expected {}", scalar_word(ty))),
+        E::Unexpected { expected, .. } => base(match *expected {
+            "mapping start" => "expected a mapping (`key: value` entries) here".to_owned(),
+            "sequence start" => "expected a list here".to_owned(),
+            other => format!("expected {other}"),
+        }),
         other => {
             let text = strip_location(&other.render());
             base(reword(&text, what))
         }
+    }
+}
+
+/// Describes a scalar type of serde-saphyr's "invalid u32" errors in words.
+fn scalar_word(ty: &str) -> String {
+    match ty {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "bool" => "`true` or `false`".into(),
+        "char" => "a single character".into(),
+        other => format!("a value of type {other}"),
     }
 }
 
