@@ -45,17 +45,19 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
     if !c.inputs.is_empty() {
         let _ = writeln!(o, "\ninputs:");
         let w = width(c.inputs.iter().map(|i| i.name.as_str()));
-        for i in &c.inputs {
-            let default = match &i.default {
+        let defaults: Vec<String> = c
+            .inputs
+            .iter()
+            .map(|i| match &i.default {
                 Some(d) => format!("default {d:?}"),
                 None => "required".to_owned(),
-            };
-            let desc = i
-                .description
-                .as_deref()
-                .map(|d| format!("  {}", d.trim()))
-                .unwrap_or_default();
-            let _ = writeln!(o, "  {:w$}  {default}{desc}", i.name);
+            })
+            .collect();
+        let dw = width(defaults.iter().map(String::as_str));
+        for (i, default) in c.inputs.iter().zip(&defaults) {
+            let desc = i.description.as_deref().unwrap_or("").trim();
+            let line = format!("  {:w$}  {default:dw$}  {desc}", i.name);
+            let _ = writeln!(o, "{}", line.trim_end());
         }
     }
 
@@ -80,18 +82,14 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
         if base {
             extra.push("base channel".to_owned());
         }
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!("  {}", extra.join("; "))
-        };
-        let _ = writeln!(
-            o,
-            "  {:w$}  {:7} {:7}{extra}",
+        let line = format!(
+            "  {:w$}  {:7} {:7}  {}",
             ch.name,
             type_word(ch.ty),
-            reducer_word(ch.reducer)
+            reducer_word(ch.reducer),
+            extra.join("; ")
         );
+        let _ = writeln!(o, "{}", line.trim_end());
     }
 
     let nodes: Vec<&str> = std::iter::once("START")
@@ -160,16 +158,23 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
         let _ = write!(o, ", max_tokens {t}");
     }
     let _ = writeln!(o);
-    let warnings = c.warnings.len();
     let _ = writeln!(
         o,
-        "\nok: {} agents, {} edges, {} conditions, {warnings} warning{}",
-        c.agents.len(),
-        c.topology.edges.len(),
-        c.conditions.len(),
-        if warnings == 1 { "" } else { "s" }
+        "\nok: {}, {}, {}, {}",
+        count(c.agents.len(), "agent"),
+        count(c.topology.edges.len(), "edge"),
+        count(c.conditions.len(), "condition"),
+        count(c.warnings.len(), "warning")
     );
     o
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn edge_line(c: &Compiled, e: &Edge) -> String {
@@ -194,7 +199,7 @@ fn edge_line(c: &Compiled, e: &Edge) -> String {
             .map_or_else(|| "then fail".to_owned(), |o| format!("then {}", name(o)));
         notes.push(format!("max_loops: {m}, {then}"));
     }
-    if !e.loop_targets.is_empty() {
+    if e.max_loops.is_some() && !e.loop_targets.is_empty() {
         let l: Vec<String> = e.loop_targets.iter().map(|&t| name(t)).collect();
         notes.push(format!("loops back via {}", l.join(", ")));
     }
@@ -234,8 +239,13 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
             .collect();
         let _ = writeln!(o, "    tools        {}", tools.join(", "));
     }
+    let lw = width(
+        a.layers
+            .iter()
+            .map(|l| l.name.as_deref().unwrap_or("(inline)")),
+    );
     for l in &a.layers {
-        let _ = writeln!(o, "    {:12} {}", l.kind.key(), layer_origin(l, cwd));
+        let _ = writeln!(o, "    {:12} {}", l.kind.key(), layer_origin(l, lw, cwd));
     }
     if let Some(s) = &a.output_schema {
         let _ = writeln!(
@@ -277,10 +287,10 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
     let _ = c;
 }
 
-fn layer_origin(l: &ResolvedLayer, cwd: &Path) -> String {
+fn layer_origin(l: &ResolvedLayer, w: usize, cwd: &Path) -> String {
     match (&l.name, &l.level) {
-        (Some(name), Some(level)) => format!("{name}  {} ({level})", rel(&l.path, cwd)),
-        _ => format!("(inline)  {}:{}", rel(&l.path, cwd), l.line),
+        (Some(name), Some(level)) => format!("{name:w$}  {} ({level})", rel(&l.path, cwd)),
+        _ => format!("{:w$}  {}:{}", "(inline)", rel(&l.path, cwd), l.line),
     }
 }
 

@@ -223,18 +223,21 @@ impl ToolIndex {
                 Err(d.with_help(known("repositories", &repos)))
             }
             Some((repo, tool)) => {
-                let in_repo: Vec<&str> = self
+                let in_repo: Vec<&ToolRef> = self
                     .tools
                     .values()
                     .filter(|t| t.repo.as_deref() == Some(repo))
-                    .map(|t| t.name.as_str())
                     .collect();
-                Err(
-                    base(format!("unknown tool `{tool}` in repository `{repo}`"))
-                        .with_label("no built-in or shell tool has this name")
-                        .with_suggestions(&r.value, in_repo.iter().copied())
-                        .with_help(known(&format!("tools of `{repo}`"), &in_repo)),
-                )
+                let short: Vec<&str> = in_repo.iter().map(|t| t.tool.as_str()).collect();
+                let full: Vec<&str> = in_repo.iter().map(|t| t.name.as_str()).collect();
+                let mut d = base(format!("unknown tool `{tool}` in repository `{repo}`"))
+                    .with_label("no built-in or shell tool has this name");
+                // Compare tool names without the shared `repo:` prefix, which would make every
+                // tool of the repository look alike.
+                if let Some(best) = closest(tool, short.iter().copied()).first() {
+                    d = d.with_help(format!("did you mean `{repo}:{best}`?"));
+                }
+                Err(d.with_help(known(&format!("tools of `{repo}`"), &full)))
             }
             None => {
                 let mut d = base(format!("unknown tool `{}`", r.value))

@@ -127,7 +127,9 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
     let mut given = c.inputs_with(&args.inputs);
     // Required inputs without a value are shown as a placeholder rather than failing.
     for m in std::mem::take(&mut given.missing) {
-        given.values.insert(m.clone(), Value::String(format!("<{m}>")));
+        given
+            .values
+            .insert(m.clone(), Value::String(format!("<{m}>")));
     }
     let unknown = given.unknown;
     if !unknown.is_empty() {
@@ -136,19 +138,31 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
             err,
             "error: unknown input `{}`; the pipeline's inputs are: {}",
             unknown.join("`, `"),
-            if names.is_empty() { "(none)".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "(none)".to_owned()
+            } else {
+                names.join(", ")
+            }
         )?;
         return Ok(exit::BAD_INPUT);
     }
     let state = Value::Object(c.initial_state());
-    let shown: Vec<String> = given.values.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+    let shown: Vec<String> = given
+        .values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
     let inputs_v = Value::Object(given.values);
     let mut rendered: Vec<(String, String)> = Vec::new();
     for agent in &c.agents {
         match c.system_prompt(agent, &state, &inputs_v) {
             Ok(p) => rendered.push((agent.name.clone(), p)),
             Err(e) => {
-                writeln!(err, "error: cannot compose the system prompt of agent `{}`: {e}", agent.name)?;
+                writeln!(
+                    err,
+                    "error: cannot compose the system prompt of agent `{}`: {e}",
+                    agent.name
+                )?;
                 return Ok(exit::BAD_INPUT);
             }
         }

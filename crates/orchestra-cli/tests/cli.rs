@@ -1,0 +1,12 @@
+//! End-to-end tests of the `orchestra` binary: the bad-pipeline corpus, good pipelines, the
+//! real pipelines of `pipelines/`, and the committed JSON schemas.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
+
+mod cli {
+    pub(crate) mod common;
+    mod corpus;
+    mod pipelines;
+    mod schema;
+    mod usage;
+}
