@@ -1,13 +1,13 @@
 //! Auto-commit of an agent's changes in its worktree, with the agent, session and step in the
 //! message and as trailers.
 //!
-//! Staging goes through the index's stat cache (libgit2 compares size and mtime and only hashes
-//! files that look changed), and the tree is written from the index, so the cost grows with the
-//! number of changed files, plus the directory walk git itself does for `git add -A`.
+//! Staging goes through the index's stat cache and a cache of directory mtimes (see `scan`), and
+//! the tree is written from the index with its tree cache, so the cost grows with the number of
+//! changed files plus one lstat per tracked file, as `git commit -a` does.
 
 use std::path::Path;
 
-use git2::{IndexAddOption, Oid, Repository, RepositoryState, Signature};
+use git2::{Oid, Repository, RepositoryState, Signature};
 
 use crate::error::{Context as _, GitError, Result};
 use crate::names::GitSettings;
@@ -120,17 +120,23 @@ pub(crate) fn commit_staged_all(
     settings: &GitSettings,
 ) -> Result<Option<Oid>> {
     let mut index = repo.index().ctx("read the index", path)?;
-    index
-        .add_all(["*"], IndexAddOption::DEFAULT, None)
-        .ctx("stage changes", path)?;
-    index.write().ctx("write the index", path)?;
-    let tree_id = index.write_tree().ctx("write the tree", path)?;
     let head = repo
         .head()
         .and_then(|h| h.peel_to_commit())
         .ctx("resolve HEAD", path)?;
     let merge_heads = merge_heads(repo, path)?;
+    let staged = crate::scan::stage_all(repo, &mut index, path)?;
+    let incremental =
+        merge_heads.is_empty() && !index.has_conflicts() && staged.in_sync_with == Some(head.id());
+    let tree_id = if incremental {
+        let base = head.tree().ctx("read HEAD's tree", path)?;
+        crate::tree::update(repo, &base, &index, &staged.paths, path)?
+    } else {
+        index.write_tree().ctx("write the tree", path)?
+    };
+    index.write().ctx("write the index", path)?;
     if merge_heads.is_empty() && head.tree_id() == tree_id {
+        staged.save(head.id())?;
         return Ok(None);
     }
     let mut parents = vec![head];
@@ -146,6 +152,7 @@ pub(crate) fn commit_staged_all(
     if repo.state() != RepositoryState::Clean {
         repo.cleanup_state().ctx("clear the merge state", path)?;
     }
+    staged.save(oid)?;
     Ok(Some(oid))
 }
 

@@ -20,7 +20,9 @@ mod error;
 mod fork;
 mod merge;
 mod names;
+mod scan;
 mod session;
+mod tree;
 mod worktree;
 
 use std::path::Path;
