@@ -76,10 +76,11 @@ pub(crate) fn fork_worktree_path(
     ))
 }
 
-/// The name of git's record of a worktree (`.git/worktrees/{name}`), derived from its directory
-/// relative to the worktrees root so it is unique and recognisably ours.
+/// The name of git's record of a worktree (`.git/worktrees/{name}`): `orchestra-{session}+{leaf}`
+/// where `leaf` is the worktree directory's name. Session ids cannot contain `+`, so two
+/// sessions never share a record name.
 pub(crate) fn record_name(session: &str, leaf: &str) -> String {
-    format!("orchestra-{session}-{leaf}")
+    format!("orchestra-{session}+{leaf}")
 }
 
 /// Makes a name usable as one ref component and one directory name: letters, digits, `_` and
@@ -239,6 +240,7 @@ mod tests {
             fork_worktree_path(root, "s1", "app", "w", 2),
             root.join("s1/app+w-2")
         );
+        assert_ne!(record_name("a-b", "c"), record_name("a", "b-c"));
         assert!(is_inside(&root.join("s1/app"), root));
         assert!(!is_inside(root, root));
         assert!(!is_inside(Path::new("/r/src"), root));

@@ -188,7 +188,7 @@ fn stale_worktree_records_are_pruned() {
     assert_eq!(
         removed,
         [Removed::StaleRecord {
-            name: "orchestra-live-app".to_owned()
+            name: "orchestra-live+app".to_owned()
         }]
     );
     assert_eq!(repo.prunable(), "");
