@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
 use orchestra_spec::{
-    AgentSpec, BASE_CHANNELS, Diagnostic, END, LimitsSpec, PipelineSpec, ProviderKind, START,
+    AgentSpec, BASE_CHANNELS, Diagnostic, END, LimitsSpec, Mode, PipelineSpec, ProviderKind, START,
     SourceFile, Span, Spanned, closest,
 };
 use serde_json::Value;
@@ -83,7 +83,14 @@ impl AgentCtx<'_, '_> {
             check_schema(&o.schema, src, diags);
             o.schema.value.clone()
         });
-        let writes = self.writes(agent, output_schema.as_ref(), diags);
+        // An interactive agent's output is the chat's envelope (see `interactive_output_schema`).
+        let writes = match agent.mode {
+            Mode::Interactive => {
+                let envelope = interactive_output_schema(output_schema.as_ref());
+                self.writes(agent, Some(&envelope), diags)
+            }
+            Mode::Autonomous => self.writes(agent, output_schema.as_ref(), diags),
+        };
         let limits: &LimitsSpec = &self.spec.limits;
         ResolvedAgent {
             name: name.to_owned(),
@@ -277,6 +284,23 @@ impl AgentCtx<'_, '_> {
         }
         out
     }
+}
+
+/// The output of an interactive agent (`mode: interactive`): however the human ends the chat
+/// (`/done`, `/approve`, `/reject`), the output is `{verdict, answer, comment}` — the command's
+/// verdict, the agent's last answer (JSON under `output.schema`, else text) and the text typed
+/// after the command. `writes:` of interactive agents point into this.
+pub fn interactive_output_schema(answer: Option<&Value>) -> Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["verdict", "answer", "comment"],
+        "additionalProperties": false,
+        "properties": {
+            "verdict": { "type": "string", "enum": ["done", "approve", "reject"] },
+            "answer": answer.cloned().unwrap_or_else(|| serde_json::json!({ "type": "string" })),
+            "comment": { "type": "string" }
+        }
+    })
 }
 
 /// Writable repositories an agent can change, through `write-file` or a shell tool.

@@ -2,7 +2,7 @@
 //! agents with their prompt layers, provider and model, tools; conditions; state channels;
 //! inputs; repositories; and the graph itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use orchestra_prompts::{AgentVars, PromptContext, PromptError, ResolvedLayer, compose};
@@ -291,11 +291,6 @@ impl Compiled {
                 crate::providers::choose_model(provider, agent.model.requested.as_deref());
         }
         Ok(())
-    }
-
-    /// A path shown relative to `base` (normally the current directory).
-    pub fn shown(path: &Path, base: &Path) -> PathBuf {
-        orchestra_spec::display_path(path, base)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod state;
 pub mod topology;
 mod workspace;
 
+pub use agents::interactive_output_schema;
 pub use compiled::{
     Compiled, InputValues, ModelChoice, ResolvedAgent, ResolvedInput, ResolvedProvider,
     ResolvedRepo, StateWrite, ToolKind, ToolRef,

@@ -1,6 +1,7 @@
 //! Tests of rule evaluation and condition resolution.
 
 use super::*;
+use orchestra_spec::{Discovery, SourceFile, Span, Spanned};
 use serde_json::json;
 
 fn rules(when: &[(&str, &[&str])], default: &[&str]) -> RuleSet {
