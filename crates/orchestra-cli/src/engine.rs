@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use orchestra_runtime::{
-    DriveOptions, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
+    DriveOptions, Engine, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
 };
+use serde_json::{Value, json};
 use orchestra_spec::{PROJECT_FILE, ProjectConfig, find_project_file, parse_yaml, read_source};
 use orchestra_store::ErrorClass;
 use tokio::sync::watch;
@@ -261,4 +262,24 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
         RuntimeError::Restore(RestoreError::NoCheckpoint { .. }) => exit::BAD_INPUT,
         _ => exit::INTERNAL,
     })
+}
+
+/// Prints the outcome as one JSON line; the exit code is the same as for text.
+pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Result<u8> {
+    let id = out.session.clone();
+    let checkpoints = engine.store().call(move |s| s.checkpoints(&id)).await.map_or(0, |c| c.len());
+    let (status, code, error) = match &out.finish {
+        Finish::Completed { .. } => ("completed", exit::SUCCESS, None),
+        Finish::Failed { error } => ("failed", exit::SESSION_FAILED, Some(error.clone())),
+        Finish::Stopped { reason } => ("stopped", exit::STOPPED_AT_LIMIT, Some(reason.clone())),
+        Finish::Paused { reason, .. } => ("paused", exit::SUCCESS, Some(reason.clone())),
+        Finish::Interrupted => ("interrupted", exit::INTERRUPTED, None),
+    };
+    let messages = out.state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let line = json!({
+        "session": out.session, "status": status, "error": error, "steps": out.steps,
+        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "state": out.state,
+    });
+    writeln!(io::stdout().lock(), "{line}")?;
+    Ok(code)
 }

@@ -9,4 +9,6 @@ mod cli {
     mod pipelines;
     mod schema;
     mod usage;
+    pub(crate) mod project;
+    mod crash;
 }

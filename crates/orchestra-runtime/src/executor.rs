@@ -350,17 +350,33 @@ impl Executor {
             .call(move |s| s.task_records(&session, step..=step))
             .await?;
         let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
+        // A task that finished before an interruption is reused, with the usage recorded with
+        // it, so the session's token count is the same as without the interruption.
+        let usage = if done.is_empty() {
+            Vec::new()
+        } else {
+            let session = self.session.clone();
+            self.store.call(move |s| s.node_runs(&session)).await?
+        };
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
             if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
                 && pos.sched.ready.contains(&idx)
             {
+                let run = usage.iter().rev().find(|r| {
+                    r.step == step
+                        && r.node == rec.node
+                        && r.run_index == rec.run_index
+                        && r.status == TaskStatus::Ok
+                });
+                let (tokens_in, tokens_out, tool_calls) =
+                    run.map_or((0, 0, 0), |r| (r.tokens_in, r.tokens_out, r.tool_calls));
                 self.events.emit(Event::NodeFinished {
                     step,
                     node: rec.node.clone(),
                     duration_ms: 0,
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    tool_calls: 0,
+                    tokens_in,
+                    tokens_out,
+                    tool_calls,
                     reused: true,
                 });
                 results.insert(
@@ -368,6 +384,9 @@ impl Executor {
                     NodeResult {
                         output: rec.output,
                         writes: declared_from_record(&rec.writes),
+                        tokens_in,
+                        tokens_out,
+                        tool_calls,
                         ..NodeResult::default()
                     },
                 );

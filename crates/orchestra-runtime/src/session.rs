@@ -182,7 +182,7 @@ fn lease_owner() -> String {
 }
 
 /// Whether the lease owner `pid@host` is a process of this machine that no longer exists.
-fn owner_is_dead(owner: &str) -> bool {
+pub fn owner_is_dead(owner: &str) -> bool {
     let Some((pid, host)) = owner.split_once('@') else {
         return false;
     };
@@ -268,12 +268,47 @@ impl Engine {
             Ok(g) => g,
             Err(e) => return self.fail_setup(&id, e).await,
         };
+        self.begin(compiled, &id, inputs, git, opts).await
+    }
+
+    /// Commits checkpoint 0 (the initial state and the edges out of `START`) of a new session
+    /// and drives it.
+    async fn begin(
+        &self,
+        compiled: Arc<Compiled>,
+        id: &str,
+        inputs: Map<String, Value>,
+        git: GitWorkspace,
+        opts: &DriveOptions,
+    ) -> Result<SessionOutcome, RuntimeError> {
+        let id = id.to_owned();
         self.store_git_meta(&id, &git).await?;
         let router = ConditionRouter::new(Arc::clone(&compiled), opts.conditions.clone());
         let state = compiled.initial_state();
-        let (sched, outcome) = Scheduler::new(&compiled.topology)
-            .start(|_, edge| router.route(edge, &state, &inputs, 0))
-            .map_err(|e| RuntimeError::Refused(e.to_string()))?;
+        let started = Scheduler::new(&compiled.topology)
+            .start(|_, edge| router.route(edge, &state, &inputs, 0));
+        let (sched, outcome) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // A condition on an edge out of `START` failed: a recorded failure, like any
+                // later step's.
+                let error = format!("step 0: {e}");
+                let (sid, owner, msg) = (id.clone(), self.owner.clone(), error.clone());
+                self.store
+                    .call(move |s| {
+                        s.set_status(&sid, SessionStatus::Failed, Some(&msg))?;
+                        s.release_lease(&sid, &owner)
+                    })
+                    .await?;
+                return Ok(SessionOutcome {
+                    session: id,
+                    finish: Finish::Failed { error },
+                    steps: 0,
+                    tokens: 0,
+                    state,
+                });
+            }
+        };
         let mut pos = Position {
             state,
             sched,
@@ -336,10 +371,17 @@ impl Engine {
         let id = rec.id.clone();
         let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
         let Some(last) = cps.last().map(|c| c.step) else {
-            return Err(RuntimeError::Refused(format!(
-                "session `{}` has no checkpoint to resume from",
-                rec.id
-            )));
+            // The process that created the session stopped before its first checkpoint: start
+            // it now (nothing had run yet).
+            let git = match GitWorkspace::reopen(&compiled, &rec).await {
+                Ok(g) => g,
+                Err(_) => match GitWorkspace::start(&compiled, &rec.id).await {
+                    Ok(g) => g,
+                    Err(e) => return self.fail_setup(&rec.id, e).await,
+                },
+            };
+            let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
+            return self.begin(compiled, &rec.id, inputs, git, opts).await;
         };
         let pos = self.restore_at(&rec.id, last, &compiled).await?;
         let git = match GitWorkspace::reopen(&compiled, &rec).await {

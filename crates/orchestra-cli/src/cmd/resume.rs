@@ -11,7 +11,9 @@ use orchestra_runtime::session::pipeline_hash;
 
 use crate::cli::Ctx;
 use crate::cmd::run::db_path;
-use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_outcome, runtime};
+use crate::engine::{
+    Progress, ctrl_c, drive_options, report_error, report_json, report_outcome, runtime,
+};
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
 ///
@@ -30,6 +32,9 @@ pub(crate) struct Args {
     /// The session database (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -44,9 +49,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {
             warn_if_changed(&stored, &rec.pipeline_hash, &ctx);
         }
-        let progress = Arc::new(Progress::new(args.quiet));
+        let progress = Arc::new(Progress::new(args.quiet || args.json));
         let opts = drive_options(progress.clone(), args.stream, ctrl_c());
         let code = match engine.resume(&args.session, &opts).await {
+            Ok(out) if args.json => report_json(&engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
             Err(e) => report_error(&e),
         };

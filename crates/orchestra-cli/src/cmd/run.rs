@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use orchestra_graph::{LoadOptions, load};
-use orchestra_runtime::{Engine, Finish};
-use serde_json::{Map, Value, json};
+use orchestra_runtime::Engine;
+use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
-use crate::engine::{Progress, ctrl_c, database_for, drive_options, report_error, report_outcome, runtime};
+use crate::engine::{
+    Progress, ctrl_c, database_for, drive_options, report_error, report_json, report_outcome,
+    runtime,
+};
 use crate::{diag, exit};
 
 /// Compile and run a pipeline; every step is checkpointed to the session database.
@@ -109,26 +112,6 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         engine.close().await;
         code
     })
-}
-
-/// Prints the outcome as one JSON line; the exit code is the same as for text.
-async fn report_json(engine: &Engine, out: &orchestra_runtime::SessionOutcome) -> io::Result<u8> {
-    let id = out.session.clone();
-    let checkpoints = engine.store().call(move |s| s.checkpoints(&id)).await.map_or(0, |c| c.len());
-    let (status, code, error) = match &out.finish {
-        Finish::Completed { .. } => ("completed", exit::SUCCESS, None),
-        Finish::Failed { error } => ("failed", exit::SESSION_FAILED, Some(error.clone())),
-        Finish::Stopped { reason } => ("stopped", exit::STOPPED_AT_LIMIT, Some(reason.clone())),
-        Finish::Paused { reason, .. } => ("paused", exit::SUCCESS, Some(reason.clone())),
-        Finish::Interrupted => ("interrupted", exit::INTERRUPTED, None),
-    };
-    let messages = out.state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
-    let line = json!({
-        "session": out.session, "status": status, "error": error, "steps": out.steps,
-        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "state": out.state,
-    });
-    writeln!(io::stdout().lock(), "{line}")?;
-    Ok(code)
 }
 
 /// The database for commands that name a session: `--db`, else the project's around `cwd`.

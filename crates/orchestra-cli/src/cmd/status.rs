@@ -6,6 +6,7 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use orchestra_runtime::Engine;
+use orchestra_runtime::session::owner_is_dead;
 use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms};
 use serde_json::{Value, json};
 
@@ -32,10 +33,18 @@ pub(crate) struct Args {
     db: Option<PathBuf>,
 }
 
-/// The status to show: `running` with an expired lease is `interrupted`.
-fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
+/// The status to show: `running` without a live driver (its lease expired, or its process is
+/// gone) is `interrupted`; `failed` because of Ctrl-C or a limit is `interrupted` or `stopped`.
+fn shown_status(status: SessionStatus, lease_owner: Option<&str>, error: Option<&str>) -> &'static str {
     match (status, lease_owner) {
-        (SessionStatus::Running, None) => "interrupted",
+        (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
+        (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
+            "interrupted"
+        }
+        (SessionStatus::Failed, _) if error.is_some_and(|e| e.starts_with("interrupted")) => {
+            "interrupted"
+        }
+        (SessionStatus::Failed, _) if error.is_some_and(|e| e.starts_with("stopped:")) => "stopped",
         (s, _) => s.as_str(),
     }
 }
@@ -112,7 +121,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             "{:<24} {:<16} {:<11} {:<19} {:>5} {:>6} {:>9}  {}",
             s.id,
             s.pipeline,
-            shown_status(s.status, s.lease_owner.as_deref()),
+            shown_status(s.status, s.lease_owner.as_deref(), s.error.as_deref()),
             when(s.created_at),
             s.steps,
             s.checkpoints,
@@ -126,7 +135,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
 fn summary_json(s: &SessionSummary) -> Value {
     json!({
         "id": s.id, "name": s.name, "pipeline": s.pipeline,
-        "status": shown_status(s.status, s.lease_owner.as_deref()),
+        "status": shown_status(s.status, s.lease_owner.as_deref(), s.error.as_deref()),
         "created_at": s.created_at, "updated_at": s.updated_at,
         "steps": s.steps, "checkpoints": s.checkpoints,
         "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
@@ -164,7 +173,7 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
         })
         .await?;
     let now = system_now_ms();
-    let status = shown_status(rec.status, rec.lease_holder(now));
+    let status = shown_status(rec.status, rec.lease_holder(now), rec.error.as_deref());
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     for r in &runs {
         let u = usage.entry(r.node.clone()).or_default();
