@@ -70,6 +70,7 @@ pub(crate) fn drive_options(
         tools: orchestra_tools::Registry::new(),
         conditions: HashMap::new(),
         retry_base: std::time::Duration::from_millis(500),
+        limits: orchestra_runtime::LimitOverrides::default(),
     }
 }
 
@@ -228,6 +229,16 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
         }
         Finish::Stopped { reason } => {
             writeln!(w, "stopped: {reason} ({summary})")?;
+            let flag = if reason.contains("max_tokens") {
+                "--max-tokens"
+            } else {
+                "--max-steps"
+            };
+            writeln!(
+                w,
+                "(to go on, raise the limit: `orchestra resume {} {flag} N`)",
+                out.session
+            )?;
             exit::STOPPED_AT_LIMIT
         }
         Finish::Paused { node, reason } => {

@@ -11,4 +11,8 @@ mod cli {
     mod usage;
     pub(crate) mod project;
     mod crash;
+    pub(crate) mod fake_model;
+    mod bad_output;
+    mod limits;
+    mod flow;
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use orchestra_graph::{LoadOptions, load};
-use orchestra_runtime::Engine;
+use orchestra_runtime::{Engine, LimitOverrides};
 use orchestra_runtime::session::pipeline_hash;
 
 use crate::cli::Ctx;
@@ -35,6 +35,13 @@ pub(crate) struct Args {
     /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text.
     #[arg(long)]
     json: bool,
+    /// Raise the session's step limit (`limits.max_steps`) for this drive, e.g. after it
+    /// stopped there.
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u32>,
+    /// Raise the session's token budget (`limits.max_tokens`) for this drive.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u64>,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -50,7 +57,11 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             warn_if_changed(&stored, &rec.pipeline_hash, &ctx);
         }
         let progress = Arc::new(Progress::new(args.quiet || args.json));
-        let opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        opts.limits = LimitOverrides {
+            max_steps: args.max_steps,
+            max_tokens: args.max_tokens,
+        };
         let code = match engine.resume(&args.session, &opts).await {
             Ok(out) if args.json => report_json(&engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
