@@ -71,6 +71,7 @@ pub(crate) fn drive_options(
         conditions: HashMap::new(),
         retry_base: std::time::Duration::from_millis(500),
         limits: orchestra_runtime::LimitOverrides::default(),
+        human: None,
     }
 }
 

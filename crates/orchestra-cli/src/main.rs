@@ -5,6 +5,7 @@ mod cmd;
 mod diag;
 mod engine;
 mod exit;
+mod human;
 mod report;
 
 fn main() -> std::process::ExitCode {

@@ -15,4 +15,6 @@ mod cli {
     mod bad_output;
     mod limits;
     mod flow;
+    pub(crate) mod pty;
+    mod interactive;
 }

@@ -2,8 +2,12 @@
 
 use std::sync::Mutex;
 
-/// Something that happened in a session.
-#[derive(Clone, Debug, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+/// Something that happened in a session. Its JSON form (`{"event": "node_started", ...}`) is
+/// what `orchestra attach` clients receive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A session starts (or resumes) driving.
     SessionStarted {

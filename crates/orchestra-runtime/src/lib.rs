@@ -16,6 +16,8 @@ pub use store_worker::{StoreHandle, WorkerError};
 pub mod exec_condition;
 pub mod gitws;
 pub mod harness;
+pub mod interactive;
+pub mod attach;
 pub mod plan;
 pub mod session;
 

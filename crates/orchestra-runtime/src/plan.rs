@@ -133,6 +133,8 @@ pub fn agent_plans(
                 .map(|w| (w.field.clone(), w.pointer.clone()))
                 .collect(),
             max_turns: agent.max_turns,
+            mode: agent.mode,
+            timeout: agent.timeout.0,
         });
     }
     Ok(plans)

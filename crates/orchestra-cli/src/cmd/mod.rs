@@ -35,6 +35,8 @@ commands! {
     Run => run,
     /// Continue an interrupted, failed or paused session.
     Resume => resume,
+    /// Join a session's interactive agent: resume a paused one here, or connect to a live one.
+    Attach => attach,
     /// List sessions, or show one in detail.
     Status => status,
 }

@@ -53,8 +53,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
+        let mut full_id = None;
         if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {
             warn_if_changed(&stored, &rec.pipeline_hash, &ctx);
+            full_id = Some(rec.id);
         }
         let progress = Arc::new(Progress::new(args.quiet || args.json));
         let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
@@ -62,7 +64,19 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             max_steps: args.max_steps,
             max_tokens: args.max_tokens,
         };
-        let code = match engine.resume(&args.session, &opts).await {
+        // Interactive agents chat at this terminal; attach clients can join while it runs.
+        let host = full_id.map(|id| {
+            let (local, no_human) = crate::human::local_human(false);
+            crate::human::Host::start(&db, &id, "orchestra resume", local, no_human)
+        });
+        if let Some(h) = &host {
+            h.wire(&mut opts);
+        }
+        let result = engine.resume(&args.session, &opts).await;
+        if let Some(h) = host {
+            h.finish(&result).await;
+        }
+        let code = match result {
             Ok(out) if args.json => report_json(&engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
             Err(e) => report_error(&e),

@@ -47,6 +47,10 @@ pub(crate) struct Args {
     /// checkpoints, number of messages, final state) instead of text.
     #[arg(long)]
     json: bool,
+    /// Do not chat here: the session pauses at its first interactive agent, to be joined with
+    /// `orchestra attach ID` (without a terminal this is what happens anyway).
+    #[arg(long)]
+    detach: bool,
 }
 
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -103,8 +107,14 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Err(e) => return report_error(&e),
         };
         let progress = Arc::new(Progress::new(args.quiet || args.json));
-        let opts = drive_options(progress.clone(), args.stream, ctrl_c());
-        let code = match engine.run(Arc::new(compiled), inputs, args.session_name, &opts).await {
+        let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        let id = orchestra_runtime::new_session_id();
+        let (local, no_human) = crate::human::local_human(args.detach);
+        let host = crate::human::Host::start(&db, &id, "orchestra run", local, no_human);
+        host.wire(&mut opts);
+        let result = engine.run_as(id, Arc::new(compiled), inputs, args.session_name, &opts).await;
+        host.finish(&result).await;
+        let code = match result {
             Ok(out) if args.json => report_json(&engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms()),
             Err(e) => report_error(&e),

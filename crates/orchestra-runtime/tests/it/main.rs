@@ -1,3 +1,6 @@
 //! Integration tests of orchestra-runtime (one test binary).
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
+
 mod executor;
+mod interactive;

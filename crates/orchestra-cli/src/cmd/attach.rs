@@ -1,0 +1,210 @@
+//! `orchestra attach`: join an interactive agent of a session — resume a paused session in this
+//! terminal with the human in the loop, or connect to the process running it.
+
+use std::io::{self, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use orchestra_runtime::attach::{
+    AttachError, Incoming, Joined, Outcome, Outgoing, ServerMsg, connect, socket_path,
+};
+use orchestra_runtime::{Engine, EventSink as _, RuntimeError};
+use orchestra_store::SessionStatus;
+
+use crate::cli::Ctx;
+use crate::cmd::run::db_path;
+use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_outcome, runtime};
+use crate::exit;
+use crate::human::{ChatPrinter, Host, StdinLines, TerminalHuman, describe};
+
+/// Join a session's interactive agent and chat with it in this terminal.
+///
+/// A paused (or interrupted) session is resumed here with you in the loop: the chat opens with
+/// the conversation so far. A session another process is running is joined through that
+/// process's attach socket: its progress shows here, and its chats happen here. One human at a
+/// time: a second attach is told who holds the session (exit code 4). A completed session has
+/// nothing to attach to (exit code 2).
+///
+/// In a chat, `/approve` and `/reject` end it with a verdict and `/done` without one (text after
+/// the command is a comment); any other line goes to the agent. End of input (Ctrl-D) leaves
+/// the chat: the session pauses there and keeps the conversation.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The session id (or a unique prefix of it).
+    session: String,
+    /// Show model text as it arrives (when the session is resumed here).
+    #[arg(long)]
+    stream: bool,
+    /// Print only warnings, failures, the chat and the outcome.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The session database (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = db_path(args.db.clone(), ctx);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        let code = attach(&engine, &db, &args).await;
+        engine.close().await;
+        code
+    })
+}
+
+async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
+    let wanted = args.session.clone();
+    let rec = match engine.store().call(move |s| s.find_session(&wanted)).await {
+        Ok(r) => r,
+        Err(e) => return report_error(&RuntimeError::Store(e)),
+    };
+    if rec.status == SessionStatus::Completed {
+        writeln!(
+            io::stderr(),
+            "error: session {} is completed; there is nothing to attach to (see `orchestra status {}`)",
+            rec.id,
+            rec.id
+        )?;
+        return Ok(exit::BAD_INPUT);
+    }
+    match connect(&socket_path(db, &rec.id), &describe("orchestra attach")).await {
+        Ok(Joined::Attached {
+            driver,
+            incoming,
+            outgoing,
+        }) => live(&rec.id, &driver, incoming, outgoing, args.quiet).await,
+        Ok(Joined::Busy { holder }) => {
+            writeln!(
+                io::stderr(),
+                "error: session {} is held by {holder}; only one human can be attached at a time",
+                rec.id
+            )?;
+            Ok(exit::SESSION_BUSY)
+        }
+        // Nobody serves the session: resume it here.
+        Err(AttachError::Connect { .. }) => resume_here(engine, db, &rec.id, args).await,
+        Err(e) => {
+            writeln!(
+                io::stderr(),
+                "error: cannot attach to session {}: {e}",
+                rec.id
+            )?;
+            Ok(exit::INTERNAL)
+        }
+    }
+}
+
+/// Resumes the session in this process, with this terminal as its human.
+async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::Result<u8> {
+    let progress = Arc::new(Progress::new(args.quiet));
+    let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+    let host = Host::start(
+        db,
+        id,
+        "orchestra attach",
+        Some(Arc::new(TerminalHuman::new())),
+        "stdin is closed",
+    );
+    host.wire(&mut opts);
+    let result = engine.resume(id, &opts).await;
+    host.finish(&result).await;
+    match result {
+        Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+        Err(e) => report_error(&e),
+    }
+}
+
+/// Relays a live session: its progress and chats to this terminal, typed lines to it.
+async fn live(
+    id: &str,
+    driver: &str,
+    mut incoming: Incoming,
+    mut outgoing: Outgoing,
+    quiet: bool,
+) -> io::Result<u8> {
+    writeln!(
+        io::stderr(),
+        "attached to session {id}, run by {driver}; its chats open here (Ctrl-D detaches)"
+    )?;
+    let progress = Progress::new(quiet);
+    let mut printer = ChatPrinter::default();
+    let lines = StdinLines::get();
+    loop {
+        tokio::select! {
+            msg = incoming.next() => match msg {
+                Ok(Some(ServerMsg::Event { event })) => progress.emit(event),
+                Ok(Some(ServerMsg::Chat { event })) => printer.show(&event),
+                Ok(Some(ServerMsg::Prompt)) => printer.prompt(),
+                Ok(Some(ServerMsg::Finished { outcome })) => return report_live(id, &outcome),
+                Ok(Some(ServerMsg::Welcome { .. } | ServerMsg::Busy { .. })) => {}
+                Ok(None) | Err(_) => {
+                    writeln!(
+                        io::stderr(),
+                        "error: the process running session {id} went away without saying how it ended; see `orchestra status {id}`"
+                    )?;
+                    return Ok(exit::INTERNAL);
+                }
+            },
+            line = lines.next() => match line {
+                Some(line) => {
+                    if !io::stdin().is_terminal() {
+                        // Not echoed by a terminal: show what was sent.
+                        writeln!(io::stderr(), "{line}")?;
+                    }
+                    if outgoing.line(&line).await.is_err() {
+                        writeln!(io::stderr(), "error: the connection to session {id} closed")?;
+                        return Ok(exit::INTERNAL);
+                    }
+                }
+                None => {
+                    writeln!(io::stderr(), "\ndetached from session {id} (end of input); it goes on without you")?;
+                    return Ok(exit::SUCCESS);
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                writeln!(io::stderr(), "\ndetached from session {id}")?;
+                return Ok(exit::INTERRUPTED);
+            }
+        }
+    }
+}
+
+/// Prints how the live session's drive ended; the exit code is the one `run` would give.
+fn report_live(id: &str, outcome: &Outcome) -> io::Result<u8> {
+    let mut w = io::stdout().lock();
+    let detail = outcome.detail.as_deref().unwrap_or_default();
+    let code = match outcome.status.as_str() {
+        "completed" => {
+            writeln!(w, "completed")?;
+            exit::SUCCESS
+        }
+        "paused" => {
+            writeln!(w, "paused {detail}")?;
+            writeln!(w, "attach with: orchestra attach {id}")?;
+            exit::SUCCESS
+        }
+        "failed" => {
+            writeln!(w, "failed: {detail}")?;
+            exit::SESSION_FAILED
+        }
+        "stopped" => {
+            writeln!(w, "stopped: {detail}")?;
+            exit::STOPPED_AT_LIMIT
+        }
+        "interrupted" => {
+            writeln!(w, "interrupted; continue with `orchestra resume {id}`")?;
+            exit::INTERRUPTED
+        }
+        _ => {
+            writeln!(w, "error: {detail}")?;
+            exit::INTERNAL
+        }
+    };
+    writeln!(w, "session {id}")?;
+    Ok(code)
+}

@@ -1,0 +1,585 @@
+//! The harness's interactive mode: a multi-turn chat between a human and the agent (with the
+//! agent's tools), ended by `/done`, `/approve` or `/reject`.
+//!
+//! Every turn is stored with the store's `append_message` the moment it exists — the agent's
+//! answers (and its tool exchanges) and each human line — so the chat is rebuilt from the store
+//! when the node runs again (resume, attach, a retry): stored answers are reused, never asked
+//! for again, and a crash loses at most the line being typed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use orchestra_graph::state::{Channels, Write};
+use orchestra_providers::{Block, ChatRequest, Message, Role};
+use orchestra_store::ChatMessageRecord;
+
+use super::{Harness, KICKOFF, parse_json_answer};
+use crate::events::Event;
+use crate::executor::task_writes;
+use crate::interactive::{
+    ChatChannel, ChatEvent, ChatInfo, ChatLine, HumanInput, Interaction, Said, Speaker, Verdict,
+    envelope, help_text, parse_line,
+};
+use crate::runner::{NodeCall, NodeError, NodeResult};
+use crate::store_worker::StoreHandle;
+
+/// Stored roles of chat records.
+const HUMAN: &str = "user";
+const ANSWER: &str = "assistant";
+const TOOL_USE: &str = "tool_use";
+const TOOL_RESULT: &str = "tool_result";
+const COMMAND: &str = "command";
+
+/// What interactive agents need besides the plans.
+#[derive(Clone)]
+pub struct ChatSetup {
+    /// Finds a human for a chat; `None`: interactive agents pause the session.
+    pub human: Option<Arc<dyn Interaction>>,
+    /// Where every turn is stored (`None`: chats are not saved).
+    pub store: Option<StoreHandle>,
+    /// The state channels: an ending whose writes the state would refuse is not accepted.
+    pub channels: Arc<Channels>,
+}
+
+impl std::fmt::Debug for ChatSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatSetup")
+            .field("human", &self.human.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A chat as far as it went: the model conversation (after the kickoff), what the human sees,
+/// and whether it already ended.
+#[derive(Debug, Default)]
+struct Transcript {
+    messages: Vec<Message>,
+    history: Vec<ChatLine>,
+    last_answer: Option<String>,
+    ended: Option<(Verdict, String)>,
+    next_turn: u32,
+}
+
+impl Transcript {
+    /// Rebuilds a chat from its records (one run of one node, in turn order).
+    fn rebuild(records: &[ChatMessageRecord]) -> Transcript {
+        let mut t = Transcript::default();
+        for r in records {
+            t.next_turn = t.next_turn.max(r.turn.saturating_add(1));
+            match r.role.as_str() {
+                HUMAN => t.push_human(&r.content),
+                ANSWER => t.push_answer(&r.content),
+                TOOL_USE | TOOL_RESULT => match serde_json::from_str::<Vec<Block>>(&r.content) {
+                    Ok(content) => t.messages.push(Message {
+                        role: if r.role == TOOL_USE {
+                            Role::Assistant
+                        } else {
+                            Role::User
+                        },
+                        content,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(turn = r.turn, error = %e, "unreadable stored tool turn")
+                    }
+                },
+                COMMAND => {
+                    if let Said::End { verdict, comment } = parse_line(&r.content) {
+                        t.ended = Some((verdict, comment));
+                    }
+                }
+                other => tracing::warn!(role = other, "unknown stored chat role"),
+            }
+        }
+        // Tool calls whose results were never stored (a crash while the tools ran) are asked
+        // for again.
+        if t.messages.last().is_some_and(|m| {
+            m.role == Role::Assistant
+                && m.content.iter().any(|b| matches!(b, Block::ToolUse { .. }))
+        }) {
+            t.messages.pop();
+        }
+        t
+    }
+
+    fn push_human(&mut self, text: &str) {
+        self.messages.push(Message::user(text));
+        self.history.push(ChatLine {
+            who: Speaker::Human,
+            text: text.to_owned(),
+        });
+    }
+
+    fn push_answer(&mut self, text: &str) {
+        self.messages
+            .push(Message::assistant(vec![Block::text(text)]));
+        self.history.push(ChatLine {
+            who: Speaker::Agent,
+            text: text.to_owned(),
+        });
+        self.last_answer = Some(text.to_owned());
+    }
+
+    /// Whether the last thing said is unanswered (the kickoff, a human line, tool results).
+    fn awaiting_answer(&self) -> bool {
+        self.messages.last().is_none_or(|m| m.role == Role::User)
+    }
+}
+
+/// The store side of one chat.
+struct Recorder<'a> {
+    store: Option<&'a StoreHandle>,
+    call: &'a NodeCall,
+}
+
+impl Recorder<'_> {
+    async fn load(&self) -> Result<Vec<ChatMessageRecord>, NodeError> {
+        let Some(store) = self.store else {
+            return Ok(Vec::new());
+        };
+        let (session, node, run) = (
+            self.call.session.clone(),
+            self.call.agent.clone(),
+            self.call.run_index,
+        );
+        let all = store
+            .call(move |s| s.messages(&session, &node))
+            .await
+            .map_err(|e| NodeError::Fatal(format!("cannot read the stored chat: {e}")))?;
+        Ok(all.into_iter().filter(|m| m.run_index == run).collect())
+    }
+
+    async fn append(
+        &self,
+        t: &mut Transcript,
+        role: &str,
+        content: String,
+    ) -> Result<(), NodeError> {
+        let turn = t.next_turn;
+        t.next_turn += 1;
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let rec = ChatMessageRecord {
+            session: self.call.session.clone(),
+            node: self.call.agent.clone(),
+            run_index: self.call.run_index,
+            turn,
+            role: role.to_owned(),
+            content,
+            created_at: orchestra_store::system_now_ms(),
+        };
+        store
+            .call(move |s| s.append_message(&rec))
+            .await
+            .map_err(|e| NodeError::Fatal(format!("cannot store the chat: {e}")))
+    }
+}
+
+impl Harness {
+    /// Runs an interactive agent: rebuild the chat, find a human (or pause), then alternate
+    /// agent answers and human lines until a command ends it.
+    pub(super) async fn run_chat(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
+        let idx = call.agent_idx;
+        let plan = self
+            .plans
+            .get(idx)
+            .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+        let Some(setup) = &self.chat else {
+            return Err(NodeError::Pause(format!(
+                "agent `{}` is interactive and this run cannot reach a human",
+                call.agent
+            )));
+        };
+        let rec = Recorder {
+            store: setup.store.as_ref(),
+            call: &call,
+        };
+        let mut t = Transcript::rebuild(&rec.load().await?);
+        let mut result = NodeResult::default();
+        if let Some((verdict, comment)) = t.ended.clone() {
+            // The chat had ended just before an interruption: end it the same way.
+            let (output, writes) = self
+                .chat_output(
+                    idx,
+                    &call.agent,
+                    verdict,
+                    &comment,
+                    t.last_answer.as_deref(),
+                )
+                .map_err(NodeError::Fatal)?;
+            result.output = output;
+            result.writes = writes;
+            return Ok(result);
+        }
+        let Some(human) = &setup.human else {
+            return Err(NodeError::Pause(format!(
+                "agent `{}` is interactive and this run cannot reach a human",
+                call.agent
+            )));
+        };
+        let info = ChatInfo {
+            session: call.session.clone(),
+            node: call.agent.clone(),
+            run_index: call.run_index,
+            description: plan.vars.description.clone(),
+            ends: Verdict::ALL
+                .into_iter()
+                .filter(|v| self.verdict_allowed(idx, &call.agent, *v))
+                .collect(),
+        };
+        let mut chan = human.open(&info).await.map_err(NodeError::Pause)?;
+        chan.show(ChatEvent::Opened {
+            info: info.clone(),
+            history: t.history.clone(),
+        });
+        let system = self.system_prompt(idx, &call)?;
+        let mut asked = false;
+        loop {
+            if t.awaiting_answer() && !asked {
+                asked = true;
+                match self.chat_round(&call, &system, &mut t, &mut result, &rec).await {
+                    Ok(text) => chan.show(ChatEvent::Answer { text }),
+                    Err(RoundError::Store(e)) => return Err(e),
+                    Err(RoundError::Model(e)) => chan.show(ChatEvent::Notice {
+                        text: format!(
+                            "the agent could not answer: {e}\ntype another line to try again, or end the chat"
+                        ),
+                    }),
+                }
+            }
+            let line = match chan.read().await {
+                HumanInput::Line(line) => line,
+                HumanInput::Left(why) => {
+                    // Let go of this human before looking for another.
+                    drop(std::mem::replace(&mut chan, Box::new(Gone)));
+                    match human.open(&info).await {
+                        Ok(next) => {
+                            chan = next;
+                            chan.show(ChatEvent::Opened {
+                                info: info.clone(),
+                                history: t.history.clone(),
+                            });
+                            continue;
+                        }
+                        Err(_) => {
+                            return Err(NodeError::Pause(format!(
+                                "{why}; the chat is saved and goes on when someone attaches"
+                            )));
+                        }
+                    }
+                }
+            };
+            match parse_line(&line) {
+                Said::Empty => {}
+                Said::Help => chan.show(ChatEvent::Notice {
+                    text: help_text(&info.ends),
+                }),
+                Said::Unknown {
+                    command,
+                    suggestion,
+                } => chan.show(ChatEvent::Notice {
+                    text: match suggestion {
+                        Some(s) => format!(
+                            "unknown command `{command}`; did you mean `{s}`? (/help lists them)"
+                        ),
+                        None => format!("unknown command `{command}`; {}", help_text(&info.ends)),
+                    },
+                }),
+                Said::Message(text) => {
+                    rec.append(&mut t, HUMAN, text.clone()).await?;
+                    t.push_human(&text);
+                    asked = false;
+                }
+                Said::End { verdict, comment } => {
+                    match self.chat_output(
+                        idx,
+                        &call.agent,
+                        verdict,
+                        &comment,
+                        t.last_answer.as_deref(),
+                    ) {
+                        Ok((output, writes)) => {
+                            rec.append(&mut t, COMMAND, line.trim().to_owned()).await?;
+                            chan.show(ChatEvent::Closed { verdict, comment });
+                            result.output = output;
+                            result.writes = writes;
+                            return Ok(result);
+                        }
+                        Err(problem) => chan.show(ChatEvent::Notice {
+                            text: format!("{} cannot end this chat: {problem}", verdict.command()),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One agent turn of the chat: model calls (running tools in between) until a text answer,
+    /// within the agent's timeout. Stores every exchange.
+    async fn chat_round(
+        &self,
+        call: &NodeCall,
+        system: &str,
+        t: &mut Transcript,
+        result: &mut NodeResult,
+        rec: &Recorder<'_>,
+    ) -> Result<String, RoundError> {
+        let plan = &self.plans[call.agent_idx];
+        let timeout = if plan.timeout.is_zero() {
+            Duration::from_secs(600)
+        } else {
+            plan.timeout
+        };
+        let round = async {
+            for _ in 0..plan.max_turns.max(1) {
+                let mut messages = vec![Message::user(self.chat_kickoff(call.agent_idx))];
+                messages.extend(t.messages.iter().cloned());
+                let req = ChatRequest {
+                    agent: plan.name.clone(),
+                    run_index: call.run_index,
+                    model: plan.model.clone(),
+                    system: system.to_owned(),
+                    messages,
+                    tools: plan.tools.clone(),
+                    max_tokens: plan.max_tokens,
+                    temperature: plan.temperature,
+                };
+                let resp = plan
+                    .provider
+                    .chat(&req, None)
+                    .await
+                    .map_err(|e| RoundError::Model(e.to_string()))?;
+                result.tokens_in += resp.usage.input_tokens;
+                result.tokens_out += resp.usage.output_tokens;
+                result.retries += resp.retries;
+                let uses: Vec<(String, String, Value)> = resp
+                    .content
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::ToolUse { id, name, input } => {
+                            Some((id.clone(), name.clone(), input.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if uses.is_empty() {
+                    let text = Message::assistant(resp.content).text();
+                    rec.append(t, ANSWER, text.clone())
+                        .await
+                        .map_err(RoundError::Store)?;
+                    t.push_answer(&text);
+                    return Ok(text);
+                }
+                let mut results = Vec::with_capacity(uses.len());
+                for (id, name, input) in uses {
+                    result.tool_calls += 1;
+                    let (content, is_error) = self.call_tool(plan, &name, input).await;
+                    self.events.emit(Event::ToolCalled {
+                        node: call.agent.clone(),
+                        tool: name,
+                        is_error,
+                    });
+                    results.push(Block::ToolResult {
+                        tool_use_id: id,
+                        content,
+                        is_error,
+                    });
+                }
+                let asked = Message::assistant(resp.content);
+                let answered = Message {
+                    role: Role::User,
+                    content: results,
+                };
+                rec.append(t, TOOL_USE, to_json(&asked.content))
+                    .await
+                    .map_err(RoundError::Store)?;
+                rec.append(t, TOOL_RESULT, to_json(&answered.content))
+                    .await
+                    .map_err(RoundError::Store)?;
+                t.messages.push(asked);
+                t.messages.push(answered);
+            }
+            Err(RoundError::Model(format!(
+                "it used all {} turns without answering (limits.max_turns)",
+                plan.max_turns
+            )))
+        };
+        match tokio::time::timeout(timeout, round).await {
+            Ok(r) => r,
+            Err(_) => Err(RoundError::Model(format!(
+                "no answer within {}s (the agent's timeout)",
+                timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The first message of a chat.
+    fn chat_kickoff(&self, idx: usize) -> String {
+        let mut k = format!(
+            "{KICKOFF}\n\nYou are in a conversation with a human: they read each of your answers \
+             and reply, until they end it."
+        );
+        if let Some(schema) = &self.plans[idx].output_schema {
+            k.push_str(&format!(
+                "\n\nWhen the human ends the conversation, your last answer is taken as your result: \
+                 make each answer only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
+            ));
+        }
+        k
+    }
+
+    /// The output and writes of ending the chat with `verdict`, or why it cannot end so: the
+    /// last answer is not valid under the output schema, or the state refuses a write.
+    fn chat_output(
+        &self,
+        idx: usize,
+        agent: &str,
+        verdict: Verdict,
+        comment: &str,
+        last_answer: Option<&str>,
+    ) -> Result<(Value, Vec<(String, Value)>), String> {
+        let answer = match (&self.validators[idx], last_answer) {
+            (None, text) => Value::String(text.unwrap_or_default().to_owned()),
+            (Some(_), None) => return Err("the agent has not answered yet".into()),
+            (Some(v), Some(text)) => {
+                let value = parse_json_answer(text)
+                    .map_err(|e| format!("the agent's last answer must be JSON, and {e}"))?;
+                if let Some(e) = v.iter_errors(&value).next() {
+                    return Err(format!(
+                        "the agent's last answer does not satisfy the output schema ({e}); ask it to correct it"
+                    ));
+                }
+                value
+            }
+        };
+        let output = envelope(verdict, answer, comment);
+        let mut writes = Vec::new();
+        for (field, pointer) in &self.plans[idx].writes {
+            match output.pointer(pointer) {
+                Some(v) => writes.push((field.clone(), v.clone())),
+                None => {
+                    return Err(format!(
+                        "the output has no `{pointer}` for state field `{field}`"
+                    ));
+                }
+            }
+        }
+        if let Some(setup) = &self.chat {
+            let mut probe = setup.channels.initial();
+            setup
+                .channels
+                .apply(&mut probe, &task_writes(agent, &output, &writes))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok((output, writes))
+    }
+
+    /// Whether ending with `verdict` suits the state (e.g. a `verdict` field that only accepts
+    /// `approve` and `reject` rules out `/done`).
+    fn verdict_allowed(&self, idx: usize, agent: &str, verdict: Verdict) -> bool {
+        let Some(setup) = &self.chat else {
+            return true;
+        };
+        let writes: Vec<Write> = self.plans[idx]
+            .writes
+            .iter()
+            .filter(|(_, p)| p == "/verdict")
+            .map(|(field, _)| Write {
+                writer: agent.to_owned(),
+                channel: field.clone(),
+                value: Value::String(verdict.as_str().to_owned()),
+            })
+            .collect();
+        let mut probe = setup.channels.initial();
+        setup.channels.apply(&mut probe, &writes).is_ok()
+    }
+}
+
+/// A chat channel whose human left.
+struct Gone;
+
+impl ChatChannel for Gone {
+    fn show(&mut self, _: ChatEvent) {}
+
+    fn read(&mut self) -> crate::runner::BoxFuture<'_, HumanInput> {
+        Box::pin(async { HumanInput::Left("the human left".into()) })
+    }
+}
+
+/// Why an agent turn of a chat gave no answer.
+enum RoundError {
+    /// The model (or its turn limit or timeout): shown to the human, who can try again.
+    Model(String),
+    /// The chat could not be stored: the node fails.
+    Store(NodeError),
+}
+
+fn to_json(blocks: &[Block]) -> String {
+    serde_json::to_string(blocks).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(turn: u32, role: &str, content: &str) -> ChatMessageRecord {
+        ChatMessageRecord {
+            session: "s".into(),
+            node: "reviewer".into(),
+            run_index: 0,
+            turn,
+            role: role.into(),
+            content: content.into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_chat_is_rebuilt_from_its_records() {
+        let tool_use = to_json(&[Block::ToolUse {
+            id: "t1".into(),
+            name: "app:read-file".into(),
+            input: serde_json::json!({"path": "x"}),
+        }]);
+        let tool_result = to_json(&[Block::ToolResult {
+            tool_use_id: "t1".into(),
+            content: "contents".into(),
+            is_error: false,
+        }]);
+        let t = Transcript::rebuild(&[
+            rec(0, TOOL_USE, &tool_use),
+            rec(1, TOOL_RESULT, &tool_result),
+            rec(2, ANSWER, "first answer"),
+            rec(3, HUMAN, "add a rollback step"),
+        ]);
+        assert_eq!(t.messages.len(), 4);
+        assert_eq!(t.next_turn, 4);
+        assert!(t.awaiting_answer());
+        assert_eq!(t.last_answer.as_deref(), Some("first answer"));
+        assert_eq!(t.history.len(), 2);
+        assert_eq!(t.history[1].who, Speaker::Human);
+        assert!(t.ended.is_none());
+    }
+
+    #[test]
+    fn dangling_tool_calls_are_dropped_and_commands_end_the_chat() {
+        let tool_use = to_json(&[Block::ToolUse {
+            id: "t1".into(),
+            name: "app:read-file".into(),
+            input: serde_json::json!({}),
+        }]);
+        let t = Transcript::rebuild(&[
+            rec(0, ANSWER, "a"),
+            rec(1, HUMAN, "b"),
+            rec(2, TOOL_USE, &tool_use),
+        ]);
+        assert_eq!(t.messages.len(), 2);
+        assert!(t.awaiting_answer());
+        let t = Transcript::rebuild(&[rec(0, ANSWER, "a"), rec(1, COMMAND, "/reject  too vague")]);
+        assert_eq!(t.ended, Some((Verdict::Reject, "too vague".into())));
+        assert!(!t.awaiting_answer());
+        assert!(Transcript::rebuild(&[]).awaiting_answer());
+    }
+}

@@ -1,0 +1,404 @@
+//! Interactive agents through the engine: a scripted human (an `Interaction` of the test), chats
+//! stored in and rebuilt from a real SQLite file, verdicts routing a condition; and the attach
+//! socket's protocol with real Unix-socket clients.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, json};
+use tokio::sync::watch;
+
+use orchestra_graph::{Compiled, LoadOptions, load};
+use orchestra_runtime::attach::{
+    AttachError, AttachServer, Joined, Outcome, ServerMsg, connect, socket_path,
+};
+use orchestra_runtime::interactive::{
+    ChatChannel, ChatEvent, ChatInfo, HumanInput, Interaction, Speaker, Verdict,
+};
+use orchestra_runtime::{BoxFuture, DriveOptions, Engine, Event, Finish, NoEvents, SessionOutcome};
+use orchestra_store::SessionStatus;
+
+const PIPELINE: &str = r#"
+name: chat
+defaults: { provider: scripted, model: m }
+providers:
+  scripted: { kind: scripted, responses: responses.yaml }
+state:
+  verdict: { type: string, enum: [approve, reject] }
+  note: { type: string }
+agents:
+  writer: { role: { text: "You write." }, task: { text: "Write a note." }, writes: { note: "" } }
+  reviewer:
+    mode: interactive
+    role: { text: "You review notes with a human." }
+    task: { text: "Review: {{ state.note }}" }
+    writes: { verdict: /verdict }
+graph:
+  - { from: START, to: writer }
+  - { from: writer, to: reviewer }
+  - { from: reviewer, condition: route, to: [writer, END], max_loops: 1, on_max_loops: END }
+"#;
+
+const ROUTE: &str = r#"
+rules:
+  - when: state.verdict == "reject"
+    to: writer
+default: END
+"#;
+
+const RESPONSES: &str = r#"
+agents:
+  writer:
+    runs:
+      - turns: [{ text: "draft 1" }]
+      - turns: [{ text: "draft 2" }]
+  reviewer:
+    runs:
+      - turns: [{ text: "first look" }, { text: "second look" }, { text: "third look" }]
+      - turns: [{ text: "the new draft is fine" }]
+"#;
+
+fn compiled(dir: &Path) -> Arc<Compiled> {
+    std::fs::write(dir.join("chat.yaml"), PIPELINE).unwrap();
+    std::fs::write(dir.join("responses.yaml"), RESPONSES).unwrap();
+    std::fs::create_dir_all(dir.join("conditions")).unwrap();
+    std::fs::write(dir.join("conditions/route.yaml"), ROUTE).unwrap();
+    let opts = LoadOptions {
+        cwd: dir.to_path_buf(),
+        ..LoadOptions::default()
+    };
+    Arc::new(load(Path::new("chat.yaml"), &opts).unwrap_or_else(|d| panic!("{d:?}")))
+}
+
+/// A human who types the lines given (`None`: leaves), then is gone.
+#[derive(Default)]
+struct Scripted {
+    lines: Mutex<VecDeque<Option<String>>>,
+    shown: Mutex<Vec<ChatEvent>>,
+}
+
+impl Scripted {
+    fn new(lines: &[Option<&str>]) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            lines: Mutex::new(lines.iter().map(|l| l.map(str::to_owned)).collect()),
+            shown: Mutex::default(),
+        })
+    }
+
+    fn shown(&self) -> Vec<ChatEvent> {
+        self.shown.lock().unwrap().clone()
+    }
+}
+
+struct ScriptedHuman(Arc<Scripted>);
+
+impl Interaction for ScriptedHuman {
+    fn open<'a>(&'a self, _: &'a ChatInfo) -> BoxFuture<'a, Result<Box<dyn ChatChannel>, String>> {
+        Box::pin(async move {
+            if self.0.lines.lock().unwrap().is_empty() {
+                return Err("nobody is left".to_owned());
+            }
+            Ok(Box::new(ScriptedChat(Arc::clone(&self.0))) as Box<dyn ChatChannel>)
+        })
+    }
+}
+
+struct ScriptedChat(Arc<Scripted>);
+
+impl ChatChannel for ScriptedChat {
+    fn show(&mut self, event: ChatEvent) {
+        self.0.shown.lock().unwrap().push(event);
+    }
+
+    fn read(&mut self) -> BoxFuture<'_, HumanInput> {
+        Box::pin(async move {
+            match self.0.lines.lock().unwrap().pop_front() {
+                Some(Some(line)) => HumanInput::Line(line),
+                Some(None) => HumanInput::Left("the human walked away".into()),
+                None => HumanInput::Left("the script ended".into()),
+            }
+        })
+    }
+}
+
+/// Drive options with `human`; keep the sender alive while driving (a dropped cancel sender
+/// reads as a cancel).
+fn options(human: Option<Arc<Scripted>>) -> (DriveOptions, watch::Sender<bool>) {
+    let (tx, cancel) = watch::channel(false);
+    let opts = DriveOptions {
+        stream: false,
+        events: Arc::new(NoEvents),
+        cancel,
+        env: Arc::new(|_: &str| None),
+        tools: orchestra_tools::Registry::new(),
+        conditions: HashMap::new(),
+        retry_base: Duration::from_millis(1),
+        limits: Default::default(),
+        human: human.map(|h| Arc::new(ScriptedHuman(h)) as Arc<dyn Interaction>),
+    };
+    (opts, tx)
+}
+
+async fn roles(engine: &Engine, id: &str) -> Vec<(u32, String)> {
+    let id = id.to_owned();
+    engine
+        .store()
+        .call(move |s| s.messages(&id, "reviewer"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.run_index, m.role))
+        .collect()
+}
+
+async fn run(engine: &Engine, c: &Arc<Compiled>, human: Option<Arc<Scripted>>) -> SessionOutcome {
+    let (opts, _cancel) = options(human);
+    engine
+        .run(Arc::clone(c), Map::new(), None, &opts)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_verdict_routes_and_every_turn_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compiled(dir.path());
+    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let human = Scripted::new(&[
+        Some("what about tests?"),
+        Some("/done"),
+        Some("/reject needs tests"),
+        Some("/approve"),
+    ]);
+    let out = run(&engine, &c, Some(Arc::clone(&human))).await;
+    assert!(
+        matches!(out.finish, Finish::Completed { .. }),
+        "{:?}",
+        out.finish
+    );
+    assert_eq!(out.state["verdict"], "approve");
+    assert_eq!(
+        out.state["note"], "draft 2",
+        "the reject sent it back to the writer"
+    );
+    assert_eq!(
+        out.state["agent_outputs"]["reviewer"],
+        json!({"verdict": "approve", "answer": "the new draft is fine", "comment": ""})
+    );
+    let shown = human.shown();
+    let ChatEvent::Opened { info, history } = &shown[0] else {
+        panic!("{shown:?}")
+    };
+    assert_eq!(
+        info.ends,
+        [Verdict::Approve, Verdict::Reject],
+        "verdict's enum rules out /done"
+    );
+    assert!(history.is_empty());
+    assert!(shown.iter().any(|e| matches!(e, ChatEvent::Notice { text } if text.starts_with("/done cannot end this chat"))));
+    let roles = roles(&engine, &out.session).await;
+    let expected: Vec<(u32, String)> = [
+        (0, "assistant"),
+        (0, "user"),
+        (0, "assistant"),
+        (0, "command"),
+        (1, "assistant"),
+        (1, "command"),
+    ]
+    .iter()
+    .map(|(r, s)| (*r, (*s).to_owned()))
+    .collect();
+    assert_eq!(roles, expected);
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chat_left_midway_pauses_and_resumes_from_the_store_without_asking_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compiled(dir.path());
+    let db = dir.path().join("db.sqlite");
+    let engine = Engine::open(&db).unwrap();
+    let out = run(&engine, &c, Some(Scripted::new(&[Some("q1"), None]))).await;
+    let Finish::Paused { node, reason } = &out.finish else {
+        panic!("{:?}", out.finish)
+    };
+    assert_eq!(node, "reviewer");
+    assert!(
+        reason.starts_with("the human walked away; the chat is saved"),
+        "{reason}"
+    );
+    let id = out.session.clone();
+    let store = engine.store().clone();
+    let sid = id.clone();
+    let rec = store.call(move |s| s.find_session(&sid)).await.unwrap();
+    assert_eq!(rec.status, SessionStatus::Paused);
+    engine.close().await;
+
+    // Another process (another engine on the file) resumes it with another human.
+    let engine = Engine::open(&db).unwrap();
+    let human = Scripted::new(&[Some("/approve lgtm")]);
+    let (opts, _cancel) = options(Some(Arc::clone(&human)));
+    let out = engine.resume(&id, &opts).await.unwrap();
+    assert!(
+        matches!(out.finish, Finish::Completed { .. }),
+        "{:?}",
+        out.finish
+    );
+    let ChatEvent::Opened { history, .. } = &human.shown()[0] else {
+        panic!()
+    };
+    let said: Vec<(Speaker, &str)> = history.iter().map(|l| (l.who, l.text.as_str())).collect();
+    assert_eq!(
+        said,
+        [
+            (Speaker::Agent, "first look"),
+            (Speaker::Human, "q1"),
+            (Speaker::Agent, "second look")
+        ]
+    );
+    assert!(
+        !human
+            .shown()
+            .iter()
+            .any(|e| matches!(e, ChatEvent::Answer { .. })),
+        "the stored answers were reused, not asked for again"
+    );
+    assert_eq!(out.state["agent_outputs"]["reviewer"]["comment"], "lgtm");
+    assert_eq!(
+        out.state["agent_outputs"]["reviewer"]["answer"],
+        "second look"
+    );
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_human_the_session_pauses_at_the_interactive_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = compiled(dir.path());
+    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let out = run(&engine, &c, None).await;
+    let Finish::Paused { node, reason } = &out.finish else {
+        panic!("{:?}", out.finish)
+    };
+    assert_eq!(node, "reviewer");
+    assert!(reason.contains("cannot reach a human"), "{reason}");
+    assert_eq!(out.state["note"], "draft 1", "the writer's step was kept");
+    engine.close().await;
+}
+
+fn info() -> ChatInfo {
+    ChatInfo {
+        session: "s1".into(),
+        node: "reviewer".into(),
+        run_index: 0,
+        description: None,
+        ends: Verdict::ALL.to_vec(),
+    }
+}
+
+async fn next(incoming: &mut orchestra_runtime::attach::Incoming) -> ServerMsg {
+    tokio::time::timeout(Duration::from_secs(10), incoming.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_attach_socket_admits_one_human_and_relays_the_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir.path().join(".orchestra/orchestra.db"), "s1");
+    // A stale socket file (nobody listening) is replaced.
+    drop(std::os::unix::net::UnixListener::bind({
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        &path
+    }));
+    assert!(path.exists());
+    let server = AttachServer::bind(
+        &path,
+        "s1",
+        "the test".into(),
+        None,
+        "nobody is here".into(),
+    )
+    .unwrap();
+    let again = AttachServer::bind(&path, "s1", "a second".into(), None, String::new());
+    assert!(matches!(again, Err(AttachError::Live { .. })));
+
+    let human = server.human();
+    let err = human.open(&info()).await.err().unwrap();
+    assert_eq!(err, "agent `reviewer` needs a human, and nobody is here");
+
+    let Joined::Attached {
+        driver,
+        mut incoming,
+        mut outgoing,
+    } = connect(&path, "alice").await.unwrap()
+    else {
+        panic!("not admitted")
+    };
+    assert_eq!(driver, "the test");
+    let Joined::Busy { holder } = connect(&path, "bob").await.unwrap() else {
+        panic!("bob was admitted too")
+    };
+    assert_eq!(holder, "alice");
+
+    let events = server.events(Arc::new(NoEvents));
+    events.emit(Event::Warning {
+        message: "careful".into(),
+    });
+    assert_eq!(
+        next(&mut incoming).await,
+        ServerMsg::Event {
+            event: Event::Warning {
+                message: "careful".into()
+            }
+        }
+    );
+
+    let mut chat = human.open(&info()).await.unwrap();
+    chat.show(ChatEvent::Answer {
+        text: "hello".into(),
+    });
+    assert_eq!(
+        next(&mut incoming).await,
+        ServerMsg::Chat {
+            event: ChatEvent::Answer {
+                text: "hello".into()
+            }
+        }
+    );
+    let reader = tokio::spawn(async move {
+        let first = chat.read().await;
+        let second = chat.read().await;
+        (first, second)
+    });
+    assert_eq!(next(&mut incoming).await, ServerMsg::Prompt);
+    outgoing.line("looks good").await.unwrap();
+    assert_eq!(next(&mut incoming).await, ServerMsg::Prompt);
+    drop((incoming, outgoing));
+    let (first, second) = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, HumanInput::Line("looks good".into()));
+    assert_eq!(second, HumanInput::Left("alice disconnected".into()));
+
+    // Alice is gone: Carol can attach, and hears how the drive ended.
+    let Joined::Attached { mut incoming, .. } = connect(&path, "carol").await.unwrap() else {
+        panic!("carol was refused")
+    };
+    server
+        .finish(Outcome {
+            status: "completed".into(),
+            detail: None,
+        })
+        .await;
+    assert!(matches!(
+        next(&mut incoming).await,
+        ServerMsg::Finished { outcome } if outcome.status == "completed"
+    ));
+    assert!(!path.exists(), "the socket is removed");
+}
