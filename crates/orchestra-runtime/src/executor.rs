@@ -18,7 +18,8 @@ use orchestra_graph::{Edge, Topology};
 use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord, TaskStatus};
 
 use crate::events::{Event, EventSink};
-use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+use crate::hooks::{HOOK_NODE, Hooked, after_step};
+use crate::runner::{NodeCall, NodeError, NodeResult, NodeRunner};
 use crate::store_worker::{StoreHandle, WorkerError};
 
 /// Evaluates conditions of conditional edges.
@@ -33,16 +34,7 @@ pub trait Router: Send + Sync {
     ) -> Result<Vec<String>, String>;
 }
 
-/// Hooks around checkpoints (the git integration uses them).
-pub trait StepHooks: Send + Sync {
-    /// Called after a step's writes were applied and before its checkpoint is committed; returns
-    /// `{repo: sha}` for the repos that changed in this step, if any.
-    fn before_checkpoint<'a>(
-        &'a self,
-        step: u64,
-        nodes: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<Value>, String>>;
-}
+pub use crate::hooks::StepHooks;
 
 /// Limits the executor enforces.
 #[derive(Clone, Debug)]
@@ -148,6 +140,17 @@ impl std::fmt::Debug for Executor {
 /// The writes of a finished task: the declared ones plus the base channels
 /// (`messages` gets the text, `agent_outputs` the output).
 pub fn task_writes(agent: &str, output: &Value, declared: &[(String, Value)]) -> Vec<Write> {
+    if agent == HOOK_NODE {
+        // A hook's record: only what it declared.
+        return declared
+            .iter()
+            .map(|(channel, value)| Write {
+                writer: agent.to_owned(),
+                channel: channel.clone(),
+                value: value.clone(),
+            })
+            .collect();
+    }
     let content = match output {
         Value::String(s) => Value::String(s.clone()),
         other => Value::String(other.to_string()),
@@ -238,10 +241,25 @@ impl Executor {
                 step,
                 nodes: names.clone(),
             });
+            if let Some(h) = &self.hooks
+                && let Err(e) = h.before_step(step, &names).await
+            {
+                return Ok(e.into_finish(step));
+            }
 
             let results = match self.run_step(step, pos, &failures).await? {
                 Ok(r) => r,
                 Err(finish) => return Ok(finish),
+            };
+            let hooked = match &self.hooks {
+                Some(h) => {
+                    let (store, session) = (&self.store, &self.session);
+                    match after_step(h.as_ref(), store, session, step, &names, &pos.state).await? {
+                        Ok(hooked) => hooked,
+                        Err(finish) => return Ok(finish),
+                    }
+                }
+                None => Hooked::default(),
             };
 
             // Apply writes in declaration order (pos.sched.ready is sorted).
@@ -254,6 +272,8 @@ impl Executor {
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
             }
+            writes.extend(hooked.writes);
+            delta_bytes += hooked.bytes;
             if let Err(e) = self.channels.apply(&mut pos.state, &writes) {
                 return Ok(Finish::Failed {
                     error: format!("step {step}: {e}"),
@@ -285,17 +305,7 @@ impl Executor {
             }
             pos.delta_bytes += delta_bytes;
 
-            let repo_shas = match &self.hooks {
-                Some(h) => match h.before_checkpoint(step, &names).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return Ok(Finish::Failed {
-                            error: format!("step {step}: {e}"),
-                        });
-                    }
-                },
-                None => None,
-            };
+            let repo_shas = hooked.repo_shas;
             let snapshot = self
                 .snapshot_due(pos, step)
                 .then(|| Value::Object(pos.state.clone()));
@@ -409,6 +419,7 @@ impl Executor {
                 attempt: 0,
                 state: Arc::clone(&state),
                 inputs: Arc::clone(&self.inputs),
+                tools: None,
             };
             let ctx = TaskCtx {
                 runner: Arc::clone(&self.runner),

@@ -1,21 +1,25 @@
 //! The session's git side: a session branch and worktree for every writable repository (the
-//! user's checkout is never touched), an auto-commit after each step, and the `{repo: sha}` of
-//! each checkpoint where a repo changed.
+//! user's checkout is never touched), made at session start, reopened on resume and forked at a
+//! checkpoint's SHAs for replay. [`GitWorkspace::attach`] wires the per-node commits, the
+//! parallel writers' worktrees and the merges at the join into a drive (see `gitstep`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    CommitInfo, GitSettings, SessionRepo, commit_all, open_session, restore_fork, start_session,
+    GitSettings, SessionRepo, ensure_excluded, open_session, restore_fork, start_session,
 };
 use orchestra_graph::Compiled;
 use orchestra_store::SessionRecord;
+use orchestra_tools::Registry;
 
+use crate::events::EventSink;
 use crate::executor::StepHooks;
-use crate::runner::BoxFuture;
+use crate::gitstep::{GitRunner, GitStep};
+use crate::runner::NodeRunner;
 
 /// The writable repositories of a session, each on its session branch and worktree.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +28,8 @@ pub struct GitWorkspace {
     settings: GitSettings,
 }
 
-fn settings_of(compiled: &Compiled) -> GitSettings {
+/// The git settings of a compiled pipeline's project (`git:` of orchestra.yaml).
+pub fn settings_of(compiled: &Compiled) -> GitSettings {
     let g = &compiled.project.git;
     GitSettings {
         prefix: g.prefix.clone(),
@@ -34,7 +39,8 @@ fn settings_of(compiled: &Compiled) -> GitSettings {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking git work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -66,22 +72,26 @@ impl GitWorkspace {
         at: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let settings = settings_of(compiled);
+        let database = compiled.project_root.join(&compiled.project.database);
         let mut repos = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
-            let (path, name, pipeline, sid, st, sha) = (
+            let (path, name, pipeline, sid, st, sha, db) = (
                 r.path.clone(),
                 r.name.clone(),
                 compiled.name.clone(),
                 session.to_owned(),
                 settings.clone(),
                 at(&r.name),
+                database.clone(),
             );
             let repo = blocking(move || {
                 let res = match sha {
                     Some(sha) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
                     None => start_session(&path, &name, &pipeline, &sid, &st),
                 };
-                res.map_err(|e| format!("repository `{name}`: {e}"))
+                let repo = res.map_err(|e| format!("repository `{name}`: {e}"))?;
+                exclude_database(&repo.repo_path, &db);
+                Ok(repo)
             })
             .await?;
             repos.push(repo);
@@ -109,6 +119,11 @@ impl GitWorkspace {
             repos.push(repo);
         }
         Ok(GitWorkspace { repos, settings })
+    }
+
+    /// Whether the session has any writable repository.
+    pub fn is_empty(&self) -> bool {
+        self.repos.is_empty()
     }
 
     /// The directories tools act on, per writable repo (its worktree).
@@ -150,87 +165,84 @@ impl GitWorkspace {
         ))
     }
 
-    /// The checkpoint hooks that auto-commit, if there is any writable repo.
-    pub fn hooks(&self, compiled: &Compiled, session: &str) -> Option<Arc<dyn StepHooks>> {
+    /// Wires git into a drive: returns the runner to give the executor (it commits each writing
+    /// agent's changes after it finishes, and gives parallel writers of one repository their
+    /// own worktrees) and the step hooks (they merge the parallel writers back at the end of
+    /// the step and report the `{repo: sha}` of each checkpoint). Without writable repos, the
+    /// runner is `inner` itself and there are no hooks: nothing is added to a step.
+    ///
+    /// `tools` are the tools registered through the library (for the parallel writers' own
+    /// registries); `last_shas` is `{repo: sha}` as of the checkpoint the drive starts from.
+    pub fn attach(
+        &self,
+        compiled: &Arc<Compiled>,
+        session: &str,
+        inner: Arc<dyn NodeRunner>,
+        tools: Registry,
+        events: Arc<dyn EventSink>,
+        last_shas: &Map<String, Value>,
+    ) -> (Arc<dyn NodeRunner>, Option<Arc<dyn StepHooks>>) {
         if self.repos.is_empty() {
-            return None;
+            return (inner, None);
         }
-        let writers: HashMap<String, Vec<String>> = self
-            .repos
-            .iter()
-            .map(|r| {
-                let names = compiled
-                    .agents
-                    .iter()
-                    .filter(|a| a.write_repos.contains(&r.repo_name))
-                    .map(|a| a.name.clone())
-                    .collect();
-                (r.repo_name.clone(), names)
-            })
-            .collect();
-        Some(Arc::new(GitHooks {
-            repos: self.repos.clone(),
-            writers,
-            settings: self.settings.clone(),
-            session: session.to_owned(),
-            pipeline: compiled.name.clone(),
-        }))
+        let step = Arc::new(GitStep::new(
+            self.repos.clone(),
+            self.settings.clone(),
+            Arc::clone(compiled),
+            session,
+            self.roots(),
+            tools,
+            events,
+            last_shas,
+        ));
+        let runner = Arc::new(GitRunner::new(inner, Arc::clone(&step)));
+        (runner, Some(step))
     }
 }
 
-struct GitHooks {
-    repos: Vec<SessionRepo>,
-    writers: HashMap<String, Vec<String>>,
-    settings: GitSettings,
-    session: String,
-    pipeline: String,
+/// Keeps the session database out of the user's `git status` when it lies inside the
+/// repository (the default `.orchestra/orchestra.db` does), through `.git/info/exclude`.
+fn exclude_database(repo_path: &Path, database: &Path) {
+    let (Ok(top), Some(dir), Some(file)) = (
+        repo_path.canonicalize(),
+        database.parent().and_then(|d| d.canonicalize().ok()),
+        database.file_name(),
+    ) else {
+        return;
+    };
+    let Ok(rel) = dir.join(file).strip_prefix(&top).map(Path::to_path_buf) else {
+        return;
+    };
+    let Some(rel) = rel.to_str().filter(|r| !r.is_empty()) else {
+        return;
+    };
+    // `orchestra.db*` also covers SQLite's `-wal` and `-shm` files.
+    if let Err(e) = ensure_excluded(repo_path, &format!("/{rel}*")) {
+        tracing::warn!(error = %e, "cannot hide the session database from git status");
+    }
 }
 
-impl StepHooks for GitHooks {
-    fn before_checkpoint<'a>(
-        &'a self,
-        step: u64,
-        nodes: &'a [String],
-    ) -> BoxFuture<'a, Result<Option<Value>, String>> {
-        Box::pin(async move {
-            let mut jobs = Vec::new();
-            for r in &self.repos {
-                let writers = self.writers.get(&r.repo_name).cloned().unwrap_or_default();
-                let in_step: Vec<&String> = nodes.iter().filter(|n| writers.contains(n)).collect();
-                let agent = if in_step.is_empty() {
-                    nodes.join("+")
-                } else {
-                    in_step
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                jobs.push((r.repo_name.clone(), r.work_dir(), agent));
-            }
-            let (settings, session, pipeline) = (
-                self.settings.clone(),
-                self.session.clone(),
-                self.pipeline.clone(),
-            );
-            blocking(move || {
-                let mut shas = Map::new();
-                for (name, dir, agent) in jobs {
-                    let info = CommitInfo {
-                        agent: &agent,
-                        session: &session,
-                        pipeline: &pipeline,
-                        step,
-                    };
-                    if let Some(sha) = commit_all(&dir, &info, &settings)
-                        .map_err(|e| format!("auto-commit in `{name}`: {e}"))?
-                    {
-                        shas.insert(name, json!(sha));
-                    }
-                }
-                Ok((!shas.is_empty()).then_some(Value::Object(shas)))
-            })
-            .await
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_excluded_only_inside_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".orchestra")).unwrap();
+        let status = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        exclude_database(&repo, &repo.join(".orchestra/orchestra.db"));
+        exclude_database(&repo, &dir.path().join("elsewhere.db"));
+        let exclude = std::fs::read_to_string(repo.join(".git/info/exclude")).unwrap();
+        assert!(exclude.contains("/.orchestra/orchestra.db*"), "{exclude}");
+        assert!(!exclude.contains("elsewhere"), "{exclude}");
     }
 }

@@ -3,7 +3,6 @@
 //! model a bounded number of times) and extracts the declared writes.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -13,9 +12,6 @@ use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
-
-mod chat;
-pub use chat::ChatSetup;
 
 /// Everything needed to run one agent, resolved once per session.
 pub struct AgentPlan {
@@ -43,10 +39,6 @@ pub struct AgentPlan {
     pub writes: Vec<(String, String)>,
     /// Most model turns in one run.
     pub max_turns: u32,
-    /// Autonomous, or interactive (a chat with a human: see `chat.rs`).
-    pub mode: orchestra_spec::Mode,
-    /// Timeout of one run; for interactive agents, of one agent turn of the chat.
-    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for AgentPlan {
@@ -66,7 +58,6 @@ pub struct Harness {
     tools: Arc<Registry>,
     events: Arc<dyn EventSink>,
     stream: bool,
-    chat: Option<ChatSetup>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -107,14 +98,7 @@ impl Harness {
             tools,
             events,
             stream,
-            chat: None,
         })
-    }
-
-    /// Lets interactive agents reach humans (without it they pause the session).
-    pub fn with_chat(mut self, setup: ChatSetup) -> Self {
-        self.chat = Some(setup);
-        self
     }
 
     /// The composed system prompt of agent `idx` for `call`.
@@ -221,7 +205,8 @@ impl Harness {
                 let mut results = Vec::with_capacity(uses.len());
                 for (id, name, input) in uses {
                     result.tool_calls += 1;
-                    let out = self.call_tool(plan, &name, input).await;
+                    let tools = call.tools.as_ref().unwrap_or(&self.tools);
+                    let out = self.call_tool(tools, plan, &name, input).await;
                     self.events.emit(Event::ToolCalled {
                         node: call.agent.clone(),
                         tool: name,
@@ -271,8 +256,15 @@ impl Harness {
         )))
     }
 
-    /// Runs one tool call; (content, is_error). Bad calls become tool errors the model can read.
-    async fn call_tool(&self, plan: &AgentPlan, name: &str, input: Value) -> (String, bool) {
+    /// Runs one tool call on `tools`; (content, is_error). Bad calls become tool errors the
+    /// model can read.
+    async fn call_tool(
+        &self,
+        tools: &Registry,
+        plan: &AgentPlan,
+        name: &str,
+        input: Value,
+    ) -> (String, bool) {
         if !plan.tools.iter().any(|t| t.name == name) {
             let names: Vec<&str> = plan.tools.iter().map(|t| t.name.as_str()).collect();
             let mut msg = format!("unknown tool `{name}`");
@@ -285,7 +277,7 @@ impl Harness {
         if let Some(err) = tool_input_error(&input) {
             return (err, true);
         }
-        let out = self.tools.call(name, input).await;
+        let out = tools.call(name, input).await;
         (out.content, out.is_error)
     }
 
@@ -360,13 +352,6 @@ pub fn parse_json_answer(text: &str) -> Result<Value, String> {
 
 impl NodeRunner for Harness {
     fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
-        let interactive = self
-            .plans
-            .get(call.agent_idx)
-            .is_some_and(|p| p.mode == orchestra_spec::Mode::Interactive);
-        if interactive {
-            return Box::pin(self.run_chat(call));
-        }
         Box::pin(self.run_agent(call))
     }
 }

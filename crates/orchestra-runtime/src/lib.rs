@@ -10,15 +10,17 @@ pub mod store_worker;
 
 pub use events::{CollectEvents, Event, EventSink, NoEvents};
 pub use executor::{ExecLimits, Executor, Finish, Position, Router, StepHooks};
+pub use hooks::{HOOK_NODE, HookError, StepEffects};
 pub use restore::{RestoreError, restore};
 pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 pub use store_worker::{StoreHandle, WorkerError};
 pub mod exec_condition;
+mod gitstep;
 pub mod gitws;
 pub mod harness;
-pub mod interactive;
-pub mod attach;
+pub mod hooks;
 pub mod plan;
+pub mod retention;
 pub mod session;
 
 pub use session::{DriveOptions, Engine, RuntimeError, SessionOutcome, new_session_id};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use orchestra_graph::state::State;
+use orchestra_tools::Registry;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,6 +32,9 @@ pub struct NodeCall {
     pub state: Arc<State>,
     /// The session's inputs.
     pub inputs: Arc<Map<String, Value>>,
+    /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
+    /// registry whose repository tools act on its own worktree.
+    pub tools: Option<Arc<Registry>>,
 }
 
 /// What an agent run produced.

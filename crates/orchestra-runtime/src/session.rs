@@ -92,6 +92,11 @@ impl Engine {
         &self.store
     }
 
+    /// Who this engine takes leases as (`pid@host`).
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Closes the database cleanly (call before the process exits).
     pub async fn close(&self) {
         self.store.close().await;
@@ -115,9 +120,6 @@ pub struct DriveOptions {
     pub conditions: HashMap<String, ConditionFn>,
     /// Base delay of node retries.
     pub retry_base: Duration,
-    /// Where interactive agents find a human (a terminal, an attach client); `None`: they
-    /// pause the session.
-    pub human: Option<Arc<dyn crate::interactive::Interaction>>,
 }
 
 impl std::fmt::Debug for DriveOptions {
@@ -210,7 +212,8 @@ pub fn pipeline_hash(compiled: &Compiled) -> String {
 }
 
 impl Engine {
-    async fn acquire(&self, session: &str) -> Result<(), RuntimeError> {
+    /// Takes the lease of `session` (taking it over from a dead process of this machine).
+    pub(crate) async fn acquire(&self, session: &str) -> Result<(), RuntimeError> {
         let (id, owner) = (session.to_owned(), self.owner.clone());
         let outcome = self
             .store
@@ -250,20 +253,7 @@ impl Engine {
         name: Option<String>,
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
-        self.run_as(new_session_id(), compiled, inputs, name, opts)
-            .await
-    }
-
-    /// [`Engine::run`] with a session id chosen by the caller (see [`new_session_id`]), for
-    /// callers that set things up under the id before the run starts (an attach socket).
-    pub async fn run_as(
-        &self,
-        id: String,
-        compiled: Arc<Compiled>,
-        inputs: Map<String, Value>,
-        name: Option<String>,
-        opts: &DriveOptions,
-    ) -> Result<SessionOutcome, RuntimeError> {
+        let id = new_session_id();
         let new = NewSession {
             id: id.clone(),
             name,
@@ -470,11 +460,19 @@ impl Engine {
         rec: &SessionRecord,
         step: u64,
     ) -> Result<Map<String, Value>, RuntimeError> {
-        let id = rec.id.clone();
+        self.repo_shas_at(&rec.id, step).await
+    }
+
+    async fn repo_shas_at(
+        &self,
+        session: &str,
+        step: u64,
+    ) -> Result<Map<String, Value>, RuntimeError> {
+        let id = session.to_owned();
         let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
         let mut shas = Map::new();
         for info in cps.iter().filter(|c| c.step <= step && c.has_repo_shas) {
-            let (id, st) = (rec.id.clone(), info.step);
+            let (id, st) = (session.to_owned(), info.step);
             if let Some(cp) = self.store.call(move |s| s.checkpoint(&id, st)).await?
                 && let Some(Value::Object(m)) = cp.repo_shas
             {
@@ -538,13 +536,6 @@ impl Engine {
                 Arc::clone(&opts.events),
                 opts.stream,
             )
-            .map(|h| {
-                h.with_chat(crate::harness::ChatSetup {
-                    human: opts.human.clone(),
-                    store: Some(self.store.clone()),
-                    channels: Arc::new(compiled.channels.clone()),
-                })
-            })
         })();
         let harness = match setup {
             Ok(h) => h,
@@ -588,15 +579,7 @@ impl Engine {
             per_agent: compiled
                 .agents
                 .iter()
-                .map(|a| {
-                    // A chat waits for a human as long as it takes; its agent turns are timed
-                    // by the harness.
-                    let timeout = match a.mode {
-                        orchestra_spec::Mode::Interactive => Duration::MAX,
-                        orchestra_spec::Mode::Autonomous => a.timeout.0,
-                    };
-                    (timeout, a.retries)
-                })
+                .map(|a| (a.timeout.0, a.retries))
                 .collect(),
             retry_base: opts.retry_base,
             snapshot_every: compiled.project.snapshot_every,
@@ -605,14 +588,27 @@ impl Engine {
             Arc::clone(&compiled),
             opts.conditions.clone(),
         ));
+        let last_shas = if git.is_empty() {
+            Map::new()
+        } else {
+            self.repo_shas_at(id, pos.sched.step).await?
+        };
+        let (runner, hooks) = git.attach(
+            &compiled,
+            id,
+            Arc::new(harness),
+            opts.tools.clone(),
+            Arc::clone(&opts.events),
+            &last_shas,
+        );
         let exec = Executor {
             session: id.to_owned(),
             topo: Arc::new(compiled.topology.clone()),
             channels: Arc::new(compiled.channels.clone()),
             limits,
-            runner: Arc::new(harness),
+            runner,
             router,
-            hooks: git.hooks(&compiled, id),
+            hooks,
             store: self.store.clone(),
             events: Arc::clone(&opts.events),
             inputs: Arc::new(inputs),

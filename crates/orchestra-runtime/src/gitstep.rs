@@ -1,0 +1,457 @@
+//! Git within a step: each agent that writes a repository has its changes committed when it
+//! finishes (its name, the session and the step in the message and trailers). When two or more
+//! writers of one repository run in the same super-step, each works in its own fork worktree
+//! (branched from the session branch), and at the end of the step the forks are merged back in
+//! declaration order; a conflict is handled per the repository's `on_conflict`:
+//!
+//! - `agent`: the merge is committed with conflict markers and the conflicts go to state as
+//!   `metadata.conflicts` (a list of `{repo, agent, step, branch, files: [{path, base, ours,
+//!   theirs, with_markers}]}`), for the next agent to resolve; a later clean merge of parallel
+//!   writers empties the list;
+//! - `pause`: the session pauses with the session worktree mid-merge; a human resolves the files
+//!   there and resumes, which concludes the merge;
+//! - `fail`: the merge is aborted and the session fails.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value, json};
+
+use orchestra_git::{
+    AgentWorktree, CommitInfo, Conflict, ConflictFile, ConflictMode, GitError, GitSettings,
+    MergeOutcome, SessionRepo, commit_all, fork_worktree, head_sha, merge_back,
+};
+use orchestra_graph::Compiled;
+use orchestra_graph::state::State;
+use orchestra_spec::OnConflict;
+use orchestra_tools::Registry;
+
+use crate::events::{Event, EventSink};
+use crate::gitws::blocking;
+use crate::hooks::{HookError, StepEffects, StepHooks};
+use crate::plan::build_tools;
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+
+/// Conflicted file texts put into state are cut at this many bytes (the agent can read the
+/// whole file with its tools).
+const MAX_TEXT_IN_STATE: usize = 16 * 1024;
+
+/// One writable repository of the session.
+struct RepoGit {
+    session: SessionRepo,
+    mode: ConflictMode,
+    /// The agents that can change it, in declaration order.
+    writers: Vec<String>,
+    /// Serializes git work on the repository (held inside the blocking task, so an agent
+    /// cut off by a timeout cannot overlap its git work with the next attempt's).
+    lock: Arc<Mutex<()>>,
+}
+
+/// The git side of a drive, shared by [`GitRunner`] and the step hooks.
+pub(crate) struct GitStep {
+    repos: Vec<RepoGit>,
+    settings: GitSettings,
+    compiled: Arc<Compiled>,
+    session: String,
+    roots: HashMap<String, PathBuf>,
+    tools: Registry,
+    events: Arc<dyn EventSink>,
+    /// This step and the (repo index, agent) pairs that work in fork worktrees.
+    forks: Mutex<(u64, Vec<(usize, String)>)>,
+    /// `{repo: sha}` as of the last checkpoint.
+    last: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl GitStep {
+    #[expect(clippy::too_many_arguments, reason = "assembled once per drive")]
+    pub(crate) fn new(
+        repos: Vec<SessionRepo>,
+        settings: GitSettings,
+        compiled: Arc<Compiled>,
+        session: &str,
+        roots: HashMap<String, PathBuf>,
+        tools: Registry,
+        events: Arc<dyn EventSink>,
+        last_shas: &Map<String, Value>,
+    ) -> Self {
+        let repos = repos
+            .into_iter()
+            .map(|session| {
+                let resolved = compiled.repos.iter().find(|r| r.name == session.repo_name);
+                let mode = match resolved.map(|r| r.on_conflict) {
+                    Some(OnConflict::Agent) => ConflictMode::Agent,
+                    Some(OnConflict::Fail) => ConflictMode::Fail,
+                    Some(OnConflict::Pause) | None => ConflictMode::Pause,
+                };
+                let writers = compiled
+                    .agents
+                    .iter()
+                    .filter(|a| a.write_repos.contains(&session.repo_name))
+                    .map(|a| a.name.clone())
+                    .collect();
+                RepoGit {
+                    session,
+                    mode,
+                    writers,
+                    lock: Arc::new(Mutex::new(())),
+                }
+            })
+            .collect();
+        let last = last_shas
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect();
+        GitStep {
+            repos,
+            settings,
+            session: session.to_owned(),
+            compiled,
+            roots,
+            tools,
+            events,
+            forks: Mutex::new((0, Vec::new())),
+            last: Mutex::new(last),
+        }
+    }
+
+    /// Runs `f` on the blocking pool while holding repository `idx`'s lock.
+    async fn on_repo<T: Send + 'static>(
+        &self,
+        idx: usize,
+        f: impl FnOnce() -> Result<T, GitError> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let guard = Arc::clone(&self.repos[idx].lock);
+        blocking(move || {
+            let _held = lock(&guard);
+            Ok(f())
+        })
+        .await
+        .map_err(Failure::Task)?
+        .map_err(Failure::Git)
+    }
+
+    /// Runs one agent: in fork worktrees where it writes in parallel with others, then commits
+    /// its changes in every repository it can write.
+    async fn run_agent(
+        &self,
+        inner: &dyn NodeRunner,
+        mut call: NodeCall,
+    ) -> Result<NodeResult, NodeError> {
+        let mine: Vec<usize> = (0..self.repos.len())
+            .filter(|&i| self.repos[i].writers.contains(&call.agent))
+            .collect();
+        if mine.is_empty() {
+            return inner.run(call).await;
+        }
+        let forking: Vec<usize> = {
+            let plan = lock(&self.forks);
+            mine.iter()
+                .copied()
+                .filter(|&i| plan.0 == call.step && plan.1.contains(&(i, call.agent.clone())))
+                .collect()
+        };
+        let (agent, step) = (call.agent.clone(), call.step);
+        let mut dirs = Vec::with_capacity(mine.len());
+        let mut roots = self.roots.clone();
+        for &i in &mine {
+            let repo = &self.repos[i];
+            if !forking.contains(&i) {
+                dirs.push((i, repo.session.worktree.clone()));
+                continue;
+            }
+            let (sr, a, st) = (repo.session.clone(), agent.clone(), self.settings.clone());
+            let fork = self
+                .on_repo(i, move || fork_worktree(&sr, &a, step, &st))
+                .await
+                .map_err(|e| {
+                    NodeError::Fatal(format!(
+                        "cannot make a worktree for `{agent}` in repository `{}`: {e}",
+                        repo.session.repo_name
+                    ))
+                })?;
+            roots.insert(repo.session.repo_name.clone(), fork.work_dir());
+            dirs.push((i, fork.path));
+        }
+        if !forking.is_empty() {
+            let registry =
+                build_tools(&self.compiled, &roots, self.tools.clone()).map_err(NodeError::Fatal)?;
+            call.tools = Some(Arc::new(registry));
+        }
+        let result = inner.run(call).await?;
+        for (i, dir) in dirs {
+            let (info_agent, session, pipeline) = (
+                agent.clone(),
+                self.session.clone(),
+                self.compiled.name.clone(),
+            );
+            let settings = self.settings.clone();
+            let committed = self
+                .on_repo(i, move || {
+                    let info = CommitInfo {
+                        agent: &info_agent,
+                        session: &session,
+                        pipeline: &pipeline,
+                        step,
+                    };
+                    commit_all(&dir, &info, &settings)
+                })
+                .await;
+            if let Err(e) = committed {
+                return Err(NodeError::Fatal(format!(
+                    "cannot commit the changes of `{agent}` in repository `{}`: {e}",
+                    self.repos[i].session.repo_name
+                )));
+            }
+        }
+        Ok(result)
+    }
+
+    /// Merges the forks of repository `idx` written by `writers` at `step`; returns the
+    /// conflicts committed with markers (`agent` mode).
+    async fn merge(
+        &self,
+        idx: usize,
+        writers: &[String],
+        step: u64,
+    ) -> Result<Vec<Conflict>, HookError> {
+        let repo = &self.repos[idx];
+        let forks: Vec<AgentWorktree> = writers
+            .iter()
+            .map(|a| AgentWorktree::describe(&repo.session, a, step, &self.settings))
+            .collect();
+        let (sr, mode, st) = (repo.session.clone(), repo.mode, self.settings.clone());
+        let name = &repo.session.repo_name;
+        match self.on_repo(idx, move || merge_back(&sr, &forks, mode, &st)).await {
+            Ok(MergeOutcome::Merged { conflicts, .. }) => Ok(conflicts),
+            Ok(MergeOutcome::Stopped { conflict, .. }) => {
+                let what = format!(
+                    "merge conflict in repository `{name}`: the changes of `{}` (step {}) conflict with the session branch in {}",
+                    conflict.agent,
+                    conflict.step,
+                    quoted(&conflict.paths())
+                );
+                Err(match mode {
+                    ConflictMode::Fail => HookError::Failed(format!(
+                        "{what} (on_conflict: fail; the merge was aborted, the agent's work stays on branch {})",
+                        conflict.branch
+                    )),
+                    ConflictMode::Pause | ConflictMode::Agent => HookError::Pause {
+                        node: conflict.agent.clone(),
+                        reason: format!(
+                            "{what}; resolve them in {} (edit the files so no conflict markers are left; committing is optional), then `orchestra resume {}`",
+                            repo.session.worktree.display(),
+                            self.session
+                        ),
+                    },
+                })
+            }
+            Err(Failure::Git(GitError::UnresolvedConflicts { path, files })) => Err(HookError::Pause {
+                node: writers.first().cloned().unwrap_or_default(),
+                reason: format!(
+                    "the merge conflict in repository `{name}` is not resolved yet: {} still hold conflict markers in {}; resolve them, then `orchestra resume {}`",
+                    quoted(&files.iter().map(String::as_str).collect::<Vec<_>>()),
+                    path.display(),
+                    self.session
+                ),
+            }),
+            Err(e) => Err(HookError::Failed(format!(
+                "cannot merge the parallel writers of repository `{name}`: {e}"
+            ))),
+        }
+    }
+}
+
+/// Why git work failed: git itself, or the blocking task running it.
+#[derive(Debug)]
+enum Failure {
+    Git(GitError),
+    Task(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Git(e) => write!(f, "{e}"),
+            Failure::Task(e) => f.write_str(e),
+        }
+    }
+}
+
+fn quoted(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cuts a text put into state at [`MAX_TEXT_IN_STATE`] bytes (on a character boundary).
+fn capped(text: Option<&String>) -> Value {
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    if text.len() <= MAX_TEXT_IN_STATE {
+        return json!(text);
+    }
+    let mut end = MAX_TEXT_IN_STATE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    json!(format!(
+        "{}\n[... {} more bytes; read the file for the rest]",
+        &text[..end],
+        text.len() - end
+    ))
+}
+
+/// A conflict as `metadata.conflicts` holds it.
+fn conflict_json(repo: &str, c: &Conflict) -> Value {
+    let files: Vec<Value> = c
+        .files
+        .iter()
+        .map(|f: &ConflictFile| {
+            json!({
+                "path": f.path,
+                "base": capped(f.base.as_ref()),
+                "ours": capped(f.ours.as_ref()),
+                "theirs": capped(f.theirs.as_ref()),
+                "with_markers": capped(f.with_markers.as_ref()),
+            })
+        })
+        .collect();
+    json!({ "repo": repo, "agent": c.agent, "step": c.step, "branch": c.branch, "files": files })
+}
+
+/// Whether `state.metadata.conflicts` lists anything.
+fn has_conflicts(state: &State) -> bool {
+    state
+        .get("metadata")
+        .and_then(|m| m.get("conflicts"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+}
+
+impl StepHooks for GitStep {
+    fn before_step<'a>(
+        &'a self,
+        step: u64,
+        nodes: &'a [String],
+    ) -> BoxFuture<'a, Result<(), HookError>> {
+        let mut forks = Vec::new();
+        for (i, repo) in self.repos.iter().enumerate() {
+            let writers: Vec<&String> = nodes.iter().filter(|n| repo.writers.contains(n)).collect();
+            if writers.len() >= 2 {
+                forks.extend(writers.into_iter().map(|a| (i, a.clone())));
+            }
+        }
+        *lock(&self.forks) = (step, forks);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn before_checkpoint<'a>(
+        &'a self,
+        step: u64,
+        nodes: &'a [String],
+        state: &'a State,
+    ) -> BoxFuture<'a, Result<StepEffects, HookError>> {
+        Box::pin(async move {
+            let mut shas = Map::new();
+            let mut conflicts = Vec::new();
+            let mut merged = false;
+            for (i, repo) in self.repos.iter().enumerate() {
+                let writers: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| repo.writers.contains(n))
+                    .cloned()
+                    .collect();
+                if writers.is_empty() {
+                    continue;
+                }
+                let name = repo.session.repo_name.clone();
+                if writers.len() >= 2 {
+                    merged = true;
+                    for c in self.merge(i, &writers, step).await? {
+                        self.events.emit(Event::Warning {
+                            message: format!(
+                                "merge conflict in repository `{name}`: the changes of `{}` conflict in {}; committed with conflict markers for the next agent (state: metadata.conflicts)",
+                                c.agent,
+                                quoted(&c.paths())
+                            ),
+                        });
+                        conflicts.push(conflict_json(&name, &c));
+                    }
+                }
+                let worktree = repo.session.worktree.clone();
+                let head = self
+                    .on_repo(i, move || head_sha(&worktree))
+                    .await
+                    .map_err(|e| HookError::Failed(format!("repository `{name}`: {e}")))?;
+                let mut last = lock(&self.last);
+                if last.get(&name) != Some(&head) {
+                    shas.insert(name.clone(), json!(head));
+                    last.insert(name, head);
+                }
+            }
+            let mut writes = Vec::new();
+            if !conflicts.is_empty() {
+                writes.push(("metadata".to_owned(), json!({ "conflicts": conflicts })));
+            } else if merged && has_conflicts(state) {
+                writes.push(("metadata".to_owned(), json!({ "conflicts": [] })));
+            }
+            Ok(StepEffects {
+                repo_shas: (!shas.is_empty()).then_some(Value::Object(shas)),
+                writes,
+            })
+        })
+    }
+}
+
+/// A [`NodeRunner`] that puts git around another: see the module documentation.
+pub(crate) struct GitRunner {
+    inner: Arc<dyn NodeRunner>,
+    git: Arc<GitStep>,
+}
+
+impl GitRunner {
+    pub(crate) fn new(inner: Arc<dyn NodeRunner>, git: Arc<GitStep>) -> Self {
+        GitRunner { inner, git }
+    }
+}
+
+impl NodeRunner for GitRunner {
+    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        Box::pin(self.git.run_agent(self.inner.as_ref(), call))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_a_char_boundary_with_a_note() {
+        let short = "ok".to_owned();
+        assert_eq!(capped(Some(&short)), json!("ok"));
+        assert_eq!(capped(None), Value::Null);
+        let long = "é".repeat(MAX_TEXT_IN_STATE);
+        let cut = capped(Some(&long));
+        let cut = cut.as_str().unwrap();
+        assert!(cut.len() < long.len());
+        assert!(cut.ends_with("more bytes; read the file for the rest]"), "{cut}");
+    }
+
+    #[test]
+    fn conflicts_in_state_are_detected() {
+        let mut state = State::new();
+        assert!(!has_conflicts(&state));
+        state.insert("metadata".into(), json!({ "conflicts": [] }));
+        assert!(!has_conflicts(&state));
+        state.insert("metadata".into(), json!({ "conflicts": [{ "repo": "app" }] }));
+        assert!(has_conflicts(&state));
+    }
+}
