@@ -39,4 +39,8 @@ commands! {
     Attach => attach,
     /// List sessions, or show one in detail.
     Status => status,
+    /// Fork a session at a checkpoint (state and repositories) and continue from there.
+    Replay => replay,
+    /// Remove the branches and worktrees of finished sessions.
+    Cleanup => cleanup,
 }

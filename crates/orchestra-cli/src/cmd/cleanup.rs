@@ -1,0 +1,146 @@
+//! `orchestra cleanup`: remove the git branches and worktrees of finished sessions older than a
+//! threshold, and prune git's records of worktrees whose directories are gone.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orchestra_runtime::Engine;
+use orchestra_runtime::retention::{CleanupOptions, CleanupReport, Kept, Removed};
+
+use crate::cli::Ctx;
+use crate::cmd::run::db_path;
+use crate::engine::{report_error, runtime};
+use crate::exit;
+
+/// Remove the branches and worktrees of finished sessions.
+///
+/// A session is removed when it completed, failed or was interrupted, and nothing happened in it
+/// for longer than --older-than. Running sessions (another process holds their lease) and
+/// paused ones are never touched, nor is any branch outside the configured prefix. The
+/// sessions' records stay in the database (`status` still shows them); each removed branch is
+/// printed with its commit, so it can be restored with `git branch NAME SHA`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Only sessions idle for longer than this (`7d`, `12h`, `30m`, `0s` for all).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    older_than: Duration,
+    /// List what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The session database (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write e.g. `7d`, `12h` or `30m`"))
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = db_path(args.db.clone(), ctx);
+    if !db.exists() {
+        writeln!(io::stdout(), "nothing to clean up (no database at {})", db.display())?;
+        return Ok(exit::SUCCESS);
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        let opts = CleanupOptions {
+            older_than: args.older_than,
+            dry_run: args.dry_run,
+        };
+        let result = engine.cleanup(&opts).await;
+        engine.close().await;
+        match result {
+            Ok(report) => print(&report, &args),
+            Err(e) => report_error(&e),
+        }
+    })
+}
+
+fn age(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
+    let mut out = io::stdout().lock();
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let (mut sessions, mut worktrees, mut branches, mut kept, mut failed) = (0, 0, 0, 0, 0);
+    for s in &report.sessions {
+        let why = match &s.kept {
+            None => None,
+            Some(Kept::Running { owner }) => Some(format!("running ({owner})")),
+            Some(Kept::Paused) => Some("paused".to_owned()),
+            Some(Kept::TooRecent { idle }) => Some(format!(
+                "idle {} < {}",
+                age(*idle),
+                humantime::format_duration(args.older_than)
+            )),
+        };
+        if let Some(why) = why {
+            kept += 1;
+            writeln!(out, "kept {} ({}): {why}", s.session, s.pipeline)?;
+            continue;
+        }
+        sessions += 1;
+        writeln!(
+            out,
+            "{verb} session {} ({}, {}, idle {}):",
+            s.session,
+            s.pipeline,
+            s.status.as_str(),
+            age(s.idle)
+        )?;
+        for r in &s.removed {
+            match r {
+                Removed::Worktree { path, .. } => {
+                    worktrees += 1;
+                    writeln!(out, "  worktree {}", path.display())?;
+                }
+                Removed::Branch { name, sha } => {
+                    branches += 1;
+                    writeln!(out, "  branch   {name} (at {sha})")?;
+                }
+                Removed::StaleRecord { name } => {
+                    writeln!(out, "  stale worktree record {name}")?;
+                }
+            }
+        }
+        if let Some(e) = &s.error {
+            failed += 1;
+            writeln!(out, "  error: {e}")?;
+        }
+    }
+    for (repo, r) in &report.pruned {
+        if let Removed::StaleRecord { name } = r {
+            writeln!(
+                out,
+                "{} stale worktree record {name} in {}",
+                if args.dry_run { "would prune" } else { "pruned" },
+                repo.display()
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "{}: {sessions} session(s), {worktrees} worktree(s), {branches} branch(es){}; {kept} kept",
+        if args.dry_run { "dry run" } else { "done" },
+        if args.dry_run { " would be removed" } else { " removed" },
+    )?;
+    Ok(if failed > 0 {
+        exit::INTERNAL
+    } else {
+        exit::SUCCESS
+    })
+}

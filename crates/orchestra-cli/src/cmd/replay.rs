@@ -1,0 +1,106 @@
+//! `orchestra replay`: fork a session at one of its checkpoints — the new session's state is
+//! that checkpoint's and its repositories' worktrees sit at that checkpoint's commits on new
+//! branches — then continue it (unless `--no-run`).
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use orchestra_runtime::Engine;
+
+use crate::cli::Ctx;
+use crate::cmd::run::db_path;
+use crate::engine::{
+    Progress, ctrl_c, drive_options, report_error, report_json, report_outcome, runtime,
+};
+use crate::exit;
+
+/// Fork a session at a checkpoint and continue from there.
+///
+/// The new session starts with the state of checkpoint ID (`orchestra status SESSION` lists
+/// them) and, for every writable repository, a new branch and worktree at the commit that
+/// checkpoint recorded. The original session is not changed. The new session records its parent
+/// and checkpoint (`status` shows forks). Prints the new session's id.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The session to fork (its id or a unique prefix).
+    session: String,
+    /// The checkpoint to fork at (0 is the initial state, N the state after step N).
+    #[arg(long, value_name = "ID")]
+    checkpoint: u64,
+    /// Only create the fork (state and worktrees); run it later with `orchestra resume NEW_ID`.
+    #[arg(long)]
+    no_run: bool,
+    /// Show model text as it arrives.
+    #[arg(long)]
+    stream: bool,
+    /// Print only warnings, failures and the outcome.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The session database (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = db_path(args.db.clone(), ctx);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match Engine::open(&db) {
+            Ok(e) => e,
+            Err(e) => return report_error(&e),
+        };
+        let code = replay(&engine, &args, &db).await;
+        engine.close().await;
+        code
+    })
+}
+
+async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Result<u8> {
+    let id = match engine.fork(&args.session, args.checkpoint).await {
+        Ok(id) => id,
+        Err(e) => return report_error(&e),
+    };
+    if args.no_run {
+        if args.json {
+            let line = serde_json::json!({
+                "session": id, "status": "paused", "parent_session": args.session,
+                "parent_checkpoint": args.checkpoint,
+            });
+            writeln!(io::stdout().lock(), "{line}")?;
+        } else {
+            let mut out = io::stdout().lock();
+            writeln!(
+                out,
+                "forked at checkpoint {}; run it with `orchestra resume {id}`",
+                args.checkpoint
+            )?;
+            writeln!(out, "session {id}")?;
+        }
+        return Ok(exit::SUCCESS);
+    }
+    if !args.quiet && !args.json {
+        writeln!(
+            io::stderr(),
+            "forked {} at checkpoint {} as {id}",
+            args.session,
+            args.checkpoint
+        )?;
+    }
+    let progress = Arc::new(Progress::new(args.quiet || args.json));
+    let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+    // Interactive agents chat at this terminal; attach clients can join while it runs.
+    let (local, no_human) = crate::human::local_human(false);
+    let host = crate::human::Host::start(db, &id, "orchestra replay", local, no_human);
+    host.wire(&mut opts);
+    let result = engine.resume(&id, &opts).await;
+    host.finish(&result).await;
+    match result {
+        Ok(out) if args.json => report_json(engine, &out).await,
+        Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+        Err(e) => report_error(&e),
+    }
+}
