@@ -41,39 +41,53 @@ fn main() -> Res<()> {
         let theirs = start_session(&repo, "app", "bench", "git-cli", &settings)?;
         let home = tmp.path();
 
-        let orchestra = measure(commits, |i| {
-            touch(&ours.worktree, i)?;
+        // The three are interleaved round by round, so load from elsewhere hits them alike.
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        for round in 0..=commits {
+            if round == 1 {
+                // Let the files written by the checkouts age past the index's timestamp, as they
+                // do while an agent runs, so racy-git rechecks do not dominate.
+                std::thread::sleep(Duration::from_millis(1_100));
+            }
+            touch(&ours.worktree, round)?;
             let info = CommitInfo {
                 agent: "bench",
                 session: "ours",
                 pipeline: "bench",
-                step: i as u64,
+                step: round as u64,
             };
             let start = Instant::now();
             let sha = commit_all(&ours.worktree, &info, &settings)?;
-            let took = start.elapsed();
+            let t_ours = start.elapsed();
             if sha.is_none() {
                 return Err("commit_all saw no change".into());
             }
-            Ok(took)
-        })?;
-        let commit_a = measure(commits, |i| {
-            touch(&theirs.worktree, i)?;
+
+            touch(&theirs.worktree, 2 * round)?;
             let start = Instant::now();
             git(
                 &theirs.worktree,
                 home,
                 &["commit", "-q", "-a", "-m", "bench"],
             )?;
-            Ok(start.elapsed())
-        })?;
-        let add_commit = measure(commits, |i| {
-            touch(&theirs.worktree, commits + i)?;
+            let t_commit_a = start.elapsed();
+
+            touch(&theirs.worktree, 2 * round + 1)?;
             let start = Instant::now();
             git(&theirs.worktree, home, &["add", "-A"])?;
             git(&theirs.worktree, home, &["commit", "-q", "-m", "bench"])?;
-            Ok(start.elapsed())
-        })?;
+            let t_add_commit = start.elapsed();
+
+            if round > 0 {
+                times[0].push(t_ours);
+                times[1].push(t_commit_a);
+                times[2].push(t_add_commit);
+            }
+        }
+        for t in &mut times {
+            t.sort();
+        }
+        let [orchestra, commit_a, add_commit] = times;
         println!(
             "{files:>7}  {:>22}  {:>22}  {:>26}",
             show(&orchestra),
@@ -121,17 +135,6 @@ fn touch(worktree: &Path, i: usize) -> Res<()> {
     text.push_str(&format!("change {i}\n"));
     fs::write(file, text)?;
     Ok(())
-}
-
-/// Runs one warm-up round and then `n` timed rounds; returns the sorted timings.
-fn measure(n: usize, mut round: impl FnMut(usize) -> Res<Duration>) -> Res<Vec<Duration>> {
-    round(0)?;
-    // Let the files written by the checkout age past the index's timestamp, as they do while an
-    // agent runs, so racy-git rechecks do not dominate.
-    std::thread::sleep(Duration::from_millis(1_100));
-    let mut times = (1..=n).map(&mut round).collect::<Res<Vec<_>>>()?;
-    times.sort();
-    Ok(times)
 }
 
 fn show(times: &[Duration]) -> String {

@@ -19,6 +19,7 @@ pub(super) struct Untracked<'a> {
     dirs: BTreeSet<PathBuf>,
 }
 
+/// What a scan found: the new files, and every directory it saw with its mtime.
 pub(super) struct Found {
     pub(super) files: Vec<PathBuf>,
     pub(super) dirs: BTreeMap<PathBuf, Stamp>,

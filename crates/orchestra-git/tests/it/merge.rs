@@ -391,3 +391,46 @@ fn forking_again_for_a_rerun_starts_fresh_from_the_session_tip() {
     assert!(fs::read_dir(&again.path).is_ok());
     repo.assert_fsck_clean();
 }
+
+#[test]
+fn parallel_writers_commit_at_the_same_time_and_all_get_merged() {
+    let repo = TestRepo::new();
+    let s = start_session(&repo.path, "app", "p", "s1", &repo.settings).unwrap();
+    let forks: Vec<AgentWorktree> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (s, settings) = (&s, &repo.settings);
+                scope.spawn(move || {
+                    let agent = format!("writer-{i}");
+                    let fork = fork_worktree(s, &agent, 1, settings).unwrap();
+                    for n in 0..3 {
+                        write(&fork.path, &format!("out/{agent}.txt"), &format!("{n}\n"));
+                        commit_all(&fork.path, &info(&agent, 1), settings)
+                            .unwrap()
+                            .unwrap();
+                    }
+                    fork
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    let outcome = merge_back(&s, &forks, ConflictMode::Fail, &repo.settings).unwrap();
+
+    let MergeOutcome::Merged {
+        merged, conflicts, ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert!(conflicts.is_empty());
+    assert_eq!(merged.len(), 4);
+    for i in 0..4 {
+        assert_eq!(read(&s.worktree, &format!("out/writer-{i}.txt")), "2\n");
+    }
+    assert_eq!(repo.worktrees().len(), 1);
+    assert_eq!(repo.branches(), ["main", "orchestra/p/s1"]);
+    repo.assert_fsck_clean();
+    repo.assert_user_untouched();
+}
