@@ -79,7 +79,8 @@ pub(crate) fn drive_options(
 pub(crate) struct Progress {
     quiet: bool,
     started: Instant,
-    streaming: Mutex<Option<String>>,
+    /// The agent whose text is being streamed, and whether that text ended a line.
+    streaming: Mutex<Option<(String, bool)>>,
 }
 
 impl Progress {
@@ -94,7 +95,7 @@ impl Progress {
     fn line(&self, text: &str) {
         let mut err = io::stderr().lock();
         if let Ok(mut s) = self.streaming.lock()
-            && s.take().is_some()
+            && let Some((_, false)) = s.take()
         {
             let _ = writeln!(err);
         }
@@ -139,12 +140,16 @@ impl EventSink for Progress {
             Event::Text { node, text } => {
                 if let Ok(mut s) = self.streaming.lock() {
                     let mut out = io::stderr().lock();
-                    if s.as_deref() != Some(node.as_str()) {
-                        let _ = write!(out, "{}  [{node}] ", if s.is_some() { "\n" } else { "" });
-                        *s = Some(node);
+                    match s.as_ref() {
+                        Some((n, _)) if *n == node => {}
+                        other => {
+                            let newline = matches!(other, Some((_, false)));
+                            let _ = write!(out, "{}  [{node}] ", if newline { "\n" } else { "" });
+                        }
                     }
                     let _ = write!(out, "{text}");
                     let _ = out.flush();
+                    *s = Some((node, text.ends_with('\n')));
                 }
             }
             Event::ToolCalled {

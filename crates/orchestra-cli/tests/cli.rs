@@ -17,4 +17,6 @@ mod cli {
     mod flow;
     pub(crate) mod pty;
     mod interactive;
+    mod run;
+    mod concurrency;
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -19,7 +19,7 @@ use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord, TaskStatus};
 
 use crate::events::{Event, EventSink};
 use crate::hooks::{HOOK_NODE, Hooked, after_step};
-use crate::runner::{NodeCall, NodeError, NodeResult, NodeRunner};
+use crate::runner::{NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
 use crate::store_worker::{StoreHandle, WorkerError};
 
 /// Evaluates conditions of conditional edges.
@@ -360,33 +360,19 @@ impl Executor {
             .call(move |s| s.task_records(&session, step..=step))
             .await?;
         let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
-        // A task that finished before an interruption is reused, with the usage recorded with
-        // it, so the session's token count is the same as without the interruption.
-        let usage = if done.is_empty() {
-            Vec::new()
-        } else {
-            let session = self.session.clone();
-            self.store.call(move |s| s.node_runs(&session)).await?
-        };
+        // A task that finished before an interruption is reused. Its tokens are not added
+        // again: resuming counted them with the usage recorded after the checkpoint.
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
             if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
                 && pos.sched.ready.contains(&idx)
             {
-                let run = usage.iter().rev().find(|r| {
-                    r.step == step
-                        && r.node == rec.node
-                        && r.run_index == rec.run_index
-                        && r.status == TaskStatus::Ok
-                });
-                let (tokens_in, tokens_out, tool_calls) =
-                    run.map_or((0, 0, 0), |r| (r.tokens_in, r.tokens_out, r.tool_calls));
                 self.events.emit(Event::NodeFinished {
                     step,
                     node: rec.node.clone(),
                     duration_ms: 0,
-                    tokens_in,
-                    tokens_out,
-                    tool_calls,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    tool_calls: 0,
                     reused: true,
                 });
                 results.insert(
@@ -394,9 +380,6 @@ impl Executor {
                     NodeResult {
                         output: rec.output,
                         writes: declared_from_record(&rec.writes),
-                        tokens_in,
-                        tokens_out,
-                        tool_calls,
                         ..NodeResult::default()
                     },
                 );
@@ -405,6 +388,8 @@ impl Executor {
         // The agents read the state of the previous checkpoint; lend it to them without copying.
         let state = Arc::new(std::mem::take(&mut pos.state));
         let permits = Arc::new(Semaphore::new(self.limits.max_parallel.max(1) as usize));
+        // Tokens of failed attempts (the results carry those of the good ones).
+        let spent = Arc::new(AtomicU64::new(0));
         let mut set: JoinSet<(usize, Result<NodeResult, NodeError>)> = JoinSet::new();
         for (task_idx, &agent_idx) in pos.sched.ready.iter().enumerate() {
             if results.contains_key(&agent_idx) {
@@ -419,6 +404,7 @@ impl Executor {
                 attempt: 0,
                 state: Arc::clone(&state),
                 inputs: Arc::clone(&self.inputs),
+                usage: Arc::default(),
                 tools: None,
             };
             let ctx = TaskCtx {
@@ -436,6 +422,7 @@ impl Executor {
                 retry_base: self.limits.retry_base,
                 permits: Arc::clone(&permits),
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
+                spent: Arc::clone(&spent),
             };
             set.spawn(async move { (agent_idx, ctx.run(call).await) });
         }
@@ -471,6 +458,7 @@ impl Executor {
         }
         drop(set);
         pos.state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
+        pos.tokens += spent.load(Ordering::SeqCst);
         // Make sure every record sent by the finished tasks is stored before going on.
         self.store.call(|_| Ok(())).await?;
         if let Some(f) = finish {
@@ -490,6 +478,7 @@ struct TaskCtx {
     retry_base: Duration,
     permits: Arc<Semaphore>,
     task_idx: u32,
+    spent: Arc<AtomicU64>,
 }
 
 impl TaskCtx {
@@ -507,6 +496,7 @@ impl TaskCtx {
             });
             let started_at = now_ms();
             let t0 = Instant::now();
+            call.usage = Arc::new(UsageMeter::default());
             let result = match tokio::time::timeout(timeout, self.runner.run(call.clone())).await {
                 Ok(r) => r,
                 Err(_) => Err(NodeError::Retryable(format!(
@@ -521,7 +511,17 @@ impl TaskCtx {
                     TaskStatus::Ok,
                     None,
                 ),
-                Err(e) => ((0, 0, 0, 0), TaskStatus::Error, Some(e.to_string())),
+                Err(e) => {
+                    // What the failed attempt spent (the model calls it made before failing).
+                    let (tokens_in, tokens_out) = call.usage.get();
+                    self.spent
+                        .fetch_add(tokens_in + tokens_out, Ordering::SeqCst);
+                    (
+                        (tokens_in, tokens_out, 0, 0),
+                        TaskStatus::Error,
+                        Some(e.to_string()),
+                    )
+                }
             };
             let run = NodeRunRecord {
                 session: call.session.clone(),
@@ -589,7 +589,7 @@ impl TaskCtx {
                             error: msg.clone(),
                         });
                         let tries = call.attempt + 1;
-                        return Err(NodeError::Fatal(if retryable {
+                        return Err(NodeError::Fatal(if retryable && tries > 1 {
                             format!("{msg} (after {tries} attempts)")
                         } else {
                             msg

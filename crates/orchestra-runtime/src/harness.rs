@@ -181,6 +181,8 @@ impl Harness {
             })?;
             result.tokens_in += resp.usage.input_tokens;
             result.tokens_out += resp.usage.output_tokens;
+            call.usage
+                .add(resp.usage.input_tokens, resp.usage.output_tokens);
             result.retries += resp.retries;
             let uses: Vec<(String, String, Value)> = resp
                 .content

@@ -12,7 +12,7 @@ pub use events::{CollectEvents, Event, EventSink, NoEvents};
 pub use executor::{ExecLimits, Executor, Finish, Position, Router, StepHooks};
 pub use hooks::{HOOK_NODE, HookError, StepEffects};
 pub use restore::{RestoreError, restore};
-pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
 pub use store_worker::{StoreHandle, WorkerError};
 pub mod exec_condition;
 mod gitstep;
@@ -23,4 +23,6 @@ pub mod plan;
 pub mod retention;
 pub mod session;
 
-pub use session::{DriveOptions, Engine, RuntimeError, SessionOutcome, new_session_id};
+pub use session::{
+    DriveOptions, Engine, LimitOverrides, RuntimeError, SessionOutcome, new_session_id,
+};

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -32,9 +33,35 @@ pub struct NodeCall {
     pub state: Arc<State>,
     /// The session's inputs.
     pub inputs: Arc<Map<String, Value>>,
+    /// Tokens the run has used so far; the runner adds to it after every model call, so what
+    /// a failed attempt spent is known too.
+    pub usage: Arc<UsageMeter>,
     /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
     /// registry whose repository tools act on its own worktree.
     pub tools: Option<Arc<Registry>>,
+}
+
+/// Tokens used by one attempt of an agent run, counted as the model calls return.
+#[derive(Debug, Default)]
+pub struct UsageMeter {
+    tokens_in: AtomicU64,
+    tokens_out: AtomicU64,
+}
+
+impl UsageMeter {
+    /// Adds the usage of one model call.
+    pub fn add(&self, tokens_in: u64, tokens_out: u64) {
+        self.tokens_in.fetch_add(tokens_in, Ordering::Relaxed);
+        self.tokens_out.fetch_add(tokens_out, Ordering::Relaxed);
+    }
+
+    /// (input, output) tokens so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.tokens_in.load(Ordering::Relaxed),
+            self.tokens_out.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// What an agent run produced.

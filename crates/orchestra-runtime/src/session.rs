@@ -120,6 +120,8 @@ pub struct DriveOptions {
     pub conditions: HashMap<String, ConditionFn>,
     /// Base delay of node retries.
     pub retry_base: Duration,
+    /// Limits that replace the pipeline's for this drive (to go on after a limit stopped it).
+    pub limits: LimitOverrides,
 }
 
 impl std::fmt::Debug for DriveOptions {
@@ -128,6 +130,16 @@ impl std::fmt::Debug for DriveOptions {
             .field("stream", &self.stream)
             .finish_non_exhaustive()
     }
+}
+
+/// Session limits given for one drive, replacing the pipeline's `limits:` (e.g. `orchestra
+/// resume --max-steps 400` after the session stopped at `max_steps`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    /// Replaces `limits.max_steps` (the session's total, not this drive's).
+    pub max_steps: Option<u32>,
+    /// Replaces `limits.max_tokens` (the session's total, not this drive's).
+    pub max_tokens: Option<u64>,
 }
 
 /// What a drive of a session ended with.
@@ -367,13 +379,32 @@ impl Engine {
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
-        if rec.status == SessionStatus::Completed {
-            return Err(RuntimeError::Refused(format!(
+        let completed = |rec: &SessionRecord| {
+            RuntimeError::Refused(format!(
                 "session `{}` is already completed; use `orchestra replay {} --checkpoint N` to fork it",
                 rec.id, rec.id
-            )));
+            ))
+        };
+        if rec.status == SessionStatus::Completed {
+            return Err(completed(&rec));
         }
         self.acquire(&rec.id).await?;
+        // Another process may have driven it to the end between the check and the lease.
+        let (id, owner) = (rec.id.clone(), self.owner.clone());
+        let now = self
+            .store
+            .call(move |s| {
+                let now = s.find_session(&id)?;
+                if now.status == SessionStatus::Completed {
+                    s.release_lease(&id, &owner)?;
+                }
+                Ok(now)
+            })
+            .await?;
+        if now.status == SessionStatus::Completed {
+            return Err(completed(&now));
+        }
+        let rec = now;
         let id = rec.id.clone();
         let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
         let Some(last) = cps.last().map(|c| c.step) else {
@@ -389,7 +420,20 @@ impl Engine {
             let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
             return self.begin(compiled, &rec.id, inputs, git, opts).await;
         };
-        let pos = self.restore_at(&rec.id, last, &compiled).await?;
+        let mut pos = self.restore_at(&rec.id, last, &compiled).await?;
+        // What was spent after the checkpoint counts too: tasks that finished before an
+        // interruption (they are reused, not run again) and failed attempts.
+        let (sid, after) = (rec.id.clone(), last);
+        pos.tokens += self
+            .store
+            .call(move |s| {
+                Ok(s.node_runs(&sid)?
+                    .iter()
+                    .filter(|r| r.step > after)
+                    .map(|r| r.tokens_in + r.tokens_out)
+                    .sum::<u64>())
+            })
+            .await?;
         let git = match GitWorkspace::reopen(&compiled, &rec).await {
             Ok(g) => g,
             Err(e) => return self.fail_setup(&rec.id, e).await,
@@ -572,10 +616,10 @@ impl Engine {
             }
         });
         let limits = ExecLimits {
-            max_steps: compiled.limits.max_steps,
+            max_steps: opts.limits.max_steps.unwrap_or(compiled.limits.max_steps),
             max_failures: compiled.limits.max_failures,
             max_parallel: compiled.limits.max_parallel,
-            max_tokens: compiled.limits.max_tokens,
+            max_tokens: opts.limits.max_tokens.or(compiled.limits.max_tokens),
             per_agent: compiled
                 .agents
                 .iter()

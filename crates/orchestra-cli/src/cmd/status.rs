@@ -214,6 +214,13 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
     if let Some(e) = &rec.error {
         let _ = writeln!(out, "error     {e}");
     }
+    if let Some(inputs) = rec.inputs.as_object().filter(|m| !m.is_empty()) {
+        let shown: Vec<String> = inputs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect();
+        let _ = writeln!(out, "inputs    {}", shown.join(", "));
+    }
     let _ = writeln!(out, "started   {}", when(rec.created_at));
     let _ = writeln!(out, "updated   {}", when(rec.updated_at));
     if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {

@@ -1,0 +1,116 @@
+//! Many processes on one database file: 16 sessions run at once without a single "database is
+//! locked", and a session is driven by one process at a time — a second one is refused with a
+//! clear message and exit code 4.
+
+use std::time::Duration;
+
+use super::project::{Project, Running};
+
+fn session_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("session "))
+        .next_back()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn sixteen_sessions_in_sixteen_processes_share_one_database() {
+    let p = Project::new();
+    // All start on a database that does not exist yet: they race to create it too.
+    let running: Vec<Running> = (0..16)
+        .map(|_| p.spawn(&["run", "busy.yaml", "--quiet"]))
+        .collect();
+    let runs: Vec<_> = running.into_iter().map(Running::finish).collect();
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        assert!(
+            !run.transcript().to_lowercase().contains("locked"),
+            "{}",
+            run.transcript()
+        );
+    }
+    let sessions = p.sessions();
+    assert_eq!(sessions.len(), 16);
+    for s in &sessions {
+        assert_eq!(s["status"], "completed", "{s}");
+        assert_eq!(
+            (s["steps"].as_u64(), s["checkpoints"].as_u64()),
+            (Some(20), Some(21))
+        );
+    }
+}
+
+#[test]
+fn a_second_process_cannot_drive_a_running_session() {
+    let p = Project::new();
+    let first = p.spawn(&["run", "slow.yaml"]);
+    let line = first.wait_for("session ", Duration::from_secs(20)).unwrap();
+    let id = line.split(' ').nth(1).unwrap().to_owned();
+    assert!(
+        first
+            .wait_for("start  first", Duration::from_secs(20))
+            .is_some()
+    );
+    let second = p.run(&["resume", &id]);
+    assert_eq!(second.code, 4, "{}", second.transcript());
+    let pid = first.child.id();
+    assert!(
+        second.stderr.starts_with(&format!(
+            "error: session `{id}` is being driven by another process ({pid}@"
+        )) && second
+            .stderr
+            .ends_with("); wait for it to finish or stop it first\n"),
+        "{}",
+        second.transcript()
+    );
+    assert_eq!(
+        p.status(&id)["lease_owner"]
+            .as_str()
+            .map(|o| o.starts_with(&format!("{pid}@"))),
+        Some(true)
+    );
+    // The refusal did not disturb the first process.
+    let run = first.finish();
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(p.status(&id)["status"], "completed");
+}
+
+#[test]
+fn of_many_processes_resuming_one_session_exactly_one_drives_it() {
+    let p = Project::new();
+    let first = p.spawn(&["run", "slow.yaml"]);
+    assert!(
+        first
+            .wait_for("start  first", Duration::from_secs(20))
+            .is_some()
+    );
+    first.signal("INT", false);
+    let run = first.finish();
+    assert_eq!(run.code, 130, "{}", run.transcript());
+    let id = session_of(&run.stdout);
+    let resumers: Vec<Running> = (0..6).map(|_| p.spawn(&["resume", &id])).collect();
+    let runs: Vec<_> = resumers.into_iter().map(Running::finish).collect();
+    let drove: Vec<_> = runs.iter().filter(|r| r.code == 0).collect();
+    assert_eq!(drove.len(), 1, "{runs:#?}");
+    for r in runs.iter().filter(|r| r.code != 0) {
+        // Refused while the winner drives it (4), or told it is complete once it finished (2).
+        assert!(
+            (r.code == 4 && r.stderr.contains("is being driven by another process"))
+                || (r.code == 2 && r.stderr.contains("is already completed")),
+            "{}",
+            r.transcript()
+        );
+    }
+    let status = p.status(&id);
+    assert_eq!(status["status"], "completed");
+    // Each agent ran once (`first` again, as it was cut off), never twice in parallel.
+    let runs: Vec<(&str, u64)> = status["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["node"].as_str().unwrap(), u["runs"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(runs, [("first", 1), ("second", 1)]);
+}

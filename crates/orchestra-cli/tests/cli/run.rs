@@ -1,0 +1,250 @@
+//! `run`, `status` and `resume` as a user sees them: a line per node with time and tokens, the
+//! outcome and session id, `--input`, `--stream`, `--json`, the session list and one session
+//! in detail, Ctrl-C leaving a resumable session.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::project::Project;
+
+fn session_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("session "))
+        .next_back()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn run_shows_each_node_and_ends_with_the_outcome_and_the_session() {
+    let p = Project::new();
+    let run = p.run(&[
+        "run",
+        "tour.yaml",
+        "--input",
+        "topic=tea",
+        "--session-name",
+        "first",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let id = session_of(&run.stdout);
+    let list = p.run(&["status"]);
+    let detail = p.run(&["status", &id[..12]]);
+    p.settings().bind(|| {
+        insta::assert_snapshot!("run.tour", run.transcript());
+        insta::assert_snapshot!("run.tour.status", list.transcript());
+        insta::assert_snapshot!("run.tour.status-detail", detail.transcript());
+    });
+}
+
+#[test]
+fn inputs_reach_the_prompt_and_are_checked() {
+    let p = Project::new();
+    let (run, out) = p.run_json(&[
+        "run",
+        "tour.yaml",
+        "-i",
+        "topic=green tea",
+        "-i",
+        "tone=warm",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(out["state"]["draft"], "Notes on green tea (warm)");
+    let status = p.status(out["session"].as_str().unwrap());
+    assert_eq!(
+        status["inputs"],
+        serde_json::json!({"topic": "green tea", "tone": "warm"})
+    );
+
+    let missing = p.run(&["run", "tour.yaml"]);
+    assert_eq!(missing.code, 2);
+    assert_eq!(
+        missing.stderr,
+        "error: missing input(s): topic; give them with --input KEY=VALUE\n"
+    );
+    let unknown = p.run(&["run", "tour.yaml", "-i", "topc=tea"]);
+    assert_eq!(unknown.code, 2);
+    assert_eq!(
+        unknown.stderr,
+        "error: the pipeline has no input `topc`; did you mean `topic`?\n  inputs: topic, tone\n"
+    );
+    // Nothing was started for either.
+    assert_eq!(p.sessions().len(), 1);
+}
+
+#[test]
+fn stream_shows_the_model_text_as_it_arrives() {
+    let p = Project::new();
+    let run = p.run(&["run", "tour.yaml", "-i", "topic=tea", "--stream"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        run.stderr
+            .contains("  start  writer\n  [writer] Notes on tea (dry)\n  done   writer  "),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr
+            .contains("  [critic] Reads well.\n  done   critic  "),
+        "{}",
+        run.transcript()
+    );
+    let quiet = p.run(&["run", "tour.yaml", "-i", "topic=tea"]);
+    assert!(!quiet.stderr.contains("[writer]"), "{}", quiet.transcript());
+}
+
+#[test]
+fn json_outcomes_and_status_have_every_field() {
+    let p = Project::new();
+    let (run, out) = p.run_json(&["run", "tour.yaml", "-i", "topic=tea"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(run.stderr, "", "--json prints no progress");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&out),
+        [
+            "checkpoints",
+            "error",
+            "messages",
+            "session",
+            "state",
+            "status",
+            "steps",
+            "tokens"
+        ]
+    );
+    assert_eq!(
+        (
+            &out["status"],
+            &out["steps"],
+            &out["checkpoints"],
+            &out["tokens"]
+        ),
+        (
+            &Value::from("completed"),
+            &Value::from(2),
+            &Value::from(3),
+            &Value::from(351)
+        )
+    );
+    let list = p.sessions();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        keys(&list[0]),
+        [
+            "checkpoints",
+            "created_at",
+            "error",
+            "id",
+            "name",
+            "parent_checkpoint",
+            "parent_session",
+            "pipeline",
+            "status",
+            "steps",
+            "tokens_in",
+            "tokens_out",
+            "updated_at"
+        ]
+    );
+    assert_eq!(
+        list[0]["tokens_in"].as_u64().unwrap() + list[0]["tokens_out"].as_u64().unwrap(),
+        351
+    );
+    let detail = p.status(out["session"].as_str().unwrap());
+    let usage: Vec<(&str, u64, u64)> = detail["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["node"].as_str().unwrap(),
+                u["runs"].as_u64().unwrap(),
+                u["tool_calls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(usage, [("critic", 1, 1), ("writer", 1, 0)]);
+    assert_eq!(
+        detail["checkpoints"][2]["nodes"],
+        serde_json::json!(["critic"])
+    );
+}
+
+#[test]
+fn ctrl_c_leaves_a_resumable_session() {
+    let p = Project::new();
+    let running = p.spawn(&["run", "slow.yaml"]);
+    assert!(
+        running
+            .wait_for("start  first", Duration::from_secs(20))
+            .is_some()
+    );
+    running.signal("INT", false);
+    let run = running.finish();
+    assert_eq!(run.code, 130, "{}", run.transcript());
+    let id = session_of(&run.stdout);
+    assert!(
+        run.stdout.starts_with("interrupted (0 steps, 0 tokens, ")
+            && run
+                .stdout
+                .contains(&format!("continue with `orchestra resume {id}`")),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(p.sessions()[0]["status"], "interrupted");
+    // The pipeline file changed since: resume says so, and goes on with what ran.
+    let changed = std::fs::read_to_string(p.path("slow.yaml")).unwrap() + "\n# edited\n";
+    p.write(
+        "slow.yaml",
+        &changed.replace("second: {}", "second: { retries: 1 }"),
+    );
+    let resumed = p.run(&["resume", &id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.transcript());
+    assert!(
+        resumed.stderr.starts_with(&format!(
+            "warning: `{}` or a file it uses changed since this session started; resuming with the pipeline as it was\nresuming session {id} (slow) after checkpoint 0\n",
+            p.path("slow.yaml").display()
+        )),
+        "{}",
+        resumed.transcript()
+    );
+    let status = p.status(&id);
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["checkpoints"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn status_without_a_database_or_with_an_unknown_session() {
+    let p = Project::new();
+    let none = p.run(&["status"]);
+    assert_eq!(
+        (none.code, none.stdout.as_str()),
+        (0, "no sessions yet (no database at sessions.db)\n")
+    );
+    let json = p.run(&["status", "--json"]);
+    assert_eq!(json.stdout, "[]\n");
+    let done = p.run(&["run", "tour.yaml", "-i", "topic=tea"]);
+    let again = p.run(&["resume", &session_of(&done.stdout)]);
+    assert_eq!(again.code, 2, "{}", again.transcript());
+    assert!(
+        again.stderr.contains("is already completed"),
+        "{}",
+        again.transcript()
+    );
+    let unknown = p.run(&["status", "nope"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.starts_with("error: "),
+        "{}",
+        unknown.transcript()
+    );
+    let resume = p.run(&["resume", "nope"]);
+    assert_eq!(resume.code, 2, "{}", resume.transcript());
+}
