@@ -139,27 +139,20 @@ fn write_note(w: &mut impl io::Write, text: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// The human at this terminal: chats print to stderr and read stdin.
-pub(crate) struct TerminalHuman {
-    lines: Arc<StdinLines>,
-}
-
-impl TerminalHuman {
-    pub(crate) fn new() -> Self {
-        TerminalHuman {
-            lines: StdinLines::get(),
-        }
-    }
-}
+/// The human at this terminal: chats print to stderr and read stdin. Stdin is read only once a
+/// chat opens (a run in the background of a shell is not stopped for reading its terminal).
+#[derive(Debug, Default)]
+pub(crate) struct TerminalHuman;
 
 impl Interaction for TerminalHuman {
     fn open<'a>(&'a self, _: &'a ChatInfo) -> BoxFuture<'a, Result<Box<dyn ChatChannel>, String>> {
         Box::pin(async move {
-            if self.lines.is_closed() {
+            let lines = StdinLines::get();
+            if lines.is_closed() {
                 return Err("stdin is closed".to_owned());
             }
             Ok(Box::new(TerminalChat {
-                lines: Arc::clone(&self.lines),
+                lines,
                 printer: ChatPrinter::default(),
             }) as Box<dyn ChatChannel>)
         })
@@ -314,7 +307,7 @@ pub(crate) fn local_human(detach: bool) -> (Option<Arc<dyn Interaction>>, &'stat
             "there is no terminal to chat on (stdin is not a terminal)",
         )
     } else {
-        (Some(Arc::new(TerminalHuman::new())), "stdin is closed")
+        (Some(Arc::new(TerminalHuman)), "stdin is closed")
     }
 }
 

@@ -107,7 +107,7 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
         db,
         id,
         "orchestra attach",
-        Some(Arc::new(TerminalHuman::new())),
+        Some(Arc::new(TerminalHuman)),
         "stdin is closed",
     );
     host.wire(&mut opts);

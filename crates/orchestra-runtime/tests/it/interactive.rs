@@ -402,3 +402,30 @@ async fn the_attach_socket_admits_one_human_and_relays_the_chat() {
     ));
     assert!(!path.exists(), "the socket is removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chat_at_the_driving_terminal_holds_the_session_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir.path().join("o.db"), "s2");
+    let local: Arc<dyn Interaction> = Arc::new(ScriptedHuman(Scripted::new(&[Some("hi")])));
+    let server = AttachServer::bind(
+        &path,
+        "s2",
+        "the test".into(),
+        Some((local, "the terminal of the test".into())),
+        String::new(),
+    )
+    .unwrap();
+    let human = server.human();
+    let mut chat = human.open(&info()).await.unwrap();
+    assert_eq!(chat.read().await, HumanInput::Line("hi".into()));
+    let Joined::Busy { holder } = connect(&path, "dave").await.unwrap() else {
+        panic!("dave was admitted during the terminal's chat")
+    };
+    assert_eq!(holder, "the terminal of the test");
+    drop(chat);
+    assert!(matches!(
+        connect(&path, "dave").await.unwrap(),
+        Joined::Attached { .. }
+    ));
+}
