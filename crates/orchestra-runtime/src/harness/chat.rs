@@ -221,6 +221,8 @@ impl Harness {
                     .chat(&req, None)
                     .await
                     .map_err(|e| RoundError::Model(e.to_string()))?;
+                call.usage
+                    .add(resp.usage.input_tokens, resp.usage.output_tokens);
                 result.tokens_in += resp.usage.input_tokens;
                 result.tokens_out += resp.usage.output_tokens;
                 result.retries += resp.retries;
