@@ -14,6 +14,7 @@ mod edges;
 mod export;
 mod fields;
 mod load;
+mod outputs;
 mod providers;
 pub mod scheduler;
 pub mod state;
@@ -27,5 +28,6 @@ pub use compiled::{
 };
 pub use conditions::{ConditionError, ConditionSource, ResolvedCondition, Rule, RuleSet};
 pub use load::{LoadOptions, load};
+pub use outputs::OUTPUT_PATH_VARS;
 pub use providers::kind_name;
 pub use topology::{AgentIdx, Edge, Node, Topology};

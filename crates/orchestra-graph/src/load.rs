@@ -158,6 +158,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
     fields::check_inputs(&spec, &src, &mut diags);
     let channels = Channels::new(&spec.state);
     let state_names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
+    crate::outputs::check_outputs(&spec, &src, &state_names, &mut diags);
     let input_names: Vec<String> = spec.inputs.keys().map(str::to_owned).collect();
     let repos = workspace::repos(&spec, &src, &project_root, &mut diags);
     let tools = ToolIndex::build(&spec, &src, &opts.registered_tools, &mut diags);

@@ -3,6 +3,7 @@
 //! model a bounded number of times) and extracts the declared writes.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -12,6 +13,9 @@ use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+
+mod chat;
+pub use chat::ChatSetup;
 
 /// Everything needed to run one agent, resolved once per session.
 pub struct AgentPlan {
@@ -39,6 +43,10 @@ pub struct AgentPlan {
     pub writes: Vec<(String, String)>,
     /// Most model turns in one run.
     pub max_turns: u32,
+    /// Autonomous, or interactive (a chat with a human: see `chat.rs`).
+    pub mode: orchestra_spec::Mode,
+    /// Timeout of one run; for interactive agents, of one agent turn of the chat.
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for AgentPlan {
@@ -58,6 +66,7 @@ pub struct Harness {
     tools: Arc<Registry>,
     events: Arc<dyn EventSink>,
     stream: bool,
+    chat: Option<ChatSetup>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -98,7 +107,14 @@ impl Harness {
             tools,
             events,
             stream,
+            chat: None,
         })
+    }
+
+    /// Lets interactive agents reach humans (without it they pause the session).
+    pub fn with_chat(mut self, setup: ChatSetup) -> Self {
+        self.chat = Some(setup);
+        self
     }
 
     /// The composed system prompt of agent `idx` for `call`.
@@ -354,6 +370,13 @@ pub fn parse_json_answer(text: &str) -> Result<Value, String> {
 
 impl NodeRunner for Harness {
     fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        let interactive = self
+            .plans
+            .get(call.agent_idx)
+            .is_some_and(|p| p.mode == orchestra_spec::Mode::Interactive);
+        if interactive {
+            return Box::pin(self.run_chat(call));
+        }
         Box::pin(self.run_agent(call))
     }
 }

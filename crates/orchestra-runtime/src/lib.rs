@@ -18,6 +18,8 @@ pub mod exec_condition;
 mod gitstep;
 pub mod gitws;
 pub mod harness;
+pub mod interactive;
+pub mod attach;
 pub mod hooks;
 pub mod plan;
 pub mod retention;

@@ -122,6 +122,9 @@ pub struct DriveOptions {
     pub retry_base: Duration,
     /// Limits that replace the pipeline's for this drive (to go on after a limit stopped it).
     pub limits: LimitOverrides,
+    /// Where interactive agents find a human (a terminal, an attach client); `None`: they
+    /// pause the session.
+    pub human: Option<Arc<dyn crate::interactive::Interaction>>,
 }
 
 impl std::fmt::Debug for DriveOptions {
@@ -265,7 +268,20 @@ impl Engine {
         name: Option<String>,
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
-        let id = new_session_id();
+        self.run_as(new_session_id(), compiled, inputs, name, opts)
+            .await
+    }
+
+    /// [`Engine::run`] with a session id chosen by the caller (see [`new_session_id`]), for
+    /// callers that set things up under the id before the run starts (an attach socket).
+    pub async fn run_as(
+        &self,
+        id: String,
+        compiled: Arc<Compiled>,
+        inputs: Map<String, Value>,
+        name: Option<String>,
+        opts: &DriveOptions,
+    ) -> Result<SessionOutcome, RuntimeError> {
         let new = NewSession {
             id: id.clone(),
             name,
@@ -580,6 +596,13 @@ impl Engine {
                 Arc::clone(&opts.events),
                 opts.stream,
             )
+            .map(|h| {
+                h.with_chat(crate::harness::ChatSetup {
+                    human: opts.human.clone(),
+                    store: Some(self.store.clone()),
+                    channels: Arc::new(compiled.channels.clone()),
+                })
+            })
         })();
         let harness = match setup {
             Ok(h) => h,
@@ -623,7 +646,15 @@ impl Engine {
             per_agent: compiled
                 .agents
                 .iter()
-                .map(|a| (a.timeout.0, a.retries))
+                .map(|a| {
+                    // A chat waits for a human as long as it takes; its agent turns are timed
+                    // by the harness.
+                    let timeout = match a.mode {
+                        orchestra_spec::Mode::Interactive => Duration::MAX,
+                        orchestra_spec::Mode::Autonomous => a.timeout.0,
+                    };
+                    (timeout, a.retries)
+                })
                 .collect(),
             retry_base: opts.retry_base,
             snapshot_every: compiled.project.snapshot_every,

@@ -21,8 +21,8 @@ pub use discovery::{Discovery, Found, Level, find_project_file};
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
 pub use pipeline::{
     AgentSpec, ArgType, BASE_CHANNELS, END, EdgeSpec, FieldType, InputSpec, Join, LimitsSpec, Mode,
-    OnConflict, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec, StateFieldSpec,
-    ToolArgSpec, WorkspaceSpec,
+    OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,
+    StateFieldSpec, ToolArgSpec, WorkspaceSpec,
 };
 pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
 pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec};

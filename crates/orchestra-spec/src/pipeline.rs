@@ -48,6 +48,26 @@ pub struct PipelineSpec {
     /// Session-wide limits.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Files written from the final state when the session completes (e.g. a review in
+    /// Markdown); their paths are printed at the end of the run.
+    #[serde(default)]
+    pub outputs: SpannedMap<OutputFileSpec>,
+}
+
+/// A file written from the final state when a session completes.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFileSpec {
+    /// The state field written: a string as it is, any other value as pretty JSON.
+    pub from: Spanned<String>,
+    /// Where to write it, relative to the project root: a minijinja template over `session`,
+    /// `pipeline`, `name` (this output's name) and `inputs`. Default:
+    /// `.orchestra/outputs/{{ session }}/{{ name }}.md` (`.json` for non-string values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Spanned<String>>,
+    /// What the file holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// An input of the pipeline (`--input key=value`).

@@ -112,6 +112,7 @@ fn json_outcomes_and_status_have_every_field() {
             "checkpoints",
             "error",
             "messages",
+            "outputs",
             "session",
             "state",
             "status",

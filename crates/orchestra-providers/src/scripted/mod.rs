@@ -3,6 +3,7 @@
 //! tool calls, simulated errors and optional latency. For tests, the offline demo and benchmarks.
 
 mod file;
+mod template;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -135,7 +136,7 @@ impl Scripted {
                 req.agent, req.run_index, turn_index
             )));
         };
-        Ok(self.answer(req, reply, turn_index, sink))
+        self.answer(req, reply, turn_index, sink)
     }
 
     fn answer(
@@ -144,15 +145,20 @@ impl Scripted {
         reply: &Reply,
         turn: usize,
         sink: Option<&TextSink<'_>>,
-    ) -> ChatResponse {
+    ) -> Result<ChatResponse, ProviderError> {
         let mut content = Vec::with_capacity(1 + reply.tool_calls.len());
         let mut out_bytes = 0;
         if let Some(text) = reply.text.as_ref().filter(|t| !t.is_empty()) {
+            let text = if template::is_template(text) {
+                template::render(text, req, turn).map_err(|detail| self.no_script(detail))?
+            } else {
+                text.clone()
+            };
             if let Some(sink) = sink {
-                sink(text);
+                sink(&text);
             }
             out_bytes += text.len();
-            content.push(Block::Text { text: text.clone() });
+            content.push(Block::Text { text });
         }
         for (i, (tool, args, id)) in reply.tool_calls.iter().enumerate() {
             out_bytes += tool.len() + args.to_string().len();
@@ -176,7 +182,7 @@ impl Scripted {
             input_tokens: estimate_tokens(request_bytes(req)),
             output_tokens: estimate_tokens(out_bytes),
         });
-        ChatResponse {
+        Ok(ChatResponse {
             content,
             stop,
             usage,
@@ -186,7 +192,7 @@ impl Scripted {
                 req.model.clone()
             },
             retries: 0,
-        }
+        })
     }
 }
 

@@ -1,0 +1,73 @@
+//! Checks of `outputs:` — files written from the final state when a session completes: the
+//! state field must exist and the path template must parse and use only known variables.
+
+use orchestra_spec::{Diagnostic, PipelineSpec, SourceFile};
+
+/// Variables an output path template may use.
+pub const OUTPUT_PATH_VARS: [&str; 4] = ["session", "pipeline", "name", "inputs"];
+
+/// Adds a diagnostic for every problem in `spec.outputs`.
+pub(crate) fn check_outputs(
+    spec: &PipelineSpec,
+    src: &SourceFile,
+    state_names: &[String],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (name, key_span, out) in spec.outputs.iter() {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            diags.push(
+                Diagnostic::error(format!("invalid output name `{name}`"))
+                    .at(src, key_span)
+                    .with_label("it becomes a file name")
+                    .with_help("use letters, digits, `-`, `_` and `.`"),
+            );
+        }
+        if !state_names.iter().any(|s| *s == out.from.value) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "output `{name}` reads unknown state field `{}`",
+                    out.from.value
+                ))
+                .at(src, out.from.span)
+                .with_label("not a state field of this pipeline")
+                .with_suggestions(&out.from.value, state_names.iter().map(String::as_str))
+                .with_help(format!("state fields: {}", state_names.join(", "))),
+            );
+        }
+        if let Some(path) = &out.path {
+            let env = minijinja::Environment::new();
+            match env.template_from_str(&path.value) {
+                Err(e) => diags.push(
+                    Diagnostic::error(format!("invalid path template of output `{name}`"))
+                        .at(src, path.span)
+                        .with_label(e.detail().unwrap_or("syntax error").to_owned()),
+                ),
+                Ok(t) => {
+                    let mut unknown: Vec<String> = t
+                        .undeclared_variables(false)
+                        .into_iter()
+                        .filter(|v| !OUTPUT_PATH_VARS.contains(&v.as_str()))
+                        .collect();
+                    unknown.sort();
+                    if let Some(v) = unknown.first() {
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "unknown variable `{v}` in the path of output `{name}`"
+                            ))
+                            .at(src, path.span)
+                            .with_suggestions(v, OUTPUT_PATH_VARS)
+                            .with_help(format!(
+                                "path templates may use: {}",
+                                OUTPUT_PATH_VARS.join(", ")
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
