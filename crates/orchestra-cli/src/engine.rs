@@ -222,6 +222,10 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
             if !warnings.is_empty() {
                 writeln!(w, "with {} warning(s) (see above)", warnings.len())?;
             }
+            let cwd = std::env::current_dir().unwrap_or_default();
+            for p in &out.outputs {
+                writeln!(w, "wrote {}", orchestra_spec::display_path(p, &cwd).display())?;
+            }
             exit::SUCCESS
         }
         Finish::Failed { error } => {
@@ -295,7 +299,7 @@ pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Re
     let messages = out.state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
     let line = json!({
         "session": out.session, "status": status, "error": error, "steps": out.steps,
-        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "state": out.state,
+        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "outputs": out.outputs, "state": out.state,
     });
     writeln!(io::stdout().lock(), "{line}")?;
     Ok(code)

@@ -21,6 +21,7 @@ pub mod harness;
 pub mod interactive;
 pub mod attach;
 pub mod hooks;
+pub mod outputs;
 pub mod plan;
 pub mod retention;
 pub mod session;

@@ -158,6 +158,8 @@ pub struct SessionOutcome {
     pub tokens: u64,
     /// The final state.
     pub state: State,
+    /// The output files written (when the session completed).
+    pub outputs: Vec<std::path::PathBuf>,
 }
 
 /// A new session id: UTC date and time plus random hex, e.g. `20261120-223145-a1b2c3`.
@@ -340,6 +342,7 @@ impl Engine {
                     steps: 0,
                     tokens: 0,
                     state,
+                    outputs: Vec::new(),
                 });
             }
         };
@@ -686,12 +689,27 @@ impl Engine {
             hooks,
             store: self.store.clone(),
             events: Arc::clone(&opts.events),
-            inputs: Arc::new(inputs),
+            inputs: Arc::new(inputs.clone()),
             cancel: cancel_rx,
         };
         let finish = exec.run(&mut pos).await;
         watcher.abort();
         let finish = finish?;
+        let mut outputs = Vec::new();
+        let finish = match finish {
+            Finish::Completed { .. } => {
+                match crate::outputs::write_outputs(&compiled, id, &inputs, &pos.state) {
+                    Ok(paths) => {
+                        outputs = paths;
+                        finish
+                    }
+                    Err(e) => Finish::Failed {
+                        error: format!("the session completed but its outputs could not be written: {e}"),
+                    },
+                }
+            }
+            other => other,
+        };
         let (status, error) = match &finish {
             Finish::Completed { .. } => (SessionStatus::Completed, None),
             Finish::Failed { error } => (SessionStatus::Failed, Some(error.clone())),
@@ -722,6 +740,7 @@ impl Engine {
             steps: pos.sched.step,
             tokens: pos.tokens,
             state: pos.state,
+            outputs,
         })
     }
 }
