@@ -4,6 +4,10 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod cli {
+    pub(crate) mod gitrepo;
+    mod git_flow;
+    mod git_conflict;
+    mod git_cleanup;
     pub(crate) mod common;
     mod corpus;
     mod pipelines;

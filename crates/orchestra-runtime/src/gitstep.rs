@@ -178,8 +178,8 @@ impl GitStep {
             dirs.push((i, fork.path));
         }
         if !forking.is_empty() {
-            let registry =
-                build_tools(&self.compiled, &roots, self.tools.clone()).map_err(NodeError::Fatal)?;
+            let registry = build_tools(&self.compiled, &roots, self.tools.clone())
+                .map_err(NodeError::Fatal)?;
             call.tools = Some(Arc::new(registry));
         }
         let result = inner.run(call).await?;
@@ -226,7 +226,10 @@ impl GitStep {
             .collect();
         let (sr, mode, st) = (repo.session.clone(), repo.mode, self.settings.clone());
         let name = &repo.session.repo_name;
-        match self.on_repo(idx, move || merge_back(&sr, &forks, mode, &st)).await {
+        match self
+            .on_repo(idx, move || merge_back(&sr, &forks, mode, &st))
+            .await
+        {
             Ok(MergeOutcome::Merged { conflicts, .. }) => Ok(conflicts),
             Ok(MergeOutcome::Stopped { conflict, .. }) => {
                 let what = format!(
@@ -250,15 +253,17 @@ impl GitStep {
                     },
                 })
             }
-            Err(Failure::Git(GitError::UnresolvedConflicts { path, files })) => Err(HookError::Pause {
-                node: writers.first().cloned().unwrap_or_default(),
-                reason: format!(
-                    "the merge conflict in repository `{name}` is not resolved yet: {} still hold conflict markers in {}; resolve them, then `orchestra resume {}`",
-                    quoted(&files.iter().map(String::as_str).collect::<Vec<_>>()),
-                    path.display(),
-                    self.session
-                ),
-            }),
+            Err(Failure::Git(GitError::UnresolvedConflicts { path, files })) => {
+                Err(HookError::Pause {
+                    node: writers.first().cloned().unwrap_or_default(),
+                    reason: format!(
+                        "the merge conflict in repository `{name}` is not resolved yet: {} still hold conflict markers in {}; resolve them, then `orchestra resume {}`",
+                        quoted(&files.iter().map(String::as_str).collect::<Vec<_>>()),
+                        path.display(),
+                        self.session
+                    ),
+                })
+            }
             Err(e) => Err(HookError::Failed(format!(
                 "cannot merge the parallel writers of repository `{name}`: {e}"
             ))),
@@ -442,7 +447,10 @@ mod tests {
         let cut = capped(Some(&long));
         let cut = cut.as_str().unwrap();
         assert!(cut.len() < long.len());
-        assert!(cut.ends_with("more bytes; read the file for the rest]"), "{cut}");
+        assert!(
+            cut.ends_with("more bytes; read the file for the rest]"),
+            "{cut}"
+        );
     }
 
     #[test]
@@ -451,7 +459,10 @@ mod tests {
         assert!(!has_conflicts(&state));
         state.insert("metadata".into(), json!({ "conflicts": [] }));
         assert!(!has_conflicts(&state));
-        state.insert("metadata".into(), json!({ "conflicts": [{ "repo": "app" }] }));
+        state.insert(
+            "metadata".into(),
+            json!({ "conflicts": [{ "repo": "app" }] }),
+        );
         assert!(has_conflicts(&state));
     }
 }

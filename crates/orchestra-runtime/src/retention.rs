@@ -166,7 +166,9 @@ impl Engine {
                 Ok(items) => report
                     .pruned
                     .extend(items.into_iter().map(|r| (repo.clone(), r))),
-                Err(e) => tracing::warn!(repo = %repo.display(), error = %e, "cannot prune worktree records"),
+                Err(e) => {
+                    tracing::warn!(repo = %repo.display(), error = %e, "cannot prune worktree records")
+                }
             }
         }
         Ok(report)
@@ -213,9 +215,8 @@ impl Engine {
         }
         if !dry_run {
             let (id, owner) = (rec.id.clone(), self.owner().to_owned());
-            let done = (errors.is_empty()).then(|| {
-                json!({ "at": system_now_ms(), "removed": entry.removed.len() })
-            });
+            let done = (errors.is_empty())
+                .then(|| json!({ "at": system_now_ms(), "removed": entry.removed.len() }));
             self.store()
                 .call(move |s| {
                     if let Some(done) = &done {

@@ -34,14 +34,17 @@ pub(crate) struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; write e.g. `7d`, `12h` or `30m`"))
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write e.g. `7d`, `12h` or `30m`"))
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let db = db_path(args.db.clone(), ctx);
     if !db.exists() {
-        writeln!(io::stdout(), "nothing to clean up (no database at {})", db.display())?;
+        writeln!(
+            io::stdout(),
+            "nothing to clean up (no database at {})",
+            db.display()
+        )?;
         return Ok(exit::SUCCESS);
     }
     let rt = runtime()?;
@@ -75,7 +78,11 @@ fn age(d: Duration) -> String {
 
 fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
     let mut out = io::stdout().lock();
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let (mut sessions, mut worktrees, mut branches, mut kept, mut failed) = (0, 0, 0, 0, 0);
     for s in &report.sessions {
         let why = match &s.kept {
@@ -127,7 +134,11 @@ fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
             writeln!(
                 out,
                 "{} stale worktree record {name} in {}",
-                if args.dry_run { "would prune" } else { "pruned" },
+                if args.dry_run {
+                    "would prune"
+                } else {
+                    "pruned"
+                },
                 repo.display()
             )?;
         }
@@ -136,7 +147,11 @@ fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
         out,
         "{}: {sessions} session(s), {worktrees} worktree(s), {branches} branch(es){}; {kept} kept",
         if args.dry_run { "dry run" } else { "done" },
-        if args.dry_run { " would be removed" } else { " removed" },
+        if args.dry_run {
+            " would be removed"
+        } else {
+            " removed"
+        },
     )?;
     Ok(if failed > 0 {
         exit::INTERNAL

@@ -6,7 +6,7 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orchestra_runtime::Engine;
+use orchestra_runtime::{Engine, RuntimeError, restore};
 
 use crate::cli::Ctx;
 use crate::cmd::run::db_path;
@@ -37,7 +37,8 @@ pub(crate) struct Args {
     /// Print only warnings, failures and the outcome.
     #[arg(long, short)]
     quiet: bool,
-    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text.
+    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text;
+    /// with --no-run, the new session with the state and commits it starts from.
     #[arg(long)]
     json: bool,
     /// The session database (default: the project's, found from the current directory).
@@ -66,20 +67,15 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
     };
     if args.no_run {
         if args.json {
-            let line = serde_json::json!({
-                "session": id, "status": "paused", "parent_session": args.session,
-                "parent_checkpoint": args.checkpoint,
-            });
-            writeln!(io::stdout().lock(), "{line}")?;
-        } else {
-            let mut out = io::stdout().lock();
-            writeln!(
-                out,
-                "forked at checkpoint {}; run it with `orchestra resume {id}`",
-                args.checkpoint
-            )?;
-            writeln!(out, "session {id}")?;
+            return print_fork(engine, &id, args.checkpoint).await;
         }
+        let mut out = io::stdout().lock();
+        writeln!(
+            out,
+            "forked at checkpoint {}; run it with `orchestra resume {id}`",
+            args.checkpoint
+        )?;
+        writeln!(out, "session {id}")?;
         return Ok(exit::SUCCESS);
     }
     if !args.quiet && !args.json {
@@ -103,4 +99,37 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
         Ok(out) => report_outcome(&out, progress.elapsed_ms()),
         Err(e) => report_error(&e),
     }
+}
+
+/// `--no-run --json`: the new session, its parent, and the state and `{repo: sha}` it starts
+/// from, as one JSON line.
+async fn print_fork(engine: &Engine, id: &str, step: u64) -> io::Result<u8> {
+    let forked = async {
+        let (rec, compiled) = engine.session_pipeline(id).await?;
+        let sid = rec.id.clone();
+        let pos = engine
+            .store()
+            .call(move |s| {
+                Ok(restore(
+                    &*s,
+                    &sid,
+                    step,
+                    &compiled.topology,
+                    &compiled.channels,
+                ))
+            })
+            .await??;
+        let shas = engine.shas_at(&rec, step).await?;
+        Ok::<_, RuntimeError>((rec, pos.state, shas))
+    };
+    let (rec, state, shas) = match forked.await {
+        Ok(v) => v,
+        Err(e) => return report_error(&e),
+    };
+    let line = serde_json::json!({
+        "session": rec.id, "status": rec.status.as_str(), "parent_session": rec.parent_session,
+        "parent_checkpoint": rec.parent_checkpoint, "state": state, "repo_shas": shas,
+    });
+    writeln!(io::stdout().lock(), "{line}")?;
+    Ok(exit::SUCCESS)
 }
