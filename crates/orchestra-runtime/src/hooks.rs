@@ -147,3 +147,127 @@ pub(crate) async fn after_step(
         bytes,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use orchestra_store::{MemoryStore, NewSession};
+
+    use super::*;
+
+    /// A hook with fixed effects, or one that pauses.
+    struct Fixed(Result<Vec<(String, Value)>, HookError>);
+
+    impl StepHooks for Fixed {
+        fn before_checkpoint<'a>(
+            &'a self,
+            _step: u64,
+            _nodes: &'a [String],
+            _state: &'a State,
+        ) -> BoxFuture<'a, Result<StepEffects, HookError>> {
+            let effects = self.0.clone().map(|writes| StepEffects {
+                repo_shas: Some(json!({ "app": "abc" })),
+                writes,
+            });
+            Box::pin(async move { effects })
+        }
+    }
+
+    async fn store() -> StoreHandle {
+        let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
+        store
+            .call(|s| {
+                s.create_session(&NewSession {
+                    id: "s".into(),
+                    name: None,
+                    pipeline: "p".into(),
+                    pipeline_path: "p.yaml".into(),
+                    pipeline_source: String::new(),
+                    resolved: Value::Null,
+                    pipeline_hash: String::new(),
+                    inputs: json!({}),
+                    parent_session: None,
+                    parent_checkpoint: None,
+                    created_at: 1,
+                })
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn hook_writes_are_recorded_and_stand_when_a_rerun_of_the_step_has_none() {
+        let store = store().await;
+        let conflicts = json!({ "conflicts": [{ "repo": "app" }] });
+        let hook = Fixed(Ok(vec![("metadata".into(), conflicts.clone())]));
+        let state = State::new();
+        let got = after_step(&hook, &store, "s", 3, &[], &state)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.repo_shas, Some(json!({ "app": "abc" })));
+        assert_eq!(
+            got.writes.len(),
+            1,
+            "only the declared write: no message, no output"
+        );
+        assert_eq!(got.writes[0].writer, HOOK_NODE);
+        assert_eq!(got.writes[0].channel, "metadata");
+        assert_eq!(got.writes[0].value, conflicts);
+        let recorded = store.call(|s| s.task_records("s", 3..=3)).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].node, HOOK_NODE);
+        assert_eq!(recorded[0].task_idx, HOOK_TASK_IDX);
+
+        // The step runs again after an interruption; the merge was done the first time, so the
+        // hook has nothing to add now: what was recorded then still applies.
+        let rerun = Fixed(Ok(Vec::new()));
+        let again = after_step(&rerun, &store, "s", 3, &[], &state)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.writes, got.writes);
+        assert_eq!(again.bytes, got.bytes);
+        // Another step has no such record.
+        let other = after_step(&rerun, &store, "s", 4, &[], &state)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(other.writes.is_empty());
+        assert_eq!(other.bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn hook_errors_pause_or_fail_the_session() {
+        let store = store().await;
+        let state = State::new();
+        let pause = Fixed(Err(HookError::Pause {
+            node: "b".into(),
+            reason: "resolve it".into(),
+        }));
+        let finish = after_step(&pause, &store, "s", 2, &[], &state)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            finish,
+            Finish::Paused {
+                node: "b".into(),
+                reason: "resolve it".into()
+            }
+        );
+        let fail = Fixed(Err(HookError::Failed("merge conflict".into())));
+        let finish = after_step(&fail, &store, "s", 2, &[], &state)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            finish,
+            Finish::Failed {
+                error: "step 2: merge conflict".into()
+            }
+        );
+    }
+}

@@ -139,6 +139,13 @@ fn on_conflict_agent_commits_the_markers_and_hands_the_conflict_to_the_next_agen
     assert_eq!(p.git_in(&worktree, &["status", "--porcelain"]), "");
     assert_eq!(p.worktrees().len(), 2, "the forks' worktrees are gone");
 
+    // The conflicts are part of checkpoint 1: restoring it (a replay) gives them back exactly.
+    let fork = p.json(&["replay", id, "--checkpoint", "1", "--no-run"], 0);
+    assert_eq!(fork["state"]["metadata"], out["state"]["metadata"]);
+    assert_eq!(fork["repo_shas"]["app"], p.rev(&format!("{branch}^")));
+    let fork = p.json(&["replay", id, "--checkpoint", "2", "--no-run"], 0);
+    assert_eq!(fork["state"], out["state"]);
+
     p.assert_fsck_clean();
     p.assert_user_untouched();
 }
