@@ -230,13 +230,17 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
         let _ = writeln!(out, "driven by {owner}");
     }
     if let Some(Value::Object(git)) = rec.meta.get("git") {
+        let removed = rec.meta.contains_key(orchestra_runtime::retention::CLEANUP_META);
         for (repo, g) in git {
-            let _ = writeln!(
-                out,
-                "branch    {repo}: {} (worktree {})",
+            let (branch, worktree) = (
                 g["branch"].as_str().unwrap_or("?"),
-                g["worktree"].as_str().unwrap_or("?")
+                g["worktree"].as_str().unwrap_or("?"),
             );
+            let _ = if removed {
+                writeln!(out, "branch    {repo}: {branch} (removed by `orchestra cleanup`)")
+            } else {
+                writeln!(out, "branch    {repo}: {branch} (worktree {worktree})")
+            };
         }
     }
     let _ = writeln!(out, "\ncheckpoints ({}):", cps.len());

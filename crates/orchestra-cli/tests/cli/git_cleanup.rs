@@ -123,6 +123,13 @@ fn cleanup_removes_finished_sessions_past_the_threshold_and_nothing_else() {
     );
     assert!(branch_exists(&p, &recent_branch) && listed(&p, &recent_wt));
     assert!(branch_exists(&p, &paused_branch) && listed(&p, &paused_wt));
+    let status = p.orchestra(&["status", &old]).stdout;
+    assert!(
+        status.contains(&format!(
+            "branch    app: {old_branch} (removed by `orchestra cleanup`)"
+        )),
+        "{status}"
+    );
 
     // A worktree directory deleted by hand leaves a stale record: cleanup prunes it.
     std::fs::remove_dir_all(&recent_wt).unwrap();
