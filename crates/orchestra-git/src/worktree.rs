@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
 
@@ -111,12 +112,46 @@ impl UserRepo {
             .ctx(format!("look up branch {branch}"), &self.workdir)?;
         let mut opts = WorktreeAddOptions::new();
         opts.reference(Some(&reference));
-        self.repo.worktree(record, path, Some(&opts)).ctx(
-            format!("add worktree {} for {branch}", path.display()),
-            &self.workdir,
-        )?;
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _guard = worktree_lock();
+                self.repo.worktree(record, path, Some(&opts))
+            };
+            match result {
+                Ok(_) => break,
+                // libgit2 reports any branch as "already checked out" when it meets another
+                // worktree being created or removed at that moment (by another process: ours
+                // are serialised); the check runs before anything is written, so try again.
+                Err(e)
+                    if attempt < 5
+                        && e.message().contains("already checked out")
+                        && !self.checked_out(branch)? =>
+                {
+                    attempt += 1;
+                    tracing::debug!(
+                        branch,
+                        attempt,
+                        "worktree add raced another worktree change"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                Err(e) => {
+                    let op = format!("add worktree {} for {branch}", path.display());
+                    return Err(e).ctx(op, &self.workdir);
+                }
+            }
+        }
         tracing::debug!(worktree = %path.display(), branch, "added worktree");
         Ok(())
+    }
+
+    /// Whether `branch` is checked out in a linked worktree, from git's records.
+    fn checked_out(&self, branch: &str) -> Result<bool> {
+        Ok(self
+            .records()?
+            .iter()
+            .any(|r| r.branch.as_deref() == Some(branch)))
     }
 
     /// Git's records of linked worktrees.
@@ -173,8 +208,11 @@ impl UserRepo {
         }
         let mut opts = WorktreePruneOptions::new();
         opts.valid(true).locked(false).working_tree(true);
-        wt.prune(Some(&mut opts))
-            .ctx(format!("remove worktree {}", path.display()), &self.workdir)?;
+        {
+            let _guard = worktree_lock();
+            wt.prune(Some(&mut opts))
+                .ctx(format!("remove worktree {}", path.display()), &self.workdir)?;
+        }
         // libgit2 leaves the directory when the record was already stale; finish the job.
         if path.exists() {
             fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
@@ -193,6 +231,7 @@ impl UserRepo {
             .repo
             .find_worktree(record)
             .ctx(format!("open worktree record {record}"), &self.workdir)?;
+        let _guard = worktree_lock();
         wt.prune(None)
             .ctx(format!("prune worktree record {record}"), &self.workdir)
     }
@@ -225,6 +264,13 @@ impl UserRepo {
             .map_err(io_error("write", &file))?;
         Ok(())
     }
+}
+
+/// Serialises adding and removing worktrees in this process: libgit2's check that a branch is
+/// not checked out elsewhere fails spuriously while another worktree is half made or removed.
+fn worktree_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// git's record of one linked worktree.
