@@ -126,7 +126,27 @@ enum Trial {
     Resumed(u64),
 }
 
-fn trial(reference: &Reference, rng: &mut Rng, early: bool) -> Result<Trial, String> {
+/// Agent runs recorded as finished (per agent), checked against the calls logged so far.
+fn recorded_before(
+    p: &Project,
+    id: &str,
+    before: &[String],
+) -> Result<BTreeMap<String, u64>, String> {
+    let finished = finished_runs(&p.status(id));
+    for (agent, n) in &finished {
+        let logged = count(before).get(agent).copied().unwrap_or(0);
+        if logged < *n {
+            return Err(format!(
+                "{agent}: {n} runs recorded but only {logged} calls logged"
+            ));
+        }
+    }
+    Ok(finished)
+}
+
+/// Kills a run (`early`: anywhere around its start), optionally kills its first resume too
+/// (`twice`), resumes it to the end and compares with the uninterrupted run.
+fn trial(reference: &Reference, rng: &mut Rng, early: bool, twice: bool) -> Result<Trial, String> {
     let p = Project::new();
     let running = p.spawn(&["run", "crash.yaml"]);
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(1000);
@@ -168,25 +188,40 @@ fn trial(reference: &Reference, rng: &mut Rng, early: bool) -> Result<Trial, Str
             session["status"]
         ));
     }
-    let finished = finished_runs(&p.status(&id));
-    for (agent, n) in &finished {
-        let logged = count(&before).get(agent).copied().unwrap_or(0);
-        if logged < *n {
-            return Err(format!(
-                "{agent}: {n} runs recorded but only {logged} calls logged"
-            ));
+    let mut finished = recorded_before(&p, &id, &before)?;
+    let mut before = before;
+    if twice {
+        // Kill the resume as well, at a random moment of its drive.
+        let resuming = p.spawn(&["resume", &id]);
+        if resuming
+            // "resuming session ..." (or "session ..." when it had no checkpoint yet)
+            .wait_for("session ", Duration::from_secs(20))
+            .is_none()
+        {
+            let run = resuming.finish();
+            return Err(format!("the first resume failed:\n{}", run.transcript()));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(ms(reference.driving) / 2)));
+        resuming.signal("KILL", true);
+        let second = resuming.finish();
+        if second.code != 0 {
+            before = p.log("calls.log");
+            finished = recorded_before(&p, &id, &before)?;
         }
     }
-    let (run, outcome) = p.run_json(&["resume", &id]);
-    if run.code != 0 {
-        return Err(format!("resume failed:\n{}", run.transcript()));
-    }
-    for key in ["status", "steps", "tokens", "checkpoints", "state"] {
-        if outcome[key] != reference.outcome[key] {
-            return Err(format!(
-                "`{key}` differs after kill + resume:\n  resumed:       {}\n  uninterrupted: {}",
-                outcome[key], reference.outcome[key]
-            ));
+    if p.status(&id)["status"] != "completed" {
+        let (run, outcome) = p.run_json(&["resume", &id]);
+        if run.code != 0 {
+            return Err(format!("resume failed:\n{}", run.transcript()));
+        }
+        for key in ["status", "steps", "tokens", "checkpoints", "state"] {
+            // Byte for byte: the same keys in the same order, the same values.
+            if outcome[key].to_string() != reference.outcome[key].to_string() {
+                return Err(format!(
+                    "`{key}` differs after kill + resume:\n  resumed:       {}\n  uninterrupted: {}",
+                    outcome[key], reference.outcome[key]
+                ));
+            }
         }
     }
     let after = p.log("calls.log")[before.len()..].to_vec();
@@ -196,7 +231,7 @@ fn trial(reference: &Reference, rng: &mut Rng, early: bool) -> Result<Trial, Str
         let ran = again.get(agent).copied().unwrap_or(0);
         if done + ran != *total {
             return Err(format!(
-                "{agent}: {done} run(s) had finished before the kill and {ran} ran after it; \
+                "{agent}: {done} run(s) had finished before the last kill and {ran} ran after it; \
                  an uninterrupted run makes {total} (calls before the kill: {before:?}, after: {after:?})"
             ));
         }
@@ -224,7 +259,7 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
                     let mut rng = Rng(seed.wrapping_add(w.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
                     (w..TRIALS)
                         .step_by(usize::try_from(PARALLEL).unwrap())
-                        .map(|t| (t, trial(reference, &mut rng, t % 5 == 0)))
+                        .map(|t| (t, trial(reference, &mut rng, t % 5 == 0, t % 3 == 1)))
                         .collect::<Vec<_>>()
                 })
             })
