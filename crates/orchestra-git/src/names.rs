@@ -80,8 +80,11 @@ pub(crate) fn fork_worktree_path(
 /// where `leaf` is the worktree directory's name. Session ids cannot contain `+`, so two
 /// sessions never share a record name.
 pub(crate) fn record_name(session: &str, leaf: &str) -> String {
-    format!("orchestra-{session}+{leaf}")
+    format!("{RECORD_PREFIX}{session}+{leaf}")
 }
+
+/// How the names of Orchestra's worktree records begin.
+pub(crate) const RECORD_PREFIX: &str = "orchestra-";
 
 /// Makes a name usable as one ref component and one directory name: letters, digits, `_` and
 /// `-` are kept, anything else becomes `-`.

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
 
 use crate::error::{Context as _, GitError, Result, io_error};
-use crate::names::is_inside;
+use crate::names::{RECORD_PREFIX, is_inside};
 
 /// The user's repository, opened for metadata only: refs, objects and worktree records. Its
 /// HEAD, index and working tree are never written through it.
@@ -31,6 +31,17 @@ impl UserRepo {
                 path: path.to_path_buf(),
             });
         };
+        let record = repo
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if repo.is_worktree() && record.starts_with(RECORD_PREFIX) {
+            return Err(GitError::NotSessionWorktree {
+                path: workdir,
+                reason: "it is an orchestra worktree, not the user's repository".to_owned(),
+            });
+        }
         let canonical = path.canonicalize().map_err(io_error("resolve", path))?;
         let workdir_canonical = workdir.canonicalize().unwrap_or_else(|_| workdir.clone());
         let subdir = canonical

@@ -190,3 +190,25 @@ fn open_session_recreates_a_missing_worktree_from_the_branch() {
     let err = open_session(&repo.path, "app", "p", "nope", &repo.settings).unwrap_err();
     assert!(matches!(err, GitError::BranchNotFound { .. }), "{err}");
 }
+
+#[test]
+fn a_session_worktree_is_not_taken_for_the_users_repository() {
+    let repo = TestRepo::new();
+    let s = start_session(&repo.path, "app", "p", "s1", &repo.settings).unwrap();
+    let err = start_session(&s.worktree, "app", "p", "s2", &repo.settings).unwrap_err();
+    assert!(matches!(err, GitError::NotSessionWorktree { .. }), "{err}");
+    assert!(!s.worktree.join(".orchestra").exists());
+    // A linked worktree of the user's own is a fine place to start from.
+    let mine = repo.path.parent().unwrap().join("mine");
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        "feature",
+        mine.to_str().unwrap(),
+    ]);
+    let from_mine = start_session(&mine, "app", "p", "s3", &repo.settings).unwrap();
+    assert!(canon(&from_mine.worktree).starts_with(canon(&mine)));
+    repo.assert_fsck_clean();
+}
