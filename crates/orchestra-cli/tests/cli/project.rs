@@ -153,7 +153,8 @@ impl Project {
         }
         s.add_filter(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", "[SESSION]");
         s.add_filter(r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\b", "[DATE]");
-        s.add_filter(r"\b\d+(\.\d+)?(ms|s)\b", "[T]");
+        // Durations, with the padding before them (column widths vary with the number).
+        s.add_filter(r" +\d+(\.\d+)?(ms|s)\b", " [T]");
         s.add_filter(r"\b\d+@[\w.-]+", "[PID@HOST]");
         s
     }
