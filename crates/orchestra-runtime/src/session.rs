@@ -103,6 +103,9 @@ impl Engine {
     }
 }
 
+/// Looks up an environment variable (API keys); tests pass a fixed map.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// How a run is driven.
 #[derive(Clone)]
 pub struct DriveOptions {
@@ -113,7 +116,7 @@ pub struct DriveOptions {
     /// Becomes true on Ctrl-C.
     pub cancel: watch::Receiver<bool>,
     /// Environment lookup (API keys).
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
     /// Tools registered through the library.
     pub tools: Registry,
     /// Conditions registered through the library.

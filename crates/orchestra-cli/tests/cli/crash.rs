@@ -216,10 +216,10 @@ fn trial(reference: &Reference, rng: &mut Rng, early: bool, twice: bool) -> Resu
         }
         for key in ["status", "steps", "tokens", "checkpoints", "state"] {
             // Byte for byte: the same keys in the same order, the same values.
-            if outcome[key].to_string() != reference.outcome[key].to_string() {
+            let (got, want) = (outcome[key].to_string(), reference.outcome[key].to_string());
+            if got != want {
                 return Err(format!(
-                    "`{key}` differs after kill + resume:\n  resumed:       {}\n  uninterrupted: {}",
-                    outcome[key], reference.outcome[key]
+                    "`{key}` differs after kill + resume:\n  resumed:       {got}\n  uninterrupted: {want}"
                 ));
             }
         }
