@@ -10,9 +10,9 @@ use std::time::Instant;
 use orchestra_runtime::{
     DriveOptions, Engine, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
 };
-use serde_json::{Value, json};
 use orchestra_spec::{PROJECT_FILE, ProjectConfig, find_project_file, parse_yaml, read_source};
 use orchestra_store::ErrorClass;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::exit;
@@ -224,7 +224,11 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
             }
             let cwd = std::env::current_dir().unwrap_or_default();
             for p in &out.outputs {
-                writeln!(w, "wrote {}", orchestra_spec::display_path(p, &cwd).display())?;
+                writeln!(
+                    w,
+                    "wrote {}",
+                    orchestra_spec::display_path(p, &cwd).display()
+                )?;
             }
             exit::SUCCESS
         }
@@ -288,7 +292,11 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
 /// Prints the outcome as one JSON line; the exit code is the same as for text.
 pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Result<u8> {
     let id = out.session.clone();
-    let checkpoints = engine.store().call(move |s| s.checkpoints(&id)).await.map_or(0, |c| c.len());
+    let checkpoints = engine
+        .store()
+        .call(move |s| s.checkpoints(&id))
+        .await
+        .map_or(0, |c| c.len());
     let (status, code, error) = match &out.finish {
         Finish::Completed { .. } => ("completed", exit::SUCCESS, None),
         Finish::Failed { error } => ("failed", exit::SESSION_FAILED, Some(error.clone())),
@@ -296,7 +304,11 @@ pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Re
         Finish::Paused { reason, .. } => ("paused", exit::SUCCESS, Some(reason.clone())),
         Finish::Interrupted => ("interrupted", exit::INTERRUPTED, None),
     };
-    let messages = out.state.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let messages = out
+        .state
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let line = json!({
         "session": out.session, "status": status, "error": error, "steps": out.steps,
         "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "outputs": out.outputs, "state": out.state,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use orchestra_graph::{LoadOptions, load};
-use orchestra_runtime::{Engine, LimitOverrides};
 use orchestra_runtime::session::pipeline_hash;
+use orchestra_runtime::{Engine, LimitOverrides};
 
 use crate::cli::Ctx;
 use crate::cmd::run::db_path;
@@ -93,7 +93,9 @@ fn warn_if_changed(stored: &orchestra_graph::Compiled, hash: &str, ctx: &Ctx) {
         home: ctx.home.clone(),
         ..LoadOptions::default()
     };
-    let now = load(&stored.pipeline_path, &opts).ok().map(|c| pipeline_hash(&c));
+    let now = load(&stored.pipeline_path, &opts)
+        .ok()
+        .map(|c| pipeline_hash(&c));
     if now.as_deref() != Some(hash) {
         let _ = writeln!(
             io::stderr(),

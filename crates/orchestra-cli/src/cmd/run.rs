@@ -71,7 +71,12 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Ok(c) => c,
         Err(diags) => {
             diag::print(&mut err, &diags)?;
-            writeln!(err, "error: `{}` is not a valid pipeline: {}", args.pipeline.display(), diag::counts(&diags))?;
+            writeln!(
+                err,
+                "error: `{}` is not a valid pipeline: {}",
+                args.pipeline.display(),
+                diag::counts(&diags)
+            )?;
             return Ok(exit::BAD_INPUT);
         }
     };
@@ -90,16 +95,31 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             msg.push_str(&format!("; {h}"));
         }
         writeln!(err, "{msg}")?;
-        writeln!(err, "  inputs: {}", if names.is_empty() { "(none)".to_owned() } else { names.join(", ") })?;
+        writeln!(
+            err,
+            "  inputs: {}",
+            if names.is_empty() {
+                "(none)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )?;
         return Ok(exit::BAD_INPUT);
     }
     if !given.missing.is_empty() {
-        writeln!(err, "error: missing input(s): {}; give them with --input KEY=VALUE", given.missing.join(", "))?;
+        writeln!(
+            err,
+            "error: missing input(s): {}; give them with --input KEY=VALUE",
+            given.missing.join(", ")
+        )?;
         return Ok(exit::BAD_INPUT);
     }
     let inputs: Map<String, Value> = given.values;
     drop(err);
-    let db = args.db.clone().unwrap_or_else(|| compiled.project_root.join(&compiled.project.database));
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| compiled.project_root.join(&compiled.project.database));
     let rt = runtime()?;
     rt.block_on(async move {
         let engine = match Engine::open(&db) {
@@ -112,7 +132,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         let (local, no_human) = crate::human::local_human(args.detach);
         let host = crate::human::Host::start(&db, &id, "orchestra run", local, no_human);
         host.wire(&mut opts);
-        let result = engine.run_as(id, Arc::new(compiled), inputs, args.session_name, &opts).await;
+        let result = engine
+            .run_as(id, Arc::new(compiled), inputs, args.session_name, &opts)
+            .await;
         host.finish(&result).await;
         let code = match result {
             Ok(out) if args.json => report_json(&engine, &out).await,

@@ -35,7 +35,11 @@ pub(crate) struct Args {
 
 /// The status to show: `running` without a live driver (its lease expired, or its process is
 /// gone) is `interrupted`; `failed` because of Ctrl-C or a limit is `interrupted` or `stopped`.
-fn shown_status(status: SessionStatus, lease_owner: Option<&str>, error: Option<&str>) -> &'static str {
+fn shown_status(
+    status: SessionStatus,
+    lease_owner: Option<&str>,
+    error: Option<&str>,
+) -> &'static str {
     match (status, lease_owner) {
         (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
         (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
@@ -53,7 +57,12 @@ fn when(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let id = orchestra_runtime::session::date_of_days(days);
-    format!("{id} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{id} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -62,7 +71,11 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         if args.json {
             writeln!(io::stdout(), "[]")?;
         } else {
-            writeln!(io::stdout(), "no sessions yet (no database at {})", db.display())?;
+            writeln!(
+                io::stdout(),
+                "no sessions yet (no database at {})",
+                db.display()
+            )?;
         }
         return Ok(crate::exit::SUCCESS);
     }
@@ -89,11 +102,18 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
         limit: Some(args.limit),
         ..SessionFilter::default()
     };
-    let sessions: Vec<SessionSummary> = engine.store().call(move |s| s.list_sessions(&filter)).await?;
+    let sessions: Vec<SessionSummary> = engine
+        .store()
+        .call(move |s| s.list_sessions(&filter))
+        .await?;
     let mut out = io::stdout().lock();
     if args.json {
         let rows: Vec<Value> = sessions.iter().map(summary_json).collect();
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
         return Ok(());
     }
     if sessions.is_empty() {
@@ -155,7 +175,11 @@ struct Usage {
     errors: u64,
 }
 
-async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestra_runtime::RuntimeError> {
+async fn detail(
+    engine: &Engine,
+    id: &str,
+    as_json: bool,
+) -> Result<(), orchestra_runtime::RuntimeError> {
     let key = id.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
@@ -202,7 +226,11 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
         });
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        );
         return Ok(());
     }
     let _ = writeln!(out, "session   {}", rec.id);
@@ -217,7 +245,12 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
     if let Some(inputs) = rec.inputs.as_object().filter(|m| !m.is_empty()) {
         let shown: Vec<String> = inputs
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
             .collect();
         let _ = writeln!(out, "inputs    {}", shown.join(", "));
     }
@@ -230,14 +263,19 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
         let _ = writeln!(out, "driven by {owner}");
     }
     if let Some(Value::Object(git)) = rec.meta.get("git") {
-        let removed = rec.meta.contains_key(orchestra_runtime::retention::CLEANUP_META);
+        let removed = rec
+            .meta
+            .contains_key(orchestra_runtime::retention::CLEANUP_META);
         for (repo, g) in git {
             let (branch, worktree) = (
                 g["branch"].as_str().unwrap_or("?"),
                 g["worktree"].as_str().unwrap_or("?"),
             );
             let _ = if removed {
-                writeln!(out, "branch    {repo}: {branch} (removed by `orchestra cleanup`)")
+                writeln!(
+                    out,
+                    "branch    {repo}: {branch} (removed by `orchestra cleanup`)"
+                )
             } else {
                 writeln!(out, "branch    {repo}: {branch} (worktree {worktree})")
             };
@@ -252,8 +290,16 @@ async fn detail(engine: &Engine, id: &str, as_json: bool) -> Result<(), orchestr
         if c.has_repo_shas {
             flags.push("repo change");
         }
-        let nodes = if c.nodes.is_empty() { "(start)".to_owned() } else { c.nodes.join(", ") };
-        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) };
+        let nodes = if c.nodes.is_empty() {
+            "(start)".to_owned()
+        } else {
+            c.nodes.join(", ")
+        };
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", flags.join(", "))
+        };
         let _ = writeln!(out, "  {:>4}  {nodes}{flags}", c.step);
     }
     let _ = writeln!(out, "\nusage by agent:");
