@@ -56,6 +56,18 @@ pub(crate) fn ctrl_c() -> watch::Receiver<bool> {
     rx
 }
 
+/// An environment variable, unless it is unset or empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Why the pipeline's providers cannot be set up here (an API key that is not set, a
+/// responses file that cannot be read): checked before a session starts or resumes, so a
+/// configuration problem is bad input (exit 2) and leaves no half-begun session behind.
+pub(crate) fn providers_problem(compiled: &orchestra_graph::Compiled) -> Option<String> {
+    orchestra_runtime::plan::build_providers(compiled, &env_var).err()
+}
+
 /// Drive options for the CLI: real environment, progress printed to stderr.
 pub(crate) fn drive_options(
     events: Arc<dyn EventSink>,
@@ -66,7 +78,7 @@ pub(crate) fn drive_options(
         stream,
         events,
         cancel,
-        env: Arc::new(|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty())),
+        env: Arc::new(env_var),
         tools: orchestra_tools::Registry::new(),
         conditions: HashMap::new(),
         retry_base: std::time::Duration::from_millis(500),

@@ -12,7 +12,8 @@ use orchestra_runtime::{Engine, LimitOverrides};
 use crate::cli::Ctx;
 use crate::cmd::run::db_path;
 use crate::engine::{
-    Progress, ctrl_c, drive_options, report_error, report_json, report_outcome, runtime,
+    Progress, ctrl_c, drive_options, providers_problem, report_error, report_json, report_outcome,
+    runtime,
 };
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
@@ -56,6 +57,11 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         let mut full_id = None;
         if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {
             warn_if_changed(&stored, &rec.pipeline_hash, &ctx);
+            if let Some(problem) = providers_problem(&stored) {
+                let _ = writeln!(io::stderr(), "error: {problem}");
+                engine.close().await;
+                return Ok(crate::exit::BAD_INPUT);
+            }
             full_id = Some(rec.id);
         }
         let progress = Arc::new(Progress::new(args.quiet || args.json));

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
 use crate::engine::{
-    Progress, ctrl_c, database_for, drive_options, report_error, report_json, report_outcome,
-    runtime,
+    Progress, ctrl_c, database_for, drive_options, providers_problem, report_error, report_json,
+    report_outcome, runtime,
 };
 use crate::{diag, exit};
 
@@ -115,6 +115,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         return Ok(exit::BAD_INPUT);
     }
     let inputs: Map<String, Value> = given.values;
+    if let Some(problem) = providers_problem(&compiled) {
+        writeln!(err, "error: {problem}")?;
+        return Ok(exit::BAD_INPUT);
+    }
     drop(err);
     let db = args
         .db

@@ -249,3 +249,43 @@ fn status_without_a_database_or_with_an_unknown_session() {
     let resume = p.run(&["resume", "nope"]);
     assert_eq!(resume.code, 2, "{}", resume.transcript());
 }
+
+#[test]
+fn a_provider_that_cannot_be_set_up_is_bad_input_and_leaves_no_session() {
+    let p = Project::new();
+    // The model answers every request with a 500.
+    let model = super::fake_model::FakeModel::start(Vec::new());
+    let pipeline = std::fs::read_to_string(p.path("keyed.yaml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9/v1", &model.api_base());
+    p.write("keyed.yaml", &pipeline);
+    let missing = "error: provider `fake`: environment variable `ORCHESTRA_TEST_KEY` (the API key of provider `fake`) is not set\n";
+    let run = p.run(&["run", "keyed.yaml"]);
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (2, missing),
+        "{}",
+        run.transcript()
+    );
+    assert!(p.sessions().is_empty());
+
+    // With the key the session starts (and fails: the model is down) ...
+    let out = p
+        .command(&["run", "keyed.yaml"])
+        .env("ORCHESTRA_TEST_KEY", "sk-test")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let id = session_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(model.requests().len(), 1);
+    // ... and resuming it without the key is refused before anything runs.
+    let resume = p.run(&["resume", &id]);
+    assert_eq!(
+        (resume.code, resume.stderr.as_str()),
+        (2, missing),
+        "{}",
+        resume.transcript()
+    );
+    assert_eq!(model.requests().len(), 1);
+    assert_eq!(p.status(&id)["status"], "failed");
+}
