@@ -19,9 +19,20 @@ fn session_of(stdout: &str) -> String {
 fn sixteen_sessions_in_sixteen_processes_share_one_database() {
     let p = Project::new();
     // All start on a database that does not exist yet: they race to create it too.
-    let running: Vec<Running> = (0..16)
+    let mut running: Vec<Running> = (0..16)
         .map(|_| p.spawn(&["run", "busy.yaml", "--quiet"]))
         .collect();
+    // Readers at the same time: `status` while the sessions write.
+    let mut reads = 0;
+    while running
+        .iter_mut()
+        .any(|r| r.child.try_wait().unwrap().is_none())
+    {
+        let status = p.run(&["status", "--json"]);
+        assert_eq!(status.code, 0, "{}", status.transcript());
+        reads += 1;
+    }
+    assert!(reads > 0);
     let runs: Vec<_> = running.into_iter().map(Running::finish).collect();
     for run in &runs {
         assert_eq!(run.code, 0, "{}", run.transcript());
