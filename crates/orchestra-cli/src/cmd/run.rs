@@ -47,6 +47,13 @@ pub(crate) struct Args {
     /// checkpoints, number of messages, final state) instead of text.
     #[arg(long)]
     json: bool,
+    /// Stop this drive after N steps in all (overrides `limits.max_steps`; the session keeps its
+    /// own limit, so `orchestra resume` goes on from there).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u32>,
+    /// Stop this drive once N tokens are spent (overrides `limits.max_tokens` for this drive).
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u64>,
     /// Do not chat here: the session pauses at its first interactive agent, to be joined with
     /// `orchestra attach ID` (without a terminal this is what happens anyway).
     #[arg(long)]
@@ -132,6 +139,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         };
         let progress = Arc::new(Progress::new(args.quiet || args.json));
         let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+        opts.limits = orchestra_runtime::session::LimitOverrides {
+            max_steps: args.max_steps,
+            max_tokens: args.max_tokens,
+        };
         let id = orchestra_runtime::new_session_id();
         let (local, no_human) = crate::human::local_human(args.detach);
         let host = crate::human::Host::start(&db, &id, "orchestra run", local, no_human);
