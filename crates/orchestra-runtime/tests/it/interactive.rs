@@ -387,7 +387,13 @@ async fn the_attach_socket_admits_one_human_and_relays_the_chat() {
     assert_eq!(second, HumanInput::Left("alice disconnected".into()));
 
     // Alice is gone: Carol can attach, and hears how the drive ended.
-    let Joined::Attached { mut incoming, .. } = connect(&path, "carol").await.unwrap() else {
+    // (Keep her writing half open: closing it is how a client leaves.)
+    let Joined::Attached {
+        mut incoming,
+        outgoing: _carol,
+        ..
+    } = connect(&path, "carol").await.unwrap()
+    else {
         panic!("carol was refused")
     };
     server
