@@ -239,3 +239,88 @@ fn replay_of_an_unknown_checkpoint_is_a_usage_error_and_creates_nothing() {
     assert_eq!(p.json(&["status"], 0).as_array().unwrap().len(), 1);
     p.assert_user_untouched();
 }
+
+#[test]
+fn a_run_killed_mid_step_resumes_with_the_finished_writers_work_kept() {
+    // coder-b waits long for its model; coder-a finishes (and commits in its fork) at once.
+    let responses = std::fs::read_to_string(
+        super::common::workspace_root().join("fixtures/parallel-edit.responses.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "  coder-b:\n    runs:",
+        "  coder-b:\n    latency_ms: 30000\n    runs:",
+    );
+    assert!(responses.contains("latency_ms: 30000"));
+    let slow = GitProject::new(&[("fixtures/slow.responses.yaml", &responses)]);
+    let pipeline = std::fs::read_to_string(slow.root().join(PIPELINE))
+        .unwrap()
+        .replace("parallel-edit.responses.yaml", "slow.responses.yaml");
+    slow.write("pipelines/slow.yaml", &pipeline);
+    let mut child = slow.spawn(&["run", "pipelines/slow.yaml"]);
+    let started = std::time::Instant::now();
+    let id = loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "coder-a did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let sessions = slow.json(&["status"], 0);
+        let Some(id) = sessions[0]["id"].as_str() else {
+            continue;
+        };
+        let usage = slow.status(id)["usage"].clone();
+        if usage
+            .as_array()
+            .is_some_and(|u| u.iter().any(|r| r["node"] == "coder-a"))
+        {
+            break id.to_owned();
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (branch, _) = slow.branch_and_worktree(&id);
+    let fork_a = format!("{branch}+coder-a-1");
+    let a_commit = slow.rev(&fork_a);
+    assert_eq!(
+        agents_of_commits(&slow, &format!("main..{fork_a}")),
+        ["coder-a"]
+    );
+
+    // Resumed (without the delay, as if the model answered now), coder-a is not run again: its
+    // fork's commit is merged as it was.
+    std::fs::write(
+        slow.root().join("fixtures/slow.responses.yaml"),
+        responses.replace("latency_ms: 30000", "latency_ms: 0"),
+    )
+    .unwrap();
+    let out = slow.json(&["resume", &id], 0);
+    assert_eq!(out["status"], "completed", "{out}");
+    let runs: Vec<(String, u64)> = slow.status(&id)["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["node"].as_str().unwrap().to_owned(),
+                u["runs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(runs.contains(&("coder-a".to_owned(), 1)), "{runs:?}");
+    let range = format!("main..{branch}");
+    assert_eq!(agents_of_commits(&slow, &range), ["coder-a", "coder-b"]);
+    assert!(
+        slow.git(&["rev-list", &range])
+            .lines()
+            .any(|c| c == a_commit),
+        "coder-a's commit from before the kill is in the session branch"
+    );
+    let files = slow.git(&["ls-tree", "-r", "--name-only", &branch, "orchestra-demo"]);
+    assert_eq!(
+        files,
+        "orchestra-demo/greet.sh\norchestra-demo/greet_test.sh\n"
+    );
+    assert_eq!(slow.worktrees().len(), 2, "the forks are merged and gone");
+    slow.assert_fsck_clean();
+}
