@@ -228,7 +228,7 @@ fn live_session(root: &Path) -> String {
 #[test]
 fn attach_joins_a_live_run_and_a_second_attach_is_told_who_holds_it() {
     let p = Project::new();
-    p.slow_planner(1500);
+    p.slow_planner(3000);
     let driver = Command::new(env!("CARGO_BIN_EXE_orchestra"))
         .args(["run", PIPELINE])
         .current_dir(p.root())
