@@ -435,3 +435,63 @@ async fn a_chat_at_the_driving_terminal_holds_the_session_until_it_ends() {
         Joined::Attached { .. }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_an_output_schema_the_chat_ends_only_on_a_valid_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typed.yaml"),
+        r#"
+name: typed
+defaults: { provider: scripted, model: m }
+providers:
+  scripted: { kind: scripted, responses: typed.responses.yaml }
+state:
+  steps: { type: array }
+agents:
+  planner:
+    mode: interactive
+    role: { text: "You plan with a human." }
+    output: { schema: { type: object, required: [steps], properties: { steps: { type: array } } } }
+    writes: { steps: /answer/steps }
+graph:
+  - { from: START, to: planner }
+  - { from: planner, to: END }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("typed.responses.yaml"),
+        r#"
+agents:
+  planner:
+    runs:
+      - turns: [{ text: "Let us talk first." }, { text: "```json\n{\"steps\": [\"a\", \"b\"]}\n```" }]
+"#,
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        cwd: dir.path().to_path_buf(),
+        ..LoadOptions::default()
+    };
+    let c = Arc::new(load(Path::new("typed.yaml"), &opts).unwrap_or_else(|d| panic!("{d:?}")));
+    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let human = Scripted::new(&[Some("/done"), Some("the JSON, please"), Some("/done")]);
+    let out = run(&engine, &c, Some(Arc::clone(&human))).await;
+    assert!(
+        matches!(out.finish, Finish::Completed { .. }),
+        "{:?}",
+        out.finish
+    );
+    assert_eq!(out.state["steps"], json!(["a", "b"]));
+    assert_eq!(
+        out.state["agent_outputs"]["planner"],
+        json!({"verdict": "done", "answer": {"steps": ["a", "b"]}, "comment": ""})
+    );
+    let refused = human.shown().into_iter().any(|e| {
+        matches!(e, ChatEvent::Notice { text }
+            if text.starts_with("/done cannot end this chat: the agent's last answer must be JSON"))
+    });
+    assert!(refused, "{:?}", human.shown());
+    engine.close().await;
+}
