@@ -24,7 +24,7 @@ use orchestra_git::{
 };
 use orchestra_graph::Compiled;
 use orchestra_graph::state::State;
-use orchestra_spec::OnConflict;
+use orchestra_spec::{Mode, OnConflict};
 use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
@@ -156,6 +156,14 @@ impl GitStep {
                 .collect()
         };
         let (agent, step) = (call.agent.clone(), call.step);
+        // An interactive agent's chat is rebuilt from its stored turns without running their
+        // tool calls again, so its fork from an earlier attempt (a pause) is kept; any other
+        // agent starts over, in a fresh fork at the session branch's tip.
+        let keep_fork = self
+            .compiled
+            .agents
+            .get(call.agent_idx)
+            .is_some_and(|a| a.mode == Mode::Interactive);
         let mut dirs = Vec::with_capacity(mine.len());
         let mut roots = self.roots.clone();
         for &i in &mine {
@@ -166,7 +174,18 @@ impl GitStep {
             }
             let (sr, a, st) = (repo.session.clone(), agent.clone(), self.settings.clone());
             let fork = self
-                .on_repo(i, move || fork_worktree(&sr, &a, step, &st))
+                .on_repo(i, move || {
+                    let earlier = AgentWorktree::describe(&sr, &a, step, &st);
+                    if keep_fork && earlier.path.exists() && head_sha(&earlier.path).is_ok() {
+                        tracing::debug!(
+                            agent = a,
+                            step,
+                            "continuing in the fork of the earlier attempt"
+                        );
+                        return Ok(earlier);
+                    }
+                    fork_worktree(&sr, &a, step, &st)
+                })
                 .await
                 .map_err(|e| {
                     NodeError::Fatal(format!(

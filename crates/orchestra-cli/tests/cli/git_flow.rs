@@ -324,3 +324,97 @@ fn a_run_killed_mid_step_resumes_with_the_finished_writers_work_kept() {
     assert_eq!(slow.worktrees().len(), 2, "the forks are merged and gone");
     slow.assert_fsck_clean();
 }
+
+const CHAT_PIPELINE: &str = r#"name: chat-edit
+defaults: { provider: scripted, model: worker }
+providers:
+  scripted: { kind: scripted, responses: ../fixtures/chat-edit.responses.yaml, latency_ms: 0 }
+workspace:
+  repos:
+    app: { path: ., write: true }
+agents:
+  writer:
+    role: { text: You write files. }
+    task: { text: Write a.txt. }
+    tools: [app:write-file]
+  chatter:
+    mode: interactive
+    role: { text: You write files with a human. }
+    task: { text: Write b.txt and ask the human. }
+    tools: [app:write-file]
+graph:
+  - { from: START, to: [writer, chatter] }
+  - { from: writer, to: END }
+  - { from: chatter, to: END }
+"#;
+
+const CHAT_RESPONSES: &str = r#"agents:
+  writer:
+    runs:
+      - turns:
+          - tool_calls:
+              - { tool: "app:write-file", args: { path: a.txt, content: "from the writer\n" } }
+          - text: wrote a.txt
+  chatter:
+    runs:
+      - turns:
+          - tool_calls:
+              - { tool: "app:write-file", args: { path: b.txt, content: "from the chat\n" } }
+          - text: I wrote b.txt. Anything else?
+          - text: Fine.
+"#;
+
+#[test]
+fn an_interactive_writer_paused_mid_chat_keeps_its_forks_work() {
+    let p = GitProject::new(&[
+        ("pipelines/chat-edit.yaml", CHAT_PIPELINE),
+        ("fixtures/chat-edit.responses.yaml", CHAT_RESPONSES),
+    ]);
+    // No terminal: the writer works (in its fork), the interactive agent pauses at once.
+    let run = p.orchestra(&["run", "pipelines/chat-edit.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(run.stdout.contains("paused at `chatter`"), "{}", run.stdout);
+    let id = p.json(&["status"], 0)[0]["id"].as_str().unwrap().to_owned();
+    let (branch, _) = p.branch_and_worktree(&id);
+
+    // A human joins; the agent writes b.txt in its fork and answers; the human leaves (end
+    // of input) before ending the chat: paused again, b.txt uncommitted in the fork.
+    let left = p.orchestra_with_input(&["attach", &id], "");
+    assert_eq!(left.code, 0, "{}", left.transcript());
+    assert!(
+        left.stdout.contains("paused at `chatter`"),
+        "{}",
+        left.transcript()
+    );
+    let fork = p
+        .worktrees()
+        .into_iter()
+        .find(|(_, b)| b.as_deref() == Some(&format!("{branch}+chatter-1")))
+        .unwrap()
+        .0;
+    assert_eq!(
+        std::fs::read_to_string(fork.join("b.txt")).unwrap(),
+        "from the chat\n"
+    );
+
+    // The chat is taken up again (from its stored turns, without running the write again) and
+    // ended: the fork it wrote in is the one merged.
+    let done = p.orchestra_with_input(&["attach", &id], "/done\n");
+    assert_eq!(done.code, 0, "{}", done.transcript());
+    assert!(done.stdout.contains("completed:"), "{}", done.transcript());
+    assert_eq!(
+        p.git(&["show", &format!("{branch}:a.txt")]),
+        "from the writer\n"
+    );
+    assert_eq!(
+        p.git(&["show", &format!("{branch}:b.txt")]),
+        "from the chat\n"
+    );
+    assert_eq!(
+        agents_of_commits(&p, &format!("main..{branch}")),
+        ["chatter", "writer"]
+    );
+    assert_eq!(p.worktrees().len(), 2);
+    p.assert_fsck_clean();
+    p.assert_user_untouched();
+}

@@ -135,6 +135,28 @@ impl GitProject {
         }
     }
 
+    /// `orchestra ARGS` with `input` on its stdin (not a terminal).
+    pub(crate) fn orchestra_with_input(&self, args: &[&str], input: &str) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchestra"));
+        self.env(&mut cmd);
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// `orchestra ARGS --json`, parsed; the exit code must be `code`.
     pub(crate) fn json(&self, args: &[&str], code: i32) -> Value {
         let mut all = args.to_vec();
