@@ -203,6 +203,7 @@ impl Executor {
     /// Only store failures are returned as errors; everything else is a [`Finish`].
     pub async fn run(&self, pos: &mut Position) -> Result<Finish, WorkerError> {
         let failures = Arc::new(AtomicU32::new(0));
+        let mut first_step = true;
         loop {
             if pos.sched.ready.is_empty() {
                 return Ok(Finish::Completed {
@@ -247,7 +248,9 @@ impl Executor {
                 return Ok(e.into_finish(step));
             }
 
-            let results = match self.run_step(step, pos, &failures).await? {
+            let outcome = self.run_step(step, pos, &failures, first_step).await?;
+            first_step = false;
+            let results = match outcome {
                 Ok(r) => r,
                 Err(finish) => return Ok(finish),
             };
@@ -353,12 +356,18 @@ impl Executor {
         step: u64,
         pos: &mut Position,
         failures: &Arc<AtomicU32>,
+        first_step: bool,
     ) -> Result<Result<Vec<(usize, NodeResult)>, Finish>, WorkerError> {
-        let session = self.session.clone();
-        let done: Vec<TaskRecord> = self
-            .store
-            .call(move |s| s.task_records(&session, step..=step))
-            .await?;
+        // Tasks of this step can only be in the store if an earlier drive was cut short in it:
+        // look only on the first step of a drive.
+        let done: Vec<TaskRecord> = if first_step {
+            let session = self.session.clone();
+            self.store
+                .call(move |s| s.task_records(&session, step..=step))
+                .await?
+        } else {
+            Vec::new()
+        };
         let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
         // A task that finished before an interruption is reused. Its tokens are not added
         // again: resuming counted them with the usage recorded after the checkpoint.
@@ -427,6 +436,7 @@ impl Executor {
             set.spawn(async move { (agent_idx, ctx.run(call).await) });
         }
         let mut cancel = self.cancel.clone();
+        let mut cancel_open = true;
         let mut finish: Option<Finish> = None;
         while !set.is_empty() {
             tokio::select! {
@@ -448,8 +458,11 @@ impl Executor {
                         }
                     }
                 }
-                changed = cancel.changed() => {
-                    if changed.is_err() || *cancel.borrow() {
+                changed = cancel.changed(), if cancel_open => {
+                    if changed.is_err() {
+                        // The sender is gone: nobody can cancel any more.
+                        cancel_open = false;
+                    } else if *cancel.borrow() {
                         set.abort_all();
                         finish.get_or_insert(Finish::Interrupted);
                     }

@@ -626,10 +626,12 @@ impl Engine {
         let watcher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(LEASE_TTL / 3);
             tick.tick().await;
+            // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
+            let mut watch_user = true;
             loop {
                 tokio::select! {
-                    changed = user_cancel.changed() => {
-                        if changed.is_err() { return; }
+                    changed = user_cancel.changed(), if watch_user => {
+                        if changed.is_err() { watch_user = false; continue; }
                         if *user_cancel.borrow() { let _ = cancel_tx.send(true); return; }
                     }
                     _ = tick.tick() => {
@@ -707,7 +709,9 @@ impl Engine {
                         finish
                     }
                     Err(e) => Finish::Failed {
-                        error: format!("the session completed but its outputs could not be written: {e}"),
+                        error: format!(
+                            "the session completed but its outputs could not be written: {e}"
+                        ),
                     },
                 }
             }

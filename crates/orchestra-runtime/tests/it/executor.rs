@@ -466,3 +466,18 @@ async fn a_thousand_parallel_agents_on_sqlite() {
     let end = h.restore("f1", 3).await;
     assert_eq!(end.state, pos.state);
 }
+
+#[tokio::test]
+async fn a_dropped_cancel_sender_means_never_cancelled() {
+    let h = Harness::new(Box::new(MemoryStore::new()), diamond());
+    let mut pos = h.start("d1", &NoRouter).await;
+    let runner = FnRunner::new(|c| Ok(says(&c.agent)));
+    let mut exec = h.executor("d1", runner, Arc::new(NoRouter), limits(3));
+    let (tx, rx) = watch::channel(false);
+    drop(tx);
+    exec.cancel = rx;
+    assert_eq!(
+        exec.run(&mut pos).await.unwrap(),
+        Finish::Completed { warnings: vec![] }
+    );
+}
