@@ -26,7 +26,7 @@ pub(crate) fn check_outputs(
                     .with_help("use letters, digits, `-`, `_` and `.`"),
             );
         }
-        if !state_names.iter().any(|s| *s == out.from.value) {
+        if !state_names.contains(&out.from.value) {
             diags.push(
                 Diagnostic::error(format!(
                     "output `{name}` reads unknown state field `{}`",

@@ -445,7 +445,7 @@ async fn a_thousand_parallel_agents_on_sqlite() {
             edge(&[Node::Agent(n + 1)], &[Node::End]),
         ],
     };
-    let store = SqliteStore::open(&dir.path().join("o.db")).unwrap();
+    let store = SqliteStore::open(dir.path().join("o.db")).unwrap();
     let h = Harness::new(Box::new(store), topo);
     let mut pos = h.start("f1", &NoRouter).await;
     let mut l = limits(n + 2);
