@@ -45,12 +45,38 @@ fn cleanup_removes_finished_sessions_past_the_threshold_and_nothing_else() {
     }
     p.resnapshot();
     let old = run(&p, PIPELINE);
-    sleep(Duration::from_millis(1500));
-    let recent = run(&p, PIPELINE);
     let paused = p.json(&["replay", &old, "--checkpoint", "1", "--no-run"], 0)["session"]
         .as_str()
         .unwrap()
         .to_owned();
+    sleep(Duration::from_millis(2500));
+    let recent = run(&p, PIPELINE);
+
+    // Right away (the recent session is well under the threshold, the old one well over):
+    // only the session idle for longer than the threshold goes.
+    let dry_threshold = p.orchestra(&["cleanup", "--dry-run", "--older-than", "2s"]);
+    let out = p.orchestra(&["cleanup", "--older-than", "2s"]);
+    for run in [&dry_threshold, &out] {
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        assert!(
+            run.stdout
+                .contains(&format!("kept {recent} (parallel-edit): idle ")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        dry_threshold
+            .stdout
+            .contains(&format!("would remove session {old} ")),
+        "{}",
+        dry_threshold.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("removed session {old} ")),
+        "{}",
+        out.stdout
+    );
     let (old_branch, old_wt) = p.branch_and_worktree(&old);
     let (recent_branch, recent_wt) = p.branch_and_worktree(&recent);
     let (paused_branch, paused_wt) = p.branch_and_worktree(&paused);
@@ -63,58 +89,19 @@ fn cleanup_removes_finished_sessions_past_the_threshold_and_nothing_else() {
     // A dry run lists what would go and removes nothing.
     let dry = p.orchestra(&["cleanup", "--dry-run", "--older-than", "0s"]);
     assert_eq!(dry.code, 0, "{}", dry.transcript());
-    assert!(
-        dry.stdout.contains(&format!("would remove session {old} ")),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout
-            .contains(&format!("would remove session {recent} ")),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout
-            .contains(&format!("kept {paused} (parallel-edit): paused")),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout
-            .contains(&format!("  branch   {old_branch} (at ")),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout
-            .contains(&format!("  worktree {}", old_wt.display())),
-        "{}",
-        dry.stdout
-    );
-    assert!(
-        dry.stdout.contains(
-            "dry run: 2 session(s), 2 worktree(s), 2 branch(es) would be removed; 1 kept"
-        ),
-        "{}",
-        dry.stdout
-    );
-    assert!(branch_exists(&p, &old_branch) && listed(&p, &old_wt));
+    for line in [
+        format!("would remove session {recent} (parallel-edit, completed, idle "),
+        format!("  branch   {recent_branch} (at "),
+        format!("  worktree {}", recent_wt.display()),
+        format!("kept {paused} (parallel-edit): paused"),
+        "dry run: 1 session(s), 1 worktree(s), 1 branch(es) would be removed; 1 kept".to_owned(),
+    ] {
+        assert!(dry.stdout.contains(&line), "{line}:\n{}", dry.stdout);
+    }
+    assert!(!dry.stdout.contains(&old), "{}", dry.stdout);
+    assert!(branch_exists(&p, &recent_branch) && listed(&p, &recent_wt));
 
-    // Only the session idle for longer than the threshold goes.
-    let out = p.orchestra(&["cleanup", "--older-than", "1s"]);
-    assert_eq!(out.code, 0, "{}", out.transcript());
-    assert!(
-        out.stdout.contains(&format!("removed session {old} ")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("kept {recent} (parallel-edit): idle ")),
-        "{}",
-        out.stdout
-    );
+    // The old session's branch and worktree are gone; the others' are there.
     assert!(!branch_exists(&p, &old_branch));
     assert!(!listed(&p, &old_wt) && !old_wt.exists());
     assert!(
