@@ -4,23 +4,24 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod cli {
-    pub(crate) mod gitrepo;
-    mod git_flow;
-    mod git_conflict;
-    mod git_cleanup;
+    mod bad_output;
     pub(crate) mod common;
+    mod concurrency;
     mod corpus;
-    mod pipelines;
-    mod schema;
-    mod usage;
-    pub(crate) mod project;
     mod crash;
     pub(crate) mod fake_model;
-    mod bad_output;
-    mod limits;
     mod flow;
-    pub(crate) mod pty;
+    mod git_cleanup;
+    mod git_conflict;
+    mod git_flow;
+    pub(crate) mod gitrepo;
     mod interactive;
+    mod limits;
+    mod pipelines;
+    pub(crate) mod project;
+    pub(crate) mod pty;
+    mod readme;
     mod run;
-    mod concurrency;
+    mod schema;
+    mod usage;
 }
