@@ -228,3 +228,85 @@ fn every_command_of_the_readme_runs_in_a_fresh_clone() {
     }
     assert!(ran >= 15, "only {ran} commands ran");
 }
+
+/// The main job against a real model (skipped unless `ORCHESTRA_REAL_LLM=1`): the reviewers fan
+/// out, the critic loops 0 to 2 times, the synthesizer writes the review, every step has its
+/// checkpoint, and the repository under review is left as it was.
+#[test]
+fn pr_review_runs_against_a_real_model() {
+    if std::env::var("ORCHESTRA_REAL_LLM").as_deref() != Ok("1") {
+        return;
+    }
+    let (provider, key) = if std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.is_empty()) {
+        ("anthropic", "ANTHROPIC_API_KEY")
+    } else if std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.is_empty()) {
+        ("openai", "OPENAI_API_KEY")
+    } else {
+        panic!("ORCHESTRA_REAL_LLM=1 needs ANTHROPIC_API_KEY or OPENAI_API_KEY");
+    };
+    let repo = Repo::new();
+    let status_before = git_status(&repo);
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestra"))
+        .args([
+            "run",
+            "pipelines/pr-review.yaml",
+            "--provider",
+            provider,
+            "--json",
+        ])
+        .current_dir(&repo.root)
+        .env_clear()
+        .env("HOME", &repo.home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(key, std::env::var(key).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["status"], "completed");
+    let steps = v["steps"].as_u64().unwrap();
+    assert!(
+        (3..=7).contains(&steps),
+        "reviewers, critic x1..3 with 0..2 loops, synthesizer: {steps}"
+    );
+    assert_eq!(v["checkpoints"].as_u64(), Some(steps + 1));
+    let review = v["state"]["review"].as_str().unwrap();
+    assert!(review.len() > 100, "{review}");
+    let path = v["outputs"][0].as_str().unwrap();
+    assert_eq!(std::fs::read_to_string(path).unwrap(), review);
+    let detail = repo.orchestra(&["status", v["session"].as_str().unwrap(), "--json"], "");
+    let d: serde_json::Value = serde_json::from_str(&detail.stdout).unwrap();
+    let runs = |node: &str| {
+        d["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["node"] == node)
+            .map_or(0, |u| u["runs"].as_u64().unwrap())
+    };
+    assert!((1..=3).contains(&runs("critic")));
+    assert_eq!(runs("security-reviewer"), runs("critic"));
+    assert_eq!(runs("architecture-reviewer"), runs("critic"));
+    assert_eq!(runs("synthesizer"), 1);
+    assert_eq!(
+        git_status(&repo),
+        status_before,
+        "the reviewed repository is untouched"
+    );
+}
+
+fn git_status(repo: &Repo) -> String {
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(&repo.root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
