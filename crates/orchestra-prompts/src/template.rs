@@ -224,8 +224,10 @@ pub fn check_task(
     vars.sort();
     let mut diags = Vec::new();
     for var in vars {
+        // `state.metadata.conflicts` is checked as `state.metadata`: what lies below a channel
+        // is data, not something the compiler knows.
         let (root, field) = match var.split_once('.') {
-            Some((r, f)) => (r, Some(f)),
+            Some((r, f)) => (r, Some(f.split('.').next().unwrap_or(f))),
             None => (var.as_str(), None),
         };
         let span = || {
@@ -380,6 +382,28 @@ mod tests {
             err.to_string(),
             "undefined variable `state.plan` in task template prompts/tasks/t.yaml:5"
         );
+    }
+
+    #[test]
+    fn paths_below_a_channel_are_data_not_errors() {
+        let text = "text: |\n  {{ state.metadata.conflicts }} {{ state.metdata.x }}\n";
+        let src = SourceFile::new("t.yaml", text);
+        let l = layer(
+            LayerKind::Task,
+            "{{ state.metadata.conflicts }} {{ state.metdata.x }}\n",
+            2,
+        );
+        let state = vec!["metadata".to_owned()];
+        let diags = check_task(
+            &l,
+            &src,
+            &TemplateScope {
+                state: &state,
+                inputs: &[],
+            },
+        );
+        let msgs: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(msgs, ["unknown state field `metdata` in task template"]);
     }
 
     #[test]
