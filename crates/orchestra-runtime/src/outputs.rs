@@ -29,7 +29,9 @@ pub fn write_outputs(
             .path
             .as_ref()
             .map(|p| p.value.clone())
-            .unwrap_or_else(|| format!(".orchestra/outputs/{{{{ session }}}}/{{{{ name }}}}.{ext}"));
+            .unwrap_or_else(|| {
+                format!(".orchestra/outputs/{{{{ session }}}}/{{{{ name }}}}.{ext}")
+            });
         let env = minijinja::Environment::new();
         let rel = env
             .render_str(
@@ -38,14 +40,16 @@ pub fn write_outputs(
             )
             .map_err(|e| format!("output `{name}`: cannot render its path: {e}"))?;
         let rel = PathBuf::from(rel.trim());
-        if rel.as_os_str().is_empty() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        if rel.as_os_str().is_empty() || rel.components().any(|c| matches!(c, Component::ParentDir))
+        {
             return Err(format!(
                 "output `{name}`: the path `{}` is empty or leaves the project with `..`",
                 rel.display()
             ));
         }
         let path = compiled.project_root.join(&rel);
-        write_file(&path, &text).map_err(|e| format!("output `{name}`: cannot write {}: {e}", path.display()))?;
+        write_file(&path, &text)
+            .map_err(|e| format!("output `{name}`: cannot write {}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
