@@ -6,6 +6,7 @@ mod diag;
 mod engine;
 mod exit;
 mod human;
+mod load;
 mod report;
 
 fn main() -> std::process::ExitCode {

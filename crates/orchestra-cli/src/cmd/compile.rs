@@ -5,12 +5,13 @@
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
-use orchestra_graph::{Compiled, LoadOptions, load};
+use orchestra_graph::Compiled;
 use orchestra_spec::Diagnostic;
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::{diag, exit, report};
+use crate::load::load_pipeline;
+use crate::{exit, report};
 
 /// Validate a pipeline and resolve everything it refers to; print the graph.
 ///
@@ -29,7 +30,7 @@ pub(crate) struct Args {
     #[arg(long)]
     prompts: bool,
     /// An input for `--prompts`, as KEY=VALUE (repeatable); other inputs use their defaults.
-    #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "input", value_name = "KEY=VALUE", value_parser = crate::load::parse_key_value)]
     inputs: Vec<(String, String)>,
     /// Resolve every agent's model against this provider instead of its own.
     #[arg(long)]
@@ -49,41 +50,12 @@ enum Format {
     Dot,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
-    }
-}
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let opts = LoadOptions {
-        cwd: ctx.cwd.clone(),
-        home: ctx.home.clone(),
-        ..LoadOptions::default()
-    };
-    let mut err = io::stderr().lock();
-    let mut compiled = match load(&args.pipeline, &opts) {
+    let compiled = match load_pipeline(&args.pipeline, args.provider.as_deref(), ctx)? {
         Ok(c) => c,
-        Err(diags) => {
-            diag::print(&mut err, &diags)?;
-            writeln!(
-                err,
-                "error: `{}` is not a valid pipeline: {}",
-                args.pipeline.display(),
-                diag::counts(&diags)
-            )?;
-            return Ok(exit::BAD_INPUT);
-        }
+        Err(code) => return Ok(code),
     };
-    if let Some(p) = &args.provider
-        && let Err(d) = compiled.use_provider(p)
-    {
-        diag::print(&mut err, &[d.with_label("given with `--provider`")])?;
-        return Ok(exit::BAD_INPUT);
-    }
-    diag::print(&mut err, &compiled.warnings)?;
-    drop(err);
     if args.prompts {
         return prompts(&compiled, &args);
     }

@@ -5,16 +5,16 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orchestra_graph::{LoadOptions, load};
 use orchestra_runtime::Engine;
 use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
+use crate::load::load_pipeline;
 use crate::engine::{
     Progress, ctrl_c, database_for, drive_options, providers_problem, report_error, report_json,
     report_outcome, runtime,
 };
-use crate::{diag, exit};
+use crate::exit;
 
 /// Compile and run a pipeline; every step is checkpointed to the session database.
 ///
@@ -26,7 +26,7 @@ pub(crate) struct Args {
     /// The pipeline file.
     pipeline: PathBuf,
     /// An input of the pipeline, as KEY=VALUE (repeatable); others use their defaults.
-    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = crate::load::parse_key_value)]
     inputs: Vec<(String, String)>,
     /// A name for the session (shown by `status`).
     #[arg(long)]
@@ -60,40 +60,13 @@ pub(crate) struct Args {
     detach: bool,
 }
 
-pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
-    }
-}
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let opts = LoadOptions {
-        cwd: ctx.cwd.clone(),
-        home: ctx.home.clone(),
-        ..LoadOptions::default()
+    let compiled = match load_pipeline(&args.pipeline, args.provider.as_deref(), ctx)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
     let mut err = io::stderr().lock();
-    let mut compiled = match load(&args.pipeline, &opts) {
-        Ok(c) => c,
-        Err(diags) => {
-            diag::print(&mut err, &diags)?;
-            writeln!(
-                err,
-                "error: `{}` is not a valid pipeline: {}",
-                args.pipeline.display(),
-                diag::counts(&diags)
-            )?;
-            return Ok(exit::BAD_INPUT);
-        }
-    };
-    diag::print(&mut err, &compiled.warnings)?;
-    if let Some(p) = &args.provider
-        && let Err(d) = compiled.use_provider(p)
-    {
-        diag::print(&mut err, &[d])?;
-        return Ok(exit::BAD_INPUT);
-    }
     let given = compiled.inputs_with(&args.inputs);
     if let Some(k) = given.unknown.first() {
         let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();

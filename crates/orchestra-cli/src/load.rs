@@ -1,0 +1,53 @@
+//! Loading a pipeline for a subcommand: compile it, print its diagnostics (errors and warnings)
+//! to stderr, and apply `--provider`. Also the `KEY=VALUE` parser of `--input`.
+
+use std::io::{self, Write as _};
+use std::path::Path;
+
+use orchestra_graph::{Compiled, LoadOptions, load};
+
+use crate::cli::Ctx;
+use crate::{diag, exit};
+
+/// The compiled pipeline at `path`, or the exit code to stop with (diagnostics already printed).
+pub(crate) fn load_pipeline(
+    path: &Path,
+    provider: Option<&str>,
+    ctx: &Ctx,
+) -> io::Result<Result<Compiled, u8>> {
+    let opts = LoadOptions {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        ..LoadOptions::default()
+    };
+    let mut err = io::stderr().lock();
+    let mut compiled = match load(path, &opts) {
+        Ok(c) => c,
+        Err(diags) => {
+            diag::print(&mut err, &diags)?;
+            writeln!(
+                err,
+                "error: `{}` is not a valid pipeline: {}",
+                path.display(),
+                diag::counts(&diags)
+            )?;
+            return Ok(Err(exit::BAD_INPUT));
+        }
+    };
+    if let Some(p) = provider
+        && let Err(d) = compiled.use_provider(p)
+    {
+        diag::print(&mut err, &[d.with_label("given with `--provider`")])?;
+        return Ok(Err(exit::BAD_INPUT));
+    }
+    diag::print(&mut err, &compiled.warnings)?;
+    Ok(Ok(compiled))
+}
+
+/// Parses `KEY=VALUE` (of `--input`).
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
