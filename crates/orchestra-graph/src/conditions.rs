@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use minijinja::{Environment, UndefinedBehavior};
 use orchestra_spec::Level;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Most expression instructions one rule evaluation may execute.
 const FUEL: u64 = 1_000_000;
@@ -116,20 +116,23 @@ fn detail(e: &minijinja::Error) -> String {
 }
 
 impl RuleSet {
-    /// The targets chosen for `state` and `inputs` (JSON objects) when the edge has taken
-    /// `loops` loops: those of the first rule whose `when` is true, else the default.
+    /// The targets chosen for `state` and `inputs` when the edge has taken `loops` loops: those
+    /// of the first rule whose `when` is true, else the default.
+    ///
+    /// Only the state channels and inputs the rules name (`state.verdict`) are converted for
+    /// the expression engine, so a step costs what its rules read, not the size of the state
+    /// (which grows with every message). A rule that uses `state` or `inputs` as a whole (e.g.
+    /// `state[name]`) gets all of it.
     pub fn evaluate(
         &self,
-        state: &Value,
-        inputs: &Value,
+        state: &Map<String, Value>,
+        inputs: &Map<String, Value>,
         loops: u32,
     ) -> Result<Vec<String>, ConditionError> {
         let env = environment();
-        let ctx = minijinja::context! {
-            state => minijinja::Value::from(minijinja::value::Serde(state)),
-            inputs => minijinja::Value::from(minijinja::value::Serde(inputs)),
-            loops => loops,
-        };
+        let mut exprs = Vec::with_capacity(self.rules.len());
+        let mut state_used = Used::default();
+        let mut inputs_used = Used::default();
         for rule in &self.rules {
             let expr = env
                 .compile_expression(&rule.when)
@@ -140,6 +143,25 @@ impl RuleSet {
                     detail: detail(&e),
                     source: e,
                 })?;
+            for var in expr.undeclared_variables(true) {
+                let (root, field) = match var.split_once('.') {
+                    Some((r, f)) => (r, f.split('.').next()),
+                    None => (var.as_str(), None),
+                };
+                match root {
+                    "state" => state_used.add(field),
+                    "inputs" => inputs_used.add(field),
+                    _ => {}
+                }
+            }
+            exprs.push(expr);
+        }
+        let ctx = minijinja::context! {
+            state => state_used.view(state),
+            inputs => inputs_used.view(inputs),
+            loops => loops,
+        };
+        for (rule, expr) in self.rules.iter().zip(&exprs) {
             let v = expr.eval(ctx.clone()).map_err(|e| ConditionError::Eval {
                 expr: rule.when.clone(),
                 path: self.path.clone(),
@@ -152,6 +174,41 @@ impl RuleSet {
             }
         }
         Ok(self.default.clone())
+    }
+}
+
+/// Which keys of a JSON object the rules of a condition read.
+#[derive(Debug, Default)]
+struct Used {
+    /// The object is used as a whole.
+    all: bool,
+    /// Keys read as `name.key`, in first-use order.
+    keys: Vec<String>,
+}
+
+impl Used {
+    fn add(&mut self, key: Option<&str>) {
+        match key {
+            None => self.all = true,
+            Some(k) if !self.keys.iter().any(|known| known == k) => self.keys.push(k.to_owned()),
+            Some(_) => {}
+        }
+    }
+
+    /// The object as the expressions see it: whole, or only the keys they read (a key the
+    /// object lacks stays undefined, as it would be in the whole object).
+    fn view(&self, object: &Map<String, Value>) -> minijinja::Value {
+        if self.all {
+            return minijinja::Value::from(minijinja::value::Serde(object));
+        }
+        minijinja::Value::from_pairs(self.keys.iter().filter_map(|k| {
+            object.get(k).map(|v| {
+                (
+                    k.as_str(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                )
+            })
+        }))
     }
 }
 

@@ -180,13 +180,9 @@ impl Router for ConditionRouter {
             .get(name)
             .ok_or_else(|| format!("condition `{name}` is not resolved"))?;
         match &cond.source {
-            ConditionSource::Rules(rules) => {
-                let state = Value::Object(state.clone());
-                let inputs = Value::Object(inputs.clone());
-                rules
-                    .evaluate(&state, &inputs, loops)
-                    .map_err(|e| e.to_string())
-            }
+            ConditionSource::Rules(rules) => rules
+                .evaluate(state, inputs, loops)
+                .map_err(|e| e.to_string()),
             ConditionSource::Executable { path, .. } => {
                 let payload =
                     serde_json::json!({ "state": state, "inputs": inputs, "loops": loops });

@@ -4,6 +4,13 @@ use super::*;
 use orchestra_spec::{Discovery, SourceFile, Span, Spanned};
 use serde_json::json;
 
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 fn rules(when: &[(&str, &[&str])], default: &[&str]) -> RuleSet {
     RuleSet {
         path: PathBuf::from("conditions/c.yaml"),
@@ -31,22 +38,23 @@ fn first_matching_rule_routes_else_default() {
         ],
         &["END"],
     );
-    let inputs = json!({});
-    let s = json!({"verdict": "revise", "findings": []});
+    let inputs = Map::new();
+    let s = obj(json!({"verdict": "revise", "findings": []}));
     assert_eq!(r.evaluate(&s, &inputs, 0).unwrap(), ["a", "b"]);
     assert_eq!(r.evaluate(&s, &inputs, 2).unwrap(), ["END"]);
-    let s = json!({"verdict": "approve", "findings": [1, 2, 3, 4]});
+    let s = obj(json!({"verdict": "approve", "findings": [1, 2, 3, 4]}));
     assert_eq!(r.evaluate(&s, &inputs, 0).unwrap(), ["c"]);
-    let s = json!({"verdict": null, "findings": []});
+    let s = obj(json!({"verdict": null, "findings": []}));
     assert_eq!(r.evaluate(&s, &inputs, 0).unwrap(), ["END"]);
 }
 
 #[test]
 fn inputs_are_visible() {
     let r = rules(&[("inputs.mode == \"fast\"", &["quick"])], &["slow"]);
-    let state = json!({});
+    let state = Map::new();
     assert_eq!(
-        r.evaluate(&state, &json!({"mode": "fast"}), 0).unwrap(),
+        r.evaluate(&state, &obj(json!({"mode": "fast"})), 0)
+            .unwrap(),
         ["quick"]
     );
 }
@@ -58,13 +66,41 @@ fn runtime_errors_name_file_and_line() {
         &["b"],
     );
     let msg = r
-        .evaluate(&json!({"n": 1}), &json!({}), 0)
+        .evaluate(&obj(json!({"n": 1})), &Map::new(), 0)
         .unwrap_err()
         .to_string();
     assert_eq!(
         msg,
         "condition expression `state.n + \"x\" == 1` at conditions/c.yaml:3 failed: tried to use + operator on unsupported types number and string"
     );
+}
+
+#[test]
+fn rules_see_the_channels_they_name_and_the_whole_state_when_they_use_it() {
+    let state = obj(json!({
+        "verdict": "revise",
+        "metadata": {"round": 2},
+        "messages": [{"content": "a"}, {"content": "b"}],
+    }));
+    let inputs = obj(json!({"mode": "fast"}));
+    let route = |when: &str| {
+        rules(&[(when, &["yes"])], &["no"])
+            .evaluate(&state, &inputs, 1)
+            .map(|t| t[0].clone())
+    };
+    assert_eq!(route("state.metadata.round == 2").unwrap(), "yes");
+    assert_eq!(route("state.messages | length == 2").unwrap(), "yes");
+    assert_eq!(route("state[\"verdict\"] == \"revise\"").unwrap(), "yes");
+    assert_eq!(route("state | length == 3").unwrap(), "yes");
+    assert_eq!(route("inputs.mode ~ loops == \"fast1\"").unwrap(), "yes");
+    assert_eq!(route("state.missing is defined").unwrap(), "no");
+    assert_eq!(
+        route("state.verdict is defined and state.missing is not defined").unwrap(),
+        "yes"
+    );
+    // A channel the state lacks is undefined, and using it is an error, as before.
+    let err = route("state.missing == 1").unwrap_err().to_string();
+    assert!(err.contains("undefined"), "{err}");
 }
 
 fn resolver_env(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use orchestra_graph::scheduler::{Outcome, Scheduler};
 use orchestra_graph::{Compiled, ConditionSource, LoadOptions, Node, ToolKind, load};
 use orchestra_spec::Level;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -167,19 +167,26 @@ fn prompts_render_in_the_revise_round() {
     assert!(synth.contains("- [critical] SQL injection (src/db.rs:48, security-reviewer): query built with format! Fix: bind it\n"), "{synth}");
 }
 
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 #[test]
 fn the_scheduler_walks_the_revise_loop_to_the_end() {
     let c = compile();
     let ConditionSource::Rules(rules) = &c.conditions["critic_routing"].source else {
         panic!("critic_routing is a rule file");
     };
-    let inputs = json!({"base": "HEAD~1", "head": "HEAD"});
+    let inputs = obj(json!({"base": "HEAD~1", "head": "HEAD"}));
     let sched = Scheduler::new(&c.topology);
     // The critic asks for a revision the first time and approves the second.
     let verdicts = ["revise", "approve"];
     let mut critic_runs = 0;
     let mut route = |_: usize, _: &orchestra_graph::Edge| {
-        let state = json!({"verdict": verdicts[critic_runs.min(1)]});
+        let state = obj(json!({"verdict": verdicts[critic_runs.min(1)]}));
         critic_runs += 1;
         rules
             .evaluate(&state, &inputs, 0)
@@ -216,15 +223,15 @@ fn critic_routing_rules_route_as_documented() {
         panic!("rules");
     };
     let revise = rules
-        .evaluate(&json!({"verdict": "revise"}), &json!({}), 0)
+        .evaluate(&obj(json!({"verdict": "revise"})), &Map::new(), 0)
         .unwrap();
     assert_eq!(revise, ["security-reviewer", "architecture-reviewer"]);
     let approve = rules
-        .evaluate(&json!({"verdict": "approve"}), &json!({}), 1)
+        .evaluate(&obj(json!({"verdict": "approve"})), &Map::new(), 1)
         .unwrap();
     assert_eq!(approve, ["synthesizer"]);
     let unset = rules
-        .evaluate(&json!({"verdict": null}), &json!({}), 0)
+        .evaluate(&obj(json!({"verdict": null})), &Map::new(), 0)
         .unwrap();
     assert_eq!(unset, ["synthesizer"]);
 }
