@@ -184,7 +184,7 @@ mod tests {
                     pipeline: "p".into(),
                     pipeline_path: "p.yaml".into(),
                     pipeline_source: String::new(),
-                    resolved: Value::Null,
+                    resolved: "null".into(),
                     pipeline_hash: String::new(),
                     inputs: json!({}),
                     parent_session: None,

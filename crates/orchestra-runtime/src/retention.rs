@@ -88,10 +88,18 @@ fn repo_paths(rec: &SessionRecord) -> Vec<PathBuf> {
 
 /// The git settings the session ran with (from its stored pipeline).
 fn settings(rec: &SessionRecord) -> GitSettings {
-    let g: GitConfig = rec
-        .resolved
-        .pointer("/project/git")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    // Only `project.git` is decoded; the rest of the pipeline is skipped over.
+    #[derive(serde::Deserialize)]
+    struct Resolved {
+        project: Project,
+    }
+    #[derive(serde::Deserialize)]
+    struct Project {
+        #[serde(default)]
+        git: GitConfig,
+    }
+    let g: GitConfig = serde_json::from_str::<Resolved>(&rec.resolved)
+        .map(|r| r.project.git)
         .unwrap_or_default();
     GitSettings {
         prefix: g.prefix,

@@ -287,15 +287,17 @@ impl Engine {
         name: Option<String>,
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
+        // Serialized once, straight to text: the hash and the stored copy come from it.
+        let resolved =
+            serde_json::to_string(&*compiled).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         let new = NewSession {
             id: id.clone(),
             name,
             pipeline: compiled.name.clone(),
             pipeline_path: compiled.pipeline_path.display().to_string(),
             pipeline_source: compiled.source.text.to_string(),
-            resolved: serde_json::to_value(&*compiled)
-                .map_err(|e| RuntimeError::Setup(e.to_string()))?,
-            pipeline_hash: pipeline_hash(&compiled),
+            pipeline_hash: hash_of(&resolved),
+            resolved,
             inputs: Value::Object(inputs.clone()),
             parent_session: None,
             parent_checkpoint: None,
@@ -385,7 +387,7 @@ impl Engine {
     ) -> Result<(SessionRecord, Arc<Compiled>), RuntimeError> {
         let id = session.to_owned();
         let rec = self.store.call(move |s| s.find_session(&id)).await?;
-        let compiled: Compiled = serde_json::from_value(rec.resolved.clone()).map_err(|e| {
+        let compiled: Compiled = serde_json::from_str(&rec.resolved).map_err(|e| {
             RuntimeError::Refused(format!(
                 "session `{}` was stored by an incompatible version of orchestra ({e})",
                 rec.id

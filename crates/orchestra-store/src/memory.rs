@@ -370,7 +370,7 @@ mod tests {
             pipeline: "p".into(),
             pipeline_path: "p.yaml".into(),
             pipeline_source: String::new(),
-            resolved: Value::Null,
+            resolved: "null".into(),
             pipeline_hash: "h".into(),
             inputs: Value::Null,
             parent_session: None,

@@ -22,8 +22,9 @@ pub struct NewSession {
     pub pipeline_path: String,
     /// The pipeline YAML text that ran.
     pub pipeline_source: String,
-    /// The resolved pipeline (resume uses it).
-    pub resolved: Value,
+    /// The resolved pipeline as JSON text (resume uses it). Kept as text: it is written once
+    /// and read back whole, so the store never builds a JSON tree of it.
+    pub resolved: String,
     /// Hash of the pipeline source (resume warns when the file changed).
     pub pipeline_hash: String,
     /// The session inputs.
@@ -49,8 +50,8 @@ pub struct SessionRecord {
     pub pipeline_path: String,
     /// The pipeline YAML text that ran.
     pub pipeline_source: String,
-    /// The resolved pipeline.
-    pub resolved: Value,
+    /// The resolved pipeline as JSON text, exactly as it was given.
+    pub resolved: String,
     /// Hash of the pipeline source.
     pub pipeline_hash: String,
     /// The session inputs.
@@ -335,7 +336,7 @@ mod tests {
                 pipeline: "p".into(),
                 pipeline_path: "p.yaml".into(),
                 pipeline_source: String::new(),
-                resolved: Value::Null,
+                resolved: "null".into(),
                 pipeline_hash: "h".into(),
                 inputs: Value::Null,
                 parent_session: None,

@@ -194,7 +194,7 @@ impl Harness {
                     pipeline: "t".into(),
                     pipeline_path: "t.yaml".into(),
                     pipeline_source: String::new(),
-                    resolved: Value::Null,
+                    resolved: "null".into(),
                     pipeline_hash: String::new(),
                     inputs: json!({}),
                     parent_session: None,

@@ -16,6 +16,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use serde_json::Value;
 
@@ -194,6 +195,11 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
         .map_err(ctx.err("set synchronous mode"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(ctx.err("enable foreign keys"))?;
+    // Without this, SQLite may compile a statement again when a parameter its plan looked at is
+    // rebound; for `col = ?` terms it does so whenever the old value was 0 or 1. With the first
+    // session of a file (`sid` 1) that re-parsed the node-run insert on every step.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(ctx.err("enable the query planner stability guarantee"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }

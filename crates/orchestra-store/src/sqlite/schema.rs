@@ -105,6 +105,20 @@ CREATE TABLE messages (
 ) STRICT;
 CREATE INDEX messages_by_node ON messages (sid, node, run_index, turn);
 "#,
+    // 2: the pipeline text and the resolved pipeline move out of the session row. They are
+    // large (a megabyte for a pipeline of a thousand agents) and never change, while the
+    // session row is updated all along a run (status, lease, `updated_at`): SQLite rewrites a
+    // whole row on update and walks its overflow pages to reach the columns after them.
+    r#"
+CREATE TABLE pipelines (
+    sid INTEGER PRIMARY KEY REFERENCES sessions (sid) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    resolved TEXT NOT NULL
+) STRICT;
+INSERT INTO pipelines (sid, source, resolved) SELECT sid, pipeline_source, resolved FROM sessions;
+ALTER TABLE sessions DROP COLUMN pipeline_source;
+ALTER TABLE sessions DROP COLUMN resolved;
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -204,6 +218,48 @@ mod tests {
         let before = tables(&conn);
         migrate(&mut conn, &ctx(&path)).unwrap();
         assert_eq!(tables(&conn), before);
+        assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    #[test]
+    fn version_1_databases_keep_their_pipelines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, pipeline, pipeline_path, pipeline_source, resolved, \
+             pipeline_hash, inputs, status, meta, created_at, updated_at) \
+             VALUES ('s', 'p', 'p.yaml', 'name: p', '{\"name\":\"p\"}', 'h', '{}', 'created', \
+             '{}', 1, 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, &ctx(&path)).unwrap();
+        let (source, resolved, status): (String, String, String) = conn
+            .query_row(
+                "SELECT p.source, p.resolved, s.status FROM sessions s \
+                 JOIN pipelines p ON p.sid = s.sid WHERE s.id = 's'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (source.as_str(), resolved.as_str(), status.as_str()),
+            ("name: p", r#"{"name":"p"}"#, "created")
+        );
+        let big_columns: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('sessions') \
+                 WHERE name IN ('pipeline_source', 'resolved')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(big_columns, 0);
         assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
     }
 

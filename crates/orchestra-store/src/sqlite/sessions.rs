@@ -16,9 +16,10 @@ use crate::{
     SessionStatus, SessionSummary,
 };
 
-const SESSION_COLUMNS: &str = "id, name, pipeline, pipeline_path, pipeline_source, resolved, \
-     pipeline_hash, inputs, parent_session, parent_checkpoint, created_at, status, error, \
-     updated_at, meta, lease_owner, lease_until";
+/// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
+const SESSION_COLUMNS: &str = "s.id, s.name, s.pipeline, s.pipeline_path, p.source, p.resolved, \
+     s.pipeline_hash, s.inputs, s.parent_session, s.parent_checkpoint, s.created_at, s.status, \
+     s.error, s.updated_at, s.meta, s.lease_owner, s.lease_until";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -27,7 +28,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         pipeline: row.get(2)?,
         pipeline_path: row.get(3)?,
         pipeline_source: row.get(4)?,
-        resolved: json_at(row, 5)?,
+        resolved: row.get(5)?,
         pipeline_hash: row.get(6)?,
         inputs: json_at(row, 7)?,
         parent_session: row.get(8)?,
@@ -46,7 +47,6 @@ impl SqliteStore {
     pub(super) fn create_session_impl(&mut self, s: &NewSession) -> Result<(), StoreError> {
         validate::new_session(s)?;
         let now = int("updated_at", self.clock.now_ms())?;
-        let resolved = to_json("resolved pipeline", &s.resolved)?;
         let inputs = to_json("inputs", &s.inputs)?;
         let parent_checkpoint = s
             .parent_checkpoint
@@ -57,10 +57,9 @@ impl SqliteStore {
         let err = ctx.err("create a session");
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO sessions (id, name, pipeline, pipeline_path, pipeline_source, \
-                 resolved, pipeline_hash, inputs, parent_session, parent_checkpoint, status, \
-                 meta, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, '{}', ?12, ?13) \
+                "INSERT INTO sessions (id, name, pipeline, pipeline_path, pipeline_hash, inputs, \
+                 parent_session, parent_checkpoint, status, meta, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', ?10, ?11) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .and_then(|mut st| {
@@ -69,8 +68,6 @@ impl SqliteStore {
                     s.name,
                     s.pipeline,
                     s.pipeline_path,
-                    s.pipeline_source,
-                    resolved,
                     s.pipeline_hash,
                     inputs,
                     s.parent_session,
@@ -84,13 +81,18 @@ impl SqliteStore {
         if inserted == 0 {
             return Err(StoreError::AlreadyExists { id: s.id.clone() });
         }
+        let sid = tx.last_insert_rowid();
+        tx.prepare_cached("INSERT INTO pipelines (sid, source, resolved) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![sid, s.pipeline_source, s.resolved]))
+            .map_err(&err)?;
         tx.commit().map_err(err)
     }
 
     pub(super) fn session_impl(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.conn
             .prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN pipelines p ON p.sid = s.sid \
+                 WHERE s.id = ?1"
             ))
             .and_then(|mut st| st.query_row([id], session_from_row).optional())
             .map_err(self.ctx.err("read a session"))

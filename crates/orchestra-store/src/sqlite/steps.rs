@@ -13,6 +13,16 @@ use crate::StoreError;
 use crate::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
 use crate::{ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord};
 
+/// Stores a finished task (a re-run after a crash replaces the partial record).
+const INSERT_TASK: &str = "INSERT OR REPLACE INTO tasks (sid, step, task_idx, node, run_index, \
+     status, writes, output, error, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// Appends a node run; `seq` numbers the session's runs in insertion order.
+const INSERT_NODE_RUN: &str = "INSERT INTO node_runs (sid, seq, step, node, run_index, \
+     started_at, finished_at, duration_ms, tokens_in, tokens_out, tool_calls, retries, status, \
+     error) VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM node_runs WHERE sid = ?1), \
+     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
 /// Resolves session ids to `sid`s, remembering the few a batch touches.
 #[derive(Debug, Default)]
 struct SidCache(Vec<(String, i64)>);
@@ -76,13 +86,7 @@ impl SqliteStore {
         let err = ctx.err("record finished tasks");
         let mut sids = SidCache::default();
         if !tasks.is_empty() {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO tasks (sid, step, task_idx, node, run_index, status, \
-                     writes, output, error, finished_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(&err)?;
+            let mut st = tx.prepare_cached(INSERT_TASK).map_err(&err)?;
             for t in tasks {
                 let sid = sids.get(&tx, ctx, &t.session)?;
                 st.execute(params![
@@ -101,15 +105,7 @@ impl SqliteStore {
             }
         }
         if !runs.is_empty() {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO node_runs (sid, seq, step, node, run_index, started_at, \
-                     finished_at, duration_ms, tokens_in, tokens_out, tool_calls, retries, status, \
-                     error) \
-                     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM node_runs WHERE sid = ?1), \
-                     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )
-                .map_err(&err)?;
+            let mut st = tx.prepare_cached(INSERT_NODE_RUN).map_err(&err)?;
             for r in runs {
                 let sid = sids.get(&tx, ctx, &r.session)?;
                 st.execute(params![
@@ -407,5 +403,79 @@ impl SqliteStore {
             .map_err(&err)?;
         tx.finish().map_err(err)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{NewSession, TaskStatus};
+
+    fn session() -> NewSession {
+        NewSession {
+            id: "s".into(),
+            name: None,
+            pipeline: "p".into(),
+            pipeline_path: "p.yaml".into(),
+            pipeline_source: String::new(),
+            resolved: "{}".into(),
+            pipeline_hash: "h".into(),
+            inputs: json!({}),
+            parent_session: None,
+            parent_checkpoint: None,
+            created_at: 1,
+        }
+    }
+
+    fn results(step: u64) -> (TaskRecord, NodeRunRecord) {
+        let task = TaskRecord {
+            session: "s".into(),
+            step,
+            task_idx: 0,
+            node: "a".into(),
+            run_index: 0,
+            status: TaskStatus::Ok,
+            writes: json!({}),
+            output: json!("out"),
+            error: None,
+            finished_at: 1,
+        };
+        let run = NodeRunRecord {
+            session: "s".into(),
+            step,
+            node: "a".into(),
+            run_index: 0,
+            started_at: 1,
+            finished_at: 1,
+            duration_ms: 0,
+            tokens_in: 1,
+            tokens_out: 1,
+            tool_calls: 0,
+            retries: 0,
+            status: TaskStatus::Ok,
+            error: None,
+        };
+        (task, run)
+    }
+
+    /// Each step reuses the prepared statements: SQLite compiles none of them again (it did for
+    /// every step of the first session of a file, `sid` 1, before the planner was pinned).
+    #[test]
+    fn recording_steps_never_recompiles_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path().join("o.db")).unwrap();
+        crate::Store::create_session(&mut store, &session()).unwrap();
+        for step in 1..=5 {
+            let (task, run) = results(step);
+            store.record_results_impl(&[task], &[run]).unwrap();
+        }
+        for sql in [INSERT_TASK, INSERT_NODE_RUN] {
+            let st = store.conn.prepare_cached(sql).unwrap();
+            assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "{sql}");
+            assert_eq!(st.get_status(StatementStatus::Run), 5, "{sql}");
+        }
     }
 }

@@ -28,7 +28,7 @@ pub fn session(id: &str) -> NewSession {
         pipeline: "chain".to_owned(),
         pipeline_path: "bench/chain.yaml".to_owned(),
         pipeline_source: "name: chain\n".repeat(20),
-        resolved: json!({"name": "chain", "agents": {}}),
+        resolved: r#"{"name": "chain", "agents": {}}"#.to_owned(),
         pipeline_hash: "0".repeat(64),
         inputs: json!({}),
         parent_session: None,

@@ -57,7 +57,7 @@ pub fn new_session(id: &str, created_at: u64) -> NewSession {
         pipeline: "pr-review".to_owned(),
         pipeline_path: "pipelines/pr-review.yaml".to_owned(),
         pipeline_source: "name: pr-review\nagents: {}\n".to_owned(),
-        resolved: json!({"name": "pr-review", "agents": {"critic": {"model": "smart"}}}),
+        resolved: r#"{"name": "pr-review", "agents": {"critic": {"model": "smart"}}}"#.to_owned(),
         pipeline_hash: "sha256:abc".to_owned(),
         inputs: json!({"diff": "HEAD~1"}),
         parent_session: None,
