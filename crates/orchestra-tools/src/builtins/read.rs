@@ -22,6 +22,13 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
             repo.repo
         )));
     }
+    if !meta.is_file() {
+        // Opening a named pipe would block until something writes to it (forever, on a thread
+        // the runtime then waits for at exit); devices and sockets are not text either.
+        return Err(Failure::new(format!(
+            "`{rel}` is not a regular file (a named pipe, socket or device); read-file only reads files"
+        )));
+    }
     let start = args.start_line.unwrap_or(1).max(1);
     if let Some(end) = args.end_line
         && end < start

@@ -15,10 +15,19 @@ pub(super) fn run(repo: &Confined, args: WriteFileArgs, ctx: &CallCtx) -> Result
     }
     let target = repo.for_write(&args.path)?;
     let rel = &target.rel;
-    if target.abs.is_dir() {
-        return Err(Failure::new(format!("`{rel}` is a directory")));
-    }
-    let existed = target.abs.exists();
+    let existed = match std::fs::metadata(&target.abs) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Failure::new(format!("`{rel}` is a directory")));
+        }
+        // Writing to a named pipe blocks until something reads it; devices are not files.
+        Ok(meta) if !meta.is_file() => {
+            return Err(Failure::new(format!(
+                "`{rel}` is not a regular file (a named pipe, socket or device); write-file only writes files"
+            )));
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    };
     if let Some(parent) = target.abs.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| Failure::new(format!("cannot create the directories of `{rel}`: {e}")))?;

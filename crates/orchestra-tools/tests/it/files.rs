@@ -331,3 +331,39 @@ async fn read_file_shows_the_start_of_a_line_longer_than_the_cap() {
         )
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn named_pipes_are_refused_instead_of_blocking() {
+    let dir = dir_with(&[("src/lib.rs", "")]);
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("pipe"))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("mkfifo is not available; skipped");
+        return;
+    }
+    let r = builtins(dir.path(), true);
+    // Opening a pipe nobody writes to would block the call until the registry's timeout.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fails(&r, "app:read-file", json!({"path": "pipe"})),
+    )
+    .await
+    .expect("read-file returned instead of blocking on the pipe");
+    assert_eq!(
+        read,
+        "`pipe` is not a regular file (a named pipe, socket or device); read-file only reads files"
+    );
+    let write = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fails(
+            &r,
+            "app:write-file",
+            json!({"path": "pipe", "content": "x"}),
+        ),
+    )
+    .await
+    .expect("write-file returned instead of blocking on the pipe");
+    assert!(write.starts_with("`pipe` is not a regular file"), "{write}");
+}
