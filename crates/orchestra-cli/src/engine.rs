@@ -10,25 +10,90 @@ use std::time::Instant;
 use orchestra_runtime::{
     DriveOptions, Engine, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
 };
-use orchestra_spec::{PROJECT_FILE, ProjectConfig, find_project_file, parse_yaml, read_source};
+use orchestra_spec::{
+    Diagnostic, PROJECT_FILE, ProjectConfig, display_path, find_project_file, parse_yaml,
+    read_source,
+};
 use orchestra_store::ErrorClass;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::exit;
+use crate::cli::Ctx;
+use crate::{diag, exit};
 
 /// The database of the project around `dir`: `database:` of its `orchestra.yaml` (relative to
-/// that file), else `.orchestra/orchestra.db` under `dir`.
-pub(crate) fn database_for(dir: &Path) -> PathBuf {
+/// that file), else `.orchestra/orchestra.db` under `dir`. An `orchestra.yaml` that cannot be
+/// read is an error (it would silently point elsewhere than `run` does).
+pub(crate) fn database_for(dir: &Path) -> Result<PathBuf, Diagnostic> {
     if let Some(file) = find_project_file(dir) {
         let root = file.parent().unwrap_or(dir);
-        let db = read_source(&file, PROJECT_FILE)
-            .ok()
-            .and_then(|src| parse_yaml::<ProjectConfig>(&src, "project").ok())
-            .map_or_else(|| ProjectConfig::default().database, |p| p.database);
-        return root.join(db);
+        let shown = display_path(&file, dir);
+        let src = read_source(&file, shown)?;
+        let project = parse_yaml::<ProjectConfig>(&src, "project")?;
+        return Ok(root.join(project.database));
     }
-    dir.join(ProjectConfig::default().database)
+    Ok(dir.join(ProjectConfig::default().database))
+}
+
+/// The database for commands that name or list sessions: `--db`, else the project's around the
+/// current directory; or the exit code to stop with (the problem already printed).
+pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
+    if let Some(db) = db {
+        return Ok(Ok(db));
+    }
+    match database_for(&ctx.cwd) {
+        Ok(db) => Ok(Ok(db)),
+        Err(d) => {
+            let mut err = io::stderr().lock();
+            diag::print(&mut err, &[d])?;
+            writeln!(
+                err,
+                "error: cannot tell where the session database is: `{PROJECT_FILE}` is invalid"
+            )?;
+            Ok(Err(exit::BAD_INPUT))
+        }
+    }
+}
+
+/// [`db_path`] for commands that act on an existing session: a database that does not exist is
+/// bad input (rather than an empty database created on the way to "no such session").
+pub(crate) fn session_db(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
+    let db = match db_path(db, ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(Err(code)),
+    };
+    if !db.exists() {
+        writeln!(
+            io::stderr(),
+            "error: there is no session database at {}; no session ran with it yet (give another with --db PATH)",
+            display_path(&db, &ctx.cwd).display()
+        )?;
+        return Ok(Err(exit::BAD_INPUT));
+    }
+    Ok(Ok(db))
+}
+
+/// ` --db PATH` when commands run in `cwd` would not find `db` by themselves (it was given with
+/// `--db`, or belongs to a project elsewhere), else nothing. Appended to the commands an outcome
+/// suggests, so they work as printed.
+pub(crate) fn db_flag(db: &Path, cwd: &Path) -> String {
+    let abs = |p: &Path| {
+        let p = cwd.join(p);
+        std::fs::canonicalize(&p).unwrap_or(p)
+    };
+    if database_for(cwd).is_ok_and(|found| abs(&found) == abs(db)) {
+        return String::new();
+    }
+    let shown = display_path(&abs(db), &abs(cwd)).display().to_string();
+    let plain = !shown.is_empty()
+        && shown
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./-+@%=:,".contains(c));
+    if plain {
+        format!(" --db {shown}")
+    } else {
+        format!(" --db '{}'", shown.replace('\'', r"'\''"))
+    }
 }
 
 /// A multi-threaded tokio runtime.
@@ -219,12 +284,24 @@ impl Progress {
     }
 }
 
-/// Prints how a drive ended and returns the exit code.
-pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Result<u8> {
+/// "1 step", "3 steps".
+pub(crate) fn steps(n: u64) -> String {
+    if n == 1 {
+        "1 step".to_owned()
+    } else {
+        format!("{n} steps")
+    }
+}
+
+/// Prints how a drive ended and returns the exit code. The commands it suggests name `db` when
+/// they would not find it by themselves.
+pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -> io::Result<u8> {
     let mut w = io::stdout().lock();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let db = db_flag(db, &cwd);
     let summary = format!(
-        "{} steps, {} tokens, {}",
-        out.steps,
+        "{}, {} tokens, {}",
+        steps(out.steps),
         out.tokens,
         secs(elapsed_ms)
     );
@@ -234,13 +311,8 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
             if !warnings.is_empty() {
                 writeln!(w, "with {} warning(s) (see above)", warnings.len())?;
             }
-            let cwd = std::env::current_dir().unwrap_or_default();
             for p in &out.outputs {
-                writeln!(
-                    w,
-                    "wrote {}",
-                    orchestra_spec::display_path(p, &cwd).display()
-                )?;
+                writeln!(w, "wrote {}", display_path(p, &cwd).display())?;
             }
             exit::SUCCESS
         }
@@ -248,7 +320,7 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
             writeln!(w, "failed: {error}")?;
             writeln!(
                 w,
-                "({summary}; fix the cause, then `orchestra resume {}`)",
+                "({summary}; fix the cause, then `orchestra resume {}{db}`)",
                 out.session
             )?;
             exit::SESSION_FAILED
@@ -262,20 +334,20 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64) -> io::Resul
             };
             writeln!(
                 w,
-                "(to go on, raise the limit: `orchestra resume {} {flag} N`)",
+                "(to go on, raise the limit: `orchestra resume {}{db} {flag} N`)",
                 out.session
             )?;
             exit::STOPPED_AT_LIMIT
         }
         Finish::Paused { node, reason } => {
             writeln!(w, "paused at `{node}`: {reason}")?;
-            writeln!(w, "attach with: orchestra attach {}", out.session)?;
+            writeln!(w, "attach with: orchestra attach {}{db}", out.session)?;
             exit::SUCCESS
         }
         Finish::Interrupted => {
             writeln!(
                 w,
-                "interrupted ({summary}); continue with `orchestra resume {}`",
+                "interrupted ({summary}); continue with `orchestra resume {}{db}`",
                 out.session
             )?;
             exit::INTERRUPTED

@@ -44,6 +44,24 @@ pub(crate) fn load_pipeline(
     Ok(Ok(compiled))
 }
 
+/// Reports `--input KEY=...` for a `key` the pipeline does not declare, with "did you mean" and
+/// the inputs it has; returns the exit code.
+pub(crate) fn unknown_input(compiled: &Compiled, key: &str) -> io::Result<u8> {
+    let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();
+    let mut err = io::stderr().lock();
+    write!(err, "error: the pipeline has no input `{key}`")?;
+    if let Some(h) = orchestra_spec::did_you_mean(key, names.iter().copied()) {
+        write!(err, "; {h}")?;
+    }
+    let listed = if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names.join(", ")
+    };
+    writeln!(err, "\n  inputs: {listed}")?;
+    Ok(exit::BAD_INPUT)
+}
+
 /// Parses `KEY=VALUE` (of `--input`).
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -12,8 +12,10 @@ use orchestra_runtime::{Engine, EventSink as _, RuntimeError};
 use orchestra_store::SessionStatus;
 
 use crate::cli::Ctx;
-use crate::cmd::run::db_path;
-use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_outcome, runtime};
+use crate::engine::{
+    Progress, ctrl_c, db_flag, drive_options, providers_problem, report_error, report_outcome,
+    runtime, session_db,
+};
 use crate::exit;
 use crate::human::{ChatPrinter, Host, StdinLines, TerminalHuman, describe};
 
@@ -44,7 +46,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = db_path(args.db.clone(), ctx);
+    let db = match session_db(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let engine = match Engine::open(&db) {
@@ -77,7 +82,7 @@ async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
             driver,
             incoming,
             outgoing,
-        }) => live(&rec.id, &driver, incoming, outgoing, args.quiet).await,
+        }) => live(&rec.id, db, &driver, incoming, outgoing, args.quiet).await,
         Ok(Joined::Busy { holder }) => {
             writeln!(
                 io::stderr(),
@@ -101,6 +106,17 @@ async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
 
 /// Resumes the session in this process, with this terminal as its human.
 async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::Result<u8> {
+    // As `resume` does: a provider that cannot be set up here is bad input, found before the
+    // session is taken over.
+    match engine.session_pipeline(id).await {
+        Ok((_, stored)) => {
+            if let Some(problem) = providers_problem(&stored) {
+                writeln!(io::stderr(), "error: {problem}")?;
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+        Err(e) => return report_error(&e),
+    }
     let progress = Arc::new(Progress::new(args.quiet));
     let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
     let host = Host::start(
@@ -114,7 +130,7 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
     let result = engine.resume(id, &opts).await;
     host.finish(&result).await;
     match result {
-        Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+        Ok(out) => report_outcome(&out, progress.elapsed_ms(), db),
         Err(e) => report_error(&e),
     }
 }
@@ -122,6 +138,7 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
 /// Relays a live session: its progress and chats to this terminal, typed lines to it.
 async fn live(
     id: &str,
+    db: &Path,
     driver: &str,
     mut incoming: Incoming,
     mut outgoing: Outgoing,
@@ -140,7 +157,7 @@ async fn live(
                 Ok(Some(ServerMsg::Event { event })) => progress.emit(event),
                 Ok(Some(ServerMsg::Chat { event })) => printer.show(&event),
                 Ok(Some(ServerMsg::Prompt)) => printer.prompt(),
-                Ok(Some(ServerMsg::Finished { outcome })) => return report_live(id, &outcome),
+                Ok(Some(ServerMsg::Finished { outcome })) => return report_live(id, db, &outcome),
                 Ok(Some(ServerMsg::Welcome { .. } | ServerMsg::Busy { .. })) => {}
                 Ok(None) | Err(_) => {
                     writeln!(
@@ -175,8 +192,9 @@ async fn live(
 }
 
 /// Prints how the live session's drive ended; the exit code is the one `run` would give.
-fn report_live(id: &str, outcome: &Outcome) -> io::Result<u8> {
+fn report_live(id: &str, db: &Path, outcome: &Outcome) -> io::Result<u8> {
     let mut w = io::stdout().lock();
+    let db = db_flag(db, &std::env::current_dir().unwrap_or_default());
     let detail = outcome.detail.as_deref().unwrap_or_default();
     let code = match outcome.status.as_str() {
         "completed" => {
@@ -185,7 +203,7 @@ fn report_live(id: &str, outcome: &Outcome) -> io::Result<u8> {
         }
         "paused" => {
             writeln!(w, "paused {detail}")?;
-            writeln!(w, "attach with: orchestra attach {id}")?;
+            writeln!(w, "attach with: orchestra attach {id}{db}")?;
             exit::SUCCESS
         }
         "failed" => {
@@ -197,7 +215,7 @@ fn report_live(id: &str, outcome: &Outcome) -> io::Result<u8> {
             exit::STOPPED_AT_LIMIT
         }
         "interrupted" => {
-            writeln!(w, "interrupted; continue with `orchestra resume {id}`")?;
+            writeln!(w, "interrupted; continue with `orchestra resume {id}{db}`")?;
             exit::INTERRUPTED
         }
         _ => {

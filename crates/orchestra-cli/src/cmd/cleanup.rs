@@ -9,8 +9,7 @@ use orchestra_runtime::Engine;
 use orchestra_runtime::retention::{CleanupOptions, CleanupReport, Kept, Removed};
 
 use crate::cli::Ctx;
-use crate::cmd::run::db_path;
-use crate::engine::{report_error, runtime};
+use crate::engine::{db_path, report_error, runtime};
 use crate::exit;
 
 /// Remove the branches and worktrees of finished sessions.
@@ -38,7 +37,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = db_path(args.db.clone(), ctx);
+    let db = match db_path(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     if !db.exists() {
         writeln!(
             io::stdout(),

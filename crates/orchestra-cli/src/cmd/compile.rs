@@ -10,7 +10,7 @@ use orchestra_spec::Diagnostic;
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::load::load_pipeline;
+use crate::load::{load_pipeline, unknown_input};
 use crate::{exit, report};
 
 /// Validate a pipeline and resolve everything it refers to; print the graph.
@@ -30,7 +30,7 @@ pub(crate) struct Args {
     #[arg(long)]
     prompts: bool,
     /// An input for `--prompts`, as KEY=VALUE (repeatable); other inputs use their defaults.
-    #[arg(long = "input", value_name = "KEY=VALUE", value_parser = crate::load::parse_key_value)]
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = crate::load::parse_key_value)]
     inputs: Vec<(String, String)>,
     /// Resolve every agent's model against this provider instead of its own.
     #[arg(long)]
@@ -49,7 +49,6 @@ enum Format {
     /// A Graphviz digraph.
     Dot,
 }
-
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let compiled = match load_pipeline(&args.pipeline, args.provider.as_deref(), ctx)? {
@@ -95,7 +94,6 @@ fn warnings_json(diags: &[Diagnostic]) -> Value {
 
 /// Prints every agent's system prompt against the initial state and the inputs.
 fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
-    let mut err = io::stderr().lock();
     let mut given = c.inputs_with(&args.inputs);
     // Required inputs without a value are shown as a placeholder rather than failing.
     for m in std::mem::take(&mut given.missing) {
@@ -103,20 +101,8 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
             .values
             .insert(m.clone(), Value::String(format!("<{m}>")));
     }
-    let unknown = given.unknown;
-    if !unknown.is_empty() {
-        let names: Vec<&str> = c.inputs.iter().map(|i| i.name.as_str()).collect();
-        writeln!(
-            err,
-            "error: unknown input `{}`; the pipeline's inputs are: {}",
-            unknown.join("`, `"),
-            if names.is_empty() {
-                "(none)".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )?;
-        return Ok(exit::BAD_INPUT);
+    if let Some(k) = given.unknown.first() {
+        return unknown_input(c, k);
     }
     let state = Value::Object(c.initial_state());
     let shown: Vec<String> = given
@@ -131,7 +117,7 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
             Ok(p) => rendered.push((agent.name.clone(), p)),
             Err(e) => {
                 writeln!(
-                    err,
+                    io::stderr(),
                     "error: cannot compose the system prompt of agent `{}`: {e}",
                     agent.name
                 )?;

@@ -6,12 +6,12 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orchestra_runtime::{Engine, RuntimeError, restore};
+use orchestra_runtime::{Engine, LimitOverrides, RuntimeError, restore};
 
 use crate::cli::Ctx;
-use crate::cmd::run::db_path;
 use crate::engine::{
-    Progress, ctrl_c, drive_options, report_error, report_json, report_outcome, runtime,
+    Progress, ctrl_c, db_flag, drive_options, providers_problem, report_error, report_json,
+    report_outcome, runtime, session_db,
 };
 use crate::exit;
 
@@ -44,10 +44,23 @@ pub(crate) struct Args {
     /// The session database (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Raise the session's step limit (`limits.max_steps`) for this drive (as `resume` does).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u32>,
+    /// Raise the session's token budget (`limits.max_tokens`) for this drive.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u64>,
+    /// Do not chat here: the new session pauses at its next interactive agent, to be joined
+    /// with `orchestra attach ID` (without a terminal this is what happens anyway).
+    #[arg(long)]
+    detach: bool,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = db_path(args.db.clone(), ctx);
+    let db = match session_db(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let engine = match Engine::open(&db) {
@@ -61,6 +74,19 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
 }
 
 async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Result<u8> {
+    // A fork that is to run needs its providers (an API key, a responses file): check before
+    // the fork is made, so a configuration problem is bad input and leaves no fork behind.
+    if !args.no_run {
+        match engine.session_pipeline(&args.session).await {
+            Ok((_, stored)) => {
+                if let Some(problem) = providers_problem(&stored) {
+                    writeln!(io::stderr(), "error: {problem}")?;
+                    return Ok(exit::BAD_INPUT);
+                }
+            }
+            Err(e) => return report_error(&e),
+        }
+    }
     let id = match engine.fork(&args.session, args.checkpoint).await {
         Ok(id) => id,
         Err(e) => return report_error(&e),
@@ -70,10 +96,12 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
             return print_fork(engine, &id, args.checkpoint).await;
         }
         let mut out = io::stdout().lock();
+        let cwd = std::env::current_dir().unwrap_or_default();
         writeln!(
             out,
-            "forked at checkpoint {}; run it with `orchestra resume {id}`",
-            args.checkpoint
+            "forked at checkpoint {}; run it with `orchestra resume {id}{}`",
+            args.checkpoint,
+            db_flag(db, &cwd)
         )?;
         writeln!(out, "session {id}")?;
         return Ok(exit::SUCCESS);
@@ -88,15 +116,19 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
     }
     let progress = Arc::new(Progress::new(args.quiet || args.json));
     let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+    opts.limits = LimitOverrides {
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+    };
     // Interactive agents chat at this terminal; attach clients can join while it runs.
-    let (local, no_human) = crate::human::local_human(false);
+    let (local, no_human) = crate::human::local_human(args.detach);
     let host = crate::human::Host::start(db, &id, "orchestra replay", local, no_human);
     host.wire(&mut opts);
     let result = engine.resume(&id, &opts).await;
     host.finish(&result).await;
     match result {
         Ok(out) if args.json => report_json(engine, &out).await,
-        Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+        Ok(out) => report_outcome(&out, progress.elapsed_ms(), db),
         Err(e) => report_error(&e),
     }
 }

@@ -10,10 +10,9 @@ use orchestra_runtime::session::pipeline_hash;
 use orchestra_runtime::{Engine, LimitOverrides};
 
 use crate::cli::Ctx;
-use crate::cmd::run::db_path;
 use crate::engine::{
     Progress, ctrl_c, drive_options, providers_problem, report_error, report_json, report_outcome,
-    runtime,
+    runtime, session_db,
 };
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
@@ -43,10 +42,17 @@ pub(crate) struct Args {
     /// Raise the session's token budget (`limits.max_tokens`) for this drive.
     #[arg(long, value_name = "N")]
     max_tokens: Option<u64>,
+    /// Do not chat here: the session pauses at its next interactive agent, to be joined with
+    /// `orchestra attach ID` (without a terminal this is what happens anyway).
+    #[arg(long)]
+    detach: bool,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = db_path(args.db.clone(), ctx);
+    let db = match session_db(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     let rt = runtime()?;
     let ctx = ctx.clone();
     rt.block_on(async move {
@@ -72,7 +78,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         };
         // Interactive agents chat at this terminal; attach clients can join while it runs.
         let host = full_id.map(|id| {
-            let (local, no_human) = crate::human::local_human(false);
+            let (local, no_human) = crate::human::local_human(args.detach);
             crate::human::Host::start(&db, &id, "orchestra resume", local, no_human)
         });
         if let Some(h) = &host {
@@ -84,7 +90,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         }
         let code = match result {
             Ok(out) if args.json => report_json(&engine, &out).await,
-            Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+            Ok(out) => report_outcome(&out, progress.elapsed_ms(), &db),
             Err(e) => report_error(&e),
         };
         engine.close().await;

@@ -9,11 +9,11 @@ use orchestra_runtime::Engine;
 use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
-use crate::load::load_pipeline;
 use crate::engine::{
-    Progress, ctrl_c, database_for, drive_options, providers_problem, report_error, report_json,
-    report_outcome, runtime,
+    Progress, ctrl_c, drive_options, providers_problem, report_error, report_json, report_outcome,
+    runtime,
 };
+use crate::load::{load_pipeline, unknown_input};
 use crate::exit;
 
 /// Compile and run a pipeline; every step is checkpointed to the session database.
@@ -60,32 +60,16 @@ pub(crate) struct Args {
     detach: bool,
 }
 
-
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let compiled = match load_pipeline(&args.pipeline, args.provider.as_deref(), ctx)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let mut err = io::stderr().lock();
     let given = compiled.inputs_with(&args.inputs);
     if let Some(k) = given.unknown.first() {
-        let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();
-        let mut msg = format!("error: the pipeline has no input `{k}`");
-        if let Some(h) = orchestra_spec::did_you_mean(k, names.iter().copied()) {
-            msg.push_str(&format!("; {h}"));
-        }
-        writeln!(err, "{msg}")?;
-        writeln!(
-            err,
-            "  inputs: {}",
-            if names.is_empty() {
-                "(none)".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )?;
-        return Ok(exit::BAD_INPUT);
+        return unknown_input(&compiled, k);
     }
+    let mut err = io::stderr().lock();
     if !given.missing.is_empty() {
         writeln!(
             err,
@@ -126,15 +110,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         host.finish(&result).await;
         let code = match result {
             Ok(out) if args.json => report_json(&engine, &out).await,
-            Ok(out) => report_outcome(&out, progress.elapsed_ms()),
+            Ok(out) => report_outcome(&out, progress.elapsed_ms(), &db),
             Err(e) => report_error(&e),
         };
         engine.close().await;
         code
     })
-}
-
-/// The database for commands that name a session: `--db`, else the project's around `cwd`.
-pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> PathBuf {
-    db.unwrap_or_else(|| database_for(&ctx.cwd))
 }

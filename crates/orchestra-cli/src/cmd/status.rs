@@ -11,8 +11,7 @@ use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummar
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::cmd::run::db_path;
-use crate::engine::{report_error, runtime, secs};
+use crate::engine::{db_path, report_error, runtime, secs, session_db};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
 ///
@@ -66,7 +65,15 @@ fn when(ms: u64) -> String {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = db_path(args.db.clone(), ctx);
+    let db = match &args.session {
+        // One session: it must exist, so a missing database is "no such session".
+        Some(_) => session_db(args.db.clone(), ctx)?,
+        None => db_path(args.db.clone(), ctx)?,
+    };
+    let db = match db {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     if !db.exists() {
         if args.json {
             writeln!(io::stdout(), "[]")?;

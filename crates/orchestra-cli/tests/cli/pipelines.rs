@@ -144,6 +144,6 @@ fn prompts_take_inputs_and_refuse_unknown_ones() {
     assert_eq!(bad.code, 2);
     assert_eq!(
         bad.stderr,
-        "error: unknown input `bse`; the pipeline's inputs are: base, head\n"
+        "error: the pipeline has no input `bse`; did you mean `base`?\n  inputs: base, head\n"
     );
 }

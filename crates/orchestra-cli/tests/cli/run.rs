@@ -193,9 +193,9 @@ fn ctrl_c_leaves_a_resumable_session() {
     let id = session_of(&run.stdout);
     assert!(
         run.stdout.starts_with("interrupted (0 steps, 0 tokens, ")
-            && run
-                .stdout
-                .contains(&format!("continue with `orchestra resume {id}`")),
+            && run.stdout.contains(&format!(
+                "continue with `orchestra resume {id} --db sessions.db`"
+            )),
         "{}",
         run.transcript()
     );
@@ -288,4 +288,50 @@ fn a_provider_that_cannot_be_set_up_is_bad_input_and_leaves_no_session() {
     );
     assert_eq!(model.requests().len(), 1);
     assert_eq!(p.status(&id)["status"], "failed");
+}
+
+#[test]
+fn session_commands_without_a_database_are_bad_input_and_create_none() {
+    let p = Project::new();
+    for args in [
+        &["status", "20261120-000000-abcdef"][..],
+        &["resume", "20261120"],
+        &["replay", "20261120", "--checkpoint", "0"],
+        &["attach", "20261120"],
+    ] {
+        let run = p.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.transcript());
+        assert_eq!(
+            run.stderr,
+            "error: there is no session database at sessions.db; no session ran with it yet (give another with --db PATH)\n",
+            "{args:?}"
+        );
+        assert!(!p.path(super::project::DB).exists(), "{args:?} made one");
+    }
+    // Listing sessions of a project that has none is not an error.
+    let list = p.run(&["status"]);
+    assert_eq!(list.code, 0, "{}", list.transcript());
+}
+
+#[test]
+fn replay_checks_the_providers_before_it_forks() {
+    let p = Project::new();
+    let (run, out) = p.run_json(&["run", "tour.yaml", "-i", "topic=tea"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let id = out["session"].as_str().unwrap().to_owned();
+    // The scripted provider's responses file went away since: the fork could not run.
+    std::fs::remove_file(p.path("tour.responses.yaml")).unwrap();
+    let replay = p.run(&["replay", &id, "--checkpoint", "1"]);
+    assert_eq!(replay.code, 2, "{}", replay.transcript());
+    assert!(
+        replay.stderr.starts_with("error: provider `scripted`: "),
+        "{}",
+        replay.transcript()
+    );
+    assert_eq!(p.sessions().len(), 1, "no fork is left behind");
+    // Making the fork alone needs no provider.
+    let fork = p.run(&["replay", &id, "--checkpoint", "1", "--no-run"]);
+    assert_eq!(fork.code, 0, "{}", fork.transcript());
+    assert!(fork.stdout.contains("--db sessions.db`"), "{}", fork.stdout);
+    assert_eq!(p.sessions().len(), 2);
 }

@@ -71,3 +71,62 @@ fn a_closed_stdout_is_not_an_error() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
 }
+
+#[test]
+fn commands_printed_after_a_run_elsewhere_work_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("proj");
+    super::common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runtime"),
+        &project,
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let orchestra = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestra"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The session database is the project's (proj/.orchestra/), not one under the current
+    // directory: the command to go on must say so.
+    let (code, stdout) = orchestra(&["run", "proj/limits/steps.yaml"]);
+    assert_eq!(code, 3, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("orchestra resume"))
+        .unwrap();
+    let cmd = line.split('`').nth(1).unwrap();
+    assert!(cmd.contains(" --db proj/.orchestra/orchestra.db "), "{cmd}");
+    let args: Vec<&str> = cmd
+        .split_whitespace()
+        .skip(1)
+        .map(|a| if a == "N" { "100" } else { a })
+        .collect();
+    let (code, stdout) = orchestra(&args);
+    assert_eq!(code, 0, "{cmd}: {stdout}");
+    assert!(stdout.starts_with("completed: "), "{stdout}");
+}
+
+#[test]
+fn an_invalid_project_file_is_reported_where_the_database_is_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orchestra.yaml"), "databse: x.db\n").unwrap();
+    let run = orchestra(dir.path(), dir.path(), &["status"]);
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("unknown key `databse`")
+            && run.stderr.contains("orchestra.yaml:1:1")
+            && run.stderr.contains("did you mean `database`?"),
+        "{}",
+        run.stderr
+    );
+}
