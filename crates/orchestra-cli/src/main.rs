@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod diag;
+mod drive;
 mod engine;
 mod exit;
 mod human;

@@ -4,15 +4,12 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use orchestra_runtime::{Engine, LimitOverrides, RuntimeError, restore};
+use orchestra_runtime::{Engine, RuntimeError, restore};
 
 use crate::cli::Ctx;
-use crate::engine::{
-    Progress, ctrl_c, db_flag, drive_options, providers_problem, report_error, report_json,
-    report_outcome, runtime, session_db,
-};
+use crate::drive::DriveArgs;
+use crate::engine::{db_flag, providers_problem, report_error, runtime, session_db};
 use crate::exit;
 
 /// Fork a session at a checkpoint and continue from there.
@@ -31,29 +28,13 @@ pub(crate) struct Args {
     /// Only create the fork (state and worktrees); run it later with `orchestra resume NEW_ID`.
     #[arg(long)]
     no_run: bool,
-    /// Show model text as it arrives.
-    #[arg(long)]
-    stream: bool,
-    /// Print only warnings, failures and the outcome.
-    #[arg(long, short)]
-    quiet: bool,
-    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text;
-    /// with --no-run, the new session with the state and commits it starts from.
-    #[arg(long)]
-    json: bool,
     /// The session database (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Raise the session's step limit (`limits.max_steps`) for this drive (as `resume` does).
-    #[arg(long, value_name = "N")]
-    max_steps: Option<u32>,
-    /// Raise the session's token budget (`limits.max_tokens`) for this drive.
-    #[arg(long, value_name = "N")]
-    max_tokens: Option<u64>,
-    /// Do not chat here: the new session pauses at its next interactive agent, to be joined
-    /// with `orchestra attach ID` (without a terminal this is what happens anyway).
-    #[arg(long)]
-    detach: bool,
+    /// How the new session is driven (not with --no-run; `--json` with --no-run prints the new
+    /// session with the state and commits it starts from).
+    #[command(flatten)]
+    drive: DriveArgs,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -92,7 +73,7 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
         Err(e) => return report_error(&e),
     };
     if args.no_run {
-        if args.json {
+        if args.drive.json() {
             return print_fork(engine, &id, args.checkpoint).await;
         }
         let mut out = io::stdout().lock();
@@ -106,7 +87,7 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
         writeln!(out, "session {id}")?;
         return Ok(exit::SUCCESS);
     }
-    if !args.quiet && !args.json {
+    if !args.drive.quiet() {
         writeln!(
             io::stderr(),
             "forked {} at checkpoint {} as {id}",
@@ -114,23 +95,12 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
             args.checkpoint
         )?;
     }
-    let progress = Arc::new(Progress::new(args.quiet || args.json));
-    let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
-    opts.limits = LimitOverrides {
-        max_steps: args.max_steps,
-        max_tokens: args.max_tokens,
-    };
-    // Interactive agents chat at this terminal; attach clients can join while it runs.
-    let (local, no_human) = crate::human::local_human(args.detach);
-    let host = crate::human::Host::start(db, &id, "orchestra replay", local, no_human);
-    host.wire(&mut opts);
-    let result = engine.resume(&id, &opts).await;
-    host.finish(&result).await;
-    match result {
-        Ok(out) if args.json => report_json(engine, &out).await,
-        Ok(out) => report_outcome(&out, progress.elapsed_ms(), db),
-        Err(e) => report_error(&e),
-    }
+    let fork = id.clone();
+    args.drive
+        .drive(engine, db, Some(&id), "orchestra replay", |opts| async move {
+            engine.resume(&fork, &opts).await
+        })
+        .await
 }
 
 /// `--no-run --json`: the new session, its parent, and the state and `{repo: sha}` it starts

@@ -3,17 +3,14 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use orchestra_graph::{LoadOptions, load};
 use orchestra_runtime::session::pipeline_hash;
-use orchestra_runtime::{Engine, LimitOverrides};
+use orchestra_runtime::Engine;
 
 use crate::cli::Ctx;
-use crate::engine::{
-    Progress, ctrl_c, drive_options, providers_problem, report_error, report_json, report_outcome,
-    runtime, session_db,
-};
+use crate::drive::DriveArgs;
+use crate::engine::{providers_problem, report_error, runtime, session_db};
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
 ///
@@ -23,29 +20,11 @@ use crate::engine::{
 pub(crate) struct Args {
     /// The session id (or a unique prefix of it).
     session: String,
-    /// Show model text as it arrives.
-    #[arg(long)]
-    stream: bool,
-    /// Print only warnings, failures and the outcome.
-    #[arg(long, short)]
-    quiet: bool,
     /// The session database (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Print the outcome as one JSON line on stdout (as `run --json` does) instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Raise the session's step limit (`limits.max_steps`) for this drive, e.g. after it
-    /// stopped there.
-    #[arg(long, value_name = "N")]
-    max_steps: Option<u32>,
-    /// Raise the session's token budget (`limits.max_tokens`) for this drive.
-    #[arg(long, value_name = "N")]
-    max_tokens: Option<u64>,
-    /// Do not chat here: the session pauses at its next interactive agent, to be joined with
-    /// `orchestra attach ID` (without a terminal this is what happens anyway).
-    #[arg(long)]
-    detach: bool,
+    #[command(flatten)]
+    drive: DriveArgs,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -70,29 +49,13 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             }
             full_id = Some(rec.id);
         }
-        let progress = Arc::new(Progress::new(args.quiet || args.json));
-        let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
-        opts.limits = LimitOverrides {
-            max_steps: args.max_steps,
-            max_tokens: args.max_tokens,
-        };
-        // Interactive agents chat at this terminal; attach clients can join while it runs.
-        let host = full_id.map(|id| {
-            let (local, no_human) = crate::human::local_human(args.detach);
-            crate::human::Host::start(&db, &id, "orchestra resume", local, no_human)
-        });
-        if let Some(h) = &host {
-            h.wire(&mut opts);
-        }
-        let result = engine.resume(&args.session, &opts).await;
-        if let Some(h) = host {
-            h.finish(&result).await;
-        }
-        let code = match result {
-            Ok(out) if args.json => report_json(&engine, &out).await,
-            Ok(out) => report_outcome(&out, progress.elapsed_ms(), &db),
-            Err(e) => report_error(&e),
-        };
+        let (e, wanted) = (&engine, args.session.clone());
+        let code = args
+            .drive
+            .drive(&engine, &db, full_id.as_deref(), "orchestra resume", move |opts| async move {
+                e.resume(&wanted, &opts).await
+            })
+            .await;
         engine.close().await;
         code
     })

@@ -9,10 +9,8 @@ use orchestra_runtime::Engine;
 use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
-use crate::engine::{
-    Progress, ctrl_c, drive_options, providers_problem, report_error, report_json, report_outcome,
-    runtime,
-};
+use crate::drive::DriveArgs;
+use crate::engine::{providers_problem, report_error, runtime};
 use crate::load::{load_pipeline, unknown_input};
 use crate::exit;
 
@@ -34,30 +32,11 @@ pub(crate) struct Args {
     /// Run every agent on this provider (e.g. `anthropic`) instead of its own.
     #[arg(long)]
     provider: Option<String>,
-    /// Show model text as it arrives.
-    #[arg(long)]
-    stream: bool,
-    /// Print only warnings, failures and the outcome.
-    #[arg(long, short)]
-    quiet: bool,
     /// The session database (default: `database:` of orchestra.yaml, else .orchestra/orchestra.db).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Print the outcome as one JSON line on stdout (session, status, steps, tokens,
-    /// checkpoints, number of messages, final state) instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Stop this drive after N steps in all (overrides `limits.max_steps`; the session keeps its
-    /// own limit, so `orchestra resume` goes on from there).
-    #[arg(long, value_name = "N")]
-    max_steps: Option<u32>,
-    /// Stop this drive once N tokens are spent (overrides `limits.max_tokens` for this drive).
-    #[arg(long, value_name = "N")]
-    max_tokens: Option<u64>,
-    /// Do not chat here: the session pauses at its first interactive agent, to be joined with
-    /// `orchestra attach ID` (without a terminal this is what happens anyway).
-    #[arg(long)]
-    detach: bool,
+    #[command(flatten)]
+    drive: DriveArgs,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -94,25 +73,14 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
-        let progress = Arc::new(Progress::new(args.quiet || args.json));
-        let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
-        opts.limits = orchestra_runtime::session::LimitOverrides {
-            max_steps: args.max_steps,
-            max_tokens: args.max_tokens,
-        };
         let id = orchestra_runtime::new_session_id();
-        let (local, no_human) = crate::human::local_human(args.detach);
-        let host = crate::human::Host::start(&db, &id, "orchestra run", local, no_human);
-        host.wire(&mut opts);
-        let result = engine
-            .run_as(id, Arc::new(compiled), inputs, args.session_name, &opts)
+        let (e, compiled, name, new_id) = (&engine, Arc::new(compiled), args.session_name, id.clone());
+        let code = args
+            .drive
+            .drive(&engine, &db, Some(&id), "orchestra run", move |opts| async move {
+                e.run_as(new_id, compiled, inputs, name, &opts).await
+            })
             .await;
-        host.finish(&result).await;
-        let code = match result {
-            Ok(out) if args.json => report_json(&engine, &out).await,
-            Ok(out) => report_outcome(&out, progress.elapsed_ms(), &db),
-            Err(e) => report_error(&e),
-        };
         engine.close().await;
         code
     })
