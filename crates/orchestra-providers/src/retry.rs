@@ -97,10 +97,9 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
             .map(str::trim)
     };
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        && let Some(wait) = seconds(ms / 1000.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     parse_retry_after(text("retry-after")?, SystemTime::now())
 }
@@ -109,10 +108,20 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 /// (`Wed, 21 Oct 2015 07:28:00 GMT`), relative to `now`.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let at = parse_http_date(value)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A wait of `secs` seconds as a server wrote it: `None` when negative or not a number, and
+/// saturated when too long for a `Duration` (`Duration::from_secs_f64` would panic on
+/// `retry-after: 1e300`; the wait is capped by the policy anyway).
+fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// Parses an IMF-fixdate, the HTTP date format every server must send.
@@ -135,7 +144,9 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 {
+    // Four-digit years only: the date arithmetic below must not overflow on a hostile header.
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
+    {
         return None;
     }
     let days = days_from_civil(year, u32::try_from(month).ok()?, day);
@@ -202,6 +213,17 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("-3", now), None);
+        // A hostile or broken server cannot crash us with a wait too long for a Duration.
+        assert_eq!(parse_retry_after("1e300", now), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("inf", now), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 9223372036854775807 07:28:00 GMT", now),
+            None
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after-ms", "1e300".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::MAX));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(
             parse_retry_after("Wed, 21 Foo 2015 07:28:00 GMT", now),

@@ -154,9 +154,10 @@ impl State {
                     self.usage.output_tokens = out;
                 }
                 if let Some(input) = usage["input_tokens"].as_u64() {
+                    // Saturating: the numbers come from the server.
                     let total = input
-                        + usage["cache_creation_input_tokens"].as_u64().unwrap_or(0)
-                        + usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+                        .saturating_add(usage["cache_creation_input_tokens"].as_u64().unwrap_or(0))
+                        .saturating_add(usage["cache_read_input_tokens"].as_u64().unwrap_or(0));
                     self.usage.input_tokens = self.usage.input_tokens.max(total);
                 }
             }
