@@ -152,7 +152,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             when(s.created_at),
             s.steps,
             s.checkpoints,
-            s.tokens_in + s.tokens_out,
+            s.tokens_in.saturating_add(s.tokens_out),
             note
         );
     }
@@ -208,12 +208,13 @@ async fn detail(
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     for r in &runs {
         let u = usage.entry(r.node.clone()).or_default();
+        // Saturating: token counts are what the providers' servers reported.
         u.runs += 1;
-        u.tokens_in += r.tokens_in;
-        u.tokens_out += r.tokens_out;
-        u.tool_calls += r.tool_calls;
+        u.tokens_in = u.tokens_in.saturating_add(r.tokens_in);
+        u.tokens_out = u.tokens_out.saturating_add(r.tokens_out);
+        u.tool_calls = u.tool_calls.saturating_add(r.tool_calls);
         u.retries += u64::from(r.retries);
-        u.ms += r.duration_ms;
+        u.ms = u.ms.saturating_add(r.duration_ms);
         u.errors += u64::from(r.error.is_some());
     }
     let mut out = io::stdout().lock();
