@@ -60,6 +60,14 @@ pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// `now + after`, or a moment decades away when that does not fit an `Instant` (a timeout of
+/// `18446744073709551615` seconds in the pipeline must not panic).
+pub(crate) fn deadline_after(now: std::time::Instant, after: Duration) -> std::time::Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// A duration as people write it: `300ms`, `5s`, `2m 30s`.
 pub(crate) fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();

@@ -316,7 +316,7 @@ impl Registry {
             limits: Arc::clone(&self.limits),
             hidden_env: Arc::clone(&self.hidden_env),
             // Built-ins that walk many files stop a little early and report partial results.
-            deadline: started + timeout.mul_f32(0.9),
+            deadline: crate::deadline_after(started, timeout - timeout / 10),
         };
         let result = tokio::time::timeout(timeout, Arc::clone(tool).call(args, ctx)).await;
         let output = match result {

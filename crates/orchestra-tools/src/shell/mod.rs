@@ -352,12 +352,12 @@ impl Tool for ShellTool {
     fn timeout(&self, _limits: &crate::ToolLimits) -> Duration {
         // The process is killed at `self.timeout`; this outer limit only guards against a hang
         // while cleaning up.
-        self.timeout + Duration::from_secs(10)
+        self.timeout.saturating_add(Duration::from_secs(10))
     }
 
     fn max_output(&self, _limits: &crate::ToolLimits) -> usize {
         // Room for the status line, section headers and notes around the capped streams.
-        self.max_output + 1024
+        self.max_output.saturating_add(1024)
     }
 
     fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, Failure>> {

@@ -119,7 +119,7 @@ impl Run<'_> {
         let mut out = Capture::new(self.max_output);
         let mut err = Capture::new(self.max_output);
         let (mut buf_out, mut buf_err) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::deadline_after(Instant::now().into_std(), self.timeout).into();
         let mut ending: Option<Ending> = None;
         let mut linger_until = deadline;
         let mut lingered = false;

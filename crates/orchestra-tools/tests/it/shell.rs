@@ -283,3 +283,15 @@ async fn argument_errors_are_tool_errors() {
         "missing required argument `file`"
     );
 }
+
+#[tokio::test]
+async fn an_enormous_timeout_or_output_cap_is_no_panic() {
+    let dir = dir_with(&[]);
+    // The largest values YAML can give: adding to them overflowed.
+    let r = with_tool(
+        "{ name: hi, command: [echo, hi], timeout: 18446744073709551615, max_output: 18446744073709551615 }",
+        dir.path(),
+    );
+    let out = ok(&r, "hi", json!({})).await;
+    assert!(out.contains("hi"), "{out}");
+}
