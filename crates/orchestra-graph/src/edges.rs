@@ -62,10 +62,7 @@ pub(crate) fn build(
             loop_targets: Vec::new(),
         });
     }
-    let topology = Topology {
-        agents: names.iter().map(|n| (*n).to_owned()).collect(),
-        edges,
-    };
+    let topology = Topology::new(names.iter().map(|n| (*n).to_owned()).collect(), edges);
     (topology, conditions)
 }
 

@@ -1,6 +1,8 @@
 //! The shape of a compiled graph as the scheduler sees it: nodes (START, END, agents by
 //! declaration index) and edges with their join, condition and loop bound.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use orchestra_spec::{END, Join, START};
@@ -39,16 +41,93 @@ pub struct Edge {
     pub loop_targets: Vec<Node>,
 }
 
-/// Agents and edges of a compiled pipeline.
+/// Agents and edges of a compiled pipeline. Build it with [`Topology::new`]; `agents` and
+/// `edges` must not change once it is used (an index of the edges is built on first use).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     /// Agent names in declaration order.
     pub agents: Vec<String>,
     /// Edges in the order written.
     pub edges: Vec<Edge>,
+    /// Derived from `edges`: neither stored nor compared.
+    #[serde(skip)]
+    index: EdgeIndex,
 }
 
+/// The edges leaving each node and the number of distinct sources of each edge, so that the
+/// scheduler's work per step does not grow with the size of the graph.
+#[derive(Clone, Debug, Default)]
+struct EdgeIndex(OnceLock<Index>);
+
+#[derive(Clone, Debug)]
+struct Index {
+    /// By node slot (see [`Index::slot`]): indices of the edges it is a source of, ascending.
+    outgoing: Vec<Vec<usize>>,
+    /// By edge: how many distinct sources it has.
+    distinct_sources: Vec<usize>,
+}
+
+impl Index {
+    fn build(agents: usize, edges: &[Edge]) -> Self {
+        let mut outgoing = vec![Vec::new(); agents + 1];
+        let mut distinct_sources = Vec::with_capacity(edges.len());
+        for (ei, e) in edges.iter().enumerate() {
+            let mut seen = std::collections::HashSet::with_capacity(e.sources.len());
+            for &n in &e.sources {
+                if !seen.insert(n) {
+                    continue;
+                }
+                if let Some(list) = Self::slot(agents, n).and_then(|i| outgoing.get_mut(i)) {
+                    list.push(ei);
+                }
+            }
+            distinct_sources.push(seen.len());
+        }
+        Index {
+            outgoing,
+            distinct_sources,
+        }
+    }
+
+    /// Agents by index, then `START`; `END` and unknown agents have no outgoing edges.
+    fn slot(agents: usize, n: Node) -> Option<usize> {
+        match n {
+            Node::Agent(i) if i < agents => Some(i),
+            Node::Start => Some(agents),
+            Node::Agent(_) | Node::End => None,
+        }
+    }
+}
+
+impl PartialEq for EdgeIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EdgeIndex {}
+
 impl Topology {
+    /// A topology of `agents` (declaration order) and `edges` (as written).
+    pub fn new(agents: Vec<String>, edges: Vec<Edge>) -> Self {
+        Topology {
+            agents,
+            edges,
+            index: EdgeIndex::default(),
+        }
+    }
+
+    fn index(&self) -> &Index {
+        self.index
+            .0
+            .get_or_init(|| Index::build(self.agents.len(), &self.edges))
+    }
+
+    /// How many distinct sources edge `ei` has (0 for an unknown edge).
+    pub fn distinct_sources(&self, ei: usize) -> usize {
+        self.index().distinct_sources.get(ei).copied().unwrap_or(0)
+    }
+
     /// The node called `name` (`START`, `END` or an agent).
     pub fn node(&self, name: &str) -> Option<Node> {
         match name {
@@ -67,11 +146,70 @@ impl Topology {
         }
     }
 
-    /// Edges leaving `node`, with their indices.
+    /// Edges leaving `node`, with their indices, in the order written.
     pub fn outgoing(&self, node: Node) -> impl Iterator<Item = (usize, &Edge)> {
-        self.edges
+        let index = self.index();
+        Index::slot(self.agents.len(), node)
+            .and_then(|i| index.outgoing.get(i))
+            .map_or(&[][..], Vec::as_slice)
             .iter()
-            .enumerate()
-            .filter(move |(_, e)| e.sources.contains(&node))
+            .filter_map(|&ei| self.edges.get(ei).map(|e| (ei, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(sources: &[Node], targets: &[Node]) -> Edge {
+        Edge {
+            sources: sources.to_vec(),
+            targets: targets.to_vec(),
+            join: Join::All,
+            condition: None,
+            max_loops: None,
+            on_max_loops: None,
+            loop_targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn outgoing_edges_are_indexed_by_source() {
+        let (a, b, c) = (Node::Agent(0), Node::Agent(1), Node::Agent(2));
+        let t = Topology::new(
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![
+                edge(&[Node::Start], &[a, b]),
+                edge(&[a, b, a], &[c]),
+                edge(&[a], &[Node::End]),
+                edge(&[c], &[Node::End]),
+            ],
+        );
+        let out = |n| t.outgoing(n).map(|(i, _)| i).collect::<Vec<_>>();
+        assert_eq!(out(Node::Start), [0]);
+        assert_eq!(out(a), [1, 2], "once per edge, in the order written");
+        assert_eq!(out(b), [1]);
+        assert_eq!(out(c), [3]);
+        assert!(out(Node::End).is_empty());
+        assert!(out(Node::Agent(9)).is_empty());
+        assert_eq!(t.distinct_sources(1), 2);
+        assert_eq!(t.distinct_sources(7), 0);
+    }
+
+    #[test]
+    fn the_index_is_neither_stored_nor_compared() {
+        let t = Topology::new(
+            vec!["a".into()],
+            vec![edge(&[Node::Start], &[Node::Agent(0)])],
+        );
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(
+            json.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["agents", "edges"]
+        );
+        let _ = t.outgoing(Node::Start).count();
+        let back: Topology = serde_json::from_value(json).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.outgoing(Node::Start).count(), 1);
     }
 }

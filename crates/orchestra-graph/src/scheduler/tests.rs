@@ -20,10 +20,10 @@ const C: Node = Node::Agent(2);
 const D: Node = Node::Agent(3);
 
 fn topo(edges: Vec<Edge>) -> Topology {
-    Topology {
-        agents: ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect(),
+    Topology::new(
+        ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect(),
         edges,
-    }
+    )
 }
 
 fn no_route(_: usize, _: &Edge) -> Result<Vec<String>, String> {

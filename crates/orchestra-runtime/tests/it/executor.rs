@@ -117,14 +117,14 @@ fn edge(sources: &[Node], targets: &[Node]) -> Edge {
 }
 
 fn diamond() -> Topology {
-    Topology {
-        agents: vec!["a".into(), "b".into(), "c".into()],
-        edges: vec![
+    Topology::new(
+        vec!["a".into(), "b".into(), "c".into()],
+        vec![
             edge(&[Node::Start], &[Node::Agent(0), Node::Agent(1)]),
             edge(&[Node::Agent(0), Node::Agent(1)], &[Node::Agent(2)]),
             edge(&[Node::Agent(2)], &[Node::End]),
         ],
-    }
+    )
 }
 
 fn limits(agents: usize) -> ExecLimits {
@@ -352,9 +352,9 @@ async fn retryable_errors_back_off_and_the_circuit_breaker_trips() {
 
 #[tokio::test]
 async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
-    let topo = Topology {
-        agents: vec!["writer".into(), "critic".into()],
-        edges: vec![
+    let topo = Topology::new(
+        vec!["writer".into(), "critic".into()],
+        vec![
             edge(&[Node::Start], &[Node::Agent(0)]),
             edge(&[Node::Agent(0)], &[Node::Agent(1)]),
             Edge {
@@ -364,7 +364,7 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
                 ..edge(&[Node::Agent(1)], &[Node::Agent(0), Node::End])
             },
         ],
-    };
+    );
     let h = Harness::new(Box::new(MemoryStore::new()), topo.clone());
     let router = Arc::new(CountRouter {
         back: "writer".into(),
@@ -436,15 +436,15 @@ async fn a_thousand_parallel_agents_on_sqlite() {
     agents.extend((0..n).map(|i| format!("w{i}")));
     agents.push("join".into());
     let workers: Vec<Node> = (1..=n).map(Node::Agent).collect();
-    let topo = Topology {
+    let topo = Topology::new(
         agents,
-        edges: vec![
+        vec![
             edge(&[Node::Start], &[Node::Agent(0)]),
             edge(&[Node::Agent(0)], &workers),
             edge(&workers, &[Node::Agent(n + 1)]),
             edge(&[Node::Agent(n + 1)], &[Node::End]),
         ],
-    };
+    );
     let store = SqliteStore::open(dir.path().join("o.db")).unwrap();
     let h = Harness::new(Box::new(store), topo);
     let mut pos = h.start("f1", &NoRouter).await;
