@@ -130,7 +130,7 @@ fn env_var(name: &str) -> Option<String> {
 /// responses file that cannot be read): checked before a session starts or resumes, so a
 /// configuration problem is bad input (exit 2) and leaves no half-begun session behind.
 pub(crate) fn providers_problem(compiled: &orchestra_graph::Compiled) -> Option<String> {
-    orchestra_runtime::plan::build_providers(compiled, &env_var).err()
+    orchestra_runtime::plan::build_providers(compiled, &env_var, &compiled.project_root).err()
 }
 
 /// Drive options for the CLI: real environment, progress printed to stderr.

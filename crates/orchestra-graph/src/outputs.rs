@@ -39,6 +39,16 @@ pub(crate) fn check_outputs(
             );
         }
         if let Some(path) = &out.path {
+            let text = path.value.trim_start();
+            if text.starts_with('/') || text.split(['/', '\\']).any(|c| c == "..") {
+                diags.push(
+                    Diagnostic::error(format!("the path of output `{name}` leaves the project"))
+                        .at(src, path.span)
+                        .with_label("absolute, or going up with `..`")
+                        .with_help("output paths are relative to the project root (the directory of orchestra.yaml)"),
+                );
+                continue;
+            }
             let env = minijinja::Environment::new();
             match env.template_from_str(&path.value) {
                 Err(e) => diags.push(

@@ -29,6 +29,10 @@ pub struct BuildOptions {
     pub max_delay: Duration,
     /// Longest `retry-after` wait honoured (default 120 s).
     pub max_retry_after: Duration,
+    /// Working directory of `command` agents (default: the current directory). The runtime sets
+    /// the project root, or the session worktree when the pipeline has one writable repository,
+    /// so a code-editing CLI agent never works in the user's checkout.
+    pub workdir: Option<std::path::PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -38,6 +42,7 @@ impl Default for BuildOptions {
             base_delay: p.base_delay,
             max_delay: p.max_delay,
             max_retry_after: p.max_retry_after,
+            workdir: None,
         }
     }
 }
@@ -115,9 +120,10 @@ pub fn build_with(
                 options.retry(spec, HTTP_RETRIES),
             )?)
         }
-        ProviderKind::Command => {
-            Arc::new(CommandProvider::new(name, spec, options.retry(spec, 0))?)
-        }
+        ProviderKind::Command => Arc::new(
+            CommandProvider::new(name, spec, options.retry(spec, 0))?
+                .in_dir(options.workdir.clone()),
+        ),
         ProviderKind::Scripted => Arc::new(Scripted::load(
             name,
             spec,

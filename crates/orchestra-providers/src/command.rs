@@ -33,9 +33,16 @@ pub(crate) struct CommandProvider {
     stdin: bool,
     timeout: Duration,
     retry: RetryPolicy,
+    workdir: Option<std::path::PathBuf>,
 }
 
 impl CommandProvider {
+    /// Runs the agent in `dir` (else in the current directory).
+    pub fn in_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.workdir = dir;
+        self
+    }
+
     pub fn new(name: &str, spec: &ProviderSpec, retry: RetryPolicy) -> Result<Self, ProviderError> {
         let argv = spec
             .command
@@ -60,6 +67,7 @@ impl CommandProvider {
             stdin: spec.stdin,
             timeout: spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             retry,
+            workdir: None,
         })
     }
 
@@ -82,6 +90,9 @@ impl CommandProvider {
             }
         });
         let mut cmd = Command::new(program.replace(MODEL, &req.model));
+        if let Some(dir) = &self.workdir {
+            cmd.current_dir(dir);
+        }
         cmd.args(args)
             .stdin(if self.stdin {
                 Stdio::piped()

@@ -271,7 +271,9 @@ impl Executor {
             for (agent_idx, res) in &results {
                 let agent = &self.topo.agents[*agent_idx];
                 writes.extend(task_writes(agent, &res.output, &res.writes));
-                pos.tokens += res.tokens_in + res.tokens_out;
+                pos.tokens = pos
+                    .tokens
+                    .saturating_add(res.tokens_in.saturating_add(res.tokens_out));
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
             }
@@ -309,9 +311,10 @@ impl Executor {
             pos.delta_bytes += delta_bytes;
 
             let repo_shas = hooked.repo_shas;
+            // A snapshot lends the state to the store thread, which hands it back: no copy.
             let snapshot = self
                 .snapshot_due(pos, step)
-                .then(|| Value::Object(pos.state.clone()));
+                .then(|| Value::Object(std::mem::take(&mut pos.state)));
             let has_snapshot = snapshot.is_some();
             if let Some(s) = &snapshot {
                 pos.snapshot_step = step;
@@ -328,7 +331,13 @@ impl Executor {
                 nodes: names,
                 created_at: now_ms(),
             };
-            self.store.call(move |s| s.commit_checkpoint(&cp)).await?;
+            let cp = self
+                .store
+                .call(move |s| s.commit_checkpoint(&cp).map(|()| cp))
+                .await?;
+            if let Some(Value::Object(state)) = cp.snapshot {
+                pos.state = state;
+            }
             self.events.emit(Event::Checkpoint {
                 step,
                 snapshot: has_snapshot,
@@ -471,7 +480,7 @@ impl Executor {
         }
         drop(set);
         pos.state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
-        pos.tokens += spent.load(Ordering::SeqCst);
+        pos.tokens = pos.tokens.saturating_add(spent.load(Ordering::SeqCst));
         // Make sure every record sent by the finished tasks is stored before going on.
         self.store.call(|_| Ok(())).await?;
         if let Some(f) = finish {
@@ -528,7 +537,7 @@ impl TaskCtx {
                     // What the failed attempt spent (the model calls it made before failing).
                     let (tokens_in, tokens_out) = call.usage.get();
                     self.spent
-                        .fetch_add(tokens_in + tokens_out, Ordering::SeqCst);
+                        .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
                     (
                         (tokens_in, tokens_out, 0, 0),
                         TaskStatus::Error,

@@ -195,8 +195,8 @@ impl Harness {
                     NodeError::Fatal(e.to_string())
                 }
             })?;
-            result.tokens_in += resp.usage.input_tokens;
-            result.tokens_out += resp.usage.output_tokens;
+            result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
+            result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
             call.usage
                 .add(resp.usage.input_tokens, resp.usage.output_tokens);
             result.retries += resp.retries;

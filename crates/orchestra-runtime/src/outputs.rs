@@ -40,10 +40,16 @@ pub fn write_outputs(
             )
             .map_err(|e| format!("output `{name}`: cannot render its path: {e}"))?;
         let rel = PathBuf::from(rel.trim());
-        if rel.as_os_str().is_empty() || rel.components().any(|c| matches!(c, Component::ParentDir))
+        if rel.as_os_str().is_empty()
+            || rel.components().any(|c| {
+                matches!(
+                    c,
+                    Component::ParentDir | Component::RootDir | Component::Prefix(_)
+                )
+            })
         {
             return Err(format!(
-                "output `{name}`: the path `{}` is empty or leaves the project with `..`",
+                "output `{name}`: the path `{}` is empty, absolute, or leaves the project with `..`",
                 rel.display()
             ));
         }

@@ -25,11 +25,18 @@ pub type ConditionFn =
 /// How long an executable condition may run.
 pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Builds the provider clients used by the agents. `env` looks up environment variables (API keys).
+/// Builds the provider clients used by the agents. `env` looks up environment variables (API
+/// keys); `workdir` is where `command` agents run (never the user's checkout when the pipeline
+/// writes: the session worktree).
 pub fn build_providers(
     compiled: &Compiled,
     env: &dyn Fn(&str) -> Option<String>,
+    workdir: &Path,
 ) -> Result<HashMap<String, Arc<dyn Provider>>, String> {
+    let options = orchestra_providers::BuildOptions {
+        workdir: Some(workdir.to_path_buf()),
+        ..orchestra_providers::BuildOptions::default()
+    };
     let mut out: HashMap<String, Arc<dyn Provider>> = HashMap::new();
     for agent in &compiled.agents {
         let name = &agent.model.provider;
@@ -45,11 +52,33 @@ pub fn build_providers(
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let client = orchestra_providers::build(name, &rp.spec, &base, env)
-            .map_err(|e| format!("provider `{name}`: {e}"))?;
+        let client = orchestra_providers::build_with(name, &rp.spec, &base, env, &options)
+            .map_err(|e| describe(name, &e))?;
         out.insert(name.clone(), client);
     }
     Ok(out)
+}
+
+/// A provider error with its causes (and the rendered file:line:col of a bad responses file).
+fn describe(name: &str, e: &orchestra_providers::ProviderError) -> String {
+    if let Some(d) = e.diagnostic() {
+        return d.render().trim_end().to_owned();
+    }
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    if msg.contains(&format!("`{name}`")) {
+        msg
+    } else {
+        format!("provider `{name}`: {msg}")
+    }
 }
 
 /// The names of the environment variables holding API keys (hidden from shell tools).

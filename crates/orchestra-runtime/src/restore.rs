@@ -103,12 +103,13 @@ pub fn restore(
         }
     }
     if step > rp.base.step {
-        tokens += store
+        let after: u64 = store
             .node_runs(session)?
             .iter()
             .filter(|r| r.step > rp.base.step && r.step <= step)
-            .map(|r| r.tokens_in + r.tokens_out)
-            .sum::<u64>();
+            .map(|r| r.tokens_in.saturating_add(r.tokens_out))
+            .fold(0, u64::saturating_add);
+        tokens = tokens.saturating_add(after);
     }
     Ok(Position {
         state,

@@ -200,9 +200,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `pid@host` of this process.
 fn lease_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy().into_owned();
+    let host = if host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        host
+    };
     format!("{}@{host}", std::process::id())
 }
 
@@ -213,7 +217,21 @@ pub fn owner_is_dead(owner: &str) -> bool {
     };
     let this = lease_owner();
     let this_host = this.split_once('@').map(|(_, h)| h).unwrap_or_default();
-    host == this_host && pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists()
+    if host != this_host {
+        return false;
+    }
+    let Some(pid) = pid
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists but belongs to someone else.
+    matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
 }
 
 fn hash_of(text: &str) -> String {
@@ -448,16 +466,17 @@ impl Engine {
         // What was spent after the checkpoint counts too: tasks that finished before an
         // interruption (they are reused, not run again) and failed attempts.
         let (sid, after) = (rec.id.clone(), last);
-        pos.tokens += self
+        let spent_after = self
             .store
             .call(move |s| {
                 Ok(s.node_runs(&sid)?
                     .iter()
                     .filter(|r| r.step > after)
-                    .map(|r| r.tokens_in + r.tokens_out)
-                    .sum::<u64>())
+                    .map(|r| r.tokens_in.saturating_add(r.tokens_out))
+                    .fold(0, u64::saturating_add))
             })
             .await?;
+        pos.tokens = pos.tokens.saturating_add(spent_after);
         let git = match GitWorkspace::reopen(&compiled, &rec).await {
             Ok(g) => g,
             Err(e) => return self.fail_setup(&rec.id, e).await,
@@ -595,7 +614,14 @@ impl Engine {
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
         let setup = (|| {
-            let providers = build_providers(&compiled, &*opts.env)?;
+            // CLI agents run where the session's changes go: the worktree of the only writable
+            // repository, else the project root (never the user's checkout of a writable repo).
+            let roots = git.roots();
+            let workdir = match roots.values().next() {
+                Some(dir) if roots.len() == 1 => dir.clone(),
+                _ => compiled.project_root.clone(),
+            };
+            let providers = build_providers(&compiled, &*opts.env, &workdir)?;
             let tools = build_tools(&compiled, &git.roots(), opts.tools.clone())?;
             let plans = agent_plans(&compiled, &providers, &tools)?;
             Harness::new(

@@ -56,7 +56,7 @@ pub(crate) enum PathError {
     Symlink { repo: String, path: String },
     #[error("`{path}` is a symbolic link that points nowhere; refusing to write through it")]
     DanglingLink { path: String },
-    #[error("`{path}` is inside `.git`; the tools never write there")]
+    #[error("`{path}` is inside `.git`; the tools never read or write there (it may hold credentials)")]
     GitDir { path: String },
     #[error(
         "no such file or directory `{path}` in repository `{repo}`{}",
@@ -208,10 +208,23 @@ impl Confined {
     /// root.
     pub(crate) fn existing(&self, input: &str) -> Result<Resolved, PathError> {
         let parts = self.components(input)?;
+        if parts
+            .iter()
+            .any(|p| p.to_string_lossy().eq_ignore_ascii_case(".git"))
+        {
+            return Err(PathError::GitDir {
+                path: input.to_owned(),
+            });
+        }
         let joined = self.join(&parts);
         match std::fs::canonicalize(&joined) {
             Ok(canonical) => {
                 self.inside(&canonical, input)?;
+                if canonical.starts_with(self.root.join(".git")) {
+                    return Err(PathError::GitDir {
+                        path: input.to_owned(),
+                    });
+                }
                 Ok(Resolved {
                     rel: self.rel_of(&joined),
                     abs: canonical,
@@ -383,6 +396,17 @@ mod tests {
             e.to_string(),
             "no such file or directory `src/mian.rs` in repository `app`; did you mean `src/main.rs`?"
         );
+    }
+
+    #[test]
+    fn reads_refuse_git_even_through_a_link() {
+        let (d, c) = confined();
+        std::fs::create_dir_all(d.path().join(".git")).unwrap();
+        std::fs::write(d.path().join(".git/config"), "url = https://user:secret@host/x\n").unwrap();
+        assert!(matches!(c.existing(".git/config"), Err(PathError::GitDir { .. })));
+        assert!(matches!(c.existing("src/../.git/config"), Err(PathError::GitDir { .. })));
+        std::os::unix::fs::symlink(d.path().join(".git/config"), d.path().join("cfg")).unwrap();
+        assert!(matches!(c.existing("cfg"), Err(PathError::GitDir { .. })));
     }
 
     #[test]

@@ -141,3 +141,24 @@ async fn a_missing_program_is_a_spawn_error() {
     );
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[tokio::test]
+async fn the_agent_runs_in_the_directory_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("worktree");
+    std::fs::create_dir_all(&work).unwrap();
+    let spec = crate::spec(&yaml(&["sh", "-c", "cat >/dev/null; pwd"], "stdin: true\n"));
+    let opts = orchestra_providers::BuildOptions {
+        workdir: Some(work.clone()),
+        ..crate::fast()
+    };
+    let p = orchestra_providers::build_with("cli", &spec, dir.path(), &crate::env, &opts).unwrap();
+    let out = p
+        .chat(&request("a", vec![Message::user("hi")]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.text().trim(),
+        work.canonicalize().unwrap().display().to_string()
+    );
+}

@@ -33,6 +33,7 @@ pub fn fast() -> BuildOptions {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
         max_retry_after: Duration::from_secs(5),
+        ..BuildOptions::default()
     }
 }
 

@@ -223,8 +223,8 @@ impl Harness {
                     .map_err(|e| RoundError::Model(e.to_string()))?;
                 call.usage
                     .add(resp.usage.input_tokens, resp.usage.output_tokens);
-                result.tokens_in += resp.usage.input_tokens;
-                result.tokens_out += resp.usage.output_tokens;
+                result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
+                result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
                 result.retries += resp.retries;
                 let uses: Vec<(String, String, Value)> = resp
                     .content

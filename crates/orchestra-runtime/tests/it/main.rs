@@ -4,3 +4,4 @@
 
 mod executor;
 mod interactive;
+mod lease;
