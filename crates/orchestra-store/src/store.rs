@@ -90,6 +90,21 @@ pub trait Store: Send {
     /// session's `updated_at` when it is a second or more old.
     fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError>;
 
+    /// Stores a step's last finished tasks and node runs and commits its checkpoint, in one
+    /// transaction where the backend can: what [`Store::record_results`] then
+    /// [`Store::commit_checkpoint`] do, with the same outcome on failure — when the records
+    /// cannot be stored nothing is; when only the checkpoint is refused (or fails), the
+    /// records are kept and its error is returned.
+    fn commit_step(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        cp: &CheckpointRecord,
+    ) -> Result<(), StoreError> {
+        self.record_results(tasks, runs)?;
+        self.commit_checkpoint(cp)
+    }
+
     /// The session's checkpoints without payloads, ordered by step.
     fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError>;
 

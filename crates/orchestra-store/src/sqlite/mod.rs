@@ -11,6 +11,7 @@ mod codec;
 mod schema;
 mod sessions;
 mod steps;
+mod writes;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -286,6 +287,15 @@ impl Store for SqliteStore {
 
     fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError> {
         self.commit_checkpoint_impl(cp)
+    }
+
+    fn commit_step(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        cp: &CheckpointRecord,
+    ) -> Result<(), StoreError> {
+        self.commit_step_impl(tasks, runs, cp)
     }
 
     fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError> {

@@ -40,6 +40,7 @@ behaviour!(
     steps::task_records_round_trip_and_order,
     steps::task_records_replace_and_atomic_batches,
     steps::checkpoints_and_snapshots,
+    steps::a_step_commits_its_records_and_checkpoint_together,
     steps::checkpoint_parent_rules,
     steps::restore_point_is_snapshot_plus_later_tasks,
     steps::node_runs_and_messages,

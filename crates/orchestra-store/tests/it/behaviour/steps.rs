@@ -71,6 +71,46 @@ pub(super) fn task_records_replace_and_atomic_batches(s: &mut dyn Store, _: &Tes
     s.record_results(&[], &[]).unwrap();
 }
 
+pub(super) fn a_step_commits_its_records_and_checkpoint_together(s: &mut dyn Store, _: &TestClock) {
+    s.create_session(&new_session("s", 1)).unwrap();
+    s.commit_checkpoint(&checkpoint("s", 0, Some(json!({"messages": []}))))
+        .unwrap();
+    let (t1, r1) = (task("s", 1, 0, "a"), node_run("s", 1, "a", 3, 4));
+    s.commit_step(
+        std::slice::from_ref(&t1),
+        std::slice::from_ref(&r1),
+        &checkpoint("s", 1, None),
+    )
+    .unwrap();
+    assert_eq!(s.task_records("s", 1..=1).unwrap(), [t1]);
+    assert_eq!(s.node_runs("s").unwrap(), [r1]);
+    assert_eq!(s.checkpoints("s").unwrap().len(), 2);
+
+    // A refused checkpoint keeps the records, as separate calls would.
+    let t2 = task("s", 2, 0, "b");
+    let err = s
+        .commit_step(std::slice::from_ref(&t2), &[], &checkpoint("s", 1, None))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::CheckpointExists { step: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(s.task_records("s", 2..=2).unwrap(), [t2]);
+    let mut orphan = checkpoint("s", 3, None);
+    orphan.parent_step = Some(2);
+    let err = s.commit_step(&[], &[], &orphan).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRecord { .. }), "{err}");
+
+    // Records that cannot be stored take the checkpoint down with them.
+    let err = s
+        .commit_step(&[task("nope", 2, 0, "b")], &[], &checkpoint("s", 2, None))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert_eq!(s.checkpoints("s").unwrap().len(), 2);
+    s.commit_step(&[], &[], &checkpoint("s", 2, None)).unwrap();
+    assert_eq!(s.checkpoints("s").unwrap().len(), 3);
+}
+
 pub(super) fn checkpoints_and_snapshots(s: &mut dyn Store, clock: &TestClock) {
     s.create_session(&new_session("s", 1)).unwrap();
     let cp0 = checkpoint("s", 0, Some(json!({"messages": []})));
