@@ -331,10 +331,7 @@ impl Executor {
                 nodes: names,
                 created_at: now_ms(),
             };
-            let cp = self
-                .store
-                .call(move |s| s.commit_checkpoint(&cp).map(|()| cp))
-                .await?;
+            let cp = self.store.commit_checkpoint(cp).await?;
             if let Some(Value::Object(state)) = cp.snapshot {
                 pos.state = state;
             }

@@ -1,20 +1,31 @@
 //! The store on its own thread: the async executor sends it work over a channel. Finished tasks
-//! are fire-and-forget and group-committed (everything queued goes in one transaction), so a
-//! thousand tasks finishing together cost a few transactions, not a thousand; every other call
-//! waits for its answer, and is ordered after the records sent before it.
+//! are fire-and-forget and group-committed: everything queued, plus what arrives within
+//! [`GROUP_COMMIT`], goes in one transaction — with the step's checkpoint when it comes in that
+//! time (a step of one agent is then one commit, not two). A thousand tasks finishing together
+//! cost a few transactions, not a thousand. Every other call waits for its answer, and is
+//! ordered after the records sent before it.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use orchestra_store::{NodeRunRecord, Store, StoreError, TaskRecord};
+use orchestra_store::{CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord};
+
+/// How long finished tasks' records may wait for more records or for their step's checkpoint,
+/// to share one transaction. A crash within it loses them: those tasks run again on resume,
+/// as the ones still running do.
+pub const GROUP_COMMIT: Duration = Duration::from_millis(2);
 
 type Job = Box<dyn FnOnce(&mut dyn Store, Option<StoreError>) + Send>;
 
+type CheckpointReply = oneshot::Sender<Result<CheckpointRecord, WorkerError>>;
+
 enum Cmd {
     Results(Box<(TaskRecord, NodeRunRecord)>),
+    Checkpoint(Box<CheckpointRecord>, CheckpointReply),
     Call(Job),
     Close(oneshot::Sender<()>),
 }
@@ -29,6 +40,7 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Cmd::Results(_) => "Results",
+            Cmd::Checkpoint(..) => "Checkpoint",
             Cmd::Call(_) => "Call",
             Cmd::Close(_) => "Close",
         })
@@ -63,6 +75,20 @@ impl StoreHandle {
     /// [`call`]: StoreHandle::call
     pub fn record(&self, task: TaskRecord, run: NodeRunRecord) {
         let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
+    }
+
+    /// Commits a step's checkpoint after everything queued before it (tasks that finished just
+    /// before go in the same transaction) and hands the record back, so a snapshot's state
+    /// can be reused. A failure of an earlier queued record is returned instead, first.
+    pub async fn commit_checkpoint(
+        &self,
+        cp: CheckpointRecord,
+    ) -> Result<CheckpointRecord, WorkerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Checkpoint(Box::new(cp), tx))
+            .map_err(|_| WorkerError::Gone)?;
+        rx.await.map_err(|_| WorkerError::Gone)?
     }
 
     /// Runs `f` on the store thread after everything queued before it, and returns its result.
@@ -131,25 +157,44 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
         match cmd {
             Cmd::Results(first) => {
                 let (t, r) = *first;
-                let mut tasks = vec![t];
-                let mut runs = vec![r];
-                while let Ok(next) = rx.try_recv() {
-                    match next {
-                        Cmd::Results(more) => {
+                let (mut tasks, mut runs) = (vec![t], vec![r]);
+                let deadline = Instant::now() + GROUP_COMMIT;
+                let next = loop {
+                    match next_within(&rx, deadline) {
+                        Some(Cmd::Results(more)) => {
                             let (t, r) = *more;
                             tasks.push(t);
                             runs.push(r);
                         }
-                        other => {
-                            backlog.push_back(other);
-                            break;
+                        other => break other,
+                    }
+                };
+                match next {
+                    Some(Cmd::Checkpoint(cp, reply)) if failed.is_none() => {
+                        let result = store
+                            .commit_step(&tasks, &runs, &cp)
+                            .map(|()| *cp)
+                            .map_err(WorkerError::Store);
+                        let _ = reply.send(result);
+                    }
+                    other => {
+                        if let Err(e) = store.record_results(&tasks, &runs) {
+                            tracing::error!(error = %e, "failed to record finished tasks");
+                            failed.get_or_insert(e);
                         }
+                        backlog.extend(other);
                     }
                 }
-                if let Err(e) = store.record_results(&tasks, &runs) {
-                    tracing::error!(error = %e, "failed to record finished tasks");
-                    failed.get_or_insert(e);
-                }
+            }
+            Cmd::Checkpoint(cp, reply) => {
+                let result = match failed.take() {
+                    Some(e) => Err(WorkerError::Store(e)),
+                    None => store
+                        .commit_checkpoint(&cp)
+                        .map(|()| *cp)
+                        .map_err(WorkerError::Store),
+                };
+                let _ = reply.send(result);
             }
             Cmd::Call(job) => job(store.as_mut(), failed.take()),
             Cmd::Close(done) => {
@@ -158,5 +203,181 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
                 return;
             }
         }
+    }
+}
+
+/// The next command if one comes before `deadline`.
+fn next_within(rx: &mpsc::Receiver<Cmd>, deadline: Instant) -> Option<Cmd> {
+    if let Ok(cmd) = rx.try_recv() {
+        return Some(cmd);
+    }
+    let left = deadline.checked_duration_since(Instant::now())?;
+    // Timed out, or every handle is gone.
+    rx.recv_timeout(left).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use orchestra_store::{NewSession, SqliteStore, TaskStatus};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Commits in the write-ahead log: frames whose header carries the database size (only a
+    /// transaction's last frame does).
+    fn wal_commits(db: &Path) -> usize {
+        let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+        let Some(header) = wal.get(..32) else {
+            return 0;
+        };
+        let page = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
+        wal[32..]
+            .chunks(24 + page)
+            .filter(|f| f.len() == 24 + page && f[4..8] != [0, 0, 0, 0])
+            .count()
+    }
+
+    fn results(session: &str, step: u64) -> (TaskRecord, NodeRunRecord) {
+        let task = TaskRecord {
+            session: session.into(),
+            step,
+            task_idx: 0,
+            node: "a".into(),
+            run_index: 0,
+            status: TaskStatus::Ok,
+            writes: json!({}),
+            output: json!("out"),
+            error: None,
+            finished_at: 1,
+        };
+        let run = NodeRunRecord {
+            session: session.into(),
+            step,
+            node: "a".into(),
+            run_index: 0,
+            started_at: 1,
+            finished_at: 1,
+            duration_ms: 0,
+            tokens_in: 1,
+            tokens_out: 1,
+            tool_calls: 0,
+            retries: 0,
+            status: TaskStatus::Ok,
+            error: None,
+        };
+        (task, run)
+    }
+
+    fn checkpoint(step: u64) -> CheckpointRecord {
+        CheckpointRecord {
+            session: "s".into(),
+            step,
+            parent_step: step.checked_sub(1),
+            scheduler: json!({"step": step}),
+            snapshot: (step == 0).then(|| json!({})),
+            repo_shas: None,
+            nodes: Vec::new(),
+            created_at: 1,
+        }
+    }
+
+    async fn open(db: &Path) -> StoreHandle {
+        let store = StoreHandle::spawn(Box::new(SqliteStore::open(db).unwrap())).unwrap();
+        let session = NewSession {
+            id: "s".into(),
+            name: None,
+            pipeline: "p".into(),
+            pipeline_path: "p.yaml".into(),
+            pipeline_source: String::new(),
+            resolved: "{}".into(),
+            pipeline_hash: "h".into(),
+            inputs: json!({}),
+            parent_session: None,
+            parent_checkpoint: None,
+            created_at: 1,
+        };
+        store
+            .call(move |s| {
+                s.create_session(&session)?;
+                s.commit_checkpoint(&checkpoint(0))
+            })
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_step_s_records_share_its_checkpoint_s_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("o.db");
+        let store = open(&db).await;
+
+        // Hold the store thread so that the record and the checkpoint are both queued, however
+        // slowly this test runs.
+        let before = wal_commits(&db);
+        let (release, held) = mpsc::channel::<()>();
+        let (done, blocked) = oneshot::channel();
+        store
+            .send_job(
+                move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                },
+                done,
+            )
+            .unwrap();
+        let (t, r) = results("s", 1);
+        store.record(t, r);
+        let step = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit_checkpoint(checkpoint(1)).await }
+        });
+        // The test runtime has one thread: the spawned commit is sent before this resumes.
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+        step.await.unwrap().unwrap();
+        assert_eq!(wal_commits(&db) - before, 1, "one transaction for the step");
+
+        // Records with no checkpoint in sight are stored on their own, soon.
+        let before = wal_commits(&db);
+        let (t, r) = results("s", 2);
+        store.record(t, r);
+        let waited = Instant::now();
+        while wal_commits(&db) == before && waited.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(GROUP_COMMIT).await;
+        }
+        assert_eq!(
+            wal_commits(&db) - before,
+            1,
+            "stored without waiting for a call"
+        );
+        store.commit_checkpoint(checkpoint(2)).await.unwrap();
+        let steps = store
+            .call(|s| Ok(s.task_records("s", 1..=2)?.len()))
+            .await
+            .unwrap();
+        assert_eq!(steps, 2);
+    }
+
+    #[tokio::test]
+    async fn records_that_fail_fail_their_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("o.db")).await;
+        let (t, r) = results("no-such-session", 1);
+        store.record(t, r);
+        let err = store.commit_checkpoint(checkpoint(1)).await.unwrap_err();
+        assert!(err.to_string().contains("no-such-session"), "{err}");
+        let cps = store.call(|s| Ok(s.checkpoints("s")?.len())).await.unwrap();
+        assert_eq!(cps, 1, "the step's checkpoint was not committed");
+
+        // The same when the failed records were stored on their own, earlier.
+        let (t, r) = results("no-such-session", 1);
+        store.record(t, r);
+        tokio::time::sleep(GROUP_COMMIT * 10).await;
+        assert!(store.commit_checkpoint(checkpoint(1)).await.is_err());
+        store.commit_checkpoint(checkpoint(1)).await.unwrap();
     }
 }
