@@ -119,6 +119,27 @@ INSERT INTO pipelines (sid, source, resolved) SELECT sid, pipeline_source, resol
 ALTER TABLE sessions DROP COLUMN pipeline_source;
 ALTER TABLE sessions DROP COLUMN resolved;
 "#,
+    // 3: task records are stored in their key's b-tree (WITHOUT ROWID): a finished task
+    // writes one b-tree page instead of a table page plus an index page.
+    r#"
+CREATE TABLE tasks_by_key (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    task_idx INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    writes TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error TEXT,
+    finished_at INTEGER NOT NULL,
+    PRIMARY KEY (sid, step, task_idx)
+) STRICT, WITHOUT ROWID;
+INSERT INTO tasks_by_key SELECT sid, step, task_idx, node, run_index, status, writes, output,
+    error, finished_at FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_by_key RENAME TO tasks;
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -222,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn version_1_databases_keep_their_pipelines() {
+    fn version_1_databases_keep_their_pipelines_and_tasks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
         let mut conn = Connection::open(&path).unwrap();
@@ -238,7 +259,21 @@ mod tests {
             [],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO tasks (sid, step, task_idx, node, run_index, status, writes, output, \
+             finished_at) VALUES (1, 1, 0, 'a', 0, 'ok', '{}', '\"out\"', 5)",
+            [],
+        )
+        .unwrap();
         migrate(&mut conn, &ctx(&path)).unwrap();
+        let task: (String, String, i64) = conn
+            .query_row(
+                "SELECT node, output, finished_at FROM tasks WHERE sid = 1 AND step = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(task, ("a".to_owned(), "\"out\"".to_owned(), 5));
         let (source, resolved, status): (String, String, String) = conn
             .query_row(
                 "SELECT p.source, p.resolved, s.status FROM sessions s \
