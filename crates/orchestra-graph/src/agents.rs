@@ -119,13 +119,14 @@ impl AgentCtx<'_, '_> {
         agent: &AgentSpec,
         diags: &mut Vec<Diagnostic>,
     ) -> Vec<orchestra_prompts::ResolvedLayer> {
-        let mut out = Vec::new();
         let given = [
             (LayerKind::Role, &agent.role),
             (LayerKind::Persona, &agent.persona),
             (LayerKind::Personality, &agent.personality),
             (LayerKind::Task, &agent.task),
         ];
+        // Sized exactly: pipelines of a thousand agents keep one of these per agent.
+        let mut out = Vec::with_capacity(given.iter().filter(|(_, l)| l.is_some()).count());
         for (kind, layer) in given {
             let Some(layer) = layer else { continue };
             let Some(r) = self
