@@ -725,8 +725,26 @@ impl Engine {
             inputs: Arc::new(inputs.clone()),
             cancel: cancel_rx,
         };
-        let finish = exec.run(&mut pos).await;
+        // Driven from a task of the runtime rather than from here: the agents it spawns then
+        // start on the same worker thread, so a step of one agent involves no hand-off between
+        // threads.
+        let driven = tokio::spawn(async move {
+            let finish = exec.run(&mut pos).await;
+            (finish, pos)
+        })
+        .await;
         watcher.abort();
+        let (finish, driven_pos) = match driven {
+            Ok(done) => done,
+            // A panic goes on as if the executor had run here.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                return Err(RuntimeError::Setup(format!(
+                    "the session's executor was stopped: {e}"
+                )));
+            }
+        };
+        pos = driven_pos;
         let finish = finish?;
         let mut outputs = Vec::new();
         let finish = match finish {
