@@ -36,23 +36,29 @@ pub(super) fn u32_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
     u32::try_from(v).map_err(|e| conversion(idx, Type::Integer, e))
 }
 
-/// A JSON text column, decoded into `T`.
+/// A JSON column (text, or a blob of JSON text), decoded into `T`.
 pub(super) fn json_at<T: serde::de::DeserializeOwned>(
     row: &Row<'_>,
     idx: usize,
 ) -> rusqlite::Result<T> {
-    let text = row.get_ref(idx)?.as_str()?;
-    serde_json::from_str(text).map_err(|e| conversion(idx, Type::Text, e))
+    let bytes = row.get_ref(idx)?.as_bytes()?;
+    serde_json::from_slice(bytes).map_err(|e| conversion(idx, Type::Text, e))
 }
 
-/// A nullable JSON text column.
+/// A nullable JSON column (text, or a blob of JSON text).
 pub(super) fn opt_json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
-    match row.get_ref(idx)?.as_str_or_null()? {
+    match row.get_ref(idx)?.as_bytes_or_null()? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(text)
+        Some(bytes) => serde_json::from_slice(bytes)
             .map(Some)
             .map_err(|e| conversion(idx, Type::Text, e)),
     }
+}
+
+/// A UTF-8 text column, or a blob holding UTF-8 text.
+pub(super) fn text_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
+    let bytes = row.get_ref(idx)?.as_bytes()?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| conversion(idx, Type::Blob, e))
 }
 
 /// A status column (`SessionStatus`, `TaskStatus`).

@@ -7,6 +7,7 @@
 //! power loss or OS crash may lose the last transactions (WAL + `synchronous=NORMAL`) but never
 //! corrupts the file.
 
+mod blob;
 mod codec;
 mod schema;
 mod sessions;

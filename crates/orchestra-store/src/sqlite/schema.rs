@@ -140,6 +140,28 @@ INSERT INTO tasks_by_key SELECT sid, step, task_idx, node, run_index, status, wr
 DROP TABLE tasks;
 ALTER TABLE tasks_by_key RENAME TO tasks;
 "#,
+    // 4: state snapshots and resolved pipelines are BLOBs (of JSON text), so that they can be
+    // streamed into their row instead of being copied twice by SQLite on the way in.
+    r#"
+CREATE TABLE snapshots_blob (
+    sid INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (sid, step),
+    FOREIGN KEY (sid, step) REFERENCES checkpoints (sid, step) ON DELETE CASCADE
+) STRICT;
+INSERT INTO snapshots_blob SELECT sid, step, CAST(state AS BLOB) FROM snapshots;
+DROP TABLE snapshots;
+ALTER TABLE snapshots_blob RENAME TO snapshots;
+CREATE TABLE pipelines_blob (
+    sid INTEGER PRIMARY KEY REFERENCES sessions (sid) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    resolved BLOB NOT NULL
+) STRICT;
+INSERT INTO pipelines_blob SELECT sid, source, CAST(resolved AS BLOB) FROM pipelines;
+DROP TABLE pipelines;
+ALTER TABLE pipelines_blob RENAME TO pipelines;
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -274,7 +296,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(task, ("a".to_owned(), "\"out\"".to_owned(), 5));
-        let (source, resolved, status): (String, String, String) = conn
+        let (source, resolved, status): (String, Vec<u8>, String) = conn
             .query_row(
                 "SELECT p.source, p.resolved, s.status FROM sessions s \
                  JOIN pipelines p ON p.sid = s.sid WHERE s.id = 's'",
@@ -283,8 +305,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            (source.as_str(), resolved.as_str(), status.as_str()),
-            ("name: p", r#"{"name":"p"}"#, "created")
+            (source.as_str(), resolved.as_slice(), status.as_str()),
+            ("name: p", &br#"{"name":"p"}"#[..], "created")
         );
         let big_columns: i64 = conn
             .query_row(

@@ -6,7 +6,8 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
-use super::codec::{json_at, opt_u64_at, status_at, to_json, u64_at};
+use super::blob::{Target, sql_len, write_bytes};
+use super::codec::{json_at, opt_u64_at, status_at, text_at, to_json, u64_at};
 use super::{SqliteStore, sid};
 use crate::StoreError;
 use crate::validate::{self, int};
@@ -28,7 +29,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         pipeline: row.get(2)?,
         pipeline_path: row.get(3)?,
         pipeline_source: row.get(4)?,
-        resolved: row.get(5)?,
+        resolved: text_at(row, 5)?,
         pipeline_hash: row.get(6)?,
         inputs: json_at(row, 7)?,
         parent_session: row.get(8)?,
@@ -82,9 +83,21 @@ impl SqliteStore {
             return Err(StoreError::AlreadyExists { id: s.id.clone() });
         }
         let sid = tx.last_insert_rowid();
-        tx.prepare_cached("INSERT INTO pipelines (sid, source, resolved) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![sid, s.pipeline_source, s.resolved]))
-            .map_err(&err)?;
+        let resolved_len = sql_len("resolved pipeline length", s.resolved.len())?;
+        // The resolved pipeline is copied into its row as it is (a megabyte for a thousand
+        // agents), not bound as a parameter.
+        tx.prepare_cached(
+            "INSERT INTO pipelines (sid, source, resolved) VALUES (?1, ?2, zeroblob(?3))",
+        )
+        .and_then(|mut st| st.execute(params![sid, s.pipeline_source, resolved_len]))
+        .map_err(&err)?;
+        let target = Target {
+            table: "pipelines",
+            column: "resolved",
+            rowid: sid,
+            op: "create a session",
+        };
+        write_bytes(&tx, ctx, &target, s.resolved.as_bytes())?;
         tx.commit().map_err(err)
     }
 

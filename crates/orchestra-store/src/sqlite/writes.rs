@@ -3,7 +3,9 @@
 //! costs one commit.
 
 use rusqlite::{Connection, params};
+use serde_json::Value;
 
+use super::blob::{Target, json_len, sql_len, write_json};
 use super::codec::{opt_json, to_json};
 use super::{Ctx, SqliteStore, sid};
 use crate::StoreError;
@@ -35,31 +37,39 @@ impl SidCache {
     }
 }
 
-/// A checkpoint checked for range and encoded, ready to insert.
-struct Encoded {
+/// A checkpoint checked for range and encoded, ready to insert. The snapshot is only measured:
+/// it is streamed into its row (see `blob.rs`).
+struct Encoded<'a> {
     step: i64,
     parent: Option<i64>,
     created_at: i64,
     scheduler: String,
-    snapshot: Option<String>,
+    snapshot: Option<(&'a Value, usize)>,
     repo_shas: Option<String>,
     nodes: String,
 }
 
-impl Encoded {
-    fn new(cp: &CheckpointRecord) -> Result<Self, StoreError> {
+impl<'a> Encoded<'a> {
+    fn new(cp: &'a CheckpointRecord) -> Result<Self, StoreError> {
         validate::checkpoint(cp)?;
         Ok(Encoded {
             step: int("step", cp.step)?,
             parent: cp.parent_step.map(|p| int("parent_step", p)).transpose()?,
             created_at: int("created_at", cp.created_at)?,
             scheduler: to_json("scheduler state", &cp.scheduler)?,
-            snapshot: opt_json("state snapshot", cp.snapshot.as_ref())?,
+            snapshot: cp
+                .snapshot
+                .as_ref()
+                .map(|s| json_len(SNAPSHOT, s).map(|len| (s, len)))
+                .transpose()?,
             repo_shas: opt_json("repo shas", cp.repo_shas.as_ref())?,
             nodes: to_json("checkpoint nodes", &cp.nodes)?,
         })
     }
 }
+
+/// What a snapshot is called in errors.
+const SNAPSHOT: &str = "state snapshot";
 
 /// Range checks of a batch of results, before anything is written.
 fn validate_results(tasks: &[TaskRecord], runs: &[NodeRunRecord]) -> Result<(), StoreError> {
@@ -132,7 +142,7 @@ fn refusal(
     ctx: &Ctx,
     sid: i64,
     cp: &CheckpointRecord,
-    e: &Encoded,
+    e: &Encoded<'_>,
 ) -> Result<Option<StoreError>, StoreError> {
     let (exists, parent_exists, any): (bool, bool, bool) = conn
         .prepare_cached(
@@ -166,7 +176,7 @@ fn insert_checkpoint(
     conn: &Connection,
     ctx: &Ctx,
     sid: i64,
-    e: Encoded,
+    e: Encoded<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
     let err = ctx.err("commit a checkpoint");
@@ -186,10 +196,20 @@ fn insert_checkpoint(
         ])
     })
     .map_err(&err)?;
-    if let Some(state) = e.snapshot {
-        conn.prepare_cached("INSERT INTO snapshots (sid, step, state) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![sid, e.step, state]))
-            .map_err(&err)?;
+    if let Some((state, len)) = e.snapshot {
+        let len = sql_len(SNAPSHOT, len)?;
+        conn.prepare_cached(
+            "INSERT INTO snapshots (sid, step, state) VALUES (?1, ?2, zeroblob(?3))",
+        )
+        .and_then(|mut st| st.execute(params![sid, e.step, len]))
+        .map_err(&err)?;
+        let target = Target {
+            table: "snapshots",
+            column: "state",
+            rowid: conn.last_insert_rowid(),
+            op: "commit a checkpoint",
+        };
+        write_json(conn, ctx, &target, SNAPSHOT, state)?;
     }
     // At most once per `UPDATED_AT_RESOLUTION_MS`: rewriting the session row on every step
     // would add a page to every checkpoint's transaction.
