@@ -234,19 +234,59 @@ pub fn owner_is_dead(owner: &str) -> bool {
     )
 }
 
-fn hash_of(text: &str) -> String {
-    // FNV-1a, 64 bit: enough to notice a changed pipeline.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// Measures and hashes (FNV-1a, 64 bit: enough to notice a changed pipeline) the JSON written
+/// to it, without keeping it.
+struct JsonDigest {
+    len: usize,
+    hash: u64,
+}
+
+impl JsonDigest {
+    fn of(compiled: &Compiled) -> Result<Self, serde_json::Error> {
+        let mut d = JsonDigest {
+            len: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        };
+        serde_json::to_writer(&mut d, compiled)?;
+        Ok(d)
     }
-    format!("{h:016x}")
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.hash)
+    }
+}
+
+impl std::io::Write for JsonDigest {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+        }
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The hash stored with a session for a compiled pipeline (of its resolved JSON).
 pub fn pipeline_hash(compiled: &Compiled) -> String {
-    hash_of(&serde_json::to_string(compiled).unwrap_or_default())
+    JsonDigest::of(compiled)
+        .map(|d| d.hex())
+        .unwrap_or_default()
+}
+
+/// The resolved JSON of `compiled` (in a string of exactly its size: a megabyte for a thousand
+/// agents) and its hash.
+fn resolved_json(compiled: &Compiled) -> Result<(String, String), RuntimeError> {
+    let setup = |e: &dyn std::fmt::Display| RuntimeError::Setup(e.to_string());
+    let digest = JsonDigest::of(compiled).map_err(|e| setup(&e))?;
+    let mut text = Vec::with_capacity(digest.len);
+    serde_json::to_writer(&mut text, compiled).map_err(|e| setup(&e))?;
+    let text = String::from_utf8(text).map_err(|e| setup(&e))?;
+    Ok((text, digest.hex()))
 }
 
 impl Engine {
@@ -305,16 +345,15 @@ impl Engine {
         name: Option<String>,
         opts: &DriveOptions,
     ) -> Result<SessionOutcome, RuntimeError> {
-        // Serialized once, straight to text: the hash and the stored copy come from it.
-        let resolved =
-            serde_json::to_string(&*compiled).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        // Measured and hashed in one pass, then written into a string of exactly that size.
+        let (resolved, hash) = resolved_json(&compiled)?;
         let new = NewSession {
             id: id.clone(),
             name,
             pipeline: compiled.name.clone(),
             pipeline_path: compiled.pipeline_path.display().to_string(),
             pipeline_source: compiled.source.text.to_string(),
-            pipeline_hash: hash_of(&resolved),
+            pipeline_hash: hash,
             resolved,
             inputs: Value::Object(inputs.clone()),
             parent_session: None,
