@@ -439,7 +439,7 @@ impl Executor {
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
                 spent: Arc::clone(&spent),
             };
-            set.spawn(async move { (agent_idx, ctx.run(call).await) });
+            set.spawn(ctx.run(call));
         }
         let mut cancel = self.cancel.clone();
         let mut cancel_open = true;
@@ -502,7 +502,19 @@ struct TaskCtx {
 }
 
 impl TaskCtx {
-    async fn run(self, mut call: NodeCall) -> Result<NodeResult, NodeError> {
+    /// The task of one agent: its index and how its attempts ended. The attempts' future is
+    /// boxed before the `async` block: held by value, it would be stored twice in the block
+    /// (as what it captured and as what it awaits), in each of a step's tasks.
+    fn run(
+        self,
+        call: NodeCall,
+    ) -> impl Future<Output = (usize, Result<NodeResult, NodeError>)> + Send + 'static {
+        let agent_idx = call.agent_idx;
+        let attempts = Box::pin(self.attempts(call));
+        async move { (agent_idx, attempts.await) }
+    }
+
+    async fn attempts(self, mut call: NodeCall) -> Result<NodeResult, NodeError> {
         let Ok(_permit) = self.permits.acquire().await else {
             return Err(NodeError::Fatal("the executor was shut down".into()));
         };

@@ -224,7 +224,9 @@ impl Harness {
                 for (id, name, input) in uses {
                     result.tool_calls += 1;
                     let tools = call.tools.as_ref().unwrap_or(&self.tools);
-                    let out = self.call_tool(tools, plan, &name, input).await;
+                    // Boxed: inline, the tool call's state would make every agent run's
+                    // future (one per running agent) that much bigger, tools or not.
+                    let out = Box::pin(self.call_tool(tools, plan, &name, input)).await;
                     self.events.emit(Event::ToolCalled {
                         node: call.agent.clone(),
                         tool: name,
