@@ -56,7 +56,9 @@ pub(crate) enum PathError {
     Symlink { repo: String, path: String },
     #[error("`{path}` is a symbolic link that points nowhere; refusing to write through it")]
     DanglingLink { path: String },
-    #[error("`{path}` is inside `.git`; the tools never read or write there (it may hold credentials)")]
+    #[error(
+        "`{path}` is inside `.git`; the tools never read or write there (it may hold credentials)"
+    )]
     GitDir { path: String },
     #[error(
         "no such file or directory `{path}` in repository `{repo}`{}",
@@ -402,9 +404,19 @@ mod tests {
     fn reads_refuse_git_even_through_a_link() {
         let (d, c) = confined();
         std::fs::create_dir_all(d.path().join(".git")).unwrap();
-        std::fs::write(d.path().join(".git/config"), "url = https://user:secret@host/x\n").unwrap();
-        assert!(matches!(c.existing(".git/config"), Err(PathError::GitDir { .. })));
-        assert!(matches!(c.existing("src/../.git/config"), Err(PathError::GitDir { .. })));
+        std::fs::write(
+            d.path().join(".git/config"),
+            "url = https://user:secret@host/x\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.existing(".git/config"),
+            Err(PathError::GitDir { .. })
+        ));
+        assert!(matches!(
+            c.existing("src/../.git/config"),
+            Err(PathError::GitDir { .. })
+        ));
         std::os::unix::fs::symlink(d.path().join(".git/config"), d.path().join("cfg")).unwrap();
         assert!(matches!(c.existing("cfg"), Err(PathError::GitDir { .. })));
     }
