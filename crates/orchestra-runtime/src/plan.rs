@@ -62,7 +62,8 @@ pub fn build_providers(
 /// A provider error with its causes (and the rendered file:line:col of a bad responses file).
 fn describe(name: &str, e: &orchestra_providers::ProviderError) -> String {
     if let Some(d) = e.diagnostic() {
-        return d.render().trim_end().to_owned();
+        // `file:line:col: message` of the bad responses file.
+        return format!("provider `{name}`: {d}");
     }
     let mut msg = e.to_string();
     let mut cause = std::error::Error::source(e);
@@ -74,7 +75,7 @@ fn describe(name: &str, e: &orchestra_providers::ProviderError) -> String {
         }
         cause = c.source();
     }
-    if msg.contains(&format!("`{name}`")) {
+    if msg.starts_with(&format!("provider `{name}`")) {
         msg
     } else {
         format!("provider `{name}`: {msg}")
