@@ -14,12 +14,24 @@ const MAX_OUTPUT: usize = 64 * 1024;
 /// Runs the executable at `path` with `input` on stdin; returns the target names it printed.
 pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Vec<String>, String> {
     let shown = path.display();
-    let mut child = Command::new(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    // A script just written may be briefly "busy" (another thread's fork still holds the
+    // writer's descriptor until its exec): try again a few times.
+    let mut tries = 0;
+    let mut child = loop {
+        match Command::new(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("cannot run `{shown}`: {e}")),
+        }
+    };
     let payload = serde_json::to_vec(input).map_err(|e| e.to_string())?;
     let mut stdin = child.stdin.take();
     let writer = std::thread::spawn(move || {
