@@ -21,7 +21,7 @@ fn rel(path: &Path, cwd: &Path) -> String {
 pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "pipeline {} ({})", c.name, rel(&c.pipeline_path, cwd));
-    if let Some(d) = &c.spec.description {
+    if let Some(d) = &c.description {
         let _ = writeln!(o, "  {}", d.trim());
     }
     match &c.project_file {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use orchestra_prompts::{AgentVars, PromptContext, PromptError, ResolvedLayer, compose};
 use orchestra_spec::{
-    Diagnostic, Dur, LimitsSpec, Mode, OnConflict, PipelineSpec, ProjectConfig, ProviderKind,
-    ProviderSpec, ShellToolSpec, SourceFile,
+    Diagnostic, Dur, LimitsSpec, Mode, OnConflict, OutputFileSpec, ProjectConfig, ProviderKind,
+    ProviderSpec, ShellToolSpec, SourceFile, SpannedMap,
 };
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,9 @@ use crate::topology::{AgentIdx, Node, Topology};
 pub struct Compiled {
     /// The pipeline's name.
     pub name: String,
-    /// The pipeline as written.
-    pub spec: PipelineSpec,
+    /// What the pipeline does (its `description:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The pipeline file as read (path as shown to the user, and text).
     #[serde(with = "source_file")]
     pub source: SourceFile,
@@ -44,6 +45,9 @@ pub struct Compiled {
     pub providers: IndexMap<String, ResolvedProvider>,
     /// Repositories, in declaration order.
     pub repos: Vec<ResolvedRepo>,
+    /// The shell tools of `workspace.tools`, as written.
+    #[serde(default)]
+    pub shell_tools: Vec<ShellToolSpec>,
     /// Conditions used by edges, by name.
     pub conditions: IndexMap<String, ResolvedCondition>,
     /// State channels: the base channels, then the declared fields.
@@ -52,6 +56,9 @@ pub struct Compiled {
     pub inputs: Vec<ResolvedInput>,
     /// Session limits.
     pub limits: LimitsSpec,
+    /// Files written from the final state when a session completes (`outputs:`).
+    #[serde(default)]
+    pub outputs: SpannedMap<OutputFileSpec>,
     /// Warnings found while compiling (not serialized).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,

@@ -248,9 +248,11 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
                 default: i.default.clone(),
             })
             .collect(),
-        limits: spec.limits.clone(),
+        limits: spec.limits,
+        shell_tools: spec.workspace.tools,
+        description: spec.description,
+        outputs: spec.outputs,
         warnings: diags,
-        spec,
     })
 }
 

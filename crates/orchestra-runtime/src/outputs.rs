@@ -16,7 +16,7 @@ pub fn write_outputs(
     state: &State,
 ) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
-    for (name, _, out) in compiled.spec.outputs.iter() {
+    for (name, _, out) in compiled.outputs.iter() {
         let value = state.get(&out.from.value).unwrap_or(&Value::Null);
         let (text, ext) = match value {
             Value::String(s) => (s.clone(), "md"),

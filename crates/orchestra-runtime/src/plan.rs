@@ -110,12 +110,8 @@ pub fn build_tools(
         })
         .collect();
     let mut reg = extra.hide_env(key_env_names(compiled));
-    reg.add_workspace(
-        &repos,
-        &compiled.spec.workspace.tools,
-        &compiled.project_root,
-    )
-    .map_err(|e| format!("tools: {e}"))?;
+    reg.add_workspace(&repos, &compiled.shell_tools, &compiled.project_root)
+        .map_err(|e| format!("tools: {e}"))?;
     Ok(reg)
 }
 

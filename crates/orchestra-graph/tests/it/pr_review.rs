@@ -257,7 +257,8 @@ fn json_round_trip_keeps_what_the_runtime_needs() {
         back.providers["scripted"].responses,
         c.providers["scripted"].responses
     );
-    assert_eq!(back.spec.agents.len(), 4);
+    assert_eq!(back.agents.len(), 4);
+    assert_eq!(back.outputs.len(), c.outputs.len());
     // The same prompts come out of what was stored.
     let state = mid_run_state(&c);
     let inputs = json!({"base": "HEAD~1", "head": "HEAD"});
