@@ -96,9 +96,11 @@ pub(crate) fn db_flag(db: &Path, cwd: &Path) -> String {
     }
 }
 
-/// A multi-threaded tokio runtime.
+/// A tokio runtime on the calling thread. Agents wait on models, tools and the store (which has
+/// a thread of its own); blocking work goes to blocking threads (git, tools, executable
+/// conditions). One thread keeps a run's memory small: no worker stacks or per-thread heaps.
 pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
 }

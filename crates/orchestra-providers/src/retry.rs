@@ -47,6 +47,9 @@ impl RetryPolicy {
 
 /// Runs `attempt` until it succeeds, fails with a fatal error, or `policy.max_retries` retries
 /// were made. The successful response carries the number of retries.
+///
+/// The error is dropped before the backoff sleep, so the future (one per model call in flight)
+/// does not keep room for it while it sleeps.
 pub(crate) async fn with_retries<F, Fut>(
     policy: &RetryPolicy,
     provider: &str,
@@ -58,7 +61,7 @@ where
 {
     let mut retries = 0u32;
     loop {
-        match attempt().await {
+        let wait = match attempt().await {
             Ok(mut response) => {
                 response.retries = retries;
                 return Ok(response);
@@ -73,8 +76,7 @@ where
                     error = %e,
                     "retrying model call"
                 );
-                tokio::time::sleep(wait).await;
-                retries += 1;
+                wait
             }
             Err(e) if retries > 0 => {
                 return Err(ProviderError::RetriesExhausted {
@@ -83,7 +85,9 @@ where
                 });
             }
             Err(e) => return Err(e),
-        }
+        };
+        tokio::time::sleep(wait).await;
+        retries += 1;
     }
 }
 

@@ -32,6 +32,27 @@ pub trait Router: Send + Sync {
         inputs: &Map<String, Value>,
         loops: u32,
     ) -> Result<Vec<String>, String>;
+
+    /// Whether `route` may block for long (it runs a subprocess): it is then called on a
+    /// blocking thread, not on the runtime's (which also serves Ctrl-C and `attach`).
+    fn may_block(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `f` (scheduling work that calls a [`Router`]) on a blocking thread when the router
+/// `may_block`, else right here.
+pub(crate) async fn routing<T: Send + 'static>(
+    may_block: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    if may_block {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| format!("evaluating the conditions failed: {e}"))
+    } else {
+        Ok(f())
+    }
 }
 
 pub use crate::hooks::StepHooks;
@@ -286,17 +307,38 @@ impl Executor {
             }
             let ran = pos.sched.ready.clone();
             let loops_before = pos.sched.loops.clone();
-            let (state, inputs, router) = (&pos.state, &self.inputs, &self.router);
-            let outcome = Scheduler::new(&self.topo).advance(&mut pos.sched, |ei, edge: &Edge| {
-                router.route(
-                    edge,
-                    state,
-                    inputs,
-                    loops_before.get(&ei).copied().unwrap_or(0),
-                )
-            });
-            let outcome = match outcome {
-                Ok(o) => o,
+            let (topo, router, inputs) = (
+                Arc::clone(&self.topo),
+                Arc::clone(&self.router),
+                Arc::clone(&self.inputs),
+            );
+            let (mut sched, state) = (
+                std::mem::take(&mut pos.sched),
+                std::mem::take(&mut pos.state),
+            );
+            let routed = routing(self.router.may_block(), move || {
+                let outcome = Scheduler::new(&topo).advance(&mut sched, |ei, edge: &Edge| {
+                    router.route(
+                        edge,
+                        &state,
+                        &inputs,
+                        loops_before.get(&ei).copied().unwrap_or(0),
+                    )
+                });
+                (sched, state, outcome)
+            })
+            .await;
+            let outcome = match routed {
+                Ok((sched, state, Ok(o))) => {
+                    (pos.sched, pos.state) = (sched, state);
+                    o
+                }
+                Ok((sched, state, Err(e))) => {
+                    (pos.sched, pos.state) = (sched, state);
+                    return Ok(Finish::Failed {
+                        error: format!("step {step}: {e}"),
+                    });
+                }
                 Err(e) => {
                     return Ok(Finish::Failed {
                         error: format!("step {step}: {e}"),
@@ -514,129 +556,141 @@ impl TaskCtx {
         async move { (agent_idx, attempts.await) }
     }
 
-    async fn attempts(self, mut call: NodeCall) -> Result<NodeResult, NodeError> {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Err(NodeError::Fatal("the executor was shut down".into()));
-        };
-        let (timeout, retries) = self.limits;
-        loop {
-            self.events.emit(Event::NodeStarted {
-                step: call.step,
-                node: call.agent.clone(),
-                run_index: call.run_index,
-                attempt: call.attempt,
-            });
-            let started_at = now_ms();
-            let t0 = Instant::now();
-            call.usage = Arc::new(UsageMeter::default());
-            let result = match tokio::time::timeout(timeout, self.runner.run(call.clone())).await {
-                Ok(r) => r,
-                Err(_) => Err(NodeError::Retryable(format!(
-                    "timed out after {}",
-                    humanize(timeout)
-                ))),
+    /// An `async` block over the captured arguments rather than an `async fn`, which would
+    /// store them twice (as captured and as locals) in every running agent's future.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would store its arguments twice"
+    )]
+    fn attempts(
+        self,
+        mut call: NodeCall,
+    ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + 'static {
+        async move {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return Err(NodeError::Fatal("the executor was shut down".into()));
             };
-            let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (usage, status, error) = match &result {
-                Ok(r) => (
-                    (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
-                    TaskStatus::Ok,
-                    None,
-                ),
-                Err(e) => {
-                    // What the failed attempt spent (the model calls it made before failing).
-                    let (tokens_in, tokens_out) = call.usage.get();
-                    self.spent
-                        .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
-                    (
-                        (tokens_in, tokens_out, 0, 0),
-                        TaskStatus::Error,
-                        Some(e.to_string()),
-                    )
-                }
-            };
-            let run = NodeRunRecord {
-                session: call.session.clone(),
-                step: call.step,
-                node: call.agent.clone(),
-                run_index: call.run_index,
-                started_at,
-                finished_at: now_ms(),
-                duration_ms,
-                tokens_in: usage.0,
-                tokens_out: usage.1,
-                tool_calls: usage.2,
-                retries: usage.3 + call.attempt,
-                status,
-                error: error.clone(),
-            };
-            match result {
-                Ok(res) => {
-                    let declared: Map<String, Value> = res.writes.iter().cloned().collect();
-                    let task = TaskRecord {
-                        session: call.session.clone(),
-                        step: call.step,
-                        task_idx: self.task_idx,
-                        node: call.agent.clone(),
-                        run_index: call.run_index,
-                        status: TaskStatus::Ok,
-                        writes: Value::Object(declared),
-                        output: res.output.clone(),
-                        error: None,
-                        finished_at: run.finished_at,
+            let (timeout, retries) = self.limits;
+            loop {
+                self.events.emit(Event::NodeStarted {
+                    step: call.step,
+                    node: call.agent.clone(),
+                    run_index: call.run_index,
+                    attempt: call.attempt,
+                });
+                let started_at = now_ms();
+                let t0 = Instant::now();
+                call.usage = Arc::new(UsageMeter::default());
+                let result =
+                    match tokio::time::timeout(timeout, self.runner.run(call.clone())).await {
+                        Ok(r) => r,
+                        Err(_) => Err(NodeError::Retryable(format!(
+                            "timed out after {}",
+                            humanize(timeout)
+                        ))),
                     };
-                    self.store.record(task, run);
-                    self.events.emit(Event::NodeFinished {
-                        step: call.step,
-                        node: call.agent.clone(),
-                        duration_ms,
-                        tokens_in: res.tokens_in,
-                        tokens_out: res.tokens_out,
-                        tool_calls: res.tool_calls,
-                        reused: false,
-                    });
-                    return Ok(res);
-                }
-                Err(NodeError::Pause(reason)) => return Err(NodeError::Pause(reason)),
-                Err(e) => {
-                    let _ = self.store.call(move |s| s.record_node_run(&run)).await;
-                    let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-                    let msg = e.to_string();
-                    let retryable = matches!(e, NodeError::Retryable(_));
-                    if total >= self.max_failures.max(1) {
-                        self.events.emit(Event::NodeFailed {
+                let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let (usage, status, error) = match &result {
+                    Ok(r) => (
+                        (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
+                        TaskStatus::Ok,
+                        None,
+                    ),
+                    Err(e) => {
+                        // What the failed attempt spent (the model calls it made before failing).
+                        let (tokens_in, tokens_out) = call.usage.get();
+                        self.spent
+                            .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
+                        (
+                            (tokens_in, tokens_out, 0, 0),
+                            TaskStatus::Error,
+                            Some(e.to_string()),
+                        )
+                    }
+                };
+                let run = NodeRunRecord {
+                    session: call.session.clone(),
+                    step: call.step,
+                    node: call.agent.clone(),
+                    run_index: call.run_index,
+                    started_at,
+                    finished_at: now_ms(),
+                    duration_ms,
+                    tokens_in: usage.0,
+                    tokens_out: usage.1,
+                    tool_calls: usage.2,
+                    retries: usage.3 + call.attempt,
+                    status,
+                    error: error.clone(),
+                };
+                match result {
+                    Ok(res) => {
+                        let declared: Map<String, Value> = res.writes.iter().cloned().collect();
+                        let task = TaskRecord {
+                            session: call.session.clone(),
+                            step: call.step,
+                            task_idx: self.task_idx,
+                            node: call.agent.clone(),
+                            run_index: call.run_index,
+                            status: TaskStatus::Ok,
+                            writes: Value::Object(declared),
+                            output: res.output.clone(),
+                            error: None,
+                            finished_at: run.finished_at,
+                        };
+                        self.store.record(task, run);
+                        self.events.emit(Event::NodeFinished {
                             step: call.step,
                             node: call.agent.clone(),
-                            error: msg.clone(),
+                            duration_ms,
+                            tokens_in: res.tokens_in,
+                            tokens_out: res.tokens_out,
+                            tool_calls: res.tool_calls,
+                            reused: false,
                         });
-                        return Err(NodeError::Fatal(format!(
-                            "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
-                            self.max_failures
-                        )));
+                        return Ok(res);
                     }
-                    if !retryable || call.attempt >= retries {
-                        self.events.emit(Event::NodeFailed {
+                    Err(NodeError::Pause(reason)) => return Err(NodeError::Pause(reason)),
+                    Err(e) => {
+                        let _ = self.store.call(move |s| s.record_node_run(&run)).await;
+                        let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                        let msg = e.to_string();
+                        let retryable = matches!(e, NodeError::Retryable(_));
+                        if total >= self.max_failures.max(1) {
+                            self.events.emit(Event::NodeFailed {
+                                step: call.step,
+                                node: call.agent.clone(),
+                                error: msg.clone(),
+                            });
+                            return Err(NodeError::Fatal(format!(
+                                "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
+                                self.max_failures
+                            )));
+                        }
+                        if !retryable || call.attempt >= retries {
+                            self.events.emit(Event::NodeFailed {
+                                step: call.step,
+                                node: call.agent.clone(),
+                                error: msg.clone(),
+                            });
+                            let tries = call.attempt + 1;
+                            return Err(NodeError::Fatal(if retryable && tries > 1 {
+                                format!("{msg} (after {tries} attempts)")
+                            } else {
+                                msg
+                            }));
+                        }
+                        let delay = backoff(self.retry_base, call.attempt);
+                        self.events.emit(Event::NodeRetry {
                             step: call.step,
                             node: call.agent.clone(),
-                            error: msg.clone(),
+                            attempt: call.attempt,
+                            error: msg,
+                            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         });
-                        let tries = call.attempt + 1;
-                        return Err(NodeError::Fatal(if retryable && tries > 1 {
-                            format!("{msg} (after {tries} attempts)")
-                        } else {
-                            msg
-                        }));
+                        tokio::time::sleep(delay).await;
+                        call.attempt += 1;
                     }
-                    let delay = backoff(self.retry_base, call.attempt);
-                    self.events.emit(Event::NodeRetry {
-                        step: call.step,
-                        node: call.agent.clone(),
-                        attempt: call.attempt,
-                        error: msg,
-                        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    });
-                    tokio::time::sleep(delay).await;
-                    call.attempt += 1;
                 }
             }
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use orchestra_prompts::{AgentVars, LayerKind, PromptContext, ResolvedLayer, compose};
-use orchestra_providers::{Block, ChatRequest, Message, Provider, Role, ToolDef, tool_input_error};
+use orchestra_providers::{
+    Block, ChatRequest, ChatResponse, Message, Provider, Role, ToolDef, tool_input_error,
+};
 use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
@@ -151,129 +153,151 @@ impl Harness {
         Ok(self.static_prompts[idx].get_or_init(|| p).clone())
     }
 
-    async fn run_agent(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
-        let idx = call.agent_idx;
-        let plan = self
-            .plans
-            .get(idx)
-            .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
-        let system = self.system_prompt(idx, &call)?;
-        let mut kickoff = KICKOFF.to_owned();
-        if let Some(schema) = &plan.output_schema {
-            kickoff.push_str(&format!(
-                "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
-            ));
-        }
-        let mut messages = vec![Message::user(kickoff)];
-        let mut result = NodeResult::default();
-        let mut invalid_answers = 0u32;
-        let node = call.agent.clone();
-        let events = Arc::clone(&self.events);
-        let on_text = move |t: &str| {
-            events.emit(Event::Text {
-                node: node.clone(),
-                text: t.to_owned(),
-            })
-        };
-        let stream: Option<&(dyn Fn(&str) + Send + Sync)> =
-            if self.stream { Some(&on_text) } else { None };
-        for _turn in 0..plan.max_turns.max(1) {
-            let req = ChatRequest {
+    /// One autonomous run: model turns and tool calls until a valid final answer.
+    ///
+    /// Written as an `async` block over the captured arguments, not an `async fn`: one such
+    /// future is held for every running agent, and an `async fn` stores its arguments twice
+    /// (as captured and as locals). The conversation lives in the request (no copy per turn),
+    /// and tool calls run in a boxed future of their own.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would store its arguments twice"
+    )]
+    fn run_agent(
+        &self,
+        call: NodeCall,
+    ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + '_ {
+        async move {
+            let plan = self
+                .plans
+                .get(call.agent_idx)
+                .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+            let mut kickoff = KICKOFF.to_owned();
+            if let Some(schema) = &plan.output_schema {
+                kickoff.push_str(&format!(
+                    "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
+                ));
+            }
+            let mut req = ChatRequest {
                 agent: plan.name.clone(),
                 run_index: call.run_index,
                 model: plan.model.clone(),
-                system: system.clone(),
-                messages: messages.clone(),
+                system: self.system_prompt(call.agent_idx, &call)?,
+                messages: vec![Message::user(kickoff)],
                 tools: plan.tools.clone(),
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
             };
-            let resp = plan.provider.chat(&req, stream).await.map_err(|e| {
-                if e.is_retryable() {
-                    NodeError::Retryable(e.to_string())
-                } else {
-                    NodeError::Fatal(e.to_string())
-                }
-            })?;
-            result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
-            result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
-            call.usage
-                .add(resp.usage.input_tokens, resp.usage.output_tokens);
-            result.retries += resp.retries;
-            let uses: Vec<(String, String, Value)> = resp
-                .content
-                .iter()
-                .filter_map(|b| match b {
-                    Block::ToolUse { id, name, input } => {
-                        Some((id.clone(), name.clone(), input.clone()))
+            let mut result = NodeResult::default();
+            let mut invalid_answers = 0u32;
+            let on_text = |t: &str| {
+                self.events.emit(Event::Text {
+                    node: call.agent.clone(),
+                    text: t.to_owned(),
+                })
+            };
+            for _turn in 0..plan.max_turns.max(1) {
+                let stream: Option<&(dyn Fn(&str) + Send + Sync)> =
+                    if self.stream { Some(&on_text) } else { None };
+                let ChatResponse {
+                    content,
+                    usage,
+                    retries,
+                    ..
+                } = plan.provider.chat(&req, stream).await.map_err(|e| {
+                    if e.is_retryable() {
+                        NodeError::Retryable(e.to_string())
+                    } else {
+                        NodeError::Fatal(e.to_string())
                     }
-                    _ => None,
-                })
-                .collect();
-            let text = resp
-                .content
-                .iter()
-                .filter_map(|b| match b {
-                    Block::Text { text } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect::<String>();
-            messages.push(Message::assistant(resp.content));
-            if !uses.is_empty() {
-                let mut results = Vec::with_capacity(uses.len());
-                for (id, name, input) in uses {
-                    result.tool_calls += 1;
-                    let tools = call.tools.as_ref().unwrap_or(&self.tools);
-                    // Boxed: inline, the tool call's state would make every agent run's
-                    // future (one per running agent) that much bigger, tools or not.
-                    let out = Box::pin(self.call_tool(tools, plan, &name, input)).await;
-                    self.events.emit(Event::ToolCalled {
-                        node: call.agent.clone(),
-                        tool: name,
-                        is_error: out.1,
+                })?;
+                result.tokens_in = result.tokens_in.saturating_add(usage.input_tokens);
+                result.tokens_out = result.tokens_out.saturating_add(usage.output_tokens);
+                call.usage.add(usage.input_tokens, usage.output_tokens);
+                result.retries += retries;
+                let uses: Vec<(String, String, Value)> = content
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::ToolUse { id, name, input } => {
+                            Some((id.clone(), name.clone(), input.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !uses.is_empty() {
+                    req.messages.push(Message::assistant(content));
+                    result.tool_calls += uses.len() as u64;
+                    let results = Box::pin(self.call_tools(&call, plan, uses)).await;
+                    req.messages.push(Message {
+                        role: Role::User,
+                        content: results,
                     });
-                    results.push(Block::ToolResult {
-                        tool_use_id: id,
-                        content: out.0,
-                        is_error: out.1,
-                    });
+                    continue;
                 }
-                messages.push(Message {
-                    role: Role::User,
-                    content: results,
-                });
-                continue;
-            }
-            match self.finish(idx, &text) {
-                Ok((output, writes)) => {
-                    result.output = output;
-                    result.writes = writes;
-                    return Ok(result);
-                }
-                Err(problem) => {
-                    if invalid_answers >= plan.output_retries {
-                        return Err(NodeError::Retryable(format!(
-                            "invalid output after {} attempts: {problem}",
-                            invalid_answers + 1
+                let text = content
+                    .iter()
+                    .filter_map(|b| match b {
+                        Block::Text { text } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<String>();
+                req.messages.push(Message::assistant(content));
+                match self.finish(call.agent_idx, &text) {
+                    Ok((output, writes)) => {
+                        result.output = output;
+                        result.writes = writes;
+                        return Ok(result);
+                    }
+                    Err(problem) => {
+                        if invalid_answers >= plan.output_retries {
+                            return Err(NodeError::Retryable(format!(
+                                "invalid output after {} attempts: {problem}",
+                                invalid_answers + 1
+                            )));
+                        }
+                        invalid_answers += 1;
+                        self.events.emit(Event::Warning {
+                            message: format!(
+                                "agent `{}` gave an invalid answer ({problem}); asking again",
+                                call.agent
+                            ),
+                        });
+                        req.messages.push(Message::user(format!(
+                            "Your answer is not valid: {problem}\nReply again with only the corrected JSON."
                         )));
                     }
-                    invalid_answers += 1;
-                    self.events.emit(Event::Warning {
-                        message: format!(
-                            "agent `{}` gave an invalid answer ({problem}); asking again",
-                            call.agent
-                        ),
-                    });
-                    messages.push(Message::user(format!(
-                        "Your answer is not valid: {problem}\nReply again with only the corrected JSON."
-                    )));
                 }
             }
+            Err(NodeError::Retryable(format!(
+                "agent `{}` used all {} turns without a final answer (limits.max_turns)",
+                call.agent, plan.max_turns
+            )))
         }
-        Err(NodeError::Retryable(format!(
-            "agent `{}` used all {} turns without a final answer (limits.max_turns)",
-            call.agent, plan.max_turns
-        )))
+    }
+
+    /// Runs the tool calls of one model turn, in order; their results.
+    async fn call_tools(
+        &self,
+        call: &NodeCall,
+        plan: &AgentPlan,
+        uses: Vec<(String, String, Value)>,
+    ) -> Vec<Block> {
+        let tools = call.tools.as_ref().unwrap_or(&self.tools);
+        let mut results = Vec::with_capacity(uses.len());
+        for (id, name, input) in uses {
+            let out = self.call_tool(tools, plan, &name, input).await;
+            self.events.emit(Event::ToolCalled {
+                node: call.agent.clone(),
+                tool: name,
+                is_error: out.1,
+            });
+            results.push(Block::ToolResult {
+                tool_use_id: id,
+                content: out.0,
+                is_error: out.1,
+            });
+        }
+        results
     }
 
     /// Runs one tool call on `tools`; (content, is_error). Bad calls become tool errors the

@@ -190,6 +190,13 @@ impl ConditionRouter {
 }
 
 impl Router for ConditionRouter {
+    fn may_block(&self) -> bool {
+        self.compiled
+            .conditions
+            .values()
+            .any(|c| matches!(c.source, ConditionSource::Executable { .. }))
+    }
+
     fn route(
         &self,
         edge: &Edge,

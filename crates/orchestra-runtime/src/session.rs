@@ -19,7 +19,7 @@ use orchestra_store::{
 use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
-use crate::executor::{ExecLimits, Executor, Finish, Position, Router, scheduler_record};
+use crate::executor::{ExecLimits, Executor, Finish, Position, Router, routing, scheduler_record};
 use crate::gitws::GitWorkspace;
 use crate::harness::Harness;
 use crate::plan::{ConditionFn, ConditionRouter, agent_plans, build_providers, build_tools};
@@ -382,9 +382,20 @@ impl Engine {
         let id = id.to_owned();
         self.store_git_meta(&id, &git).await?;
         let router = ConditionRouter::new(Arc::clone(&compiled), opts.conditions.clone());
-        let state = compiled.initial_state();
-        let started = Scheduler::new(&compiled.topology)
-            .start(|_, edge| router.route(edge, &state, &inputs, 0));
+        let may_block = router.may_block();
+        let (c, start_inputs) = (Arc::clone(&compiled), inputs.clone());
+        let started = routing(may_block, move || {
+            let state = c.initial_state();
+            let started = Scheduler::new(&c.topology)
+                .start(|_, edge| router.route(edge, &state, &start_inputs, 0))
+                .map_err(|e| e.to_string());
+            (state, started)
+        })
+        .await;
+        let (state, started) = match started {
+            Ok(s) => s,
+            Err(e) => (compiled.initial_state(), Err(e)),
+        };
         let (sched, outcome) = match started {
             Ok(s) => s,
             Err(e) => {

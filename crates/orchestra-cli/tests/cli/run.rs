@@ -335,3 +335,51 @@ fn replay_checks_the_providers_before_it_forks() {
     assert!(fork.stdout.contains("--db sessions.db`"), "{}", fork.stdout);
     assert_eq!(p.sessions().len(), 2);
 }
+
+/// A slow executable condition runs off the runtime's thread: Ctrl-C is answered while it
+/// runs, and a second Ctrl-C quits at once.
+#[test]
+fn ctrl_c_is_answered_while_an_executable_condition_runs() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = Project::new();
+    p.write(
+        "conditions/ponder",
+        "#!/bin/sh\ncat >/dev/null\ntouch pondering\nsleep 30\necho END\n",
+    );
+    let script = p.path("conditions/ponder");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write(
+        "ponder.yaml",
+        "name: ponder\nproviders:\n  scripted: { kind: scripted, responses: fixtures/default.responses.yaml }\nagents:\n  first: {}\n  second: {}\ngraph:\n  - { from: START, to: first }\n  - { from: first, condition: ponder, to: [second, END] }\n  - { from: second, to: END }\n",
+    );
+    let running = p.spawn(&["run", "ponder.yaml"]);
+    let started = std::time::Instant::now();
+    while !p.path("pondering").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the condition never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal("INT", false);
+    let answered = running.wait_for(
+        "interrupted: finishing the checkpoint",
+        Duration::from_secs(10),
+    );
+    running.signal("INT", false);
+    let quit = std::time::Instant::now();
+    let group = format!("-{}", running.child.id());
+    let run = running.finish();
+    // The condition (in the process's group) outlives it: end it.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(answered.is_some(), "{}", run.transcript());
+    assert_eq!(run.code, 130, "{}", run.transcript());
+    assert!(
+        quit.elapsed() < Duration::from_secs(10),
+        "the second Ctrl-C took {:?}",
+        quit.elapsed()
+    );
+}
