@@ -134,11 +134,18 @@ impl Channels {
 
     /// Applies one step's writes, in the order given (the runtime gives them in agent declaration
     /// order). Everything is checked before anything changes, so on error the state is left as it
-    /// was; the state is changed in place (never copied), so a step costs what it writes.
-    pub fn apply(&self, state: &mut State, writes: &[Write]) -> Result<(), StateError> {
-        // Phase 1: check every write; compute the new values of replace/sum channels.
-        let mut scalars: Vec<(&Channel, &str, Value)> = Vec::new();
-        for w in writes {
+    /// was; the state is changed in place (never copied) and the written values are moved into
+    /// it, so a step costs what it writes, once.
+    pub fn apply(
+        &self,
+        state: &mut State,
+        writes: impl Into<Vec<Write>>,
+    ) -> Result<(), StateError> {
+        let writes = writes.into();
+        // Phase 1: check every write; work out the new values of replace/sum channels: the
+        // index of the write that wins, or the sum.
+        let mut scalars: Vec<(&Channel, usize, Scalar)> = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
             let ch = self
                 .get(&w.channel)
                 .ok_or_else(|| StateError::UnknownChannel {
@@ -146,14 +153,15 @@ impl Channels {
                     channel: w.channel.clone(),
                 })?;
             let current = state.get(&ch.name).unwrap_or(&Value::Null);
+            let earlier = scalars.iter().position(|(c, _, _)| c.name == ch.name);
             match ch.reducer {
                 Reducer::Replace => {
-                    if let Some((_, first, _)) = scalars.iter().find(|(c, _, _)| c.name == ch.name)
-                        && *first != w.writer
+                    if let Some(e) = earlier
+                        && writes[scalars[e].1].writer != w.writer
                     {
                         return Err(StateError::Conflict {
                             channel: ch.name.clone(),
-                            first: (*first).to_owned(),
+                            first: writes[scalars[e].1].writer.clone(),
                             second: w.writer.clone(),
                         });
                     }
@@ -161,21 +169,28 @@ impl Channels {
                     if !type_matches(ch.ty, &w.value) {
                         return Err(bad(ch, w, type_name(ch.ty), &w.value));
                     }
-                    scalars.retain(|(c, _, _)| c.name != ch.name);
-                    scalars.push((ch, &w.writer, w.value.clone()));
+                    if let Some(e) = earlier {
+                        scalars.remove(e);
+                    }
+                    scalars.push((ch, i, Scalar::Written));
                 }
                 Reducer::Sum => {
-                    let base = scalars
-                        .iter()
-                        .find(|(c, _, _)| c.name == ch.name)
-                        .map_or(current, |(_, _, v)| v);
+                    let base = match earlier {
+                        Some(e) => match &scalars[e].2 {
+                            Scalar::Sum(v) => v,
+                            Scalar::Written => &writes[scalars[e].1].value,
+                        },
+                        None => current,
+                    };
                     let sum = add_numbers(base, &w.value)
                         .ok_or_else(|| bad(ch, w, "a number to add", &w.value))?;
                     if !type_matches(ch.ty, &sum) {
                         return Err(bad(ch, w, type_name(ch.ty), &sum));
                     }
-                    scalars.retain(|(c, _, _)| c.name != ch.name);
-                    scalars.push((ch, &w.writer, sum));
+                    if let Some(e) = earlier {
+                        scalars.remove(e);
+                    }
+                    scalars.push((ch, i, Scalar::Sum(sum)));
                 }
                 Reducer::Append => {
                     if !matches!(current, Value::Array(_) | Value::Null) {
@@ -201,41 +216,61 @@ impl Channels {
             }
         }
         // Phase 2: apply; nothing here can fail.
-        for w in writes {
+        let mut replaced: Vec<Option<Value>> = vec![None; scalars.len()];
+        for (i, w) in writes.into_iter().enumerate() {
             let Some(ch) = self.get(&w.channel) else {
                 continue;
             };
-            let current = state.entry(ch.name.clone()).or_insert(Value::Null);
-            match (ch.reducer, &w.value) {
+            match (ch.reducer, w.value) {
                 (Reducer::Append, v) => {
+                    let current = state.entry(ch.name.clone()).or_insert(Value::Null);
                     if current.is_null() {
                         *current = Value::Array(Vec::new());
                     }
                     if let Value::Array(list) = current {
                         match v {
-                            Value::Array(items) => list.extend(items.iter().cloned()),
-                            item => list.push(item.clone()),
+                            Value::Array(items) => list.extend(items),
+                            item => list.push(item),
                         }
                     }
                 }
                 (Reducer::Merge, Value::Object(add)) => {
+                    let current = state.entry(ch.name.clone()).or_insert(Value::Null);
                     if current.is_null() {
                         *current = Value::Object(Map::new());
                     }
                     if let Value::Object(m) = current {
-                        for (k, v) in add {
-                            m.insert(k.clone(), v.clone());
-                        }
+                        m.extend(add);
+                    }
+                }
+                (Reducer::Replace, v) => {
+                    if let Some(k) = scalars
+                        .iter()
+                        .position(|(c, at, _)| *at == i && c.name == ch.name)
+                    {
+                        replaced[k] = Some(v);
                     }
                 }
                 _ => {}
             }
         }
-        for (ch, _, v) in scalars {
-            state.insert(ch.name.clone(), v);
+        for ((ch, _, scalar), written) in scalars.into_iter().zip(replaced) {
+            let value = match scalar {
+                Scalar::Sum(v) => v,
+                Scalar::Written => written.unwrap_or(Value::Null),
+            };
+            state.insert(ch.name.clone(), value);
         }
         Ok(())
     }
+}
+
+/// The new value of a replace or sum channel in a step.
+enum Scalar {
+    /// The value of the write at the recorded index.
+    Written,
+    /// A sum.
+    Sum(Value),
 }
 
 fn empty_value(reducer: Reducer, ty: FieldType) -> Value {

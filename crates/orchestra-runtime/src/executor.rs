@@ -160,39 +160,30 @@ impl std::fmt::Debug for Executor {
 
 /// The writes of a finished task: the declared ones plus the base channels
 /// (`messages` gets the text, `agent_outputs` the output).
-pub fn task_writes(agent: &str, output: &Value, declared: &[(String, Value)]) -> Vec<Write> {
+pub fn task_writes(agent: &str, output: Value, declared: Vec<(String, Value)>) -> Vec<Write> {
+    let write = |channel: String, value: Value| Write {
+        writer: agent.to_owned(),
+        channel,
+        value,
+    };
     if agent == HOOK_NODE {
         // A hook's record: only what it declared.
-        return declared
-            .iter()
-            .map(|(channel, value)| Write {
-                writer: agent.to_owned(),
-                channel: channel.clone(),
-                value: value.clone(),
-            })
-            .collect();
+        return declared.into_iter().map(|(c, v)| write(c, v)).collect();
     }
-    let content = match output {
-        Value::String(s) => Value::String(s.clone()),
-        other => Value::String(other.to_string()),
+    let content = match &output {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     };
-    let mut writes = vec![
-        Write {
-            writer: agent.to_owned(),
-            channel: "messages".into(),
-            value: json!({ "role": "assistant", "agent": agent, "content": content }),
-        },
-        Write {
-            writer: agent.to_owned(),
-            channel: "agent_outputs".into(),
-            value: json!({ agent: output }),
-        },
-    ];
-    writes.extend(declared.iter().map(|(channel, value)| Write {
-        writer: agent.to_owned(),
-        channel: channel.clone(),
-        value: value.clone(),
-    }));
+    let mut message = Map::with_capacity(3);
+    message.insert("role".into(), Value::from("assistant"));
+    message.insert("agent".into(), Value::from(agent));
+    message.insert("content".into(), Value::String(content));
+    let mut by_agent = Map::with_capacity(1);
+    by_agent.insert(agent.to_owned(), output);
+    let mut writes = Vec::with_capacity(2 + declared.len());
+    writes.push(write("messages".into(), Value::Object(message)));
+    writes.push(write("agent_outputs".into(), Value::Object(by_agent)));
+    writes.extend(declared.into_iter().map(|(c, v)| write(c, v)));
     writes
 }
 
@@ -289,18 +280,18 @@ impl Executor {
             // Apply writes in declaration order (pos.sched.ready is sorted).
             let mut writes = Vec::new();
             let mut delta_bytes = 0u64;
-            for (agent_idx, res) in &results {
-                let agent = &self.topo.agents[*agent_idx];
-                writes.extend(task_writes(agent, &res.output, &res.writes));
+            for (agent_idx, res) in results {
+                let agent = &self.topo.agents[agent_idx];
                 pos.tokens = pos
                     .tokens
                     .saturating_add(res.tokens_in.saturating_add(res.tokens_out));
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
+                writes.extend(task_writes(agent, res.output, res.writes));
             }
             writes.extend(hooked.writes);
             delta_bytes += hooked.bytes;
-            if let Err(e) = self.channels.apply(&mut pos.state, &writes) {
+            if let Err(e) = self.channels.apply(&mut pos.state, writes) {
                 return Ok(Finish::Failed {
                     error: format!("step {step}: {e}"),
                 });

@@ -142,7 +142,7 @@ pub(crate) async fn after_step(
         writes: if declared.is_empty() {
             Vec::new()
         } else {
-            task_writes(HOOK_NODE, &Value::Null, &declared)
+            task_writes(HOOK_NODE, Value::Null, declared)
         },
         bytes,
     }))

@@ -77,14 +77,14 @@ pub fn restore(
     for (s, mut tasks) in by_step {
         tasks.sort_by_key(|t| t.task_idx);
         let mut writes = Vec::new();
-        for t in &tasks {
+        for t in tasks {
             let declared = declared_from_record(&t.writes);
             delta_bytes += approx_bytes(&t.output)
                 + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-            writes.extend(task_writes(&t.node, &t.output, &declared));
+            writes.extend(task_writes(&t.node, t.output, declared));
         }
         channels
-            .apply(&mut state, &writes)
+            .apply(&mut state, writes)
             .map_err(|e| corrupt(format!("replaying step {s}: {e}")))?;
     }
     let sched: SchedState = serde_json::from_value(rp.target.scheduler)

@@ -343,7 +343,10 @@ impl Harness {
             let mut probe = setup.channels.initial();
             setup
                 .channels
-                .apply(&mut probe, &task_writes(agent, &output, &writes))
+                .apply(
+                    &mut probe,
+                    task_writes(agent, output.clone(), writes.clone()),
+                )
                 .map_err(|e| e.to_string())?;
         }
         Ok((output, writes))
@@ -366,7 +369,7 @@ impl Harness {
             })
             .collect();
         let mut probe = setup.channels.initial();
-        setup.channels.apply(&mut probe, &writes).is_ok()
+        setup.channels.apply(&mut probe, writes).is_ok()
     }
 }
 
