@@ -439,14 +439,25 @@ impl Executor {
         // Tokens of failed attempts (the results carry those of the good ones).
         let spent = Arc::new(AtomicU64::new(0));
         let mut set: JoinSet<(usize, Result<NodeResult, NodeError>)> = JoinSet::new();
+        let session: Arc<str> = self.session.as_str().into();
+        let shared = Arc::new(StepCtx {
+            runner: Arc::clone(&self.runner),
+            events: Arc::clone(&self.events),
+            store: self.store.clone(),
+            failures: Arc::clone(failures),
+            max_failures: self.limits.max_failures,
+            retry_base: self.limits.retry_base,
+            permits: Arc::clone(&permits),
+            spent: Arc::clone(&spent),
+        });
         for (task_idx, &agent_idx) in pos.sched.ready.iter().enumerate() {
             if results.contains_key(&agent_idx) {
                 continue;
             }
             let call = NodeCall {
-                session: self.session.clone(),
+                session: Arc::clone(&session),
                 step,
-                agent: self.topo.agents[agent_idx].clone(),
+                agent: self.topo.agents[agent_idx].as_str().into(),
                 agent_idx,
                 run_index: pos.runs.get(agent_idx).copied().unwrap_or(0),
                 attempt: 0,
@@ -456,21 +467,14 @@ impl Executor {
                 tools: None,
             };
             let ctx = TaskCtx {
-                runner: Arc::clone(&self.runner),
-                events: Arc::clone(&self.events),
-                store: self.store.clone(),
-                failures: Arc::clone(failures),
-                max_failures: self.limits.max_failures,
+                step: Arc::clone(&shared),
                 limits: self
                     .limits
                     .per_agent
                     .get(agent_idx)
                     .copied()
                     .unwrap_or((Duration::from_secs(600), 2)),
-                retry_base: self.limits.retry_base,
-                permits: Arc::clone(&permits),
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
-                spent: Arc::clone(&spent),
             };
             set.spawn(ctx.run(call));
         }
@@ -521,17 +525,31 @@ impl Executor {
     }
 }
 
-struct TaskCtx {
+/// What the tasks of a step share.
+struct StepCtx {
     runner: Arc<dyn NodeRunner>,
     events: Arc<dyn EventSink>,
     store: StoreHandle,
     failures: Arc<AtomicU32>,
     max_failures: u32,
-    limits: (Duration, u32),
     retry_base: Duration,
     permits: Arc<Semaphore>,
-    task_idx: u32,
     spent: Arc<AtomicU64>,
+}
+
+/// One task of a step: the shared context, the agent's (timeout, retries) and the task's index.
+struct TaskCtx {
+    step: Arc<StepCtx>,
+    limits: (Duration, u32),
+    task_idx: u32,
+}
+
+impl std::ops::Deref for TaskCtx {
+    type Target = StepCtx;
+
+    fn deref(&self) -> &StepCtx {
+        &self.step
+    }
 }
 
 impl TaskCtx {
@@ -565,7 +583,7 @@ impl TaskCtx {
             loop {
                 self.events.emit(Event::NodeStarted {
                     step: call.step,
-                    node: call.agent.clone(),
+                    node: call.agent.to_string(),
                     run_index: call.run_index,
                     attempt: call.attempt,
                 });
@@ -600,9 +618,9 @@ impl TaskCtx {
                     }
                 };
                 let run = NodeRunRecord {
-                    session: call.session.clone(),
+                    session: call.session.to_string(),
                     step: call.step,
-                    node: call.agent.clone(),
+                    node: call.agent.to_string(),
                     run_index: call.run_index,
                     started_at,
                     finished_at: now_ms(),
@@ -618,10 +636,10 @@ impl TaskCtx {
                     Ok(res) => {
                         let declared: Map<String, Value> = res.writes.iter().cloned().collect();
                         let task = TaskRecord {
-                            session: call.session.clone(),
+                            session: call.session.to_string(),
                             step: call.step,
                             task_idx: self.task_idx,
-                            node: call.agent.clone(),
+                            node: call.agent.to_string(),
                             run_index: call.run_index,
                             status: TaskStatus::Ok,
                             writes: Value::Object(declared),
@@ -632,7 +650,7 @@ impl TaskCtx {
                         self.store.record(task, run);
                         self.events.emit(Event::NodeFinished {
                             step: call.step,
-                            node: call.agent.clone(),
+                            node: call.agent.to_string(),
                             duration_ms,
                             tokens_in: res.tokens_in,
                             tokens_out: res.tokens_out,
@@ -650,7 +668,7 @@ impl TaskCtx {
                         if total >= self.max_failures.max(1) {
                             self.events.emit(Event::NodeFailed {
                                 step: call.step,
-                                node: call.agent.clone(),
+                                node: call.agent.to_string(),
                                 error: msg.clone(),
                             });
                             return Err(NodeError::Fatal(format!(
@@ -661,7 +679,7 @@ impl TaskCtx {
                         if !retryable || call.attempt >= retries {
                             self.events.emit(Event::NodeFailed {
                                 step: call.step,
-                                node: call.agent.clone(),
+                                node: call.agent.to_string(),
                                 error: msg.clone(),
                             });
                             let tries = call.attempt + 1;
@@ -674,7 +692,7 @@ impl TaskCtx {
                         let delay = backoff(self.retry_base, call.attempt);
                         self.events.emit(Event::NodeRetry {
                             step: call.step,
-                            node: call.agent.clone(),
+                            node: call.agent.to_string(),
                             attempt: call.attempt,
                             error: msg,
                             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

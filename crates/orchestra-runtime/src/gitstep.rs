@@ -143,7 +143,7 @@ impl GitStep {
         mut call: NodeCall,
     ) -> Result<NodeResult, NodeError> {
         let mine: Vec<usize> = (0..self.repos.len())
-            .filter(|&i| self.repos[i].writers.contains(&call.agent))
+            .filter(|&i| self.repos[i].writers.iter().any(|w| **w == *call.agent))
             .collect();
         if mine.is_empty() {
             return inner.run(call).await;
@@ -152,10 +152,10 @@ impl GitStep {
             let plan = lock(&self.forks);
             mine.iter()
                 .copied()
-                .filter(|&i| plan.0 == call.step && plan.1.contains(&(i, call.agent.clone())))
+                .filter(|&i| plan.0 == call.step && plan.1.contains(&(i, call.agent.to_string())))
                 .collect()
         };
-        let (agent, step) = (call.agent.clone(), call.step);
+        let (agent, step) = (call.agent.to_string(), call.step);
         // An interactive agent's chat is rebuilt from its stored turns without running their
         // tool calls again, so its fork from an earlier attempt (a pause) is kept; any other
         // agent starts over, in a fresh fork at the session branch's tip.

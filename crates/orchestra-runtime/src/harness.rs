@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use orchestra_prompts::{AgentVars, LayerKind, PromptContext, ResolvedLayer, compose};
+use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
+use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
     Block, ChatRequest, ChatResponse, Message, Provider, Role, ToolDef, tool_input_error,
 };
@@ -19,14 +20,9 @@ use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 mod chat;
 pub use chat::ChatSetup;
 
-/// Everything needed to run one agent, resolved once per session.
+/// What running one agent needs beyond its compiled form (name, prompt layers, output schema
+/// and writes are read from the compiled pipeline, not copied), resolved once per session.
 pub struct AgentPlan {
-    /// The agent's name.
-    pub name: String,
-    /// Its prompt layers.
-    pub layers: Vec<ResolvedLayer>,
-    /// What its task template sees as `agent`.
-    pub vars: AgentVars,
     /// The provider client.
     pub provider: Arc<dyn Provider>,
     /// The model name.
@@ -37,12 +33,8 @@ pub struct AgentPlan {
     pub temperature: Option<f64>,
     /// The tools it may call (full names).
     pub tools: Vec<ToolDef>,
-    /// The JSON Schema its final answer must satisfy.
-    pub output_schema: Option<Value>,
     /// How often an invalid answer is sent back.
     pub output_retries: u32,
-    /// State writes: field, JSON pointer into the output.
-    pub writes: Vec<(String, String)>,
     /// Most model turns in one run.
     pub max_turns: u32,
     /// Autonomous, or interactive (a chat with a human: see `chat.rs`).
@@ -54,7 +46,6 @@ pub struct AgentPlan {
 impl std::fmt::Debug for AgentPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentPlan")
-            .field("name", &self.name)
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
@@ -62,6 +53,7 @@ impl std::fmt::Debug for AgentPlan {
 
 /// Runs agents from their plans.
 pub struct Harness {
+    compiled: Arc<Compiled>,
     plans: Vec<AgentPlan>,
     validators: Vec<Option<jsonschema::Validator>>,
     static_prompts: Vec<OnceLock<String>>,
@@ -83,26 +75,28 @@ impl std::fmt::Debug for Harness {
 pub const KICKOFF: &str = "Carry out your task now.";
 
 impl Harness {
-    /// A harness over `plans` (indexed by agent declaration order). Output schemas must be valid
-    /// (the compiler checked them).
+    /// A harness over `compiled`'s agents and their `plans` (indexed by agent declaration
+    /// order). Output schemas must be valid (the compiler checked them).
     pub fn new(
+        compiled: Arc<Compiled>,
         plans: Vec<AgentPlan>,
         tools: Arc<Registry>,
         events: Arc<dyn EventSink>,
         stream: bool,
     ) -> Result<Self, String> {
         let mut validators = Vec::with_capacity(plans.len());
-        for p in &plans {
-            validators.push(match &p.output_schema {
+        for a in &compiled.agents {
+            validators.push(match &a.output_schema {
                 Some(s) => Some(
                     jsonschema::validator_for(s)
-                        .map_err(|e| format!("agent `{}`: invalid output schema: {e}", p.name))?,
+                        .map_err(|e| format!("agent `{}`: invalid output schema: {e}", a.name))?,
                 ),
                 None => None,
             });
         }
         let static_prompts = plans.iter().map(|_| OnceLock::new()).collect();
         Ok(Harness {
+            compiled,
             plans,
             validators,
             static_prompts,
@@ -119,10 +113,15 @@ impl Harness {
         self
     }
 
+    /// Agent `idx` as compiled.
+    fn agent(&self, idx: usize) -> &ResolvedAgent {
+        &self.compiled.agents[idx]
+    }
+
     /// The composed system prompt of agent `idx` for `call`.
     fn system_prompt(&self, idx: usize, call: &NodeCall) -> Result<String, NodeError> {
-        let plan = &self.plans[idx];
-        let templated = plan
+        let agent = self.agent(idx);
+        let templated = agent
             .layers
             .iter()
             .any(|l| l.kind == LayerKind::Task && (l.text.contains("{{") || l.text.contains("{%")));
@@ -134,11 +133,11 @@ impl Harness {
             });
             let inputs = Value::Object((*call.inputs).clone());
             compose(
-                &plan.layers,
+                &agent.layers,
                 &PromptContext {
                     state: &state,
                     inputs: &inputs,
-                    agent: &plan.vars,
+                    agent: &self.compiled.agent_vars(agent),
                 },
             )
             .map_err(|e| NodeError::Fatal(e.to_string()))
@@ -168,18 +167,23 @@ impl Harness {
         call: NodeCall,
     ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + '_ {
         async move {
-            let plan = self
-                .plans
-                .get(call.agent_idx)
-                .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+            let (Some(plan), Some(agent)) = (
+                self.plans.get(call.agent_idx),
+                self.compiled.agents.get(call.agent_idx),
+            ) else {
+                return Err(NodeError::Fatal(format!(
+                    "no plan for agent `{}`",
+                    call.agent
+                )));
+            };
             let mut kickoff = KICKOFF.to_owned();
-            if let Some(schema) = &plan.output_schema {
+            if let Some(schema) = &agent.output_schema {
                 kickoff.push_str(&format!(
                     "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
                 ));
             }
             let mut req = ChatRequest {
-                agent: plan.name.clone(),
+                agent: agent.name.clone(),
                 run_index: call.run_index,
                 model: plan.model.clone(),
                 system: self.system_prompt(call.agent_idx, &call)?,
@@ -192,7 +196,7 @@ impl Harness {
             let mut invalid_answers = 0u32;
             let on_text = |t: &str| {
                 self.events.emit(Event::Text {
-                    node: call.agent.clone(),
+                    node: call.agent.to_string(),
                     text: t.to_owned(),
                 })
             };
@@ -287,7 +291,7 @@ impl Harness {
         for (id, name, input) in uses {
             let out = self.call_tool(tools, plan, &name, input).await;
             self.events.emit(Event::ToolCalled {
-                node: call.agent.clone(),
+                node: call.agent.to_string(),
                 tool: name,
                 is_error: out.1,
             });
@@ -327,7 +331,7 @@ impl Harness {
 
     /// Turns the final text into the output and writes, or says what is wrong with it.
     fn finish(&self, idx: usize, text: &str) -> Result<(Value, Vec<(String, Value)>), String> {
-        let plan = &self.plans[idx];
+        let agent = self.agent(idx);
         let output = match &self.validators[idx] {
             None => Value::String(text.to_owned()),
             Some(v) => {
@@ -353,8 +357,8 @@ impl Harness {
                 value
             }
         };
-        let mut writes = Vec::with_capacity(plan.writes.len());
-        for (field, pointer) in &plan.writes {
+        let mut writes = Vec::with_capacity(agent.writes.len());
+        for StateWrite { field, pointer } in &agent.writes {
             let ptr = if pointer == "/" { "" } else { pointer.as_str() };
             match output.pointer(ptr) {
                 Some(v) => writes.push((field.clone(), v.clone())),

@@ -143,21 +143,12 @@ pub fn agent_plans(
             .get(&agent.model.provider)
             .map(|p| &p.spec);
         plans.push(AgentPlan {
-            name: agent.name.clone(),
-            layers: agent.layers.clone(),
-            vars: compiled.agent_vars(agent),
             provider,
             model: agent.model.model.clone().unwrap_or_default(),
             max_tokens: spec.and_then(|s| s.max_tokens),
             temperature: spec.and_then(|s| s.temperature),
             tools: defs,
-            output_schema: agent.output_schema.clone(),
             output_retries: agent.output_max_retries,
-            writes: agent
-                .writes
-                .iter()
-                .map(|w| (w.field.clone(), w.pointer.clone()))
-                .collect(),
             max_turns: agent.max_turns,
             mode: agent.mode,
             timeout: agent.timeout.0,

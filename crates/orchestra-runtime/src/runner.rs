@@ -18,11 +18,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Clone, Debug)]
 pub struct NodeCall {
     /// Session id.
-    pub session: String,
+    pub session: Arc<str>,
     /// The super-step it runs in.
     pub step: u64,
     /// Agent name.
-    pub agent: String,
+    pub agent: Arc<str>,
     /// Agent declaration index.
     pub agent_idx: usize,
     /// How many times the agent ran before in this session.

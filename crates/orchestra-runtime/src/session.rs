@@ -675,6 +675,7 @@ impl Engine {
             let tools = build_tools(&compiled, &git.roots(), opts.tools.clone())?;
             let plans = agent_plans(&compiled, &providers, &tools)?;
             Harness::new(
+                Arc::clone(&compiled),
                 plans,
                 Arc::new(tools),
                 Arc::clone(&opts.events),

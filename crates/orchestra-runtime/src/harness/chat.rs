@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use orchestra_graph::StateWrite;
 use orchestra_graph::state::{Channels, Write};
 use orchestra_providers::{Block, ChatRequest, Message, Role};
 
@@ -52,10 +53,12 @@ impl Harness {
     /// agent answers and human lines until a command ends it.
     pub(super) async fn run_chat(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
         let idx = call.agent_idx;
-        let plan = self
-            .plans
-            .get(idx)
-            .ok_or_else(|| NodeError::Fatal(format!("no plan for agent `{}`", call.agent)))?;
+        if self.plans.get(idx).is_none() {
+            return Err(NodeError::Fatal(format!(
+                "no plan for agent `{}`",
+                call.agent
+            )));
+        }
         let Some(setup) = &self.chat else {
             return Err(NodeError::Pause(format!(
                 "agent `{}` is interactive and this run cannot reach a human",
@@ -90,10 +93,10 @@ impl Harness {
             )));
         };
         let info = ChatInfo {
-            session: call.session.clone(),
-            node: call.agent.clone(),
+            session: call.session.to_string(),
+            node: call.agent.to_string(),
             run_index: call.run_index,
-            description: plan.vars.description.clone(),
+            description: self.agent(idx).description.clone(),
             ends: Verdict::ALL
                 .into_iter()
                 .filter(|v| self.verdict_allowed(idx, &call.agent, *v))
@@ -207,7 +210,7 @@ impl Harness {
                 let mut messages = vec![Message::user(self.chat_kickoff(call.agent_idx))];
                 messages.extend(t.messages.iter().cloned());
                 let req = ChatRequest {
-                    agent: plan.name.clone(),
+                    agent: self.agent(call.agent_idx).name.clone(),
                     run_index: call.run_index,
                     model: plan.model.clone(),
                     system: system.to_owned(),
@@ -250,7 +253,7 @@ impl Harness {
                     let tools = call.tools.as_ref().unwrap_or(&self.tools);
                     let (content, is_error) = self.call_tool(tools, plan, &name, input).await;
                     self.events.emit(Event::ToolCalled {
-                        node: call.agent.clone(),
+                        node: call.agent.to_string(),
                         tool: name,
                         is_error,
                     });
@@ -294,7 +297,7 @@ impl Harness {
             "{KICKOFF}\n\nYou are in a conversation with a human: they read each of your answers \
              and reply, until they end it."
         );
-        if let Some(schema) = &self.plans[idx].output_schema {
+        if let Some(schema) = &self.agent(idx).output_schema {
             k.push_str(&format!(
                 "\n\nWhen the human ends the conversation, your last answer is taken as your result: \
                  make each answer only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
@@ -329,7 +332,7 @@ impl Harness {
         };
         let output = envelope(verdict, answer, comment);
         let mut writes = Vec::new();
-        for (field, pointer) in &self.plans[idx].writes {
+        for StateWrite { field, pointer } in &self.agent(idx).writes {
             match output.pointer(pointer) {
                 Some(v) => writes.push((field.clone(), v.clone())),
                 None => {
@@ -358,13 +361,14 @@ impl Harness {
         let Some(setup) = &self.chat else {
             return true;
         };
-        let writes: Vec<Write> = self.plans[idx]
+        let writes: Vec<Write> = self
+            .agent(idx)
             .writes
             .iter()
-            .filter(|(_, p)| p == "/verdict")
-            .map(|(field, _)| Write {
+            .filter(|w| w.pointer == "/verdict")
+            .map(|w| Write {
                 writer: agent.to_owned(),
-                channel: field.clone(),
+                channel: w.field.clone(),
                 value: Value::String(verdict.as_str().to_owned()),
             })
             .collect();

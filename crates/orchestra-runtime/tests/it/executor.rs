@@ -48,7 +48,7 @@ impl NodeRunner for FnRunner {
                 .calls
                 .lock()
                 .unwrap()
-                .entry(call.agent.clone())
+                .entry(call.agent.to_string())
                 .or_insert(0) += 1;
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
@@ -279,7 +279,7 @@ async fn a_crashed_step_reuses_finished_tasks_on_resume() {
     let mut pos = h.start("s2", &NoRouter).await;
     // First drive: b fails for good (fatal), a succeeds and is recorded.
     let first = FnRunner::new(|c| {
-        if c.agent == "b" {
+        if &*c.agent == "b" {
             Err(NodeError::Fatal("boom".into()))
         } else {
             Ok(says(&c.agent))
@@ -317,7 +317,7 @@ async fn retryable_errors_back_off_and_the_circuit_breaker_trips() {
     let flaky = Arc::new(AtomicU32::new(0));
     let f2 = Arc::clone(&flaky);
     let runner = FnRunner::new(move |c| {
-        if c.agent == "a" && f2.fetch_add(1, Ordering::SeqCst) == 0 {
+        if &*c.agent == "a" && f2.fetch_add(1, Ordering::SeqCst) == 0 {
             Err(NodeError::Retryable("429 overloaded".into()))
         } else {
             Ok(says(&c.agent))

@@ -104,8 +104,8 @@ impl Recorder<'_> {
             return Ok(Vec::new());
         };
         let (session, node, run) = (
-            self.call.session.clone(),
-            self.call.agent.clone(),
+            self.call.session.to_string(),
+            self.call.agent.to_string(),
             self.call.run_index,
         );
         let all = store
@@ -127,8 +127,8 @@ impl Recorder<'_> {
             return Ok(());
         };
         let rec = ChatMessageRecord {
-            session: self.call.session.clone(),
-            node: self.call.agent.clone(),
+            session: self.call.session.to_string(),
+            node: self.call.agent.to_string(),
             run_index: self.call.run_index,
             turn,
             role: role.to_owned(),
