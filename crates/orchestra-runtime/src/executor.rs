@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 use orchestra_graph::scheduler::{Outcome, SchedState, Scheduler};
 use orchestra_graph::state::{Channels, State, Write};
@@ -438,7 +439,9 @@ impl Executor {
         let permits = Arc::new(Semaphore::new(self.limits.max_parallel.max(1) as usize));
         // Tokens of failed attempts (the results carry those of the good ones).
         let spent = Arc::new(AtomicU64::new(0));
-        let mut set: JoinSet<(usize, Result<NodeResult, NodeError>)> = JoinSet::new();
+        // The step's agents run as futures of this one (not spawned tasks): on the runtime's
+        // single thread that is the same concurrency, without a task allocation per agent.
+        let mut running = FuturesUnordered::new();
         let session: Arc<str> = self.session.as_str().into();
         let shared = Arc::new(StepCtx {
             runner: Arc::clone(&self.runner),
@@ -476,14 +479,14 @@ impl Executor {
                     .unwrap_or((Duration::from_secs(600), 2)),
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
             };
-            set.spawn(ctx.run(call));
+            running.push(std::panic::AssertUnwindSafe(ctx.run(call)).catch_unwind());
         }
         let mut cancel = self.cancel.clone();
         let mut cancel_open = true;
         let mut finish: Option<Finish> = None;
-        while !set.is_empty() {
+        while !running.is_empty() {
             tokio::select! {
-                joined = set.join_next() => {
+                joined = running.next() => {
                     let Some(joined) = joined else { break };
                     match joined {
                         Ok((idx, Ok(res))) => { results.insert(idx, res); }
@@ -492,12 +495,16 @@ impl Executor {
                         }
                         Ok((idx, Err(e))) => {
                             finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", self.topo.agents[idx]) });
-                            set.abort_all();
+                            running.clear();
                         }
-                        Err(join_err) if join_err.is_cancelled() => {}
-                        Err(join_err) => {
-                            finish.get_or_insert(Finish::Failed { error: format!("an agent task crashed at step {step}: {join_err}") });
-                            set.abort_all();
+                        Err(panic) => {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| (*s).to_owned())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic".to_owned());
+                            finish.get_or_insert(Finish::Failed { error: format!("an agent task crashed at step {step}: {what}") });
+                            running.clear();
                         }
                     }
                 }
@@ -506,13 +513,13 @@ impl Executor {
                         // The sender is gone: nobody can cancel any more.
                         cancel_open = false;
                     } else if *cancel.borrow() {
-                        set.abort_all();
+                        running.clear();
                         finish.get_or_insert(Finish::Interrupted);
                     }
                 }
             }
         }
-        drop(set);
+        drop(running);
         pos.state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
         pos.tokens = pos.tokens.saturating_add(spent.load(Ordering::SeqCst));
         // No need to wait for the finished tasks' records: the store thread stores them before
@@ -553,16 +560,14 @@ impl std::ops::Deref for TaskCtx {
 }
 
 impl TaskCtx {
-    /// The task of one agent: its index and how its attempts ended. The attempts' future is
-    /// boxed before the `async` block: held by value, it would be stored twice in the block
-    /// (as what it captured and as what it awaits), in each of a step's tasks.
+    /// The future of one agent: its index and how its attempts ended (mapped, not awaited in an
+    /// `async` block, which would store the attempts' future twice).
     fn run(
         self,
         call: NodeCall,
     ) -> impl Future<Output = (usize, Result<NodeResult, NodeError>)> + Send + 'static {
         let agent_idx = call.agent_idx;
-        let attempts = Box::pin(self.attempts(call));
-        async move { (agent_idx, attempts.await) }
+        self.attempts(call).map(move |r| (agent_idx, r))
     }
 
     /// An `async` block over the captured arguments rather than an `async fn`, which would
@@ -661,48 +666,63 @@ impl TaskCtx {
                     }
                     Err(NodeError::Pause(reason)) => return Err(NodeError::Pause(reason)),
                     Err(e) => {
-                        let _ = self.store.call(move |s| s.record_node_run(&run)).await;
-                        let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-                        let msg = e.to_string();
-                        let retryable = matches!(e, NodeError::Retryable(_));
-                        if total >= self.max_failures.max(1) {
-                            self.events.emit(Event::NodeFailed {
-                                step: call.step,
-                                node: call.agent.to_string(),
-                                error: msg.clone(),
-                            });
-                            return Err(NodeError::Fatal(format!(
-                                "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
-                                self.max_failures
-                            )));
-                        }
-                        if !retryable || call.attempt >= retries {
-                            self.events.emit(Event::NodeFailed {
-                                step: call.step,
-                                node: call.agent.to_string(),
-                                error: msg.clone(),
-                            });
-                            let tries = call.attempt + 1;
-                            return Err(NodeError::Fatal(if retryable && tries > 1 {
-                                format!("{msg} (after {tries} attempts)")
-                            } else {
-                                msg
-                            }));
-                        }
-                        let delay = backoff(self.retry_base, call.attempt);
-                        self.events.emit(Event::NodeRetry {
-                            step: call.step,
-                            node: call.agent.to_string(),
-                            attempt: call.attempt,
-                            error: msg,
-                            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        });
-                        tokio::time::sleep(delay).await;
+                        // Boxed: inline, this path's state would make every running agent's
+                        // future bigger.
+                        Box::pin(self.failed(&call, run, e, retries)).await?;
                         call.attempt += 1;
                     }
                 }
             }
         }
+    }
+
+    /// After a failed attempt (not a pause): records it, and returns the error to fail the
+    /// task with, or waits out the backoff and returns `Ok` to try again.
+    async fn failed(
+        &self,
+        call: &NodeCall,
+        run: NodeRunRecord,
+        e: NodeError,
+        retries: u32,
+    ) -> Result<(), NodeError> {
+        let _ = self.store.call(move |s| s.record_node_run(&run)).await;
+        let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let msg = e.to_string();
+        let retryable = matches!(e, NodeError::Retryable(_));
+        if total >= self.max_failures.max(1) {
+            self.events.emit(Event::NodeFailed {
+                step: call.step,
+                node: call.agent.to_string(),
+                error: msg.clone(),
+            });
+            return Err(NodeError::Fatal(format!(
+                "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
+                self.max_failures
+            )));
+        }
+        if !retryable || call.attempt >= retries {
+            self.events.emit(Event::NodeFailed {
+                step: call.step,
+                node: call.agent.to_string(),
+                error: msg.clone(),
+            });
+            let tries = call.attempt + 1;
+            return Err(NodeError::Fatal(if retryable && tries > 1 {
+                format!("{msg} (after {tries} attempts)")
+            } else {
+                msg
+            }));
+        }
+        let delay = backoff(self.retry_base, call.attempt);
+        self.events.emit(Event::NodeRetry {
+            step: call.step,
+            node: call.agent.to_string(),
+            attempt: call.attempt,
+            error: msg,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        });
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 }
 

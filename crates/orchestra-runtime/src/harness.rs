@@ -176,23 +176,19 @@ impl Harness {
                     call.agent
                 )));
             };
-            let mut kickoff = KICKOFF.to_owned();
-            if let Some(schema) = &agent.output_schema {
-                kickoff.push_str(&format!(
-                    "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
-                ));
-            }
             let mut req = ChatRequest {
                 agent: agent.name.clone(),
                 run_index: call.run_index,
                 model: plan.model.clone(),
                 system: self.system_prompt(call.agent_idx, &call)?,
-                messages: vec![Message::user(kickoff)],
+                messages: vec![Message::user(kickoff(agent.output_schema.as_ref()))],
                 tools: plan.tools.clone(),
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
             };
-            let mut result = NodeResult::default();
+            // Counted as the turns go (the result itself is made at the end: it is 128 bytes,
+            // held by every running agent otherwise).
+            let (mut tokens, mut tool_calls, mut provider_retries) = ((0u64, 0u64), 0u64, 0u32);
             let mut invalid_answers = 0u32;
             let on_text = |t: &str| {
                 self.events.emit(Event::Text {
@@ -215,10 +211,10 @@ impl Harness {
                         NodeError::Fatal(e.to_string())
                     }
                 })?;
-                result.tokens_in = result.tokens_in.saturating_add(usage.input_tokens);
-                result.tokens_out = result.tokens_out.saturating_add(usage.output_tokens);
+                tokens.0 = tokens.0.saturating_add(usage.input_tokens);
+                tokens.1 = tokens.1.saturating_add(usage.output_tokens);
                 call.usage.add(usage.input_tokens, usage.output_tokens);
-                result.retries += retries;
+                provider_retries += retries;
                 let uses: Vec<(String, String, Value)> = content
                     .iter()
                     .filter_map(|b| match b {
@@ -230,7 +226,7 @@ impl Harness {
                     .collect();
                 if !uses.is_empty() {
                     req.messages.push(Message::assistant(content));
-                    result.tool_calls += uses.len() as u64;
+                    tool_calls += uses.len() as u64;
                     let results = Box::pin(self.call_tools(&call, plan, uses)).await;
                     req.messages.push(Message {
                         role: Role::User,
@@ -248,9 +244,14 @@ impl Harness {
                 req.messages.push(Message::assistant(content));
                 match self.finish(call.agent_idx, &text) {
                     Ok((output, writes)) => {
-                        result.output = output;
-                        result.writes = writes;
-                        return Ok(result);
+                        return Ok(NodeResult {
+                            output,
+                            writes,
+                            tokens_in: tokens.0,
+                            tokens_out: tokens.1,
+                            tool_calls,
+                            retries: provider_retries,
+                        });
                     }
                     Err(problem) => {
                         if invalid_answers >= plan.output_retries {
@@ -371,6 +372,17 @@ impl Harness {
         }
         Ok((output, writes))
     }
+}
+
+/// The first message of an autonomous run.
+fn kickoff(schema: Option<&Value>) -> String {
+    let mut k = KICKOFF.to_owned();
+    if let Some(schema) = schema {
+        k.push_str(&format!(
+            "\n\nWhen you are done, reply with only a JSON value (no prose) that satisfies this JSON Schema:\n{schema}"
+        ));
+    }
+    k
 }
 
 /// Parses a JSON answer, accepting a fenced ```json block or prose around one JSON value.

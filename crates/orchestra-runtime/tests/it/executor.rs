@@ -481,3 +481,23 @@ async fn a_dropped_cancel_sender_means_never_cancelled() {
         Finish::Completed { warnings: vec![] }
     );
 }
+
+#[tokio::test]
+async fn a_panicking_agent_fails_the_step_with_its_message() {
+    let h = Harness::new(Box::new(MemoryStore::new()), diamond());
+    let mut pos = h.start("s-panic", &NoRouter).await;
+    let runner = FnRunner::new(|c| {
+        if &*c.agent == "a" {
+            panic!("the model client fell over");
+        }
+        Ok(says(&c.agent))
+    });
+    let exec = h.executor("s-panic", runner, Arc::new(NoRouter), limits(3));
+    match exec.run(&mut pos).await.unwrap() {
+        Finish::Failed { error } => assert_eq!(
+            error,
+            "an agent task crashed at step 1: the model client fell over"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
