@@ -1,9 +1,9 @@
 //! The store on its own thread: the async executor sends it work over a channel. Finished tasks
 //! are fire-and-forget and group-committed: everything queued, plus what arrives within
-//! [`GROUP_COMMIT`], goes in one transaction — with the step's checkpoint when it comes in that
-//! time (a step of one agent is then one commit, not two). A thousand tasks finishing together
-//! cost a few transactions, not a thousand. Every other call waits for its answer, and is
-//! ordered after the records sent before it.
+//! [`GROUP_COMMIT`], goes in one transaction (up to [`GROUP_MAX`] records) — with the step's
+//! checkpoint when it comes in that time (a step of one agent is then one commit, not two). A
+//! thousand tasks finishing together cost a few transactions, not a thousand. Every other call
+//! waits for its answer, and is ordered after the records sent before it.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -18,6 +18,10 @@ use orchestra_store::{CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRe
 /// to share one transaction. A crash within it loses them: those tasks run again on resume,
 /// as the ones still running do.
 pub const GROUP_COMMIT: Duration = Duration::from_millis(2);
+
+/// Most task records in one transaction. A wide step's records (a fan-out of a thousand agents
+/// finishing together) are written in a few transactions rather than held all at once.
+pub const GROUP_MAX: usize = 256;
 
 type Job = Box<dyn FnOnce(&mut dyn Store, Option<StoreError>) + Send>;
 
@@ -160,6 +164,9 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
                 let (mut tasks, mut runs) = (vec![t], vec![r]);
                 let deadline = Instant::now() + GROUP_COMMIT;
                 let next = loop {
+                    if tasks.len() >= GROUP_MAX {
+                        break None;
+                    }
                     match next_within(&rx, deadline) {
                         Some(Cmd::Results(more)) => {
                             let (t, r) = *more;
@@ -306,6 +313,49 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    #[tokio::test]
+    async fn a_wide_step_s_records_are_written_in_bounded_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("o.db");
+        let store = open(&db).await;
+        let before = wal_commits(&db);
+        let (release, held) = mpsc::channel::<()>();
+        let (done, blocked) = oneshot::channel();
+        store
+            .send_job(
+                move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                },
+                done,
+            )
+            .unwrap();
+        let n = 2 * GROUP_MAX + 88;
+        for i in 0..n {
+            let (mut t, r) = results("s", 1);
+            t.task_idx = u32::try_from(i).unwrap();
+            store.record(t, r);
+        }
+        let step = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit_checkpoint(checkpoint(1)).await }
+        });
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+        step.await.unwrap().unwrap();
+        assert_eq!(
+            wal_commits(&db) - before,
+            3,
+            "two full groups, then the rest with the checkpoint"
+        );
+        let stored = store
+            .call(|s| Ok(s.task_records("s", 1..=1)?.len()))
+            .await
+            .unwrap();
+        assert_eq!(stored, n);
     }
 
     #[tokio::test]
