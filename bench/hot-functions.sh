@@ -5,7 +5,8 @@
 # 64 KiB of the binary around the faulting address: with the code a run needs scattered over the
 # binary's 10 MB, almost all of it ends up resident; packed together, only that code does.
 #
-# The runs: the three benchmark shapes (small), the PR-review pipeline on a clone of this
+# The runs: the three benchmark shapes (at a size where SQLite spills its cache, uses overflow
+# pages and checkpoints its log), the PR-review pipeline on a clone of this
 # project, `compile`, `status` and `status <session>`. Each runs under callgrind, which records
 # every instruction address executed; the functions holding them are written, those that more
 # of the runs execute first (then in address order).
@@ -28,7 +29,7 @@ trace() { # $1 = directory, rest = orchestra arguments
     --callgrind-out-file="$t/cg.$n" "$bin" "$@" >/dev/null 2>>"$t/log") ||
     { cat "$t/log" >&2; echo "hot-functions: orchestra $* failed" >&2; exit 1; }
 }
-for shape in "chain 40" "fanout 40 5" "loop 10"; do
+for shape in "chain 400" "fanout 500 10" "loop 100"; do
   # shellcheck disable=SC2086
   dir=$(BENCH_KEEP=1 "$root/bench/shapes.sh" $shape 2>&1 >/dev/null | sed -n 's/^bench dir: //p')
   [[ -d $dir ]] || { echo "hot-functions: bench/shapes.sh $shape failed" >&2; exit 1; }

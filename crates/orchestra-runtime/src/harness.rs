@@ -55,7 +55,8 @@ impl std::fmt::Debug for AgentPlan {
 pub struct Harness {
     compiled: Arc<Compiled>,
     plans: Vec<AgentPlan>,
-    validators: Vec<Option<jsonschema::Validator>>,
+    /// Boxed: most agents have none, and a validator is 64 bytes.
+    validators: Vec<Option<Box<jsonschema::Validator>>>,
     static_prompts: Vec<OnceLock<String>>,
     tools: Arc<Registry>,
     events: Arc<dyn EventSink>,
@@ -87,10 +88,9 @@ impl Harness {
         let mut validators = Vec::with_capacity(plans.len());
         for a in &compiled.agents {
             validators.push(match &a.output_schema {
-                Some(s) => Some(
-                    jsonschema::validator_for(s)
-                        .map_err(|e| format!("agent `{}`: invalid output schema: {e}", a.name))?,
-                ),
+                Some(s) => Some(Box::new(jsonschema::validator_for(s).map_err(|e| {
+                    format!("agent `{}`: invalid output schema: {e}", a.name)
+                })?)),
                 None => None,
             });
         }

@@ -203,6 +203,18 @@ impl Provider for Scripted {
         req: &ChatRequest,
         stream: Option<&TextSink<'_>>,
     ) -> Result<ChatResponse, ProviderError> {
-        with_retries(&self.retry, &self.name, || self.once(req, stream)).await
+        // Only scripted errors are ever retried: an agent without any answers without the
+        // retry loop, whose state would be held by every call in flight (boxed when needed).
+        let scripts_errors = self
+            .agent(&req.agent)
+            .is_ok_and(|a| a.runs.iter().flatten().any(|turn| !turn.errors.is_empty()));
+        if scripts_errors {
+            Box::pin(with_retries(&self.retry, &self.name, || {
+                self.once(req, stream)
+            }))
+            .await
+        } else {
+            self.once(req, stream).await
+        }
     }
 }
