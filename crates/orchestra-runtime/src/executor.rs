@@ -637,43 +637,64 @@ impl TaskCtx {
                     status,
                     error: error.clone(),
                 };
-                match result {
-                    Ok(res) => {
-                        let declared: Map<String, Value> = res.writes.iter().cloned().collect();
-                        let task = TaskRecord {
-                            session: call.session.to_string(),
-                            step: call.step,
-                            task_idx: self.task_idx,
-                            node: call.agent.to_string(),
-                            run_index: call.run_index,
-                            status: TaskStatus::Ok,
-                            writes: Value::Object(declared),
-                            output: res.output.clone(),
-                            error: None,
-                            finished_at: run.finished_at,
-                        };
-                        self.store.record(task, run);
-                        self.events.emit(Event::NodeFinished {
-                            step: call.step,
-                            node: call.agent.to_string(),
-                            duration_ms,
-                            tokens_in: res.tokens_in,
-                            tokens_out: res.tokens_out,
-                            tool_calls: res.tool_calls,
-                            reused: false,
-                        });
-                        return Ok(res);
-                    }
-                    Err(NodeError::Pause(reason)) => return Err(NodeError::Pause(reason)),
-                    Err(e) => {
-                        // Boxed: inline, this path's state would make every running agent's
-                        // future bigger.
-                        Box::pin(self.failed(&call, run, e, retries)).await?;
-                        call.attempt += 1;
-                    }
+                // Boxed, and given the result unopened: the records would otherwise take room
+                // in every running agent's future.
+                match Box::pin(self.after(&call, result, run, duration_ms, retries)).await {
+                    Some(end) => return end,
+                    None => call.attempt += 1,
                 }
             }
         }
+    }
+
+    /// After an attempt: the task's end, or `None` to try again (after the backoff).
+    async fn after(
+        &self,
+        call: &NodeCall,
+        result: Result<NodeResult, NodeError>,
+        run: NodeRunRecord,
+        duration_ms: u64,
+        retries: u32,
+    ) -> Option<Result<NodeResult, NodeError>> {
+        match result {
+            Ok(res) => Some(Ok(self.succeeded(call, res, run, duration_ms).await)),
+            Err(NodeError::Pause(reason)) => Some(Err(NodeError::Pause(reason))),
+            Err(e) => self.failed(call, run, e, retries).await.err().map(Err),
+        }
+    }
+
+    /// After a successful attempt: records it (once there is room) and reports it.
+    async fn succeeded(
+        &self,
+        call: &NodeCall,
+        res: NodeResult,
+        run: NodeRunRecord,
+        duration_ms: u64,
+    ) -> NodeResult {
+        let declared: Map<String, Value> = res.writes.iter().cloned().collect();
+        let task = TaskRecord {
+            session: call.session.to_string(),
+            step: call.step,
+            task_idx: self.task_idx,
+            node: call.agent.to_string(),
+            run_index: call.run_index,
+            status: TaskStatus::Ok,
+            writes: Value::Object(declared),
+            output: res.output.clone(),
+            error: None,
+            finished_at: run.finished_at,
+        };
+        self.store.record(task, run).await;
+        self.events.emit(Event::NodeFinished {
+            step: call.step,
+            node: call.agent.to_string(),
+            duration_ms,
+            tokens_in: res.tokens_in,
+            tokens_out: res.tokens_out,
+            tool_calls: res.tool_calls,
+            reused: false,
+        });
+        res
     }
 
     /// After a failed attempt (not a pause): records it, and returns the error to fail the

@@ -6,11 +6,11 @@
 //! waits for its answer, and is ordered after the records sent before it.
 
 use std::collections::VecDeque;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use orchestra_store::{CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord};
 
@@ -38,6 +38,9 @@ enum Cmd {
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Cmd>,
+    /// Room for task records not yet written ([`GROUP_MAX`]): when agents finish faster than
+    /// the store writes, the next ones wait for room instead of piling up in memory.
+    room: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -67,17 +70,24 @@ impl StoreHandle {
     /// is dropped.
     pub fn spawn(store: Box<dyn Store>) -> Result<Self, WorkerError> {
         let (tx, rx) = mpsc::channel::<Cmd>();
+        let room = Arc::new(Semaphore::new(GROUP_MAX));
+        let freed = Arc::clone(&room);
         thread::Builder::new()
             .name("orchestra-store".into())
-            .spawn(move || serve(store, rx))
+            .spawn(move || serve(store, rx, &freed))
             .map_err(|_| WorkerError::Gone)?;
-        Ok(StoreHandle { tx })
+        Ok(StoreHandle { tx, room })
     }
 
-    /// Queues a finished task and its usage record. Errors surface on the next [`call`].
+    /// Queues a finished task and its usage record, once there is room for it (at most
+    /// [`GROUP_MAX`] records wait to be written). Errors surface on the next [`call`].
     ///
     /// [`call`]: StoreHandle::call
-    pub fn record(&self, task: TaskRecord, run: NodeRunRecord) {
+    pub async fn record(&self, task: TaskRecord, run: NodeRunRecord) {
+        // The semaphore is never closed; the store thread gives the room back once written.
+        if let Ok(permit) = self.room.acquire().await {
+            permit.forget();
+        }
         let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
     }
 
@@ -147,7 +157,7 @@ impl StoreHandle {
     }
 }
 
-fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
+fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, room: &Semaphore) {
     let mut failed: Option<StoreError> = None;
     let mut backlog: VecDeque<Cmd> = VecDeque::new();
     loop {
@@ -176,12 +186,15 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
                         other => break other,
                     }
                 };
+                let written = tasks.len();
                 match next {
                     Some(Cmd::Checkpoint(cp, reply)) if failed.is_none() => {
                         let result = store
                             .commit_step(&tasks, &runs, &cp)
                             .map(|()| *cp)
                             .map_err(WorkerError::Store);
+                        drop((tasks, runs));
+                        room.add_permits(written);
                         let _ = reply.send(result);
                     }
                     other => {
@@ -189,6 +202,8 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
                             tracing::error!(error = %e, "failed to record finished tasks");
                             failed.get_or_insert(e);
                         }
+                        drop((tasks, runs));
+                        room.add_permits(written);
                         backlog.extend(other);
                     }
                 }
@@ -316,11 +331,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wide_step_s_records_are_written_in_bounded_transactions() {
+    async fn a_wide_step_s_records_wait_for_room_and_go_in_bounded_transactions() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("o.db");
         let store = open(&db).await;
         let before = wal_commits(&db);
+        // Hold the store thread: records queue up to GROUP_MAX, then the next one waits.
         let (release, held) = mpsc::channel::<()>();
         let (done, blocked) = oneshot::channel();
         store
@@ -333,23 +349,29 @@ mod tests {
             )
             .unwrap();
         let n = 2 * GROUP_MAX + 88;
-        for i in 0..n {
+        let record = |i: usize| {
             let (mut t, r) = results("s", 1);
             t.task_idx = u32::try_from(i).unwrap();
-            store.record(t, r);
-        }
-        let step = tokio::spawn({
             let store = store.clone();
-            async move { store.commit_checkpoint(checkpoint(1)).await }
-        });
-        tokio::task::yield_now().await;
+            async move { store.record(t, r).await }
+        };
+        for i in 0..GROUP_MAX {
+            record(i).await;
+        }
+        let waiting = tokio::spawn(record(GROUP_MAX));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "a record beyond GROUP_MAX waits");
         release.send(()).unwrap();
         blocked.await.unwrap().unwrap();
-        step.await.unwrap().unwrap();
-        assert_eq!(
-            wal_commits(&db) - before,
-            3,
-            "two full groups, then the rest with the checkpoint"
+        waiting.await.unwrap();
+        for i in GROUP_MAX + 1..n {
+            record(i).await;
+        }
+        store.commit_checkpoint(checkpoint(1)).await.unwrap();
+        let commits = wal_commits(&db) - before;
+        assert!(
+            (3..=n / 2).contains(&commits),
+            "{commits} transactions for {n} records"
         );
         let stored = store
             .call(|s| Ok(s.task_records("s", 1..=1)?.len()))
@@ -379,7 +401,7 @@ mod tests {
             )
             .unwrap();
         let (t, r) = results("s", 1);
-        store.record(t, r);
+        store.record(t, r).await;
         let step = tokio::spawn({
             let store = store.clone();
             async move { store.commit_checkpoint(checkpoint(1)).await }
@@ -394,7 +416,7 @@ mod tests {
         // Records with no checkpoint in sight are stored on their own, soon.
         let before = wal_commits(&db);
         let (t, r) = results("s", 2);
-        store.record(t, r);
+        store.record(t, r).await;
         let waited = Instant::now();
         while wal_commits(&db) == before && waited.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(GROUP_COMMIT).await;
@@ -417,7 +439,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("o.db")).await;
         let (t, r) = results("no-such-session", 1);
-        store.record(t, r);
+        store.record(t, r).await;
         let err = store.commit_checkpoint(checkpoint(1)).await.unwrap_err();
         assert!(err.to_string().contains("no-such-session"), "{err}");
         let cps = store.call(|s| Ok(s.checkpoints("s")?.len())).await.unwrap();
@@ -425,7 +447,7 @@ mod tests {
 
         // The same when the failed records were stored on their own, earlier.
         let (t, r) = results("no-such-session", 1);
-        store.record(t, r);
+        store.record(t, r).await;
         tokio::time::sleep(GROUP_COMMIT * 10).await;
         assert!(store.commit_checkpoint(checkpoint(1)).await.is_err());
         store.commit_checkpoint(checkpoint(1)).await.unwrap();
