@@ -279,7 +279,13 @@ impl Executor {
             };
 
             // Apply writes in declaration order (pos.sched.ready is sorted).
-            let mut writes = Vec::new();
+            let mut writes = Vec::with_capacity(
+                results
+                    .iter()
+                    .map(|(_, r)| 2 + r.writes.len())
+                    .sum::<usize>()
+                    + hooked.writes.len(),
+            );
             let mut delta_bytes = 0u64;
             for (agent_idx, res) in results {
                 let agent = &self.topo.agents[agent_idx];
