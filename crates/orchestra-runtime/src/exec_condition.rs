@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -39,10 +40,8 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
             let _ = s.write_all(&payload);
         }
     });
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || read_capped(stdout.as_mut()));
-    let mut stderr = child.stderr.take();
-    let err_reader = std::thread::spawn(move || read_capped(stderr.as_mut()));
+    let stdout = Drain::start(child.stdout.take());
+    let stderr = Drain::start(child.stderr.take());
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -59,9 +58,11 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
             Err(e) => return Err(format!("waiting for `{shown}`: {e}")),
         }
     };
-    let _ = writer.join();
-    let out = reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
+    // What the condition printed is in the pipes when it exits; a process it left behind may
+    // hold them open, so wait only briefly for their end (the threads end with that process).
+    drop(writer);
+    let out = stdout.take(OUTPUT_GRACE);
+    let err = stderr.take(OUTPUT_GRACE);
     if !status.success() {
         let tail: String = err
             .trim()
@@ -85,12 +86,48 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
     Ok(names)
 }
 
-fn read_capped(r: Option<&mut impl Read>) -> String {
-    let mut buf = Vec::new();
-    if let Some(r) = r {
-        let _ = r.take(MAX_OUTPUT as u64).read_to_end(&mut buf);
+/// How long to wait for the end of a condition's output once it exited.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+
+/// A pipe read to its end (at most [`MAX_OUTPUT`] bytes) on a thread of its own; what was read
+/// can be taken without waiting for the end.
+struct Drain {
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Drain {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        let shared = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            if let Some(mut pipe) = pipe {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let mut b = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                            let room = MAX_OUTPUT.saturating_sub(b.len());
+                            b.extend_from_slice(&chunk[..n.min(room)]);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            let _ = tx.send(());
+        });
+        Drain { buf, done }
     }
-    String::from_utf8_lossy(&buf).into_owned()
+
+    /// What was read, after waiting at most `grace` for the end of the pipe.
+    fn take(self, grace: Duration) -> String {
+        let _ = self.done.recv_timeout(grace);
+        let b = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&b).into_owned()
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +140,26 @@ mod tests {
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
+    }
+
+    #[test]
+    fn a_process_left_behind_holding_the_output_does_not_hang_it() {
+        let d = tempfile::tempdir().unwrap();
+        // The background `sleep` keeps stdout and stderr open after the script exits.
+        let p = script(
+            d.path(),
+            "cat >/dev/null
+echo done
+sleep 30 &",
+        );
+        let started = Instant::now();
+        let got = run_condition(&p, &serde_json::json!({}), Duration::from_secs(20));
+        assert_eq!(got.unwrap(), ["done"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
