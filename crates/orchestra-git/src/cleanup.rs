@@ -207,6 +207,12 @@ fn remove_in(
                 blocked = true;
                 continue;
             }
+            if uncommitted(&record.path)? {
+                tracing::warn!(branch = branch.name, worktree = %record.path.display(),
+                    "worktree has uncommitted changes; left alone (commit them, or remove it with `git worktree remove --force`)");
+                blocked = true;
+                continue;
+            }
             if let Some(path) = user.remove_worktree(&record.name, &root, dry_run)? {
                 removed.push(Removed::Worktree {
                     path,
@@ -231,6 +237,24 @@ fn remove_in(
         let _ = std::fs::remove_dir(root.join(session));
     }
     Ok(removed)
+}
+
+/// Whether the worktree at `path` holds work git does not have: changed, staged or untracked
+/// files (ignored ones aside). A worktree whose directory is gone has none.
+fn uncommitted(path: &Path) -> Result<bool> {
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    let repo = git2::Repository::open(path).ctx("open the worktree", path)?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .ctx("read the worktree's status", path)?;
+    Ok(!statuses.is_empty())
 }
 
 /// Prunes records of Orchestra's worktrees whose directories are gone (skipping those `done`

@@ -16,7 +16,8 @@ use crate::exit;
 ///
 /// A session is removed when it completed, failed or was interrupted, and nothing happened in it
 /// for longer than --older-than. Running sessions (another process holds their lease) and
-/// paused ones are never touched, nor is any branch outside the configured prefix. The
+/// paused ones are never touched, nor is any branch outside the configured prefix, nor a
+/// worktree with uncommitted changes (a warning names it; its branch stays too). The
 /// sessions' records stay in the database (`status` still shows them); each removed branch is
 /// printed with its commit, so it can be restored with `git branch NAME SHA`.
 #[derive(Debug, clap::Args)]

@@ -231,3 +231,37 @@ fn remove_session_leaves_a_worktree_outside_the_worktrees_dir_alone() {
     repo.assert_fsck_clean();
     repo.assert_user_untouched();
 }
+
+#[test]
+fn remove_session_keeps_a_worktree_with_uncommitted_work() {
+    let repo = populated();
+    let list = list_session_branches(&repo.path, &repo.settings).unwrap();
+    let main = list
+        .iter()
+        .find(|b| b.name == "orchestra/p/old")
+        .and_then(|b| b.worktree.clone())
+        .unwrap();
+    write(&main, "notes.txt", "not committed\n");
+
+    let removed = remove_session(&repo.path, "old", &repo.settings, false).unwrap();
+
+    // The fork goes; the worktree with work in it and its branch stay, file and all.
+    assert!(
+        removed
+            .iter()
+            .all(|r| !matches!(r, Removed::Branch { name, .. } if name == "orchestra/p/old")),
+        "{removed:?}"
+    );
+    assert!(
+        removed
+            .iter()
+            .any(|r| matches!(r, Removed::Branch { name, .. } if name == "orchestra/p/old+w-2"))
+    );
+    assert_eq!(
+        fs::read_to_string(main.join("notes.txt")).unwrap(),
+        "not committed\n"
+    );
+    assert!(repo.branches().contains(&"orchestra/p/old".to_owned()));
+    assert_eq!(git(&main, &["status", "--porcelain"]), "?? notes.txt\n");
+    repo.assert_fsck_clean();
+}
