@@ -3,6 +3,7 @@
 //! inputs; repositories; and the graph itself.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use orchestra_prompts::{AgentVars, PromptContext, PromptError, ResolvedLayer, compose};
@@ -37,8 +38,8 @@ pub struct Compiled {
     pub project_root: PathBuf,
     /// `orchestra.yaml`, if there is one.
     pub project_file: Option<PathBuf>,
-    /// Agents and edges, with `loop_targets` computed.
-    pub topology: Topology,
+    /// Agents and edges, with `loop_targets` computed (shared with the executor).
+    pub topology: Arc<Topology>,
     /// Agents in declaration order (`agents[i].index == i`).
     pub agents: Vec<ResolvedAgent>,
     /// Providers (the pipeline's merged over the project's), by name.
@@ -50,8 +51,8 @@ pub struct Compiled {
     pub shell_tools: Vec<ShellToolSpec>,
     /// Conditions used by edges, by name.
     pub conditions: IndexMap<String, ResolvedCondition>,
-    /// State channels: the base channels, then the declared fields.
-    pub channels: Channels,
+    /// State channels: the base channels, then the declared fields (shared with the executor).
+    pub channels: Arc<Channels>,
     /// Inputs, in declaration order.
     pub inputs: Vec<ResolvedInput>,
     /// Session limits.

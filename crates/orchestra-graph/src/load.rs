@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerLoader, TemplateScope};
@@ -230,7 +231,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         project,
         project_root,
         project_file,
-        topology,
+        topology: Arc::new(topology),
         agents,
         providers,
         repos,
@@ -238,7 +239,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
             .into_iter()
             .map(|c| (c.name.clone(), c))
             .collect(),
-        channels,
+        channels: Arc::new(channels),
         inputs: spec
             .inputs
             .iter()

@@ -168,7 +168,7 @@ impl CommandProvider {
             model: if req.model.is_empty() {
                 self.name.clone()
             } else {
-                req.model.clone()
+                req.model.to_string()
             },
             retries: 0,
         })

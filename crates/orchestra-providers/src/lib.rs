@@ -58,7 +58,7 @@ pub type TextSink<'a> = dyn Fn(&str) + Send + Sync + 'a;
 ///         -> Result<ChatResponse, ProviderError> {
 ///         let last = req.messages.last().map(|m| m.text()).unwrap_or_default();
 ///         Ok(ChatResponse { content: vec![Block::text(last)], stop: StopReason::EndTurn,
-///             usage: Usage::default(), model: req.model.clone(), retries: 0 })
+///             usage: Usage::default(), model: req.model.to_string(), retries: 0 })
 ///     }
 /// }
 /// ```

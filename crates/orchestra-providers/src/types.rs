@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::{Add, AddAssign};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -151,14 +152,15 @@ pub struct ToolDef {
 /// One model call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
-    /// The agent making the call (the scripted provider answers by agent).
-    pub agent: String,
+    /// The agent making the call (the scripted provider answers by agent). Shared, like the
+    /// model and the system prompt: one request is held for every agent waiting on a model.
+    pub agent: Arc<str>,
     /// How many times this agent already ran in the session (0 for the first run).
     pub run_index: u32,
     /// The model name (already resolved from its alias).
-    pub model: String,
+    pub model: Arc<str>,
     /// The system prompt; empty for none.
-    pub system: String,
+    pub system: Arc<str>,
     /// The conversation so far.
     pub messages: Vec<Message>,
     /// Tools the model may call.

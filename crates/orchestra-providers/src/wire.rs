@@ -177,7 +177,7 @@ mod tests {
             agent: "a".into(),
             run_index: 0,
             model: "m".into(),
-            system: String::new(),
+            system: "".into(),
             messages: vec![Message::assistant(vec![Block::ToolUse {
                 id: "1".into(),
                 name: "old:tool".into(),

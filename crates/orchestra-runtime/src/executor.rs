@@ -3,7 +3,6 @@
 //! step, commit a checkpoint. Crash-safe: a step that was cut short reuses the tasks that had
 //! finished and runs only the others.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -282,12 +281,14 @@ impl Executor {
             let mut writes = Vec::with_capacity(
                 results
                     .iter()
-                    .map(|(_, r)| 2 + r.writes.len())
+                    .flatten()
+                    .map(|r| 2 + r.writes.len())
                     .sum::<usize>()
                     + hooked.writes.len(),
             );
             let mut delta_bytes = 0u64;
-            for (agent_idx, res) in results {
+            for (&agent_idx, res) in pos.sched.ready.iter().zip(results) {
+                let Some(res) = res else { continue };
                 let agent = &self.topo.agents[agent_idx];
                 pos.tokens = pos
                     .tokens
@@ -395,15 +396,16 @@ impl Executor {
             && pos.delta_bytes.saturating_mul(2) >= pos.snapshot_bytes
     }
 
-    /// Runs the ready agents of `step`; returns their results in declaration order, or how the
-    /// session must finish instead.
+    /// Runs the ready agents of `step`; returns their results (one per ready agent, in the
+    /// order of `pos.sched.ready`, which is declaration order), or how the session must finish
+    /// instead.
     async fn run_step(
         &self,
         step: u64,
         pos: &mut Position,
         failures: &Arc<AtomicU32>,
         first_step: bool,
-    ) -> Result<Result<Vec<(usize, NodeResult)>, Finish>, WorkerError> {
+    ) -> Result<Result<Vec<Option<NodeResult>>, Finish>, WorkerError> {
         // Tasks of this step can only be in the store if an earlier drive was cut short in it:
         // look only on the first step of a drive.
         let done: Vec<TaskRecord> = if first_step {
@@ -414,12 +416,13 @@ impl Executor {
         } else {
             Vec::new()
         };
-        let mut results: BTreeMap<usize, NodeResult> = BTreeMap::new();
+        let ready = &pos.sched.ready;
+        let mut results: Vec<Option<NodeResult>> = vec![None; ready.len()];
         // A task that finished before an interruption is reused. Its tokens are not added
         // again: resuming counted them with the usage recorded after the checkpoint.
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
             if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
-                && pos.sched.ready.contains(&idx)
+                && let Some(task) = ready.iter().position(|&a| a == idx)
             {
                 self.events.emit(Event::NodeFinished {
                     step,
@@ -430,14 +433,11 @@ impl Executor {
                     tool_calls: 0,
                     reused: true,
                 });
-                results.insert(
-                    idx,
-                    NodeResult {
-                        output: rec.output,
-                        writes: declared_from_record(&rec.writes),
-                        ..NodeResult::default()
-                    },
-                );
+                results[task] = Some(NodeResult {
+                    output: rec.output,
+                    writes: declared_from_record(&rec.writes),
+                    ..NodeResult::default()
+                });
             }
         }
         // The agents read the state of the previous checkpoint; lend it to them without copying.
@@ -459,8 +459,8 @@ impl Executor {
             permits: Arc::clone(&permits),
             spent: Arc::clone(&spent),
         });
-        for (task_idx, &agent_idx) in pos.sched.ready.iter().enumerate() {
-            if results.contains_key(&agent_idx) {
+        for (task_idx, &agent_idx) in ready.iter().enumerate() {
+            if results[task_idx].is_some() {
                 continue;
             }
             let call = NodeCall {
@@ -495,12 +495,12 @@ impl Executor {
                 joined = running.next() => {
                     let Some(joined) = joined else { break };
                     match joined {
-                        Ok((idx, Ok(res))) => { results.insert(idx, res); }
-                        Ok((idx, Err(NodeError::Pause(reason)))) => {
-                            finish.get_or_insert(Finish::Paused { node: self.topo.agents[idx].clone(), reason });
+                        Ok((task, Ok(res))) => { results[task] = Some(res); }
+                        Ok((task, Err(NodeError::Pause(reason)))) => {
+                            finish.get_or_insert(Finish::Paused { node: self.topo.agents[ready[task]].clone(), reason });
                         }
-                        Ok((idx, Err(e))) => {
-                            finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", self.topo.agents[idx]) });
+                        Ok((task, Err(e))) => {
+                            finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", self.topo.agents[ready[task]]) });
                             running.clear();
                         }
                         Err(panic) => {
@@ -534,7 +534,7 @@ impl Executor {
         if let Some(f) = finish {
             return Ok(Err(f));
         }
-        Ok(Ok(results.into_iter().collect()))
+        Ok(Ok(results))
     }
 }
 
@@ -566,14 +566,14 @@ impl std::ops::Deref for TaskCtx {
 }
 
 impl TaskCtx {
-    /// The future of one agent: its index and how its attempts ended (mapped, not awaited in an
-    /// `async` block, which would store the attempts' future twice).
+    /// The future of one agent: its task's index in the step and how its attempts ended
+    /// (mapped, not awaited in an `async` block, which would store the attempts' future twice).
     fn run(
         self,
         call: NodeCall,
     ) -> impl Future<Output = (usize, Result<NodeResult, NodeError>)> + Send + 'static {
-        let agent_idx = call.agent_idx;
-        self.attempts(call).map(move |r| (agent_idx, r))
+        let task = self.task_idx as usize;
+        self.attempts(call).map(move |r| (task, r))
     }
 
     /// An `async` block over the captured arguments rather than an `async fn`, which would
@@ -602,7 +602,7 @@ impl TaskCtx {
                 let t0 = Instant::now();
                 call.usage = Arc::new(UsageMeter::default());
                 let result =
-                    match tokio::time::timeout(timeout, self.runner.run(call.clone())).await {
+                    match tokio::time::timeout(timeout, self.runner.run(&call)).await {
                         Ok(r) => r,
                         Err(_) => Err(NodeError::Retryable(format!(
                             "timed out after {}",

@@ -140,7 +140,7 @@ impl GitStep {
     async fn run_agent(
         &self,
         inner: &dyn NodeRunner,
-        mut call: NodeCall,
+        call: &NodeCall,
     ) -> Result<NodeResult, NodeError> {
         let mine: Vec<usize> = (0..self.repos.len())
             .filter(|&i| self.repos[i].writers.iter().any(|w| **w == *call.agent))
@@ -196,12 +196,18 @@ impl GitStep {
             roots.insert(repo.session.repo_name.clone(), fork.work_dir());
             dirs.push((i, fork.path));
         }
-        if !forking.is_empty() {
+        let result = if forking.is_empty() {
+            inner.run(call).await?
+        } else {
+            // Its repository tools act on its fork.
             let registry = build_tools(&self.compiled, &roots, self.tools.clone())
                 .map_err(NodeError::Fatal)?;
-            call.tools = Some(Arc::new(registry));
-        }
-        let result = inner.run(call).await?;
+            let forked = NodeCall {
+                tools: Some(Arc::new(registry)),
+                ..call.clone()
+            };
+            inner.run(&forked).await?
+        };
         for (i, dir) in dirs {
             let (info_agent, session, pipeline) = (
                 agent.clone(),
@@ -448,7 +454,7 @@ impl GitRunner {
 }
 
 impl NodeRunner for GitRunner {
-    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+    fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         Box::pin(self.git.run_agent(self.inner.as_ref(), call))
     }
 }

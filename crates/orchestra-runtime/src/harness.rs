@@ -25,8 +25,8 @@ pub use chat::ChatSetup;
 pub struct AgentPlan {
     /// The provider client.
     pub provider: Arc<dyn Provider>,
-    /// The model name.
-    pub model: String,
+    /// The model name (shared by the agents using it).
+    pub model: Arc<str>,
     /// Output token cap per call.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
@@ -57,7 +57,7 @@ pub struct Harness {
     plans: Vec<AgentPlan>,
     /// Boxed: most agents have none, and a validator is 64 bytes.
     validators: Vec<Option<Box<jsonschema::Validator>>>,
-    static_prompts: Vec<OnceLock<String>>,
+    static_prompts: Vec<OnceLock<Arc<str>>>,
     tools: Arc<Registry>,
     events: Arc<dyn EventSink>,
     stream: bool,
@@ -119,7 +119,7 @@ impl Harness {
     }
 
     /// The composed system prompt of agent `idx` for `call`.
-    fn system_prompt(&self, idx: usize, call: &NodeCall) -> Result<String, NodeError> {
+    fn system_prompt(&self, idx: usize, call: &NodeCall) -> Result<Arc<str>, NodeError> {
         let agent = self.agent(idx);
         let templated = agent
             .layers
@@ -140,16 +140,17 @@ impl Harness {
                     agent: &self.compiled.agent_vars(agent),
                 },
             )
+            .map(Arc::from)
             .map_err(|e| NodeError::Fatal(e.to_string()))
         };
         if templated {
             return build();
         }
         if let Some(p) = self.static_prompts[idx].get() {
-            return Ok(p.clone());
+            return Ok(Arc::clone(p));
         }
         let p = build()?;
-        Ok(self.static_prompts[idx].get_or_init(|| p).clone())
+        Ok(Arc::clone(self.static_prompts[idx].get_or_init(|| p)))
     }
 
     /// One autonomous run: model turns and tool calls until a valid final answer.
@@ -162,10 +163,10 @@ impl Harness {
         clippy::manual_async_fn,
         reason = "an `async fn` would store its arguments twice"
     )]
-    fn run_agent(
-        &self,
-        call: NodeCall,
-    ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + '_ {
+    fn run_agent<'a>(
+        &'a self,
+        call: &'a NodeCall,
+    ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + 'a {
         async move {
             let (Some(plan), Some(agent)) = (
                 self.plans.get(call.agent_idx),
@@ -177,10 +178,10 @@ impl Harness {
                 )));
             };
             let mut req = ChatRequest {
-                agent: agent.name.clone(),
+                agent: Arc::clone(&call.agent),
                 run_index: call.run_index,
-                model: plan.model.clone(),
-                system: self.system_prompt(call.agent_idx, &call)?,
+                model: Arc::clone(&plan.model),
+                system: self.system_prompt(call.agent_idx, call)?,
                 messages: vec![Message::user(kickoff(agent.output_schema.as_ref()))],
                 tools: plan.tools.clone(),
                 max_tokens: plan.max_tokens,
@@ -227,7 +228,7 @@ impl Harness {
                 if !uses.is_empty() {
                     req.messages.push(Message::assistant(content));
                     tool_calls += uses.len() as u64;
-                    let results = Box::pin(self.call_tools(&call, plan, uses)).await;
+                    let results = Box::pin(self.call_tools(call, plan, uses)).await;
                     req.messages.push(Message {
                         role: Role::User,
                         content: results,
@@ -411,7 +412,7 @@ pub fn parse_json_answer(text: &str) -> Result<Value, String> {
 }
 
 impl NodeRunner for Harness {
-    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+    fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         let interactive = self
             .plans
             .get(call.agent_idx)

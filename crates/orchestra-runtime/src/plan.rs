@@ -122,6 +122,8 @@ pub fn agent_plans(
     tools: &Registry,
 ) -> Result<Vec<AgentPlan>, String> {
     let mut plans = Vec::with_capacity(compiled.agents.len());
+    // Agents share their model's name (most pipelines use a handful of models).
+    let mut models: HashMap<&str, Arc<str>> = HashMap::new();
     for agent in &compiled.agents {
         let provider = providers
             .get(&agent.model.provider)
@@ -144,7 +146,10 @@ pub fn agent_plans(
             .map(|p| &p.spec);
         plans.push(AgentPlan {
             provider,
-            model: agent.model.model.clone().unwrap_or_default(),
+            model: {
+                let name = agent.model.model.as_deref().unwrap_or_default();
+                Arc::clone(models.entry(name).or_insert_with(|| name.into()))
+            },
             max_tokens: spec.and_then(|s| s.max_tokens),
             temperature: spec.and_then(|s| s.temperature),
             tools: defs,

@@ -97,12 +97,13 @@ pub enum NodeError {
 
 /// Runs agents.
 pub trait NodeRunner: Send + Sync {
-    /// Runs one agent once.
-    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>>;
+    /// Runs one agent once. The call is borrowed: the executor holds it while the agent runs
+    /// (a copy in every running agent's future would cost memory at wide fan-outs).
+    fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>>;
 }
 
 impl<T: NodeRunner + ?Sized> NodeRunner for Arc<T> {
-    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+    fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         (**self).run(call)
     }
 }

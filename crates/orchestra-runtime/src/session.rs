@@ -685,7 +685,7 @@ impl Engine {
                 h.with_chat(crate::harness::ChatSetup {
                     human: opts.human.clone(),
                     store: Some(self.store.clone()),
-                    channels: Arc::new(compiled.channels.clone()),
+                    channels: Arc::clone(&compiled.channels),
                 })
             })
         })();
@@ -765,8 +765,8 @@ impl Engine {
         );
         let exec = Executor {
             session: id.to_owned(),
-            topo: Arc::new(compiled.topology.clone()),
-            channels: Arc::new(compiled.channels.clone()),
+            topo: Arc::clone(&compiled.topology),
+            channels: Arc::clone(&compiled.channels),
             limits,
             runner,
             router,

@@ -113,7 +113,7 @@ impl Scripted {
             )));
         };
         if !turn.errors.is_empty() {
-            let key = (req.agent.clone(), req.run_index, turn_index);
+            let key = (req.agent.to_string(), req.run_index, turn_index);
             let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
             let count = failures.entry(key).or_insert(0);
             let mut before = *count;
@@ -189,7 +189,7 @@ impl Scripted {
             model: if req.model.is_empty() {
                 self.name.clone()
             } else {
-                req.model.clone()
+                req.model.to_string()
             },
             retries: 0,
         })

@@ -72,8 +72,8 @@ mod tests {
         let req = ChatRequest {
             agent: "rev".into(),
             run_index: 1,
-            model: String::new(),
-            system: String::new(),
+            model: "".into(),
+            system: "".into(),
             messages: vec![
                 Message::user("go"),
                 Message {

@@ -14,7 +14,7 @@ async fn round_trip(kind: &str, key_var: &str, model: String) {
     let yaml = format!("kind: {kind}\napi_key_env: {key_var}\nmax_tokens: 300\ntimeout: 60s\n");
     let p = build(kind, &spec(&yaml), dir.path(), &|k| std::env::var(k).ok()).unwrap();
     let mut req = ChatRequest {
-        model,
+        model: model.into(),
         ..request(
             "real",
             vec![Message::user(

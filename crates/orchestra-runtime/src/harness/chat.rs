@@ -51,7 +51,7 @@ impl std::fmt::Debug for ChatSetup {
 impl Harness {
     /// Runs an interactive agent: rebuild the chat, find a human (or pause), then alternate
     /// agent answers and human lines until a command ends it.
-    pub(super) async fn run_chat(&self, call: NodeCall) -> Result<NodeResult, NodeError> {
+    pub(super) async fn run_chat(&self, call: &NodeCall) -> Result<NodeResult, NodeError> {
         let idx = call.agent_idx;
         if self.plans.get(idx).is_none() {
             return Err(NodeError::Fatal(format!(
@@ -67,7 +67,7 @@ impl Harness {
         };
         let rec = Recorder {
             store: setup.store.as_ref(),
-            call: &call,
+            call,
         };
         let mut t = Transcript::rebuild(&rec.load().await?);
         let mut result = NodeResult::default();
@@ -107,12 +107,12 @@ impl Harness {
             info: info.clone(),
             history: t.history.clone(),
         });
-        let system = self.system_prompt(idx, &call)?;
+        let system = self.system_prompt(idx, call)?;
         let mut asked = false;
         loop {
             if t.awaiting_answer() && !asked {
                 asked = true;
-                match self.chat_round(&call, &system, &mut t, &mut result, &rec).await {
+                match self.chat_round(call, &system, &mut t, &mut result, &rec).await {
                     Ok(text) => chan.show(ChatEvent::Answer { text }),
                     Err(RoundError::Store(e)) => return Err(e),
                     Err(RoundError::Model(e)) => chan.show(ChatEvent::Notice {
@@ -194,7 +194,7 @@ impl Harness {
     async fn chat_round(
         &self,
         call: &NodeCall,
-        system: &str,
+        system: &Arc<str>,
         t: &mut Transcript,
         result: &mut NodeResult,
         rec: &Recorder<'_>,
@@ -210,10 +210,10 @@ impl Harness {
                 let mut messages = vec![Message::user(self.chat_kickoff(call.agent_idx))];
                 messages.extend(t.messages.iter().cloned());
                 let req = ChatRequest {
-                    agent: self.agent(call.agent_idx).name.clone(),
+                    agent: Arc::clone(&call.agent),
                     run_index: call.run_index,
-                    model: plan.model.clone(),
-                    system: system.to_owned(),
+                    model: Arc::clone(&plan.model),
+                    system: Arc::clone(system),
                     messages,
                     tools: plan.tools.clone(),
                     max_tokens: plan.max_tokens,

@@ -42,7 +42,7 @@ impl FnRunner {
 }
 
 impl NodeRunner for FnRunner {
-    fn run(&self, call: NodeCall) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+    fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         Box::pin(async move {
             *self
                 .calls
@@ -53,7 +53,7 @@ impl NodeRunner for FnRunner {
             if !self.delay.is_zero() {
                 tokio::time::sleep(self.delay).await;
             }
-            (self.f)(&call)
+            (self.f)(call)
         })
     }
 }
