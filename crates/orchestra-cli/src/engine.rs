@@ -15,7 +15,7 @@ use orchestra_spec::{
     read_source,
 };
 use orchestra_store::ErrorClass;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::cli::Ctx;
@@ -395,10 +395,33 @@ pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Re
         .get("messages")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
-    let line = json!({
-        "session": out.session, "status": status, "error": error, "steps": out.steps,
-        "tokens": out.tokens, "checkpoints": checkpoints, "messages": messages, "outputs": out.outputs, "state": out.state,
-    });
-    writeln!(io::stdout().lock(), "{line}")?;
+    // Written straight from the state (a `json!` value would copy all of it first).
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        session: &'a str,
+        status: &'a str,
+        error: Option<String>,
+        steps: u64,
+        tokens: u64,
+        checkpoints: usize,
+        messages: usize,
+        outputs: &'a [PathBuf],
+        state: &'a orchestra_graph::state::State,
+    }
+    let report = Report {
+        session: &out.session,
+        status,
+        error,
+        steps: out.steps,
+        tokens: out.tokens,
+        checkpoints,
+        messages,
+        outputs: &out.outputs,
+        state: &out.state,
+    };
+    let mut w = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    serde_json::to_writer(&mut w, &report).map_err(io::Error::other)?;
+    writeln!(w)?;
+    w.flush()?;
     Ok(code)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
@@ -12,7 +13,7 @@ use orchestra_spec::{
 };
 use serde_json::Value;
 
-use crate::compiled::{ModelChoice, ResolvedAgent, StateWrite, ToolKind};
+use crate::compiled::{ModelChoice, ResolvedAgent, StateWrite, ToolKind, share_model};
 use crate::providers::{ProviderEntry, choose_model};
 use crate::workspace::{ToolIndex, is_ident};
 
@@ -33,6 +34,8 @@ pub(crate) struct AgentCtx<'a, 'l> {
     pub(crate) tools: &'a ToolIndex,
     /// Task layer files already checked.
     pub(crate) checked: HashSet<PathBuf>,
+    /// The model choices made so far: agents with the same one share it.
+    pub(crate) models: Vec<Arc<ModelChoice>>,
 }
 
 impl AgentCtx<'_, '_> {
@@ -63,6 +66,7 @@ impl AgentCtx<'_, '_> {
         }
         let layers = self.layers(agent, diags);
         let model = self.model(name, key_span, agent, diags);
+        let model = share_model(&mut self.models, model);
         let mut tools = Vec::with_capacity(agent.tools.len());
         for (i, t) in agent.tools.iter().enumerate() {
             if agent.tools[..i].iter().any(|p| p.value == t.value) {
@@ -81,15 +85,15 @@ impl AgentCtx<'_, '_> {
         let write_repos = write_repos(self.spec, &tools);
         let output_schema = agent.output.as_ref().map(|o| {
             check_schema(&o.schema, src, diags);
-            o.schema.value.clone()
+            Box::new(o.schema.value.clone())
         });
         // An interactive agent's output is the chat's envelope (see `interactive_output_schema`).
         let writes = match agent.mode {
             Mode::Interactive => {
-                let envelope = interactive_output_schema(output_schema.as_ref());
+                let envelope = interactive_output_schema(output_schema.as_deref());
                 self.writes(agent, Some(&envelope), diags)
             }
-            Mode::Autonomous => self.writes(agent, output_schema.as_ref(), diags),
+            Mode::Autonomous => self.writes(agent, output_schema.as_deref(), diags),
         };
         let limits: &LimitsSpec = &self.spec.limits;
         ResolvedAgent {

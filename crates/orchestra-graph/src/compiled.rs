@@ -76,12 +76,12 @@ pub struct ResolvedAgent {
     pub description: Option<String>,
     /// Its prompt layers, in composition order (absent layers are left out).
     pub layers: Vec<ResolvedLayer>,
-    /// Provider and model.
-    pub model: ModelChoice,
+    /// Provider and model (shared by the agents that made the same choice).
+    pub model: Arc<ModelChoice>,
     /// Its tools, in the order listed.
     pub tools: Vec<ToolRef>,
-    /// The JSON Schema its output must satisfy, if any.
-    pub output_schema: Option<Value>,
+    /// The JSON Schema its output must satisfy, if any (boxed: most agents have none).
+    pub output_schema: Option<Box<Value>>,
     /// How often an invalid output is sent back (default 2).
     pub output_max_retries: u32,
     /// State writes, in the order written.
@@ -294,12 +294,27 @@ impl Compiled {
                 .with_suggestions(name, names.iter().copied())
                 .with_help(format!("providers: {}", names.join(", "))));
         };
+        let mut models = Vec::new();
         for agent in &mut self.agents {
-            agent.model =
-                crate::providers::choose_model(provider, agent.model.requested.as_deref());
+            let choice = crate::providers::choose_model(provider, agent.model.requested.as_deref());
+            agent.model = share_model(&mut models, choice);
         }
         Ok(())
     }
+}
+
+/// `choice` as an `Arc`, the one in `made` if an equal choice was made before (agents that
+/// made the same choice share it).
+pub(crate) fn share_model(
+    made: &mut Vec<Arc<ModelChoice>>,
+    choice: ModelChoice,
+) -> Arc<ModelChoice> {
+    if let Some(same) = made.iter().find(|m| ***m == choice) {
+        return Arc::clone(same);
+    }
+    let shared = Arc::new(choice);
+    made.push(Arc::clone(&shared));
+    shared
 }
 
 /// (De)serializes a [`SourceFile`] as `{ path, text }`.

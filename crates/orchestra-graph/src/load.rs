@@ -180,6 +180,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         default_model,
         tools: &tools,
         checked: HashSet::new(),
+        models: Vec::new(),
     };
     let agents: Vec<_> = spec
         .agents

@@ -161,30 +161,90 @@ impl std::fmt::Debug for Executor {
 /// The writes of a finished task: the declared ones plus the base channels
 /// (`messages` gets the text, `agent_outputs` the output).
 pub fn task_writes(agent: &str, output: Value, declared: Vec<(String, Value)>) -> Vec<Write> {
-    let write = |channel: String, value: Value| Write {
-        writer: agent.to_owned(),
-        channel,
-        value,
-    };
-    if agent == HOOK_NODE {
-        // A hook's record: only what it declared.
-        return declared.into_iter().map(|(c, v)| write(c, v)).collect();
+    let mut writes = StepWrites::with_capacity(1);
+    writes.task(agent, output, declared);
+    writes.into_writes()
+}
+
+/// The writes of a step, gathered task by task in declaration order. The base channels get one
+/// write each for the whole step (every task's text appended to `messages` in order, every
+/// output merged into `agent_outputs` in order), not one per task: a wide step would otherwise
+/// hold two writes, and a one-entry map, per agent. Agents cannot write to base channels, so
+/// applying them before the declared writes gives the state that per-task writes give.
+#[derive(Debug, Default)]
+pub struct StepWrites {
+    writers: Vec<String>,
+    messages: Vec<Value>,
+    outputs: Map<String, Value>,
+    declared: Vec<Write>,
+}
+
+impl StepWrites {
+    /// Room for `tasks` tasks.
+    pub fn with_capacity(tasks: usize) -> Self {
+        StepWrites {
+            writers: Vec::new(),
+            messages: Vec::with_capacity(tasks),
+            outputs: Map::with_capacity(tasks),
+            declared: Vec::new(),
+        }
     }
-    let content = match &output {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut message = Map::with_capacity(3);
-    message.insert("role".into(), Value::from("assistant"));
-    message.insert("agent".into(), Value::from(agent));
-    message.insert("content".into(), Value::String(content));
-    let mut by_agent = Map::with_capacity(1);
-    by_agent.insert(agent.to_owned(), output);
-    let mut writes = Vec::with_capacity(2 + declared.len());
-    writes.push(write("messages".into(), Value::Object(message)));
-    writes.push(write("agent_outputs".into(), Value::Object(by_agent)));
-    writes.extend(declared.into_iter().map(|(c, v)| write(c, v)));
-    writes
+
+    /// Adds the next task's writes. A hook's record ([`HOOK_NODE`]) has only what it declared.
+    pub fn task(&mut self, agent: &str, output: Value, declared: Vec<(String, Value)>) {
+        self.declared
+            .extend(declared.into_iter().map(|(channel, value)| Write {
+                writer: agent.to_owned(),
+                channel,
+                value,
+            }));
+        if agent == HOOK_NODE {
+            return;
+        }
+        if self.writers.len() < 2 {
+            self.writers.push(agent.to_owned());
+        }
+        let content = match &output {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut message = Map::with_capacity(3);
+        message.insert("role".into(), Value::from("assistant"));
+        message.insert("agent".into(), Value::from(agent));
+        message.insert("content".into(), Value::String(content));
+        self.messages.push(Value::Object(message));
+        self.outputs.insert(agent.to_owned(), output);
+    }
+
+    /// Adds writes made outside the tasks (a hook's).
+    pub fn extend(&mut self, writes: Vec<Write>) {
+        self.declared.extend(writes);
+    }
+
+    /// The writes to apply: the base channels' first, then the declared ones in order.
+    pub fn into_writes(self) -> Vec<Write> {
+        let mut writes = Vec::with_capacity(2 + self.declared.len());
+        if !self.messages.is_empty() {
+            // Named in errors (which base channels only get from a corrupt state).
+            let writer = match self.writers.as_slice() {
+                [one] => one.clone(),
+                [first, ..] => format!("{first} and the other agents of the step"),
+                [] => String::new(),
+            };
+            writes.push(Write {
+                writer: writer.clone(),
+                channel: "messages".into(),
+                value: Value::Array(self.messages),
+            });
+            writes.push(Write {
+                writer,
+                channel: "agent_outputs".into(),
+                value: Value::Object(self.outputs),
+            });
+        }
+        writes.extend(self.declared);
+        writes
+    }
 }
 
 /// The scheduler JSON of a checkpoint. Snapshot checkpoints also carry the run counts and the
@@ -278,14 +338,7 @@ impl Executor {
             };
 
             // Apply writes in declaration order (pos.sched.ready is sorted).
-            let mut writes = Vec::with_capacity(
-                results
-                    .iter()
-                    .flatten()
-                    .map(|r| 2 + r.writes.len())
-                    .sum::<usize>()
-                    + hooked.writes.len(),
-            );
+            let mut writes = StepWrites::with_capacity(results.len());
             let mut delta_bytes = 0u64;
             for (&agent_idx, res) in pos.sched.ready.iter().zip(results) {
                 let Some(res) = res else { continue };
@@ -295,11 +348,11 @@ impl Executor {
                     .saturating_add(res.tokens_in.saturating_add(res.tokens_out));
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-                writes.extend(task_writes(agent, res.output, res.writes));
+                writes.task(agent, res.output, res.writes);
             }
             writes.extend(hooked.writes);
             delta_bytes += hooked.bytes;
-            if let Err(e) = self.channels.apply(&mut pos.state, writes) {
+            if let Err(e) = self.channels.apply(&mut pos.state, writes.into_writes()) {
                 return Ok(Finish::Failed {
                     error: format!("step {step}: {e}"),
                 });
@@ -601,14 +654,13 @@ impl TaskCtx {
                 let started_at = now_ms();
                 let t0 = Instant::now();
                 call.usage = Arc::new(UsageMeter::default());
-                let result =
-                    match tokio::time::timeout(timeout, self.runner.run(&call)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(NodeError::Retryable(format!(
-                            "timed out after {}",
-                            humanize(timeout)
-                        ))),
-                    };
+                let result = match tokio::time::timeout(timeout, self.runner.run(&call)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(NodeError::Retryable(format!(
+                        "timed out after {}",
+                        humanize(timeout)
+                    ))),
+                };
                 let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let (usage, status, error) = match &result {
                     Ok(r) => (

@@ -182,7 +182,7 @@ impl Harness {
                 run_index: call.run_index,
                 model: Arc::clone(&plan.model),
                 system: self.system_prompt(call.agent_idx, call)?,
-                messages: vec![Message::user(kickoff(agent.output_schema.as_ref()))],
+                messages: vec![Message::user(kickoff(agent.output_schema.as_deref()))],
                 tools: plan.tools.clone(),
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,

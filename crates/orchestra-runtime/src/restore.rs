@@ -10,7 +10,7 @@ use orchestra_graph::scheduler::SchedState;
 use orchestra_graph::state::{Channels, State};
 use orchestra_store::{Store, StoreError, TaskStatus};
 
-use crate::executor::{Position, approx_bytes, declared_from_record, task_writes};
+use crate::executor::{Position, StepWrites, approx_bytes, declared_from_record};
 
 /// Why a checkpoint could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -76,15 +76,15 @@ pub fn restore(
     }
     for (s, mut tasks) in by_step {
         tasks.sort_by_key(|t| t.task_idx);
-        let mut writes = Vec::new();
+        let mut writes = StepWrites::with_capacity(tasks.len());
         for t in tasks {
             let declared = declared_from_record(&t.writes);
             delta_bytes += approx_bytes(&t.output)
                 + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-            writes.extend(task_writes(&t.node, t.output, declared));
+            writes.task(&t.node, t.output, declared);
         }
         channels
-            .apply(&mut state, writes)
+            .apply(&mut state, writes.into_writes())
             .map_err(|e| corrupt(format!("replaying step {s}: {e}")))?;
     }
     let sched: SchedState = serde_json::from_value(rp.target.scheduler)
