@@ -92,6 +92,9 @@ impl Http {
                 message: format!("`api_base` must be an http:// or https:// URL, not `{base}`"),
             });
         }
+        // TLS runs on rustls with ring: it becomes the process's crypto provider unless the
+        // embedding program installed one before.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(30)))
