@@ -34,7 +34,7 @@ pub use schema::SCHEMA_VERSION;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The page cache of a connection, in KiB.
-const CACHE_SIZE_KIB: i64 = 128;
+const CACHE_SIZE_KIB: i64 = 64;
 
 /// Options of [`SqliteStore::open_with`].
 #[derive(Clone, Debug)]
