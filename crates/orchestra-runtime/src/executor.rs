@@ -19,7 +19,7 @@ use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord, TaskStatus};
 
 use crate::events::{Event, EventSink};
 use crate::hooks::{HOOK_NODE, Hooked, after_step};
-use crate::runner::{NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
 use crate::store_worker::{StoreHandle, WorkerError};
 
 /// Evaluates conditions of conditional edges.
@@ -341,7 +341,7 @@ impl Executor {
             let mut writes = StepWrites::with_capacity(results.len());
             let mut delta_bytes = 0u64;
             for (&agent_idx, res) in pos.sched.ready.iter().zip(results) {
-                let Some(res) = res else { continue };
+                let Some(res) = res.map(|r| *r) else { continue };
                 let agent = &self.topo.agents[agent_idx];
                 pos.tokens = pos
                     .tokens
@@ -458,7 +458,7 @@ impl Executor {
         pos: &mut Position,
         failures: &Arc<AtomicU32>,
         first_step: bool,
-    ) -> Result<Result<Vec<Option<NodeResult>>, Finish>, WorkerError> {
+    ) -> Result<Result<Vec<Option<Box<NodeResult>>>, Finish>, WorkerError> {
         // Tasks of this step can only be in the store if an earlier drive was cut short in it:
         // look only on the first step of a drive.
         let done: Vec<TaskRecord> = if first_step {
@@ -470,7 +470,10 @@ impl Executor {
             Vec::new()
         };
         let ready = &pos.sched.ready;
-        let mut results: Vec<Option<NodeResult>> = vec![None; ready.len()];
+        // Boxed: a slot per agent is taken at the start, a result only as its agent finishes
+        // (in the memory the agent's future leaves).
+        let mut results: Vec<Option<Box<NodeResult>>> = Vec::with_capacity(ready.len());
+        results.resize_with(ready.len(), || None);
         // A task that finished before an interruption is reused. Its tokens are not added
         // again: resuming counted them with the usage recorded after the checkpoint.
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
@@ -486,11 +489,11 @@ impl Executor {
                     tool_calls: 0,
                     reused: true,
                 });
-                results[task] = Some(NodeResult {
+                results[task] = Some(Box::new(NodeResult {
                     output: rec.output,
                     writes: declared_from_record(&rec.writes),
                     ..NodeResult::default()
-                });
+                }));
             }
         }
         // The agents read the state of the previous checkpoint; lend it to them without copying.
@@ -548,7 +551,7 @@ impl Executor {
                 joined = running.next() => {
                     let Some(joined) = joined else { break };
                     match joined {
-                        Ok((task, Ok(res))) => { results[task] = Some(res); }
+                        Ok((task, Ok(res))) => { results[task] = Some(Box::new(res)); }
                         Ok((task, Err(NodeError::Pause(reason)))) => {
                             finish.get_or_insert(Finish::Paused { node: self.topo.agents[ready[task]].clone(), reason });
                         }
@@ -661,48 +664,64 @@ impl TaskCtx {
                         humanize(timeout)
                     ))),
                 };
-                let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-                let (usage, status, error) = match &result {
-                    Ok(r) => (
-                        (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
-                        TaskStatus::Ok,
-                        None,
-                    ),
-                    Err(e) => {
-                        // What the failed attempt spent (the model calls it made before failing).
-                        let (tokens_in, tokens_out) = call.usage.get();
-                        self.spent
-                            .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
-                        (
-                            (tokens_in, tokens_out, 0, 0),
-                            TaskStatus::Error,
-                            Some(e.to_string()),
-                        )
-                    }
-                };
-                let run = NodeRunRecord {
-                    session: call.session.to_string(),
-                    step: call.step,
-                    node: call.agent.to_string(),
-                    run_index: call.run_index,
-                    started_at,
-                    finished_at: now_ms(),
-                    duration_ms,
-                    tokens_in: usage.0,
-                    tokens_out: usage.1,
-                    tool_calls: usage.2,
-                    retries: usage.3 + call.attempt,
-                    status,
-                    error: error.clone(),
-                };
-                // Boxed, and given the result unopened: the records would otherwise take room
-                // in every running agent's future.
-                match Box::pin(self.after(&call, result, run, duration_ms, retries)).await {
+                // What follows runs in a boxed future made by a plain function: neither the
+                // records nor the result then take room in every running agent's future.
+                match self
+                    .after_attempt(&call, result, started_at, t0, retries)
+                    .await
+                {
                     Some(end) => return end,
                     None => call.attempt += 1,
                 }
             }
         }
+    }
+
+    /// The records of an attempt that ended, and what comes next: the task's end, or `None` to
+    /// try again (after the backoff).
+    fn after_attempt<'a>(
+        &'a self,
+        call: &'a NodeCall,
+        result: Result<NodeResult, NodeError>,
+        started_at: u64,
+        t0: Instant,
+        retries: u32,
+    ) -> BoxFuture<'a, Option<Result<NodeResult, NodeError>>> {
+        let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (usage, status, error) = match &result {
+            Ok(r) => (
+                (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
+                TaskStatus::Ok,
+                None,
+            ),
+            Err(e) => {
+                // What the failed attempt spent (the model calls it made before failing).
+                let (tokens_in, tokens_out) = call.usage.get();
+                self.spent
+                    .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
+                (
+                    (tokens_in, tokens_out, 0, 0),
+                    TaskStatus::Error,
+                    Some(e.to_string()),
+                )
+            }
+        };
+        let run = NodeRunRecord {
+            session: call.session.to_string(),
+            step: call.step,
+            node: call.agent.to_string(),
+            run_index: call.run_index,
+            started_at,
+            finished_at: now_ms(),
+            duration_ms,
+            tokens_in: usage.0,
+            tokens_out: usage.1,
+            tool_calls: usage.2,
+            retries: usage.3 + call.attempt,
+            status,
+            error,
+        };
+        Box::pin(self.after(call, result, run, duration_ms, retries))
     }
 
     /// After an attempt: the task's end, or `None` to try again (after the backoff).
