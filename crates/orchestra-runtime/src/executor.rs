@@ -594,6 +594,14 @@ impl Executor {
     }
 }
 
+/// What follows an attempt.
+enum Next<'a> {
+    /// The task's end.
+    End(Result<NodeResult, NodeError>),
+    /// Wait first; then the task's end, or `None` to try again.
+    Wait(BoxFuture<'a, Option<Result<NodeResult, NodeError>>>),
+}
+
 /// What the tasks of a step share.
 struct StepCtx {
     runner: Arc<dyn NodeRunner>,
@@ -664,12 +672,14 @@ impl TaskCtx {
                         humanize(timeout)
                     ))),
                 };
-                // What follows runs in a boxed future made by a plain function: neither the
-                // records nor the result then take room in every running agent's future.
-                match self
-                    .after_attempt(&call, result, started_at, t0, retries)
-                    .await
-                {
+                // Settled by a plain function: neither the records nor the result take room in
+                // every running agent's future, and a success whose records the store can take
+                // now (the usual case) allocates no future at all.
+                let next = match self.after_attempt(&call, result, started_at, t0, retries) {
+                    Next::End(end) => return end,
+                    Next::Wait(wait) => wait.await,
+                };
+                match next {
                     Some(end) => return end,
                     None => call.attempt += 1,
                 }
@@ -677,8 +687,8 @@ impl TaskCtx {
         }
     }
 
-    /// The records of an attempt that ended, and what comes next: the task's end, or `None` to
-    /// try again (after the backoff).
+    /// The records of an attempt that ended, and what comes next: the task's end, or what to
+    /// wait for first (room in the store's queue; a failure's handling and backoff).
     fn after_attempt<'a>(
         &'a self,
         call: &'a NodeCall,
@@ -686,7 +696,7 @@ impl TaskCtx {
         started_at: u64,
         t0: Instant,
         retries: u32,
-    ) -> BoxFuture<'a, Option<Result<NodeResult, NodeError>>> {
+    ) -> Next<'a> {
         let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (usage, status, error) = match &result {
             Ok(r) => (
@@ -721,35 +731,32 @@ impl TaskCtx {
             status,
             error,
         };
-        Box::pin(self.after(call, result, run, duration_ms, retries))
-    }
-
-    /// After an attempt: the task's end, or `None` to try again (after the backoff).
-    async fn after(
-        &self,
-        call: &NodeCall,
-        result: Result<NodeResult, NodeError>,
-        run: NodeRunRecord,
-        duration_ms: u64,
-        retries: u32,
-    ) -> Option<Result<NodeResult, NodeError>> {
         match result {
-            Ok(res) => Some(Ok(self.succeeded(call, res, run, duration_ms).await)),
-            Err(NodeError::Pause(reason)) => Some(Err(NodeError::Pause(reason))),
-            Err(e) => self.failed(call, run, e, retries).await.err().map(Err),
+            Ok(res) => {
+                let task = self.task_record(call, &res, run.finished_at);
+                match self.store.try_record(task, run) {
+                    Ok(()) => {
+                        self.finished(call, &res, duration_ms);
+                        Next::End(Ok(res))
+                    }
+                    Err((task, run)) => Next::Wait(Box::pin(async move {
+                        self.store.record(task, run).await;
+                        self.finished(call, &res, duration_ms);
+                        Some(Ok(res))
+                    })),
+                }
+            }
+            Err(NodeError::Pause(reason)) => Next::End(Err(NodeError::Pause(reason))),
+            Err(e) => Next::Wait(Box::pin(async move {
+                self.failed(call, run, e, retries).await.err().map(Err)
+            })),
         }
     }
 
-    /// After a successful attempt: records it (once there is room) and reports it.
-    async fn succeeded(
-        &self,
-        call: &NodeCall,
-        res: NodeResult,
-        run: NodeRunRecord,
-        duration_ms: u64,
-    ) -> NodeResult {
+    /// The record of a successful attempt.
+    fn task_record(&self, call: &NodeCall, res: &NodeResult, finished_at: u64) -> TaskRecord {
         let declared: Map<String, Value> = res.writes.iter().cloned().collect();
-        let task = TaskRecord {
+        TaskRecord {
             session: call.session.to_string(),
             step: call.step,
             task_idx: self.task_idx,
@@ -759,9 +766,12 @@ impl TaskCtx {
             writes: Value::Object(declared),
             output: res.output.clone(),
             error: None,
-            finished_at: run.finished_at,
-        };
-        self.store.record(task, run).await;
+            finished_at,
+        }
+    }
+
+    /// Reports a successful attempt.
+    fn finished(&self, call: &NodeCall, res: &NodeResult, duration_ms: u64) {
         self.events.emit(Event::NodeFinished {
             step: call.step,
             node: call.agent.to_string(),
@@ -771,7 +781,6 @@ impl TaskCtx {
             tool_calls: res.tool_calls,
             reused: false,
         });
-        res
     }
 
     /// After a failed attempt (not a pause): records it, and returns the error to fail the

@@ -84,11 +84,31 @@ impl StoreHandle {
     ///
     /// [`call`]: StoreHandle::call
     pub async fn record(&self, task: TaskRecord, run: NodeRunRecord) {
+        let Err((task, run)) = self.try_record(task, run) else {
+            return;
+        };
         // The semaphore is never closed; the store thread gives the room back once written.
         if let Ok(permit) = self.room.acquire().await {
             permit.forget();
         }
         let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
+    }
+
+    /// Queues a finished task and its usage record if there is room now; otherwise gives them
+    /// back (and [`record`](StoreHandle::record) waits for room).
+    pub fn try_record(
+        &self,
+        task: TaskRecord,
+        run: NodeRunRecord,
+    ) -> Result<(), (TaskRecord, NodeRunRecord)> {
+        match self.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
+                Ok(())
+            }
+            Err(_) => Err((task, run)),
+        }
     }
 
     /// Commits a step's checkpoint after everything queued before it (tasks that finished just
