@@ -733,18 +733,10 @@ impl TaskCtx {
         };
         match result {
             Ok(res) => {
-                let task = self.task_record(call, &res, run.finished_at);
-                match self.store.try_record(task, run) {
-                    Ok(()) => {
-                        self.finished(call, &res, duration_ms);
-                        Next::End(Ok(res))
-                    }
-                    Err((task, run)) => Next::Wait(Box::pin(async move {
-                        self.store.record(task, run).await;
-                        self.finished(call, &res, duration_ms);
-                        Some(Ok(res))
-                    })),
-                }
+                self.store
+                    .record(self.task_record(call, &res, run.finished_at), run);
+                self.finished(call, &res, duration_ms);
+                Next::End(Ok(res))
             }
             Err(NodeError::Pause(reason)) => Next::End(Err(NodeError::Pause(reason))),
             Err(e) => Next::Wait(Box::pin(async move {

@@ -6,11 +6,11 @@
 //! waits for its answer, and is ordered after the records sent before it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use orchestra_store::{CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord};
 
@@ -35,12 +35,14 @@ enum Cmd {
 }
 
 /// A cloneable handle to the store thread.
+///
+/// Finished tasks' records are queued without waiting: a step keeps its results until its
+/// checkpoint, which is committed after every record queued before it, so the queue never
+/// holds more than the step's width. (Making a finished agent wait for room held its whole
+/// future as well as its records: more memory, not less.)
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Cmd>,
-    /// Room for task records not yet written ([`GROUP_MAX`]): when agents finish faster than
-    /// the store writes, the next ones wait for room instead of piling up in memory.
-    room: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -70,45 +72,18 @@ impl StoreHandle {
     /// is dropped.
     pub fn spawn(store: Box<dyn Store>) -> Result<Self, WorkerError> {
         let (tx, rx) = mpsc::channel::<Cmd>();
-        let room = Arc::new(Semaphore::new(GROUP_MAX));
-        let freed = Arc::clone(&room);
         thread::Builder::new()
             .name("orchestra-store".into())
-            .spawn(move || serve(store, rx, &freed))
+            .spawn(move || serve(store, rx))
             .map_err(|_| WorkerError::Gone)?;
-        Ok(StoreHandle { tx, room })
+        Ok(StoreHandle { tx })
     }
 
-    /// Queues a finished task and its usage record, once there is room for it (at most
-    /// [`GROUP_MAX`] records wait to be written). Errors surface on the next [`call`].
+    /// Queues a finished task and its usage record. Errors surface on the next [`call`].
     ///
     /// [`call`]: StoreHandle::call
-    pub async fn record(&self, task: TaskRecord, run: NodeRunRecord) {
-        let Err((task, run)) = self.try_record(task, run) else {
-            return;
-        };
-        // The semaphore is never closed; the store thread gives the room back once written.
-        if let Ok(permit) = self.room.acquire().await {
-            permit.forget();
-        }
+    pub fn record(&self, task: TaskRecord, run: NodeRunRecord) {
         let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
-    }
-
-    /// Queues a finished task and its usage record if there is room now; otherwise gives them
-    /// back (and [`record`](StoreHandle::record) waits for room).
-    pub fn try_record(
-        &self,
-        task: TaskRecord,
-        run: NodeRunRecord,
-    ) -> Result<(), (TaskRecord, NodeRunRecord)> {
-        match self.room.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                let _ = self.tx.send(Cmd::Results(Box::new((task, run))));
-                Ok(())
-            }
-            Err(_) => Err((task, run)),
-        }
     }
 
     /// Commits a step's checkpoint after everything queued before it (tasks that finished just
@@ -177,7 +152,7 @@ impl StoreHandle {
     }
 }
 
-fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, room: &Semaphore) {
+fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) {
     let mut failed: Option<StoreError> = None;
     let mut backlog: VecDeque<Cmd> = VecDeque::new();
     loop {
@@ -206,7 +181,6 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, room: &Semaphore) {
                         other => break other,
                     }
                 };
-                let written = tasks.len();
                 match next {
                     Some(Cmd::Checkpoint(cp, reply)) if failed.is_none() => {
                         let result = store
@@ -214,7 +188,6 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, room: &Semaphore) {
                             .map(|()| *cp)
                             .map_err(WorkerError::Store);
                         drop((tasks, runs));
-                        room.add_permits(written);
                         let _ = reply.send(result);
                     }
                     other => {
@@ -223,7 +196,6 @@ fn serve(mut store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, room: &Semaphore) {
                             failed.get_or_insert(e);
                         }
                         drop((tasks, runs));
-                        room.add_permits(written);
                         backlog.extend(other);
                     }
                 }
@@ -351,12 +323,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wide_step_s_records_wait_for_room_and_go_in_bounded_transactions() {
+    async fn a_wide_step_s_records_go_in_bounded_transactions() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("o.db");
         let store = open(&db).await;
         let before = wal_commits(&db);
-        // Hold the store thread: records queue up to GROUP_MAX, then the next one waits.
+        // Hold the store thread while a wide step's records queue up.
         let (release, held) = mpsc::channel::<()>();
         let (done, blocked) = oneshot::channel();
         store
@@ -369,24 +341,13 @@ mod tests {
             )
             .unwrap();
         let n = 2 * GROUP_MAX + 88;
-        let record = |i: usize| {
+        for i in 0..n {
             let (mut t, r) = results("s", 1);
             t.task_idx = u32::try_from(i).unwrap();
-            let store = store.clone();
-            async move { store.record(t, r).await }
-        };
-        for i in 0..GROUP_MAX {
-            record(i).await;
+            store.record(t, r);
         }
-        let waiting = tokio::spawn(record(GROUP_MAX));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!waiting.is_finished(), "a record beyond GROUP_MAX waits");
         release.send(()).unwrap();
         blocked.await.unwrap().unwrap();
-        waiting.await.unwrap();
-        for i in GROUP_MAX + 1..n {
-            record(i).await;
-        }
         store.commit_checkpoint(checkpoint(1)).await.unwrap();
         let commits = wal_commits(&db) - before;
         assert!(
@@ -421,7 +382,7 @@ mod tests {
             )
             .unwrap();
         let (t, r) = results("s", 1);
-        store.record(t, r).await;
+        store.record(t, r);
         let step = tokio::spawn({
             let store = store.clone();
             async move { store.commit_checkpoint(checkpoint(1)).await }
@@ -436,7 +397,7 @@ mod tests {
         // Records with no checkpoint in sight are stored on their own, soon.
         let before = wal_commits(&db);
         let (t, r) = results("s", 2);
-        store.record(t, r).await;
+        store.record(t, r);
         let waited = Instant::now();
         while wal_commits(&db) == before && waited.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(GROUP_COMMIT).await;
@@ -459,7 +420,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir.path().join("o.db")).await;
         let (t, r) = results("no-such-session", 1);
-        store.record(t, r).await;
+        store.record(t, r);
         let err = store.commit_checkpoint(checkpoint(1)).await.unwrap_err();
         assert!(err.to_string().contains("no-such-session"), "{err}");
         let cps = store.call(|s| Ok(s.checkpoints("s")?.len())).await.unwrap();
@@ -467,7 +428,7 @@ mod tests {
 
         // The same when the failed records were stored on their own, earlier.
         let (t, r) = results("no-such-session", 1);
-        store.record(t, r).await;
+        store.record(t, r);
         tokio::time::sleep(GROUP_COMMIT * 10).await;
         assert!(store.commit_checkpoint(checkpoint(1)).await.is_err());
         store.commit_checkpoint(checkpoint(1)).await.unwrap();
