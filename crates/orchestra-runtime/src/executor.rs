@@ -20,7 +20,7 @@ use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord, TaskStatus};
 use crate::events::{Event, EventSink};
 use crate::hooks::{HOOK_NODE, Hooked, after_step};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
-use crate::store_worker::{StoreHandle, WorkerError};
+use crate::store_worker::{SentCheckpoint, StoreHandle, WorkerError};
 
 /// Evaluates conditions of conditional edges.
 pub trait Router: Send + Sync {
@@ -274,6 +274,38 @@ impl Executor {
     /// Drives the session from `pos` until it finishes, fails, stops, pauses or is cancelled.
     /// Only store failures are returned as errors; everything else is a [`Finish`].
     pub async fn run(&self, pos: &mut Position) -> Result<Finish, WorkerError> {
+        let mut pending = None;
+        let finish = self.steps(pos, &mut pending).await;
+        // The last checkpoint is committed before the session's end is reported.
+        let last = match pending {
+            Some(p) => self.committed(p).await,
+            None => Ok(()),
+        };
+        let finish = finish?;
+        last?;
+        Ok(finish)
+    }
+
+    /// Waits for a checkpoint the store thread was given to be committed, and reports it.
+    async fn committed(&self, (sent, step): (SentCheckpoint, u64)) -> Result<(), WorkerError> {
+        sent.committed().await?;
+        self.events.emit(Event::Checkpoint {
+            step,
+            snapshot: false,
+        });
+        Ok(())
+    }
+
+    /// The steps of [`run`](Executor::run). A step's checkpoint (without a snapshot, and when
+    /// no hooks read the store between steps) is committed while the next step runs: the next
+    /// checkpoint waits for it, so at most one is outstanding and they are stored in order,
+    /// each after the task records before it. Waiting for each commit cost two hand-offs
+    /// between threads per step, most of a short step's time.
+    async fn steps(
+        &self,
+        pos: &mut Position,
+        pending: &mut Option<(SentCheckpoint, u64)>,
+    ) -> Result<Finish, WorkerError> {
         let failures = Arc::new(AtomicU32::new(0));
         let mut first_step = true;
         loop {
@@ -425,14 +457,22 @@ impl Executor {
                 nodes: names,
                 created_at: now_ms(),
             };
-            let cp = self.store.commit_checkpoint(cp).await?;
-            if let Some(Value::Object(state)) = cp.snapshot {
-                pos.state = state;
+            if let Some(p) = pending.take() {
+                self.committed(p).await?;
             }
-            self.events.emit(Event::Checkpoint {
-                step,
-                snapshot: has_snapshot,
-            });
+            let sent = self.store.send_checkpoint(cp)?;
+            if has_snapshot || self.hooks.is_some() {
+                let cp = sent.committed().await?;
+                if let Some(Value::Object(state)) = cp.snapshot {
+                    pos.state = state;
+                }
+                self.events.emit(Event::Checkpoint {
+                    step,
+                    snapshot: has_snapshot,
+                });
+            } else {
+                *pending = Some((sent, step));
+            }
             if let Outcome::Done { warnings } = outcome {
                 for w in &warnings {
                     self.events.emit(Event::Warning { message: w.clone() });

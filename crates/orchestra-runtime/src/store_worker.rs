@@ -56,6 +56,17 @@ impl std::fmt::Debug for Cmd {
     }
 }
 
+/// A checkpoint queued to the store thread.
+#[derive(Debug)]
+pub struct SentCheckpoint(oneshot::Receiver<Result<CheckpointRecord, WorkerError>>);
+
+impl SentCheckpoint {
+    /// Waits until it is committed; the record comes back (with its snapshot, if any).
+    pub async fn committed(self) -> Result<CheckpointRecord, WorkerError> {
+        self.0.await.map_err(|_| WorkerError::Gone)?
+    }
+}
+
 /// Why a store call did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -93,11 +104,17 @@ impl StoreHandle {
         &self,
         cp: CheckpointRecord,
     ) -> Result<CheckpointRecord, WorkerError> {
+        self.send_checkpoint(cp)?.committed().await
+    }
+
+    /// Queues a step's checkpoint like [`commit_checkpoint`](StoreHandle::commit_checkpoint),
+    /// without waiting for it to be committed.
+    pub fn send_checkpoint(&self, cp: CheckpointRecord) -> Result<SentCheckpoint, WorkerError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Checkpoint(Box::new(cp), tx))
             .map_err(|_| WorkerError::Gone)?;
-        rx.await.map_err(|_| WorkerError::Gone)?
+        Ok(SentCheckpoint(rx))
     }
 
     /// Runs `f` on the store thread after everything queued before it, and returns its result.
@@ -359,6 +376,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, n);
+    }
+
+    #[tokio::test]
+    async fn a_sent_checkpoint_is_committed_in_order_and_its_refusal_is_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("o.db");
+        let store = open(&db).await;
+        let (t, r) = results("s", 1);
+        store.record(t, r);
+        let first = store.send_checkpoint(checkpoint(1)).unwrap();
+        // Queued behind it: a call sees the record and the checkpoint stored.
+        let (tasks, steps) = store
+            .call(|s| {
+                let tasks = s.task_records("s", 1..=1)?.len();
+                let steps: Vec<u64> = s.checkpoints("s")?.iter().map(|c| c.step).collect();
+                Ok((tasks, steps))
+            })
+            .await
+            .unwrap();
+        assert_eq!((tasks, steps), (1, vec![0, 1]));
+        assert_eq!(first.committed().await.unwrap().step, 1);
+        // A checkpoint that does not follow the last one is refused, and the refusal comes
+        // back to whoever waits for it.
+        let gap = store.send_checkpoint(checkpoint(5)).unwrap();
+        assert!(gap.committed().await.is_err());
     }
 
     #[tokio::test]
