@@ -12,6 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ORCHESTRA_BIN:-$root/target/release/orchestra}
 if [[ -z ${ORCHESTRA_BIN:-} ]]; then
   if [[ ! -x $bin ]] || [[ -n $(find "$root/crates" "$root/Cargo.toml" -newer "$bin" \( -name '*.rs' -o -name Cargo.toml \) 2>/dev/null | head -1) ]]; then
+    echo "bench: building the release binary first; the build counts in the peak memory compare.sh" >&2
+    echo "       reports for this run (build with \`cargo build --release -p orchestra-cli\` beforehand)" >&2
     (cd "$root" && cargo build --release -q -p orchestra-cli) >&2
   fi
 fi
