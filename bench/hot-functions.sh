@@ -18,6 +18,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/crates/orchestra-cli/hot-functions.txt
+# The compiler that made the list (build.rs warns when another one builds with it).
+made_by=$root/crates/orchestra-cli/hot-functions.rustc
 command -v valgrind >/dev/null || { echo "hot-functions: valgrind is needed" >&2; exit 2; }
 (cd "$root" && cargo build --release -q -p orchestra-cli)
 bin=$root/target/release/orchestra
@@ -46,6 +48,7 @@ git clone -q "$root" "$t/project"
 trace compile "$t/project" compile pipelines/pr-review.yaml
 trace pr-review "$t/project" run pipelines/pr-review.yaml
 
+(cd "$root" && rustc --version) > "$made_by"
 python3 - "$bin" "$out" "$t"/cg.* <<'PY'
 import bisect, subprocess, sys
 binary, out, traces = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -19,6 +19,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=hot-functions.txt");
+    println!("cargo:rerun-if-changed=hot-functions.rustc");
     println!("cargo:rerun-if-env-changed=ORCHESTRA_PLAIN_LINK");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |k: &str| env::var(k).unwrap_or_default();
@@ -34,7 +35,20 @@ fn main() {
     {
         return;
     }
-    let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("hot-functions.txt");
+    let dir = Path::new(&var("CARGO_MANIFEST_DIR")).to_path_buf();
+    let order = dir.join("hot-functions.txt");
+    // Symbol names carry hashes that change with the compiler: a list made by another one
+    // matches nothing, and the binary's code is laid out as if there were none.
+    if let Ok(made_by) = std::fs::read_to_string(dir.join("hot-functions.rustc")) {
+        let now = rustc_version();
+        if made_by.trim() != now.trim() {
+            println!(
+                "cargo:warning=hot-functions.txt was made with `{}`, this is `{}`: run bench/hot-functions.sh to lay out the release binary for its memory",
+                made_by.trim(),
+                now.trim()
+            );
+        }
+    }
     if order.is_file() {
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
@@ -47,13 +61,19 @@ fn main() {
     }
 }
 
+/// `rustc --version` of the compiler building this, e.g. "rustc 1.95.0 (59807616e 2026-04-14)".
+fn rustc_version() -> String {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// Rust 1.90 and later link x86_64-unknown-linux-gnu with rust-lld.
 fn rustc_links_with_lld() -> bool {
-    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).arg("--version").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = rustc_version();
     // "rustc 1.95.0 (...)"
     let mut parts = text
         .split_whitespace()
