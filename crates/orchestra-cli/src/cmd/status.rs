@@ -52,12 +52,13 @@ fn shown_status(
     }
 }
 
+/// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.
 fn when(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let id = orchestra_runtime::session::date_of_days(days);
     format!(
-        "{id} {:02}:{:02}:{:02}",
+        "{id} {:02}:{:02}:{:02} UTC",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
@@ -129,7 +130,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
     }
     let _ = writeln!(
         out,
-        "{:<24} {:<16} {:<11} {:<19} {:>5} {:>6} {:>9}  NOTE",
+        "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  NOTE",
         "SESSION", "PIPELINE", "STATUS", "STARTED", "STEPS", "CKPTS", "TOKENS"
     );
     for s in &sessions {
@@ -145,7 +146,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<16} {:<11} {:<19} {:>5} {:>6} {:>9}  {}",
+            "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  {}",
             s.id,
             s.pipeline,
             shown_status(s.status, s.lease_owner.as_deref(), s.error.as_deref()),
