@@ -3,6 +3,7 @@
 //! step, commit a checkpoint. Crash-safe: a step that was cut short reuses the tasks that had
 //! finished and runs only the others.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +22,9 @@ use crate::events::{Event, EventSink};
 use crate::hooks::{HOOK_NODE, Hooked, after_step};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
 use crate::store_worker::{SentCheckpoint, StoreHandle, WorkerError};
+
+/// Most checkpoints a drive lets the store commit behind it (see `Executor::steps`).
+const OUTSTANDING: usize = 8;
 
 /// Evaluates conditions of conditional edges.
 pub trait Router: Send + Sync {
@@ -274,13 +278,16 @@ impl Executor {
     /// Drives the session from `pos` until it finishes, fails, stops, pauses or is cancelled.
     /// Only store failures are returned as errors; everything else is a [`Finish`].
     pub async fn run(&self, pos: &mut Position) -> Result<Finish, WorkerError> {
-        let mut pending = None;
+        let mut pending = VecDeque::new();
         let finish = self.steps(pos, &mut pending).await;
-        // The last checkpoint is committed before the session's end is reported.
-        let last = match pending {
-            Some(p) => self.committed(p).await,
-            None => Ok(()),
-        };
+        // Every checkpoint is committed before the session's end is reported.
+        let mut last = Ok(());
+        for p in pending {
+            let committed = self.committed(p).await;
+            if last.is_ok() {
+                last = committed;
+            }
+        }
         let finish = finish?;
         last?;
         Ok(finish)
@@ -297,14 +304,15 @@ impl Executor {
     }
 
     /// The steps of [`run`](Executor::run). A step's checkpoint (without a snapshot, and when
-    /// no hooks read the store between steps) is committed while the next step runs: the next
-    /// checkpoint waits for it, so at most one is outstanding and they are stored in order,
-    /// each after the task records before it. Waiting for each commit cost two hand-offs
-    /// between threads per step, most of a short step's time.
+    /// no hooks read the store between steps) is committed while the next steps run, at most
+    /// [`OUTSTANDING`] behind; the store thread stores them in order, each after the task
+    /// records before it, and refuses one whose parent is missing. Waiting for each commit
+    /// cost two hand-offs between threads per step, most of a short step's time; with model
+    /// calls in the steps, the store is never behind.
     async fn steps(
         &self,
         pos: &mut Position,
-        pending: &mut Option<(SentCheckpoint, u64)>,
+        pending: &mut VecDeque<(SentCheckpoint, u64)>,
     ) -> Result<Finish, WorkerError> {
         let failures = Arc::new(AtomicU32::new(0));
         let mut first_step = true;
@@ -457,11 +465,11 @@ impl Executor {
                 nodes: names,
                 created_at: now_ms(),
             };
-            if let Some(p) = pending.take() {
-                self.committed(p).await?;
-            }
             let sent = self.store.send_checkpoint(cp)?;
             if has_snapshot || self.hooks.is_some() {
+                while let Some(p) = pending.pop_front() {
+                    self.committed(p).await?;
+                }
                 let cp = sent.committed().await?;
                 if let Some(Value::Object(state)) = cp.snapshot {
                     pos.state = state;
@@ -471,7 +479,12 @@ impl Executor {
                     snapshot: has_snapshot,
                 });
             } else {
-                *pending = Some((sent, step));
+                pending.push_back((sent, step));
+                if pending.len() > OUTSTANDING
+                    && let Some(p) = pending.pop_front()
+                {
+                    self.committed(p).await?;
+                }
             }
             if let Outcome::Done { warnings } = outcome {
                 for w in &warnings {
