@@ -365,9 +365,9 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
     Ok(match e {
         RuntimeError::Busy { .. } => exit::SESSION_BUSY,
         RuntimeError::Refused(_) => exit::BAD_INPUT,
-        RuntimeError::Store(orchestra_runtime::WorkerError::Store(s)) => match s.exit_class() {
-            ErrorClass::Usage | ErrorClass::BadDatabase => exit::BAD_INPUT,
-            ErrorClass::Busy => exit::SESSION_BUSY,
+        RuntimeError::Store(w) => match w.store_error().map(|s| s.exit_class()) {
+            Some(ErrorClass::Usage | ErrorClass::BadDatabase) => exit::BAD_INPUT,
+            Some(ErrorClass::Busy) => exit::SESSION_BUSY,
             _ => exit::INTERNAL,
         },
         RuntimeError::Restore(RestoreError::NoCheckpoint { .. }) => exit::BAD_INPUT,

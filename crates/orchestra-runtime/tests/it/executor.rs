@@ -13,7 +13,7 @@ use orchestra_graph::state::{Channels, State};
 use orchestra_graph::{Edge, Node, Topology};
 use orchestra_runtime::{
     BoxFuture, CollectEvents, Event, ExecLimits, Executor, Finish, NodeCall, NodeError, NodeResult,
-    NodeRunner, Position, Router, StoreHandle, restore,
+    NodeRunner, Position, Router, StoreHandle, WorkerError, restore,
 };
 use orchestra_spec::{Join, SpannedMap};
 use orchestra_store::{CheckpointRecord, MemoryStore, NewSession, SqliteStore, Store};
@@ -429,7 +429,7 @@ async fn replace_conflicts_fail_the_step_and_keep_earlier_checkpoints() {
 }
 
 #[tokio::test]
-async fn a_checkpoint_failing_behind_the_steps_ends_the_drive_with_its_error() {
+async fn a_failing_checkpoint_ends_the_drive_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
     let n = 12;
@@ -495,6 +495,50 @@ async fn a_checkpoint_failing_behind_the_steps_ends_the_drive_with_its_error() {
         })
         .collect();
     assert_eq!(reported, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_task_record_that_cannot_be_stored_fails_its_own_step_s_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let n = 5;
+    let agents: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+    let mut edges = vec![edge(&[Node::Start], &[Node::Agent(0)])];
+    edges.extend((1..n).map(|i| edge(&[Node::Agent(i - 1)], &[Node::Agent(i)])));
+    edges.push(edge(&[Node::Agent(n - 1)], &[Node::End]));
+    let h = Harness::new(
+        Box::new(SqliteStore::open(&db).unwrap()),
+        Topology::new(agents, edges),
+    );
+    let mut pos = h.start("t1", &NoRouter).await;
+    // Step 2's task record fails, as a full disk would.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_task_2 BEFORE INSERT ON tasks WHEN NEW.step = 2 \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let exec = h.executor(
+        "t1",
+        FnRunner::new(|c| Ok(says(&c.agent))),
+        Arc::new(NoRouter),
+        limits(n),
+    );
+    let err = exec.run(&mut pos).await.unwrap_err();
+    assert!(
+        matches!(err, WorkerError::Records { step: 2, .. }),
+        "{err}"
+    );
+    let steps: Vec<u64> = h
+        .store
+        .call(|s| s.checkpoints("t1"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.step)
+        .collect();
+    assert_eq!(steps, [0, 1], "step 2 is not checkpointed without its task");
 }
 
 #[tokio::test]

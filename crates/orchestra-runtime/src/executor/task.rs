@@ -1,0 +1,269 @@
+//! One task of a step: its attempts, with a timeout each, the records of every attempt, node
+//! retries with backoff, and the circuit breaker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use orchestra_store::{NodeRunRecord, TaskRecord, TaskStatus};
+
+use crate::events::{Event, EventSink};
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
+use crate::store_worker::StoreHandle;
+
+/// What follows an attempt.
+enum Next<'a> {
+    /// The task's end.
+    End(Result<NodeResult, NodeError>),
+    /// Wait first; then the task's end, or `None` to try again.
+    Wait(BoxFuture<'a, Option<Result<NodeResult, NodeError>>>),
+}
+
+/// What the tasks of a step share.
+pub(super) struct StepCtx {
+    pub(super) runner: Arc<dyn NodeRunner>,
+    pub(super) events: Arc<dyn EventSink>,
+    pub(super) store: StoreHandle,
+    pub(super) failures: Arc<AtomicU32>,
+    pub(super) max_failures: u32,
+    pub(super) retry_base: Duration,
+    pub(super) permits: Arc<Semaphore>,
+    pub(super) spent: Arc<AtomicU64>,
+}
+
+/// One task of a step: the shared context, the agent's (timeout, retries) and the task's index.
+pub(super) struct TaskCtx {
+    pub(super) step: Arc<StepCtx>,
+    pub(super) limits: (Duration, u32),
+    pub(super) task_idx: u32,
+}
+
+impl std::ops::Deref for TaskCtx {
+    type Target = StepCtx;
+
+    fn deref(&self) -> &StepCtx {
+        &self.step
+    }
+}
+
+impl TaskCtx {
+    /// The future of one agent: its task's index in the step and how its attempts ended
+    /// (mapped, not awaited in an `async` block, which would store the attempts' future twice).
+    pub(super) fn run(
+        self,
+        call: NodeCall,
+    ) -> impl Future<Output = (usize, Result<NodeResult, NodeError>)> + Send + 'static {
+        let task = self.task_idx as usize;
+        self.attempts(call).map(move |r| (task, r))
+    }
+
+    /// An `async` block over the captured arguments rather than an `async fn`, which would
+    /// store them twice (as captured and as locals) in every running agent's future.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would store its arguments twice"
+    )]
+    fn attempts(
+        self,
+        mut call: NodeCall,
+    ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + 'static {
+        async move {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return Err(NodeError::Fatal("the executor was shut down".into()));
+            };
+            let (timeout, retries) = self.limits;
+            loop {
+                self.events.emit(Event::NodeStarted {
+                    step: call.step,
+                    node: call.agent.to_string(),
+                    run_index: call.run_index,
+                    attempt: call.attempt,
+                });
+                let started_at = now_ms();
+                let t0 = Instant::now();
+                call.usage = Arc::new(UsageMeter::default());
+                let result = match tokio::time::timeout(timeout, self.runner.run(&call)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(NodeError::Retryable(format!(
+                        "timed out after {}",
+                        humanize(timeout)
+                    ))),
+                };
+                // Settled by a plain function: neither the records nor the result take room in
+                // every running agent's future, and a success whose records the store can take
+                // now (the usual case) allocates no future at all.
+                let next = match self.after_attempt(&call, result, started_at, t0, retries) {
+                    Next::End(end) => return end,
+                    Next::Wait(wait) => wait.await,
+                };
+                match next {
+                    Some(end) => return end,
+                    None => call.attempt += 1,
+                }
+            }
+        }
+    }
+
+    /// The records of an attempt that ended, and what comes next: the task's end, or what to
+    /// wait for first (room in the store's queue; a failure's handling and backoff).
+    fn after_attempt<'a>(
+        &'a self,
+        call: &'a NodeCall,
+        result: Result<NodeResult, NodeError>,
+        started_at: u64,
+        t0: Instant,
+        retries: u32,
+    ) -> Next<'a> {
+        let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (usage, status, error) = match &result {
+            Ok(r) => (
+                (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
+                TaskStatus::Ok,
+                None,
+            ),
+            Err(e) => {
+                // What the failed attempt spent (the model calls it made before failing).
+                let (tokens_in, tokens_out) = call.usage.get();
+                self.spent
+                    .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
+                (
+                    (tokens_in, tokens_out, 0, 0),
+                    TaskStatus::Error,
+                    Some(e.to_string()),
+                )
+            }
+        };
+        let run = NodeRunRecord {
+            session: call.session.to_string(),
+            step: call.step,
+            node: call.agent.to_string(),
+            run_index: call.run_index,
+            started_at,
+            finished_at: now_ms(),
+            duration_ms,
+            tokens_in: usage.0,
+            tokens_out: usage.1,
+            tool_calls: usage.2,
+            retries: usage.3 + call.attempt,
+            status,
+            error,
+        };
+        match result {
+            Ok(res) => {
+                let task = self.task_record(call, &res, run.finished_at);
+                self.store.record(Some(task), run);
+                self.finished(call, &res, duration_ms);
+                Next::End(Ok(res))
+            }
+            Err(NodeError::Pause(reason)) => Next::End(Err(NodeError::Pause(reason))),
+            Err(e) => Next::Wait(Box::pin(async move {
+                self.failed(call, run, e, retries).await.err().map(Err)
+            })),
+        }
+    }
+
+    /// The record of a successful attempt.
+    fn task_record(&self, call: &NodeCall, res: &NodeResult, finished_at: u64) -> TaskRecord {
+        let declared: Map<String, Value> = res.writes.iter().cloned().collect();
+        TaskRecord {
+            session: call.session.to_string(),
+            step: call.step,
+            task_idx: self.task_idx,
+            node: call.agent.to_string(),
+            run_index: call.run_index,
+            status: TaskStatus::Ok,
+            writes: Value::Object(declared),
+            output: res.output.clone(),
+            error: None,
+            finished_at,
+        }
+    }
+
+    /// Reports a successful attempt.
+    fn finished(&self, call: &NodeCall, res: &NodeResult, duration_ms: u64) {
+        self.events.emit(Event::NodeFinished {
+            step: call.step,
+            node: call.agent.to_string(),
+            duration_ms,
+            tokens_in: res.tokens_in,
+            tokens_out: res.tokens_out,
+            tool_calls: res.tool_calls,
+            reused: false,
+        });
+    }
+
+    /// After a failed attempt (not a pause): records it, and returns the error to fail the
+    /// task with, or waits out the backoff and returns `Ok` to try again.
+    async fn failed(
+        &self,
+        call: &NodeCall,
+        run: NodeRunRecord,
+        e: NodeError,
+        retries: u32,
+    ) -> Result<(), NodeError> {
+        // Queued like a task's records: a failure to store it fails the step's checkpoint, or
+        // the drive's end.
+        self.store.record(None, run);
+        let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let msg = e.to_string();
+        let retryable = matches!(e, NodeError::Retryable(_));
+        if total >= self.max_failures.max(1) {
+            self.events.emit(Event::NodeFailed {
+                step: call.step,
+                node: call.agent.to_string(),
+                error: msg.clone(),
+            });
+            return Err(NodeError::Fatal(format!(
+                "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
+                self.max_failures
+            )));
+        }
+        if !retryable || call.attempt >= retries {
+            self.events.emit(Event::NodeFailed {
+                step: call.step,
+                node: call.agent.to_string(),
+                error: msg.clone(),
+            });
+            let tries = call.attempt + 1;
+            return Err(NodeError::Fatal(if retryable && tries > 1 {
+                format!("{msg} (after {tries} attempts)")
+            } else {
+                msg
+            }));
+        }
+        let delay = backoff(self.retry_base, call.attempt);
+        self.events.emit(Event::NodeRetry {
+            step: call.step,
+            node: call.agent.to_string(),
+            attempt: call.attempt,
+            error: msg,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        });
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter: base * 2^attempt, +-25%, at most 60 s.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(Duration::from_secs(60));
+    let jitter = rand::random_range(0.75..1.25);
+    capped.mul_f64(jitter)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+pub(super) fn now_ms() -> u64 {
+    orchestra_store::system_now_ms()
+}

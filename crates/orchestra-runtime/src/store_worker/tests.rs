@@ -1,0 +1,276 @@
+//! The store thread against a real SQLite file: grouped transactions, ordering, and records
+//! that fail.
+
+use std::path::Path;
+
+use orchestra_store::{NewSession, SqliteStore, TaskStatus};
+use serde_json::json;
+
+use super::*;
+
+/// Commits in the write-ahead log: frames whose header carries the database size (only a
+/// transaction's last frame does).
+fn wal_commits(db: &Path) -> usize {
+    let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+    let Some(header) = wal.get(..32) else {
+        return 0;
+    };
+    let page = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
+    wal[32..]
+        .chunks(24 + page)
+        .filter(|f| f.len() == 24 + page && f[4..8] != [0, 0, 0, 0])
+        .count()
+}
+
+fn results(session: &str, step: u64) -> (TaskRecord, NodeRunRecord) {
+    let task = TaskRecord {
+        session: session.into(),
+        step,
+        task_idx: 0,
+        node: "a".into(),
+        run_index: 0,
+        status: TaskStatus::Ok,
+        writes: json!({}),
+        output: json!("out"),
+        error: None,
+        finished_at: 1,
+    };
+    let run = NodeRunRecord {
+        session: session.into(),
+        step,
+        node: "a".into(),
+        run_index: 0,
+        started_at: 1,
+        finished_at: 1,
+        duration_ms: 0,
+        tokens_in: 1,
+        tokens_out: 1,
+        tool_calls: 0,
+        retries: 0,
+        status: TaskStatus::Ok,
+        error: None,
+    };
+    (task, run)
+}
+
+fn record(store: &StoreHandle, session: &str, step: u64) {
+    let (t, r) = results(session, step);
+    store.record(Some(t), r);
+}
+
+fn checkpoint(session: &str, step: u64) -> CheckpointRecord {
+    CheckpointRecord {
+        session: session.into(),
+        step,
+        parent_step: step.checked_sub(1),
+        scheduler: json!({"step": step}),
+        snapshot: (step == 0).then(|| json!({})),
+        repo_shas: None,
+        nodes: Vec::new(),
+        created_at: 1,
+    }
+}
+
+async fn create(store: &StoreHandle, id: &str) {
+    let session = NewSession {
+        id: id.into(),
+        name: None,
+        pipeline: "p".into(),
+        pipeline_path: "p.yaml".into(),
+        pipeline_source: String::new(),
+        resolved: "{}".into(),
+        pipeline_hash: "h".into(),
+        inputs: json!({}),
+        parent_session: None,
+        parent_checkpoint: None,
+        created_at: 1,
+    };
+    let cp = checkpoint(id, 0);
+    store
+        .call(move |s| {
+            s.create_session(&session)?;
+            s.commit_checkpoint(&cp)
+        })
+        .await
+        .unwrap();
+}
+
+async fn open(db: &Path) -> StoreHandle {
+    let store = StoreHandle::spawn(Box::new(SqliteStore::open(db).unwrap())).unwrap();
+    create(&store, "s").await;
+    store
+}
+
+/// Holds the store thread until the returned sender is used (or dropped), so that what is
+/// sent meanwhile queues up however slowly the test runs.
+async fn hold(store: &StoreHandle) -> (mpsc::Sender<()>, oneshot::Receiver<()>) {
+    let (release, held) = mpsc::channel::<()>();
+    let (started_tx, started) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    store
+        .send_job(
+            move |_| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                let _ = done_tx.send(());
+                Ok(())
+            },
+            oneshot::channel().0,
+        )
+        .unwrap();
+    started.await.unwrap();
+    (release, done)
+}
+
+/// Makes every insert of a task record of `step` fail, as a full disk would.
+fn fail_tasks_of_step(db: &Path, step: u64) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER no_tasks_{step} BEFORE INSERT ON tasks WHEN NEW.step = {step} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        ))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_wide_step_s_records_go_in_bounded_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    let before = wal_commits(&db);
+    let (release, done) = hold(&store).await;
+    let n = 2 * GROUP_MAX + 88;
+    for i in 0..n {
+        let (mut t, r) = results("s", 1);
+        t.task_idx = u32::try_from(i).unwrap();
+        store.record(Some(t), r);
+    }
+    release.send(()).unwrap();
+    done.await.unwrap();
+    store.commit_checkpoint(checkpoint("s", 1)).await.unwrap();
+    let commits = wal_commits(&db) - before;
+    assert!(
+        (3..=n / 2).contains(&commits),
+        "{commits} transactions for {n} records"
+    );
+    let stored = store
+        .call(|s| Ok(s.task_records("s", 1..=1)?.len()))
+        .await
+        .unwrap();
+    assert_eq!(stored, n);
+}
+
+#[tokio::test]
+async fn records_queued_before_a_call_are_stored_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("o.db")).await;
+    record(&store, "s", 1);
+    let tasks = store
+        .call(|s| Ok(s.task_records("s", 1..=1)?.len()))
+        .await
+        .unwrap();
+    assert_eq!(tasks, 1);
+    store.commit_checkpoint(checkpoint("s", 1)).await.unwrap();
+    // A checkpoint that does not follow the last one is refused, and the refusal comes back.
+    let err = store
+        .commit_checkpoint(checkpoint("s", 5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkerError::Store(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_lost_record_fails_its_own_step_s_checkpoint_not_an_unrelated_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    create(&store, "other").await;
+    fail_tasks_of_step(&db, 1);
+    record(&store, "s", 1);
+    // Unrelated requests come first (a lease renewal, another session's checkpoint): they
+    // succeed, and do not swallow the failure.
+    let renewed = store
+        .call(|s| {
+            s.acquire_lease("s", "me", Duration::from_secs(30))?;
+            s.renew_lease("s", "me", Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+    assert!(renewed);
+    record(&store, "other", 2);
+    store.commit_checkpoint(checkpoint("other", 1)).await.unwrap();
+    // The step's checkpoint fails with the record's failure, and is not committed.
+    let err = store
+        .commit_checkpoint(checkpoint("s", 1))
+        .await
+        .unwrap_err();
+    match &err {
+        WorkerError::Records {
+            session,
+            step,
+            source,
+        } => {
+            assert_eq!((session.as_str(), *step), ("s", 1));
+            let mut chain = source.to_string();
+            let mut cause = std::error::Error::source(&**source);
+            while let Some(c) = cause {
+                chain.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            assert!(chain.contains("injected failure"), "{chain}");
+        }
+        other => panic!("expected lost records, got {other}"),
+    }
+    let steps: Vec<u64> = store
+        .call(|s| Ok(s.checkpoints("s")?.iter().map(|c| c.step).collect()))
+        .await
+        .unwrap();
+    assert_eq!(steps, vec![0], "the step was not checkpointed without its task");
+    // Delivered once: the step can be redone and checkpointed on a resume.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TRIGGER no_tasks_1")
+        .unwrap();
+    record(&store, "s", 1);
+    store.commit_checkpoint(checkpoint("s", 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_record_of_a_failed_attempt_is_reported_when_the_drive_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_runs BEFORE INSERT ON node_runs \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let (_, run) = results("s", 3);
+    store.record(None, run);
+    store.settle("other").await.unwrap();
+    let err = store.settle("s").await.unwrap_err();
+    assert!(matches!(err, WorkerError::Records { step: 3, .. }), "{err}");
+    store.settle("s").await.unwrap();
+}
+
+#[tokio::test]
+async fn records_with_no_checkpoint_in_sight_are_stored_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    let before = wal_commits(&db);
+    let (release, done) = hold(&store).await;
+    for i in 0..2 {
+        let (mut t, r) = results("s", 1);
+        t.task_idx = i;
+        store.record(Some(t), r);
+    }
+    release.send(()).unwrap();
+    done.await.unwrap();
+    // Settling waits for them without a checkpoint: one transaction for both.
+    store.settle("s").await.unwrap();
+    assert_eq!(wal_commits(&db) - before, 1, "one transaction for the group");
+}
