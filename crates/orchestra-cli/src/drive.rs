@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use orchestra_runtime::{DriveOptions, Engine, LimitOverrides, RuntimeError, SessionOutcome};
+use orchestra_runtime::{DriveOptions, Engine, LimitOverrides, Outcome, RuntimeError};
 
 use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_json, report_outcome};
 use crate::human::{Host, local_human};
@@ -64,7 +64,7 @@ impl DriveArgs {
     ) -> io::Result<u8>
     where
         F: FnOnce(DriveOptions) -> Fut,
-        Fut: Future<Output = Result<SessionOutcome, RuntimeError>>,
+        Fut: Future<Output = Result<Outcome, RuntimeError>>,
     {
         let progress = Arc::new(Progress::new(self.quiet()));
         let mut opts = drive_options(progress.clone(), self.stream, ctrl_c());

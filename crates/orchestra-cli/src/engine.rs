@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use orchestra_runtime::{
-    DriveOptions, Engine, Event, EventSink, Finish, RestoreError, RuntimeError, SessionOutcome,
+    DriveOptions, Engine, Event, EventSink, Finish, Outcome, RestoreError, RuntimeError,
+    error_chain,
 };
 use orchestra_spec::{
     Diagnostic, PROJECT_FILE, ProjectConfig, display_path, find_project_file, parse_yaml,
@@ -96,6 +97,35 @@ pub(crate) fn db_flag(db: &Path, cwd: &Path) -> String {
     }
 }
 
+/// The project root of commands run in `cwd`: the directory of the `orchestra.yaml` found
+/// upward from it, else `cwd` itself. Sessions store their paths relative to it.
+pub(crate) fn project_root(cwd: &Path) -> PathBuf {
+    find_project_file(cwd)
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| cwd.to_path_buf())
+}
+
+/// The project root of the sessions in the database at `db`: the project the database lies in
+/// (an `orchestra.yaml` upward from it, or the directory holding its `.orchestra/`), else the
+/// project of `cwd`. Commands that name sessions work from anywhere with `--db`.
+pub(crate) fn sessions_root(db: &Path, cwd: &Path) -> PathBuf {
+    let db = cwd.join(db);
+    let dir = db.parent().unwrap_or(cwd);
+    if let Some(file) = find_project_file(dir) {
+        return file.parent().unwrap_or(dir).to_path_buf();
+    }
+    match dir.file_name() {
+        Some(name) if name == ".orchestra" => dir.parent().unwrap_or(dir).to_path_buf(),
+        _ => project_root(cwd),
+    }
+}
+
+/// The engine over the SQLite database at `db`, for the project at `root`.
+pub(crate) fn open_engine(db: &Path, root: &Path) -> Result<Engine, RuntimeError> {
+    let store = orchestra_store::SqliteStore::open(db)?;
+    Engine::new(Box::new(store), root)
+}
+
 /// A tokio runtime on the calling thread. Agents wait on models, tools and the store (which has
 /// a thread of its own); blocking work goes to blocking threads (git, tools, executable
 /// conditions). One thread keeps a run's memory small: no worker stacks or per-thread heaps.
@@ -132,7 +162,9 @@ fn env_var(name: &str) -> Option<String> {
 /// responses file that cannot be read): checked before a session starts or resumes, so a
 /// configuration problem is bad input (exit 2) and leaves no half-begun session behind.
 pub(crate) fn providers_problem(compiled: &orchestra_graph::Compiled) -> Option<String> {
-    orchestra_runtime::plan::build_providers(compiled, &env_var, &compiled.project_root).err()
+    orchestra_runtime::check_providers(compiled, &env_var)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Drive options for the CLI: real environment, progress printed to stderr.
@@ -297,7 +329,7 @@ pub(crate) fn steps(n: u64) -> String {
 
 /// Prints how a drive ended and returns the exit code. The commands it suggests name `db` when
 /// they would not find it by themselves.
-pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -> io::Result<u8> {
+pub(crate) fn report_outcome(out: &Outcome, elapsed_ms: u64, db: &Path) -> io::Result<u8> {
     let mut w = io::stdout().lock();
     let cwd = std::env::current_dir().unwrap_or_default();
     let db = db_flag(db, &cwd);
@@ -307,7 +339,7 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -
         out.tokens,
         secs(elapsed_ms)
     );
-    let code = match &out.finish {
+    match &out.finish {
         Finish::Completed { warnings } => {
             writeln!(w, "completed: {summary}")?;
             if !warnings.is_empty() {
@@ -316,7 +348,6 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -
             for p in &out.outputs {
                 writeln!(w, "wrote {}", display_path(p, &cwd).display())?;
             }
-            exit::SUCCESS
         }
         Finish::Failed { error } => {
             writeln!(w, "failed: {error}")?;
@@ -325,26 +356,19 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -
                 "({summary}; fix the cause, then `orchestra resume {}{db}`)",
                 out.session
             )?;
-            exit::SESSION_FAILED
         }
-        Finish::Stopped { reason } => {
-            writeln!(w, "stopped: {reason} ({summary})")?;
-            let flag = if reason.contains("max_tokens") {
-                "--max-tokens"
-            } else {
-                "--max-steps"
-            };
+        Finish::Stopped { limit } => {
+            writeln!(w, "stopped: {limit} ({summary})")?;
             writeln!(
                 w,
-                "(to go on, raise the limit: `orchestra resume {}{db} {flag} N`)",
-                out.session
+                "(to go on, raise the limit: `orchestra resume {}{db} {} N`)",
+                out.session,
+                limit.flag()
             )?;
-            exit::STOPPED_AT_LIMIT
         }
         Finish::Paused { node, reason } => {
             writeln!(w, "paused at `{node}`: {reason}")?;
             writeln!(w, "attach with: orchestra attach {}{db}", out.session)?;
-            exit::SUCCESS
         }
         Finish::Interrupted => {
             writeln!(
@@ -352,19 +376,18 @@ pub(crate) fn report_outcome(out: &SessionOutcome, elapsed_ms: u64, db: &Path) -
                 "interrupted ({summary}); continue with `orchestra resume {}{db}`",
                 out.session
             )?;
-            exit::INTERRUPTED
         }
-    };
+    }
     writeln!(w, "session {}", out.session)?;
-    Ok(code)
+    Ok(exit::of_status(out.finish.status()))
 }
 
-/// Prints a runtime error and returns its exit code.
+/// Prints a runtime error with its causes and returns its exit code.
 pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
-    writeln!(io::stderr(), "error: {e}")?;
+    writeln!(io::stderr(), "error: {}", error_chain(e))?;
     Ok(match e {
         RuntimeError::Busy { .. } => exit::SESSION_BUSY,
-        RuntimeError::Refused(_) => exit::BAD_INPUT,
+        RuntimeError::Completed { .. } | RuntimeError::Stored { .. } => exit::BAD_INPUT,
         RuntimeError::Store(w) => match w.store_error().map(|s| s.exit_class()) {
             Some(ErrorClass::Usage | ErrorClass::BadDatabase) => exit::BAD_INPUT,
             Some(ErrorClass::Busy) => exit::SESSION_BUSY,
@@ -376,19 +399,19 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
 }
 
 /// Prints the outcome as one JSON line; the exit code is the same as for text.
-pub(crate) async fn report_json(engine: &Engine, out: &SessionOutcome) -> io::Result<u8> {
+pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8> {
     let id = out.session.clone();
     let checkpoints = engine
         .store()
         .call(move |s| s.checkpoints(&id))
         .await
         .map_or(0, |c| c.len());
-    let (status, code, error) = match &out.finish {
-        Finish::Completed { .. } => ("completed", exit::SUCCESS, None),
-        Finish::Failed { error } => ("failed", exit::SESSION_FAILED, Some(error.clone())),
-        Finish::Stopped { reason } => ("stopped", exit::STOPPED_AT_LIMIT, Some(reason.clone())),
-        Finish::Paused { reason, .. } => ("paused", exit::SUCCESS, Some(reason.clone())),
-        Finish::Interrupted => ("interrupted", exit::INTERRUPTED, None),
+    let status = out.finish.status();
+    let (status, code) = (status.as_str(), exit::of_status(status));
+    let error = match &out.finish {
+        Finish::Paused { reason, .. } => Some(reason.clone()),
+        Finish::Interrupted => None,
+        other => other.note(),
     };
     let messages = out
         .state

@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use orchestra_store::SessionStatus;
+
 /// Success; also a session that paused for a human (the way to attach is printed).
 pub(crate) const SUCCESS: u8 = 0;
 /// The session failed: node errors past retries, circuit breaker, unsatisfiable join, loop
@@ -46,6 +48,19 @@ pub(crate) fn help() -> String {
         let _ = writeln!(s, "  {code:>3}  {meaning}");
     }
     s
+}
+
+/// The exit code of a drive that left its session in `status`: the one mapping from how a
+/// session ended to an exit code (`run`, `resume`, `replay` and `attach` all use it).
+pub(crate) fn of_status(status: SessionStatus) -> u8 {
+    match status {
+        SessionStatus::Completed | SessionStatus::Paused => SUCCESS,
+        SessionStatus::Failed => SESSION_FAILED,
+        SessionStatus::Stopped => STOPPED_AT_LIMIT,
+        SessionStatus::Interrupted => INTERRUPTED,
+        // A drive never ends in these; if one is reported, something inside went wrong.
+        SessionStatus::Created | SessionStatus::Running => INTERNAL,
+    }
 }
 
 /// The process exit code for `code`.

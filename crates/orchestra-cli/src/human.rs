@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use orchestra_runtime::attach::{AttachError, AttachServer, Outcome, socket_path};
+use orchestra_runtime::attach::{AttachError, AttachServer, Outcome as Ended, socket_path};
 use orchestra_runtime::interactive::{
     ChatChannel, ChatEvent, ChatInfo, HumanInput, Interaction, Speaker, help_text,
 };
-use orchestra_runtime::{BoxFuture, DriveOptions, RuntimeError, SessionOutcome};
+use orchestra_runtime::{BoxFuture, DriveOptions, Outcome, RuntimeError};
 use tokio::sync::{Mutex, mpsc};
 
 /// The lines of stdin, read on a thread of their own (a read blocked on the terminal never
@@ -265,11 +265,11 @@ impl Host {
     }
 
     /// Tells an attach client how the drive ended and removes the socket.
-    pub(crate) async fn finish(self, result: &Result<SessionOutcome, RuntimeError>) {
+    pub(crate) async fn finish(self, result: &Result<Outcome, RuntimeError>) {
         if let Some(s) = self.server {
             let outcome = match result {
-                Ok(out) => Outcome::from(&out.finish),
-                Err(e) => Outcome {
+                Ok(out) => Ended::from(&out.finish),
+                Err(e) => Ended {
                     status: "error".into(),
                     detail: Some(e.to_string()),
                 },

@@ -16,6 +16,7 @@ mod fields;
 mod load;
 mod outputs;
 mod providers;
+mod relocate;
 pub mod scheduler;
 pub mod state;
 pub mod topology;

@@ -18,8 +18,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::events::Event;
-use crate::executor::Finish;
 use crate::interactive::ChatEvent;
+use crate::outcome::Finish;
 
 mod server;
 
@@ -128,18 +128,9 @@ pub struct Outcome {
 
 impl From<&Finish> for Outcome {
     fn from(f: &Finish) -> Self {
-        let (status, detail) = match f {
-            Finish::Completed { .. } => ("completed", None),
-            Finish::Failed { error } => ("failed", Some(error.clone())),
-            Finish::Stopped { reason } => ("stopped", Some(reason.clone())),
-            Finish::Paused { node, reason } => {
-                ("paused", Some(format!("waiting at `{node}`: {reason}")))
-            }
-            Finish::Interrupted => ("interrupted", None),
-        };
         Outcome {
-            status: status.to_owned(),
-            detail,
+            status: f.status().as_str().to_owned(),
+            detail: f.note(),
         }
     }
 }

@@ -8,6 +8,9 @@ mod step;
 mod task;
 mod writes;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -15,19 +18,19 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use orchestra_graph::{Edge, Topology};
 use orchestra_graph::scheduler::{Outcome, SchedState, Scheduler};
 use orchestra_graph::state::{Channels, State};
+use orchestra_graph::{Edge, Topology};
 use orchestra_store::CheckpointRecord;
 
 use crate::events::{Event, EventSink};
 use crate::hooks::{Hooked, after_step};
+use crate::outcome::{Finish, StopLimit};
 use crate::runner::NodeRunner;
 use crate::store_worker::{StoreHandle, WorkerError};
 
 pub use route::Router;
 pub(crate) use route::routing;
-pub use task::backoff;
 use task::now_ms;
 pub use writes::{StepWrites, approx_bytes, declared_from_record, scheduler_record, task_writes};
 
@@ -69,35 +72,6 @@ pub struct Position {
     pub snapshot_bytes: u64,
     /// Bytes of deltas stored since the last snapshot.
     pub delta_bytes: u64,
-}
-
-/// How a drive of the session ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finish {
-    /// Nothing left to run.
-    Completed {
-        /// Barriers that never fired, and similar.
-        warnings: Vec<String>,
-    },
-    /// A node, a condition, the state or the scheduler failed.
-    Failed {
-        /// Why.
-        error: String,
-    },
-    /// A limit (`max_steps`, `max_tokens`) stopped the session cleanly.
-    Stopped {
-        /// Which limit.
-        reason: String,
-    },
-    /// A node asked for a human.
-    Paused {
-        /// The node.
-        node: String,
-        /// Why.
-        reason: String,
-    },
-    /// Cancelled (Ctrl-C).
-    Interrupted,
 }
 
 /// Runs one session's steps.
@@ -161,20 +135,19 @@ impl Executor {
             }
             if pos.sched.step >= u64::from(self.limits.max_steps) {
                 return Ok(Finish::Stopped {
-                    reason: format!(
-                        "the session reached limits.max_steps ({})",
-                        self.limits.max_steps
-                    ),
+                    limit: StopLimit::MaxSteps {
+                        limit: self.limits.max_steps,
+                    },
                 });
             }
             if let Some(max) = self.limits.max_tokens
                 && pos.tokens >= max
             {
                 return Ok(Finish::Stopped {
-                    reason: format!(
-                        "the session spent its token budget (limits.max_tokens: {max}, used {})",
-                        pos.tokens
-                    ),
+                    limit: StopLimit::MaxTokens {
+                        limit: max,
+                        used: pos.tokens,
+                    },
                 });
             }
             let step = pos.sched.step + 1;
@@ -322,5 +295,4 @@ impl Executor {
         step - pos.snapshot_step >= u64::from(self.limits.snapshot_every.max(1))
             && pos.delta_bytes.saturating_mul(2) >= pos.snapshot_bytes
     }
-
 }

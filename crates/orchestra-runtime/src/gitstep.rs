@@ -28,7 +28,6 @@ use orchestra_spec::{Mode, OnConflict};
 use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
-use crate::gitws::blocking;
 use crate::hooks::{HookError, StepEffects, StepHooks};
 use crate::plan::build_tools;
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
@@ -126,9 +125,9 @@ impl GitStep {
         f: impl FnOnce() -> Result<T, GitError> + Send + 'static,
     ) -> Result<T, Failure> {
         let guard = Arc::clone(&self.repos[idx].lock);
-        blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _held = lock(&guard);
-            Ok(f())
+            f()
         })
         .await
         .map_err(Failure::Task)?
@@ -201,7 +200,7 @@ impl GitStep {
         } else {
             // Its repository tools act on its fork.
             let registry = build_tools(&self.compiled, &roots, self.tools.clone())
-                .map_err(NodeError::Fatal)?;
+                .map_err(|e| NodeError::Fatal(crate::error::error_chain(&e)))?;
             let forked = NodeCall {
                 tools: Some(Arc::new(registry)),
                 ..call.clone()
@@ -297,19 +296,13 @@ impl GitStep {
 }
 
 /// Why git work failed: git itself, or the blocking task running it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Failure {
+    /// Shown with libgit2's reason (the error's causes).
+    #[error("{}", crate::error::error_chain(.0))]
     Git(GitError),
-    Task(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Git(e) => write!(f, "{e}"),
-            Failure::Task(e) => f.write_str(e),
-        }
-    }
+    #[error("a git task did not finish: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 fn quoted(paths: &[&str]) -> String {

@@ -16,6 +16,7 @@ use orchestra_graph::Compiled;
 use orchestra_store::SessionRecord;
 use orchestra_tools::Registry;
 
+use crate::error::SetupError;
 use crate::events::EventSink;
 use crate::executor::StepHooks;
 use crate::gitstep::{GitRunner, GitStep};
@@ -40,17 +41,17 @@ pub fn settings_of(compiled: &Compiled) -> GitSettings {
 }
 
 /// Runs blocking git work on tokio's blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SetupError> + Send + 'static,
+) -> Result<T, SetupError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("git task failed: {e}"))?
+        .map_err(SetupError::GitTask)?
 }
 
 impl GitWorkspace {
     /// Creates the session branches and worktrees at each writable repo's HEAD.
-    pub async fn start(compiled: &Compiled, session: &str) -> Result<Self, String> {
+    pub async fn start(compiled: &Compiled, session: &str) -> Result<Self, SetupError> {
         Self::create(compiled, session, |_| None).await
     }
 
@@ -59,7 +60,7 @@ impl GitWorkspace {
         compiled: &Compiled,
         session: &str,
         shas: &Map<String, Value>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Self::create(compiled, session, |repo| {
             shas.get(repo).and_then(Value::as_str).map(str::to_owned)
         })
@@ -70,7 +71,7 @@ impl GitWorkspace {
         compiled: &Compiled,
         session: &str,
         at: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let settings = settings_of(compiled);
         let database = compiled.project_root.join(&compiled.project.database);
         let mut repos = Vec::new();
@@ -89,7 +90,7 @@ impl GitWorkspace {
                     Some(sha) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
                     None => start_session(&path, &name, &pipeline, &sid, &st),
                 };
-                let repo = res.map_err(|e| format!("repository `{name}`: {e}"))?;
+                let repo = res.map_err(|source| SetupError::Git { repo: name, source })?;
                 exclude_database(&repo.repo_path, &db);
                 Ok(repo)
             })
@@ -100,7 +101,7 @@ impl GitWorkspace {
     }
 
     /// Reopens the worktrees of an existing session (on resume).
-    pub async fn reopen(compiled: &Compiled, rec: &SessionRecord) -> Result<Self, String> {
+    pub async fn reopen(compiled: &Compiled, rec: &SessionRecord) -> Result<Self, SetupError> {
         let settings = settings_of(compiled);
         let mut repos = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
@@ -113,7 +114,7 @@ impl GitWorkspace {
             );
             let repo = blocking(move || {
                 open_session(&path, &name, &pipeline, &sid, &st)
-                    .map_err(|e| format!("repository `{name}`: {e}"))
+                    .map_err(|source| SetupError::Git { repo: name, source })
             })
             .await?;
             repos.push(repo);

@@ -84,12 +84,15 @@ impl Harness {
         tools: Arc<Registry>,
         events: Arc<dyn EventSink>,
         stream: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::SetupError> {
         let mut validators = Vec::with_capacity(plans.len());
         for a in &compiled.agents {
             validators.push(match &a.output_schema {
                 Some(s) => Some(Box::new(jsonschema::validator_for(s).map_err(|e| {
-                    format!("agent `{}`: invalid output schema: {e}", a.name)
+                    crate::error::SetupError::OutputSchema {
+                        agent: a.name.clone(),
+                        detail: e.to_string(),
+                    }
                 })?)),
                 None => None,
             });

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use orchestra_graph::state::{State, Write};
 use orchestra_store::{TaskRecord, TaskStatus};
 
-use crate::executor::{Finish, approx_bytes, declared_from_record, task_writes};
+use crate::executor::{approx_bytes, declared_from_record, task_writes};
+use crate::outcome::Finish;
 use crate::runner::BoxFuture;
 use crate::store_worker::{StoreHandle, WorkerError};
 

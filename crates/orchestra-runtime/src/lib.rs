@@ -1,31 +1,47 @@
 //! The Orchestra runtime: drives sessions of a compiled pipeline on tokio — the super-step
 //! executor, the agent harness (prompt + tools + provider loop), checkpoints in the store,
 //! resume and replay, and interactive agents.
+//!
+//! The API is small: an [`Engine`] is given a [`Store`](orchestra_store::Store) and the project
+//! root; [`Engine::run`], [`Engine::resume`] and [`Engine::fork`] drive sessions with
+//! [`DriveOptions`] (progress [`Event`]s, Ctrl-C, a human, limits, tools and conditions
+//! registered at run time) and return an [`Outcome`] whose [`Finish`] says how the drive ended,
+//! or a [`RuntimeError`]. [`attach`] and [`interactive`] are the interaction layer a terminal,
+//! `orchestra attach` or a web UI talk to a chat through. Everything else is internal.
 
-pub mod events;
-pub mod executor;
-pub mod restore;
-pub mod runner;
-pub mod store_worker;
-
-pub use events::{CollectEvents, Event, EventSink, NoEvents};
-pub use executor::{ExecLimits, Executor, Finish, Position, Router, StepHooks};
-pub use hooks::{HOOK_NODE, HookError, StepEffects};
-pub use restore::{RestoreError, restore};
-pub use runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
-pub use store_worker::{StoreHandle, WorkerError};
 pub mod attach;
-pub mod exec_condition;
+mod drive;
+mod engine;
+mod error;
+mod events;
+mod exec_condition;
+mod executor;
 mod gitstep;
-pub mod gitws;
-pub mod harness;
-pub mod hooks;
+mod gitws;
+mod harness;
+mod hooks;
+mod ids;
 pub mod interactive;
-pub mod outputs;
-pub mod plan;
-pub mod retention;
-pub mod session;
+mod lease;
+mod outcome;
+mod outputs;
+mod plan;
+mod restore;
+mod retention;
+mod runner;
+mod session;
+mod store_worker;
+mod stored;
 
-pub use session::{
-    DriveOptions, Engine, LimitOverrides, RuntimeError, SessionOutcome, new_session_id,
-};
+pub use engine::{DriveOptions, Engine, EnvLookup, LimitOverrides};
+pub use error::{RuntimeError, SetupError, error_chain};
+pub use events::{CollectEvents, Event, EventSink, NoEvents};
+pub use ids::{date_of_days, new_session_id};
+pub use lease::{LEASE_TTL, owner_is_dead};
+pub use outcome::{Finish, Outcome, StopLimit};
+pub use plan::{ConditionFn, check_providers};
+pub use restore::RestoreError;
+pub use retention::{CLEANUP_META, CleanupOptions, CleanupReport, Kept, Removed, SessionCleanup};
+pub use runner::BoxFuture;
+pub use store_worker::{StoreHandle, WorkerError};
+pub use stored::{PIPELINE_FORMAT, SCHEDULER_FORMAT, StoredError, pipeline_hash};

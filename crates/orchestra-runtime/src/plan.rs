@@ -14,6 +14,7 @@ use orchestra_graph::{Compiled, Edge};
 use orchestra_providers::{Provider, ToolDef};
 use orchestra_tools::{Registry, RepoRoot};
 
+use crate::error::SetupError;
 use crate::exec_condition::run_condition;
 use crate::executor::Router;
 use crate::harness::AgentPlan;
@@ -32,7 +33,7 @@ pub fn build_providers(
     compiled: &Compiled,
     env: &dyn Fn(&str) -> Option<String>,
     workdir: &Path,
-) -> Result<HashMap<String, Arc<dyn Provider>>, String> {
+) -> Result<HashMap<String, Arc<dyn Provider>>, SetupError> {
     let options = orchestra_providers::BuildOptions {
         workdir: Some(workdir.to_path_buf()),
         ..orchestra_providers::BuildOptions::default()
@@ -46,40 +47,48 @@ pub fn build_providers(
         let rp = compiled
             .providers
             .get(name)
-            .ok_or_else(|| format!("agent `{}` uses unknown provider `{name}`", agent.name))?;
+            .ok_or_else(|| SetupError::UnknownProvider {
+                agent: agent.name.clone(),
+                provider: name.clone(),
+            })?;
         let base = rp
             .declared_in
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let client = orchestra_providers::build_with(name, &rp.spec, &base, env, &options)
-            .map_err(|e| describe(name, &e))?;
+            .map_err(|source| SetupError::Provider {
+                name: name.clone(),
+                detail: describe(name, &source),
+                source,
+            })?;
         out.insert(name.clone(), client);
     }
     Ok(out)
 }
 
-/// A provider error with its causes (and the rendered file:line:col of a bad responses file).
+/// A provider error's text with its causes (or the `file:line:col: message` of a bad
+/// responses file), without the `provider NAME` that [`SetupError::Provider`] puts first.
 fn describe(name: &str, e: &orchestra_providers::ProviderError) -> String {
-    if let Some(d) = e.diagnostic() {
-        // `file:line:col: message` of the bad responses file.
-        return format!("provider `{name}`: {d}");
+    let msg = match e.diagnostic() {
+        Some(d) => d.to_string(),
+        None => crate::error::error_chain(e),
+    };
+    let prefix = format!("provider `{name}`: ");
+    match msg.strip_prefix(&prefix) {
+        Some(rest) => rest.to_owned(),
+        None => msg,
     }
-    let mut msg = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    if msg.starts_with(&format!("provider `{name}`")) {
-        msg
-    } else {
-        format!("provider `{name}`: {msg}")
-    }
+}
+
+/// Checks that the pipeline's providers can be set up here (API keys set, responses files
+/// readable) without starting anything: a configuration problem is found before a session
+/// starts or resumes.
+pub fn check_providers(
+    compiled: &Compiled,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), SetupError> {
+    build_providers(compiled, env, &compiled.project_root).map(drop)
 }
 
 /// The names of the environment variables holding API keys (hidden from shell tools).
@@ -97,7 +106,7 @@ pub fn build_tools(
     compiled: &Compiled,
     roots: &HashMap<String, PathBuf>,
     extra: Registry,
-) -> Result<Registry, String> {
+) -> Result<Registry, SetupError> {
     let repos: Vec<RepoRoot> = compiled
         .repos
         .iter()
@@ -111,7 +120,7 @@ pub fn build_tools(
         .collect();
     let mut reg = extra.hide_env(key_env_names(compiled));
     reg.add_workspace(&repos, &compiled.shell_tools, &compiled.project_root)
-        .map_err(|e| format!("tools: {e}"))?;
+        .map_err(SetupError::Tools)?;
     Ok(reg)
 }
 
@@ -120,7 +129,7 @@ pub fn agent_plans(
     compiled: &Compiled,
     providers: &HashMap<String, Arc<dyn Provider>>,
     tools: &Registry,
-) -> Result<Vec<AgentPlan>, String> {
+) -> Result<Vec<AgentPlan>, SetupError> {
     let mut plans = Vec::with_capacity(compiled.agents.len());
     // Agents share their model's name (most pipelines use a handful of models).
     let mut models: HashMap<&str, Arc<str>> = HashMap::new();
@@ -128,11 +137,17 @@ pub fn agent_plans(
         let provider = providers
             .get(&agent.model.provider)
             .cloned()
-            .ok_or_else(|| format!("no client for provider `{}`", agent.model.provider))?;
+            .ok_or_else(|| SetupError::UnknownProvider {
+                agent: agent.name.clone(),
+                provider: agent.model.provider.clone(),
+            })?;
         let names: Vec<&str> = agent.tools.iter().map(|t| t.name.as_str()).collect();
         let defs = tools
             .definitions(&names)
-            .map_err(|e| format!("agent `{}`: {e}", agent.name))?
+            .map_err(|source| SetupError::AgentTools {
+                agent: agent.name.clone(),
+                source,
+            })?
             .into_iter()
             .map(|d| ToolDef {
                 name: d.name,

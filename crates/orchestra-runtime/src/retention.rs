@@ -15,8 +15,9 @@ use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, system_now_ms
 
 pub use orchestra_git::Removed;
 
-use crate::gitws::blocking;
-use crate::session::{Engine, RuntimeError, owner_is_dead};
+use crate::engine::Engine;
+use crate::error::{RuntimeError, error_chain};
+use crate::lease::owner_is_dead;
 
 /// The session meta key set once a session's branches and worktrees were removed.
 pub const CLEANUP_META: &str = "git_cleanup";
@@ -159,7 +160,7 @@ impl Engine {
                 continue;
             }
             let (path, dry_run) = (repo.clone(), opts.dry_run);
-            let pruned = blocking(move || {
+            let pruned = git(move || {
                 let keep_all = |_: &str| true;
                 let options = GitCleanup {
                     older_than: None,
@@ -167,7 +168,7 @@ impl Engine {
                     dry_run,
                     now: UNIX_EPOCH + Duration::from_millis(now),
                 };
-                orchestra_git::cleanup(&path, &st, &options).map_err(|e| e.to_string())
+                orchestra_git::cleanup(&path, &st, &options)
             })
             .await;
             match pruned {
@@ -209,10 +210,7 @@ impl Engine {
                 continue;
             }
             let (p, id, s) = (path.clone(), rec.id.clone(), st.clone());
-            let removed = blocking(move || {
-                orchestra_git::remove_session(&p, &id, &s, dry_run).map_err(|e| e.to_string())
-            })
-            .await;
+            let removed = git(move || orchestra_git::remove_session(&p, &id, &s, dry_run)).await;
             match removed {
                 Ok(items) => entry.removed.extend(items),
                 Err(e) => errors.push(e),
@@ -254,4 +252,14 @@ fn classify(rec: &SessionRecord, now: u64, idle: Duration, older_than: Duration)
         return Some(Kept::TooRecent { idle });
     }
     None
+}
+
+/// Runs git work on the blocking pool; its error as text with libgit2's reason.
+async fn git<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, orchestra_git::GitError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| error_chain(&e)),
+        Err(e) => Err(format!("a git task did not finish: {e}")),
+    }
 }

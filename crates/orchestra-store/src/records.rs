@@ -122,18 +122,24 @@ pub enum SessionStatus {
     Paused,
     /// Finished normally.
     Completed,
-    /// Stopped by an error or a limit; resumable.
+    /// Ended by an error (or a pipeline's `FAIL`); resumable once the cause is fixed.
     Failed,
+    /// Stopped cleanly at a limit (`max_steps`, `max_tokens`); resumable.
+    Stopped,
+    /// Cancelled (Ctrl-C, or its lease was lost); resumable.
+    Interrupted,
 }
 
 impl SessionStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::Created,
         Self::Running,
         Self::Paused,
         Self::Completed,
         Self::Failed,
+        Self::Stopped,
+        Self::Interrupted,
     ];
 
     /// The lowercase name, as stored.
@@ -144,6 +150,8 @@ impl SessionStatus {
             Self::Paused => "paused",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Stopped => "stopped",
+            Self::Interrupted => "interrupted",
         }
     }
 }

@@ -12,7 +12,7 @@ use orchestra_runtime::{Engine, EventSink as _, RuntimeError};
 use orchestra_store::SessionStatus;
 
 use crate::cli::Ctx;
-use crate::engine::{
+use crate::engine::{open_engine, sessions_root, 
     Progress, ctrl_c, db_flag, drive_options, providers_problem, report_error, report_outcome,
     runtime, session_db,
 };
@@ -52,7 +52,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
@@ -196,33 +196,21 @@ fn report_live(id: &str, db: &Path, outcome: &Outcome) -> io::Result<u8> {
     let mut w = io::stdout().lock();
     let db = db_flag(db, &std::env::current_dir().unwrap_or_default());
     let detail = outcome.detail.as_deref().unwrap_or_default();
-    let code = match outcome.status.as_str() {
-        "completed" => {
-            writeln!(w, "completed")?;
-            exit::SUCCESS
-        }
-        "paused" => {
+    let status = outcome.status.parse::<SessionStatus>();
+    match status {
+        Ok(SessionStatus::Completed) => writeln!(w, "completed")?,
+        Ok(SessionStatus::Paused) => {
             writeln!(w, "paused {detail}")?;
             writeln!(w, "attach with: orchestra attach {id}{db}")?;
-            exit::SUCCESS
         }
-        "failed" => {
-            writeln!(w, "failed: {detail}")?;
-            exit::SESSION_FAILED
+        Ok(SessionStatus::Failed) => writeln!(w, "failed: {detail}")?,
+        Ok(SessionStatus::Stopped) => writeln!(w, "stopped: {detail}")?,
+        Ok(SessionStatus::Interrupted) => {
+            writeln!(w, "interrupted; continue with `orchestra resume {id}{db}`")?
         }
-        "stopped" => {
-            writeln!(w, "stopped: {detail}")?;
-            exit::STOPPED_AT_LIMIT
-        }
-        "interrupted" => {
-            writeln!(w, "interrupted; continue with `orchestra resume {id}{db}`")?;
-            exit::INTERRUPTED
-        }
-        _ => {
-            writeln!(w, "error: {detail}")?;
-            exit::INTERNAL
-        }
-    };
+        _ => writeln!(w, "error: {detail}")?,
+    }
+    let code = status.map_or(exit::INTERNAL, exit::of_status);
     writeln!(w, "session {id}")?;
     Ok(code)
 }

@@ -5,11 +5,10 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestra_runtime::Engine;
-use orchestra_runtime::retention::{CleanupOptions, CleanupReport, Kept, Removed};
+use orchestra_runtime::{CleanupOptions, CleanupReport, Kept, Removed};
 
 use crate::cli::Ctx;
-use crate::engine::{db_path, report_error, runtime};
+use crate::engine::{open_engine, sessions_root, db_path, report_error, runtime};
 use crate::exit;
 
 /// Remove the branches and worktrees of finished sessions.
@@ -52,7 +51,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };

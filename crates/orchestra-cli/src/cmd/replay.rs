@@ -5,11 +5,11 @@
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
-use orchestra_runtime::{Engine, RuntimeError, restore};
+use orchestra_runtime::{Engine, RuntimeError};
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{db_flag, providers_problem, report_error, runtime, session_db};
+use crate::engine::{open_engine, sessions_root, db_flag, providers_problem, report_error, runtime, session_db};
 use crate::exit;
 
 /// Fork a session at a checkpoint and continue from there.
@@ -44,7 +44,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
@@ -107,22 +107,10 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
 /// from, as one JSON line.
 async fn print_fork(engine: &Engine, id: &str, step: u64) -> io::Result<u8> {
     let forked = async {
-        let (rec, compiled) = engine.session_pipeline(id).await?;
-        let sid = rec.id.clone();
-        let pos = engine
-            .store()
-            .call(move |s| {
-                Ok(restore(
-                    &*s,
-                    &sid,
-                    step,
-                    &compiled.topology,
-                    &compiled.channels,
-                ))
-            })
-            .await??;
+        let (rec, _) = engine.session_pipeline(id).await?;
+        let state = engine.state_at(&rec.id, step).await?;
         let shas = engine.shas_at(&rec, step).await?;
-        Ok::<_, RuntimeError>((rec, pos.state, shas))
+        Ok::<_, RuntimeError>((rec, state, shas))
     };
     let (rec, state, shas) = match forked.await {
         Ok(v) => v,

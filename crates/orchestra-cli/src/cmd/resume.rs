@@ -5,12 +5,11 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use orchestra_graph::{LoadOptions, load};
-use orchestra_runtime::session::pipeline_hash;
-use orchestra_runtime::Engine;
+use orchestra_runtime::pipeline_hash;
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{providers_problem, report_error, runtime, session_db};
+use crate::engine::{open_engine, sessions_root, providers_problem, report_error, runtime, session_db};
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
 ///
@@ -35,7 +34,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let rt = runtime()?;
     let ctx = ctx.clone();
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };

@@ -5,12 +5,11 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orchestra_runtime::Engine;
 use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{providers_problem, report_error, runtime};
+use crate::engine::{open_engine, providers_problem, report_error, runtime};
 use crate::load::{load_pipeline, unknown_input};
 use crate::exit;
 
@@ -69,7 +68,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         .unwrap_or_else(|| compiled.project_root.join(&compiled.project.database));
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &compiled.project_root) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };

@@ -6,12 +6,12 @@ use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use orchestra_runtime::Engine;
-use orchestra_runtime::session::owner_is_dead;
+use orchestra_runtime::owner_is_dead;
 use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms};
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::engine::{db_path, report_error, runtime, secs, session_db};
+use crate::engine::{open_engine, sessions_root, db_path, report_error, runtime, secs, session_db};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
 ///
@@ -33,21 +33,13 @@ pub(crate) struct Args {
 }
 
 /// The status to show: `running` without a live driver (its lease expired, or its process is
-/// gone) is `interrupted`; `failed` because of Ctrl-C or a limit is `interrupted` or `stopped`.
-fn shown_status(
-    status: SessionStatus,
-    lease_owner: Option<&str>,
-    error: Option<&str>,
-) -> &'static str {
+/// gone) is `interrupted`.
+fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
     match (status, lease_owner) {
         (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
         (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
             "interrupted"
         }
-        (SessionStatus::Failed, _) if error.is_some_and(|e| e.starts_with("interrupted")) => {
-            "interrupted"
-        }
-        (SessionStatus::Failed, _) if error.is_some_and(|e| e.starts_with("stopped:")) => "stopped",
         (s, _) => s.as_str(),
     }
 }
@@ -56,7 +48,7 @@ fn shown_status(
 fn when(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let id = orchestra_runtime::session::date_of_days(days);
+    let id = orchestra_runtime::date_of_days(days);
     format!(
         "{id} {:02}:{:02}:{:02} UTC",
         rem / 3600,
@@ -89,7 +81,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match Engine::open(&db) {
+        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return report_error(&e),
         };
@@ -149,7 +141,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  {}",
             s.id,
             s.pipeline,
-            shown_status(s.status, s.lease_owner.as_deref(), s.error.as_deref()),
+            shown_status(s.status, s.lease_owner.as_deref()),
             when(s.created_at),
             s.steps,
             s.checkpoints,
@@ -163,7 +155,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
 fn summary_json(s: &SessionSummary) -> Value {
     json!({
         "id": s.id, "name": s.name, "pipeline": s.pipeline,
-        "status": shown_status(s.status, s.lease_owner.as_deref(), s.error.as_deref()),
+        "status": shown_status(s.status, s.lease_owner.as_deref()),
         "created_at": s.created_at, "updated_at": s.updated_at,
         "steps": s.steps, "checkpoints": s.checkpoints,
         "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
@@ -205,7 +197,7 @@ async fn detail(
         })
         .await?;
     let now = system_now_ms();
-    let status = shown_status(rec.status, rec.lease_holder(now), rec.error.as_deref());
+    let status = shown_status(rec.status, rec.lease_holder(now));
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     for r in &runs {
         let u = usage.entry(r.node.clone()).or_default();
@@ -274,7 +266,7 @@ async fn detail(
     if let Some(Value::Object(git)) = rec.meta.get("git") {
         let removed = rec
             .meta
-            .contains_key(orchestra_runtime::retention::CLEANUP_META);
+            .contains_key(orchestra_runtime::CLEANUP_META);
         for (repo, g) in git {
             let (branch, worktree) = (
                 g["branch"].as_str().unwrap_or("?"),

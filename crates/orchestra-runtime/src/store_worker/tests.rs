@@ -199,7 +199,10 @@ async fn a_lost_record_fails_its_own_step_s_checkpoint_not_an_unrelated_call() {
         .unwrap();
     assert!(renewed);
     record(&store, "other", 2);
-    store.commit_checkpoint(checkpoint("other", 1)).await.unwrap();
+    store
+        .commit_checkpoint(checkpoint("other", 1))
+        .await
+        .unwrap();
     // The step's checkpoint fails with the record's failure, and is not committed.
     let err = store
         .commit_checkpoint(checkpoint("s", 1))
@@ -226,7 +229,11 @@ async fn a_lost_record_fails_its_own_step_s_checkpoint_not_an_unrelated_call() {
         .call(|s| Ok(s.checkpoints("s")?.iter().map(|c| c.step).collect()))
         .await
         .unwrap();
-    assert_eq!(steps, vec![0], "the step was not checkpointed without its task");
+    assert_eq!(
+        steps,
+        vec![0],
+        "the step was not checkpointed without its task"
+    );
     // Delivered once: the step can be redone and checkpointed on a resume.
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -272,5 +279,9 @@ async fn records_with_no_checkpoint_in_sight_are_stored_on_their_own() {
     done.await.unwrap();
     // Settling waits for them without a checkpoint: one transaction for both.
     store.settle("s").await.unwrap();
-    assert_eq!(wal_commits(&db) - before, 1, "one transaction for the group");
+    assert_eq!(
+        wal_commits(&db) - before,
+        1,
+        "one transaction for the group"
+    );
 }

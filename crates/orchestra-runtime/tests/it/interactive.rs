@@ -17,7 +17,9 @@ use orchestra_runtime::attach::{
 use orchestra_runtime::interactive::{
     ChatChannel, ChatEvent, ChatInfo, HumanInput, Interaction, Speaker, Verdict,
 };
-use orchestra_runtime::{BoxFuture, DriveOptions, Engine, Event, Finish, NoEvents, SessionOutcome};
+use orchestra_runtime::{
+    BoxFuture, DriveOptions, Engine, Event, Finish, NoEvents, Outcome as SessionOutcome,
+};
 use orchestra_store::SessionStatus;
 
 const PIPELINE: &str = r#"
@@ -165,7 +167,7 @@ async fn run(engine: &Engine, c: &Arc<Compiled>, human: Option<Arc<Scripted>>) -
 async fn the_verdict_routes_and_every_turn_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let c = compiled(dir.path());
-    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let engine = open_engine(&dir.path().join("db.sqlite"));
     let human = Scripted::new(&[
         Some("what about tests?"),
         Some("/done"),
@@ -219,7 +221,7 @@ async fn a_chat_left_midway_pauses_and_resumes_from_the_store_without_asking_aga
     let dir = tempfile::tempdir().unwrap();
     let c = compiled(dir.path());
     let db = dir.path().join("db.sqlite");
-    let engine = Engine::open(&db).unwrap();
+    let engine = open_engine(&db);
     let out = run(&engine, &c, Some(Scripted::new(&[Some("q1"), None]))).await;
     let Finish::Paused { node, reason } = &out.finish else {
         panic!("{:?}", out.finish)
@@ -237,7 +239,7 @@ async fn a_chat_left_midway_pauses_and_resumes_from_the_store_without_asking_aga
     engine.close().await;
 
     // Another process (another engine on the file) resumes it with another human.
-    let engine = Engine::open(&db).unwrap();
+    let engine = open_engine(&db);
     let human = Scripted::new(&[Some("/approve lgtm")]);
     let (opts, _cancel) = options(Some(Arc::clone(&human)));
     let out = engine.resume(&id, &opts).await.unwrap();
@@ -277,7 +279,7 @@ async fn a_chat_left_midway_pauses_and_resumes_from_the_store_without_asking_aga
 async fn without_a_human_the_session_pauses_at_the_interactive_agent() {
     let dir = tempfile::tempdir().unwrap();
     let c = compiled(dir.path());
-    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let engine = open_engine(&dir.path().join("db.sqlite"));
     let out = run(&engine, &c, None).await;
     let Finish::Paused { node, reason } = &out.finish else {
         panic!("{:?}", out.finish)
@@ -475,7 +477,7 @@ agents:
         ..LoadOptions::default()
     };
     let c = Arc::new(load(Path::new("typed.yaml"), &opts).unwrap_or_else(|d| panic!("{d:?}")));
-    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let engine = open_engine(&dir.path().join("db.sqlite"));
     let human = Scripted::new(&[Some("/done"), Some("the JSON, please"), Some("/done")]);
     let out = run(&engine, &c, Some(Arc::clone(&human))).await;
     assert!(
@@ -494,4 +496,10 @@ agents:
     });
     assert!(refused, "{:?}", human.shown());
     engine.close().await;
+}
+
+/// An engine over a SQLite database, for the project around it.
+fn open_engine(db: &Path) -> Engine {
+    let store = orchestra_store::SqliteStore::open(db).unwrap();
+    Engine::new(Box::new(store), db.parent().unwrap()).unwrap()
 }

@@ -1,6 +1,6 @@
 //! Lease owners are `pid@host`; a lease whose process is gone on this machine can be taken over.
 
-use orchestra_runtime::session::owner_is_dead;
+use orchestra_runtime::owner_is_dead;
 
 #[test]
 fn a_live_process_holds_and_a_finished_one_does_not() {

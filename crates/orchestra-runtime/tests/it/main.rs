@@ -2,6 +2,5 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
-mod executor;
 mod interactive;
 mod lease;

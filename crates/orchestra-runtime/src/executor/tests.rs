@@ -1,4 +1,4 @@
-//! The executor over hand-built topologies, a real MemoryStore/SqliteStore, and fake runners.
+//! Tests of the executor over hand-built topologies, a real MemoryStore/SqliteStore, and fake runners.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,13 +8,15 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use super::{ExecLimits, Executor, Position, Router};
+use crate::events::{CollectEvents, Event};
+use crate::outcome::{Finish, StopLimit};
+use crate::restore::restore;
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+use crate::store_worker::{StoreHandle, WorkerError};
 use orchestra_graph::scheduler::Scheduler;
 use orchestra_graph::state::{Channels, State};
 use orchestra_graph::{Edge, Node, Topology};
-use orchestra_runtime::{
-    BoxFuture, CollectEvents, Event, ExecLimits, Executor, Finish, NodeCall, NodeError, NodeResult,
-    NodeRunner, Position, Router, StoreHandle, WorkerError, restore,
-};
 use orchestra_spec::{Join, SpannedMap};
 use orchestra_store::{CheckpointRecord, MemoryStore, NewSession, SqliteStore, Store};
 
@@ -390,7 +392,12 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
     let exec = h.executor("l2", FnRunner::new(|c| Ok(says(&c.agent))), router, l);
     let finish = exec.run(&mut pos).await.unwrap();
     assert!(
-        matches!(&finish, Finish::Stopped { reason } if reason.contains("max_steps (3)")),
+        matches!(
+            &finish,
+            Finish::Stopped {
+                limit: StopLimit::MaxSteps { limit: 3 }
+            }
+        ),
         "{finish:?}"
     );
 }
@@ -526,10 +533,7 @@ async fn a_task_record_that_cannot_be_stored_fails_its_own_step_s_checkpoint() {
         limits(n),
     );
     let err = exec.run(&mut pos).await.unwrap_err();
-    assert!(
-        matches!(err, WorkerError::Records { step: 2, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, WorkerError::Records { step: 2, .. }), "{err}");
     let steps: Vec<u64> = h
         .store
         .call(|s| s.checkpoints("t1"))

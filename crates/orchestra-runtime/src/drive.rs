@@ -1,0 +1,190 @@
+//! Driving a session: set up its providers, tools and git, run the executor under the lease,
+//! write its outputs and store how the drive ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use orchestra_graph::Compiled;
+use orchestra_store::SessionStatus;
+
+use crate::engine::{DriveOptions, Engine};
+use crate::error::RuntimeError;
+use crate::executor::{ExecLimits, Executor, Position, Router};
+use crate::gitws::GitWorkspace;
+use crate::harness::Harness;
+use crate::lease::watch_lease;
+use crate::outcome::{Finish, Outcome};
+use crate::plan::{ConditionRouter, agent_plans, build_providers, build_tools};
+
+impl Engine {
+    /// Drives session `id` from `pos` until it ends, fails, stops, pauses or is cancelled.
+    pub(crate) async fn drive(
+        &self,
+        compiled: Arc<Compiled>,
+        id: &str,
+        mut pos: Position,
+        inputs: Map<String, Value>,
+        git: GitWorkspace,
+        opts: &DriveOptions,
+    ) -> Result<Outcome, RuntimeError> {
+        let setup = (|| {
+            // CLI agents run where the session's changes go: the worktree of the only writable
+            // repository, else the project root (never the user's checkout of a writable repo).
+            let roots = git.roots();
+            let workdir = match roots.values().next() {
+                Some(dir) if roots.len() == 1 => dir.clone(),
+                _ => compiled.project_root.clone(),
+            };
+            let providers = build_providers(&compiled, &*opts.env, &workdir)?;
+            let tools = build_tools(&compiled, &git.roots(), opts.tools.clone())?;
+            let plans = agent_plans(&compiled, &providers, &tools)?;
+            Harness::new(
+                Arc::clone(&compiled),
+                plans,
+                Arc::new(tools),
+                Arc::clone(&opts.events),
+                opts.stream,
+            )
+            .map(|h| {
+                h.with_chat(crate::harness::ChatSetup {
+                    human: opts.human.clone(),
+                    store: Some(self.store.clone()),
+                    channels: Arc::clone(&compiled.channels),
+                })
+            })
+        })();
+        let harness = match setup {
+            Ok(h) => h,
+            Err(e) => return self.fail_setup(id, e).await,
+        };
+        let sid = id.to_owned();
+        self.store
+            .call(move |s| s.set_status(&sid, SessionStatus::Running, None))
+            .await?;
+        // Cancel on Ctrl-C, or when the lease is lost.
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let watcher = watch_lease(
+            self.store.clone(),
+            id.to_owned(),
+            self.owner.clone(),
+            opts.cancel.clone(),
+            cancel_tx,
+        );
+        let limits = ExecLimits {
+            max_steps: opts.limits.max_steps.unwrap_or(compiled.limits.max_steps),
+            max_failures: compiled.limits.max_failures,
+            max_parallel: compiled.limits.max_parallel,
+            max_tokens: opts.limits.max_tokens.or(compiled.limits.max_tokens),
+            per_agent: compiled
+                .agents
+                .iter()
+                .map(|a| {
+                    // A chat waits for a human as long as it takes; its agent turns are timed
+                    // by the harness.
+                    let timeout = match a.mode {
+                        orchestra_spec::Mode::Interactive => Duration::MAX,
+                        orchestra_spec::Mode::Autonomous => a.timeout.0,
+                    };
+                    (timeout, a.retries)
+                })
+                .collect(),
+            retry_base: opts.retry_base,
+            snapshot_every: compiled.project.snapshot_every,
+        };
+        let router: Arc<dyn Router> = Arc::new(ConditionRouter::new(
+            Arc::clone(&compiled),
+            opts.conditions.clone(),
+        ));
+        let last_shas = if git.is_empty() {
+            Map::new()
+        } else {
+            self.repo_shas_at(id, pos.sched.step).await?
+        };
+        let (runner, hooks) = git.attach(
+            &compiled,
+            id,
+            Arc::new(harness),
+            opts.tools.clone(),
+            Arc::clone(&opts.events),
+            &last_shas,
+        );
+        let exec = Executor {
+            session: id.to_owned(),
+            topo: Arc::clone(&compiled.topology),
+            channels: Arc::clone(&compiled.channels),
+            limits,
+            runner,
+            router,
+            hooks,
+            store: self.store.clone(),
+            events: Arc::clone(&opts.events),
+            inputs: Arc::new(inputs.clone()),
+            cancel: cancel_rx,
+        };
+        // Driven from a task of the runtime rather than from here: the agents it spawns then
+        // start on the same worker thread, so a step of one agent involves no hand-off between
+        // threads.
+        let driven = tokio::spawn(async move {
+            let finish = exec.run(&mut pos).await;
+            (finish, pos)
+        })
+        .await;
+        watcher.abort();
+        let (finish, driven_pos) = match driven {
+            Ok(done) => done,
+            // A panic goes on as if the executor had run here.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(RuntimeError::Stopped(e)),
+        };
+        pos = driven_pos;
+        let finish = match finish {
+            Ok(f) => f,
+            Err(e) => {
+                // The store failed: record that if it still can (resume redoes the step).
+                let error = RuntimeError::Store(e);
+                if let Err(also) = self.record_failure(id, &error).await {
+                    tracing::error!(session = id, error = %also, "cannot record the session's failure");
+                }
+                return Err(error);
+            }
+        };
+        let mut outputs = Vec::new();
+        let finish = match finish {
+            Finish::Completed { .. } => {
+                match crate::outputs::write_outputs(&compiled, id, &inputs, &pos.state) {
+                    Ok(paths) => {
+                        outputs = paths;
+                        finish
+                    }
+                    Err(e) => Finish::Failed {
+                        error: format!(
+                            "the session completed but its outputs could not be written: {e}"
+                        ),
+                    },
+                }
+            }
+            other => other,
+        };
+        let (status, error) = (finish.status(), finish.note());
+        let (sid, owner) = (id.to_owned(), self.owner.clone());
+        let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens });
+        self.store
+            .call(move |s| {
+                s.set_status(&sid, status, error.as_deref())?;
+                s.set_session_meta(&sid, "last_drive", &meta_finish)?;
+                s.release_lease(&sid, &owner)
+            })
+            .await?;
+        Ok(Outcome {
+            session: id.to_owned(),
+            finish,
+            steps: pos.sched.step,
+            tokens: pos.tokens,
+            state: pos.state,
+            outputs,
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The lease that lets one process drive a session: taken at the start of a drive (over from a
+//! dead process of this machine), renewed while it runs, released at its end.
+
+use std::time::Duration;
+
+use orchestra_store::LeaseOutcome;
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::error::RuntimeError;
+use crate::store_worker::StoreHandle;
+
+/// How long a lease lasts without renewal; it is renewed every third of that.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// `pid@host` of this process.
+pub(crate) fn lease_owner() -> String {
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy().into_owned();
+    let host = if host.is_empty() {
+        "localhost".to_owned()
+    } else {
+        host
+    };
+    format!("{}@{host}", std::process::id())
+}
+
+/// Whether the lease owner `pid@host` is a process of this machine that no longer exists.
+pub fn owner_is_dead(owner: &str) -> bool {
+    let Some((pid, host)) = owner.split_once('@') else {
+        return false;
+    };
+    let this = lease_owner();
+    let this_host = this.split_once('@').map(|(_, h)| h).unwrap_or_default();
+    if host != this_host {
+        return false;
+    }
+    let Some(pid) = pid
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists but belongs to someone else.
+    matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+impl Engine {
+    /// Takes the lease of `session` (taking it over from a dead process of this machine).
+    pub(crate) async fn acquire(&self, session: &str) -> Result<(), RuntimeError> {
+        let (id, owner) = (session.to_owned(), self.owner.clone());
+        let outcome = self
+            .store
+            .call(move |s| s.acquire_lease(&id, &owner, LEASE_TTL))
+            .await?;
+        match outcome {
+            LeaseOutcome::Acquired { .. } => Ok(()),
+            LeaseOutcome::HeldBy { owner, .. } if owner_is_dead(&owner) => {
+                let (id, me, dead) = (session.to_owned(), self.owner.clone(), owner.clone());
+                let again = self
+                    .store
+                    .call(move |s| {
+                        s.release_lease(&id, &dead)?;
+                        s.acquire_lease(&id, &me, LEASE_TTL)
+                    })
+                    .await?;
+                match again {
+                    LeaseOutcome::Acquired { .. } => Ok(()),
+                    LeaseOutcome::HeldBy { owner, .. } => Err(RuntimeError::Busy {
+                        session: session.to_owned(),
+                        owner,
+                    }),
+                }
+            }
+            LeaseOutcome::HeldBy { owner, .. } => Err(RuntimeError::Busy {
+                session: session.to_owned(),
+                owner,
+            }),
+        }
+    }
+}
+
+/// Renews `owner`'s lease of `session` every third of [`LEASE_TTL`] until aborted, and cancels
+/// the drive (through `cancel_tx`) when the lease is lost or `user_cancel` turns true.
+pub(crate) fn watch_lease(
+    store: StoreHandle,
+    session: String,
+    owner: String,
+    mut user_cancel: watch::Receiver<bool>,
+    cancel_tx: watch::Sender<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LEASE_TTL / 3);
+        tick.tick().await;
+        // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
+        let mut watch_user = true;
+        loop {
+            tokio::select! {
+                changed = user_cancel.changed(), if watch_user => {
+                    if changed.is_err() { watch_user = false; continue; }
+                    if *user_cancel.borrow() { let _ = cancel_tx.send(true); return; }
+                }
+                _ = tick.tick() => {
+                    let (sid, o) = (session.clone(), owner.clone());
+                    match store.call(move |s| s.renew_lease(&sid, &o, LEASE_TTL)).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(session, "lost the session lease; stopping");
+                            let _ = cancel_tx.send(true);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(session, error = %e, "cannot renew the session lease; stopping");
+                            let _ = cancel_tx.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,128 @@
+//! How a drive of a session ended: [`Finish`] (typed: completed, failed, stopped at a limit,
+//! paused for a human, interrupted) and the [`Outcome`] that carries it with the final state.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use orchestra_graph::state::State;
+use orchestra_store::SessionStatus;
+
+/// How a drive of the session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Nothing left to run.
+    Completed {
+        /// Barriers that never fired, and similar.
+        warnings: Vec<String>,
+    },
+    /// A node, a condition, the state or the scheduler failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// A limit stopped the session cleanly; a `resume` with a higher limit goes on.
+    Stopped {
+        /// Which limit.
+        limit: StopLimit,
+    },
+    /// A node asked for a human.
+    Paused {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// Cancelled (Ctrl-C, or the lease was lost).
+    Interrupted,
+}
+
+/// The limit that stopped a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopLimit {
+    /// `limits.max_steps` (or `--max-steps` for the drive).
+    MaxSteps {
+        /// The limit.
+        limit: u32,
+    },
+    /// `limits.max_tokens` (or `--max-tokens` for the drive).
+    MaxTokens {
+        /// The limit.
+        limit: u64,
+        /// Tokens used when it stopped.
+        used: u64,
+    },
+}
+
+impl StopLimit {
+    /// The pipeline key of the limit (`limits.max_steps`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            StopLimit::MaxSteps { .. } => "limits.max_steps",
+            StopLimit::MaxTokens { .. } => "limits.max_tokens",
+        }
+    }
+
+    /// The flag of `run`/`resume` that raises it for one drive (`--max-steps`).
+    pub fn flag(&self) -> &'static str {
+        match self {
+            StopLimit::MaxSteps { .. } => "--max-steps",
+            StopLimit::MaxTokens { .. } => "--max-tokens",
+        }
+    }
+}
+
+impl fmt::Display for StopLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopLimit::MaxSteps { limit } => {
+                write!(f, "the session reached {} ({limit})", self.key())
+            }
+            StopLimit::MaxTokens { limit, used } => write!(
+                f,
+                "the session spent its token budget ({}: {limit}, used {used})",
+                self.key()
+            ),
+        }
+    }
+}
+
+impl Finish {
+    /// The status the session is stored with after this drive.
+    pub fn status(&self) -> SessionStatus {
+        match self {
+            Finish::Completed { .. } => SessionStatus::Completed,
+            Finish::Failed { .. } => SessionStatus::Failed,
+            Finish::Stopped { .. } => SessionStatus::Stopped,
+            Finish::Paused { .. } => SessionStatus::Paused,
+            Finish::Interrupted => SessionStatus::Interrupted,
+        }
+    }
+
+    /// The note stored with the status (why it failed, stopped or paused).
+    pub fn note(&self) -> Option<String> {
+        match self {
+            Finish::Completed { .. } => None,
+            Finish::Failed { error } => Some(error.clone()),
+            Finish::Stopped { limit } => Some(limit.to_string()),
+            Finish::Paused { node, reason } => Some(format!("waiting at `{node}`: {reason}")),
+            Finish::Interrupted => Some("interrupted; resume it to go on".to_owned()),
+        }
+    }
+}
+
+/// What a drive of a session ended with.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Session id.
+    pub session: String,
+    /// How it ended.
+    pub finish: Finish,
+    /// Completed steps.
+    pub steps: u64,
+    /// Tokens used in the whole session.
+    pub tokens: u64,
+    /// The final state.
+    pub state: State,
+    /// The output files written (when the session completed).
+    pub outputs: Vec<PathBuf>,
+}
