@@ -6,6 +6,7 @@
 mod cli {
     mod bad_output;
     pub(crate) mod common;
+    mod compat;
     mod concurrency;
     mod corpus;
     mod crash;
