@@ -21,8 +21,10 @@ use crate::events::Event;
 use crate::interactive::ChatEvent;
 use crate::outcome::Finish;
 
+mod private;
 mod server;
 
+pub use private::UnsafeDir;
 pub use server::AttachServer;
 
 /// Longest socket path used as is (the OS limit is a little over 100 bytes).
@@ -39,6 +41,9 @@ pub enum AttachError {
         /// The socket.
         path: PathBuf,
     },
+    /// The directory of the socket is not private to this user.
+    #[error(transparent)]
+    UnsafeDir(#[from] UnsafeDir),
     /// The socket could not be created.
     #[error("cannot listen at {}", path.display())]
     Bind {
@@ -152,8 +157,9 @@ pub fn socket_path(db: &Path, session: &str) -> PathBuf {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100_0000_01b3);
     }
+    // One directory per user: another user cannot have made it first.
     std::env::temp_dir()
-        .join("orchestra-sessions")
+        .join(format!("orchestra-sessions-{}", private::my_uid()))
         .join(format!("{h:016x}-{session}.sock"))
 }
 
@@ -270,6 +276,39 @@ mod tests {
         assert!(p.starts_with(std::env::temp_dir()));
         assert!(p.to_string_lossy().ends_with("-s1.sock"));
         assert_eq!(p, socket_path(Path::new(&deep), "s1"));
+    }
+
+    #[tokio::test]
+    async fn the_socket_and_its_directory_are_private_whatever_the_umask() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let tmp = tempfile::tempdir().unwrap();
+        // A group-writable parent, as a umask of 002 makes: the socket's own directory and
+        // the socket are private all the same.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o775)).unwrap();
+        let db = tmp.path().join("orchestra.db");
+        let path = socket_path(&db, "s1");
+        let server =
+            AttachServer::bind(&path, "s1", "the test".into(), None, String::new()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        drop(server);
+
+        // A socket directory that others may write to is refused, not used.
+        let open = tmp.path().join("open");
+        let open_db = open.join("orchestra.db");
+        let open_sockets = open.join("sessions");
+        std::fs::create_dir_all(&open_sockets).unwrap();
+        std::fs::set_permissions(&open_sockets, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = AttachServer::bind(
+            &socket_path(&open_db, "s1"),
+            "s1",
+            "the test".into(),
+            None,
+            String::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, AttachError::UnsafeDir(_)), "{err}");
     }
 
     #[test]

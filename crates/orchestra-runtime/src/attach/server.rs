@@ -93,7 +93,7 @@ impl AttachServer {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(bind_err)?;
+            super::private::private_dir(dir)?;
         }
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -105,6 +105,8 @@ impl AttachServer {
             std::fs::remove_file(path).map_err(bind_err)?;
         }
         let listener = UnixListener::bind(path).map_err(bind_err)?;
+        // Its directory is private already; the socket is too, whatever the umask.
+        super::private::private_socket(path).map_err(bind_err)?;
         let hub = Arc::new(Hub {
             session: session.to_owned(),
             driver,
