@@ -110,7 +110,21 @@ pub(crate) fn check(entry: &ProviderEntry<'_>, diags: &mut Vec<Diagnostic>) {
             ),
             _ => {}
         },
-        ProviderKind::Anthropic | ProviderKind::Openai => {}
+        ProviderKind::Anthropic | ProviderKind::Openai => {
+            if let Some(base) = &spec.api_base
+                && let Err(why) = orchestra_spec::check_api_base(&base.value)
+            {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "invalid `api_base` `{}` of provider `{name}`",
+                        base.value
+                    ))
+                    .at(src, base.span)
+                    .with_label(why)
+                    .with_help("e.g. `api_base: \"http://127.0.0.1:11434/v1\"`"),
+                );
+            }
+        }
     }
     if spec.kind.value != ProviderKind::Command
         && let Some(cmd) = &spec.command

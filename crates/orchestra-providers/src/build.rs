@@ -103,7 +103,10 @@ pub fn build_with(
             )?)
         }
         ProviderKind::Openai => {
-            let key = match (spec.api_key_env.as_deref(), spec.api_base.as_deref()) {
+            let key = match (
+                spec.api_key_env.as_deref(),
+                spec.api_base.as_ref().map(|b| b.value.as_str()),
+            ) {
                 (Some(var), _) => Some((api_key(name, var, env)?, var)),
                 (None, Some(_)) => None,
                 (None, None) => {

@@ -25,7 +25,7 @@ pub use pipeline::{
     StateFieldSpec, ToolArgSpec, WorkspaceSpec,
 };
 pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
-pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec};
+pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec, check_api_base};
 pub use span::{Span, Spanned};
 pub use values::{Dur, LayerFile, LayerRef, Names, SpannedMap};
 

@@ -34,12 +34,29 @@ pub fn read_source(path: &Path, shown: impl Into<PathBuf>) -> Result<SourceFile,
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(io_reason(&e)))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        fail(format!(
-            "it is not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Shown where it is, in the text with the bad bytes replaced (the same up to there).
+            let valid = e.utf8_error().valid_up_to();
+            let lossy = SourceFile::new(
+                shown.clone(),
+                String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            );
+            let before = &lossy.text[..valid];
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let span = Span {
+                line: u32::try_from(before.matches('\n').count() + 1).unwrap_or(u32::MAX),
+                col: u32::try_from(before[line_start..].chars().count() + 1).unwrap_or(u32::MAX),
+                offset: valid,
+                len: '\u{fffd}'.len_utf8(),
+            };
+            return Err(fail("it is not UTF-8 text".into())
+                .at(&lossy, span)
+                .with_label("this byte is not UTF-8")
+                .with_help("save the file as UTF-8"));
+        }
+    };
     Ok(SourceFile::new(shown, text))
 }
 

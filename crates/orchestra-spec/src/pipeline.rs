@@ -295,8 +295,13 @@ pub struct AgentSpec {
     /// `autonomous` (default) or `interactive` (a chat with a human).
     #[serde(default)]
     pub mode: Mode,
-    /// Most model turns in the tool-calling loop (default `limits.max_turns`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Most model turns in the tool-calling loop (default `limits.max_turns`; at least 1).
+    #[serde(
+        default,
+        deserialize_with = "crate::values::at_least_one_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1))]
     pub max_turns: Option<u32>,
     /// Per-node timeout (default `limits.node_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,14 +387,22 @@ pub struct LimitsSpec {
     /// Token budget of the session (input + output); the session stops cleanly when it is spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
-    /// Most nodes running at once (default 32).
-    #[serde(default = "LimitsSpec::default_max_parallel")]
+    /// Most nodes running at once (default 32; at least 1).
+    #[serde(
+        default = "LimitsSpec::default_max_parallel",
+        deserialize_with = "crate::values::at_least_one"
+    )]
+    #[schemars(range(min = 1))]
     pub max_parallel: u32,
     /// Retries of a node after a provider error, with exponential backoff and jitter (default 2).
     #[serde(default = "LimitsSpec::default_retries")]
     pub retries: u32,
-    /// Most model turns of one agent run (default 20).
-    #[serde(default = "LimitsSpec::default_max_turns")]
+    /// Most model turns of one agent run (default 20; at least 1).
+    #[serde(
+        default = "LimitsSpec::default_max_turns",
+        deserialize_with = "crate::values::at_least_one"
+    )]
+    #[schemars(range(min = 1))]
     pub max_turns: u32,
 }
 

@@ -43,7 +43,7 @@ pub struct ProviderSpec {
     pub api_key_env: Option<String>,
     /// Base URL of the API (e.g. `http://127.0.0.1:11434/v1` for Ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_base: Option<String>,
+    pub api_base: Option<Spanned<String>>,
     /// Model aliases: alias -> model name.
     #[serde(default)]
     pub models: SpannedMap<String>,
@@ -72,4 +72,73 @@ pub struct ProviderSpec {
     /// `scripted`: latency added to every response, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+}
+
+/// Why `base` cannot be an `api_base`: it must be an `http://` or `https://` URL with a host
+/// (a bracketed IPv6 address closed and valid) and, if given, a numeric port.
+pub fn check_api_base(base: &str) -> Result<(), String> {
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"))
+        .ok_or("must be an http:// or https:// URL")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let port = if let Some(v6) = host_port.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or("the IPv6 address is not closed with `]`")?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{addr}` is not an IPv6 address"))?;
+        match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or("expected `:PORT` after the `]`")?,
+            ),
+        }
+    } else {
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        };
+        if host.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        port
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("`{p}` is not a port number"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_api_base;
+
+    #[test]
+    fn api_bases_are_http_urls_with_a_host() {
+        for ok in [
+            "http://127.0.0.1:11434/v1",
+            "https://api.example.com",
+            "http://[::1]:8080/v1",
+            "http://user:pw@host:1/x",
+            "http://localhost",
+        ] {
+            assert_eq!(check_api_base(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://host/x", "http:// or https://"),
+            ("http://[::1", "not closed"),
+            ("http://[zz]:1", "not an IPv6"),
+            ("http://:80/v1", "no host"),
+            ("http://host:99999", "not a port"),
+            ("127.0.0.1:11434", "http:// or https://"),
+        ] {
+            let err = check_api_base(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }

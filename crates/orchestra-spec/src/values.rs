@@ -230,7 +230,8 @@ impl JsonSchema for Names {
     }
 }
 
-/// A duration written as `30s`, `10m`, `1h 30m`, `250ms`, or a bare number of seconds.
+/// A timeout written as `30s`, `10m`, `1h 30m`, `250ms`, or a bare number of seconds. Zero is
+/// refused where it is written: a timeout of zero would fail every run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dur(pub Duration);
 
@@ -243,23 +244,53 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as `30s`, `10m` or `250ms`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                positive(Duration::from_secs(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
                 u64::try_from(v)
-                    .map(|v| Dur(Duration::from_secs(v)))
                     .map_err(|_| E::custom("a duration cannot be negative"))
+                    .and_then(|v| positive(Duration::from_secs(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                humantime::parse_duration(v.trim()).map(Dur).map_err(|e| {
-                    E::custom(format_args!(
-                        "invalid duration `{v}` ({e}); write e.g. `30s`, `10m` or `250ms`"
-                    ))
-                })
+                humantime::parse_duration(v.trim())
+                    .map_err(|e| {
+                        E::custom(format_args!(
+                            "invalid duration `{v}` ({e}); write e.g. `30s`, `10m` or `250ms`"
+                        ))
+                    })
+                    .and_then(positive)
             }
         }
         deserializer.deserialize_any(V)
     }
+}
+
+/// `d`, unless it is zero.
+fn positive<E: de::Error>(d: Duration) -> Result<Dur, E> {
+    if d.is_zero() {
+        Err(E::custom(
+            "a timeout of 0 would fail every run; give a positive duration such as `30s`",
+        ))
+    } else {
+        Ok(Dur(d))
+    }
+}
+
+/// Deserializes a count that must be at least 1 (`max_parallel`, `max_turns`), refusing 0
+/// where it is written.
+pub fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom(
+            "must be at least 1 (0 would let nothing run)",
+        ));
+    }
+    Ok(n)
+}
+
+/// [`at_least_one`] for an optional count.
+pub fn at_least_one_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    at_least_one(d).map(Some)
 }
 
 impl Serialize for Dur {

@@ -39,7 +39,10 @@ impl Anthropic {
         retry: RetryPolicy,
     ) -> Result<Self, ProviderError> {
         let auth = key.header(name, key_var, "")?;
-        let base = spec.api_base.as_deref().unwrap_or(DEFAULT_BASE);
+        let base = spec
+            .api_base
+            .as_ref()
+            .map_or(DEFAULT_BASE, |b| b.value.as_str());
         let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
         let http = Http::new(name, base, Some(key), timeout, retry)?;
         // `api_base` is the host (`https://api.anthropic.com`); accept one ending in `/v1` too.

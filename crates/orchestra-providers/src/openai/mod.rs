@@ -60,7 +60,10 @@ impl OpenAi {
             Some((k, var)) => Some(k.header(name, var, "Bearer ")?),
             None => None,
         };
-        let base = spec.api_base.as_deref().unwrap_or(DEFAULT_BASE);
+        let base = spec
+            .api_base
+            .as_ref()
+            .map_or(DEFAULT_BASE, |b| b.value.as_str());
         let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
         let http = Http::new(name, base, key.map(|(k, _)| k), timeout, retry)?;
         let token_field = if http.base.starts_with("https://api.openai.com") {
