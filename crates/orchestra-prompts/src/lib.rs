@@ -8,11 +8,13 @@
 //! compose               -> the system prompt, given state, inputs and the agent
 //! ```
 
+mod callables;
 mod layer;
 mod template;
 
+pub use callables::{CallableKind, UnknownCallable, unknown_callables};
 pub use layer::{LayerKind, LayerLoader, ResolvedLayer};
 pub use template::{
-    AGENT_FIELDS, AgentVars, PromptContext, PromptError, TemplateScope, check_task, compose,
-    render_task,
+    AGENT_FIELDS, AgentVars, PromptContext, PromptError, TemplateScope, UNKNOWN_CALLABLE_HELP,
+    check_task, compose, render_task,
 };

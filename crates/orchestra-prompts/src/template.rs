@@ -16,6 +16,9 @@ const FUEL: u64 = 20_000_000;
 /// The fields of the `agent` variable a task template can use.
 pub const AGENT_FIELDS: [&str; 5] = ["name", "description", "provider", "model", "tools"];
 
+/// Said of an unknown filter or test: where the known ones are listed.
+pub const UNKNOWN_CALLABLE_HELP: &str = "templates have minijinja's built-in filters (`default`, `length`, `upper`, `join`, `tojson`, ...) and tests (`defined`, `none`, `odd`, `startingwith`, ...); see the minijinja documentation";
+
 /// Functions minijinja provides to every template.
 const GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
 
@@ -222,7 +225,22 @@ pub fn check_task(
     };
     let mut vars: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
     vars.sort();
-    let mut diags = Vec::new();
+    let mut diags: Vec<Diagnostic> = crate::unknown_callables(&env, &layer.text, false)
+        .into_iter()
+        .map(|u| {
+            Diagnostic::error(format!(
+                "unknown {} `{}` in task template",
+                u.kind.as_str(),
+                u.name
+            ))
+            .at(
+                source,
+                span_of(source, layer.file_line(u.line as usize), &u.name),
+            )
+            .with_label(format!("no such {}", u.kind.as_str()))
+            .with_help(UNKNOWN_CALLABLE_HELP)
+        })
+        .collect();
     for var in vars {
         // `state.metadata.conflicts` is checked as `state.metadata`: what lies below a channel
         // is data, not something the compiler knows.

@@ -294,6 +294,23 @@ fn check_rules(
                 continue;
             }
         };
+        for u in orchestra_prompts::unknown_callables(&env, &rule.when.value, true) {
+            let span = expr_span(
+                source,
+                rule.when.span,
+                Some(u.offset..u.offset + u.name.len()),
+            );
+            diags.push(
+                Diagnostic::error(format!(
+                    "unknown {} `{}` in condition",
+                    u.kind.as_str(),
+                    u.name
+                ))
+                .at(source, span)
+                .with_label(format!("no such {}", u.kind.as_str()))
+                .with_help(orchestra_prompts::UNKNOWN_CALLABLE_HELP),
+            );
+        }
         let mut vars: Vec<String> = expr.undeclared_variables(true).into_iter().collect();
         vars.sort();
         for var in vars {
