@@ -84,7 +84,7 @@ impl AgentCtx<'_, '_> {
         }
         let write_repos = write_repos(self.spec, &tools);
         let output_schema = agent.output.as_ref().map(|o| {
-            check_schema(&o.schema, src, diags);
+            check_schema(name, &o.schema, src, diags);
             Box::new(o.schema.value.clone())
         });
         // An interactive agent's output is the chat's envelope (see `interactive_output_schema`).
@@ -343,27 +343,88 @@ pub(crate) fn check_pointer(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_schema(schema: &Spanned<Value>, src: &SourceFile, diags: &mut Vec<Diagnostic>) {
-    let err = match jsonschema::meta::validate(&schema.value) {
+/// Checks agent `agent`'s output schema, pointing at the offending key when there is one.
+fn check_schema(
+    agent: &str,
+    schema: &Spanned<Value>,
+    src: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (err, at) = match jsonschema::meta::validate(&schema.value) {
         Err(e) if e.instance_path().to_string().ends_with("/type") => {
             let found = e.instance().to_string();
-            Some(format!(
-                "{found} is not a JSON type (at `{}`); expected one of: array, boolean, integer, null, number, object, string",
-                e.instance_path()
-            ))
+            (
+                format!(
+                    "{found} is not a JSON type; expected one of: array, boolean, integer, null, number, object, string"
+                ),
+                e.instance_path().to_string(),
+            )
         }
-        Err(e) => Some(format!("{e} (at `{}`)", e.instance_path())),
-        Ok(()) => jsonschema::validator_for(&schema.value)
-            .err()
-            .map(|e| e.to_string()),
+        Err(e) => (e.to_string(), e.instance_path().to_string()),
+        Ok(()) => match jsonschema::validator_for(&schema.value) {
+            Ok(_) => return,
+            Err(e) => {
+                let at = e.instance_path().to_string();
+                (e.to_string(), at)
+            }
+        },
     };
-    if let Some(e) = err {
-        diags.push(
-            Diagnostic::error("invalid output schema")
-                .at(src, schema.span)
-                .with_label(e)
-                .with_help("`output.schema` is a JSON Schema (draft 2020-12), e.g. `{ type: object, required: [findings], properties: { findings: { type: array } } }`"),
-        );
+    // The offending key: where the error's path leads, else a `$ref` the validator could not
+    // follow, else the schema itself.
+    let mut path: Vec<String> = ["agents", agent, "output", "schema"]
+        .map(str::to_owned)
+        .to_vec();
+    path.extend(
+        at.split('/')
+            .skip(1)
+            .map(|seg| seg.replace("~1", "/").replace("~0", "~")),
+    );
+    if at.is_empty()
+        && let Some(r) = ref_path(&schema.value)
+    {
+        path.extend(r);
+    }
+    let steps: Vec<&str> = path.iter().map(String::as_str).collect();
+    let span = orchestra_spec::span_at_path(src, &steps)
+        .filter(|s| s.is_known())
+        .unwrap_or(schema.span);
+    let help = if err.contains("is not present in a registry") {
+        "schemas are not fetched: write the referenced schema inline, or under `$defs` and refer to it as `#/$defs/NAME`"
+    } else {
+        "`output.schema` is a JSON Schema (draft 2020-12), e.g. `{ type: object, required: [findings], properties: { findings: { type: array } } }`"
+    };
+    diags.push(
+        Diagnostic::error("invalid output schema")
+            .at(src, span)
+            .with_label(err)
+            .with_help(help),
+    );
+}
+
+/// The path to the first `$ref` in `schema` that is not local to it (`#...`).
+fn ref_path(schema: &Value) -> Option<Vec<String>> {
+    match schema {
+        Value::Object(m) => {
+            if m.get("$ref")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !r.starts_with('#'))
+            {
+                return Some(vec!["$ref".to_owned()]);
+            }
+            m.iter().find_map(|(k, v)| {
+                ref_path(v).map(|mut p| {
+                    p.insert(0, k.clone());
+                    p
+                })
+            })
+        }
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+            ref_path(v).map(|mut p| {
+                p.insert(0, i.to_string());
+                p
+            })
+        }),
+        _ => None,
     }
 }
 

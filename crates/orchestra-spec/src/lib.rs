@@ -9,6 +9,7 @@ mod condition;
 mod diag;
 mod discovery;
 mod load;
+mod locate;
 mod pipeline;
 mod project;
 mod provider;
@@ -19,6 +20,7 @@ pub use condition::{ConditionFile, RuleSpec};
 pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_path};
 pub use discovery::{Discovery, Found, Level, find_project_file};
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
+pub use locate::span_at_path;
 pub use pipeline::{
     AgentSpec, ArgType, BASE_CHANNELS, END, EdgeSpec, FieldType, InputSpec, Join, LimitsSpec, Mode,
     OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,
