@@ -10,13 +10,15 @@ pub(crate) const SUCCESS: u8 = 0;
 /// The session failed: node errors past retries, circuit breaker, unsatisfiable join, loop
 /// limit without `on_max_loops`.
 pub(crate) const SESSION_FAILED: u8 = 1;
-/// Bad input or usage: invalid pipeline, unknown flag, unknown session or checkpoint.
+/// Bad input or usage: invalid pipeline, unknown flag, unknown session or checkpoint, a file
+/// given as the database that is not an orchestra database (or is a newer orchestra's).
 pub(crate) const BAD_INPUT: u8 = 2;
 /// The session stopped at a limit (`max_tokens`, `max_steps`); resumable with higher limits.
 pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
 /// The session is busy: another process holds its lease.
 pub(crate) const SESSION_BUSY: u8 = 4;
-/// Internal error: database, git or I/O failure.
+/// Internal error: a database, git or I/O operation failed while working (a full disk, a
+/// read-only database, permissions).
 pub(crate) const INTERNAL: u8 = 5;
 /// Interrupted (Ctrl-C); the session is resumable.
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -27,7 +29,7 @@ const TABLE: [(u8, &str); 7] = [
     (SESSION_FAILED, "the session failed"),
     (
         BAD_INPUT,
-        "bad input or usage (invalid pipeline, unknown flag, session or checkpoint)",
+        "bad input or usage (invalid pipeline, unknown flag, session or checkpoint, a file that is not an orchestra database)",
     ),
     (
         STOPPED_AT_LIMIT,
@@ -37,7 +39,10 @@ const TABLE: [(u8, &str); 7] = [
         SESSION_BUSY,
         "the session is busy: another process drives it",
     ),
-    (INTERNAL, "internal error (database, git or I/O)"),
+    (
+        INTERNAL,
+        "internal error (a database, git or I/O operation failed)",
+    ),
     (INTERRUPTED, "interrupted; the session is resumable"),
 ];
 
