@@ -130,3 +130,41 @@ fn an_invalid_project_file_is_reported_where_the_database_is_looked_up() {
         run.stderr
     );
 }
+
+#[test]
+fn a_file_that_is_not_an_orchestra_database_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = workspace_root().join("tests/fixtures/release-0.1/orchestra.db");
+    let real = std::fs::read(fixture).unwrap();
+    // Random bytes, a database cut short, and another program's text file.
+    let mut noise = Vec::with_capacity(8192);
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..8192 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        noise.push(x.to_le_bytes()[0]);
+    }
+    let cases: [(&str, &[u8]); 3] = [
+        ("random.db", &noise),
+        ("truncated.db", &real[..real.len() / 3]),
+        ("notes.db", b"these are my notes, not a database\n"),
+    ];
+    for (name, bytes) in cases {
+        let db = dir.path().join(name);
+        std::fs::write(&db, bytes).unwrap();
+        for args in [
+            vec!["status", "--db", db.to_str().unwrap()],
+            vec!["resume", "x", "--db", db.to_str().unwrap()],
+        ] {
+            let run = orchestra(dir.path(), dir.path(), &args);
+            assert_eq!(run.code, 2, "{name} {args:?}: {}", run.transcript());
+            assert!(
+                run.stderr.contains("is not a readable orchestra database"),
+                "{name}: {}",
+                run.stderr
+            );
+            assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        }
+    }
+}
