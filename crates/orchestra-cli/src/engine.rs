@@ -214,12 +214,9 @@ impl Progress {
     }
 }
 
+/// Milliseconds as people read them (`orchestra_spec::fmt_duration`).
 pub(crate) fn secs(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
+    orchestra_spec::fmt_duration(std::time::Duration::from_millis(ms))
 }
 
 impl EventSink for Progress {

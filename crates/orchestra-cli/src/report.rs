@@ -152,7 +152,7 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
         l.max_steps,
         l.max_failures,
         l.max_parallel,
-        humantime_dur(l.node_timeout.0)
+        orchestra_spec::fmt_duration(l.node_timeout.0)
     );
     if let Some(t) = l.max_tokens {
         let _ = write!(o, ", max_tokens {t}");
@@ -281,7 +281,7 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         o,
         "    runs         {mode}, max_turns {}, timeout {}, retries {}",
         a.max_turns,
-        humantime_dur(a.timeout.0),
+        orchestra_spec::fmt_duration(a.timeout.0),
         a.retries
     );
     let _ = c;
@@ -305,17 +305,6 @@ fn schema_summary(s: &serde_json::Value) -> String {
         format!("JSON {ty}")
     } else {
         format!("JSON {ty} with {}", req.join(", "))
-    }
-}
-
-fn humantime_dur(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match (s, d.subsec_millis()) {
-        (0, ms) => format!("{ms}ms"),
-        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
-        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
-        (s, 0) => format!("{s}s"),
-        (s, ms) => format!("{s}.{ms:03}s"),
     }
 }
 

@@ -1,13 +1,11 @@
 //! The `command` provider: runs a command-line agent (argv from the settings, the prompt as an
 //! argument or on stdin); its stdout is the answer. No tools; a timeout kills it.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use orchestra_process::{Capture, Command, Ending};
 use orchestra_spec::ProviderSpec;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 
 use crate::build::config;
 use crate::error::ProviderError;
@@ -24,6 +22,8 @@ const MODEL: &str = "{{model}}";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How much of stderr is kept for the error message.
 const STDERR_TAIL: usize = 2000;
+/// The longest answer kept (its start and end, with a note of what was cut in between).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// A command-line agent.
 #[derive(Debug)]
@@ -89,70 +89,57 @@ impl CommandProvider {
                 a.replace(MODEL, &req.model)
             }
         });
-        let mut cmd = Command::new(program.replace(MODEL, &req.model));
+        let mut cmd = Command::new(program.replace(MODEL, &req.model))
+            .args(args)
+            .timeout(self.timeout)
+            .max_stdout(MAX_ANSWER)
+            .max_stderr(STDERR_TAIL);
         if let Some(dir) = &self.workdir {
-            cmd.current_dir(dir);
+            cmd = cmd.current_dir(dir);
         }
-        cmd.args(args)
-            .stdin(if self.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| ProviderError::Spawn {
-            provider: self.name.clone(),
-            program: program.clone(),
-            source,
-        })?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let run = async {
-            let write = async {
-                if let Some(mut pipe) = stdin {
-                    // A program that exits without reading its input is not an error here.
-                    let _ = pipe.write_all(prompt.as_bytes()).await;
-                    let _ = pipe.shutdown().await;
-                }
-            };
-            let (_, out, err) = tokio::join!(write, read_text(stdout, sink), read_all(stderr));
-            let status = child.wait().await;
-            (status, out, err)
+        if self.stdin {
+            cmd = cmd.stdin(prompt.as_bytes());
+        }
+        let mut pieces = Utf8Pieces::default();
+        let mut on_stdout = |bytes: &[u8]| {
+            let piece = pieces.push(bytes);
+            if let Some(sink) = sink
+                && !piece.is_empty()
+            {
+                sink(&piece);
+            }
         };
-        let finished = tokio::time::timeout(self.timeout, run).await;
-        let (status, out, err) = match finished {
-            Ok(done) => done,
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+        let out =
+            cmd.run_streaming(&mut on_stdout)
+                .await
+                .map_err(|source| ProviderError::Spawn {
+                    provider: self.name.clone(),
+                    program: program.clone(),
+                    source,
+                })?;
+        match out.ending {
+            Ending::TimedOut(after) => {
                 return Err(ProviderError::CommandTimeout {
                     provider: self.name.clone(),
                     program,
-                    after: self.timeout,
+                    after,
                 });
             }
-        };
-        let status = status.map_err(|source| ProviderError::Spawn {
-            provider: self.name.clone(),
-            program: program.clone(),
-            source,
-        })?;
-        if !status.success() {
-            let status = match status.code() {
-                Some(code) => format!("exited with code {code}"),
-                None => "was killed by a signal".to_owned(),
-            };
-            return Err(ProviderError::CommandFailed {
-                provider: self.name.clone(),
-                program,
-                status,
-                stderr: tail(&err),
-            });
+            Ending::Exited(status) if !status.success() => {
+                let status = match status.code() {
+                    Some(code) => format!("exited with code {code}"),
+                    None => "was killed by a signal".to_owned(),
+                };
+                return Err(ProviderError::CommandFailed {
+                    provider: self.name.clone(),
+                    program,
+                    status,
+                    stderr: tail(&out.stderr),
+                });
+            }
+            Ending::Exited(_) => {}
         }
-        let text = out.trim_end().to_owned();
+        let text = out.stdout.text().trim_end().to_owned();
         let usage = Usage {
             input_tokens: estimate_tokens(request_bytes(req)),
             output_tokens: estimate_tokens(text.len()),
@@ -175,57 +162,32 @@ impl CommandProvider {
     }
 }
 
-/// Reads a pipe to its end as text, passing each piece to `sink` as it arrives (UTF-8
-/// characters split across reads are held back until complete).
-async fn read_text(pipe: Option<impl AsyncRead + Unpin>, sink: Option<&TextSink<'_>>) -> String {
-    let Some(mut pipe) = pipe else {
-        return String::new();
-    };
-    let mut out = String::new();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let valid = match std::str::from_utf8(&pending) {
-            Ok(_) => pending.len(),
+/// Turns stdout's bytes into text pieces as they arrive; a UTF-8 character split across reads
+/// is held back until it is complete.
+#[derive(Debug, Default)]
+struct Utf8Pieces {
+    pending: Vec<u8>,
+}
+
+impl Utf8Pieces {
+    /// The text completed by `bytes` (invalid bytes become U+FFFD).
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
             Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => pending.len(),
+            Err(_) => self.pending.len(),
         };
-        let piece = String::from_utf8_lossy(&pending[..valid]).into_owned();
-        pending.drain(..valid);
-        if let Some(sink) = sink
-            && !piece.is_empty()
-        {
-            sink(&piece);
-        }
-        out.push_str(&piece);
+        let piece = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        piece
     }
-    out.push_str(&String::from_utf8_lossy(&pending));
-    out
 }
 
-async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut out).await;
-    }
-    out
-}
-
-/// The last [`STDERR_TAIL`] bytes of stderr, as trimmed text.
-fn tail(stderr: &[u8]) -> String {
-    let start = stderr.len().saturating_sub(STDERR_TAIL);
-    let text = String::from_utf8_lossy(&stderr[start..]);
-    let text = text.trim();
-    if start > 0 {
-        format!("...{text}")
-    } else {
-        text.to_owned()
-    }
+/// Stderr as trimmed text: its start and end around a note of what was cut when it was longer
+/// than [`STDERR_TAIL`].
+fn tail(stderr: &Capture) -> String {
+    stderr.text().trim().to_owned()
 }
 
 #[async_trait]
@@ -248,20 +210,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stderr_tail_keeps_the_end() {
-        assert_eq!(tail(b"  oops\n"), "oops");
-        let long = vec![b'x'; 5000];
-        let t = tail(&long);
-        assert!(t.starts_with("...") && t.len() == STDERR_TAIL + 3);
-    }
-
-    #[tokio::test]
-    async fn read_text_streams_whole_characters() {
-        let data: &[u8] = "naïve ✓ text".as_bytes();
-        let seen = std::sync::Mutex::new(Vec::<String>::new());
-        let sink = |s: &str| seen.lock().unwrap().push(s.to_owned());
-        let out = read_text(Some(data), Some(&sink)).await;
+    fn split_characters_are_held_back() {
+        let bytes = "naïve ✓ text".as_bytes();
+        let mut pieces = Utf8Pieces::default();
+        let mut out = String::new();
+        for b in bytes.chunks(1) {
+            let piece = pieces.push(b);
+            assert!(!piece.contains('\u{fffd}'), "{piece:?}");
+            out.push_str(&piece);
+        }
         assert_eq!(out, "naïve ✓ text");
-        assert_eq!(seen.lock().unwrap().concat(), "naïve ✓ text");
     }
 }

@@ -50,7 +50,7 @@ pub enum ProviderError {
         retry_after: Option<Duration>,
     },
     /// The request (or the stream) took longer than the provider's timeout.
-    #[error("request to {provider} timed out after {}", humanize(*.after))]
+    #[error("request to {provider} timed out after {}", orchestra_spec::fmt_duration(*.after))]
     Timeout {
         /// The provider's name.
         provider: String,
@@ -101,7 +101,7 @@ pub enum ProviderError {
         program: String,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: orchestra_process::ProcessError,
     },
     /// A `command` provider's program failed.
     #[error("`{program}` (provider `{provider}`) {status}{}", stderr_suffix(.stderr))]
@@ -116,7 +116,7 @@ pub enum ProviderError {
         stderr: String,
     },
     /// A `command` provider's program ran longer than the timeout (it was killed).
-    #[error("`{program}` (provider `{provider}`) timed out after {}", humanize(*.after))]
+    #[error("`{program}` (provider `{provider}`) timed out after {}", orchestra_spec::fmt_duration(*.after))]
     CommandTimeout {
         /// The provider's name.
         provider: String,
@@ -151,16 +151,6 @@ pub enum ProviderError {
         #[source]
         last: Box<ProviderError>,
     },
-}
-
-fn humanize(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {

@@ -1,69 +1,46 @@
 //! Executable conditions: `conditions/NAME` (or `NAME.*`) gets `{state, inputs, loops}` as JSON
 //! on stdin and prints the chosen target name(s) on stdout (separated by whitespace or commas).
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use orchestra_process::Command;
 use serde_json::Value;
 
 /// Most bytes read from a condition's stdout or stderr.
 const MAX_OUTPUT: usize = 64 * 1024;
+/// How long a process the condition left behind may hold its output open after it exited
+/// (it is then killed and what was printed is used).
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 /// Runs the executable at `path` with `input` on stdin; returns the target names it printed.
+/// Blocks the thread (the executor routes executables on a blocking thread).
 pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Vec<String>, String> {
     let shown = path.display();
-    // A script just written may be briefly "busy" (another thread's fork still holds the
-    // writer's descriptor until its exec): try again a few times.
-    let mut tries = 0;
-    let mut child = loop {
-        match Command::new(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(format!("cannot run `{shown}`: {e}")),
-        }
-    };
     let payload = serde_json::to_vec(input).map_err(|e| e.to_string())?;
-    let mut stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&payload);
-        }
-    });
-    let stdout = Drain::start(child.stdout.take());
-    let stderr = Drain::start(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`{shown}` did not finish within {}s",
-                    timeout.as_secs()
-                ));
+    let out = Command::new(path)
+        .stdin(payload)
+        .timeout(timeout)
+        .max_output(MAX_OUTPUT)
+        .linger(OUTPUT_GRACE)
+        .run_blocking()
+        .map_err(|e| {
+            let mut msg = format!("cannot run `{shown}`");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for `{shown}`: {e}")),
-        }
-    };
-    // What the condition printed is in the pipes when it exits; a process it left behind may
-    // hold them open, so wait only briefly for their end (the threads end with that process).
-    drop(writer);
-    let out = stdout.take(OUTPUT_GRACE);
-    let err = stderr.take(OUTPUT_GRACE);
-    if !status.success() {
+            msg
+        })?;
+    if out.timed_out() {
+        return Err(format!(
+            "`{shown}` did not finish within {}",
+            orchestra_spec::fmt_duration(timeout)
+        ));
+    }
+    if !out.success() {
+        let err = out.stderr.text();
         let tail: String = err
             .trim()
             .chars()
@@ -73,9 +50,11 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
             .into_iter()
             .rev()
             .collect();
-        return Err(format!("`{shown}` exited with {status}: {tail}"));
+        return Err(format!("`{shown}` exited with {}: {tail}", out.ending));
     }
     let names: Vec<String> = out
+        .stdout
+        .text()
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -86,54 +65,11 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
     Ok(names)
 }
 
-/// How long to wait for the end of a condition's output once it exited.
-const OUTPUT_GRACE: Duration = Duration::from_millis(200);
-
-/// A pipe read to its end (at most [`MAX_OUTPUT`] bytes) on a thread of its own; what was read
-/// can be taken without waiting for the end.
-struct Drain {
-    buf: Arc<Mutex<Vec<u8>>>,
-    done: mpsc::Receiver<()>,
-}
-
-impl Drain {
-    fn start(pipe: Option<impl Read + Send + 'static>) -> Drain {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let (tx, done) = mpsc::channel();
-        let shared = Arc::clone(&buf);
-        std::thread::spawn(move || {
-            if let Some(mut pipe) = pipe {
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match pipe.read(&mut chunk) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            let mut b = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                            let room = MAX_OUTPUT.saturating_sub(b.len());
-                            b.extend_from_slice(&chunk[..n.min(room)]);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
-                    }
-                }
-            }
-            let _ = tx.send(());
-        });
-        Drain { buf, done }
-    }
-
-    /// What was read, after waiting at most `grace` for the end of the pipe.
-    fn take(self, grace: Duration) -> String {
-        let _ = self.done.recv_timeout(grace);
-        let b = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&b).into_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     fn script(dir: &Path, body: &str) -> std::path::PathBuf {
         let p = dir.join("cond.sh");

@@ -8,6 +8,7 @@
 mod condition;
 mod diag;
 mod discovery;
+mod duration;
 mod load;
 mod locate;
 mod pipeline;
@@ -19,6 +20,7 @@ mod values;
 pub use condition::{ConditionFile, RuleSpec};
 pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_path};
 pub use discovery::{Discovery, Found, Level, find_project_file};
+pub use duration::fmt_duration;
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
 pub use locate::span_at_path;
 pub use pipeline::{

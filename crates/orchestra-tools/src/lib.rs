@@ -68,23 +68,6 @@ pub(crate) fn deadline_after(now: std::time::Instant, after: Duration) -> std::t
         .unwrap_or(now)
 }
 
-/// A duration as people write it: `300ms`, `5s`, `2m 30s`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) if ms.is_multiple_of(1000) => format!("{s}s"),
-        (0, 0, _) => format!("{:.1}s", d.as_secs_f64()),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m {s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, _) => format!("{h}h {m}m"),
-    }
-}
-
 /// An error and its sources, joined with `: `.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
@@ -95,19 +78,4 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     msg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(fmt_duration(Duration::from_secs(150)), "2m 30s");
-        assert_eq!(fmt_duration(Duration::from_secs(3600)), "1h");
-    }
 }

@@ -324,7 +324,7 @@ impl Registry {
             Ok(Err(failure)) => ToolOutput::error(cap_text(failure.0, max_output)),
             Err(_) => ToolOutput::error(format!(
                 "`{name}` timed out after {}",
-                crate::fmt_duration(timeout)
+                orchestra_spec::fmt_duration(timeout)
             )),
         };
         tracing::debug!(

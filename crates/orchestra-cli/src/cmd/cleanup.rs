@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orchestra_runtime::{CleanupOptions, CleanupReport, Kept, Removed};
+use orchestra_spec::fmt_duration;
 
 use crate::cli::Ctx;
 use crate::engine::{open_engine, sessions_root, db_path, report_error, runtime};
@@ -68,16 +69,6 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     })
 }
 
-fn age(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86_400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
 fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
     let mut out = io::stdout().lock();
     let verb = if args.dry_run {
@@ -93,8 +84,8 @@ fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
             Some(Kept::Paused) => Some("paused".to_owned()),
             Some(Kept::TooRecent { idle }) => Some(format!(
                 "idle {} < {}",
-                age(*idle),
-                humantime::format_duration(args.older_than)
+                fmt_duration(*idle),
+                fmt_duration(args.older_than)
             )),
         };
         if let Some(why) = why {
@@ -109,7 +100,7 @@ fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
             s.session,
             s.pipeline,
             s.status.as_str(),
-            age(s.idle)
+            fmt_duration(s.idle)
         )?;
         for r in &s.removed {
             match r {

@@ -90,7 +90,7 @@ impl TaskCtx {
                     Ok(r) => r,
                     Err(_) => Err(NodeError::Retryable(format!(
                         "timed out after {}",
-                        humanize(timeout)
+                        orchestra_spec::fmt_duration(timeout)
                     ))),
                 };
                 // Settled by a plain function: neither the records nor the result take room in
@@ -254,14 +254,6 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     let capped = exp.min(Duration::from_secs(60));
     let jitter = rand::random_range(0.75..1.25);
     capped.mul_f64(jitter)
-}
-
-fn humanize(d: Duration) -> String {
-    if d.as_secs() >= 1 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 pub(super) fn now_ms() -> u64 {

@@ -285,8 +285,8 @@ impl Harness {
         match tokio::time::timeout(timeout, round).await {
             Ok(r) => r,
             Err(_) => Err(RoundError::Model(format!(
-                "no answer within {}s (the agent's timeout)",
-                timeout.as_secs()
+                "no answer within {} (the agent's timeout)",
+                orchestra_spec::fmt_duration(timeout)
             ))),
         }
     }

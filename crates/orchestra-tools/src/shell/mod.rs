@@ -319,7 +319,7 @@ impl Tool for ShellTool {
             .unwrap_or_else(|| format!("Run `{}`.", self.program));
         format!(
             "{what} (Runs a command; returns its exit status and output. Time limit {}.)",
-            crate::fmt_duration(self.timeout)
+            orchestra_spec::fmt_duration(self.timeout)
         )
     }
 

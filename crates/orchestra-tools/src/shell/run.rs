@@ -1,21 +1,14 @@
-//! Running a shell tool's process: no shell, stdin closed, stdout and stderr captured within a
-//! cap, and on timeout the process and its whole process group killed.
+//! Running a shell tool's process through `orchestra-process`: no shell, stdin closed, stdout
+//! and stderr captured within a cap, and on timeout the process and its whole process group
+//! killed; the report the model reads.
 
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::time::Instant;
+use orchestra_process::{Capture, Command, Ending};
 
 use crate::error::Failure;
-use crate::output::{Capture, split_budget};
-
-/// How long output may stay open after the process exited (a background child holding the pipes)
-/// before the group is killed.
-const LINGER: Duration = Duration::from_millis(500);
-/// How long to wait for the last output after a kill.
-const DRAIN: Duration = Duration::from_millis(500);
+use crate::output::split_budget;
 
 /// One process to run.
 pub(super) struct Run<'a> {
@@ -28,191 +21,44 @@ pub(super) struct Run<'a> {
     pub(super) max_output: usize,
 }
 
-/// Kills the child's process group when dropped (a cancelled call) unless disarmed.
-struct GroupGuard {
-    pgid: Option<u32>,
-}
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        let Some(pid) = self.pgid.take() else {
-            return;
-        };
-        #[cfg(unix)]
-        if let Some(pid) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            // The group may already be gone; that is fine.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        #[cfg(not(unix))]
-        let _ = pid;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads some bytes; `None` at end of stream (or on a read error). A closed stream never wakes.
-async fn read_some<R: AsyncRead + Unpin>(stream: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
-    match stream {
-        Some(s) => match s.read(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-/// How the process ended.
-enum Ending {
-    Exited(ExitStatus),
-    WaitFailed(std::io::Error),
-    TimedOut,
-}
-
 impl Run<'_> {
-    fn program_path(&self) -> PathBuf {
-        let p = Path::new(self.program);
-        // A relative path with a slash (`./scripts/test.sh`) is relative to the working directory.
-        if p.is_relative() && self.program.contains('/') {
-            self.cwd.join(p)
-        } else {
-            p.to_path_buf()
-        }
-    }
-
     /// Runs the process; `Ok` with the report when it exits with status 0, else `Err` with it.
     pub(super) async fn execute(self) -> Result<String, Failure> {
-        if !self.cwd.is_dir() {
-            return Err(Failure::new(format!(
-                "cannot run `{}`: its working directory `{}` does not exist",
-                self.program,
-                self.cwd.display()
-            )));
-        }
-        let mut cmd = tokio::process::Command::new(self.program_path());
-        cmd.args(self.argv)
+        let mut cmd = Command::new(self.program)
+            .args(self.argv)
             .current_dir(self.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .timeout(self.timeout)
+            .max_output(self.max_output);
         for name in self.hidden_env {
-            cmd.env_remove(name);
+            cmd = cmd.env_remove(name);
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        #[cfg(unix)]
-        cmd.process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Failure::new(format!("cannot start `{}`: {e}", self.program)))?;
-        let mut group = GroupGuard { pgid: child.id() };
-        tracing::debug!(program = self.program, pid = ?child.id(), "shell tool started");
-
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let mut out = Capture::new(self.max_output);
-        let mut err = Capture::new(self.max_output);
-        let (mut buf_out, mut buf_err) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-        let deadline = crate::deadline_after(Instant::now().into_std(), self.timeout).into();
-        let mut ending: Option<Ending> = None;
-        let mut linger_until = deadline;
-        let mut lingered = false;
-
-        loop {
-            if stdout.is_none() && stderr.is_none() && ending.is_some() {
-                break;
-            }
-            tokio::select! {
-                n = read_some(&mut stdout, &mut buf_out) => match n {
-                    Some(n) => out.push(&buf_out[..n]),
-                    None => stdout = None,
-                },
-                n = read_some(&mut stderr, &mut buf_err) => match n {
-                    Some(n) => err.push(&buf_err[..n]),
-                    None => stderr = None,
-                },
-                status = child.wait(), if ending.is_none() => {
-                    ending = Some(match status {
-                        Ok(s) => Ending::Exited(s),
-                        Err(e) => Ending::WaitFailed(e),
-                    });
-                    linger_until = deadline.min(Instant::now() + LINGER);
-                },
-                _ = tokio::time::sleep_until(linger_until) => {
-                    if ending.is_none() {
-                        ending = Some(Ending::TimedOut);
-                    } else {
-                        lingered = true;
-                    }
-                    break;
-                },
-            }
+        for (k, v) in self.env {
+            cmd = cmd.env(k, v);
         }
-
-        let killed = matches!(ending, Some(Ending::TimedOut)) || lingered;
-        if killed {
-            group.kill();
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(DRAIN, child.wait()).await;
-            let until = Instant::now() + DRAIN;
-            while stdout.is_some() || stderr.is_some() {
-                tokio::select! {
-                    n = read_some(&mut stdout, &mut buf_out) => match n {
-                        Some(n) => out.push(&buf_out[..n]),
-                        None => stdout = None,
-                    },
-                    n = read_some(&mut stderr, &mut buf_err) => match n {
-                        Some(n) => err.push(&buf_err[..n]),
-                        None => stderr = None,
-                    },
-                    _ = tokio::time::sleep_until(until) => break,
-                }
-            }
-        } else {
-            // Finished on its own: leave any detached descendants alone.
-            group.pgid = None;
-        }
-
-        let (status_line, ok) = match &ending {
-            Some(Ending::Exited(s)) => (describe(*s), s.success()),
-            Some(Ending::WaitFailed(e)) => (format!("could not wait for the process: {e}"), false),
-            Some(Ending::TimedOut) | None => (
-                format!(
-                    "timed out after {}; the process and its process group were killed",
-                    crate::fmt_duration(self.timeout)
-                ),
-                false,
+        let out = cmd
+            .run()
+            .await
+            .map_err(|e| Failure::new(crate::error_chain(&e)))?;
+        let status_line = match out.ending {
+            Ending::Exited(_) => out.ending.to_string(),
+            Ending::TimedOut(after) => format!(
+                "timed out after {}; the process and its process group were killed",
+                orchestra_spec::fmt_duration(after)
             ),
         };
-        let mut report = render(&status_line, &out, &err, self.max_output);
-        if lingered {
+        let mut report = render(&status_line, &out.stdout, &out.stderr, self.max_output);
+        if out.lingered {
             report.push_str(
                 "\n[background processes kept the output open after exit and were killed]",
             );
         }
         tracing::debug!(program = self.program, %status_line, "shell tool finished");
-        if ok { Ok(report) } else { Err(Failure(report)) }
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exit status: {code}");
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return format!("killed by signal {signal}");
+        if out.success() {
+            Ok(report)
+        } else {
+            Err(Failure(report))
         }
     }
-    format!("exit status: {status}")
 }
 
 /// The status line, then stdout and stderr (each only if not empty), within `max` bytes of output.
