@@ -218,9 +218,7 @@ impl AgentCtx<'_, '_> {
                 )),
             );
         }
-        if choice.model.is_none()
-            && matches!(choice.kind, ProviderKind::Anthropic | ProviderKind::Openai)
-        {
+        if choice.model.is_none() && choice.kind.needs_model() {
             diags.push(
                 Diagnostic::error(format!("agent `{name}` has no model"))
                     .at(self.src, key_span)

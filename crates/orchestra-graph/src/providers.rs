@@ -162,13 +162,11 @@ pub fn kind_name(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// Resolves `requested` (an alias or a literal model name) on `provider`.
+/// Resolves `requested` (an alias or a literal model name) on `provider`
+/// ([`ProviderSpec::resolve_model`]).
 pub(crate) fn choose_model(provider: &ResolvedProvider, requested: Option<&str>) -> ModelChoice {
-    let (model, alias) = match requested {
-        Some(r) => match provider.spec.models.get(r) {
-            Some(m) => (Some(m.clone()), Some(r.to_owned())),
-            None => (Some(r.to_owned()), None),
-        },
+    let (model, alias) = match requested.map(|r| provider.spec.resolve_model(r)) {
+        Some((model, alias)) => (Some(model.to_owned()), alias.map(str::to_owned)),
         None => (None, None),
     };
     ModelChoice {

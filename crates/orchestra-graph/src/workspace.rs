@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use indexmap::IndexMap;
-use orchestra_spec::{BUILTIN_TOOLS, Diagnostic, PipelineSpec, SourceFile, Span, Spanned, closest};
+use orchestra_spec::{
+    BUILTIN_TOOLS, Diagnostic, PipelineSpec, ShellToolIssue, ShellToolSpec, SourceFile, Span,
+    Spanned, closest,
+};
 
 use crate::compiled::{ResolvedRepo, ToolKind, ToolRef};
 
@@ -301,77 +304,75 @@ fn element_span(src: &SourceFile, seq: Span, element: &str) -> Span {
     }
 }
 
-/// The argument name of an argv element that is exactly `{{name}}` (as the tools crate reads it).
-fn placeholder(element: &str) -> Option<&str> {
-    let inner = element.strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let ok = !inner.is_empty()
-        && inner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    ok.then_some(inner)
-}
-
-/// Checks a shell tool's argv against its declared arguments, the way the tools crate will
-/// when it builds the tool (so a pipeline that compiles also loads).
-fn check_command(
-    tool: &orchestra_spec::ShellToolSpec,
-    src: &SourceFile,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let cmd = &tool.command;
-    let at = |element: &str| element_span(src, cmd.span, element);
-    let tname = &tool.name.value;
-    let Some((program, rest)) = cmd.value.split_first() else {
-        diags.push(
-            Diagnostic::error(format!("the command of tool `{tname}` is empty"))
-                .at(src, cmd.span)
-                .with_label("expected the program, then its arguments"),
-        );
+/// Reports the shell tool's breaches of the argument rule
+/// ([`ShellToolSpec::check_command`], which the tools crate applies too, so a pipeline that
+/// compiles also loads) with their spans.
+fn check_command(tool: &ShellToolSpec, src: &SourceFile, diags: &mut Vec<Diagnostic>) {
+    let Err(issues) = tool.check_command() else {
         return;
     };
-    if program.trim().is_empty() || placeholder(program).is_some() {
-        diags.push(
-            Diagnostic::error(format!("the program of tool `{tname}` must be fixed text"))
-                .at(src, cmd.span)
-                .with_label("the first element of `command` is the program to run")
-                .with_help("arguments from the model can only be later elements"),
-        );
-    }
+    let cmd = &tool.command;
+    let at = |element: &str| element_span(src, cmd.span, element);
+    let arg_span = |arg: &str| {
+        tool.args
+            .iter()
+            .find(|(n, _, _)| *n == arg)
+            .map_or(cmd.span, |(_, span, _)| span)
+    };
+    let tname = &tool.name.value;
     let args: Vec<&str> = tool.args.keys().collect();
-    let mut used: Vec<&str> = Vec::new();
-    for part in rest {
-        if let Some(arg) = placeholder(part) {
-            if args.contains(&arg) {
-                used.push(arg);
-            } else {
-                diags.push(
-                    Diagnostic::error(format!("tool `{tname}` uses undeclared argument `{arg}`"))
-                        .at(src, at(part))
-                        .with_label(format!("`{part}` names no argument in `args:`"))
-                        .with_suggestions(arg, args.iter().copied())
-                        .with_help(format!(
-                            "declare it: `args: {{ {arg}: {{ type: string }} }}`"
-                        )),
-                );
+    for issue in issues {
+        let d = match &issue {
+            ShellToolIssue::EmptyCommand => {
+                Diagnostic::error(format!("the command of tool `{tname}` is empty"))
+                    .at(src, cmd.span)
+                    .with_label("expected the program, then its arguments")
             }
-        } else if let Some(arg) = args.iter().find(|a| part.contains(&format!("{{{{{a}}}}}"))) {
-            diags.push(
-                Diagnostic::error(format!("argument `{arg}` is spliced into `{part}` in tool `{tname}`"))
-                    .at(src, at(part))
-                    .with_label("a placeholder must be a whole element of `command`")
-                    .with_help(format!("write `\"{{{{{arg}}}}}\"` as its own element; its value is passed as one argv entry, never spliced into a string")),
-            );
-            used.push(arg);
-        }
-    }
-    for (name, span, spec) in tool.args.iter() {
-        if spec.env.is_none() && !used.contains(&name) {
-            diags.push(
-                Diagnostic::error(format!("argument `{name}` of tool `{tname}` is never passed"))
+            ShellToolIssue::ProgramNotFixed => {
+                Diagnostic::error(format!("the program of tool `{tname}` must be fixed text"))
+                    .at(src, cmd.span)
+                    .with_label("the first element of `command` is the program to run")
+                    .with_help("arguments from the model can only be later elements")
+            }
+            ShellToolIssue::UndeclaredArg { element, arg, .. } => {
+                Diagnostic::error(format!("tool `{tname}` uses undeclared argument `{arg}`"))
+                    .at(src, at(element))
+                    .with_label(format!("`{element}` names no argument in `args:`"))
+                    .with_suggestions(arg, args.iter().copied())
+                    .with_help(format!(
+                        "declare it: `args: {{ {arg}: {{ type: string }} }}`"
+                    ))
+            }
+            ShellToolIssue::SplicedArg { element, arg } => Diagnostic::error(format!(
+                "argument `{arg}` is spliced into `{element}` in tool `{tname}`"
+            ))
+            .at(src, at(element))
+            .with_label("a placeholder must be a whole element of `command`")
+            .with_help(format!("write `\"{{{{{arg}}}}}\"` as its own element; its value is passed as one argv entry, never spliced into a string")),
+            ShellToolIssue::NeverPassed { arg } => Diagnostic::error(format!(
+                "argument `{arg}` of tool `{tname}` is never passed"
+            ))
+            .at(src, arg_span(arg))
+            .with_label("used neither in `command` nor as `env`")
+            .with_help(format!("add `\"{{{{{arg}}}}}\"` to the command, or `env: VAR` to pass it in an environment variable")),
+            ShellToolIssue::InvalidArgEnv { arg, name } => Diagnostic::error(format!(
+                "argument `{arg}` of tool `{tname}` has an invalid `env`"
+            ))
+            .at(src, arg_span(arg))
+            .with_label(format!("`{name}` is not a valid environment variable name")),
+            ShellToolIssue::InvalidEnv { key } => {
+                let span = tool
+                    .env
+                    .iter()
+                    .find(|(k, _, _)| k == key)
+                    .map_or(tool.name.span, |(_, span, _)| span);
+                Diagnostic::error(format!("tool `{tname}` sets an invalid environment variable"))
                     .at(src, span)
-                    .with_label("used neither in `command` nor as `env`")
-                    .with_help(format!("add `\"{{{{{name}}}}}\"` to the command, or `env: VAR` to pass it in an environment variable")),
-            );
-        }
+                    .with_label(format!("`{key}` cannot be set"))
+            }
+            other => Diagnostic::error(format!("invalid shell tool `{tname}`: {other}"))
+                .at(src, cmd.span),
+        };
+        diags.push(d);
     }
 }

@@ -1,5 +1,4 @@
-//! Errors of model calls ([`ProviderError`], split into retryable and fatal) and of model
-//! resolution ([`ResolveError`]).
+//! Errors of model calls ([`ProviderError`], split into retryable and fatal).
 
 use std::time::Duration;
 
@@ -215,44 +214,6 @@ impl ProviderError {
 /// Whether an HTTP status is worth retrying.
 pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429) || (500..=599).contains(&status)
-}
-
-/// Why a model alias could not be resolved to a provider and a model.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResolveError {
-    /// The named provider is not configured.
-    #[error("unknown provider `{name}`{}", suggestion_suffix(.suggestions))]
-    UnknownProvider {
-        /// The name as written.
-        name: String,
-        /// Whether it came from `defaults.provider` (else from the agent's `provider:`).
-        from_defaults: bool,
-        /// Configured providers with a similar name, best first.
-        suggestions: Vec<String>,
-    },
-    /// Neither the agent nor the defaults name a provider.
-    #[error("no provider: the agent sets no `provider:` and there is no `defaults.provider`")]
-    NoProvider,
-    /// Neither the agent nor the defaults name a model, and the provider needs one.
-    #[error(
-        "no model for provider `{provider}`: the agent sets no `model:` and there is no `defaults.model`"
-    )]
-    NoModel {
-        /// The provider that needs a model.
-        provider: String,
-    },
-}
-
-fn suggestion_suffix(suggestions: &[String]) -> String {
-    match suggestions {
-        [] => String::new(),
-        [one] => format!(" (did you mean `{one}`?)"),
-        many => {
-            let quoted: Vec<String> = many.iter().map(|c| format!("`{c}`")).collect();
-            format!(" (did you mean one of {}?)", quoted.join(", "))
-        }
-    }
 }
 
 #[cfg(test)]

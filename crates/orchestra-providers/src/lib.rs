@@ -1,5 +1,6 @@
-//! Model providers for Orchestra: resolving an agent's model alias to a provider and a model, and
-//! the clients that talk to models.
+//! Model providers for Orchestra: the clients that talk to models, their retries and backoff.
+//! (An agent's model alias is resolved by the compiler, with
+//! `orchestra_spec::ProviderSpec::resolve_model`.)
 //!
 //! - `anthropic`: the Messages API (tools, usage, stop reasons, SSE streaming);
 //! - `openai`: Chat Completions; with `api_base` any compatible server (Ollama, vLLM, llama.cpp
@@ -13,12 +14,12 @@
 //! configuration names, and never appear in errors or logs.
 
 mod anthropic;
+mod backoff;
 mod build;
 mod command;
 mod error;
 mod http;
 mod openai;
-mod resolve;
 mod retry;
 mod scripted;
 mod sse;
@@ -29,13 +30,14 @@ mod wire;
 use std::fmt;
 
 pub use async_trait::async_trait;
+pub use backoff::{Backoff, Jitter};
 pub use build::{BuildOptions, build, build_with};
-pub use error::{ProviderError, ResolveError};
-pub use resolve::{Resolved, resolve_model};
+pub use error::ProviderError;
+pub use orchestra_spec::ToolDef;
 pub use retry::RetryPolicy;
 pub use transcript::render_transcript;
 pub use types::{
-    Block, ChatRequest, ChatResponse, Message, Role, StopReason, ToolDef, Usage, tool_input_error,
+    Block, ChatRequest, ChatResponse, Message, Role, StopReason, Usage, tool_input_error,
 };
 
 /// Receives the model's text as it arrives (the CLI's `--stream`).

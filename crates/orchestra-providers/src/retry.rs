@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::{Backoff, Jitter};
 use crate::error::ProviderError;
 use crate::types::ChatResponse;
 
@@ -33,15 +34,22 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait before retry number `retry` (0-based): `retry-after` when the server gave one
-    /// (capped at `max_retry_after`), else `base_delay * 2^retry` capped at `max_delay`, scaled by
-    /// a random factor in [0.5, 1).
+    /// (capped at `max_retry_after`), else the [`Backoff`] from `base_delay`, capped at
+    /// `max_delay`, with equal jitter (in `[d/2, d)`).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.max_retry_after);
         }
-        let factor = 2u32.saturating_pow(retry.min(30));
-        let full = self.base_delay.saturating_mul(factor).min(self.max_delay);
-        full.mul_f64(rand::random_range(0.5..1.0))
+        self.backoff().delay(retry)
+    }
+
+    /// The backoff schedule of this policy.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.base_delay,
+            cap: self.max_delay,
+            jitter: Jitter::Equal,
+        }
     }
 }
 

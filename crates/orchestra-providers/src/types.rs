@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::{Add, AddAssign};
 use std::sync::Arc;
 
+use orchestra_spec::ToolDef;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -136,17 +137,6 @@ pub(crate) fn join_text(blocks: &[Block]) -> String {
         }
     }
     out
-}
-
-/// A tool the model may call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolDef {
-    /// Our name, e.g. `app:read-file`.
-    pub name: String,
-    /// What the tool does.
-    pub description: String,
-    /// JSON Schema of the arguments object.
-    pub parameters: Value,
 }
 
 /// One model call.

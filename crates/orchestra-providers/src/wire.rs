@@ -170,7 +170,8 @@ pub(crate) fn parse_arguments(provider: &str, tool: &str, raw: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Message, ToolDef};
+    use crate::types::Message;
+    use orchestra_spec::ToolDef;
 
     fn req(tools: &[&str]) -> ChatRequest {
         ChatRequest {

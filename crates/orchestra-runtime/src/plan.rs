@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use orchestra_graph::conditions::ConditionSource;
 use orchestra_graph::state::State;
 use orchestra_graph::{Compiled, Edge};
-use orchestra_providers::{Provider, ToolDef};
+use orchestra_providers::Provider;
 use orchestra_tools::{Registry, RepoRoot};
 
 use crate::error::SetupError;
@@ -147,14 +147,7 @@ pub fn agent_plans(
             .map_err(|source| SetupError::AgentTools {
                 agent: agent.name.clone(),
                 source,
-            })?
-            .into_iter()
-            .map(|d| ToolDef {
-                name: d.name,
-                description: d.description,
-                parameters: d.parameters,
-            })
-            .collect();
+            })?;
         let spec = compiled
             .providers
             .get(&agent.model.provider)

@@ -14,7 +14,9 @@ mod locate;
 mod pipeline;
 mod project;
 mod provider;
+mod shell;
 mod span;
+mod tool;
 mod values;
 
 pub use condition::{ConditionFile, RuleSpec};
@@ -30,7 +32,9 @@ pub use pipeline::{
 };
 pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
 pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec, check_api_base};
+pub use shell::{CommandPart, ShellCommand, ShellToolIssue, placeholder, valid_env_name};
 pub use span::{Span, Spanned};
+pub use tool::ToolDef;
 pub use values::{Dur, LayerFile, LayerRef, Names, SpannedMap};
 
 /// Built-in tools every repository has, and whether they need write access.

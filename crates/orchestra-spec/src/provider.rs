@@ -114,9 +114,32 @@ pub fn check_api_base(base: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl ProviderKind {
+    /// Whether agents on this kind of provider must name a model (HTTP APIs do; command-line
+    /// agents and scripted answers do not).
+    pub fn needs_model(self) -> bool {
+        matches!(self, ProviderKind::Anthropic | ProviderKind::Openai)
+    }
+}
+
+impl ProviderSpec {
+    /// Resolves `requested` (an agent's `model:`, else `defaults.model`) against this
+    /// provider's `models`: an alias becomes its model name, anything else is used literally.
+    /// Returns the model name to send and the alias, when `requested` was one.
+    ///
+    /// This is the one model-alias rule: the compiler resolves every agent with it.
+    pub fn resolve_model<'a>(&'a self, requested: &'a str) -> (&'a str, Option<&'a str>) {
+        match self.models.get(requested) {
+            Some(model) => (model.as_str(), Some(requested)),
+            None => (requested, None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check_api_base;
+    use super::*;
+    use crate::{SourceFile, parse_yaml};
 
     #[test]
     fn api_bases_are_http_urls_with_a_host() {
@@ -140,5 +163,19 @@ mod tests {
             let err = check_api_base(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn aliases_resolve_and_other_names_are_literal() {
+        let yaml =
+            "kind: anthropic\nmodels: { smart: claude-opus-4-1, worker: claude-sonnet-4-5 }\n";
+        let p: ProviderSpec = parse_yaml(&SourceFile::new("p.yaml", yaml), "provider").unwrap();
+        assert_eq!(p.resolve_model("smart"), ("claude-opus-4-1", Some("smart")));
+        assert_eq!(
+            p.resolve_model("claude-3-haiku-20240307"),
+            ("claude-3-haiku-20240307", None)
+        );
+        assert!(ProviderKind::Openai.needs_model());
+        assert!(!ProviderKind::Scripted.needs_model() && !ProviderKind::Command.needs_model());
     }
 }

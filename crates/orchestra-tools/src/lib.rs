@@ -40,7 +40,8 @@ use std::time::Duration;
 pub use confine::RepoRoot;
 pub use error::ToolError;
 pub use names::valid_tool_name;
-pub use registry::{Registry, ToolDef, ToolLimits, ToolOutput};
+pub use orchestra_spec::ToolDef;
+pub use registry::{Registry, ToolLimits, ToolOutput};
 
 /// Default timeout of shell tools.
 pub const SHELL_DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
+use orchestra_spec::ToolDef;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,17 +21,6 @@ use crate::shell::ShellTool;
 
 /// A boxed, sendable future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// What the model is told about a tool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolDef {
-    /// The tool's name, e.g. `app:read-file` or `lint` (providers map it to their wire format).
-    pub name: String,
-    /// What the tool does.
-    pub description: String,
-    /// The JSON Schema of the arguments (an object schema).
-    pub parameters: Value,
-}
 
 /// The result of a tool call, sent back to the model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,7 +204,8 @@ pub(crate) fn stop_reason(reason: Option<String>, content: &[Block]) -> StopReas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Message, ToolDef};
+    use crate::types::Message;
+    use orchestra_spec::ToolDef;
 
     fn req() -> ChatRequest {
         ChatRequest {

@@ -264,7 +264,8 @@ pub(crate) fn finish_reason(reason: Option<&str>, content: &[Block]) -> StopReas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Message, ToolDef};
+    use crate::types::Message;
+    use orchestra_spec::ToolDef;
 
     #[test]
     fn builds_the_documented_body() {

@@ -235,7 +235,12 @@ impl TaskCtx {
                 msg
             }));
         }
-        let delay = backoff(self.retry_base, call.attempt);
+        let delay = orchestra_providers::Backoff {
+            base: self.retry_base,
+            cap: Duration::from_secs(60),
+            jitter: orchestra_providers::Jitter::Equal,
+        }
+        .delay(call.attempt);
         self.events.emit(Event::NodeRetry {
             step: call.step,
             node: call.agent.to_string(),
@@ -246,14 +251,6 @@ impl TaskCtx {
         tokio::time::sleep(delay).await;
         Ok(())
     }
-}
-
-/// Exponential backoff with jitter: base * 2^attempt, +-25%, at most 60 s.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(16));
-    let capped = exp.min(Duration::from_secs(60));
-    let jitter = rand::random_range(0.75..1.25);
-    capped.mul_f64(jitter)
 }
 
 pub(super) fn now_ms() -> u64 {

@@ -8,22 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestra_spec::{ArgType, ShellToolSpec};
+use orchestra_spec::{ArgType, CommandPart as Part, ShellToolSpec};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Failure, ToolError};
 use crate::registry::{BoxFuture, CallCtx, Tool};
 use crate::{SHELL_DEFAULT_MAX_OUTPUT, SHELL_DEFAULT_TIMEOUT, json_kind};
-
-/// One element of the argv template (after the program).
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
-    /// Passed as written.
-    Literal(String),
-    /// Replaced by an argument's value; `positional` when a literal `--` comes before it, so a
-    /// value starting with `-` cannot be read as an option.
-    Arg { name: String, positional: bool },
-}
 
 /// A declared argument.
 #[derive(Clone, Debug)]
@@ -57,20 +47,6 @@ pub(crate) struct Bound {
     pub(crate) env: Vec<(String, String)>,
 }
 
-/// The argument name of an element that is exactly `{{name}}` (spaces inside the braces allowed).
-fn placeholder(element: &str) -> Option<&str> {
-    let inner = element.strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let ok = !inner.is_empty()
-        && inner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    ok.then_some(inner)
-}
-
-fn valid_env_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains(['=', '\0'])
-}
-
 impl ShellTool {
     /// Checks a spec and prepares it to run in `cwd`.
     pub(crate) fn from_spec(spec: &ShellToolSpec, cwd: PathBuf) -> Result<Self, ToolError> {
@@ -94,84 +70,24 @@ impl ShellTool {
                 env: a.env.clone(),
             })
             .collect();
-        let declared = |n: &str| args.iter().any(|a| a.name == n);
-
-        let Some((program, rest)) = spec.command.value.split_first() else {
-            return Err(invalid("`command` is empty".into()));
-        };
-        if program.is_empty() || placeholder(program).is_some() {
-            return Err(invalid(
-                "the program (first element of `command`) must be fixed text, not empty or an argument"
-                    .into(),
-            ));
-        }
-        let mut parts = Vec::with_capacity(rest.len());
-        let mut after_dashdash = false;
-        for element in rest {
-            if let Some(arg) = placeholder(element) {
-                if !declared(arg) {
-                    let hint =
-                        orchestra_spec::did_you_mean(arg, args.iter().map(|a| a.name.as_str()))
-                            .map(|h| format!("; {h}"))
-                            .unwrap_or_default();
-                    return Err(invalid(format!(
-                        "`{element}` names no argument in `args`{hint}"
-                    )));
-                }
-                parts.push(Part::Arg {
-                    name: arg.to_owned(),
-                    positional: after_dashdash,
-                });
-            } else {
-                if let Some(arg) = args
-                    .iter()
-                    .find(|a| element.contains(&format!("{{{{{}}}}}", a.name)))
-                {
-                    return Err(invalid(format!(
-                        "`{element}`: `{{{{{}}}}}` must be a whole element of `command` \
-                         (its value is passed as one argv entry)",
-                        arg.name
-                    )));
-                }
-                after_dashdash |= element == "--";
-                parts.push(Part::Literal(element.clone()));
-            }
-        }
+        let command = spec.check_command().map_err(|issues| {
+            invalid(issues.first().map_or_else(String::new, ToString::to_string))
+        })?;
         for a in &args {
-            let used = parts
-                .iter()
-                .any(|p| matches!(p, Part::Arg { name, .. } if *name == a.name));
-            if !used && a.env.is_none() {
-                return Err(invalid(format!(
-                    "argument `{}` is used neither in `command` (as `{{{{{}}}}}`) nor as `env`",
-                    a.name, a.name
-                )));
-            }
-            if let Some(env) = &a.env
-                && !valid_env_name(env)
-            {
-                return Err(invalid(format!(
-                    "`{env}` is not a valid environment variable name"
-                )));
-            }
             if let Some(default) = &a.default {
                 render(a, default).map_err(|f| invalid(format!("the default of {}", f.0)))?;
             }
         }
-        let mut env = Vec::with_capacity(spec.env.len());
-        for (key, _, value) in spec.env.iter() {
-            if !valid_env_name(key) || value.contains('\0') {
-                return Err(invalid(format!(
-                    "`env` entry `{key}` is not a valid variable"
-                )));
-            }
-            env.push((key.to_owned(), value.clone()));
-        }
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(key, _, value)| (key.to_owned(), value.clone()))
+            .collect();
         Ok(ShellTool {
             name: name.clone(),
             description: spec.description.clone(),
-            program: program.clone(),
-            parts,
+            program: command.program,
+            parts: command.parts,
             args,
             env,
             cwd,
