@@ -37,10 +37,12 @@ pub enum ProviderError {
         source: reqwest::Error,
     },
     /// The server answered with an error status (or a scripted error turn said so).
-    #[error("{provider} answered HTTP {status}: {message}")]
+    #[error("{provider} answered HTTP {status}{}: {message}", from_url(.url))]
     Status {
         /// The provider's name.
         provider: String,
+        /// The URL requested (without credentials or query); `None` for scripted errors.
+        url: Option<String>,
         /// The HTTP status code.
         status: u16,
         /// The provider's own error message.
@@ -49,19 +51,25 @@ pub enum ProviderError {
         retry_after: Option<Duration>,
     },
     /// The request (or the stream) took longer than the provider's timeout.
-    #[error("request to {provider} timed out after {}", orchestra_spec::fmt_duration(*.after))]
+    #[error("request to {provider} at {url} timed out after {}", orchestra_spec::fmt_duration(*.after))]
     Timeout {
         /// The provider's name.
         provider: String,
+        /// The URL requested (without credentials or query).
+        url: String,
         /// The timeout that fired.
         after: Duration,
     },
     /// The connection failed or was reset.
-    #[error("connection to {provider} failed")]
+    #[error("connection to {provider} at {url} failed: {cause}")]
     Connection {
         /// The provider's name.
         provider: String,
-        /// The cause.
+        /// The URL requested (without credentials or query).
+        url: String,
+        /// The root cause in a few words: "connection refused", "dns error: ...".
+        cause: String,
+        /// The error of the HTTP client.
         #[source]
         source: reqwest::Error,
     },
@@ -141,15 +149,21 @@ pub enum ProviderError {
         /// Which agent, run and turn, and what the file has.
         detail: String,
     },
-    /// Every retry failed; the last error is the source.
-    #[error("failed after {retries} {}", if *.retries == 1 { "retry" } else { "retries" })]
+    /// Every retry failed: the message is the last attempt's (its causes are that error's
+    /// sources, see [`ProviderError::last_attempt`]).
+    #[error("{last} (gave up after {retries} {})", if *.retries == 1 { "retry" } else { "retries" })]
     RetriesExhausted {
         /// How many retries were made.
         retries: u32,
         /// The error of the last attempt.
-        #[source]
         last: Box<ProviderError>,
     },
+}
+
+fn from_url(url: &Option<String>) -> String {
+    url.as_ref()
+        .map(|u| format!(" from {u}"))
+        .unwrap_or_default()
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -191,6 +205,14 @@ impl ProviderError {
             ProviderError::Status { retry_after, .. } => *retry_after,
             ProviderError::RetriesExhausted { last, .. } => last.retry_after(),
             _ => None,
+        }
+    }
+
+    /// The error of the last attempt when retries ran out, else this error itself.
+    pub fn last_attempt(&self) -> &ProviderError {
+        match self {
+            ProviderError::RetriesExhausted { last, .. } => last.last_attempt(),
+            other => other,
         }
     }
 
@@ -236,29 +258,36 @@ mod tests {
             retries: 4,
             last: Box::new(ProviderError::Status {
                 provider: "anthropic".into(),
+                url: Some("https://api.anthropic.com/v1/messages".into()),
                 status: 529,
                 message: "overloaded_error: Overloaded".into(),
                 retry_after: Some(Duration::from_secs(2)),
             }),
         };
-        assert_eq!(e.to_string(), "failed after 4 retries");
+        assert_eq!(
+            e.to_string(),
+            "anthropic answered HTTP 529 from https://api.anthropic.com/v1/messages: overloaded_error: Overloaded (gave up after 4 retries)"
+        );
         assert_eq!(e.status(), Some(529));
         assert_eq!(e.retries(), 4);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert!(e.is_retryable());
-        let src = std::error::Error::source(&e).unwrap().to_string();
-        assert_eq!(
-            src,
-            "anthropic answered HTTP 529: overloaded_error: Overloaded"
-        );
+        assert!(matches!(
+            e.last_attempt(),
+            ProviderError::Status { status: 529, .. }
+        ));
     }
 
     #[test]
     fn timeouts_read_well() {
         let e = ProviderError::Timeout {
             provider: "local".into(),
+            url: "http://127.0.0.1:11434/v1/chat/completions".into(),
             after: Duration::from_millis(300),
         };
-        assert_eq!(e.to_string(), "request to local timed out after 300ms");
+        assert_eq!(
+            e.to_string(),
+            "request to local at http://127.0.0.1:11434/v1/chat/completions timed out after 300ms"
+        );
     }
 }

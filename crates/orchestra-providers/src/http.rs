@@ -131,7 +131,7 @@ impl Http {
             .json(body)
             .send()
             .await
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.transport(e, &url))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -144,6 +144,7 @@ impl Http {
         }
         Err(ProviderError::Status {
             provider: self.name.clone(),
+            url: Some(self.shown_url(&url)),
             status: status.as_u16(),
             message: self.scrub(&message),
             retry_after: wait,
@@ -155,7 +156,8 @@ impl Http {
         &self,
         resp: reqwest::Response,
     ) -> Result<T, ProviderError> {
-        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        let url = resp.url().to_string();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e, &url))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| self.malformed(format!("{e}; the body starts with: {}", snippet(&bytes))))
     }
@@ -170,7 +172,7 @@ impl Http {
         match resp.chunk().await {
             Ok(Some(chunk)) => Ok(Some(decoder.push(&chunk))),
             Ok(None) => Ok(None),
-            Err(e) if e.is_timeout() => Err(self.timeout_error()),
+            Err(e) if e.is_timeout() => Err(self.timeout_error(resp.url().as_str())),
             Err(e) => Err(ProviderError::StreamCut {
                 provider: self.name.clone(),
                 detail: format!("the connection failed while reading ({})", e.without_url()),
@@ -203,22 +205,73 @@ impl Http {
         }
     }
 
-    fn timeout_error(&self) -> ProviderError {
+    /// `url` as shown in messages: without user name, password, query and fragment (where
+    /// credentials may hide), and without the key.
+    pub fn shown_url(&self, url: &str) -> String {
+        let shown = match reqwest::Url::parse(url) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.set_query(None);
+                u.set_fragment(None);
+                u.to_string()
+            }
+            Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+        };
+        self.scrub(&shown)
+    }
+
+    fn timeout_error(&self, url: &str) -> ProviderError {
         ProviderError::Timeout {
             provider: self.name.clone(),
+            url: self.shown_url(url),
             after: self.timeout,
         }
     }
 
-    fn transport(&self, e: reqwest::Error) -> ProviderError {
+    fn transport(&self, e: reqwest::Error, url: &str) -> ProviderError {
         if e.is_timeout() {
-            self.timeout_error()
+            self.timeout_error(url)
         } else {
             ProviderError::Connection {
                 provider: self.name.clone(),
+                url: self.shown_url(url),
+                cause: self.scrub(&root_cause(&e)),
                 source: e,
             }
         }
+    }
+}
+
+/// The root cause of a transport error in a few words: "connection refused", "connection
+/// reset", else the innermost error's message ("dns error: ...").
+fn root_cause(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    let mut innermost = None;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let words = match io.kind() {
+                ErrorKind::ConnectionRefused => Some("connection refused"),
+                ErrorKind::ConnectionReset => Some("connection reset by the server"),
+                ErrorKind::ConnectionAborted => Some("connection aborted"),
+                ErrorKind::TimedOut => Some("timed out"),
+                ErrorKind::UnexpectedEof => Some("the server closed the connection"),
+                _ => None,
+            };
+            if let Some(words) = words {
+                return words.to_owned();
+            }
+        }
+        innermost = Some(s);
+        source = s.source();
+    }
+    match innermost {
+        Some(s) => s.to_string(),
+        // reqwest's own message names the URL with its query: not shown.
+        None if e.is_connect() => "cannot connect".to_owned(),
+        None => "the request could not be sent".to_owned(),
     }
 }
 

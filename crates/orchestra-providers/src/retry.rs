@@ -279,6 +279,7 @@ mod tests {
             async {
                 Err(ProviderError::Status {
                     provider: "x".into(),
+                    url: None,
                     status: 400,
                     message: "bad".into(),
                     retry_after: None,

@@ -122,6 +122,7 @@ impl Scripted {
                     *count += 1;
                     return Err(ProviderError::Status {
                         provider: self.name.clone(),
+                        url: None,
                         status: e.status,
                         message: e.message.clone(),
                         retry_after: e.retry_after,

@@ -9,6 +9,7 @@
 mod anthropic;
 mod build;
 mod command;
+mod errors;
 mod openai;
 mod real_llm;
 mod scripted;

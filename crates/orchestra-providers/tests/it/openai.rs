@@ -258,10 +258,12 @@ async fn errors_carry_the_servers_message() {
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.retries()), (Some(400), 1));
-    let last = std::error::Error::source(&e).unwrap().to_string();
     assert_eq!(
-        last,
-        "openrouter answered HTTP 400: invalid_request_error: Invalid 'tools[0].function.name': string does not match pattern."
+        e.last_attempt().to_string(),
+        format!(
+            "openrouter answered HTTP 400 from {}/v1/chat/completions: invalid_request_error: Invalid 'tools[0].function.name': string does not match pattern.",
+            server.url()
+        )
     );
     assert!(!everything_about(&e).contains(KEY));
 }
