@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::Failure;
+use crate::error::ToolFailure;
 
 /// A repository as the tools see it: a name (the `app` of `app:read-file`), the directory the
 /// tools act on, and whether it may be written.
@@ -86,9 +86,9 @@ pub(crate) enum PathError {
     },
 }
 
-impl From<PathError> for Failure {
+impl From<PathError> for ToolFailure {
     fn from(e: PathError) -> Self {
-        Failure::new(crate::error_chain(&e))
+        ToolFailure::new(crate::error_chain(&e))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Errors: [`ToolError`] for mistakes in building a registry or asking it for definitions, and the
-//! crate-internal [`Failure`] for a tool call that went wrong (reported to the model, not raised).
+//! Errors: [`ToolError`] for mistakes in building a registry or asking it for definitions, and
+//! [`ToolFailure`] for a tool call that went wrong (reported to the model, not raised).
 
 use std::fmt;
 
@@ -40,12 +40,13 @@ pub enum ToolError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The arguments type of a Rust tool does not describe a JSON object.
-    #[error("the arguments of tool `{name}` must be a struct (a JSON object), not {found}")]
+    /// The JSON Schema of a tool's arguments (for a Rust tool: of its arguments type) does not
+    /// describe a JSON object.
+    #[error("the arguments of tool `{name}` must be a JSON object (a struct), not {found}")]
     ArgsNotObject {
         /// The tool's name.
         name: String,
-        /// What the generated JSON Schema describes instead.
+        /// What the JSON Schema describes instead.
         found: String,
     },
 }
@@ -71,27 +72,44 @@ fn hint(suggestions: &[String]) -> String {
     }
 }
 
-/// Why a tool call failed, in words the model can act on. Becomes a [`ToolOutput`] with
-/// `is_error: true`.
+/// Why a tool call failed, in words the model can act on: what a tool's handler returns
+/// instead of its text. It becomes a [`ToolOutput`] with `is_error: true`.
 ///
 /// [`ToolOutput`]: crate::ToolOutput
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure(pub(crate) String);
+pub struct ToolFailure(pub(crate) String);
 
-impl Failure {
+impl ToolFailure {
     /// A failure with this message.
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Failure(message.into())
+    pub fn new(message: impl Into<String>) -> Self {
+        ToolFailure(message.into())
+    }
+
+    /// The message the model reads.
+    pub fn message(&self) -> &str {
+        &self.0
     }
 }
 
-impl fmt::Display for Failure {
+impl From<String> for ToolFailure {
+    fn from(message: String) -> Self {
+        ToolFailure(message)
+    }
+}
+
+impl From<&str> for ToolFailure {
+    fn from(message: &str) -> Self {
+        ToolFailure(message.to_owned())
+    }
+}
+
+impl fmt::Display for ToolFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for Failure {}
+impl std::error::Error for ToolFailure {}
 
 #[cfg(test)]
 mod tests {

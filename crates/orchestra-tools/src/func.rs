@@ -1,26 +1,29 @@
-//! Rust functions as tools: the arguments type gives the JSON Schema (schemars) and is parsed
-//! from the model's arguments (serde); the function returns the text for the model or an error
-//! message.
+//! Tools registered through the library, at any time before a run or during it: a definition
+//! (name, description, JSON Schema of the arguments) and an async handler. This is how Rust
+//! functions become tools (`register_fn`, `register_async_fn`: the schema comes from the
+//! arguments type, schemars, and the arguments are parsed with serde) and how tools discovered
+//! at run time, such as an MCP server's `server:tool`s, are added.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use orchestra_spec::ToolDef;
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{Failure, ToolError};
+use crate::error::{ToolError, ToolFailure};
 use crate::registry::{BoxFuture, CallCtx, Registry, Tool, blocking, parse_args};
 
-type Runner = dyn Fn(Value) -> BoxFuture<Result<String, Failure>> + Send + Sync;
+type Handler = dyn Fn(Value) -> BoxFuture<Result<String, ToolFailure>> + Send + Sync;
 
-/// A tool backed by a Rust function.
+/// A tool registered with a handler.
 struct FnTool {
     description: String,
     parameters: Value,
-    run: Box<Runner>,
+    run: Box<Handler>,
 }
 
 impl fmt::Debug for FnTool {
@@ -38,7 +41,7 @@ impl Tool for FnTool {
     fn parameters(&self) -> Value {
         self.parameters.clone()
     }
-    fn call(self: Arc<Self>, args: Value, _ctx: CallCtx) -> BoxFuture<Result<String, Failure>> {
+    fn call(self: Arc<Self>, args: Value, _ctx: CallCtx) -> BoxFuture<Result<String, ToolFailure>> {
         (self.run)(args)
     }
 }
@@ -63,10 +66,11 @@ pub(crate) fn schema_of<T: JsonSchema>() -> Value {
     schema
 }
 
-fn object_schema<A: JsonSchema>(name: &str) -> Result<Value, ToolError> {
-    let schema = schema_of::<A>();
+/// Checks that `schema` describes a JSON object (what every provider requires of tool
+/// arguments).
+fn check_object_schema(name: &str, schema: &Value) -> Result<(), ToolError> {
     match schema.get("type").and_then(Value::as_str) {
-        Some("object") => Ok(schema),
+        Some("object") => Ok(()),
         other => Err(ToolError::ArgsNotObject {
             name: name.to_owned(),
             found: other.map_or_else(|| schema.to_string(), |t| format!("type `{t}`")),
@@ -75,6 +79,55 @@ fn object_schema<A: JsonSchema>(name: &str) -> Result<Value, ToolError> {
 }
 
 impl Registry {
+    /// Registers a tool at run time: its definition — name (`tool` or `scope:tool`, e.g. an MCP
+    /// server's `fs:read_text_file`), description and the JSON Schema of its arguments (an
+    /// object schema) — and an async handler. The handler gets the model's arguments (a JSON
+    /// object; `null` becomes `{}`, anything else is refused before it is called) and returns
+    /// the text for the model, or a [`ToolFailure`] the model reads as a failed call. The
+    /// registry's [`ToolLimits`](crate::ToolLimits) apply: the future is dropped at the timeout.
+    ///
+    /// Every agent whose `tools:` lists the name can call it (the compiler must be told the
+    /// name: `orchestra_graph::LoadOptions::registered_tools`).
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), orchestra_tools::ToolError> {
+    /// use orchestra_tools::{Registry, ToolDef, ToolFailure};
+    /// let mut tools = Registry::new();
+    /// let def = ToolDef {
+    ///     name: "weather:today".into(),
+    ///     description: "Today's weather in a city".into(),
+    ///     parameters: serde_json::json!({
+    ///         "type": "object",
+    ///         "properties": { "city": { "type": "string" } },
+    ///         "required": ["city"]
+    ///     }),
+    /// };
+    /// tools.register(def, |args: serde_json::Value| async move {
+    ///     let city = args["city"].as_str().ok_or(ToolFailure::new("`city` must be a string"))?;
+    ///     Ok(format!("sunny in {city}"))
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register<F, Fut>(&mut self, def: ToolDef, handler: F) -> Result<(), ToolError>
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, ToolFailure>> + Send + 'static,
+    {
+        check_object_schema(&def.name, &def.parameters)?;
+        let run = move |args: Value| -> BoxFuture<Result<String, ToolFailure>> {
+            match parse_args::<Value>(args) {
+                Ok(args) => Box::pin(handler(args)),
+                Err(failure) => Box::pin(std::future::ready(Err(failure))),
+            }
+        };
+        let tool = FnTool {
+            description: def.description,
+            parameters: def.parameters,
+            run: Box::new(run),
+        };
+        self.insert(def.name, Arc::new(tool))
+    }
+
     /// Registers a synchronous Rust function as a tool. It runs on tokio's blocking pool, so it
     /// may do blocking I/O. `Ok` text goes to the model; `Err` is shown to the model as a failed
     /// call (its `Display`). The registry's [`ToolLimits`](crate::ToolLimits) apply.
@@ -106,24 +159,21 @@ impl Registry {
         T: Into<String>,
         E: fmt::Display,
     {
-        let name = name.into();
-        let parameters = object_schema::<A>(&name)?;
+        let def = ToolDef {
+            name: name.into(),
+            description: description.into(),
+            parameters: schema_of::<A>(),
+        };
         let f = Arc::new(f);
-        let run = move |args: Value| -> BoxFuture<Result<String, Failure>> {
+        self.register(def, move |args: Value| {
             let f = Arc::clone(&f);
-            Box::pin(blocking(move || {
+            blocking(move || {
                 let args: A = parse_args(args)?;
                 f(args)
                     .map(Into::into)
-                    .map_err(|e| Failure::new(e.to_string()))
-            }))
-        };
-        let tool = FnTool {
-            description: description.into(),
-            parameters,
-            run: Box::new(run),
-        };
-        self.insert(name, Arc::new(tool))
+                    .map_err(|e| ToolFailure::new(e.to_string()))
+            })
+        })
     }
 
     /// Registers an async Rust function (or a closure returning a future) as a tool. The future
@@ -155,27 +205,20 @@ impl Registry {
         T: Into<String>,
         E: fmt::Display,
     {
-        let name = name.into();
-        let parameters = object_schema::<A>(&name)?;
-        let run = move |args: Value| -> BoxFuture<Result<String, Failure>> {
-            match parse_args::<A>(args) {
-                Ok(args) => {
-                    let fut = f(args);
-                    Box::pin(async move {
-                        fut.await
-                            .map(Into::into)
-                            .map_err(|e| Failure::new(e.to_string()))
-                    })
-                }
-                Err(failure) => Box::pin(std::future::ready(Err(failure))),
-            }
-        };
-        let tool = FnTool {
+        let def = ToolDef {
+            name: name.into(),
             description: description.into(),
-            parameters,
-            run: Box::new(run),
+            parameters: schema_of::<A>(),
         };
-        self.insert(name, Arc::new(tool))
+        self.register(def, move |args: Value| {
+            let parsed = parse_args::<A>(args).map(|args| f(args));
+            async move {
+                parsed?
+                    .await
+                    .map(Into::into)
+                    .map_err(|e| ToolFailure::new(e.to_string()))
+            }
+        })
     }
 }
 

@@ -38,7 +38,7 @@ mod shell;
 use std::time::Duration;
 
 pub use confine::RepoRoot;
-pub use error::ToolError;
+pub use error::{ToolError, ToolFailure};
 pub use names::valid_tool_name;
 pub use orchestra_spec::ToolDef;
 pub use registry::{Registry, ToolLimits, ToolOutput};

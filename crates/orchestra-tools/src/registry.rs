@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::builtins::{Builtin, BuiltinKind};
 use crate::confine::RepoRoot;
-use crate::error::{Failure, ToolError};
+use crate::error::{ToolError, ToolFailure};
 use crate::output::cap_text;
 use crate::shell::ShellTool;
 
@@ -99,7 +99,7 @@ pub(crate) trait Tool: Send + Sync + fmt::Debug {
         limits.max_output
     }
     /// Runs the tool.
-    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, Failure>>;
+    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, ToolFailure>>;
 }
 
 /// The tools one agent may call, by name.
@@ -337,29 +337,29 @@ fn def(name: &str, tool: &dyn Tool) -> ToolDef {
 }
 
 /// Parses a call's arguments into `T`; `null` counts as no arguments.
-pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, Failure> {
+pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, ToolFailure> {
     let args = match args {
         Value::Null => Value::Object(Default::default()),
         other => other,
     };
     if !args.is_object() {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "invalid arguments: expected a JSON object, got {}",
             crate::json_kind(&args)
         )));
     }
-    serde_json::from_value(args).map_err(|e| Failure::new(format!("invalid arguments: {e}")))
+    serde_json::from_value(args).map_err(|e| ToolFailure::new(format!("invalid arguments: {e}")))
 }
 
 /// Runs blocking work on tokio's blocking pool.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, Failure>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ToolFailure>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+    F: FnOnce() -> Result<T, ToolFailure> + Send + 'static,
 {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(Failure::new(format!("the tool crashed: {e}"))))
+        .unwrap_or_else(|e| Err(ToolFailure::new(format!("the tool crashed: {e}"))))
 }
 
 #[cfg(test)]

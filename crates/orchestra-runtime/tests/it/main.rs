@@ -4,3 +4,4 @@
 
 mod interactive;
 mod lease;
+mod tools;

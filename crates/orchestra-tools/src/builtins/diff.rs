@@ -7,16 +7,20 @@ use git2::{DiffFindOptions, DiffFormat, DiffOptions, Repository, Tree};
 
 use super::GitDiffArgs;
 use crate::confine::Confined;
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::registry::CallCtx;
 
 /// Room kept under the output cap for the closing note.
 const NOTE_ROOM: usize = 512;
 
-pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<String, Failure> {
+pub(super) fn run(
+    repo: &Confined,
+    args: GitDiffArgs,
+    ctx: &CallCtx,
+) -> Result<String, ToolFailure> {
     let only = args.path.as_deref().map(|p| repo.lexical(p)).transpose()?;
     let git = Repository::discover(&repo.root).map_err(|e| {
-        Failure::new(format!(
+        ToolFailure::new(format!(
             "repository `{}` is not a git repository ({})",
             repo.repo,
             e.message()
@@ -25,14 +29,16 @@ pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<S
     let workdir = git
         .workdir()
         .and_then(|w| std::fs::canonicalize(w).ok())
-        .ok_or_else(|| Failure::new(format!("repository `{}` has no working tree", repo.repo)))?;
+        .ok_or_else(|| {
+            ToolFailure::new(format!("repository `{}` has no working tree", repo.repo))
+        })?;
     // The root may be a subdirectory of the git repository: only show changes below it.
     let mut scope: PathBuf = repo
         .root
         .strip_prefix(&workdir)
         .map(PathBuf::from)
         .map_err(|_| {
-            Failure::new(format!(
+            ToolFailure::new(format!(
                 "repository `{}` is not inside its git working tree",
                 repo.repo
             ))
@@ -54,7 +60,7 @@ pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<S
 
     let (mut diff, from, to) = match (args.base.as_deref(), args.head.as_deref()) {
         (None, Some(_)) => {
-            return Err(Failure::new(
+            return Err(ToolFailure::new(
                 "`head` needs a `base` to compare with (e.g. base: \"main\", head: \"HEAD\"); \
                  leave both out to see uncommitted changes",
             ));
@@ -143,12 +149,12 @@ pub(super) fn run(repo: &Confined, args: GitDiffArgs, ctx: &CallCtx) -> Result<S
 }
 
 /// The tree a revision names (a commit, branch, tag, `HEAD~2`, ...).
-fn tree<'r>(git: &'r Repository, rev: &str) -> Result<Tree<'r>, Failure> {
+fn tree<'r>(git: &'r Repository, rev: &str) -> Result<Tree<'r>, ToolFailure> {
     git.revparse_single(rev)
         .and_then(|object| object.peel_to_tree())
-        .map_err(|e| Failure::new(format!("unknown revision `{rev}`: {}", e.message())))
+        .map_err(|e| ToolFailure::new(format!("unknown revision `{rev}`: {}", e.message())))
 }
 
-fn git_failure(what: &str) -> impl Fn(git2::Error) -> Failure + '_ {
-    move |e| Failure::new(format!("cannot diff {what}: {}", e.message()))
+fn git_failure(what: &str) -> impl Fn(git2::Error) -> ToolFailure + '_ {
+    move |e| ToolFailure::new(format!("cannot diff {what}: {}", e.message()))
 }

@@ -5,13 +5,17 @@ use std::ops::ControlFlow;
 use super::ListFilesArgs;
 use super::walk::{End, Kind, Walker};
 use crate::confine::Confined;
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::registry::CallCtx;
 
 const DEFAULT_MAX: u32 = 1000;
 const HARD_MAX: u32 = 10_000;
 
-pub(super) fn run(repo: &Confined, args: ListFilesArgs, ctx: &CallCtx) -> Result<String, Failure> {
+pub(super) fn run(
+    repo: &Confined,
+    args: ListFilesArgs,
+    ctx: &CallCtx,
+) -> Result<String, ToolFailure> {
     let path = args.path.as_deref().unwrap_or("");
     let target = repo.existing(path)?;
     if !target.abs.is_dir() {
@@ -35,7 +39,7 @@ pub(super) fn run(repo: &Confined, args: ListFilesArgs, ctx: &CallCtx) -> Result
     } else {
         let children = walker
             .children(&target.abs)
-            .map_err(|e| Failure::new(format!("cannot list `{}`: {e}", target.rel)))?;
+            .map_err(|e| ToolFailure::new(format!("cannot list `{}`: {e}", target.rel)))?;
         more = children.len() > max;
         lines.extend(children.iter().take(max).map(|entry| {
             let rel = repo.rel_of(&entry.path);

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::confine::{Confined, RepoRoot};
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::func::schema_of;
 use crate::registry::{BoxFuture, CallCtx, Tool, blocking, parse_args};
 
@@ -148,7 +148,7 @@ impl Builtin {
         Builtin { repo, kind }
     }
 
-    fn run(&self, args: Value, ctx: &CallCtx) -> Result<String, Failure> {
+    fn run(&self, args: Value, ctx: &CallCtx) -> Result<String, ToolFailure> {
         let repo = Confined::open(&self.repo)?;
         match self.kind {
             BuiltinKind::ReadFile => read::run(&repo, parse_args(args)?, ctx),
@@ -205,7 +205,7 @@ impl Tool for Builtin {
         }
     }
 
-    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, Failure>> {
+    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, ToolFailure>> {
         Box::pin(blocking(move || self.run(args, &ctx)))
     }
 }

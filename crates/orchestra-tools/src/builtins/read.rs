@@ -5,19 +5,23 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::{ReadFileArgs, looks_binary};
 use crate::confine::Confined;
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::registry::CallCtx;
 
 /// Room kept under the output cap for the closing note.
 const NOTE_ROOM: usize = 256;
 
-pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<String, Failure> {
+pub(super) fn run(
+    repo: &Confined,
+    args: ReadFileArgs,
+    ctx: &CallCtx,
+) -> Result<String, ToolFailure> {
     let target = repo.existing(&args.path)?;
     let rel = &target.rel;
     let meta = std::fs::metadata(&target.abs)
-        .map_err(|e| Failure::new(format!("cannot read `{rel}`: {e}")))?;
+        .map_err(|e| ToolFailure::new(format!("cannot read `{rel}`: {e}")))?;
     if meta.is_dir() {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "`{rel}` is a directory; use `{}:list-files` to see what it holds",
             repo.repo
         )));
@@ -25,7 +29,7 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
     if !meta.is_file() {
         // Opening a named pipe would block until something writes to it (forever, on a thread
         // the runtime then waits for at exit); devices and sockets are not text either.
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "`{rel}` is not a regular file (a named pipe, socket or device); read-file only reads files"
         )));
     }
@@ -33,18 +37,18 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
     if let Some(end) = args.end_line
         && end < start
     {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "end_line ({end}) is before start_line ({start})"
         )));
     }
-    let file =
-        File::open(&target.abs).map_err(|e| Failure::new(format!("cannot read `{rel}`: {e}")))?;
+    let file = File::open(&target.abs)
+        .map_err(|e| ToolFailure::new(format!("cannot read `{rel}`: {e}")))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let head = reader
         .fill_buf()
-        .map_err(|e| Failure::new(format!("cannot read `{rel}`: {e}")))?;
+        .map_err(|e| ToolFailure::new(format!("cannot read `{rel}`: {e}")))?;
     if looks_binary(head) {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "`{rel}` is a binary file ({} bytes); read-file only shows text",
             meta.len()
         )));
@@ -65,7 +69,7 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
         let n = (&mut reader)
             .take(scan_limit.saturating_sub(scanned).max(1))
             .read_until(b'\n', &mut line)
-            .map_err(|e| Failure::new(format!("cannot read `{rel}`: {e}")))?;
+            .map_err(|e| ToolFailure::new(format!("cannot read `{rel}`: {e}")))?;
         if n == 0 {
             break;
         }
@@ -104,7 +108,7 @@ pub(super) fn run(repo: &Confined, args: ReadFileArgs, ctx: &CallCtx) -> Result<
         return Ok(format!("[`{rel}` is empty]"));
     }
     if lineno < start {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "start_line {start} is past the end of `{rel}` ({lineno} lines)"
         )));
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::walk::{End, Kind, Walker};
 use super::{SearchCodeArgs, looks_binary};
 use crate::confine::Confined;
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::registry::CallCtx;
 
 const DEFAULT_MAX: u32 = 100;
@@ -25,9 +25,13 @@ enum Stop {
     Output,
 }
 
-pub(super) fn run(repo: &Confined, args: SearchCodeArgs, ctx: &CallCtx) -> Result<String, Failure> {
+pub(super) fn run(
+    repo: &Confined,
+    args: SearchCodeArgs,
+    ctx: &CallCtx,
+) -> Result<String, ToolFailure> {
     if args.pattern.is_empty() {
-        return Err(Failure::new("`pattern` is empty"));
+        return Err(ToolFailure::new("`pattern` is empty"));
     }
     let source = if args.regex.unwrap_or(false) {
         args.pattern.clone()
@@ -38,7 +42,7 @@ pub(super) fn run(repo: &Confined, args: SearchCodeArgs, ctx: &CallCtx) -> Resul
         .case_insensitive(args.ignore_case.unwrap_or(false))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| Failure::new(format!("invalid regular expression: {e}")))?;
+        .map_err(|e| ToolFailure::new(format!("invalid regular expression: {e}")))?;
 
     let path = args.path.as_deref().unwrap_or("");
     let target = repo.existing(path)?;

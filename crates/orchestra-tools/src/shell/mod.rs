@@ -11,7 +11,7 @@ use std::time::Duration;
 use orchestra_spec::{ArgType, CommandPart as Part, ShellToolSpec};
 use serde_json::{Map, Value, json};
 
-use crate::error::{Failure, ToolError};
+use crate::error::{ToolError, ToolFailure};
 use crate::registry::{BoxFuture, CallCtx, Tool};
 use crate::{SHELL_DEFAULT_MAX_OUTPUT, SHELL_DEFAULT_TIMEOUT, json_kind};
 
@@ -102,12 +102,12 @@ impl ShellTool {
     }
 
     /// Checks the model's arguments and builds the argv and environment of one call.
-    pub(crate) fn bind(&self, args: Value) -> Result<Bound, Failure> {
+    pub(crate) fn bind(&self, args: Value) -> Result<Bound, ToolFailure> {
         let given: Map<String, Value> = match args {
             Value::Null => Map::new(),
             Value::Object(map) => map,
             other => {
-                return Err(Failure::new(format!(
+                return Err(ToolFailure::new(format!(
                     "invalid arguments: expected a JSON object, got {}",
                     json_kind(&other)
                 )));
@@ -124,7 +124,7 @@ impl ShellTool {
                 } else {
                     format!("this tool takes: {}", names.join(", "))
                 };
-                return Err(Failure::new(format!(
+                return Err(ToolFailure::new(format!(
                     "unknown argument `{key}`{hint} ({takes})"
                 )));
             }
@@ -143,7 +143,7 @@ impl ShellTool {
                         .as_deref()
                         .map(|d| format!(" ({d})"))
                         .unwrap_or_default();
-                    return Err(Failure::new(format!(
+                    return Err(ToolFailure::new(format!(
                         "missing required argument `{}`{what}",
                         a.name
                     )));
@@ -164,7 +164,7 @@ impl ShellTool {
                         && textual
                         && let Some(bad) = items.iter().find(|s| s.starts_with('-'))
                     {
-                        return Err(Failure::new(format!(
+                        return Err(ToolFailure::new(format!(
                             "argument `{name}` value `{bad}` starts with `-`, so `{}` would read it \
                              as an option; refused (the tool's command can put `--` before \
                              `{{{{{name}}}}}` to allow such values)",
@@ -185,10 +185,10 @@ impl ShellTool {
 }
 
 /// A value as argv text, checked against the declared type.
-fn render(decl: &ArgDecl, value: &Value) -> Result<Vec<String>, Failure> {
+fn render(decl: &ArgDecl, value: &Value) -> Result<Vec<String>, ToolFailure> {
     let name = &decl.name;
     let wrong = |expected: &str| {
-        Failure::new(format!(
+        ToolFailure::new(format!(
             "argument `{name}` must be {expected}, got {} `{value}`",
             json_kind(value)
         ))
@@ -210,7 +210,7 @@ fn render(decl: &ArgDecl, value: &Value) -> Result<Vec<String>, Failure> {
         (ArgType::Array, _) => return Err(wrong("an array of strings")),
     };
     if items.iter().any(|s| s.contains('\0')) {
-        return Err(Failure::new(format!(
+        return Err(ToolFailure::new(format!(
             "argument `{name}` contains a NUL byte"
         )));
     }
@@ -276,7 +276,7 @@ impl Tool for ShellTool {
         self.max_output.saturating_add(1024)
     }
 
-    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, Failure>> {
+    fn call(self: Arc<Self>, args: Value, ctx: CallCtx) -> BoxFuture<Result<String, ToolFailure>> {
         Box::pin(async move {
             let bound = self.bind(args)?;
             let mut env = self.env.clone();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use orchestra_process::{Capture, Command, Ending};
 
-use crate::error::Failure;
+use crate::error::ToolFailure;
 use crate::output::split_budget;
 
 /// One process to run.
@@ -23,7 +23,7 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     /// Runs the process; `Ok` with the report when it exits with status 0, else `Err` with it.
-    pub(super) async fn execute(self) -> Result<String, Failure> {
+    pub(super) async fn execute(self) -> Result<String, ToolFailure> {
         let mut cmd = Command::new(self.program)
             .args(self.argv)
             .current_dir(self.cwd)
@@ -38,7 +38,7 @@ impl Run<'_> {
         let out = cmd
             .run()
             .await
-            .map_err(|e| Failure::new(crate::error_chain(&e)))?;
+            .map_err(|e| ToolFailure::new(crate::error_chain(&e)))?;
         let status_line = match out.ending {
             Ending::Exited(_) => out.ending.to_string(),
             Ending::TimedOut(after) => format!(
@@ -56,7 +56,7 @@ impl Run<'_> {
         if out.success() {
             Ok(report)
         } else {
-            Err(Failure(report))
+            Err(ToolFailure(report))
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestra_spec::{ShellToolSpec, SourceFile, parse_yaml};
-use orchestra_tools::{Registry, RepoRoot, ToolError, ToolLimits};
+use orchestra_tools::{Registry, RepoRoot, ToolDef, ToolError, ToolFailure, ToolLimits};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -134,6 +134,91 @@ async fn rust_functions_sync_and_async() {
     assert!(
         e.starts_with("invalid arguments: invalid type: string \"soon\""),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn tools_registered_at_run_time_with_a_json_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": { "path": { "type": "string" } },
+        "required": ["path"]
+    });
+    let mut r = Registry::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    r.register(
+        ToolDef {
+            name: "fs:read_text_file".into(),
+            description: "Read a text file.".into(),
+            parameters: schema.clone(),
+        },
+        move |args: serde_json::Value| {
+            log.lock().unwrap().push(args.clone());
+            async move {
+                match args["path"].as_str() {
+                    Some("missing.txt") => Err(ToolFailure::new("no such file: missing.txt")),
+                    Some(path) => Ok(format!("contents of {path}")),
+                    None => Err("`path` must be a string".into()),
+                }
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        r.definitions(&["fs:read_text_file"]).unwrap(),
+        [ToolDef {
+            name: "fs:read_text_file".into(),
+            description: "Read a text file.".into(),
+            parameters: schema,
+        }]
+    );
+    assert_eq!(
+        ok(&r, "fs:read_text_file", json!({"path": "a.txt"})).await,
+        "contents of a.txt"
+    );
+    assert_eq!(
+        fails(&r, "fs:read_text_file", json!({"path": "missing.txt"})).await,
+        "no such file: missing.txt"
+    );
+    assert_eq!(
+        fails(&r, "fs:read_text_file", serde_json::Value::Null).await,
+        "`path` must be a string"
+    );
+    assert_eq!(
+        fails(&r, "fs:read_text_file", json!([1])).await,
+        "invalid arguments: expected a JSON object, got an array"
+    );
+    // The handler saw the object calls (`null` as `{}`), never the array.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            json!({"path": "a.txt"}),
+            json!({"path": "missing.txt"}),
+            json!({})
+        ]
+    );
+    // A second registration of the name, or a schema that is no object, is refused.
+    let again = ToolDef {
+        name: "fs:read_text_file".into(),
+        description: String::new(),
+        parameters: json!({"type": "object"}),
+    };
+    let e = r
+        .register(again, |_: serde_json::Value| async { Ok(String::new()) })
+        .unwrap_err();
+    assert!(matches!(e, ToolError::Duplicate { .. }), "{e}");
+    let scalar = ToolDef {
+        name: "count".into(),
+        description: String::new(),
+        parameters: json!({"type": "integer"}),
+    };
+    let e = r
+        .register(scalar, |_: serde_json::Value| async { Ok(String::new()) })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the arguments of tool `count` must be a JSON object (a struct), not type `integer`"
     );
 }
 

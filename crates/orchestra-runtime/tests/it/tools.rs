@@ -1,0 +1,163 @@
+//! Tools registered at run time (a name, a description, a JSON Schema and an async handler, as
+//! MCP tools arrive) are called by every agent that lists them, through the engine with the
+//! scripted provider and a real SQLite file; the results reach the model and the state.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use orchestra_graph::{LoadOptions, load};
+use orchestra_runtime::{CollectEvents, DriveOptions, Engine, Event, Finish};
+use orchestra_tools::{Registry, ToolDef, ToolFailure};
+
+const PIPELINE: &str = r#"
+name: notes
+defaults: { provider: scripted, model: m }
+providers:
+  scripted: { kind: scripted, responses: responses.yaml }
+state:
+  summary: { type: string }
+  check: { type: string }
+agents:
+  reader:
+    role: { text: "You read notes." }
+    task: { text: "Summarize today's notes." }
+    tools: ["notes:read"]
+    writes: { summary: "" }
+  checker:
+    role: { text: "You check notes." }
+    task: { text: "Check that yesterday's notes exist." }
+    tools: ["notes:read"]
+    writes: { check: "" }
+graph:
+  - { from: START, to: reader }
+  - { from: reader, to: checker }
+  - { from: checker, to: END }
+"#;
+
+const RESPONSES: &str = r#"
+agents:
+  reader:
+    runs:
+      - turns:
+          - tool_calls: [{ tool: "notes:read", args: { day: today } }]
+          - text: "summary: {{ tool_results[0] }}"
+  checker:
+    runs:
+      - turns:
+          - tool_calls: [{ tool: "notes:read", args: { day: yesterday } }]
+          - text: "check: {{ tool_results[0] }}"
+"#;
+
+/// The tool as an MCP client would register it: a definition discovered at run time and a
+/// handler forwarding the call (here to a map of notes); every call is logged.
+fn notes_tool(log: Arc<Mutex<Vec<Value>>>) -> Registry {
+    let notes: HashMap<&str, &str> = HashMap::from([("today", "ship the release")]);
+    let mut tools = Registry::new();
+    let def = ToolDef {
+        name: "notes:read".into(),
+        description: "Read the notes of a day.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": { "day": { "type": "string" } },
+            "required": ["day"]
+        }),
+    };
+    tools
+        .register(def, move |args: Value| {
+            log.lock().unwrap().push(args.clone());
+            let note = args["day"].as_str().and_then(|d| notes.get(d).copied());
+            async move {
+                match note {
+                    Some(text) => Ok(text.to_owned()),
+                    None => Err(ToolFailure::new(format!("no notes for {}", args["day"]))),
+                }
+            }
+        })
+        .unwrap();
+    tools
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.yaml"), PIPELINE).unwrap();
+    std::fs::write(dir.path().join("responses.yaml"), RESPONSES).unwrap();
+    let opts = LoadOptions {
+        cwd: dir.path().to_path_buf(),
+        registered_tools: vec!["notes:read".into()],
+        ..LoadOptions::default()
+    };
+    let compiled =
+        Arc::new(load(Path::new("notes.yaml"), &opts).unwrap_or_else(|d| panic!("{d:?}")));
+
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let events = Arc::new(CollectEvents::default());
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let drive = DriveOptions {
+        stream: false,
+        events: events.clone(),
+        cancel,
+        env: Arc::new(|_: &str| None),
+        tools: notes_tool(Arc::clone(&log)),
+        conditions: HashMap::new(),
+        retry_base: Duration::from_millis(1),
+        limits: Default::default(),
+        human: None,
+    };
+    let engine = Engine::open(&dir.path().join("db.sqlite")).unwrap();
+    let out = engine
+        .run(compiled, Map::new(), None, &drive)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out.finish, Finish::Completed { .. }),
+        "{:?}",
+        out.finish
+    );
+    // The handler's text went back to the model (the scripted answer quotes it), and a
+    // failure reached it as a failed call, not as an error of the session.
+    assert_eq!(out.state["summary"], "summary: ship the release");
+    assert_eq!(out.state["check"], "check: no notes for \"yesterday\"");
+    assert_eq!(
+        *log.lock().unwrap(),
+        [json!({"day": "today"}), json!({"day": "yesterday"})]
+    );
+    let called: Vec<(String, String, bool)> = events
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ToolCalled {
+                node,
+                tool,
+                is_error,
+            } => Some((node, tool, is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        called,
+        [
+            ("reader".to_owned(), "notes:read".to_owned(), false),
+            ("checker".to_owned(), "notes:read".to_owned(), true),
+        ]
+    );
+
+    // What was recorded: the outputs in the stored session, one tool call per node run.
+    let id = out.session.clone();
+    let runs = engine
+        .store()
+        .call(move |s| s.node_runs(&id))
+        .await
+        .unwrap();
+    let calls: Vec<(String, u64)> = runs
+        .iter()
+        .map(|r| (r.node.clone(), r.tool_calls))
+        .collect();
+    assert_eq!(calls, [("reader".to_owned(), 1), ("checker".to_owned(), 1)]);
+    engine.close().await;
+}
