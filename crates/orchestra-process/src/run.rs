@@ -12,6 +12,9 @@ use tokio::time::Instant;
 use crate::group::GroupGuard;
 use crate::{Capture, Command, Ending, Output, ProcessError};
 
+/// Receives stdout's bytes as they arrive.
+pub(crate) type OnStdout<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 /// How long to wait for the last output after a kill.
 const DRAIN: Duration = Duration::from_millis(500);
 /// How often to try again when the program file is still open for writing (`ETXTBSY`).
@@ -99,7 +102,7 @@ enum Seen {
 
 pub(crate) async fn run(
     cmd: &Command,
-    mut on_stdout: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+    mut on_stdout: Option<&mut OnStdout<'_>>,
 ) -> Result<Output, ProcessError> {
     let program = cmd.program.display().to_string();
     if let Some(dir) = &cmd.cwd

@@ -211,7 +211,7 @@ impl Registry {
             parameters: schema_of::<A>(),
         };
         self.register(def, move |args: Value| {
-            let parsed = parse_args::<A>(args).map(|args| f(args));
+            let parsed = parse_args::<A>(args).map(&f);
             async move {
                 parsed?
                     .await
