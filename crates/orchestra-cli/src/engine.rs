@@ -146,6 +146,8 @@ pub(crate) fn ctrl_c() -> watch::Receiver<bool> {
             );
             let _ = tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
+                // Programs the run started (tools, CLI agents, conditions) go with it.
+                orchestra_process::kill_all();
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
         }

@@ -6,7 +6,8 @@
 //! When the timeout passes, or the run is cancelled (its future dropped), the whole process
 //! group is killed: children the program started in the background go with it. A program
 //! that exits while something it started still holds its output open does not hang the run:
-//! after a short linger the group is killed and what was written is returned.
+//! after a short linger the group is killed and what was written is returned. A process that
+//! exits without unwinding calls [`kill_all`] first, so its programs do not outlive it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), orchestra_process::ProcessError> {
@@ -34,6 +35,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use capture::Capture;
+pub use group::kill_all;
 
 /// Default cap of each of stdout and stderr, in bytes.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
@@ -170,9 +172,14 @@ impl Command {
         run::run(self, Some(on_stdout)).await
     }
 
-    /// [`Command::run`] for code outside async contexts (a blocking thread): runs it on a
-    /// runtime of its own.
+    /// [`Command::run`] for code outside async contexts. On a blocking thread of a runtime
+    /// (`spawn_blocking`) the run is driven by that runtime, so signals and child processes
+    /// stay with it; with no runtime at all, by a small runtime of its own. Like any
+    /// `block_on`, it panics on a thread that drives async tasks.
     pub fn run_blocking(&self) -> Result<Output, ProcessError> {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return handle.block_on(self.run());
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -191,8 +198,8 @@ pub enum Ending {
 }
 
 impl fmt::Display for Ending {
-    /// `exit status: 3`, `killed by signal 9`, `timed out after 5s`-like text (the duration in
-    /// seconds or milliseconds).
+    /// `exit status: 3`, `killed by signal 9`, or `timed out` (callers say after how long, with
+    /// `orchestra_spec::fmt_duration`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ending::Exited(status) => {
@@ -208,7 +215,7 @@ impl fmt::Display for Ending {
                 }
                 write!(f, "{status}")
             }
-            Ending::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            Ending::TimedOut(_) => f.write_str("timed out"),
         }
     }
 }

@@ -370,7 +370,8 @@ fn ctrl_c_is_answered_while_an_executable_condition_runs() {
     let quit = std::time::Instant::now();
     let group = format!("-{}", running.child.id());
     let run = running.finish();
-    // The condition (in the process's group) outlives it: end it.
+    // The quitting process killed the condition's process group; in case it failed to, end
+    // what is left of its own group.
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &group])
         .stderr(std::process::Stdio::null())

@@ -237,3 +237,21 @@ fn runs_outside_a_runtime() {
         .unwrap();
     assert!(out.timed_out());
 }
+
+/// On a blocking thread of a single-threaded runtime (where the executor routes executable
+/// conditions), the runtime itself drives the run: it ends, and its timeout works.
+#[tokio::test]
+async fn runs_on_a_blocking_thread_of_the_runtime() {
+    let out = tokio::task::spawn_blocking(|| {
+        let done = sh("cat").stdin("via the runtime").run_blocking().unwrap();
+        let slow = sh("sleep 100 & wait")
+            .timeout(Duration::from_millis(100))
+            .run_blocking()
+            .unwrap();
+        (done, slow)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.stdout.text(), "via the runtime");
+    assert!(out.1.timed_out());
+}
