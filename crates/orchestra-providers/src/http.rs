@@ -86,10 +86,10 @@ impl Http {
         timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, ProviderError> {
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        if let Err(why) = orchestra_spec::check_api_base(base) {
             return Err(ProviderError::Config {
                 provider: name.to_owned(),
-                message: format!("`api_base` must be an http:// or https:// URL, not `{base}`"),
+                message: format!("`api_base` `{base}` {why}"),
             });
         }
         // TLS runs on rustls with ring: it becomes the process's crypto provider unless the

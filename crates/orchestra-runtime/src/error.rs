@@ -127,17 +127,4 @@ pub enum SetupError {
     GitTask(#[source] tokio::task::JoinError),
 }
 
-/// `e` and its causes, `: `-separated, leaving out a cause whose text is already there.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
-}
+pub use orchestra_spec::error_chain;

@@ -25,13 +25,11 @@ pub fn run_condition(path: &Path, input: &Value, timeout: Duration) -> Result<Ve
         .linger(OUTPUT_GRACE)
         .run_blocking()
         .map_err(|e| {
-            let mut msg = format!("cannot run `{shown}`");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                msg.push_str(&format!(": {c}"));
-                cause = c.source();
+            let causes = std::error::Error::source(&e).map(orchestra_spec::error_chain);
+            match causes {
+                Some(c) => format!("cannot run `{shown}`: {c}"),
+                None => format!("cannot run `{shown}`"),
             }
-            msg
         })?;
     if out.timed_out() {
         return Err(format!(

@@ -5,6 +5,7 @@
 //! This crate only reads and describes input. Whether names refer to real agents, tools and files
 //! is checked by the compiler in `orchestra-graph`.
 
+mod chain;
 mod condition;
 mod diag;
 mod discovery;
@@ -19,6 +20,7 @@ mod span;
 mod tool;
 mod values;
 
+pub use chain::error_chain;
 pub use condition::{ConditionFile, RuleSpec};
 pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_path};
 pub use discovery::{Discovery, Found, Level, find_project_file};

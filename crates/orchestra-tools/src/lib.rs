@@ -69,14 +69,4 @@ pub(crate) fn deadline_after(now: std::time::Instant, after: Duration) -> std::t
         .unwrap_or(now)
 }
 
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
+pub(crate) use orchestra_spec::error_chain;
