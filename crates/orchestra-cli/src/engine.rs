@@ -20,30 +20,48 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::cli::Ctx;
-use crate::{diag, exit};
+use crate::{diag, exit, store};
 
-/// The database of the project around `dir`: `database:` of its `orchestra.yaml` (relative to
-/// that file), else `.orchestra/orchestra.db` under `dir`. An `orchestra.yaml` that cannot be
-/// read is an error (it would silently point elsewhere than `run` does).
+/// The database of the project around `dir`: `database:` of its `orchestra.yaml` (a path
+/// relative to that file, or a URL), else `.orchestra/orchestra.db` under `dir`. An
+/// `orchestra.yaml` that cannot be read is an error (it would silently point elsewhere than
+/// `run` does).
 pub(crate) fn database_for(dir: &Path) -> Result<PathBuf, Diagnostic> {
     if let Some(file) = find_project_file(dir) {
         let root = file.parent().unwrap_or(dir);
         let shown = display_path(&file, dir);
         let src = read_source(&file, shown)?;
         let project = parse_yaml::<ProjectConfig>(&src, "project")?;
-        return Ok(root.join(project.database));
+        return Ok(project_database(root, &project.database));
     }
     Ok(dir.join(ProjectConfig::default().database))
+}
+
+/// The `database:` of a project's `orchestra.yaml`: a SQLite file relative to the project root,
+/// or the value as it is (a database of another kind, refused when it is opened).
+pub(crate) fn project_database(root: &Path, database: &str) -> PathBuf {
+    match store::locate(database.as_ref(), root) {
+        Ok(location) => location.path().to_owned(),
+        Err(_) => PathBuf::from(database),
+    }
+}
+
+/// The SQLite file of `db` (a path or URL); the reason it has none printed, as an exit code.
+pub(crate) fn sqlite_file(db: &Path) -> io::Result<Result<PathBuf, u8>> {
+    match store::locate(db.as_os_str(), Path::new("")) {
+        Ok(location) => Ok(Ok(location.path().to_owned())),
+        Err(e) => store::report(&e).map(Err),
+    }
 }
 
 /// The database for commands that name or list sessions: `--db`, else the project's around the
 /// current directory; or the exit code to stop with (the problem already printed).
 pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
     if let Some(db) = db {
-        return Ok(Ok(db));
+        return sqlite_file(&db);
     }
     match database_for(&ctx.cwd) {
-        Ok(db) => Ok(Ok(db)),
+        Ok(db) => sqlite_file(&db),
         Err(d) => {
             let mut err = io::stderr().lock();
             diag::print(&mut err, &[d])?;
@@ -118,12 +136,6 @@ pub(crate) fn sessions_root(db: &Path, cwd: &Path) -> PathBuf {
         Some(name) if name == ".orchestra" => dir.parent().unwrap_or(dir).to_path_buf(),
         _ => project_root(cwd),
     }
-}
-
-/// The engine over the SQLite database at `db`, for the project at `root`.
-pub(crate) fn open_engine(db: &Path, root: &Path) -> Result<Engine, RuntimeError> {
-    let store = orchestra_store::SqliteStore::open(db)?;
-    Engine::new(Box::new(store), root)
 }
 
 /// A tokio runtime on the calling thread. Agents wait on models, tools and the store (which has

@@ -9,6 +9,7 @@ mod exit;
 mod human;
 mod load;
 mod report;
+mod store;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A backend's own error (SQLite's, PostgreSQL's, ...), kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a store operation failed.
 ///
 /// Messages are lowercase and name what they are about (session id, database path) so the CLI
@@ -51,41 +54,56 @@ pub enum StoreError {
     },
     /// The database was written by a newer orchestra with a schema this binary does not know.
     #[error(
-        "database {} has schema version {found}, newer than the {supported} this orchestra \
-         supports; upgrade orchestra",
-        path.display()
+        "database {database} has schema version {found}, newer than the {supported} this \
+         orchestra supports; upgrade orchestra"
     )]
     TooNew {
-        /// The database file.
-        path: PathBuf,
-        /// The schema version found in the file.
+        /// The database, as people name it (a file path; a URL without its password).
+        database: String,
+        /// The schema version found in the database.
         found: i64,
         /// The newest schema version this binary supports.
         supported: i64,
     },
-    /// The file is not an orchestra database (not SQLite, damaged, or another program's).
-    #[error("{} is not a readable orchestra database ({reason})", path.display())]
+    /// The database is not an orchestra database (not one at all, damaged, or another
+    /// program's).
+    #[error("{database} is not a readable orchestra database ({reason})")]
     Corrupt {
-        /// The database file.
-        path: PathBuf,
+        /// The database, as people name it.
+        database: String,
         /// What was found.
         reason: String,
-        /// The underlying SQLite error, when there is one.
+        /// The backend's error, when there is one.
         #[source]
-        source: Option<rusqlite::Error>,
+        source: Option<BoxError>,
     },
     /// Another connection kept the database locked for longer than the busy timeout.
-    #[error("database {} stayed locked for more than {timeout:?} while trying to {op}", path.display())]
+    #[error("database {database} stayed locked for more than {timeout:?} while trying to {op}")]
     Busy {
-        /// The database file.
-        path: PathBuf,
+        /// The database, as people name it.
+        database: String,
         /// The configured busy timeout.
         timeout: Duration,
         /// What was being done.
         op: &'static str,
-        /// The underlying SQLite error.
+        /// The backend's error.
         #[source]
-        source: rusqlite::Error,
+        source: BoxError,
+    },
+    /// The database cannot be written: its file (or its directory) is read-only for this user,
+    /// or the server refuses writes.
+    #[error(
+        "database {database} is read-only, so orchestra cannot {op}; make it writable (the file \
+         and its directory) or use another database"
+    )]
+    ReadOnly {
+        /// The database, as people name it.
+        database: String,
+        /// What was being done.
+        op: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
     },
     /// The directory that should hold the database could not be created.
     #[error("failed to create directory {} for the database", path.display())]
@@ -96,16 +114,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// Any other SQLite failure.
-    #[error("database {} failed to {op}", path.display())]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
+    /// Any other failure of the backend (I/O, a full disk, a lost connection, ...).
+    #[error("database {database} failed to {op}")]
+    Backend {
+        /// The database, as people name it.
+        database: String,
         /// What was being done.
         op: &'static str,
-        /// The underlying SQLite error.
+        /// The backend's error.
         #[source]
-        source: rusqlite::Error,
+        source: BoxError,
     },
     /// A value could not be encoded as JSON.
     #[error("failed to encode {what} as json")]
@@ -116,7 +134,7 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    /// A number does not fit SQLite's signed 64-bit integers.
+    /// A number does not fit the signed 64-bit integers databases store.
     #[error("{what} = {value} is too large to store")]
     OutOfRange {
         /// Which field.
@@ -132,7 +150,8 @@ pub enum StoreError {
 pub enum ErrorClass {
     /// The user named something that does not exist or is ambiguous (exit code 2).
     Usage,
-    /// The database belongs to a newer binary or is not an orchestra database (exit code 2).
+    /// The database belongs to a newer binary, is not an orchestra database, or cannot be
+    /// written (exit code 2: the user points at another database or fixes this one).
     BadDatabase,
     /// The database is busy (exit code 4 territory; the caller may retry).
     Busy,
@@ -145,13 +164,15 @@ impl StoreError {
     pub fn exit_class(&self) -> ErrorClass {
         match self {
             Self::NotFound { .. } | Self::Ambiguous { .. } => ErrorClass::Usage,
-            Self::TooNew { .. } | Self::Corrupt { .. } => ErrorClass::BadDatabase,
+            Self::TooNew { .. } | Self::Corrupt { .. } | Self::ReadOnly { .. } => {
+                ErrorClass::BadDatabase
+            }
             Self::Busy { .. } => ErrorClass::Busy,
             Self::AlreadyExists { .. }
             | Self::CheckpointExists { .. }
             | Self::InvalidRecord { .. }
             | Self::CreateDir { .. }
-            | Self::Sqlite { .. }
+            | Self::Backend { .. }
             | Self::Encode { .. }
             | Self::OutOfRange { .. } => ErrorClass::Internal,
         }
@@ -162,11 +183,13 @@ impl StoreError {
         matches!(self, Self::Busy { .. })
     }
 
-    pub(crate) fn not_found(id: &str) -> Self {
+    /// `NotFound` for the session `id`.
+    pub fn not_found(id: &str) -> Self {
         Self::NotFound { id: id.to_owned() }
     }
 
-    pub(crate) fn invalid(what: &'static str, session: &str, reason: impl Into<String>) -> Self {
+    /// `InvalidRecord` of `what` for `session`.
+    pub fn invalid(what: &'static str, session: &str, reason: impl Into<String>) -> Self {
         Self::InvalidRecord {
             what,
             session: session.to_owned(),
@@ -195,12 +218,32 @@ mod tests {
     #[test]
     fn too_new_names_path_and_versions() {
         let e = StoreError::TooNew {
-            path: PathBuf::from("/x/o.db"),
+            database: "/x/o.db".into(),
             found: 9,
             supported: 1,
         };
         let msg = e.to_string();
         assert!(msg.contains("/x/o.db") && msg.contains('9') && msg.contains("upgrade"));
+        assert_eq!(e.exit_class(), ErrorClass::BadDatabase);
+    }
+
+    #[test]
+    fn read_only_says_so_and_keeps_the_cause() {
+        use std::error::Error as _;
+        let e = StoreError::ReadOnly {
+            database: "/x/o.db".into(),
+            op: "enable write-ahead logging",
+            source: "attempt to write a readonly database".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "database /x/o.db is read-only, so orchestra cannot enable write-ahead logging; make \
+             it writable (the file and its directory) or use another database"
+        );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("attempt to write a readonly database")
+        );
         assert_eq!(e.exit_class(), ErrorClass::BadDatabase);
     }
 }

@@ -1,5 +1,7 @@
-//! Persistence for Orchestra sessions: the [`Store`] trait, its SQLite implementation
-//! [`SqliteStore`] and the strict in-memory [`MemoryStore`] used by runtime tests.
+//! Persistence for Orchestra sessions: the backend-neutral [`Store`] trait, its records and
+//! errors, and the strict in-memory [`MemoryStore`] used by runtime tests. Backends live in
+//! their own crates (`orchestra-store-sqlite`) and pass the conformance suite
+//! ([`conformance`], feature `conformance`).
 //!
 //! What is stored (see `docs/ARCHITECTURE.md`, "Storage"):
 //! - a **session** row, created before the first node starts, with the resolved pipeline,
@@ -14,22 +16,22 @@
 //! The store knows nothing of reducers; JSON payloads come back exactly as they went in.
 
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod memory;
 mod records;
-mod sqlite;
 mod store;
-mod validate;
+pub mod validate;
 mod views;
 
 pub use clock::{Clock, system_now_ms};
-pub use error::{ErrorClass, StoreError};
+pub use error::{BoxError, ErrorClass, StoreError};
 pub use memory::MemoryStore;
 pub use records::{
     ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionRecord, SessionStatus,
     TaskRecord, TaskStatus, UnknownStatus,
 };
-pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 pub use store::Store;
 pub use views::{
     CheckpointInfo, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,

@@ -64,7 +64,7 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// Lifecycle status.
     pub status: SessionStatus,
-    /// Why the session failed (or stopped), if it did.
+    /// Why the session failed, stopped, paused or was interrupted (a note for people).
     pub error: Option<String>,
     /// Last change of status or meta, or (to the second) the last checkpoint.
     pub updated_at: u64,
@@ -333,6 +333,19 @@ mod tests {
         );
         assert_eq!("error".parse::<TaskStatus>(), Ok(TaskStatus::Error));
         assert!("Ok".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn stopped_and_interrupted_have_their_own_names() {
+        assert_eq!(SessionStatus::Stopped.as_str(), "stopped");
+        assert_eq!(SessionStatus::Interrupted.as_str(), "interrupted");
+        assert_eq!(
+            serde_json::to_value(SessionStatus::Interrupted).unwrap(),
+            "interrupted"
+        );
+        let names: std::collections::HashSet<&str> =
+            SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names.len(), SessionStatus::ALL.len(), "names are distinct");
     }
 
     #[test]

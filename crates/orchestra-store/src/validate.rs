@@ -1,25 +1,30 @@
-//! Checks shared by every backend, so that `MemoryStore` refuses exactly what SQLite refuses.
+//! Checks shared by every backend, so that each refuses exactly what the others refuse: integer
+//! ranges, parent links, the resolution of session-id prefixes. For implementors of
+//! [`Store`](crate::Store); the runtime and the CLI have no use for them.
 
 use std::time::Duration;
 
 use crate::StoreError;
 use crate::records::{ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, TaskRecord};
+pub use crate::views::resolve_prefix;
 
 /// `commit_checkpoint` bumps a session's `updated_at` only when it is at least this old.
-pub(crate) const UPDATED_AT_RESOLUTION_MS: u64 = 1_000;
+pub const UPDATED_AT_RESOLUTION_MS: u64 = 1_000;
 
-/// Converts a number to SQLite's integer type, naming the field when it does not fit.
-pub(crate) fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
+/// Converts a number to the signed 64-bit integers databases store, naming the field when it
+/// does not fit.
+pub fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
 }
 
-/// The expiry of a lease taken at `now` for `ttl` (clamped to what SQLite can store).
-pub(crate) fn lease_until(now: u64, ttl: Duration) -> u64 {
+/// The expiry of a lease taken at `now` for `ttl` (clamped to what a database can store).
+pub fn lease_until(now: u64, ttl: Duration) -> u64 {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     now.saturating_add(ttl_ms).min(i64::MAX.unsigned_abs())
 }
 
-pub(crate) fn new_session(s: &NewSession) -> Result<(), StoreError> {
+/// Range checks of a new session.
+pub fn new_session(s: &NewSession) -> Result<(), StoreError> {
     int("created_at", s.created_at)?;
     if let Some(cp) = s.parent_checkpoint {
         int("parent_checkpoint", cp)?;
@@ -27,13 +32,15 @@ pub(crate) fn new_session(s: &NewSession) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn task(t: &TaskRecord) -> Result<(), StoreError> {
+/// Range checks of a task record.
+pub fn task(t: &TaskRecord) -> Result<(), StoreError> {
     int("step", t.step)?;
     int("finished_at", t.finished_at)?;
     Ok(())
 }
 
-pub(crate) fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
+/// Range checks of a node run.
+pub fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
     int("step", r.step)?;
     int("started_at", r.started_at)?;
     int("finished_at", r.finished_at)?;
@@ -44,14 +51,15 @@ pub(crate) fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn message(m: &ChatMessageRecord) -> Result<(), StoreError> {
+/// Range checks of a chat message.
+pub fn message(m: &ChatMessageRecord) -> Result<(), StoreError> {
     int("created_at", m.created_at)?;
     Ok(())
 }
 
 /// Range checks plus "the parent comes before the child"; whether the parent exists is checked
 /// by the backend.
-pub(crate) fn checkpoint(cp: &CheckpointRecord) -> Result<(), StoreError> {
+pub fn checkpoint(cp: &CheckpointRecord) -> Result<(), StoreError> {
     int("step", cp.step)?;
     int("created_at", cp.created_at)?;
     if let Some(parent) = cp.parent_step
@@ -71,7 +79,7 @@ pub(crate) fn checkpoint(cp: &CheckpointRecord) -> Result<(), StoreError> {
 
 /// The error for a checkpoint whose parent is missing, or that has none although the session
 /// already has checkpoints.
-pub(crate) fn bad_parent(cp: &CheckpointRecord) -> StoreError {
+pub fn bad_parent(cp: &CheckpointRecord) -> StoreError {
     let reason = match cp.parent_step {
         Some(p) => format!(
             "parent step {p} of checkpoint {} is not a checkpoint of this session",

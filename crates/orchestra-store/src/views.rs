@@ -131,8 +131,9 @@ pub struct RestorePoint {
 pub const MAX_AMBIGUOUS_CANDIDATES: usize = 10;
 
 /// Resolves `id_or_prefix` against `candidates` (ids starting with the prefix, sorted; at most
-/// `MAX_AMBIGUOUS_CANDIDATES + 1`). An exact match has been tried by the caller.
-pub(crate) fn resolve_prefix(
+/// `MAX_AMBIGUOUS_CANDIDATES + 1`): the one candidate, or `NotFound` / `Ambiguous`. An exact
+/// match has been tried by the caller.
+pub fn resolve_prefix(
     id_or_prefix: &str,
     mut candidates: Vec<String>,
 ) -> Result<String, StoreError> {

@@ -12,7 +12,7 @@ use orchestra_runtime::{Engine, EventSink as _, RuntimeError};
 use orchestra_store::SessionStatus;
 
 use crate::cli::Ctx;
-use crate::engine::{open_engine, sessions_root, 
+use crate::engine::{sessions_root, 
     Progress, ctrl_c, db_flag, drive_options, providers_problem, report_error, report_outcome,
     runtime, session_db,
 };
@@ -52,9 +52,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let code = attach(&engine, &db, &args).await;
         engine.close().await;

@@ -9,7 +9,7 @@ use orchestra_runtime::{CleanupOptions, CleanupReport, Kept, Removed};
 use orchestra_spec::fmt_duration;
 
 use crate::cli::Ctx;
-use crate::engine::{open_engine, sessions_root, db_path, report_error, runtime};
+use crate::engine::{sessions_root, db_path, report_error, runtime};
 use crate::exit;
 
 /// Remove the branches and worktrees of finished sessions.
@@ -52,9 +52,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let opts = CleanupOptions {
             older_than: args.older_than,

@@ -9,7 +9,7 @@ use orchestra_runtime::{Engine, RuntimeError};
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{open_engine, sessions_root, db_flag, providers_problem, report_error, runtime, session_db};
+use crate::engine::{sessions_root, db_flag, providers_problem, report_error, runtime, session_db};
 use crate::exit;
 
 /// Fork a session at a checkpoint and continue from there.
@@ -44,9 +44,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let code = replay(&engine, &args, &db).await;
         engine.close().await;

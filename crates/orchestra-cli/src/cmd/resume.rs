@@ -9,7 +9,7 @@ use orchestra_runtime::pipeline_hash;
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{open_engine, sessions_root, providers_problem, report_error, runtime, session_db};
+use crate::engine::{providers_problem, runtime, session_db, sessions_root};
 
 /// Continue an interrupted, failed or paused session from its last checkpoint.
 ///
@@ -34,9 +34,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let rt = runtime()?;
     let ctx = ctx.clone();
     rt.block_on(async move {
-        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let mut full_id = None;
         if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
-use crate::engine::{open_engine, providers_problem, report_error, runtime};
+use crate::engine::{providers_problem, runtime};
 use crate::load::{load_pipeline, unknown_input};
 use crate::exit;
 
@@ -62,15 +62,18 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         return Ok(exit::BAD_INPUT);
     }
     drop(err);
-    let db = args
-        .db
-        .clone()
-        .unwrap_or_else(|| compiled.project_root.join(&compiled.project.database));
+    let db = args.db.clone().unwrap_or_else(|| {
+        crate::engine::project_database(&compiled.project_root, &compiled.project.database)
+    });
+    let db = match crate::engine::sqlite_file(&db)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match open_engine(&db, &compiled.project_root) {
+        let engine = match crate::store::engine(&db, &compiled.project_root) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let id = orchestra_runtime::new_session_id();
         let (e, compiled, name, new_id) = (&engine, Arc::new(compiled), args.session_name, id.clone());

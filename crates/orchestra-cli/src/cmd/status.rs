@@ -11,7 +11,7 @@ use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummar
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::engine::{open_engine, sessions_root, db_path, report_error, runtime, secs, session_db};
+use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session_db};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
 ///
@@ -32,8 +32,9 @@ pub(crate) struct Args {
     db: Option<PathBuf>,
 }
 
-/// The status to show: `running` without a live driver (its lease expired, or its process is
-/// gone) is `interrupted`.
+/// The status to show: the stored one (`stopped` and `interrupted` are statuses of their own;
+/// the store migrates release 0.1's `failed` rows to them), except that `running` without a
+/// live driver (its lease expired, or its process is gone) is `interrupted`.
 fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
     match (status, lease_owner) {
         (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
@@ -81,9 +82,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let rt = runtime()?;
     rt.block_on(async move {
-        let engine = match open_engine(&db, &sessions_root(&db, &ctx.cwd)) {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
-            Err(e) => return report_error(&e),
+            Err(e) => return crate::store::report(&e),
         };
         let r = match &args.session {
             None => list(&engine, &args).await,
@@ -336,4 +337,21 @@ async fn detail(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_and_interrupted_sessions_show_their_status() {
+        assert_eq!(shown_status(SessionStatus::Stopped, None), "stopped");
+        assert_eq!(shown_status(SessionStatus::Interrupted, None), "interrupted");
+        assert_eq!(shown_status(SessionStatus::Failed, None), "failed");
+        assert_eq!(
+            shown_status(SessionStatus::Running, None),
+            "interrupted",
+            "no live driver"
+        );
+    }
 }

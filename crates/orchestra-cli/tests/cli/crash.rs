@@ -304,7 +304,8 @@ fn dead_owner() -> String {
 
 #[test]
 fn a_session_killed_before_its_first_checkpoint_resumes_from_the_start() {
-    use orchestra_store::{NewSession, SessionStatus, SqliteStore, Store as _};
+    use orchestra_store::{NewSession, SessionStatus, Store as _};
+    use orchestra_store_sqlite::SqliteStore;
 
     let p = Project::new();
     let (run, first) = p.run_json(&["run", "crash.yaml"]);

@@ -77,8 +77,9 @@ impl Project {
     /// The stored chat of `node` in session `id`: (run index, role, content).
     fn chat(&self, id: &str, node: &str) -> Vec<(u32, String, String)> {
         use orchestra_store::Store as _;
-        let store = orchestra_store::SqliteStore::open(self.root().join(".orchestra/orchestra.db"))
-            .unwrap();
+        let store =
+            orchestra_store_sqlite::SqliteStore::open(self.root().join(".orchestra/orchestra.db"))
+                .unwrap();
         store
             .messages(id, node)
             .unwrap()

@@ -20,7 +20,8 @@ use orchestra_graph::scheduler::Scheduler;
 use orchestra_graph::state::{Channels, State};
 use orchestra_graph::{Edge, Node, Topology};
 use orchestra_spec::{Join, SpannedMap};
-use orchestra_store::{CheckpointRecord, MemoryStore, NewSession, SqliteStore, Store};
+use orchestra_store::{CheckpointRecord, MemoryStore, NewSession, Store};
+use orchestra_store_sqlite::SqliteStore;
 
 type Behaviour = dyn Fn(&NodeCall) -> Result<NodeResult, NodeError> + Send + Sync;
 

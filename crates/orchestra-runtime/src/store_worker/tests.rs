@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use orchestra_store::{NewSession, SqliteStore, TaskStatus};
+use orchestra_store::{NewSession, TaskStatus};
+use orchestra_store_sqlite::SqliteStore;
 use serde_json::json;
 
 use super::*;

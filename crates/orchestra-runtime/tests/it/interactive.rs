@@ -500,6 +500,6 @@ agents:
 
 /// An engine over a SQLite database, for the project around it.
 fn open_engine(db: &Path) -> Engine {
-    let store = orchestra_store::SqliteStore::open(db).unwrap();
+    let store = orchestra_store_sqlite::SqliteStore::open(db).unwrap();
     Engine::new(Box::new(store), db.parent().unwrap()).unwrap()
 }

@@ -1,12 +1,7 @@
-//! Integration tests of orchestra-store: one binary (faster to link) with a module per topic.
+//! Integration tests of orchestra-store: the conformance suite on `MemoryStore`.
 
-// The suite's shared functions are not `#[test]`s themselves, so clippy's in-test allowance
-// does not reach them.
-#![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
+mod memory {
+    use orchestra_store::MemoryStore;
 
-mod behaviour;
-mod chain;
-mod common;
-mod processes;
-mod size;
-mod sqlite_file;
+    orchestra_store::conformance_tests!(|clock| MemoryStore::new().with_clock(clock));
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use orchestra_graph::{Node, Topology};
-use orchestra_store::SqliteStore;
+use orchestra_store_sqlite::SqliteStore;
 
 use super::{FnRunner, Harness, NoRouter, edge, limits, says};
 use crate::events::Event;

@@ -1,14 +1,17 @@
-//! `SqliteStore`: the `Store` on one SQLite file shared by many sessions and processes.
+//! `SqliteStore`: the embedded default [`Store`] of Orchestra, on one SQLite file shared by
+//! many sessions and processes (rusqlite, bundled SQLite).
 //!
 //! Connection setup: WAL journal, `synchronous=NORMAL`, a busy timeout, foreign keys, a
 //! prepared-statement cache, and every write in a `BEGIN IMMEDIATE` transaction so that two
 //! processes never deadlock upgrading a read lock (the source of "database is locked" under
 //! concurrency). Durability: a committed write survives a crash or `kill -9` of the process; a
 //! power loss or OS crash may lose the last transactions (WAL + `synchronous=NORMAL`) but never
-//! corrupts the file.
+//! corrupts the file. The file and its WAL and shared-memory files are private to their owner
+//! (mode 0600), whatever the umask.
 
 mod blob;
 mod codec;
+mod private;
 mod schema;
 mod sessions;
 mod steps;
@@ -19,14 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, MAIN_DB, Transaction, TransactionBehavior};
 use serde_json::Value;
 
-use crate::{
+use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
     SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
 };
-use crate::{Clock, Store, StoreError};
+use orchestra_store::{Clock, Store, StoreError};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -68,19 +71,48 @@ impl Ctx {
         move |source| self.map(op, source)
     }
 
+    /// How the database is named in errors.
+    fn database(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Maps an I/O error on the database file: permission denied or a read-only file system
+    /// is [`StoreError::ReadOnly`].
+    fn io(&self, op: &'static str, source: std::io::Error) -> StoreError {
+        use std::io::ErrorKind;
+        let database = self.database();
+        match source.kind() {
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+                database,
+                op,
+                source: source.into(),
+            },
+            _ => StoreError::Backend {
+                database,
+                op,
+                source: source.into(),
+            },
+        }
+    }
+
     fn map(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
-        let path = self.path.clone();
+        let database = self.database();
         match source.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
-                path,
+                database,
                 timeout: self.busy_timeout,
                 op,
-                source,
+                source: source.into(),
             },
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
-                path,
+                database,
                 reason: format!("sqlite reports damage while trying to {op}"),
-                source: Some(source),
+                source: Some(source.into()),
+            },
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
+                database,
+                op,
+                source: source.into(),
             },
             _ if matches!(
                 source,
@@ -90,12 +122,16 @@ impl Ctx {
             ) =>
             {
                 StoreError::Corrupt {
-                    path,
+                    database,
                     reason: format!("invalid stored data while trying to {op}"),
-                    source: Some(source),
+                    source: Some(source.into()),
                 }
             }
-            _ => StoreError::Sqlite { path, op, source },
+            _ => StoreError::Backend {
+                database,
+                op,
+                source: source.into(),
+            },
         }
     }
 }
@@ -120,8 +156,9 @@ impl SqliteStore {
 
     /// Opens the database at `path` with `options`.
     ///
-    /// Fails with [`StoreError::TooNew`] for a database written by a newer orchestra and with
-    /// [`StoreError::Corrupt`] for a file that is not an orchestra database.
+    /// Fails with [`StoreError::TooNew`] for a database written by a newer orchestra, with
+    /// [`StoreError::Corrupt`] for a file that is not an orchestra database and with
+    /// [`StoreError::ReadOnly`] for a file this process cannot write.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -134,7 +171,19 @@ impl SqliteStore {
             path: path.to_owned(),
             busy_timeout: options.busy_timeout,
         };
+        private::create(path).map_err(|source| ctx.io("create the file", source))?;
         let mut conn = Connection::open(path).map_err(ctx.err("open the file"))?;
+        // SQLite opens a file it cannot write read-only, and says so only at the first write.
+        if conn
+            .is_readonly(MAIN_DB)
+            .map_err(ctx.err("open the file"))?
+        {
+            return Err(StoreError::ReadOnly {
+                database: ctx.database(),
+                op: "open it for writing",
+                source: "sqlite opened the file read-only".into(),
+            });
+        }
         configure(&conn, &ctx)?;
         schema::migrate(&mut conn, &ctx)?;
         tracing::debug!(path = %path.display(), "opened the session database");
@@ -330,5 +379,36 @@ impl Store for SqliteStore {
 
     fn delete_session(&mut self, id: &str) -> Result<(), StoreError> {
         self.delete_session_impl(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OpenFlags;
+
+    use super::*;
+
+    #[test]
+    fn sqlite_read_only_errors_are_read_only_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let ctx = Ctx {
+            path: path.clone(),
+            busy_timeout: Duration::from_secs(1),
+        };
+        let err = conn
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .map_err(ctx.err("create a table"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "database {} is read-only, so orchestra cannot create a table",
+                path.display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::types::Type;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::StoreError;
+use orchestra_store::StoreError;
 
 fn conversion(
     idx: usize,
@@ -18,26 +18,26 @@ fn conversion(
 }
 
 /// An unsigned integer column.
-pub(super) fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+pub(crate) fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     let v: i64 = row.get(idx)?;
     u64::try_from(v).map_err(|e| conversion(idx, Type::Integer, e))
 }
 
 /// A nullable unsigned integer column.
-pub(super) fn opt_u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+pub(crate) fn opt_u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
     let v: Option<i64> = row.get(idx)?;
     v.map(|v| u64::try_from(v).map_err(|e| conversion(idx, Type::Integer, e)))
         .transpose()
 }
 
 /// A `u32` column.
-pub(super) fn u32_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+pub(crate) fn u32_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
     let v: i64 = row.get(idx)?;
     u32::try_from(v).map_err(|e| conversion(idx, Type::Integer, e))
 }
 
 /// A JSON column (text, or a blob of JSON text), decoded into `T`.
-pub(super) fn json_at<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_at<T: serde::de::DeserializeOwned>(
     row: &Row<'_>,
     idx: usize,
 ) -> rusqlite::Result<T> {
@@ -46,7 +46,7 @@ pub(super) fn json_at<T: serde::de::DeserializeOwned>(
 }
 
 /// A nullable JSON column (text, or a blob of JSON text).
-pub(super) fn opt_json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
+pub(crate) fn opt_json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
     match row.get_ref(idx)?.as_bytes_or_null()? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(bytes)
@@ -56,13 +56,13 @@ pub(super) fn opt_json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<
 }
 
 /// A UTF-8 text column, or a blob holding UTF-8 text.
-pub(super) fn text_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
+pub(crate) fn text_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<String> {
     let bytes = row.get_ref(idx)?.as_bytes()?;
     String::from_utf8(bytes.to_vec()).map_err(|e| conversion(idx, Type::Blob, e))
 }
 
 /// A status column (`SessionStatus`, `TaskStatus`).
-pub(super) fn status_at<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+pub(crate) fn status_at<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
     T: FromStr,
     T::Err: std::error::Error + Send + Sync + 'static,
@@ -72,7 +72,7 @@ where
 }
 
 /// Encodes a value as compact JSON text.
-pub(super) fn to_json<T: Serialize + ?Sized>(
+pub(crate) fn to_json<T: Serialize + ?Sized>(
     what: &'static str,
     value: &T,
 ) -> Result<String, StoreError> {
@@ -80,7 +80,7 @@ pub(super) fn to_json<T: Serialize + ?Sized>(
 }
 
 /// Encodes an optional value as JSON text or NULL.
-pub(super) fn opt_json(
+pub(crate) fn opt_json(
     what: &'static str,
     value: Option<&Value>,
 ) -> Result<Option<String>, StoreError> {

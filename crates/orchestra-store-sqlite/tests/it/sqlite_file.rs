@@ -5,9 +5,8 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use orchestra_store::{
-    ErrorClass, LeaseOutcome, SCHEMA_VERSION, SqliteOptions, SqliteStore, Store, StoreError,
-};
+use orchestra_store::{ErrorClass, LeaseOutcome, Store, StoreError};
+use orchestra_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -122,7 +121,7 @@ fn files_that_are_not_orchestra_databases_are_refused() {
     assert!(
         matches!(
             err,
-            StoreError::Sqlite {
+            StoreError::Backend {
                 op: "open the file",
                 ..
             }

@@ -8,8 +8,8 @@ use std::io::{self, Write};
 use rusqlite::{Connection, MAIN_DB};
 use serde_json::Value;
 
-use super::Ctx;
-use crate::StoreError;
+use crate::Ctx;
+use orchestra_store::StoreError;
 
 /// Bytes buffered before each write into the blob.
 const CHUNK: usize = 64 * 1024;
@@ -29,24 +29,24 @@ impl Write for Count {
 }
 
 /// A length as SQLite's integer (for `zeroblob(?)`).
-pub(super) fn sql_len(what: &'static str, len: usize) -> Result<i64, StoreError> {
-    crate::validate::int(what, u64::try_from(len).unwrap_or(u64::MAX))
+pub(crate) fn sql_len(what: &'static str, len: usize) -> Result<i64, StoreError> {
+    orchestra_store::validate::int(what, u64::try_from(len).unwrap_or(u64::MAX))
 }
 
 /// The length of `value` as compact JSON (what [`write_json`] writes).
-pub(super) fn json_len(what: &'static str, value: &Value) -> Result<usize, StoreError> {
+pub(crate) fn json_len(what: &'static str, value: &Value) -> Result<usize, StoreError> {
     let mut n = Count(0);
     serde_json::to_writer(&mut n, value).map_err(|source| StoreError::Encode { what, source })?;
     Ok(n.0)
 }
 
 /// Where a large value goes: a column of one row, reserved with `zeroblob(len)`.
-pub(super) struct Target<'a> {
-    pub(super) table: &'a str,
-    pub(super) column: &'a str,
-    pub(super) rowid: i64,
+pub(crate) struct Target<'a> {
+    pub(crate) table: &'a str,
+    pub(crate) column: &'a str,
+    pub(crate) rowid: i64,
     /// What is being done, for errors.
-    pub(super) op: &'static str,
+    pub(crate) op: &'static str,
 }
 
 /// Writes into an open blob in chunks, keeping SQLite's error (an `io::Error` would lose it).
@@ -92,7 +92,7 @@ impl Write for Sink<'_, '_> {
 
 /// Streams `value` as compact JSON into `target`, which holds exactly
 /// [`json_len`]`(value)` bytes.
-pub(super) fn write_json(
+pub(crate) fn write_json(
     conn: &Connection,
     ctx: &Ctx,
     target: &Target<'_>,
@@ -120,7 +120,7 @@ pub(super) fn write_json(
 }
 
 /// Copies `bytes` into `target`, which holds exactly `bytes.len()` bytes.
-pub(super) fn write_bytes(
+pub(crate) fn write_bytes(
     conn: &Connection,
     ctx: &Ctx,
     target: &Target<'_>,
@@ -193,9 +193,9 @@ mod tests {
         conn.execute("INSERT INTO t (id, v) VALUES (1, zeroblob(3))", [])
             .unwrap();
         let err = write_json(&conn, &ctx, &target(1), "v", &json!("four")).unwrap_err();
-        assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
         let err = write_json(&conn, &ctx, &target(1), "v", &json!(1)).unwrap_err();
-        assert!(matches!(err, StoreError::Sqlite { .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
         assert!(write_bytes(&conn, &ctx, &target(1), b"abcd").is_err());
         write_bytes(&conn, &ctx, &target(1), b"abc").unwrap();
         assert!(write_bytes(&conn, &ctx, &target(2), b"abc").is_err());

@@ -5,12 +5,12 @@
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
-use super::blob::{Target, json_len, sql_len, write_json};
-use super::codec::{opt_json, to_json};
-use super::{Ctx, SqliteStore, sid};
-use crate::StoreError;
-use crate::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
-use crate::{CheckpointRecord, NodeRunRecord, TaskRecord};
+use crate::blob::{Target, json_len, sql_len, write_json};
+use crate::codec::{opt_json, to_json};
+use crate::{Ctx, SqliteStore, sid};
+use orchestra_store::StoreError;
+use orchestra_store::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
+use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord};
 
 /// Stores a finished task (a re-run after a crash replaces the partial record).
 const INSERT_TASK: &str = "INSERT OR REPLACE INTO tasks (sid, step, task_idx, node, run_index, \
@@ -222,7 +222,7 @@ fn insert_checkpoint(
 }
 
 impl SqliteStore {
-    pub(super) fn record_results_impl(
+    pub(crate) fn record_results_impl(
         &mut self,
         tasks: &[TaskRecord],
         runs: &[NodeRunRecord],
@@ -236,7 +236,7 @@ impl SqliteStore {
         tx.commit().map_err(ctx.err("record finished tasks"))
     }
 
-    pub(super) fn commit_checkpoint_impl(
+    pub(crate) fn commit_checkpoint_impl(
         &mut self,
         cp: &CheckpointRecord,
     ) -> Result<(), StoreError> {
@@ -251,9 +251,9 @@ impl SqliteStore {
         tx.commit().map_err(ctx.err("commit a checkpoint"))
     }
 
-    /// [`crate::Store::commit_step`] in one transaction: records first; a refused checkpoint
+    /// [`orchestra_store::Store::commit_step`] in one transaction: records first; a refused checkpoint
     /// leaves them stored.
-    pub(super) fn commit_step_impl(
+    pub(crate) fn commit_step_impl(
         &mut self,
         tasks: &[TaskRecord],
         runs: &[NodeRunRecord],

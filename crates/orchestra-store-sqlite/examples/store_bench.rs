@@ -1,7 +1,7 @@
 //! Measures the store alone on the benchmark shapes: `chain 1600` (time and database size) and
 //! `fanout 1000` (1000 tasks finishing at once, group-committed and one by one).
 //!
-//! `cargo run --release -p orchestra-store --example store_bench [-- DIR]`
+//! `cargo run --release -p orchestra-store-sqlite --example store_bench [-- DIR]`
 
 #![expect(clippy::print_stdout, reason = "a benchmark program reports on stdout")]
 
@@ -11,7 +11,8 @@ mod chain;
 use std::path::Path;
 use std::time::Instant;
 
-use orchestra_store::{CheckpointRecord, SqliteStore, Store, StoreError, TaskRecord, TaskStatus};
+use orchestra_store::{CheckpointRecord, Store, StoreError, TaskRecord, TaskStatus};
+use orchestra_store_sqlite::SqliteStore;
 use serde_json::json;
 
 fn file_size(path: &Path) -> u64 {

@@ -5,7 +5,7 @@ use rusqlite::StatementStatus;
 use serde_json::json;
 
 use super::*;
-use crate::{NewSession, TaskStatus};
+use orchestra_store::{NewSession, TaskStatus};
 
 fn session() -> NewSession {
     NewSession {
@@ -60,7 +60,7 @@ fn results(step: u64) -> (TaskRecord, NodeRunRecord) {
 fn recording_steps_never_recompiles_statements() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(dir.path().join("o.db")).unwrap();
-    crate::Store::create_session(&mut store, &session()).unwrap();
+    orchestra_store::Store::create_session(&mut store, &session()).unwrap();
     for step in 1..=5 {
         let (task, run) = results(step);
         store.record_results_impl(&[task], &[run]).unwrap();
@@ -104,7 +104,7 @@ fn a_step_of_one_agent_is_one_commit() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
     let mut store = SqliteStore::open(&db).unwrap();
-    crate::Store::create_session(&mut store, &session()).unwrap();
+    orchestra_store::Store::create_session(&mut store, &session()).unwrap();
     store.commit_checkpoint_impl(&checkpoint(0)).unwrap();
 
     let before = wal_commits(&db);

@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use orchestra_store::{LeaseOutcome, SessionFilter, SessionStatus, SqliteStore, Store};
+use orchestra_store::{LeaseOutcome, SessionFilter, SessionStatus, Store};
+use orchestra_store_sqlite::SqliteStore;
 use serde_json::json;
 
 use crate::common::{checkpoint, db_path, new_session, node_run, task};

@@ -9,11 +9,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::Ctx;
-use crate::StoreError;
+use crate::Ctx;
+use orchestra_store::StoreError;
 
 /// `PRAGMA application_id` of orchestra databases ("ORCH").
-pub(super) const APPLICATION_ID: i64 = 0x4F52_4348;
+pub(crate) const APPLICATION_ID: i64 = 0x4F52_4348;
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -162,6 +162,15 @@ INSERT INTO pipelines_blob SELECT sid, source, CAST(resolved AS BLOB) FROM pipel
 DROP TABLE pipelines;
 ALTER TABLE pipelines_blob RENAME TO pipelines;
 "#,
+    // 5: sessions stopped at a limit or interrupted get statuses of their own. Release 0.1
+    // stored them as `failed` with the error `stopped: REASON` or `interrupted; ...`; the text
+    // stays, as the session's note.
+    r#"
+UPDATE sessions SET status = 'stopped'
+    WHERE status = 'failed' AND substr(error, 1, 9) = 'stopped: ';
+UPDATE sessions SET status = 'interrupted'
+    WHERE status = 'failed' AND substr(error, 1, 11) = 'interrupted';
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -173,14 +182,14 @@ fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 fn check_identity(path: &Path, user: i64, app: i64) -> Result<(), StoreError> {
     if app != 0 && app != APPLICATION_ID {
         return Err(StoreError::Corrupt {
-            path: path.to_owned(),
+            database: path.display().to_string(),
             reason: format!("application id {app:#x} belongs to another program"),
             source: None,
         });
     }
     if user > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
-            path: path.to_owned(),
+            database: path.display().to_string(),
             found: user,
             supported: SCHEMA_VERSION,
         });
@@ -190,7 +199,7 @@ fn check_identity(path: &Path, user: i64, app: i64) -> Result<(), StoreError> {
 
 /// Brings the database to [`SCHEMA_VERSION`]: refuses newer or foreign databases, applies the
 /// missing migrations in one IMMEDIATE transaction (so concurrent openers migrate once).
-pub(super) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError> {
     let (user, app) = versions(conn).map_err(ctx.err("read the schema version"))?;
     check_identity(&ctx.path, user, app)?;
     if user == SCHEMA_VERSION {
@@ -212,7 +221,7 @@ pub(super) fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError
             .map_err(ctx.err("inspect the schema"))?;
         if tables > 0 {
             return Err(StoreError::Corrupt {
-                path: ctx.path.clone(),
+                database: ctx.database(),
                 reason: "it holds tables of another program".to_owned(),
                 source: None,
             });
@@ -317,6 +326,72 @@ mod tests {
             )
             .unwrap();
         assert_eq!(big_columns, 0);
+        assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    #[test]
+    fn version_4_failed_sessions_become_stopped_or_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        let rows = [
+            (
+                "a",
+                "failed",
+                Some("stopped: the session reached limits.max_steps (2)"),
+            ),
+            ("b", "failed", Some("interrupted; resume it to go on")),
+            ("c", "failed", Some("interrupted")),
+            ("d", "failed", Some("node critic failed: stopped: no")),
+            ("e", "failed", Some("Stopped: not ours")),
+            ("f", "failed", None),
+            ("g", "paused", Some("interrupted by a human")),
+            ("h", "completed", None),
+        ];
+        for (id, status, error) in rows {
+            conn.execute(
+                "INSERT INTO sessions (id, pipeline, pipeline_path, pipeline_hash, inputs, \
+                 status, error, meta, created_at, updated_at) \
+                 VALUES (?1, 'p', 'p.yaml', 'h', '{}', ?2, ?3, '{}', 1, 1)",
+                rusqlite::params![id, status, error],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn, &ctx(&path)).unwrap();
+        let got: Vec<(String, String, Option<String>)> = conn
+            .prepare("SELECT id, status, error FROM sessions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<(String, String, Option<String>)> = rows
+            .iter()
+            .zip([
+                "stopped",
+                "interrupted",
+                "interrupted",
+                "failed",
+                "failed",
+                "failed",
+                "paused",
+                "completed",
+            ])
+            .map(|((id, _, error), status)| {
+                (
+                    (*id).to_owned(),
+                    status.to_owned(),
+                    error.map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
         assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
     }
 

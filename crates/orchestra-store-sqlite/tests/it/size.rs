@@ -1,7 +1,8 @@
 //! The database grows linearly with the number of steps (deltas, not full state per step) and
 //! stays small: LangGraph's SqliteSaver needs ~500 MB for `chain 1600`.
 
-use orchestra_store::{SqliteStore, Store};
+use orchestra_store::Store;
+use orchestra_store_sqlite::SqliteStore;
 
 use crate::chain::{self, Snapshots};
 

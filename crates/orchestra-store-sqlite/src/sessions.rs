@@ -6,13 +6,13 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
-use super::blob::{Target, sql_len, write_bytes};
-use super::codec::{json_at, opt_u64_at, status_at, text_at, to_json, u64_at};
-use super::{SqliteStore, sid};
-use crate::StoreError;
-use crate::validate::{self, int};
-use crate::views::resolve_prefix;
-use crate::{
+use crate::blob::{Target, sql_len, write_bytes};
+use crate::codec::{json_at, opt_u64_at, status_at, text_at, to_json, u64_at};
+use crate::{SqliteStore, sid};
+use orchestra_store::StoreError;
+use orchestra_store::validate::resolve_prefix;
+use orchestra_store::validate::{self, int};
+use orchestra_store::{
     LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
     SessionStatus, SessionSummary,
 };
@@ -45,7 +45,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 impl SqliteStore {
-    pub(super) fn create_session_impl(&mut self, s: &NewSession) -> Result<(), StoreError> {
+    pub(crate) fn create_session_impl(&mut self, s: &NewSession) -> Result<(), StoreError> {
         validate::new_session(s)?;
         let now = int("updated_at", self.clock.now_ms())?;
         let inputs = to_json("inputs", &s.inputs)?;
@@ -101,7 +101,7 @@ impl SqliteStore {
         tx.commit().map_err(err)
     }
 
-    pub(super) fn session_impl(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(crate) fn session_impl(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN pipelines p ON p.sid = s.sid \
@@ -111,7 +111,7 @@ impl SqliteStore {
             .map_err(self.ctx.err("read a session"))
     }
 
-    pub(super) fn find_session_impl(
+    pub(crate) fn find_session_impl(
         &self,
         id_or_prefix: &str,
     ) -> Result<SessionRecord, StoreError> {
@@ -138,7 +138,7 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::not_found(id_or_prefix))
     }
 
-    pub(super) fn list_sessions_impl(
+    pub(crate) fn list_sessions_impl(
         &self,
         filter: &SessionFilter,
     ) -> Result<Vec<SessionSummary>, StoreError> {
@@ -199,7 +199,7 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    pub(super) fn set_status_impl(
+    pub(crate) fn set_status_impl(
         &mut self,
         id: &str,
         status: SessionStatus,
@@ -219,7 +219,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) fn set_session_meta_impl(
+    pub(crate) fn set_session_meta_impl(
         &mut self,
         id: &str,
         key: &str,
@@ -241,7 +241,7 @@ impl SqliteStore {
         tx.commit().map_err(err)
     }
 
-    pub(super) fn acquire_lease_impl(
+    pub(crate) fn acquire_lease_impl(
         &mut self,
         id: &str,
         owner: &str,
@@ -276,7 +276,7 @@ impl SqliteStore {
         Ok(LeaseOutcome::Acquired { until })
     }
 
-    pub(super) fn renew_lease_impl(
+    pub(crate) fn renew_lease_impl(
         &mut self,
         id: &str,
         owner: &str,
@@ -299,7 +299,7 @@ impl SqliteStore {
         Ok(changed == 1)
     }
 
-    pub(super) fn release_lease_impl(&mut self, id: &str, owner: &str) -> Result<(), StoreError> {
+    pub(crate) fn release_lease_impl(&mut self, id: &str, owner: &str) -> Result<(), StoreError> {
         let (tx, ctx) = self.write_tx("release a session lease")?;
         let err = ctx.err("release a session lease");
         sid(&tx, ctx, id)?;
@@ -312,7 +312,7 @@ impl SqliteStore {
         tx.commit().map_err(err)
     }
 
-    pub(super) fn delete_session_impl(&mut self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn delete_session_impl(&mut self, id: &str) -> Result<(), StoreError> {
         let (tx, ctx) = self.write_tx("delete a session")?;
         let err = ctx.err("delete a session");
         let deleted = tx

@@ -5,11 +5,13 @@ use std::ops::RangeInclusive;
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::codec::{json_at, opt_json_at, opt_u64_at, status_at, u32_at, u64_at};
-use super::{SqliteStore, sid};
-use crate::StoreError;
-use crate::validate::{self, int};
-use crate::{ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord};
+use crate::codec::{json_at, opt_json_at, opt_u64_at, status_at, u32_at, u64_at};
+use crate::{SqliteStore, sid};
+use orchestra_store::StoreError;
+use orchestra_store::validate::{self, int};
+use orchestra_store::{
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, NodeRunRecord, TaskRecord,
+};
 
 fn task_from_row(session: &str, row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     Ok(TaskRecord {
@@ -41,7 +43,7 @@ fn checkpoint_from_row(session: &str, row: &Row<'_>) -> rusqlite::Result<Checkpo
 }
 
 impl SqliteStore {
-    pub(super) fn task_records_impl(
+    pub(crate) fn task_records_impl(
         &self,
         session: &str,
         steps: RangeInclusive<u64>,
@@ -70,7 +72,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) fn checkpoints_impl(
+    pub(crate) fn checkpoints_impl(
         &self,
         session: &str,
     ) -> Result<Vec<CheckpointInfo>, StoreError> {
@@ -102,7 +104,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) fn checkpoint_impl(
+    pub(crate) fn checkpoint_impl(
         &self,
         session: &str,
         step: u64,
@@ -118,7 +120,7 @@ impl SqliteStore {
         )
     }
 
-    pub(super) fn latest_snapshot_impl(
+    pub(crate) fn latest_snapshot_impl(
         &self,
         session: &str,
         step: u64,
@@ -156,7 +158,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) fn node_runs_impl(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError> {
+    pub(crate) fn node_runs_impl(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError> {
         let err = self.ctx.err("read node runs");
         let tx = self.read_tx("read node runs")?;
         let sid = sid(&tx, &self.ctx, session)?;
@@ -191,7 +193,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) fn append_message_impl(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError> {
+    pub(crate) fn append_message_impl(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError> {
         validate::message(m)?;
         let created_at = int("created_at", m.created_at)?;
         let (tx, ctx) = self.write_tx("append a chat message")?;
@@ -216,7 +218,7 @@ impl SqliteStore {
         tx.commit().map_err(err)
     }
 
-    pub(super) fn messages_impl(
+    pub(crate) fn messages_impl(
         &self,
         session: &str,
         node: &str,

@@ -1,55 +1,44 @@
-//! Builders of records and stores shared by the test modules.
+//! Builders of the records the cases store, and the clock they move by hand. Public so that a
+//! backend's own tests can build the same records.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use orchestra_store::{
-    CheckpointRecord, Clock, MemoryStore, NewSession, NodeRunRecord, SqliteStore, TaskRecord,
-    TaskStatus,
-};
 use serde_json::{Value, json};
 
-/// A clock the test moves by hand.
-#[derive(Clone, Debug)]
-pub struct TestClock(Arc<AtomicU64>);
+use crate::{CheckpointRecord, Clock, NewSession, NodeRunRecord, TaskRecord, TaskStatus};
 
-impl TestClock {
+/// The time every case starts at (unix milliseconds, November 2023).
+pub const START: u64 = 1_700_000_000_000;
+
+/// A clock the test moves by hand; its [`Clock`]s all read the same time.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock at `start`.
     pub fn new(start: u64) -> Self {
         Self(Arc::new(AtomicU64::new(start)))
     }
 
+    /// A [`Clock`] reading this one, for a store.
     pub fn clock(&self) -> Clock {
         let t = Arc::clone(&self.0);
         Clock::from_fn(move || t.load(Ordering::SeqCst))
     }
 
+    /// The current time.
     pub fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// Moves the time forward by `ms`.
     pub fn advance(&self, ms: u64) {
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
-/// A SQLite store in a fresh temp dir (kept alive by the returned guard).
-pub fn sqlite_store(clock: &TestClock) -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db_path(dir.path()))
-        .unwrap()
-        .with_clock(clock.clock());
-    (dir, store)
-}
-
-pub fn memory_store(clock: &TestClock) -> MemoryStore {
-    MemoryStore::new().with_clock(clock.clock())
-}
-
-pub fn db_path(dir: &Path) -> PathBuf {
-    dir.join(".orchestra").join("orchestra.db")
-}
-
+/// A session of the `pr-review` pipeline, with a name, inputs and a resolved pipeline.
 pub fn new_session(id: &str, created_at: u64) -> NewSession {
     NewSession {
         id: id.to_owned(),
@@ -66,6 +55,7 @@ pub fn new_session(id: &str, created_at: u64) -> NewSession {
     }
 }
 
+/// A successful task of `node` at `step` that appends one message.
 pub fn task(session: &str, step: u64, task_idx: u32, node: &str) -> TaskRecord {
     TaskRecord {
         session: session.to_owned(),
@@ -81,6 +71,7 @@ pub fn task(session: &str, step: u64, task_idx: u32, node: &str) -> TaskRecord {
     }
 }
 
+/// The checkpoint of `step`, following `step - 1` (none for step 0).
 pub fn checkpoint(session: &str, step: u64, snapshot: Option<Value>) -> CheckpointRecord {
     CheckpointRecord {
         session: session.to_owned(),
@@ -94,6 +85,7 @@ pub fn checkpoint(session: &str, step: u64, snapshot: Option<Value>) -> Checkpoi
     }
 }
 
+/// A successful node run with these token counts.
 pub fn node_run(
     session: &str,
     step: u64,
