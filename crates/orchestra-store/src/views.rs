@@ -85,7 +85,7 @@ pub struct SessionSummary {
     pub parent_session: Option<String>,
     /// At this checkpoint of the parent.
     pub parent_checkpoint: Option<u64>,
-    /// The error, for failed sessions.
+    /// The note of a failed, stopped, interrupted or paused session.
     pub error: Option<String>,
     /// The lease holder, when a live lease is held.
     pub lease_owner: Option<String>,

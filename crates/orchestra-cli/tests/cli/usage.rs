@@ -168,3 +168,64 @@ fn a_file_that_is_not_an_orchestra_database_is_bad_input() {
         }
     }
 }
+
+#[test]
+fn the_database_is_a_path_or_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| orchestra(dir.path(), dir.path(), args);
+
+    let pg = run(&[
+        "status",
+        "--db",
+        "postgres://me:secret@db.example/orchestra",
+    ]);
+    assert_eq!(pg.code, 2, "{}", pg.transcript());
+    assert!(
+        pg.stderr
+            .starts_with("error: PostgreSQL databases are not supported by this build yet"),
+        "{}",
+        pg.stderr
+    );
+    assert!(!pg.stderr.contains("secret"), "{}", pg.stderr);
+
+    let other = run(&["cleanup", "--db", "mysql://db.example/o"]);
+    assert_eq!(other.code, 2, "{}", other.transcript());
+    assert!(
+        other
+            .stderr
+            .contains("unsupported database `mysql://db.example/o`"),
+        "{}",
+        other.stderr
+    );
+
+    // `sqlite:` names a file; there is none yet.
+    let sqlite = run(&["status", "--db", "sqlite:sessions.db"]);
+    assert_eq!(sqlite.code, 0, "{}", sqlite.transcript());
+    assert_eq!(
+        sqlite.stdout,
+        "no sessions yet (no database at sessions.db)\n"
+    );
+    let missing = run(&["resume", "abc", "--db", "sqlite://sessions.db"]);
+    assert_eq!(missing.code, 2, "{}", missing.transcript());
+    assert!(
+        missing
+            .stderr
+            .starts_with("error: there is no session database at sessions.db;"),
+        "{}",
+        missing.stderr
+    );
+
+    // The project's `database:` takes the same values.
+    std::fs::write(
+        dir.path().join("orchestra.yaml"),
+        "database: postgresql://db.example/orchestra\n",
+    )
+    .unwrap();
+    let pg = run(&["status"]);
+    assert_eq!(pg.code, 2, "{}", pg.transcript());
+    assert!(
+        pg.stderr.contains("PostgreSQL databases are not supported"),
+        "{}",
+        pg.stderr
+    );
+}
