@@ -1,7 +1,7 @@
 //! Persistence for Orchestra sessions: the backend-neutral [`Store`] trait, its records and
 //! errors, and the strict in-memory [`MemoryStore`] used by runtime tests. Backends live in
 //! their own crates (`orchestra-store-sqlite`) and pass the conformance suite
-//! ([`conformance`], feature `conformance`).
+//! (`orchestra_store::conformance`, feature `conformance`).
 //!
 //! What is stored (see `docs/ARCHITECTURE.md`, "Storage"):
 //! - a **session** row, created before the first node starts, with the resolved pipeline,

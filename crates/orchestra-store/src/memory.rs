@@ -1,9 +1,10 @@
 //! `MemoryStore`: a strict in-memory `Store` for tests of the runtime.
 //!
-//! It enforces every rule `SqliteStore` enforces (unknown sessions, duplicate checkpoints,
-//! parent links, integer ranges) and is checked against the same behavioural test suite, so a
-//! runtime test that passes on it means the same thing as one on SQLite. Clones share the data,
-//! so a test can keep a handle while the runtime owns a boxed copy.
+//! It enforces every rule the database backends enforce (unknown sessions, duplicate
+//! checkpoints, parent links, integer ranges) and passes the same conformance suite
+//! (`orchestra_store::conformance`), so a runtime test that passes on it means the same thing
+//! as one on SQLite. Clones share the data, so a test can keep a handle while the runtime owns
+//! a boxed copy.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;

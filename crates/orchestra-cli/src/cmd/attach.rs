@@ -40,7 +40,8 @@ pub(crate) struct Args {
     /// Print only warnings, failures, the chat and the outcome.
     #[arg(long, short)]
     quiet: bool,
-    /// The session database (default: the project's, found from the current directory).
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 }

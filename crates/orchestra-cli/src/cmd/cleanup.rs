@@ -28,7 +28,8 @@ pub(crate) struct Args {
     /// List what would be removed, and remove nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The session database (default: the project's, found from the current directory).
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 }

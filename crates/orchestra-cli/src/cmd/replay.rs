@@ -28,7 +28,8 @@ pub(crate) struct Args {
     /// Only create the fork (state and worktrees); run it later with `orchestra resume NEW_ID`.
     #[arg(long)]
     no_run: bool,
-    /// The session database (default: the project's, found from the current directory).
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     /// How the new session is driven (not with --no-run; `--json` with --no-run prints the new

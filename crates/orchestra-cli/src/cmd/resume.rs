@@ -19,7 +19,8 @@ use crate::engine::{providers_problem, runtime, session_db, sessions_root};
 pub(crate) struct Args {
     /// The session id (or a unique prefix of it).
     session: String,
-    /// The session database (default: the project's, found from the current directory).
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     #[command(flatten)]

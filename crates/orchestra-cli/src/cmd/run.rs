@@ -31,7 +31,8 @@ pub(crate) struct Args {
     /// Run every agent on this provider (e.g. `anthropic`) instead of its own.
     #[arg(long)]
     provider: Option<String>,
-    /// The session database (default: `database:` of orchestra.yaml, else .orchestra/orchestra.db).
+    /// The session database: a path or `sqlite:PATH` (default: `database:` of orchestra.yaml,
+    /// else .orchestra/orchestra.db).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     #[command(flatten)]

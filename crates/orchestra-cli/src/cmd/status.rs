@@ -27,7 +27,8 @@ pub(crate) struct Args {
     /// Show at most this many sessions (newest first).
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// The session database (default: the project's, found from the current directory).
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 }
