@@ -109,7 +109,7 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
         limits: Default::default(),
         human: None,
     };
-    let store = orchestra_store::SqliteStore::open(dir.path().join("db.sqlite")).unwrap();
+    let store = orchestra_store_sqlite::SqliteStore::open(dir.path().join("db.sqlite")).unwrap();
     let engine = Engine::new(Box::new(store), dir.path()).unwrap();
     let out = engine
         .run(compiled, Map::new(), None, &drive)
