@@ -3,7 +3,8 @@
 //! the user's checkout (HEAD, index, working tree, untracked files) is never touched.
 //!
 //! - [`start_session`] / [`restore_fork`] / [`open_session`]: create, fork (for replay) or reopen
-//!   (for resume) a session's branch and worktree.
+//!   (for resume) a session's branch and worktree; [`recover_session`] first repairs what a
+//!   killed run left behind.
 //! - [`commit_all`]: the auto-commit after each agent node, with Orchestra trailers.
 //! - [`fork_worktree`] / [`merge_back`]: parallel writers work in forks that are merged back at
 //!   the join, with conflicts handled per [`ConflictMode`].
@@ -20,6 +21,7 @@ mod error;
 mod fork;
 mod merge;
 mod names;
+mod recover;
 mod scan;
 mod session;
 mod tree;
@@ -36,6 +38,7 @@ pub use error::{GitError, LibError, Result};
 pub use fork::{AgentWorktree, fork_worktree, remove_fork};
 pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
 pub use names::GitSettings;
+pub use recover::{Recovery, recover_session};
 pub use session::{SessionRepo, open_session, restore_fork, start_session};
 
 /// Adds `pattern` to the repository's `.git/info/exclude` if it is not there yet (for example

@@ -44,6 +44,12 @@ impl Staged {
     }
 }
 
+/// Drops the worktree's scan cache (after its files were rewritten behind the cache's back), so
+/// the next staging reads every directory.
+pub(crate) fn forget(repo: &Repository) {
+    let _ = fs::remove_file(repo.path().join(CACHE_FILE));
+}
+
 /// Stages every change in the worktree at `workdir` into `index` (not written): changed and
 /// new files are added, deleted ones removed, ignored files left out.
 pub(crate) fn stage_all(repo: &Repository, index: &mut Index, workdir: &Path) -> Result<Staged> {

@@ -5,5 +5,6 @@
 mod cleanup;
 mod commit;
 mod merge;
+mod recover;
 mod session;
 mod support;
