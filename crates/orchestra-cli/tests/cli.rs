@@ -14,6 +14,7 @@ mod cli {
     mod flow;
     mod git_cleanup;
     mod git_conflict;
+    mod git_crash;
     mod git_flow;
     pub(crate) mod gitrepo;
     mod interactive;

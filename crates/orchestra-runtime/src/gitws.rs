@@ -10,10 +10,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    GitSettings, SessionRepo, ensure_excluded, open_session, restore_fork, start_session,
+    GitSettings, SessionRepo, ensure_excluded, open_session, recover_session, restore_fork,
+    start_session,
 };
 use orchestra_graph::Compiled;
-use orchestra_store::SessionRecord;
+use orchestra_store::{SessionRecord, SessionStatus};
 use orchestra_tools::Registry;
 
 use crate::error::SetupError;
@@ -100,9 +101,18 @@ impl GitWorkspace {
         Ok(GitWorkspace { repos, settings })
     }
 
-    /// Reopens the worktrees of an existing session (on resume).
-    pub async fn reopen(compiled: &Compiled, rec: &SessionRecord) -> Result<Self, SetupError> {
+    /// Reopens the worktrees of an existing session (on resume, holding its lease). Unless the
+    /// session is paused (its worktree may hold a human's work, such as a resolved conflict),
+    /// what a killed run left of its git state is repaired first ([`recover_session`]): stale
+    /// locks, half-made forks, an interrupted merge (reset to `last_shas`, the repos' SHAs at
+    /// the checkpoint the resume starts from, when no work is lost that way).
+    pub async fn reopen(
+        compiled: &Compiled,
+        rec: &SessionRecord,
+        last_shas: &Map<String, Value>,
+    ) -> Result<Self, SetupError> {
         let settings = settings_of(compiled);
+        let recover = rec.status != SessionStatus::Paused;
         let mut repos = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
             let (path, name, pipeline, sid, st) = (
@@ -112,9 +122,20 @@ impl GitWorkspace {
                 rec.id.clone(),
                 settings.clone(),
             );
+            let last = last_shas
+                .get(&r.name)
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let repo = blocking(move || {
-                open_session(&path, &name, &pipeline, &sid, &st)
-                    .map_err(|source| SetupError::Git { repo: name, source })
+                let failed = |source| SetupError::Git {
+                    repo: name.clone(),
+                    source,
+                };
+                if recover {
+                    recover_session(&path, &name, &pipeline, &sid, &st, last.as_deref())
+                        .map_err(failed)?;
+                }
+                open_session(&path, &name, &pipeline, &sid, &st).map_err(failed)
             })
             .await?;
             repos.push(repo);

@@ -199,7 +199,7 @@ impl Engine {
         let Some(last) = cps.last().map(|c| c.step) else {
             // The process that created the session stopped before its first checkpoint: start
             // it now (nothing had run yet).
-            let git = match GitWorkspace::reopen(&compiled, &rec).await {
+            let git = match GitWorkspace::reopen(&compiled, &rec, &Map::new()).await {
                 Ok(g) => g,
                 Err(_) => match GitWorkspace::start(&compiled, &rec.id).await {
                     Ok(g) => g,
@@ -224,7 +224,9 @@ impl Engine {
             })
             .await?;
         pos.tokens = pos.tokens.saturating_add(spent_after);
-        let git = match GitWorkspace::reopen(&compiled, &rec).await {
+        // The repos as the checkpoint recorded them: an interrupted merge is redone from there.
+        let last_shas = self.repo_shas_at(&rec.id, last).await?;
+        let git = match GitWorkspace::reopen(&compiled, &rec, &last_shas).await {
             Ok(g) => g,
             Err(e) => return self.fail_setup(&rec.id, e).await,
         };
