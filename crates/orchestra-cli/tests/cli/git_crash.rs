@@ -2,8 +2,9 @@
 //! pipelines/parallel-edit.yaml` (the scripted model answering after 250 ms) is killed with
 //! SIGKILL as soon as each git event of the step is seen on disk (a fork's worktree record
 //! appearing, a fork branch getting its agent's commit, the session branch moving, a merge in
-//! progress, a fork going), and `orchestra resume` must complete it with `git fsck` clean and
-//! both coders' commits on the session branch. The states a kill cannot hit reliably (inside a
+//! progress, a fork going), every other trial its first resume too (at the same event, which
+//! can land inside the recovery), and `orchestra resume` must complete it with `git fsck` clean
+//! and both coders' commits on the session branch. The states a kill cannot hit reliably (inside a
 //! merge, a half-made worktree record) are built by hand from a run killed mid-step.
 
 use std::fs;
@@ -182,6 +183,11 @@ fn resume_and_check(p: &GitProject, id: &str, a_commit: Option<&str>) {
     assert_eq!(run.code, 0, "resume failed:\n{}", run.transcript());
     let out: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(out["status"], "completed", "{out}");
+    check_end(p, id, a_commit);
+}
+
+/// The completed session's git state: see [`resume_and_check`].
+fn check_end(p: &GitProject, id: &str, a_commit: Option<&str>) {
     let branch = format!("{REFS}/{id}");
     let range = format!("main..{branch}");
     let agents = agents_of(p, &range);
@@ -225,17 +231,33 @@ enum Trial {
     Missed,
 }
 
-fn kill_at(event: Event) -> Trial {
-    let p = project(250, 250);
-    let mut child = p.spawn(&["run", PIPELINE]);
+/// Kills `orchestra ARGS` as soon as `event` is seen; whether it was (false: the process
+/// ended first).
+fn run_killed_at(p: &GitProject, args: &[&str], event: Event) -> bool {
+    let mut child = p.spawn(args);
     let hit = wait_for(p.root(), &mut child, event);
     child.kill().unwrap();
     child.wait().unwrap();
+    hit
+}
+
+/// Kills the run at `event` (and with `twice`, its first resume at the same event, which may
+/// land in the middle of the recovery), then resumes it to the end.
+fn kill_at(event: Event, twice: bool) -> Trial {
+    let p = project(250, 250);
+    let hit = run_killed_at(&p, &["run", PIPELINE], event);
     let id = session_of(&p).expect("a session was recorded");
-    let status = p.status(&id);
     if !hit {
+        let status = p.status(&id);
         assert_eq!(status["status"], "completed", "{event:?}: {status}");
         return Trial::Missed;
+    }
+    if twice && !run_killed_at(&p, &["resume", &id], event) {
+        // The resume completed before the event came again: nothing left to resume.
+        let status = p.status(&id);
+        assert_eq!(status["status"], "completed", "{event:?}: {status}");
+        check_end(&p, &id, None);
+        return Trial::Killed;
     }
     resume_and_check(&p, &id, None);
     Trial::Killed
@@ -253,7 +275,7 @@ fn a_run_killed_at_each_git_event_of_a_parallel_step_resumes_to_the_end() {
             .map(|&event| {
                 scope.spawn(move || {
                     (0..trials)
-                        .map(|_| (event, kill_at(event)))
+                        .map(|i| (event, kill_at(event, i % 2 == 1)))
                         .collect::<Vec<_>>()
                 })
             })
