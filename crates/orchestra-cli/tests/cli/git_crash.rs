@@ -1,7 +1,7 @@
 //! Crash recovery of a parallel step's git state with the real binary: `orchestra run
 //! pipelines/parallel-edit.yaml` (the scripted model answering after 250 ms) is killed with
-//! SIGKILL as soon as each git event of the step is seen on disk (a fork's worktree record
-//! appearing, a fork branch getting its agent's commit, the session branch moving, a merge in
+//! SIGKILL as soon as each git event of the step is seen on disk (a fork's branch or worktree
+//! record appearing, a fork branch getting its agent's commit, the session branch moving, a merge in
 //! progress, a fork going), every other trial its first resume too (at the same event, which
 //! can land inside the recovery), and `orchestra resume` must complete it with `git fsck` clean
 //! and both coders' commits on the session branch. The states a kill cannot hit reliably (inside a
@@ -43,6 +43,8 @@ fn project(latency: u64, latency_b: u64) -> GitProject {
 /// The git events of the parallel step, in the order they happen (the coders' may interleave).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
+    ForkBranchA,
+    ForkBranchB,
     ForkRecordA,
     ForkRecordB,
     CommitA,
@@ -54,7 +56,9 @@ enum Event {
     ForkGoneB,
 }
 
-const EVENTS: [Event; 9] = [
+const EVENTS: [Event; 11] = [
+    Event::ForkBranchA,
+    Event::ForkBranchB,
     Event::ForkRecordA,
     Event::ForkRecordB,
     Event::CommitA,
@@ -72,6 +76,7 @@ struct Seen {
     id: Option<String>,
     start: Option<String>,
     moves: Vec<String>,
+    branches: [bool; 2],
     records: [bool; 2],
     gone: [bool; 2],
     commits: [bool; 2],
@@ -114,6 +119,7 @@ impl Seen {
             self.gone[i] |= self.records[i] && !here;
             self.records[i] |= here;
             let fork = read_ref(root, &format!("{id}+{agent}-1"));
+            self.branches[i] |= fork.is_some();
             self.commits[i] |= fork.is_some() && fork != self.start;
         }
         self.merge_head |= records
@@ -123,6 +129,8 @@ impl Seen {
 
     fn happened(&self, event: Event) -> bool {
         match event {
+            Event::ForkBranchA => self.branches[0],
+            Event::ForkBranchB => self.branches[1],
             Event::ForkRecordA => self.records[0],
             Event::ForkRecordB => self.records[1],
             Event::CommitA => self.commits[0],
@@ -298,6 +306,8 @@ fn a_run_killed_at_each_git_event_of_a_parallel_step_resumes_to_the_end() {
     // The events between model answers are always caught; those inside a merge may not be (a
     // merge takes microseconds): their states are built by hand below.
     for e in [
+        Event::ForkBranchA,
+        Event::ForkBranchB,
         Event::ForkRecordA,
         Event::ForkRecordB,
         Event::CommitA,
