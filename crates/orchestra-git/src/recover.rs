@@ -55,8 +55,9 @@ impl Recovery {
 ///    and directories of the session with no record;
 /// 3. deletes fork branches that do not point at a commit, and makes the worktree again of each
 ///    fork branch left without one;
-/// 4. when a merge of forks was interrupted (a merge in progress, an unreadable index, or a
-///    changed session worktree while forks exist), resets the session worktree: to
+/// 4. when a merge of forks or a checkout was interrupted (a merge in progress, an unreadable
+///    or missing index, or a changed session worktree while forks exist), resets the session
+///    worktree: to
 ///    `last_recorded` (the session branch's commit at the checkpoint the resume starts from)
 ///    when every commit made since is still on a fork branch, else to the branch's tip; merge
 ///    state, staged and untracked files are cleared.
@@ -128,7 +129,7 @@ pub fn recover_session(
     let worktree = session_worktree_path(&root, session, repo_name);
     if healthy.contains(&repo_leaf) {
         let repo = Repository::open(&worktree).ctx("open the session worktree", &worktree)?;
-        if target != tip || interrupted_merge(&repo, &worktree, !forks.is_empty()) {
+        if target != tip || interrupted(&repo, &worktree, !forks.is_empty()) {
             reset_worktree(&repo, &worktree, target)?;
             out.reset_to = Some(target.to_string());
         }
@@ -399,10 +400,15 @@ fn redoable(user: &UserRepo, last: Oid, tip: Oid, forks: &[Oid]) -> Result<bool>
     Ok(true)
 }
 
-/// Whether the session worktree shows an interrupted merge: merge state, an unreadable index,
-/// or (while forks exist, so no agent works in it) changes to its files.
-fn interrupted_merge(repo: &Repository, path: &Path, forks: bool) -> bool {
-    if repo.path().join("MERGE_HEAD").exists() || repo.index().is_err() {
+/// Whether the session worktree shows an interrupted merge or checkout: merge state, an
+/// unreadable or missing index (every commit and checkout writes one), or (while forks exist,
+/// so no agent works in it) changes to its files.
+fn interrupted(repo: &Repository, path: &Path, forks: bool) -> bool {
+    let git_dir = repo.path();
+    if git_dir.join("MERGE_HEAD").exists()
+        || !git_dir.join("index").exists()
+        || repo.index().is_err()
+    {
         return true;
     }
     forks && crate::fork::dirty_files(repo, path).map_or(true, |f| !f.is_empty())

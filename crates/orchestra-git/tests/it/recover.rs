@@ -314,3 +314,21 @@ fn without_forks_uncommitted_work_in_the_session_worktree_is_kept() {
     );
     f.assert_clean_outside();
 }
+
+#[test]
+fn a_session_checkout_cut_short_is_checked_out_again() {
+    let f = setup();
+    f.finish();
+    let tip = head_sha(&f.s.worktree).unwrap();
+    // Killed while the worktree was being checked out: some files and the index not written.
+    fs::remove_file(f.record("app").join("index")).unwrap();
+    fs::remove_file(f.s.worktree.join("src/lib.rs")).unwrap();
+    let done = f.recover(None);
+    assert_eq!(done.reset_to.as_deref(), Some(tip.as_str()));
+    assert_eq!(
+        crate::support::read(&f.s.worktree, "src/lib.rs"),
+        "pub fn one() -> u32 {\n    1\n}\n"
+    );
+    assert_eq!(git(&f.s.worktree, &["status", "--porcelain"]), "");
+    f.assert_clean_outside();
+}
