@@ -202,8 +202,10 @@ async fn an_invalid_file_is_reported_with_its_position() {
     );
 }
 
+/// The responses file is read once, when the provider is built (not per call): 1600 agents
+/// are answered after it is gone. (How fast is for `bench/`, not for a test.)
 #[tokio::test]
-async fn many_agents_are_answered_quickly() {
+async fn many_agents_are_answered_from_the_file_read_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut yaml = String::from("agents:\n");
     for i in 0..1600 {
@@ -219,7 +221,7 @@ async fn many_agents_are_answered_quickly() {
         &env,
     )
     .unwrap();
-    let start = Instant::now();
+    std::fs::remove_file(dir.path().join("chain.yaml")).unwrap();
     for i in 0..1600 {
         let out = p
             .chat(
@@ -230,10 +232,4 @@ async fn many_agents_are_answered_quickly() {
             .unwrap();
         assert_eq!(out.text(), format!("step {i}"));
     }
-    // Generous even for a debug build on a slow machine; the real cost is microseconds per call.
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
 }

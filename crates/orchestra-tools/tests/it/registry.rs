@@ -239,7 +239,8 @@ async fn rust_functions_time_out_and_are_capped() {
         fails(&r, "wait", json!({"ms": 30_000})).await,
         "`wait` timed out after 200ms"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Not waited for: the function would have run for 30 s.
+    assert!(started.elapsed() < Duration::from_secs(30));
     let out = ok(&r, "wait", json!({"ms": 0})).await;
     assert!(
         out.ends_with("[output truncated: 100 of 1000 bytes shown]"),
@@ -251,35 +252,39 @@ async fn rust_functions_time_out_and_are_capped() {
 async fn calls_run_concurrently_from_many_tasks() {
     let dir = dir_with(&[("a.txt", "alpha\n")]);
     let mut r = builtins(dir.path(), false);
-    r.register_async_fn("wait", "Wait.", |w: WaitArgs| async move {
-        tokio::time::sleep(Duration::from_millis(w.ms)).await;
-        Ok::<_, String>("done")
+    // Each call returns only once all ten are in flight: run one after another, none would.
+    let all_in = Arc::new(tokio::sync::Barrier::new(10));
+    r.register_async_fn("meet", "Wait for the others.", move |_: WaitArgs| {
+        let all_in = Arc::clone(&all_in);
+        async move {
+            all_in.wait().await;
+            Ok::<_, String>("done")
+        }
     })
     .unwrap();
     let r = Arc::new(r);
-    let started = Instant::now();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let r = Arc::clone(&r);
             tokio::spawn(async move {
                 if i % 2 == 0 {
-                    r.call("wait", json!({"ms": 300})).await
+                    r.call("meet", json!({"ms": 0})).await
                 } else {
                     r.call("app:read-file", json!({"path": "a.txt"})).await
                 }
             })
         })
         .collect();
-    for t in tasks {
-        let out = t.await.unwrap();
-        assert!(!out.is_error, "{}", out.content);
-    }
-    // Ten 300 ms waits ran at once, not one after another.
-    assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "{:?}",
-        started.elapsed()
-    );
+    let all = async {
+        for t in tasks {
+            let out = t.await.unwrap();
+            assert!(!out.is_error, "{}", out.content);
+        }
+    };
+    // A bound on a hang only.
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("the ten calls ran at once");
 }
 
 #[test]
@@ -288,21 +293,16 @@ fn building_a_registry_per_agent_run_is_cheap() {
     let spec = shell_spec(
         "{name: run-tests, repo: app, command: [cargo, test, '{{filter}}'], args: {filter: {required: false}}}",
     );
-    let repo = RepoRoot::new("app", dir.path(), true);
-    let started = Instant::now();
+    // Registration touches neither the file system nor git: it works for a repository that is
+    // not there (yet), as often as agents run.
+    let absent = dir.path().join("not-cloned-yet");
+    let repo = RepoRoot::new("app", &absent, true);
     for _ in 0..1000 {
         let mut r = Registry::new();
         r.add_repo_builtins(&repo).unwrap();
-        r.add_shell_tool(&spec, dir.path()).unwrap();
+        r.add_shell_tool(&spec, &absent).unwrap();
         assert_eq!(r.len(), 6);
     }
-    // Registration touches neither the file system nor git: a thousand registries take
-    // milliseconds even in a debug build.
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]

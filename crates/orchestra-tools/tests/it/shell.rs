@@ -41,8 +41,9 @@ fn dead(pid: &str) -> bool {
     }
 }
 
+/// Whether process `pid` is gone within a minute (a bound on a hang, not a timing check).
 fn wait_dead(pid: &str) -> bool {
-    let until = Instant::now() + Duration::from_secs(3);
+    let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         if dead(pid) {
             return true;
@@ -128,8 +129,9 @@ async fn timeouts_kill_the_process_quickly() {
     );
     let started = Instant::now();
     let e = fails(&r, "slow", json!({})).await;
+    // Not waited for: `sleep 30` would still be running.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
@@ -148,7 +150,10 @@ async fn timeouts_kill_the_whole_process_group() {
     );
     let started = Instant::now();
     let e = fails(&r, "spawner", json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited for the background sleep"
+    );
     assert!(
         e.contains("timed out after 500ms") && e.contains("started"),
         "{e}"
@@ -166,7 +171,10 @@ async fn background_children_holding_output_open_are_killed_after_exit() {
     );
     let started = Instant::now();
     let out = ok(&r, "daemon", json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited for the background sleep"
+    );
     assert_eq!(
         out,
         "exit status: 0\n--- stdout ---\nstarted\n\n[background processes kept the output open after exit and were killed]"
