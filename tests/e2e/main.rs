@@ -1,0 +1,29 @@
+//! End-to-end tests of the `orchestra` binary: the bad-pipeline corpus, good pipelines, the
+//! real pipelines of `pipelines/`, the committed JSON schemas, runs with real git, SQLite and
+//! terminals. The binary under test is built from the workspace first (`binary.rs`).
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
+
+mod bad_output;
+pub(crate) mod binary;
+pub(crate) mod common;
+mod compat;
+mod concurrency;
+mod corpus;
+mod crash;
+pub(crate) mod fake_model;
+mod flow;
+mod git_cleanup;
+mod git_conflict;
+mod git_crash;
+mod git_flow;
+pub(crate) mod gitrepo;
+mod interactive;
+mod limits;
+mod pipelines;
+pub(crate) mod project;
+pub(crate) mod pty;
+mod readme;
+mod run;
+mod schema;
+mod usage;
