@@ -75,6 +75,8 @@ async fn spawn(cmd: &Command, program: &str) -> Result<tokio::process::Child, Pr
     command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     #[cfg(unix)]
     command.process_group(0);
+    #[cfg(target_os = "linux")]
+    die_with_parent(&mut command);
     let mut tries = 0;
     loop {
         match command.spawn() {
@@ -213,4 +215,29 @@ pub(crate) async fn run(
         stderr: err,
         lingered,
     })
+}
+
+/// Makes the child get SIGKILL when this process dies (Linux's parent-death signal): its own
+/// process group keeps it out of a kill of ours, and a CLI agent, tool or condition must not
+/// outlive an orchestra that was killed (`kill -9`) mid-run. Set in the child between fork and
+/// exec; if this process died before that, the child exits at once.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    let hook = move || {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        if rustix::process::getppid() != Some(parent) {
+            return Err(std::io::Error::other("the parent process is gone"));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec and only makes two system calls
+    // (prctl, getppid): async-signal-safe, no allocation, no lock.
+    #[expect(
+        unsafe_code,
+        reason = "pre_exec is the only way to set the parent-death signal"
+    )]
+    unsafe {
+        command.pre_exec(hook);
+    }
 }

@@ -255,3 +255,56 @@ async fn runs_on_a_blocking_thread_of_the_runtime() {
     assert_eq!(out.0.stdout.text(), "via the runtime");
     assert!(out.1.timed_out());
 }
+
+/// Run by [`a_run_dies_with_the_process_that_started_it`] in a process of its own: starts a
+/// program in its own group through `Command`, prints its pid, and waits to be killed.
+#[tokio::test]
+#[ignore = "a helper process of another test, not a test"]
+async fn parent_entry() {
+    if std::env::var_os("ORCHESTRA_PROCESS_PARENT").is_none() {
+        return;
+    }
+    let mut print = |bytes: &[u8]| {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).unwrap();
+        out.flush().unwrap();
+    };
+    let _ = sh("echo $$; sleep 100").run_streaming(&mut print).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_run_dies_with_the_process_that_started_it() {
+    use std::io::BufRead as _;
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "parent_entry",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ORCHESTRA_PROCESS_PARENT", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = parent.stdout.take().unwrap();
+    let pid = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            // The harness prints `test parent_entry ... ` before it, on the same line.
+            .find_map(|l| l.split_whitespace().last()?.parse::<i32>().ok())
+    })
+    .await
+    .unwrap()
+    .expect("the helper process printed its child's pid");
+    assert!(alive(pid));
+    // `kill -9` of the parent alone: the child is in a group of its own, out of reach of a
+    // kill of the parent's group, and must die all the same.
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    exited(pid, Duration::from_secs(10)).await;
+}
