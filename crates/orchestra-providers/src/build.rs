@@ -12,6 +12,7 @@ use crate::Provider;
 use crate::anthropic::Anthropic;
 use crate::command::CommandProvider;
 use crate::error::ProviderError;
+use crate::gate::{Gate, RateLimitHook};
 use crate::http::Secret;
 use crate::openai::OpenAi;
 use crate::retry::RetryPolicy;
@@ -33,6 +34,8 @@ pub struct BuildOptions {
     /// the project root, or the session worktree when the pipeline has one writable repository,
     /// so a code-editing CLI agent never works in the user's checkout.
     pub workdir: Option<std::path::PathBuf>,
+    /// Told when an HTTP provider's adaptive gate makes calls wait (the runtime shows it).
+    pub on_rate_limit: Option<RateLimitHook>,
 }
 
 impl Default for BuildOptions {
@@ -43,6 +46,7 @@ impl Default for BuildOptions {
             max_delay: p.max_delay,
             max_retry_after: p.max_retry_after,
             workdir: None,
+            on_rate_limit: None,
         }
     }
 }
@@ -56,6 +60,11 @@ impl BuildOptions {
             max_delay: self.max_delay,
             max_retry_after: self.max_retry_after,
         }
+    }
+
+    /// The concurrency gate of HTTP provider `name`.
+    fn gate(&self, name: &str, spec: &ProviderSpec) -> Gate {
+        Gate::new(name, spec.max_concurrency, self.on_rate_limit.clone())
     }
 }
 
@@ -100,6 +109,7 @@ pub fn build_with(
                 key,
                 var,
                 options.retry(spec, HTTP_RETRIES),
+                options.gate(name, spec),
             )?)
         }
         ProviderKind::Openai => {
@@ -121,6 +131,7 @@ pub fn build_with(
                 spec,
                 key,
                 options.retry(spec, HTTP_RETRIES),
+                options.gate(name, spec),
             )?)
         }
         ProviderKind::Command => Arc::new(
@@ -169,6 +180,9 @@ fn check_common(name: &str, spec: &ProviderSpec) -> Result<(), ProviderError> {
             name,
             &format!("`temperature` must be between 0 and {top} for this provider, not {t}"),
         ));
+    }
+    if spec.max_concurrency == Some(0) {
+        return Err(config(name, "`max_concurrency` must be at least 1"));
     }
     if spec.timeout.is_some_and(|t| t.0.is_zero()) {
         return Err(config(name, "`timeout` must be longer than zero"));

@@ -9,6 +9,7 @@ use orchestra_spec::ProviderSpec;
 
 use crate::build::config;
 use crate::error::ProviderError;
+use crate::gate::Gate;
 use crate::retry::{RetryPolicy, with_retries};
 use crate::transcript::{estimate_tokens, render_transcript, request_bytes};
 use crate::types::{Block, ChatRequest, ChatResponse, StopReason, Usage};
@@ -33,6 +34,8 @@ pub(crate) struct CommandProvider {
     stdin: bool,
     timeout: Duration,
     retry: RetryPolicy,
+    /// `max_concurrency`: how many of its processes run at once.
+    gate: Gate,
     workdir: Option<std::path::PathBuf>,
 }
 
@@ -67,6 +70,7 @@ impl CommandProvider {
             stdin: spec.stdin,
             timeout: spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             retry,
+            gate: Gate::new(name, spec.max_concurrency, None),
             workdir: None,
         })
     }
@@ -201,7 +205,10 @@ impl Provider for CommandProvider {
             tracing::debug!(provider = %self.name, "the command provider does not offer tools to the agent");
         }
         let prompt = render_transcript(req);
-        with_retries(&self.retry, &self.name, || self.once(req, &prompt, stream)).await
+        with_retries(&self.retry, Some(&self.gate), &self.name, || {
+            self.once(req, &prompt, stream)
+        })
+        .await
     }
 }
 

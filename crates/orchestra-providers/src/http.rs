@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ProviderError;
+use crate::gate::Gate;
 use crate::retry::{RetryPolicy, retry_after};
 use crate::sse::{SseDecoder, SseEvent};
 
@@ -61,7 +62,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A configured HTTP endpoint: reqwest client, base URL, key, timeout and retry policy.
+/// A configured HTTP endpoint: reqwest client, base URL, key, timeout, retry policy and the
+/// concurrency gate every caller of the client shares.
 #[derive(Debug)]
 pub(crate) struct Http {
     /// The provider's name, used in messages.
@@ -74,6 +76,8 @@ pub(crate) struct Http {
     pub timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Admits each attempt.
+    pub gate: Gate,
     client: reqwest::Client,
 }
 
@@ -85,6 +89,7 @@ impl Http {
         key: Option<Secret>,
         timeout: Duration,
         retry: RetryPolicy,
+        gate: Gate,
     ) -> Result<Self, ProviderError> {
         if let Err(why) = orchestra_spec::check_api_base(base) {
             return Err(ProviderError::Config {
@@ -110,6 +115,7 @@ impl Http {
             key,
             timeout,
             retry,
+            gate,
             client,
         })
     }

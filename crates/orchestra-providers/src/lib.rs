@@ -10,7 +10,9 @@
 //!
 //! Every client implements [`Provider`]. HTTP clients retry 429, 5xx, resets, timeouts and cut
 //! streams with exponential backoff and jitter (honouring `retry-after`); other errors fail at once
-//! with the provider's message. API keys are read only from the environment variable the
+//! with the provider's message. HTTP and command clients admit their requests through a
+//! concurrency gate shared by every caller of the client: `max_concurrency` when configured,
+//! else adaptive to the 429s the server answers (see [`RateLimited`]). API keys are read only from the environment variable the
 //! configuration names, and never appear in errors or logs.
 
 mod anthropic;
@@ -18,6 +20,7 @@ mod backoff;
 mod build;
 mod command;
 mod error;
+mod gate;
 mod http;
 mod openai;
 mod retry;
@@ -33,6 +36,7 @@ pub use async_trait::async_trait;
 pub use backoff::{Backoff, Jitter};
 pub use build::{BuildOptions, build, build_with};
 pub use error::ProviderError;
+pub use gate::{RateLimitHook, RateLimited};
 pub use orchestra_spec::ToolDef;
 pub use retry::RetryPolicy;
 pub use transcript::render_transcript;

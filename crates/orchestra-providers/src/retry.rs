@@ -1,11 +1,14 @@
 //! Retries inside a provider: exponential backoff with jitter, `retry-after` honoured (seconds,
-//! milliseconds or an HTTP date, capped), and the number of retries reported back.
+//! milliseconds or an HTTP date, capped, plus up to a quarter more so that waiters do not come
+//! back together), each attempt admitted by the provider's [`Gate`], and the number of retries
+//! reported back.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::ProviderError;
+use crate::gate::Gate;
 use crate::types::ChatResponse;
 
 /// How a provider retries failed requests.
@@ -34,13 +37,19 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait before retry number `retry` (0-based): `retry-after` when the server gave one
-    /// (capped at `max_retry_after`), else the [`Backoff`] from `base_delay`, capped at
-    /// `max_delay`, with equal jitter (in `[d/2, d)`).
+    /// (capped at `max_retry_after`) plus up to a quarter more, else the [`Backoff`] from
+    /// `base_delay`, capped at `max_delay`, with equal jitter (in `[d/2, d)`).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_at(retry, retry_after, rand::random_range(0.0..1.0))
+    }
+
+    /// [`RetryPolicy::delay`] for a given random draw `unit` in `[0, 1)`.
+    pub fn delay_at(&self, retry: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.max_retry_after);
+            let wait = wait.min(self.max_retry_after);
+            return wait.saturating_add(wait.mul_f64(unit.clamp(0.0, 1.0) / 4.0));
         }
-        self.backoff().delay(retry)
+        self.backoff().delay_at(retry, unit)
     }
 
     /// The backoff schedule of this policy.
@@ -56,10 +65,14 @@ impl RetryPolicy {
 /// Runs `attempt` until it succeeds, fails with a fatal error, or `policy.max_retries` retries
 /// were made. The successful response carries the number of retries.
 ///
+/// Each attempt (never a backoff sleep) holds room in `gate`, and tells it how it went; waiting
+/// for the gate is not a retry.
+///
 /// The error is dropped before the backoff sleep, so the future (one per model call in flight)
 /// does not keep room for it while it sleeps.
 pub(crate) async fn with_retries<F, Fut>(
     policy: &RetryPolicy,
+    gate: Option<&Gate>,
     provider: &str,
     mut attempt: F,
 ) -> Result<ChatResponse, ProviderError>
@@ -69,7 +82,19 @@ where
 {
     let mut retries = 0u32;
     loop {
-        let wait = match attempt().await {
+        let permit = match gate {
+            Some(g) => Some(g.acquire().await),
+            None => None,
+        };
+        let result = attempt().await;
+        if let Some(permit) = permit {
+            match &result {
+                Ok(_) => permit.succeeded(),
+                Err(e) if e.status() == Some(429) => permit.refused(),
+                Err(_) => drop(permit),
+            }
+        }
+        let wait = match result {
             Ok(mut response) => {
                 response.retries = retries;
                 return Ok(response);
@@ -199,13 +224,22 @@ mod tests {
             assert!(p.delay(30, None) < Duration::from_millis(1000));
         }
         assert_eq!(
-            p.delay(0, Some(Duration::from_secs(2))),
+            p.delay_at(0, Some(Duration::from_secs(2)), 0.0),
             Duration::from_secs(2)
         );
         assert_eq!(
-            p.delay(0, Some(Duration::from_secs(600))),
+            p.delay_at(0, Some(Duration::from_secs(2)), 0.5),
+            Duration::from_millis(2250),
+            "retry-after plus up to a quarter"
+        );
+        assert_eq!(
+            p.delay_at(0, Some(Duration::from_secs(600)), 0.0),
             Duration::from_secs(5)
         );
+        for _ in 0..50 {
+            let d = p.delay(0, Some(Duration::from_millis(200)));
+            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(250));
+        }
     }
 
     #[test]
@@ -259,7 +293,7 @@ mod tests {
             max_retry_after: Duration::from_millis(5),
         };
         let mut calls = 0;
-        let err = with_retries(&p, "x", || {
+        let err = with_retries(&p, None, "x", || {
             calls += 1;
             async {
                 Err(ProviderError::StreamCut {
@@ -274,7 +308,7 @@ mod tests {
         assert_eq!(err.retries(), 2);
 
         let mut calls = 0;
-        let err = with_retries(&p, "x", || {
+        let err = with_retries(&p, None, "x", || {
             calls += 1;
             async {
                 Err(ProviderError::Status {

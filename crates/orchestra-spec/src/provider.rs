@@ -59,6 +59,12 @@ pub struct ProviderSpec {
     /// Retries of a request after 429, 5xx, a reset or a timeout (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Most requests in flight at once, shared by every agent of a run (`anthropic`, `openai`,
+    /// `command`; at least 1). Without it, HTTP providers adapt: unlimited until the server
+    /// answers 429, then as many as it was serving, growing back by one per round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
     /// `command`: the argv; `{{prompt}}` (a whole element) is replaced by the prompt, `{{model}}`
     /// by the model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@ use orchestra_spec::ProviderSpec;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::error::ProviderError;
+use crate::gate::Gate;
 use crate::http::{DEFAULT_TIMEOUT, Http, Secret};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::types::{ChatRequest, ChatResponse};
@@ -37,6 +38,7 @@ impl Anthropic {
         key: Secret,
         key_var: &str,
         retry: RetryPolicy,
+        gate: Gate,
     ) -> Result<Self, ProviderError> {
         let auth = key.header(name, key_var, "")?;
         let base = spec
@@ -44,7 +46,7 @@ impl Anthropic {
             .as_ref()
             .map_or(DEFAULT_BASE, |b| b.value.as_str());
         let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
-        let http = Http::new(name, base, Some(key), timeout, retry)?;
+        let http = Http::new(name, base, Some(key), timeout, retry, gate)?;
         // `api_base` is the host (`https://api.anthropic.com`); accept one ending in `/v1` too.
         let path = if http.base.ends_with("/v1") {
             "/messages"
@@ -101,9 +103,12 @@ impl Provider for Anthropic {
             self.temperature,
             stream.is_some(),
         );
-        with_retries(&self.http.retry, &self.http.name, || {
-            self.once(&body, &names, stream)
-        })
+        with_retries(
+            &self.http.retry,
+            Some(&self.http.gate),
+            &self.http.name,
+            || self.once(&body, &names, stream),
+        )
         .await
     }
 }

@@ -239,6 +239,7 @@ mod tests {
             None,
             Duration::from_secs(1),
             RetryPolicy::default(),
+            crate::gate::Gate::new("anthropic", None, None),
         )
         .unwrap()
     }

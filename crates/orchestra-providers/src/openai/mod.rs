@@ -10,6 +10,7 @@ use orchestra_spec::ProviderSpec;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 use crate::error::ProviderError;
+use crate::gate::Gate;
 use crate::http::{DEFAULT_TIMEOUT, Http, Secret};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::types::{ChatRequest, ChatResponse};
@@ -55,6 +56,7 @@ impl OpenAi {
         spec: &ProviderSpec,
         key: Option<(Secret, &str)>,
         retry: RetryPolicy,
+        gate: Gate,
     ) -> Result<Self, ProviderError> {
         let auth = match &key {
             Some((k, var)) => Some(k.header(name, var, "Bearer ")?),
@@ -65,7 +67,7 @@ impl OpenAi {
             .as_ref()
             .map_or(DEFAULT_BASE, |b| b.value.as_str());
         let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
-        let http = Http::new(name, base, key.map(|(k, _)| k), timeout, retry)?;
+        let http = Http::new(name, base, key.map(|(k, _)| k), timeout, retry, gate)?;
         let token_field = if http.base.starts_with("https://api.openai.com") {
             TokenField::MaxCompletionTokens
         } else {
@@ -125,9 +127,12 @@ impl Provider for OpenAi {
             stream.is_some(),
         );
         let turn = req.assistant_turns();
-        with_retries(&self.http.retry, &self.http.name, || {
-            self.once(&body, &names, turn, stream)
-        })
+        with_retries(
+            &self.http.retry,
+            Some(&self.http.gate),
+            &self.http.name,
+            || self.once(&body, &names, turn, stream),
+        )
         .await
     }
 }

@@ -180,6 +180,7 @@ mod tests {
             None,
             Duration::from_secs(1),
             RetryPolicy::default(),
+            crate::gate::Gate::new("local", None, None),
         )
         .unwrap();
         let text = concat!(

@@ -210,7 +210,7 @@ impl Provider for Scripted {
             .agent(&req.agent)
             .is_ok_and(|a| a.runs.iter().flatten().any(|turn| !turn.errors.is_empty()));
         if scripts_errors {
-            Box::pin(with_retries(&self.retry, &self.name, || {
+            Box::pin(with_retries(&self.retry, None, &self.name, || {
                 self.once(req, stream)
             }))
             .await

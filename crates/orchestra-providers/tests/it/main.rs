@@ -10,6 +10,8 @@ mod anthropic;
 mod build;
 mod command;
 mod errors;
+mod gate;
+mod limited;
 mod openai;
 mod real_llm;
 mod scripted;

@@ -166,7 +166,7 @@ async fn serve(
     let _ = sock.shutdown().await;
 }
 
-async fn write_head(
+pub async fn write_head(
     sock: &mut TcpStream,
     status: u16,
     headers: &[(&str, &str)],
@@ -183,7 +183,7 @@ async fn write_head(
     let _ = sock.write_all(head.as_bytes()).await;
 }
 
-async fn read_request(sock: &mut TcpStream) -> Option<Recorded> {
+pub async fn read_request(sock: &mut TcpStream) -> Option<Recorded> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
