@@ -317,6 +317,18 @@ impl EventSink for Progress {
                 self.line(&format!("  FAILED {node}: {error}"))
             }
             Event::Checkpoint { .. } => {}
+            Event::RateLimited {
+                provider, limit, ..
+            } => {
+                let at_once = if limit == 1 {
+                    "1 request at a time".to_owned()
+                } else {
+                    format!("{limit} requests at a time")
+                };
+                self.line(&format!(
+                    "  rate   provider `{provider}` is rate limited (429): {at_once}; the other agents wait their turn"
+                ));
+            }
             Event::Warning { message } => self.line(&format!("warning: {message}")),
         }
     }

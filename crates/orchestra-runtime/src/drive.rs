@@ -38,7 +38,12 @@ impl Engine {
                 Some(dir) if roots.len() == 1 => dir.clone(),
                 _ => compiled.project_root.clone(),
             };
-            let providers = build_providers(&compiled, &*opts.env, &workdir)?;
+            let providers = build_providers(
+                &compiled,
+                &*opts.env,
+                &workdir,
+                Some(Arc::clone(&opts.events)),
+            )?;
             let tools = build_tools(&compiled, &git.roots(), opts.tools.clone())?;
             let plans = agent_plans(&compiled, &providers, &tools)?;
             Harness::new(

@@ -98,6 +98,16 @@ pub enum Event {
         /// Whether it holds a full snapshot.
         snapshot: bool,
     },
+    /// A provider answered 429 and its calls now wait for room: it lets `limit` requests through
+    /// at once (sent when calls first wait, and again when the limit fell by a quarter or more).
+    RateLimited {
+        /// The provider.
+        provider: String,
+        /// Requests it lets through at once now.
+        limit: u32,
+        /// Calls waiting for it when this was sent.
+        waiting: u32,
+    },
     /// Something the user should know.
     Warning {
         /// The message.

@@ -11,10 +11,11 @@ use serde_json::{Map, Value};
 use orchestra_graph::conditions::ConditionSource;
 use orchestra_graph::state::State;
 use orchestra_graph::{Compiled, Edge};
-use orchestra_providers::Provider;
+use orchestra_providers::{Provider, RateLimitHook, RateLimited};
 use orchestra_tools::{Registry, RepoRoot};
 
 use crate::error::SetupError;
+use crate::events::{Event, EventSink};
 use crate::exec_condition::run_condition;
 use crate::executor::Router;
 use crate::harness::AgentPlan;
@@ -28,14 +29,26 @@ pub const CONDITION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds the provider clients used by the agents. `env` looks up environment variables (API
 /// keys); `workdir` is where `command` agents run (never the user's checkout when the pipeline
-/// writes: the session worktree).
+/// writes: the session worktree); `events`, when given, hears when a provider's rate limit
+/// makes calls wait ([`Event::RateLimited`]).
 pub fn build_providers(
     compiled: &Compiled,
     env: &dyn Fn(&str) -> Option<String>,
     workdir: &Path,
+    events: Option<Arc<dyn EventSink>>,
 ) -> Result<HashMap<String, Arc<dyn Provider>>, SetupError> {
+    let on_rate_limit = events.map(|events| {
+        RateLimitHook(Arc::new(move |e: &RateLimited| {
+            events.emit(Event::RateLimited {
+                provider: e.provider.clone(),
+                limit: e.limit,
+                waiting: e.waiting,
+            });
+        }))
+    });
     let options = orchestra_providers::BuildOptions {
         workdir: Some(workdir.to_path_buf()),
+        on_rate_limit,
         ..orchestra_providers::BuildOptions::default()
     };
     let mut out: HashMap<String, Arc<dyn Provider>> = HashMap::new();
@@ -88,7 +101,7 @@ pub fn check_providers(
     compiled: &Compiled,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), SetupError> {
-    build_providers(compiled, env, &compiled.project_root).map(drop)
+    build_providers(compiled, env, &compiled.project_root, None).map(drop)
 }
 
 /// The names of the environment variables holding API keys (hidden from shell tools).
