@@ -235,7 +235,12 @@ pub(crate) fn secs(ms: u64) -> String {
 
 impl EventSink for Progress {
     fn emit(&self, event: Event) {
-        if self.quiet && !matches!(event, Event::Warning { .. } | Event::NodeFailed { .. }) {
+        if self.quiet
+            && !matches!(
+                event,
+                Event::Warning { .. } | Event::NodeFailed { .. } | Event::RateLimited { .. }
+            )
+        {
             return;
         }
         match event {

@@ -101,14 +101,14 @@ where
             }
             Err(e) if e.is_retryable() && retries < policy.max_retries => {
                 let wait = policy.delay(retries, e.retry_after());
-                tracing::warn!(
-                    provider,
-                    retry = retries + 1,
-                    of = policy.max_retries,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    error = %e,
-                    "retrying model call"
-                );
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                let retry = retries + 1;
+                if e.status() == Some(429) {
+                    // The gate reports the rate limit once; a line per refusal would flood.
+                    tracing::debug!(provider, retry, of = policy.max_retries, wait_ms, error = %e, "rate limited; retrying model call");
+                } else {
+                    tracing::warn!(provider, retry, of = policy.max_retries, wait_ms, error = %e, "retrying model call");
+                }
                 wait
             }
             Err(e) if retries > 0 => {
