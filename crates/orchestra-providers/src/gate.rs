@@ -34,8 +34,9 @@ impl fmt::Display for RateLimited {
     }
 }
 
-/// Called (cheaply, without blocking) when a provider's adaptive gate has made agents wait: the
-/// first time, and again whenever its limit fell to three quarters of the last one reported.
+/// Called (cheaply, without blocking) when a provider's adaptive gate makes agents wait and its
+/// limit has held for half a round trip (so not while a first wave of refusals still lowers it):
+/// the first time, and again whenever it fell to three quarters of the last one reported.
 #[derive(Clone)]
 pub struct RateLimitHook(pub Arc<dyn Fn(&RateLimited) + Send + Sync>);
 
@@ -121,7 +122,6 @@ impl Gate {
             s.waiters.push_back(tx);
             let waiting = s.waiters.len();
             tracing::debug!(provider = %self.provider, limit = s.limit, waiting, "waiting for the provider's gate");
-            self.report(&mut s);
             rx
         };
         let mut wait = Waiting {
@@ -140,9 +140,10 @@ impl Gate {
         Permit { gate: Some(self) }
     }
 
-    /// Tells the hook that calls wait, the first time and when the limit fell a lot since.
+    /// Tells the hook that calls wait under a limit that held for half a round trip, the first
+    /// time and when the limit fell a lot since.
     fn report(&self, s: &mut State) {
-        if self.fixed || s.limit == UNLIMITED {
+        if self.fixed || s.limit == UNLIMITED || s.waiters.is_empty() || s.successes * 2 < s.limit {
             return;
         }
         if s.reported.is_some_and(|r| s.limit * 4 > r * 3) {
@@ -182,6 +183,7 @@ impl Gate {
                     // back.
                     if !s.waiters.is_empty() || s.in_flight + 1 >= s.limit {
                         s.successes += 1;
+                        self.report(&mut s);
                         if s.successes >= s.limit {
                             s.successes = 0;
                             s.limit += 1;
@@ -370,7 +372,7 @@ mod tests {
         let hook = RateLimitHook(Arc::new(move |e: &RateLimited| {
             h.lock().unwrap().push(e.limit);
         }));
-        let g = Gate::new("bench", None, Some(hook));
+        let g = Arc::new(Gate::new("bench", None, Some(hook)));
         let mut permits = Vec::new();
         for _ in 0..8 {
             permits.push(g.acquire().await);
@@ -378,12 +380,31 @@ mod tests {
         for p in permits.split_off(4) {
             p.refused();
         }
-        assert!(heard.lock().unwrap().is_empty(), "nobody waited yet");
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(1), g.acquire()).await;
-        assert!(waiting.is_err());
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(1), g.acquire()).await;
-        assert!(waiting.is_err());
-        assert_eq!(*heard.lock().unwrap(), vec![4]);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..2 {
+            let gate = g.clone();
+            tasks.spawn(async move { drop(gate.acquire().await) });
+        }
+        while g.lock().waiters.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            heard.lock().unwrap().is_empty(),
+            "calls wait, but nothing was answered yet"
+        );
+        permits.pop().unwrap().succeeded();
+        assert!(
+            heard.lock().unwrap().is_empty(),
+            "the limit of 4 held for one answer"
+        );
+        permits.pop().unwrap().succeeded();
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![4],
+            "held for half a round trip"
+        );
+        drop(permits);
+        while tasks.join_next().await.is_some() {}
         assert_eq!(
             RateLimited {
                 provider: "bench".into(),
