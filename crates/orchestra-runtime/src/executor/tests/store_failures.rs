@@ -40,8 +40,7 @@ async fn a_failing_checkpoint_ends_the_drive_with_its_error() {
     let n = 12;
     let h = chain_on(&db, n);
     let mut pos = h.start("p1", &NoRouter).await;
-    // The database fails step 3's checkpoint, as a full disk would; the steps after it may
-    // already be running when the store gets to it.
+    // The database fails step 3's checkpoint, as a full disk would.
     fail_inserts(&db, "checkpoints", 3);
     let mut l = limits(n);
     l.snapshot_every = 100;
