@@ -20,6 +20,9 @@ impl Compiled {
             }
         };
         move_path(&mut self.pipeline_path);
+        // The path the pipeline was shown by depends on the directory `compile` ran in: stored
+        // and read back, it is the pipeline's own path (so its hash does not depend on that).
+        self.source.path = self.pipeline_path.clone();
         if let Some(f) = &mut self.project_file {
             move_path(f);
         }

@@ -190,6 +190,7 @@ pub async fn connect(path: &Path, who: &str) -> Result<Joined, AttachError> {
             path: path.to_path_buf(),
             source,
         })?;
+    private::check_peer(&stream, path)?;
     let (read, write) = stream.into_split();
     let mut incoming = Incoming {
         lines: BufReader::new(read).lines(),
@@ -294,21 +295,40 @@ mod tests {
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         drop(server);
 
-        // A socket directory that others may write to is refused, not used.
+        // A socket directory of this user's that others could write to (an earlier release
+        // made it under the umask) is tightened before use.
         let open = tmp.path().join("open");
         let open_db = open.join("orchestra.db");
         let open_sockets = open.join("sessions");
         std::fs::create_dir_all(&open_sockets).unwrap();
         std::fs::set_permissions(&open_sockets, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = AttachServer::bind(
+        let server = AttachServer::bind(
             &socket_path(&open_db, "s1"),
             "s1",
             "the test".into(),
             None,
             String::new(),
         )
-        .unwrap_err();
-        assert!(matches!(err, AttachError::UnsafeDir(_)), "{err}");
+        .unwrap();
+        assert_eq!(mode(&open_sockets), 0o700);
+        drop(server);
+        // One that belongs to someone else is refused (tests run as root here, which can give
+        // a directory away).
+        if private::my_uid() == 0 {
+            let theirs = tmp.path().join("theirs");
+            let their_sockets = theirs.join("sessions");
+            std::fs::create_dir_all(&their_sockets).unwrap();
+            std::os::unix::fs::chown(&their_sockets, Some(65534), Some(65534)).unwrap();
+            let err = AttachServer::bind(
+                &socket_path(&theirs.join("orchestra.db"), "s1"),
+                "s1",
+                "the test".into(),
+                None,
+                String::new(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, AttachError::UnsafeDir(_)), "{err}");
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use orchestra_git::{CleanupOptions as GitCleanup, GitSettings};
-use orchestra_spec::GitConfig;
 use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, system_now_ms};
 
 pub use orchestra_git::Removed;
@@ -89,19 +88,7 @@ fn repo_paths(rec: &SessionRecord) -> Vec<PathBuf> {
 
 /// The git settings the session ran with (from its stored pipeline).
 fn settings(rec: &SessionRecord) -> GitSettings {
-    // Only `project.git` is decoded; the rest of the pipeline is skipped over.
-    #[derive(serde::Deserialize)]
-    struct Resolved {
-        project: Project,
-    }
-    #[derive(serde::Deserialize)]
-    struct Project {
-        #[serde(default)]
-        git: GitConfig,
-    }
-    let g: GitConfig = serde_json::from_str::<Resolved>(&rec.resolved)
-        .map(|r| r.project.git)
-        .unwrap_or_default();
+    let g = crate::stored::git_config(&rec.resolved);
     GitSettings {
         prefix: g.prefix,
         worktrees_dir: g.worktrees,

@@ -230,6 +230,9 @@ impl Engine {
             Ok(g) => g,
             Err(e) => return self.fail_setup(&rec.id, e).await,
         };
+        // Where the repositories and worktrees are now (the project may have moved): cleanup
+        // reads them from here.
+        self.store_git_meta(&rec.id, &git).await?;
         opts.events.emit(Event::SessionStarted {
             session: rec.id.clone(),
             pipeline: compiled.name.clone(),

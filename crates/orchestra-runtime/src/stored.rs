@@ -43,6 +43,9 @@ pub enum StoredError {
 struct Envelope<'a> {
     format: u64,
     scheduler_format: u64,
+    /// The project root the session was made in: used only when the root a command finds
+    /// (from the database's place) does not hold the pipeline.
+    root: &'a Path,
     compiled: &'a Compiled,
 }
 
@@ -52,6 +55,7 @@ pub(crate) fn stored_pipeline(compiled: &Compiled) -> Result<(String, String), S
     let text = serde_json::to_string(&Envelope {
         format: PIPELINE_FORMAT,
         scheduler_format: SCHEDULER_FORMAT,
+        root: &compiled.project_root,
         compiled: &portable,
     })
     .map_err(StoredError::Invalid)?;
@@ -64,10 +68,16 @@ pub fn pipeline_hash(compiled: &Compiled) -> String {
     hash_of(&portable(compiled))
 }
 
-/// Reads a stored pipeline (of any known format) with its paths under `root`.
+/// Reads a stored pipeline (of any known format) with its paths under `root` — or under the
+/// root it was made in, when `root` does not hold the pipeline file and that one does (a
+/// database shared by projects, used from another one).
 pub(crate) fn load_pipeline(text: &str, root: &Path) -> Result<Compiled, StoredError> {
     let mut value: Value = serde_json::from_str(text).map_err(StoredError::Invalid)?;
     let format = value.get("format").and_then(Value::as_u64);
+    let made_in = value
+        .get("root")
+        .and_then(Value::as_str)
+        .map(std::path::PathBuf::from);
     let mut compiled: Compiled = match format {
         // Format 1: the bare compiled pipeline, absolute paths under its `project_root`.
         None => serde_json::from_value(value).map_err(StoredError::Invalid)?,
@@ -86,8 +96,42 @@ pub(crate) fn load_pipeline(text: &str, root: &Path) -> Result<Compiled, StoredE
             serde_json::from_value(compiled.unwrap_or(Value::Null)).map_err(StoredError::Invalid)?
         }
     };
+    let made_in = made_in.unwrap_or_else(|| compiled.project_root.clone());
+    let mut there = compiled.clone();
     compiled.relocate(root);
+    if !compiled.pipeline_path.exists() && made_in.is_absolute() && made_in != root {
+        there.relocate(&made_in);
+        if there.pipeline_path.exists() {
+            return Ok(there);
+        }
+    }
     Ok(compiled)
+}
+
+/// The `git:` settings of the project a stored pipeline (of any known format) ran in; the
+/// defaults when it cannot be read. Only they are decoded: the rest is skipped over.
+pub(crate) fn git_config(text: &str) -> orchestra_spec::GitConfig {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        // Format 2 and later: the compiled pipeline inside an envelope.
+        compiled: Option<Resolved>,
+        // Format 1: the compiled pipeline itself.
+        project: Option<Project>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Resolved {
+        project: Project,
+    }
+    #[derive(serde::Deserialize)]
+    struct Project {
+        #[serde(default)]
+        git: orchestra_spec::GitConfig,
+    }
+    serde_json::from_str::<Stored>(text)
+        .ok()
+        .and_then(|s| s.compiled.map(|c| c.project).or(s.project))
+        .map(|p| p.git)
+        .unwrap_or_default()
 }
 
 /// `compiled` with its paths relative to the project root.
@@ -121,5 +165,22 @@ impl std::io::Write for Fnv {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_settings_are_read_from_either_format() {
+        let v2 = r#"{"format":2,"scheduler_format":1,"compiled":{"name":"p","project":{"git":{"prefix":"ai/"}}}}"#;
+        let v1 = r#"{"name":"p","project":{"git":{"prefix":"bots/"}}}"#;
+        assert_eq!(git_config(v2).prefix, "ai/");
+        assert_eq!(git_config(v1).prefix, "bots/");
+        assert_eq!(
+            git_config("not json").prefix,
+            orchestra_spec::GitConfig::default().prefix
+        );
     }
 }

@@ -38,8 +38,10 @@ pub(crate) fn my_uid() -> u32 {
 }
 
 /// Makes `dir` (and its parents) if missing, with mode 0700 for `dir`, and checks that it is a
-/// real directory owned by this user that nobody else can write to. A directory of this user's
-/// that others can only read or search is tightened to 0700.
+/// real directory owned by this user. A directory of this user's that others could reach (an
+/// earlier release made it under the umask) is tightened to 0700: what another user may have
+/// left in it cannot pass for this user's server, since clients check who listens
+/// ([`check_peer`]).
 pub(crate) fn private_dir(dir: &Path) -> Result<(), UnsafeDir> {
     let io_err = |source| UnsafeDir::Io {
         path: dir.to_path_buf(),
@@ -64,14 +66,24 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), UnsafeDir> {
     if meta.uid() != my_uid() {
         return Err(not_private(format!("it belongs to uid {}", meta.uid())));
     }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(not_private(format!(
-            "others may write to it (mode {mode:03o})"
-        )));
-    }
-    if mode != 0o700 {
+    if meta.mode() & 0o777 != 0o700 {
         std::fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Refuses a server socket that another user listens on (one who put a socket where this
+/// user's would be): a human's typed lines go only to a process of their own.
+pub(crate) fn check_peer(stream: &tokio::net::UnixStream, path: &Path) -> Result<(), UnsafeDir> {
+    let cred = stream.peer_cred().map_err(|source| UnsafeDir::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if cred.uid() != my_uid() {
+        return Err(UnsafeDir::NotPrivate {
+            path: path.to_path_buf(),
+            reason: format!("the socket is served by uid {}, not by you", cred.uid()),
+        });
     }
     Ok(())
 }
@@ -101,13 +113,13 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_others_can_write_or_of_another_user_or_a_link_is_refused() {
+    fn a_directory_of_another_user_or_a_link_is_refused_and_an_open_one_of_mine_tightened() {
         let tmp = tempfile::tempdir().unwrap();
         let open = tmp.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, Permissions::from_mode(0o777)).unwrap();
-        let err = private_dir(&open).unwrap_err().to_string();
-        assert!(err.contains("others may write to it (mode 777)"), "{err}");
+        private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
 
         let link = tmp.path().join("link");
         let target = tmp.path().join("target");
