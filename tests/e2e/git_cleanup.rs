@@ -250,3 +250,22 @@ fn cleanup_without_a_database_or_with_a_bad_duration() {
     );
     p.assert_user_untouched();
 }
+
+#[test]
+fn cleanup_uses_the_git_prefix_the_session_ran_with() {
+    let project = std::fs::read_to_string(super::common::workspace_root().join("orchestra.yaml"))
+        .unwrap()
+        .replace("prefix: orchestra/", "prefix: ai/");
+    assert!(project.contains("prefix: ai/"));
+    let p = GitProject::new(&[("orchestra.yaml", &project)]);
+    let id = run(&p, PIPELINE);
+    let branch = format!("ai/parallel-edit/{id}");
+    assert!(branch_exists(&p, &branch));
+    let worktree = p.root().join(format!(".orchestra/worktrees/{id}/app"));
+    assert!(listed(&p, &worktree));
+    age(&p, &id, Duration::from_secs(2 * 3600));
+    let out = p.orchestra(&["cleanup", "--older-than", "1h"]);
+    assert_eq!(out.code, 0, "{}", out.transcript());
+    assert!(!branch_exists(&p, &branch), "{}", out.transcript());
+    assert!(!listed(&p, &worktree), "{}", out.transcript());
+}
