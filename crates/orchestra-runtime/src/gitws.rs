@@ -74,7 +74,14 @@ impl GitWorkspace {
         at: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SetupError> {
         let settings = settings_of(compiled);
-        let database = compiled.project_root.join(&compiled.project.database);
+        // `database:` may be written `sqlite:PATH` or `sqlite://PATH` (see the CLI's
+        // `store::locate`); only the file matters here, to keep it out of `git status`.
+        let db = &compiled.project.database;
+        let file = db
+            .strip_prefix("sqlite://")
+            .or_else(|| db.strip_prefix("sqlite:"))
+            .unwrap_or(db);
+        let database = compiled.project_root.join(file);
         let mut repos = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
             let (path, name, pipeline, sid, st, sha, db) = (
