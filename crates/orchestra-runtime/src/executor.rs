@@ -114,6 +114,7 @@ impl Executor {
     /// checkpoint is committed before the next step starts, and the drive ends only once every
     /// record it queued is stored (or its failure is returned).
     pub async fn run(&self, pos: &mut Position) -> Result<Finish, WorkerError> {
+        self.store.forget(&self.session);
         let finish = self.steps(pos).await;
         let settled = self.store.settle(&self.session).await;
         let finish = finish?;

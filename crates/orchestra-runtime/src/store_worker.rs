@@ -34,6 +34,7 @@ enum Cmd {
     Record(Box<(Option<TaskRecord>, NodeRunRecord)>),
     Checkpoint(Box<CheckpointRecord>, Reply<CheckpointRecord>),
     Settle(String, Reply<()>),
+    Forget(String),
     Call(Job),
     Close(oneshot::Sender<()>),
 }
@@ -44,6 +45,7 @@ impl std::fmt::Debug for Cmd {
             Cmd::Record(_) => "Record",
             Cmd::Checkpoint(..) => "Checkpoint",
             Cmd::Settle(..) => "Settle",
+            Cmd::Forget(_) => "Forget",
             Cmd::Call(_) => "Call",
             Cmd::Close(_) => "Close",
         })
@@ -137,6 +139,14 @@ impl StoreHandle {
             .send(Cmd::Settle(session.to_owned(), tx))
             .map_err(|_| WorkerError::Gone)?;
         rx.await.map_err(|_| WorkerError::Gone)?
+    }
+
+    /// Starts a drive of `session` afresh: failures to store records of an earlier drive of it
+    /// that ended without [`settle`](StoreHandle::settle) (its future was dropped) are dropped,
+    /// since the drive restores what is stored and runs the rest again.
+    pub fn forget(&self, session: &str) {
+        // A send fails only when the thread is gone; the drive's first checkpoint says so.
+        let _ = self.tx.send(Cmd::Forget(session.to_owned()));
     }
 
     /// Runs `f` on the store thread after everything queued before it, and returns its result.
@@ -236,6 +246,7 @@ impl Worker {
                     let result = self.take_lost(&session, None).map_or(Ok(()), Err);
                     let _ = reply.send(result);
                 }
+                Cmd::Forget(session) => self.forget(&session),
                 Cmd::Call(job) => job(self.store.as_mut()),
                 Cmd::Close(done) => {
                     drop(self.store);
@@ -270,10 +281,55 @@ impl Worker {
             }
         };
         if let Err(e) = self.store.record_results(&tasks, &runs) {
-            tracing::error!(error = %e, "failed to store finished tasks");
-            self.lose(&tasks, &runs, e);
+            self.after_failed_group(tasks, runs, e);
         }
         next
+    }
+
+    /// A group's transaction failed: with records of one session, they are lost; with several
+    /// sessions, each session's records are tried again on their own, so one session's bad
+    /// record does not fail the others' steps.
+    fn after_failed_group(
+        &mut self,
+        tasks: Vec<TaskRecord>,
+        runs: Vec<NodeRunRecord>,
+        e: StoreError,
+    ) {
+        let mut sessions: Vec<&str> = tasks
+            .iter()
+            .map(|t| t.session.as_str())
+            .chain(runs.iter().map(|r| r.session.as_str()))
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        if sessions.len() <= 1 {
+            tracing::error!(error = %e, "failed to store finished tasks");
+            self.lose(&tasks, &runs, e);
+            return;
+        }
+        let sessions: Vec<String> = sessions.into_iter().map(str::to_owned).collect();
+        for session in sessions {
+            let t: Vec<TaskRecord> = tasks
+                .iter()
+                .filter(|t| t.session == session)
+                .cloned()
+                .collect();
+            let r: Vec<NodeRunRecord> = runs
+                .iter()
+                .filter(|r| r.session == session)
+                .cloned()
+                .collect();
+            if let Err(e) = self.store.record_results(&t, &r) {
+                tracing::error!(session, error = %e, "failed to store finished tasks");
+                self.lose(&t, &r, e);
+            }
+        }
+    }
+
+    /// Forgets failures kept for `session`: a new drive restores it from what is stored, so
+    /// what an earlier, abandoned drive could not store is simply not there.
+    fn forget(&mut self, session: &str) {
+        self.lost.retain(|l| l.session != session);
     }
 
     /// Keeps the failure for each session of the records (at its first step in them).

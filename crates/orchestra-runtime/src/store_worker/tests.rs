@@ -286,3 +286,34 @@ async fn records_with_no_checkpoint_in_sight_are_stored_on_their_own() {
         "one transaction for the group"
     );
 }
+
+#[tokio::test]
+async fn one_session_s_bad_record_does_not_fail_another_session_sharing_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("o.db")).await;
+    // Both records queue up behind a held thread, so they are written as one group.
+    let (release, done) = hold(&store).await;
+    record(&store, "s", 1);
+    record(&store, "no-such-session", 1);
+    release.send(()).unwrap();
+    done.await.unwrap();
+    store.commit_checkpoint(checkpoint("s", 1)).await.unwrap();
+    let tasks = store
+        .call(|s| Ok(s.task_records("s", 1..=1)?.len()))
+        .await
+        .unwrap();
+    assert_eq!(tasks, 1, "the good session's record was stored");
+    let err = store.settle("no-such-session").await.unwrap_err();
+    assert!(matches!(err, WorkerError::Records { step: 1, .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_new_drive_forgets_what_an_abandoned_one_could_not_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    fail_tasks_of_step(&db, 1);
+    record(&store, "s", 1);
+    store.forget("s");
+    store.settle("s").await.unwrap();
+}
