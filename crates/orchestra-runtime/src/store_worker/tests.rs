@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use orchestra_store::{NewSession, TaskStatus};
+use orchestra_store::conformance as records;
 use orchestra_store_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -23,35 +23,12 @@ fn wal_commits(db: &Path) -> usize {
         .count()
 }
 
+/// A finished task of agent `a` and its usage record (the conformance suite's records).
 fn results(session: &str, step: u64) -> (TaskRecord, NodeRunRecord) {
-    let task = TaskRecord {
-        session: session.into(),
-        step,
-        task_idx: 0,
-        node: "a".into(),
-        run_index: 0,
-        status: TaskStatus::Ok,
-        writes: json!({}),
-        output: json!("out"),
-        error: None,
-        finished_at: 1,
-    };
-    let run = NodeRunRecord {
-        session: session.into(),
-        step,
-        node: "a".into(),
-        run_index: 0,
-        started_at: 1,
-        finished_at: 1,
-        duration_ms: 0,
-        tokens_in: 1,
-        tokens_out: 1,
-        tool_calls: 0,
-        retries: 0,
-        status: TaskStatus::Ok,
-        error: None,
-    };
-    (task, run)
+    (
+        records::task(session, step, 0, "a"),
+        records::node_run(session, step, "a", 1, 1),
+    )
 }
 
 fn record(store: &StoreHandle, session: &str, step: u64) {
@@ -59,33 +36,13 @@ fn record(store: &StoreHandle, session: &str, step: u64) {
     store.record(Some(t), r);
 }
 
+/// The checkpoint of `step` (with the initial state at step 0).
 fn checkpoint(session: &str, step: u64) -> CheckpointRecord {
-    CheckpointRecord {
-        session: session.into(),
-        step,
-        parent_step: step.checked_sub(1),
-        scheduler: json!({"step": step}),
-        snapshot: (step == 0).then(|| json!({})),
-        repo_shas: None,
-        nodes: Vec::new(),
-        created_at: 1,
-    }
+    records::checkpoint(session, step, (step == 0).then(|| json!({})))
 }
 
 async fn create(store: &StoreHandle, id: &str) {
-    let session = NewSession {
-        id: id.into(),
-        name: None,
-        pipeline: "p".into(),
-        pipeline_path: "p.yaml".into(),
-        pipeline_source: String::new(),
-        resolved: "{}".into(),
-        pipeline_hash: "h".into(),
-        inputs: json!({}),
-        parent_session: None,
-        parent_checkpoint: None,
-        created_at: 1,
-    };
+    let session = records::new_session(id, 1);
     let cp = checkpoint(id, 0);
     store
         .call(move |s| {

@@ -5,53 +5,17 @@ use rusqlite::StatementStatus;
 use serde_json::json;
 
 use super::*;
-use orchestra_store::{NewSession, TaskStatus};
+use orchestra_store::{NewSession, conformance};
 
 fn session() -> NewSession {
-    NewSession {
-        id: "s".into(),
-        name: None,
-        pipeline: "p".into(),
-        pipeline_path: "p.yaml".into(),
-        pipeline_source: String::new(),
-        resolved: "{}".into(),
-        pipeline_hash: "h".into(),
-        inputs: json!({}),
-        parent_session: None,
-        parent_checkpoint: None,
-        created_at: 1,
-    }
+    conformance::new_session("s", 1)
 }
 
 fn results(step: u64) -> (TaskRecord, NodeRunRecord) {
-    let task = TaskRecord {
-        session: "s".into(),
-        step,
-        task_idx: 0,
-        node: "a".into(),
-        run_index: 0,
-        status: TaskStatus::Ok,
-        writes: json!({}),
-        output: json!("out"),
-        error: None,
-        finished_at: 1,
-    };
-    let run = NodeRunRecord {
-        session: "s".into(),
-        step,
-        node: "a".into(),
-        run_index: 0,
-        started_at: 1,
-        finished_at: 1,
-        duration_ms: 0,
-        tokens_in: 1,
-        tokens_out: 1,
-        tool_calls: 0,
-        retries: 0,
-        status: TaskStatus::Ok,
-        error: None,
-    };
-    (task, run)
+    (
+        conformance::task("s", step, 0, "a"),
+        conformance::node_run("s", step, "a", 1, 1),
+    )
 }
 
 /// Each step reuses the prepared statements: SQLite compiles none of them again (it did for
