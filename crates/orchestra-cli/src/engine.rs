@@ -283,6 +283,7 @@ impl EventSink for Progress {
                 node,
                 tool,
                 is_error,
+                ..
             } => {
                 let mark = if is_error { " (error)" } else { "" };
                 self.line(&format!("  tool   {node} -> {tool}{mark}"));
@@ -321,7 +322,12 @@ impl EventSink for Progress {
             Event::NodeFailed { node, error, .. } => {
                 self.line(&format!("  FAILED {node}: {error}"))
             }
-            Event::Checkpoint { .. } => {}
+            // Not progress lines of their own.
+            Event::Checkpoint { .. }
+            | Event::ModelTurn { .. }
+            | Event::Routed { .. }
+            | Event::HumanTurn { .. }
+            | Event::SessionFinished { .. } => {}
             Event::RateLimited {
                 provider, limit, ..
             } => {

@@ -45,12 +45,88 @@ pub enum Event {
     },
     /// An agent called a tool.
     ToolCalled {
+        /// Step number.
+        #[serde(default)]
+        step: u64,
         /// Agent.
         node: String,
+        /// How many times the agent ran before in this session.
+        #[serde(default)]
+        run_index: u32,
         /// Tool name.
         tool: String,
         /// Whether the tool reported an error.
         is_error: bool,
+        /// How long the call took.
+        #[serde(default)]
+        duration_ms: u64,
+    },
+    /// One model call of an agent returned (one turn of its tool loop).
+    ModelTurn {
+        /// Step number.
+        step: u64,
+        /// Agent.
+        node: String,
+        /// How many times the agent ran before in this session.
+        run_index: u32,
+        /// 0 for the agent run's first model call, then 1, 2, ...
+        turn: u32,
+        /// The provider's name (as configured).
+        provider: String,
+        /// The model asked for.
+        model: String,
+        /// Wall time of the call, retries and waits for the provider's gate included.
+        duration_ms: u64,
+        /// Input tokens.
+        tokens_in: u64,
+        /// Output tokens.
+        tokens_out: u64,
+        /// Why the model stopped (`end_turn`, `tool_use`, ...).
+        stop: String,
+        /// Tool calls the model asked for in this turn.
+        tool_calls: u32,
+    },
+    /// Where the session goes after a node: the edge's condition (if any), what it decided and
+    /// the nodes chosen.
+    Routed {
+        /// Step number of the node that finished.
+        step: u64,
+        /// The node the edges leave.
+        from: String,
+        /// The condition's name, when the edge is conditional.
+        condition: Option<String>,
+        /// What the condition decided (its rule or value, e.g. `revise`).
+        decision: Option<String>,
+        /// The nodes chosen (empty: none; `END` ends the session).
+        targets: Vec<String>,
+        /// The edge's loop round (1-based) when it is a bounded loop edge.
+        loop_round: Option<u32>,
+        /// The loop edge's bound.
+        loop_max: Option<u32>,
+    },
+    /// A person answered an interactive agent.
+    HumanTurn {
+        /// Agent.
+        node: String,
+        /// What the person said (`/approve`, `/reject`, or text).
+        text: String,
+    },
+    /// A drive of the session ended.
+    SessionFinished {
+        /// Session id.
+        session: String,
+        /// Its status now (`completed`, `failed`, `stopped`, `paused`, `interrupted`).
+        status: String,
+        /// The last committed checkpoint.
+        steps: u64,
+        /// Input tokens of the whole session.
+        tokens_in: u64,
+        /// Output tokens of the whole session.
+        tokens_out: u64,
+        /// Wall time of this drive.
+        duration_ms: u64,
+        /// Why it failed or stopped, when it did.
+        error: Option<String>,
     },
     /// An attempt failed and will be retried after `delay_ms`.
     NodeRetry {
@@ -113,6 +189,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+}
+
+/// A duration in whole milliseconds, as events carry it (saturated).
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Receives events. Implementations must be cheap and must not block for long.

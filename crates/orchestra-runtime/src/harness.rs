@@ -294,8 +294,12 @@ impl Harness {
         let tools = call.tools.as_ref().unwrap_or(&self.tools);
         let mut results = Vec::with_capacity(uses.len());
         for (id, name, input) in uses {
+            let started = std::time::Instant::now();
             let out = self.call_tool(tools, plan, &name, input).await;
             self.events.emit(Event::ToolCalled {
+                step: call.step,
+                run_index: call.run_index,
+                duration_ms: crate::events::millis(started.elapsed()),
                 node: call.agent.to_string(),
                 tool: name,
                 is_error: out.1,

@@ -118,7 +118,7 @@ impl TaskCtx {
         t0: Instant,
         retries: u32,
     ) -> Next<'a> {
-        let duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let duration_ms = crate::events::millis(t0.elapsed());
         let (usage, status, error) = match &result {
             Ok(r) => (
                 (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
@@ -246,7 +246,7 @@ impl TaskCtx {
             node: call.agent.to_string(),
             attempt: call.attempt,
             error: msg,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            delay_ms: crate::events::millis(delay),
         });
         tokio::time::sleep(delay).await;
         Ok(())

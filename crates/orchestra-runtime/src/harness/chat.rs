@@ -251,8 +251,12 @@ impl Harness {
                 for (id, name, input) in uses {
                     result.tool_calls += 1;
                     let tools = call.tools.as_ref().unwrap_or(&self.tools);
+                    let started = std::time::Instant::now();
                     let (content, is_error) = self.call_tool(tools, plan, &name, input).await;
                     self.events.emit(Event::ToolCalled {
+                        step: call.step,
+                        run_index: call.run_index,
+                        duration_ms: crate::events::millis(started.elapsed()),
                         node: call.agent.to_string(),
                         tool: name,
                         is_error,

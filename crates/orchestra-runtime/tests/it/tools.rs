@@ -136,6 +136,7 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
                 node,
                 tool,
                 is_error,
+                ..
             } => Some((node, tool, is_error)),
             _ => None,
         })
