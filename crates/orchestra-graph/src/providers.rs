@@ -138,6 +138,18 @@ pub(crate) fn check(entry: &ProviderEntry<'_>, diags: &mut Vec<Diagnostic>) {
                 )),
         );
     }
+    if spec.kind.value != ProviderKind::Command
+        && let Some(f) = &spec.format
+    {
+        diags.push(
+            Diagnostic::warning(format!("`format` is ignored by provider `{name}`"))
+                .at(src, f.span)
+                .with_label(format!(
+                    "only used by `kind: command`, this is `{}`",
+                    kind_name(spec.kind.value)
+                )),
+        );
+    }
     if spec.kind.value != ProviderKind::Scripted
         && let Some(r) = &spec.responses
     {
@@ -232,7 +244,7 @@ mod tests {
 
     #[test]
     fn kinds_need_their_settings() {
-        let text = "c: { kind: command }\ns: { kind: scripted, responses: nope.yaml }\nx: { kind: command, command: [echo, hi] }\n";
+        let text = "c: { kind: command }\ns: { kind: scripted, responses: nope.yaml }\nx: { kind: command, command: [echo, hi] }\no: { kind: openai, api_base: \"http://h/v1\", format: codex-jsonl }\n";
         let src = SourceFile::new("p.yaml", text);
         let map = providers(text);
         let dir = tempfile::tempdir().unwrap();
@@ -258,6 +270,7 @@ mod tests {
                 "p.yaml:1:1: provider `c` of kind `command` has no `command`",
                 "p.yaml:2:33: responses file `nope.yaml` not found",
                 "p.yaml:3:30: provider `x` never passes the prompt to its command",
+                "p.yaml:4:53: `format` is ignored by provider `o`",
             ]
         );
     }

@@ -132,6 +132,30 @@ pub enum ProviderError {
         /// The timeout.
         after: Duration,
     },
+    /// A `command` provider's program printed event output (`format: claude-stream-json`,
+    /// `codex-jsonl`) that cannot be read: a malformed line, or a stream that ended before its
+    /// final event.
+    #[error("`{program}` (provider `{provider}`) printed {format} output that cannot be used: {detail}")]
+    CommandOutput {
+        /// The provider's name.
+        provider: String,
+        /// The program.
+        program: String,
+        /// The `format:` it was read as.
+        format: String,
+        /// What is wrong (the line number and its start, for a malformed line).
+        detail: String,
+    },
+    /// A `command` provider's agent reported that it failed (an error `result`, a failed turn).
+    #[error("`{program}` (provider `{provider}`) reported an error: {message}")]
+    CommandReported {
+        /// The provider's name.
+        provider: String,
+        /// The program.
+        program: String,
+        /// The agent's own message.
+        message: String,
+    },
     /// The scripted provider's responses file is invalid.
     #[error("invalid responses file of provider `{provider}`")]
     ResponsesFile {

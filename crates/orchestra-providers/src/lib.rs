@@ -5,7 +5,9 @@
 //! - `anthropic`: the Messages API (tools, usage, stop reasons, SSE streaming);
 //! - `openai`: Chat Completions; with `api_base` any compatible server (Ollama, vLLM, llama.cpp
 //!   server, OpenRouter);
-//! - `command`: a command-line agent, the prompt as an argument or on stdin, stdout the answer;
+//! - `command`: a command-line agent, the prompt as an argument or on stdin; stdout is the
+//!   answer, or (`format: claude-stream-json | codex-jsonl`) an event stream giving the answer,
+//!   tokens, cost and the tool calls the agent ran itself;
 //! - `scripted`: answers read from a file by agent, run and turn, for tests, demos and benchmarks.
 //!
 //! Every client implements [`Provider`]. HTTP clients retry 429, 5xx, resets, timeouts and cut
@@ -41,7 +43,8 @@ pub use orchestra_spec::ToolDef;
 pub use retry::RetryPolicy;
 pub use transcript::render_transcript;
 pub use types::{
-    Block, ChatRequest, ChatResponse, Message, Role, StopReason, Usage, tool_input_error,
+    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Role, StopReason, Usage,
+    tool_input_error,
 };
 
 /// Receives the model's text as it arrives (the CLI's `--stream`).
@@ -64,7 +67,8 @@ pub type TextSink<'a> = dyn Fn(&str) + Send + Sync + 'a;
 ///         -> Result<ChatResponse, ProviderError> {
 ///         let last = req.messages.last().map(|m| m.text()).unwrap_or_default();
 ///         Ok(ChatResponse { content: vec![Block::text(last)], stop: StopReason::EndTurn,
-///             usage: Usage::default(), model: req.model.to_string(), retries: 0 })
+///             usage: Usage::default(), model: req.model.to_string(), retries: 0,
+///             reported_cost_usd: None, external_tool_calls: Vec::new() })
 ///     }
 /// }
 /// ```

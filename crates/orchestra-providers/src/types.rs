@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::{Add, AddAssign};
+use std::path::Path;
 use std::sync::Arc;
 
 use orchestra_spec::ToolDef;
@@ -159,6 +160,10 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Sampling temperature; `None` uses the provider's `temperature` setting.
     pub temperature: Option<f64>,
+    /// Where a command-line agent runs for this call (the worktree of the repository the agent
+    /// writes); `None` uses the provider's own directory. HTTP providers ignore it.
+    #[serde(skip)]
+    pub workdir: Option<Arc<Path>>,
 }
 
 impl ChatRequest {
@@ -269,6 +274,32 @@ pub struct ChatResponse {
     pub model: String,
     /// How many times the request was retried before this answer.
     pub retries: u32,
+    /// The cost in USD the provider itself reported for this call (a command-line agent's
+    /// `total_cost_usd`), when it did; preferred over a price table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_cost_usd: Option<f64>,
+    /// Tool calls a command-line agent made and already ran itself, in order. They are
+    /// reported, never run again by the harness (unlike [`Block::ToolUse`] blocks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_tool_calls: Vec<ExternalToolCall>,
+}
+
+/// A tool call a command-line agent made and ran itself, as its event stream reported it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExternalToolCall {
+    /// The agent's id of the call (`toolu_...`, `item_1`).
+    pub id: String,
+    /// The tool: the agent's own name for it (`Bash`, `Edit`, `command_execution`, or
+    /// `SERVER:TOOL` for an MCP tool of Codex).
+    pub name: String,
+    /// Its arguments as the agent reported them.
+    pub input: Value,
+    /// What it returned (or its error text); `None` when the stream reported no result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Whether it failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
 }
 
 impl ChatResponse {

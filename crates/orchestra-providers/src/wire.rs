@@ -194,6 +194,7 @@ mod tests {
                 .collect(),
             max_tokens: None,
             temperature: None,
+            workdir: None,
         }
     }
 

@@ -195,14 +195,25 @@ impl GitStep {
             roots.insert(repo.session.repo_name.clone(), fork.work_dir());
             dirs.push((i, fork.path));
         }
+        // A command-line agent runs in the (first) repository it writes: in its fork, or the
+        // session worktree.
+        let workdir = mine
+            .first()
+            .and_then(|&i| roots.get(&self.repos[i].session.repo_name))
+            .map(|d| Arc::from(d.as_path()));
         let result = if forking.is_empty() {
-            inner.run(call).await?
+            let here = NodeCall {
+                workdir,
+                ..call.clone()
+            };
+            inner.run(&here).await?
         } else {
             // Its repository tools act on its fork.
             let registry = build_tools(&self.compiled, &roots, self.tools.clone())
                 .map_err(|e| NodeError::Fatal(crate::error::error_chain(&e)))?;
             let forked = NodeCall {
                 tools: Some(Arc::new(registry)),
+                workdir,
                 ..call.clone()
             };
             inner.run(&forked).await?

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
 use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
-    Block, ChatRequest, ChatResponse, Message, Provider, Role, ToolDef, tool_input_error,
+    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, Role, ToolDef,
+    tool_input_error,
 };
 use orchestra_tools::Registry;
 
@@ -189,6 +190,7 @@ impl Harness {
                 tools: plan.tools.clone(),
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
+                workdir: call.workdir.clone(),
             };
             // Counted as the turns go (the result itself is made at the end: it is 128 bytes,
             // held by every running agent otherwise).
@@ -207,6 +209,7 @@ impl Harness {
                     content,
                     usage,
                     retries,
+                    external_tool_calls,
                     ..
                 } = plan.provider.chat(&req, stream).await.map_err(|e| {
                     if e.is_retryable() {
@@ -219,6 +222,7 @@ impl Harness {
                 tokens.1 = tokens.1.saturating_add(usage.output_tokens);
                 call.usage.add(usage.input_tokens, usage.output_tokens);
                 provider_retries += retries;
+                tool_calls += self.ran_by_agent(call, &external_tool_calls);
                 let uses: Vec<(String, String, Value)> = content
                     .iter()
                     .filter_map(|b| match b {
@@ -282,6 +286,19 @@ impl Harness {
                 call.agent, plan.max_turns
             )))
         }
+    }
+
+    /// Reports the tool calls a command-line agent ran itself: shown like the harness's own,
+    /// counted, never run here. Returns how many there were.
+    fn ran_by_agent(&self, call: &NodeCall, calls: &[ExternalToolCall]) -> u64 {
+        for c in calls {
+            self.events.emit(Event::ToolCalled {
+                node: call.agent.to_string(),
+                tool: c.name.clone(),
+                is_error: c.is_error,
+            });
+        }
+        calls.len() as u64
     }
 
     /// Runs the tool calls of one model turn, in order; their results.

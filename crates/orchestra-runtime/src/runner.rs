@@ -2,6 +2,7 @@
 //! [`NodeCall`] and returns the agent's output and declared writes.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,9 @@ pub struct NodeCall {
     /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
     /// registry whose repository tools act on its own worktree.
     pub tools: Option<Arc<Registry>>,
+    /// Where a command-line agent runs (None: where its provider was set up to). An agent that
+    /// writes a repository runs in its worktree (its own fork when it writes in parallel).
+    pub workdir: Option<Arc<Path>>,
 }
 
 /// Tokens used by one attempt of an agent run, counted as the model calls return.

@@ -33,7 +33,7 @@ pub use pipeline::{
     StateFieldSpec, ToolArgSpec, WorkspaceSpec,
 };
 pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
-pub use provider::{DefaultsSpec, ProviderKind, ProviderSpec, check_api_base};
+pub use provider::{CommandFormat, DefaultsSpec, ProviderKind, ProviderSpec, check_api_base};
 pub use shell::{CommandPart, ShellCommand, ShellToolIssue, placeholder, valid_env_name};
 pub use span::{Span, Spanned};
 pub use tool::ToolDef;

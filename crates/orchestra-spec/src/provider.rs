@@ -32,6 +32,32 @@ pub enum ProviderKind {
     Scripted,
 }
 
+/// What a `command` provider's program prints on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandFormat {
+    /// Plain text: all of stdout is the answer (token counts are estimated).
+    #[default]
+    Text,
+    /// Claude Code's `claude -p --output-format stream-json --verbose`: one JSON event per
+    /// line, ending with a `result` event (answer, tokens, cost, tool calls).
+    ClaudeStreamJson,
+    /// Codex's `codex exec --json`: one JSON event per line (`item.completed` with the agent's
+    /// messages and the commands it ran, `turn.completed` with tokens).
+    CodexJsonl,
+}
+
+impl CommandFormat {
+    /// The name written in YAML (`text`, `claude-stream-json`, `codex-jsonl`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandFormat::Text => "text",
+            CommandFormat::ClaudeStreamJson => "claude-stream-json",
+            CommandFormat::CodexJsonl => "codex-jsonl",
+        }
+    }
+}
+
 /// A model provider.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +98,11 @@ pub struct ProviderSpec {
     /// `command`: send the prompt on stdin instead of as an argument.
     #[serde(default)]
     pub stdin: bool,
+    /// `command`: what the program prints: `text` (default; stdout is the answer),
+    /// `claude-stream-json` (`claude -p --output-format stream-json --verbose`) or `codex-jsonl`
+    /// (`codex exec --json`), whose events give the answer, tokens, cost and tool calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Spanned<CommandFormat>>,
     /// `scripted`: the responses file (relative to the file that declares the provider).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responses: Option<Spanned<String>>,

@@ -188,6 +188,8 @@ impl MessageResponse {
             },
             model: self.model,
             retries: 0,
+            reported_cost_usd: None,
+            external_tool_calls: Vec::new(),
         }
     }
 }
@@ -241,6 +243,7 @@ mod tests {
             }],
             max_tokens: None,
             temperature: Some(0.2),
+            workdir: None,
         }
     }
 

@@ -214,6 +214,8 @@ impl State {
             usage: self.usage,
             model: self.model,
             retries: 0,
+            reported_cost_usd: None,
+            external_tool_calls: Vec::new(),
         }
     }
 }

@@ -238,6 +238,8 @@ impl Completion {
             usage: self.usage.map(Usage::from).unwrap_or_default(),
             model: self.model,
             retries: 0,
+            reported_cost_usd: None,
+            external_tool_calls: Vec::new(),
         })
     }
 }
@@ -297,6 +299,7 @@ mod tests {
             }],
             max_tokens: Some(100),
             temperature: None,
+            workdir: None,
         };
         let names = NameMap::for_request(&req);
         let body = request(&req, &names, TokenField::MaxTokens, None, Some(0.5), true);

@@ -160,6 +160,8 @@ impl State {
             usage: self.usage.unwrap_or_default(),
             model: self.model,
             retries: 0,
+            reported_cost_usd: None,
+            external_tool_calls: Vec::new(),
         }
     }
 }

@@ -193,6 +193,8 @@ impl Scripted {
                 req.model.to_string()
             },
             retries: 0,
+            reported_cost_usd: None,
+            external_tool_calls: Vec::new(),
         })
     }
 }

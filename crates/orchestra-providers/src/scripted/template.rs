@@ -88,6 +88,7 @@ mod tests {
             tools: vec![],
             max_tokens: None,
             temperature: None,
+            workdir: None,
         };
         let out = render(
             r#"{"file": {{ diff_files[0] | default("none") | tojson }}, "n": {{ diff_files | length }}, "who": "{{ agent }}/{{ run }}"}"#,

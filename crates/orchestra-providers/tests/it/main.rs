@@ -74,6 +74,7 @@ pub fn request(agent: &str, messages: Vec<Message>) -> ChatRequest {
         }],
         max_tokens: None,
         temperature: None,
+        workdir: None,
     }
 }
 

@@ -100,6 +100,7 @@ impl Executor {
                 inputs: Arc::clone(&self.inputs),
                 usage: Arc::default(),
                 tools: None,
+                workdir: None,
             };
             let ctx = TaskCtx {
                 step: Arc::clone(&shared),

@@ -218,6 +218,7 @@ impl Harness {
                     tools: plan.tools.clone(),
                     max_tokens: plan.max_tokens,
                     temperature: plan.temperature,
+                    workdir: call.workdir.clone(),
                 };
                 let resp = plan
                     .provider
@@ -229,6 +230,7 @@ impl Harness {
                 result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
                 result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
                 result.retries += resp.retries;
+                result.tool_calls += self.ran_by_agent(call, &resp.external_tool_calls);
                 let uses: Vec<(String, String, Value)> = resp
                     .content
                     .iter()

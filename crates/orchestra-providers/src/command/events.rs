@@ -1,0 +1,221 @@
+//! What the JSON formats of command-line agents have in common: stdout cut into lines as it
+//! arrives (numbered, each at most [`MAX_LINE`] bytes), each line one JSON object with a string
+//! `type`, handed to the format's [`EventStream`]; and what a stream gives at its end.
+//!
+//! Parsers are tolerant the way the tools' own documentation asks of readers: unknown event
+//! types and unknown fields are skipped, so a newer CLI release still works. What cannot be read
+//! (a line that is not a JSON object, a known field of the wrong type) is a [`Fault::Malformed`]
+//! naming the line and showing its start.
+
+use serde_json::Value;
+
+use crate::types::ExternalToolCall;
+
+/// The longest line accepted (one event; a tool result can be big).
+pub(super) const MAX_LINE: usize = 16 * 1024 * 1024;
+/// How much of a bad line an error shows.
+const EXCERPT: usize = 120;
+
+/// Tokens as the agent reported them, cache reads and writes apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct StreamUsage {
+    /// Prompt tokens, cache reads and writes included.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+    /// Prompt tokens read from the cache (part of `input`).
+    pub cache_read: u64,
+    /// Prompt tokens written to the cache (part of `input`).
+    pub cache_write: u64,
+}
+
+/// What a complete event stream gave.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Finished {
+    /// The agent's final answer.
+    pub text: String,
+    /// Tokens of the whole run.
+    pub usage: StreamUsage,
+    /// The cost the agent reported, when it did.
+    pub cost_usd: Option<f64>,
+    /// The tool calls it made and ran, in order.
+    pub tool_calls: Vec<ExternalToolCall>,
+    /// The model it named, when it did.
+    pub model: Option<String>,
+}
+
+/// Why a stream gives no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// A line that cannot be read.
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+        /// The start of the line.
+        excerpt: String,
+    },
+    /// The agent reported that it failed (its own message).
+    Reported(String),
+    /// The stream ended before its final event.
+    Truncated(String),
+}
+
+impl Fault {
+    /// A malformed line `line` (its text `text`) and why.
+    pub(super) fn malformed(line: usize, text: &str, reason: impl Into<String>) -> Self {
+        let mut excerpt: String = text.chars().take(EXCERPT).collect();
+        if excerpt.len() < text.len() {
+            excerpt.push_str("...");
+        }
+        Fault::Malformed {
+            line,
+            reason: reason.into(),
+            excerpt,
+        }
+    }
+}
+
+/// One format's reader of events.
+pub(super) trait EventStream: Send {
+    /// Reads event `event` of type `kind`; text the agent shows as it works goes to `show`.
+    /// An error says why the event cannot be read.
+    fn event(
+        &mut self,
+        kind: &str,
+        event: Value,
+        show: &mut dyn FnMut(&str),
+    ) -> Result<(), String>;
+
+    /// What the stream gave, once stdout is closed.
+    fn finish(self: Box<Self>) -> Result<Finished, Fault>;
+}
+
+/// Cuts stdout into numbered lines and feeds them to an [`EventStream`]; remembers the first
+/// malformed line.
+pub(super) struct LineFeed {
+    stream: Box<dyn EventStream>,
+    pending: Vec<u8>,
+    line: usize,
+    fault: Option<Fault>,
+}
+
+impl LineFeed {
+    pub(super) fn new(stream: Box<dyn EventStream>) -> Self {
+        LineFeed {
+            stream,
+            pending: Vec::new(),
+            line: 0,
+            fault: None,
+        }
+    }
+
+    /// Takes a piece of stdout; returns false once a line could not be read (the rest is
+    /// ignored: the caller stops the program).
+    pub(super) fn push(&mut self, bytes: &[u8], show: &mut dyn FnMut(&str)) -> bool {
+        if self.fault.is_some() {
+            return false;
+        }
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let line = self.pending[start..start + end].to_vec();
+            start += end + 1;
+            if let Err(f) = self.line(&line, show) {
+                self.fault = Some(f);
+                return false;
+            }
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_LINE {
+            let text = String::from_utf8_lossy(&self.pending[..EXCERPT * 4]).into_owned();
+            self.fault = Some(Fault::malformed(
+                self.line + 1,
+                &text,
+                format!("the line is longer than {} MiB", MAX_LINE / (1024 * 1024)),
+            ));
+            return false;
+        }
+        true
+    }
+
+    /// Ends the stream: its last line (when stdout did not end with a newline), then what the
+    /// format makes of it all.
+    pub(super) fn finish(mut self, show: &mut dyn FnMut(&str)) -> Result<Finished, Fault> {
+        if let Some(f) = self.fault {
+            return Err(f);
+        }
+        if !self.pending.is_empty() {
+            let last = std::mem::take(&mut self.pending);
+            self.line(&last, show)?;
+        }
+        self.stream.finish()
+    }
+
+    /// The first malformed line, if any was met.
+    pub(super) fn fault(&self) -> Option<&Fault> {
+        self.fault.as_ref()
+    }
+
+    fn line(&mut self, bytes: &[u8], show: &mut dyn FnMut(&str)) -> Result<(), Fault> {
+        self.line += 1;
+        let n = self.line;
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Fault::malformed(n, &text, format!("it is not JSON ({e})")))?;
+        let kind = match value.get("type") {
+            Some(Value::String(k)) => k.clone(),
+            Some(_) => return Err(Fault::malformed(n, &text, "its `type` is not a string")),
+            None if value.is_object() => {
+                return Err(Fault::malformed(n, &text, "the event has no `type`"));
+            }
+            None => return Err(Fault::malformed(n, &text, "it is not a JSON object")),
+        };
+        self.stream
+            .event(&kind, value, show)
+            .map_err(|reason| Fault::malformed(n, &text, reason))
+    }
+}
+
+/// Reads a known event into its type; a field of the wrong type is the reason it cannot be.
+pub(super) fn read<T: serde::de::DeserializeOwned>(kind: &str, event: Value) -> Result<T, String> {
+    serde_json::from_value(event).map_err(|e| format!("a `{kind}` event of an unexpected shape ({e})"))
+}
+
+/// Separates pieces of shown text: one message of the agent from the next by a blank line.
+#[derive(Debug, Default)]
+pub(super) struct Shown {
+    any: bool,
+    new_message: bool,
+}
+
+impl Shown {
+    /// Shows `text` as a message of its own.
+    pub(super) fn message(&mut self, text: &str, show: &mut dyn FnMut(&str)) {
+        self.next_message();
+        self.delta(text, show);
+    }
+
+    /// Shows `text` as a continuation of the message being shown (a streamed delta).
+    pub(super) fn delta(&mut self, text: &str, show: &mut dyn FnMut(&str)) {
+        if text.is_empty() {
+            return;
+        }
+        if self.any && self.new_message {
+            show("\n\n");
+        }
+        show(text);
+        self.any = true;
+        self.new_message = false;
+    }
+
+    /// Starts a new message: its first text is separated from what came before.
+    pub(super) fn next_message(&mut self) {
+        self.new_message = true;
+    }
+}
