@@ -135,7 +135,9 @@ pub enum ProviderError {
     /// A `command` provider's program printed event output (`format: claude-stream-json`,
     /// `codex-jsonl`) that cannot be read: a malformed line, or a stream that ended before its
     /// final event.
-    #[error("`{program}` (provider `{provider}`) printed {format} output that cannot be used: {detail}")]
+    #[error(
+        "`{program}` (provider `{provider}`) printed {format} output that cannot be used: {detail}"
+    )]
     CommandOutput {
         /// The provider's name.
         provider: String,

@@ -130,10 +130,7 @@ impl Usage {
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         let read = self.cache_read_input_tokens.unwrap_or(0);
         StreamUsage {
-            input: self
-                .input_tokens
-                .saturating_add(write)
-                .saturating_add(read),
+            input: self.input_tokens.saturating_add(write).saturating_add(read),
             output: self.output_tokens,
             cache_read: read,
             cache_write: write,
@@ -200,8 +197,9 @@ impl ClaudeStream {
             return Ok(());
         };
         for block in blocks {
-            let block: Block = serde_json::from_value(block)
-                .map_err(|e| format!("a `user` message block of an unexpected shape ({e})"))?;
+            let block: Block = serde_json::from_value(block).map_err(|e| {
+                format!("a block of the `user` message has an unexpected shape ({e})")
+            })?;
             if let Block::ToolResult {
                 tool_use_id,
                 content,
@@ -318,16 +316,15 @@ impl EventStream for ClaudeStream {
         }
         let usage = match result.usage {
             Some(u) => u.to_stream(),
-            None => this
-                .message_usage
-                .iter()
-                .map(|(_, u)| u.to_stream())
-                .fold(StreamUsage::default(), |a, b| StreamUsage {
+            None => this.message_usage.iter().map(|(_, u)| u.to_stream()).fold(
+                StreamUsage::default(),
+                |a, b| StreamUsage {
                     input: a.input.saturating_add(b.input),
                     output: a.output.saturating_add(b.output),
                     cache_read: a.cache_read.saturating_add(b.cache_read),
                     cache_write: a.cache_write.saturating_add(b.cache_write),
-                }),
+                },
+            ),
         };
         Ok(Finished {
             text: result.result.unwrap_or(this.last_text),
@@ -336,5 +333,170 @@ impl EventStream for ClaudeStream {
             tool_calls: this.calls,
             model: this.model,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::events::run_stream;
+    use serde_json::json;
+
+    fn parse(bytes: &str, chunk: usize) -> (String, Result<Finished, Fault>) {
+        run_stream(Box::<ClaudeStream>::default(), bytes.as_bytes(), chunk)
+    }
+
+    const TOOLS: &str = include_str!("../../tests/streams/claude-tools.jsonl");
+
+    #[test]
+    fn a_run_with_tool_calls_gives_the_answer_usage_cost_and_calls() {
+        for chunk in [1, 64, 1 << 20] {
+            let (shown, out) = parse(TOOLS, chunk);
+            let f = out.unwrap();
+            let answer = "I added NOTES.md with a summary of the README. There is no Cargo.toml, so there were no tests to run.";
+            assert_eq!(f.text, answer);
+            assert_eq!(shown, format!("I'll read the README first.\n\n{answer}"));
+            // The result's totals: input_tokens excludes the cache reads and writes.
+            assert_eq!(
+                f.usage,
+                StreamUsage {
+                    input: 17 + 12361 + 35560,
+                    output: 412,
+                    cache_read: 35560,
+                    cache_write: 12361,
+                }
+            );
+            assert_eq!(f.cost_usd, Some(0.0591234));
+            assert_eq!(f.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+            let calls: Vec<(&str, &str, bool)> = f
+                .tool_calls
+                .iter()
+                .map(|c| (c.id.as_str(), c.name.as_str(), c.is_error))
+                .collect();
+            assert_eq!(
+                calls,
+                [
+                    ("toolu_01Rd8M", "Read", false),
+                    ("toolu_01Wx4T", "Write", false),
+                    ("toolu_01Bs6C", "Bash", true),
+                ]
+            );
+            assert_eq!(
+                f.tool_calls[0].input,
+                json!({"file_path": "/home/dev/app/README.md"})
+            );
+            assert_eq!(
+                f.tool_calls[1].output.as_deref(),
+                Some("File created successfully at: /home/dev/app/NOTES.md")
+            );
+            assert!(
+                f.tool_calls[2]
+                    .output
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("error: could not find `Cargo.toml`")
+            );
+        }
+    }
+
+    #[test]
+    fn error_results_carry_the_tools_message() {
+        let (_, out) = parse(
+            include_str!("../../tests/streams/claude-api-error.jsonl"),
+            100,
+        );
+        let Err(Fault::Reported(m)) = out else {
+            panic!("{out:?}")
+        };
+        assert!(m.starts_with("API Error: 401 "), "{m}");
+        assert!(m.ends_with("(success, after 1 turn)"), "{m}");
+
+        let (_, out) = parse(
+            include_str!("../../tests/streams/claude-max-turns.jsonl"),
+            100,
+        );
+        assert_eq!(
+            out.unwrap_err(),
+            Fault::Reported(
+                "Reached maximum number of turns (1) (error_max_turns, after 2 turns)".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_stream_without_its_result_is_truncated_and_a_bad_line_is_named() {
+        let (shown, out) = parse(
+            include_str!("../../tests/streams/claude-truncated.jsonl"),
+            10,
+        );
+        assert_eq!(shown, "I'll read the README first.");
+        assert_eq!(
+            out.unwrap_err(),
+            Fault::Truncated("it ended without a `result` event".to_owned())
+        );
+        let (_, out) = parse(
+            include_str!("../../tests/streams/claude-malformed.jsonl"),
+            10,
+        );
+        let Err(Fault::Malformed { line, excerpt, .. }) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(line, 3);
+        assert!(excerpt.starts_with("{\"type\":\"assistant\""), "{excerpt}");
+    }
+
+    #[test]
+    fn known_fields_of_the_wrong_type_are_malformed_unknown_ones_skipped() {
+        let lines = [
+            r#"{"type":"system","subtype":"hook_started","hook":"x"}"#,
+            r#"{"type":"tool_progress","whatever":[1]}"#,
+            r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"thinking","thinking":"hm","signature":"s"},{"type":"text","text":"ok","citations":null}],"new_field":1}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","future":{"a":1}}"#,
+        ];
+        let (_, out) = parse(&lines.join("\n"), 7);
+        let f = out.unwrap();
+        assert_eq!((f.text.as_str(), f.cost_usd), ("ok", None));
+
+        let bad = r#"{"type":"assistant","message":{"content":"not a list"}}"#;
+        let (_, out) = parse(bad, 7);
+        let Err(Fault::Malformed {
+            line: 1, reason, ..
+        }) = out
+        else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.starts_with("the `assistant` event has an unexpected shape"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn partial_messages_stream_deltas_and_usage_falls_back_to_the_messages() {
+        let lines = [
+            r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m1"}},"parent_tool_use_id":null}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}},"parent_tool_use_id":null}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}},"parent_tool_use_id":null}"#,
+            r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Hello"}],"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","id":"t1","name":"Task","input":{}}],"usage":{"input_tokens":5,"output_tokens":9}}}"#,
+            r#"{"type":"assistant","message":{"id":"m2","content":[{"type":"text","text":"from a subagent"}],"usage":{"input_tokens":4,"cache_read_input_tokens":10,"output_tokens":2}},"parent_tool_use_id":"t1"}"#,
+            r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m3"}},"parent_tool_use_id":null}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Done"}},"parent_tool_use_id":null}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Done"}"#,
+        ];
+        let (shown, out) = parse(&lines.join("\n"), 13);
+        assert_eq!(shown, "Hello\n\nDone");
+        let f = out.unwrap();
+        assert_eq!(
+            f.usage,
+            StreamUsage {
+                input: 5 + 14,
+                output: 9 + 2,
+                cache_read: 10,
+                cache_write: 0
+            }
+        );
+        assert_eq!(f.tool_calls.len(), 1);
+        assert_eq!(f.tool_calls[0].output, None);
     }
 }

@@ -295,3 +295,131 @@ impl EventStream for CodexStream {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::events::run_stream;
+
+    fn parse(bytes: &str, chunk: usize) -> (String, Result<Finished, Fault>) {
+        run_stream(Box::<CodexStream>::default(), bytes.as_bytes(), chunk)
+    }
+
+    #[test]
+    fn a_run_with_commands_edits_and_mcp_calls_gives_the_answer_usage_and_calls() {
+        for chunk in [1, 50, 1 << 20] {
+            let (shown, out) = parse(include_str!("../../tests/streams/codex-tools.jsonl"), chunk);
+            let f = out.unwrap();
+            let answer = "I added NOTES.md with a summary of the README. `cargo test` fails: there is no Cargo.toml.";
+            assert_eq!((f.text.as_str(), shown.as_str()), (answer, answer));
+            // `input_tokens` already includes the cached ones.
+            assert_eq!(
+                f.usage,
+                StreamUsage {
+                    input: 24763,
+                    output: 122,
+                    cache_read: 24448,
+                    cache_write: 0,
+                }
+            );
+            assert_eq!((f.cost_usd, f.model), (None, None));
+            let calls: Vec<(&str, &str, bool)> = f
+                .tool_calls
+                .iter()
+                .map(|c| (c.id.as_str(), c.name.as_str(), c.is_error))
+                .collect();
+            assert_eq!(
+                calls,
+                [
+                    ("item_1", "command_execution", false),
+                    ("item_3", "file_change", false),
+                    ("item_4", "command_execution", true),
+                    ("item_5", "docs:search", false),
+                ]
+            );
+            let c = &f.tool_calls;
+            assert_eq!(c[0].input, json!({"command": "bash -lc ls"}));
+            assert_eq!(c[0].output.as_deref(), Some("README.md\nsrc\n"));
+            assert_eq!(c[1].output.as_deref(), Some("add /home/dev/app/NOTES.md"));
+            assert_eq!(c[3].input, json!({"query": "notes format"}));
+            assert_eq!(c[3].output.as_deref(), Some("Use one heading per topic."));
+        }
+    }
+
+    #[test]
+    fn turns_are_summed_and_the_last_message_is_the_answer() {
+        let lines = [
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+            r#"{"type":"turn.started"}"#,
+            r#"{"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"First part."}}"#,
+            r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":10,"output_tokens":5}}"#,
+            r#"{"type":"turn.started"}"#,
+            r#"{"type":"item.completed","item":{"id":"item_1","type":"todo_list","items":[{"text":"x","completed":true}]}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_2","type":"web_search","query":"rust"}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"Second part."}}"#,
+            r#"{"type":"some.future.event","x":1}"#,
+            r#"{"type":"turn.completed","usage":{"input_tokens":200,"cached_input_tokens":90,"output_tokens":7}}"#,
+        ];
+        let (shown, out) = parse(&lines.join("\n"), 9);
+        let f = out.unwrap();
+        assert_eq!(shown, "First part.\n\nSecond part.");
+        assert_eq!(f.text, "Second part.");
+        assert_eq!(
+            (f.usage.input, f.usage.output, f.usage.cache_read),
+            (300, 12, 100)
+        );
+        assert_eq!(f.tool_calls.len(), 1);
+        assert_eq!(f.tool_calls[0].name, "web_search");
+    }
+
+    #[test]
+    fn failures_truncation_and_bad_lines() {
+        let (_, out) = parse(include_str!("../../tests/streams/codex-failed.jsonl"), 20);
+        assert_eq!(
+            out.unwrap_err(),
+            Fault::Reported("the turn failed: unexpected status 401 Unauthorized: Missing bearer or basic authentication in header".to_owned())
+        );
+        // An error the turn recovers from is no failure.
+        let (_, out) = parse(
+            include_str!("../../tests/streams/codex-reconnected.jsonl"),
+            20,
+        );
+        assert_eq!(out.unwrap().text, "Done.");
+        let (_, out) = parse(
+            r#"{"type":"turn.started"}
+{"type":"error","message":"stream disconnected"}"#,
+            20,
+        );
+        assert_eq!(
+            out.unwrap_err(),
+            Fault::Reported("stream disconnected".to_owned())
+        );
+
+        let (_, out) = parse(
+            include_str!("../../tests/streams/codex-truncated.jsonl"),
+            20,
+        );
+        assert_eq!(
+            out.unwrap_err(),
+            Fault::Truncated("it ended without a `turn.completed` event".to_owned())
+        );
+        let two = r#"{"type":"turn.started"}
+{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}
+{"type":"turn.started"}"#;
+        let (_, out) = parse(two, 20);
+        assert!(
+            matches!(out, Err(Fault::Truncated(ref m)) if m.starts_with("it ended in a turn that never completed")),
+            "{out:?}"
+        );
+
+        let (_, out) = parse(
+            include_str!("../../tests/streams/codex-malformed.jsonl"),
+            20,
+        );
+        let Err(Fault::Malformed { line, reason, .. }) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(line, 5);
+        assert!(reason.starts_with("the `item.completed` event has an unexpected shape (invalid type: sequence, expected a string"), "{reason}");
+    }
+}

@@ -81,12 +81,8 @@ impl Fault {
 pub(super) trait EventStream: Send {
     /// Reads event `event` of type `kind`; text the agent shows as it works goes to `show`.
     /// An error says why the event cannot be read.
-    fn event(
-        &mut self,
-        kind: &str,
-        event: Value,
-        show: &mut dyn FnMut(&str),
-    ) -> Result<(), String>;
+    fn event(&mut self, kind: &str, event: Value, show: &mut dyn FnMut(&str))
+    -> Result<(), String>;
 
     /// What the stream gave, once stdout is closed.
     fn finish(self: Box<Self>) -> Result<Finished, Fault>;
@@ -184,7 +180,8 @@ impl LineFeed {
 
 /// Reads a known event into its type; a field of the wrong type is the reason it cannot be.
 pub(super) fn read<T: serde::de::DeserializeOwned>(kind: &str, event: Value) -> Result<T, String> {
-    serde_json::from_value(event).map_err(|e| format!("a `{kind}` event of an unexpected shape ({e})"))
+    serde_json::from_value(event)
+        .map_err(|e| format!("the `{kind}` event has an unexpected shape ({e})"))
 }
 
 /// Separates pieces of shown text: one message of the agent from the next by a blank line.
@@ -217,5 +214,139 @@ impl Shown {
     /// Starts a new message: its first text is separated from what came before.
     pub(super) fn next_message(&mut self) {
         self.new_message = true;
+    }
+}
+
+/// Feeds `bytes` to `stream` in pieces of `chunk` bytes, as a pipe would; what was shown and
+/// what the stream gave.
+#[cfg(test)]
+pub(super) fn run_stream(
+    stream: Box<dyn EventStream>,
+    bytes: &[u8],
+    chunk: usize,
+) -> (String, Result<Finished, Fault>) {
+    let mut shown = String::new();
+    let mut show = |t: &str| shown.push_str(t);
+    let mut feed = LineFeed::new(stream);
+    for piece in bytes.chunks(chunk.max(1)) {
+        if !feed.push(piece, &mut show) {
+            break;
+        }
+    }
+    let out = feed.finish(&mut show);
+    (shown, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the kinds of the events it is given.
+    #[derive(Default)]
+    struct Kinds(Vec<String>);
+
+    impl EventStream for Kinds {
+        fn event(
+            &mut self,
+            kind: &str,
+            _event: Value,
+            show: &mut dyn FnMut(&str),
+        ) -> Result<(), String> {
+            if kind == "bad" {
+                return Err("a bad event".to_owned());
+            }
+            show(kind);
+            self.0.push(kind.to_owned());
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<Finished, Fault> {
+            Ok(Finished {
+                text: self.0.join(","),
+                ..Finished::default()
+            })
+        }
+    }
+
+    fn kinds(bytes: &[u8], chunk: usize) -> Result<String, Fault> {
+        run_stream(Box::<Kinds>::default(), bytes, chunk)
+            .1
+            .map(|f| f.text)
+    }
+
+    #[test]
+    fn lines_split_across_reads_blank_lines_and_a_missing_last_newline_are_fine() {
+        let text = "{\"type\":\"a\"}\r\n\n  \n{\"type\":\"b\",\"x\":[1,2]}\n{\"type\":\"c\"}";
+        for chunk in [1, 2, 7, 1000] {
+            assert_eq!(kinds(text.as_bytes(), chunk).unwrap(), "a,b,c", "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_bad_line_is_named_with_its_number_and_start() {
+        let long = format!("{{\"type\":\"a\"}}\n\nnot json {}\n", "x".repeat(300));
+        let Err(Fault::Malformed {
+            line,
+            reason,
+            excerpt,
+        }) = kinds(long.as_bytes(), 5)
+        else {
+            panic!("not malformed")
+        };
+        assert_eq!(line, 3);
+        assert!(
+            reason.starts_with("it is not JSON (expected ident"),
+            "{reason}"
+        );
+        assert!(excerpt.starts_with("not json xxx") && excerpt.ends_with("..."));
+        assert_eq!(excerpt.chars().count(), EXCERPT + 3);
+
+        for (text, why) in [
+            ("[1,2]\n", "it is not a JSON object"),
+            ("{\"kind\":\"a\"}\n", "the event has no `type`"),
+            ("{\"type\":3}\n", "its `type` is not a string"),
+            ("{\"type\":\"bad\"}\n", "a bad event"),
+            (
+                "{\"type\":\"a\"",
+                "it is not JSON (EOF while parsing an object",
+            ),
+        ] {
+            match kinds(text.as_bytes(), 3) {
+                Err(Fault::Malformed {
+                    line: 1, reason, ..
+                }) => {
+                    assert!(reason.starts_with(why), "{text}: {reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_after_a_bad_line_is_read() {
+        let mut feed = LineFeed::new(Box::<Kinds>::default());
+        let mut shown = String::new();
+        let mut show = |t: &str| shown.push_str(t);
+        assert!(!feed.push(b"{\"type\":\"a\"}\nnope\n{\"type\":\"b\"}\n", &mut show));
+        assert!(!feed.push(b"{\"type\":\"c\"}\n", &mut show));
+        assert!(matches!(
+            feed.fault(),
+            Some(Fault::Malformed { line: 2, .. })
+        ));
+        assert_eq!(shown, "a");
+    }
+
+    #[test]
+    fn messages_are_separated_and_deltas_joined() {
+        let mut out = String::new();
+        let mut show = |t: &str| out.push_str(t);
+        let mut s = Shown::default();
+        s.message("", &mut show);
+        s.message("one", &mut show);
+        s.next_message();
+        s.delta("tw", &mut show);
+        s.delta("o", &mut show);
+        s.message("three", &mut show);
+        assert_eq!(out, "one\n\ntwo\n\nthree");
     }
 }

@@ -8,6 +8,7 @@
 
 mod anthropic;
 mod build;
+mod cli_agents;
 mod command;
 mod errors;
 mod gate;
