@@ -5,6 +5,7 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod bad_output;
+mod cli_agents;
 pub(crate) mod binary;
 pub(crate) mod common;
 mod compat;
