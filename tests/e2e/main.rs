@@ -5,8 +5,8 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod bad_output;
-mod cli_agents;
 pub(crate) mod binary;
+mod cli_agents;
 pub(crate) mod common;
 mod compat;
 mod concurrency;
