@@ -289,10 +289,14 @@ impl Harness {
     }
 
     /// Reports the tool calls a command-line agent ran itself: shown like the harness's own,
-    /// counted, never run here. Returns how many there were.
+    /// counted, never run here. Returns how many there were. (Their streams do not time
+    /// them: `duration_ms` is 0.)
     fn ran_by_agent(&self, call: &NodeCall, calls: &[ExternalToolCall]) -> u64 {
         for c in calls {
             self.events.emit(Event::ToolCalled {
+                step: call.step,
+                run_index: call.run_index,
+                duration_ms: 0,
                 node: call.agent.to_string(),
                 tool: c.name.clone(),
                 is_error: c.is_error,
