@@ -79,8 +79,11 @@ fn claude_and_codex_agents_edit_in_their_worktrees_with_tokens_and_tool_calls_re
     let p = project(PIPELINE);
     let run = p.orchestra(&["run", "pipelines/cli-agents.yaml", "--stream"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
-    // The tool calls the agents ran themselves show as they are reported.
+    // `--stream` shows the agents' messages as their streams bring them; the tool calls they
+    // ran themselves show when their run returns.
     for line in [
+        "[notes] I'll read the README first.",
+        "[checks] I added NOTES.md",
         "tool   notes -> Read",
         "tool   notes -> Bash (error)",
         "tool   checks -> file_change",

@@ -113,11 +113,15 @@ impl LineFeed {
         if self.fault.is_some() {
             return false;
         }
+        // What was pending holds no newline: only the new bytes are searched (a long line
+        // arriving in small reads is scanned once).
+        let mut from = self.pending.len();
         self.pending.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
-            let line = self.pending[start..start + end].to_vec();
-            start += end + 1;
+        while let Some(end) = self.pending[from..].iter().position(|&b| b == b'\n') {
+            let line = self.pending[start..from + end].to_vec();
+            start = from + end + 1;
+            from = start;
             if let Err(f) = self.line(&line, show) {
                 self.fault = Some(f);
                 return false;
@@ -334,6 +338,26 @@ mod tests {
             Some(Fault::Malformed { line: 2, .. })
         ));
         assert_eq!(shown, "a");
+    }
+
+    #[test]
+    fn a_line_without_end_is_refused_past_the_cap() {
+        let mut feed = LineFeed::new(Box::<Kinds>::default());
+        let mut show = |_: &str| {};
+        assert!(feed.push(b"{\"type\":\"a\"}\n", &mut show));
+        let piece = vec![b'x'; 1024 * 1024];
+        let mut pushed = 0;
+        while feed.push(&piece, &mut show) {
+            pushed += 1;
+            assert!(pushed <= MAX_LINE / piece.len(), "never refused");
+        }
+        let Some(Fault::Malformed { line, reason, .. }) = feed.fault() else {
+            panic!("{:?}", feed.fault())
+        };
+        assert_eq!(
+            (*line, reason.as_str()),
+            (2, "the line is longer than 16 MiB")
+        );
     }
 
     #[test]
