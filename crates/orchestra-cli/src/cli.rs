@@ -1,7 +1,7 @@
 //! The command line: global flags, logging setup, the environment every subcommand gets, and
 //! the mapping of outcomes to exit codes.
 
-use std::io::{self, Write as _};
+use std::io::{self, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,8 +63,19 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(colour(
+            io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_target(false)
         .try_init();
+}
+
+/// Whether log lines on stderr may use ANSI colours: only on a terminal, and not when
+/// `NO_COLOR` is set to anything non-empty (<https://no-color.org>). A pipe or a file gets
+/// plain text.
+fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Parses the command line, runs the subcommand and returns its exit code.
@@ -90,5 +101,19 @@ pub(crate) fn main() -> ExitCode {
             let _ = writeln!(io::stderr(), "error: {e}");
             exit::code(exit::INTERNAL)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
     }
 }

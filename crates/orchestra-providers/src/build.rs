@@ -15,7 +15,7 @@ use crate::error::ProviderError;
 use crate::gate::{Gate, RateLimitHook};
 use crate::http::Secret;
 use crate::openai::OpenAi;
-use crate::retry::RetryPolicy;
+use crate::retry::{DEFAULT_BUDGET, RetryPolicy};
 use crate::scripted::Scripted;
 
 /// Retries for HTTP providers when `max_retries` is not set.
@@ -59,6 +59,7 @@ impl BuildOptions {
             base_delay: self.base_delay,
             max_delay: self.max_delay,
             max_retry_after: self.max_retry_after,
+            budget: spec.retry_budget.map_or(DEFAULT_BUDGET, |b| b.0),
         }
     }
 
@@ -186,6 +187,9 @@ fn check_common(name: &str, spec: &ProviderSpec) -> Result<(), ProviderError> {
     }
     if spec.timeout.is_some_and(|t| t.0.is_zero()) {
         return Err(config(name, "`timeout` must be longer than zero"));
+    }
+    if spec.retry_budget.is_some_and(|t| t.0.is_zero()) {
+        return Err(config(name, "`retry_budget` must be longer than zero"));
     }
     Ok(())
 }

@@ -175,15 +175,35 @@ pub enum ProviderError {
         /// Which agent, run and turn, and what the file has.
         detail: String,
     },
-    /// Every retry failed: the message is the last attempt's (its causes are that error's
-    /// sources, see [`ProviderError::last_attempt`]).
-    #[error("{last} (gave up after {retries} {})", if *.retries == 1 { "retry" } else { "retries" })]
+    /// The provider's retries gave up: every retry failed, or the retry budget was spent (then
+    /// perhaps after no retry at all). The message is the last attempt's (its causes are that
+    /// error's sources, see [`ProviderError::last_attempt`]). The caller does not try again:
+    /// the provider already decided ([`ProviderError::caller_may_retry`]).
+    #[error("{last} ({})", gave_up(*.retries, *.budget))]
     RetriesExhausted {
         /// How many retries were made.
         retries: u32,
         /// The error of the last attempt.
         last: Box<ProviderError>,
+        /// The retry budget, when spending it is what stopped the retries.
+        budget: Option<Duration>,
     },
+}
+
+/// Why retries ended, for [`ProviderError::RetriesExhausted`]'s message.
+fn gave_up(retries: u32, budget: Option<Duration>) -> String {
+    let plural = if retries == 1 { "retry" } else { "retries" };
+    match budget {
+        None => format!("gave up after {retries} {plural}"),
+        Some(b) if retries == 0 => format!(
+            "not retried within the retry budget of {}",
+            orchestra_spec::fmt_duration(b)
+        ),
+        Some(b) => format!(
+            "gave up after {retries} {plural} within the retry budget of {}",
+            orchestra_spec::fmt_duration(b)
+        ),
+    }
 }
 
 fn from_url(url: &Option<String>) -> String {
@@ -202,16 +222,36 @@ fn stderr_suffix(stderr: &str) -> String {
 
 impl ProviderError {
     /// Whether trying the same request again may succeed: 429, 408, 5xx (and Anthropic's 529),
-    /// timeouts, connection failures and cut streams.
+    /// timeouts, connection failures, cut streams and answers that cannot be read (a corrupted
+    /// body is as transient as a dropped stream).
     pub fn is_retryable(&self) -> bool {
         match self {
             ProviderError::Status { status, .. } => is_retryable_status(*status),
             ProviderError::Timeout { .. }
             | ProviderError::Connection { .. }
             | ProviderError::StreamCut { .. }
+            | ProviderError::Malformed { .. }
             | ProviderError::CommandTimeout { .. } => true,
             ProviderError::StreamError { retryable, .. } => *retryable,
             ProviderError::RetriesExhausted { last, .. } => last.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the caller (the node's own retries) may try the call again: the error is
+    /// retryable and the provider did not already retry it. A provider that retries (HTTP
+    /// providers by default, others with `max_retries`) decides once; re-running the node
+    /// would multiply its attempts.
+    pub fn caller_may_retry(&self) -> bool {
+        self.is_retryable() && !matches!(self, ProviderError::RetriesExhausted { .. })
+    }
+
+    /// Whether the server could not be reached at all: the connection was refused, the name
+    /// did not resolve, or connecting failed otherwise (nothing was sent).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ProviderError::Connection { source, .. } => source.is_connect(),
+            ProviderError::RetriesExhausted { last, .. } => last.is_unreachable(),
             _ => false,
         }
     }
@@ -282,6 +322,7 @@ mod tests {
     fn exhausted_retries_keep_the_cause() {
         let e = ProviderError::RetriesExhausted {
             retries: 4,
+            budget: None,
             last: Box::new(ProviderError::Status {
                 provider: "anthropic".into(),
                 url: Some("https://api.anthropic.com/v1/messages".into()),
@@ -302,6 +343,24 @@ mod tests {
             e.last_attempt(),
             ProviderError::Status { status: 529, .. }
         ));
+        assert!(!e.caller_may_retry(), "the provider already retried");
+        assert!(e.last_attempt().caller_may_retry());
+        let budget = |retries| ProviderError::RetriesExhausted {
+            retries,
+            budget: Some(Duration::from_secs(120)),
+            last: Box::new(ProviderError::StreamCut {
+                provider: "p".into(),
+                detail: "eof".into(),
+            }),
+        };
+        assert_eq!(
+            budget(2).to_string(),
+            "the response stream from p was cut off: eof (gave up after 2 retries within the retry budget of 2m)"
+        );
+        assert_eq!(
+            budget(0).to_string(),
+            "the response stream from p was cut off: eof (not retried within the retry budget of 2m)"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`ProviderError`]s with the provider's own message, and reading bodies and stream chunks.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -13,6 +14,8 @@ use crate::error::ProviderError;
 use crate::gate::Gate;
 use crate::retry::{RetryPolicy, retry_after};
 use crate::sse::{SseDecoder, SseEvent};
+use crate::transcript::estimate_usage;
+use crate::types::{Block, ChatRequest, Usage};
 
 /// Default timeout of one HTTP request, stream included.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -79,6 +82,8 @@ pub(crate) struct Http {
     /// Admits each attempt.
     pub gate: Gate,
     client: reqwest::Client,
+    /// Whether the server was found to send no usage (told once).
+    no_usage: AtomicBool,
 }
 
 impl Http {
@@ -117,7 +122,17 @@ impl Http {
             retry,
             gate,
             client,
+            no_usage: AtomicBool::new(false),
         })
+    }
+
+    /// The usage of an answer that came without one, estimated from the request and the
+    /// answer; the first time, a warning says that this server's token counts are estimates.
+    pub fn estimated_usage(&self, req: &ChatRequest, answer: &[Block]) -> Usage {
+        if !self.no_usage.swap(true, Ordering::Relaxed) {
+            tracing::warn!(provider = %self.name, "the server sends no token usage; tokens are estimated from the text (about four bytes a token)");
+        }
+        estimate_usage(req, answer)
     }
 
     /// POSTs a JSON body to `{base}{path}`; an error status becomes [`ProviderError::Status`]

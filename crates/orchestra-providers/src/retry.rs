@@ -1,15 +1,28 @@
-//! Retries inside a provider: exponential backoff with jitter, `retry-after` honoured (seconds,
-//! milliseconds or an HTTP date, capped, plus up to a quarter more so that waiters do not come
-//! back together), each attempt admitted by the provider's [`Gate`], and the number of retries
-//! reported back.
+//! The one layer that decides retries of a model call: 429 (its `retry-after` honoured, capped,
+//! plus up to a quarter more so that waiters do not come back together), 5xx, resets, timeouts,
+//! cut streams and unreadable answers, with exponential backoff and jitter, within a time
+//! budget per call; each attempt admitted by the provider's [`Gate`], and the number of retries
+//! reported back. Other errors (4xx) fail at once.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::ProviderError;
 use crate::gate::Gate;
 use crate::types::ChatResponse;
+
+/// Retries of a call whose server cannot be reached at all (connection refused, a name that
+/// does not resolve), whatever `max_retries` says.
+///
+/// Nothing listening at the address is almost always a server that is not started or a wrong
+/// `api_base`, which no backoff fixes: the run should fail in a second or two and name the URL,
+/// not retry for half a minute. The one transient case, a local server in the middle of a
+/// restart, is covered by two quick retries (with the default backoff, 0.75 to 1.5 s in all).
+pub(crate) const UNREACHABLE_RETRIES: u32 = 2;
+
+/// The default retry budget of a call.
+pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_secs(120);
 
 /// How a provider retries failed requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +35,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Longest wait honoured when the server sends `retry-after`.
     pub max_retry_after: Duration,
+    /// Longest time one call spends on its attempts and the waits between them (time waiting
+    /// for the concurrency gate not counted): no wait is made that would end past it.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -31,6 +47,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            budget: DEFAULT_BUDGET,
         }
     }
 }
@@ -60,13 +77,28 @@ impl RetryPolicy {
             jitter: Jitter::Equal,
         }
     }
+
+    /// How many retries an error of this kind gets.
+    fn retries_for(&self, e: &ProviderError) -> u32 {
+        if e.is_unreachable() {
+            self.max_retries.min(UNREACHABLE_RETRIES)
+        } else {
+            self.max_retries
+        }
+    }
 }
 
-/// Runs `attempt` until it succeeds, fails with a fatal error, or `policy.max_retries` retries
-/// were made. The successful response carries the number of retries.
+/// Runs `attempt` until it succeeds, fails with a fatal error, or the retries allowed for its
+/// error ([`RetryPolicy::max_retries`], at most [`UNREACHABLE_RETRIES`] when the server cannot
+/// be reached) or the policy's time budget are spent. The successful response carries the
+/// number of retries.
 ///
 /// Each attempt (never a backoff sleep) holds room in `gate`, and tells it how it went; waiting
-/// for the gate is not a retry.
+/// for the gate is not a retry and does not count against the budget.
+///
+/// With `max_retries: 0` a retryable error is returned as is (the caller may retry it);
+/// otherwise the provider gives up with [`ProviderError::RetriesExhausted`], which keeps the
+/// last attempt's error, and which the caller does not retry.
 ///
 /// The error is dropped before the backoff sleep, so the future (one per model call in flight)
 /// does not keep room for it while it sleeps.
@@ -81,12 +113,16 @@ where
     Fut: Future<Output = Result<ChatResponse, ProviderError>>,
 {
     let mut retries = 0u32;
+    // Attempts and backoff waits so far; gate waits are left out.
+    let mut spent = Duration::ZERO;
     loop {
         let permit = match gate {
             Some(g) => Some(g.acquire().await),
             None => None,
         };
+        let started = Instant::now();
         let result = attempt().await;
+        spent = spent.saturating_add(started.elapsed());
         if let Some(permit) = permit {
             match &result {
                 Ok(_) => permit.succeeded(),
@@ -94,33 +130,44 @@ where
                 Err(_) => drop(permit),
             }
         }
-        let wait = match result {
+        let e = match result {
             Ok(mut response) => {
                 response.retries = retries;
                 return Ok(response);
             }
-            Err(e) if e.is_retryable() && retries < policy.max_retries => {
-                let wait = policy.delay(retries, e.retry_after());
-                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                let retry = retries + 1;
-                if e.status() == Some(429) {
-                    // The gate reports the rate limit once; a line per refusal would flood.
-                    tracing::debug!(provider, retry, of = policy.max_retries, wait_ms, error = %e, "rate limited; retrying model call");
-                } else {
-                    tracing::warn!(provider, retry, of = policy.max_retries, wait_ms, error = %e, "retrying model call");
-                }
-                wait
-            }
-            Err(e) if retries > 0 => {
-                return Err(ProviderError::RetriesExhausted {
-                    retries,
-                    last: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e),
+            Err(e) if !e.is_retryable() && retries == 0 => return Err(e),
+            Err(e) if policy.max_retries == 0 => return Err(e),
+            Err(e) => e,
         };
+        let allowed = policy.retries_for(&e);
+        if !e.is_retryable() || retries >= allowed {
+            return Err(ProviderError::RetriesExhausted {
+                retries,
+                last: Box::new(e),
+                budget: None,
+            });
+        }
+        let wait = policy.delay(retries, e.retry_after());
+        if spent.saturating_add(wait) > policy.budget {
+            return Err(ProviderError::RetriesExhausted {
+                retries,
+                last: Box::new(e),
+                budget: Some(policy.budget),
+            });
+        }
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let retry = retries + 1;
+        if e.status() == Some(429) || e.is_unreachable() {
+            // The gate reports the rate limit once, and an unreachable server ends the call in
+            // a second or two with its own message: a line per retry would be noise.
+            tracing::debug!(provider, retry, of = allowed, wait_ms, error = %e, "rate limited; retrying model call");
+        } else {
+            tracing::warn!(provider, retry, of = allowed, wait_ms, error = %e, "retrying model call");
+        }
+        drop(e);
         tokio::time::sleep(wait).await;
-        retries += 1;
+        spent = spent.saturating_add(wait);
+        retries = retry;
     }
 }
 
@@ -215,6 +262,7 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
             max_retry_after: Duration::from_secs(5),
+            ..RetryPolicy::default()
         };
         for _ in 0..50 {
             let d0 = p.delay(0, None);
@@ -291,6 +339,7 @@ mod tests {
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             max_retry_after: Duration::from_millis(5),
+            ..RetryPolicy::default()
         };
         let mut calls = 0;
         let err = with_retries(&p, None, "x", || {
@@ -325,5 +374,73 @@ mod tests {
         assert_eq!(calls, 1);
         assert_eq!(err.status(), Some(400));
         assert_eq!(err.retries(), 0);
+        assert!(matches!(err, ProviderError::Status { .. }), "returned as is");
+    }
+
+    fn cut() -> ProviderError {
+        ProviderError::StreamCut {
+            provider: "x".into(),
+            detail: "eof".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_budget_ends_retries_before_max_retries() {
+        let p = RetryPolicy {
+            max_retries: 1000,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(5),
+            budget: Duration::from_millis(100),
+        };
+        let mut calls = 0u32;
+        let t0 = Instant::now();
+        let err = with_retries(&p, None, "x", || {
+            calls += 1;
+            async { Err(cut()) }
+        })
+        .await
+        .unwrap_err();
+        // Waits of 10 to 20 ms: between 5 and 10 retries fit in 100 ms.
+        assert!((5..=10).contains(&err.retries()), "{err}");
+        assert_eq!(calls, err.retries() + 1);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(
+            err.to_string()
+                .ends_with("within the retry budget of 100ms)"),
+            "{err}"
+        );
+        assert!(err.is_retryable() && !err.caller_may_retry());
+
+        // A retry-after longer than the budget is not waited at all.
+        let err = with_retries(&p, None, "x", || async {
+            Err(ProviderError::Status {
+                provider: "x".into(),
+                url: None,
+                status: 429,
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(3)),
+            })
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x answered HTTP 429: slow down (not retried within the retry budget of 100ms)"
+        );
+        assert!(!err.caller_may_retry());
+    }
+
+    #[tokio::test]
+    async fn without_retries_a_retryable_error_is_left_to_the_caller() {
+        let p = RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        };
+        let err = with_retries(&p, None, "x", || async { Err(cut()) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProviderError::StreamCut { .. }));
+        assert!(err.caller_may_retry());
     }
 }

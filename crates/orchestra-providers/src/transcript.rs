@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::types::{Block, ChatRequest, Message, Role};
+use crate::types::{Block, ChatRequest, Message, Role, Usage};
 
 /// The prompt a command-line agent receives: the system prompt, then the conversation.
 ///
@@ -67,13 +67,7 @@ fn render_blocks(out: &mut String, blocks: &[Block]) {
 pub(crate) fn request_bytes(req: &ChatRequest) -> usize {
     let mut n = req.system.len();
     for m in &req.messages {
-        for b in &m.content {
-            n += match b {
-                Block::Text { text } => text.len(),
-                Block::ToolUse { name, input, .. } => name.len() + json_len(input),
-                Block::ToolResult { content, .. } => content.len(),
-            };
-        }
+        n += content_bytes(&m.content);
     }
     for t in &req.tools {
         n += t.name.len() + t.description.len() + json_len(&t.parameters);
@@ -83,6 +77,28 @@ pub(crate) fn request_bytes(req: &ChatRequest) -> usize {
 
 fn json_len(v: &serde_json::Value) -> usize {
     serde_json::to_string(v).map_or(0, |s| s.len())
+}
+
+/// Bytes of an answer's text and tool calls.
+fn content_bytes(content: &[Block]) -> usize {
+    content
+        .iter()
+        .map(|b| match b {
+            Block::Text { text } => text.len(),
+            Block::ToolUse { name, input, .. } => name.len() + json_len(input),
+            Block::ToolResult { content, .. } => content.len(),
+        })
+        .sum()
+}
+
+/// The usage of a call estimated from its request and its answer, marked as estimated: for
+/// providers that report none.
+pub(crate) fn estimate_usage(req: &ChatRequest, answer: &[Block]) -> Usage {
+    Usage {
+        input_tokens: estimate_tokens(request_bytes(req)),
+        output_tokens: estimate_tokens(content_bytes(answer)),
+        estimated: true,
+    }
 }
 
 /// Tokens estimated from bytes (about four bytes per token).

@@ -236,6 +236,11 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Generated tokens.
     pub output_tokens: u64,
+    /// Whether the figures are estimated from the text (about four bytes a token) because the
+    /// provider reported none: command-line agents, scripted answers without `usage`, servers
+    /// that send no usage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 impl Usage {
@@ -251,6 +256,7 @@ impl Add for Usage {
         Usage {
             input_tokens: self.input_tokens.saturating_add(rhs.input_tokens),
             output_tokens: self.output_tokens.saturating_add(rhs.output_tokens),
+            estimated: self.estimated || rhs.estimated,
         }
     }
 }

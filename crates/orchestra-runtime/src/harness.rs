@@ -211,16 +211,15 @@ impl Harness {
                     retries,
                     external_tool_calls,
                     ..
-                } = plan.provider.chat(&req, stream).await.map_err(|e| {
-                    if e.is_retryable() {
-                        NodeError::Retryable(e.to_string())
-                    } else {
-                        NodeError::Fatal(e.to_string())
-                    }
-                })?;
+                } = plan
+                    .provider
+                    .chat(&req, stream)
+                    .await
+                    .map_err(|e| provider_failed(call, &e))?;
                 tokens.0 = tokens.0.saturating_add(usage.input_tokens);
                 tokens.1 = tokens.1.saturating_add(usage.output_tokens);
                 call.usage.add(usage.input_tokens, usage.output_tokens);
+                call.usage.add_retries(retries);
                 provider_retries += retries;
                 tool_calls += self.ran_by_agent(call, &external_tool_calls);
                 let uses: Vec<(String, String, Value)> = content
@@ -400,6 +399,21 @@ impl Harness {
             }
         }
         Ok((output, writes))
+    }
+}
+
+/// The node error of a failed model call, after counting the retries its provider made.
+///
+/// One layer decides retries: an error the provider already retried (or gave up on within its
+/// retry budget) is final for the node too, else a node attempt would repeat every one of the
+/// provider's attempts. A retryable error of a provider that does not retry (`max_retries: 0`,
+/// the default of `command` and `scripted`) is left to the node's `retries`.
+fn provider_failed(call: &NodeCall, e: &orchestra_providers::ProviderError) -> NodeError {
+    call.usage.add_retries(e.retries());
+    if e.caller_may_retry() {
+        NodeError::Retryable(e.to_string())
+    } else {
+        NodeError::Fatal(e.to_string())
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -34,8 +34,8 @@ pub struct NodeCall {
     pub state: Arc<State>,
     /// The session's inputs.
     pub inputs: Arc<Map<String, Value>>,
-    /// Tokens the run has used so far; the runner adds to it after every model call, so what
-    /// a failed attempt spent is known too.
+    /// Tokens (and provider retries) the run has used so far; the runner adds to it after
+    /// every model call, so what a failed attempt spent is known too.
     pub usage: Arc<UsageMeter>,
     /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
     /// registry whose repository tools act on its own worktree.
@@ -45,11 +45,13 @@ pub struct NodeCall {
     pub workdir: Option<Arc<Path>>,
 }
 
-/// Tokens used by one attempt of an agent run, counted as the model calls return.
+/// Tokens used by one attempt of an agent run, and the retries its provider made, counted as
+/// the model calls return (or fail).
 #[derive(Debug, Default)]
 pub struct UsageMeter {
     tokens_in: AtomicU64,
     tokens_out: AtomicU64,
+    retries: AtomicU32,
 }
 
 impl UsageMeter {
@@ -57,6 +59,16 @@ impl UsageMeter {
     pub fn add(&self, tokens_in: u64, tokens_out: u64) {
         self.tokens_in.fetch_add(tokens_in, Ordering::Relaxed);
         self.tokens_out.fetch_add(tokens_out, Ordering::Relaxed);
+    }
+
+    /// Adds the retries a provider made for one model call, whether it then succeeded or not.
+    pub fn add_retries(&self, retries: u32) {
+        self.retries.fetch_add(retries, Ordering::Relaxed);
+    }
+
+    /// Provider retries so far.
+    pub fn retries(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// (input, output) tokens so far.
@@ -88,10 +100,12 @@ pub struct NodeResult {
 /// Why an agent run failed.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NodeError {
-    /// Worth another attempt (provider overloaded, timeout, invalid output).
+    /// Worth another attempt (invalid output, a node timeout, a transient provider error its
+    /// provider did not retry itself).
     #[error("{0}")]
     Retryable(String),
-    /// Another attempt would fail the same way (bad configuration, missing key).
+    /// Another attempt would fail the same way (bad configuration, missing key), or would only
+    /// repeat what was already retried (a provider error after the provider's own retries).
     #[error("{0}")]
     Fatal(String),
     /// The node needs a human: the session pauses here.

@@ -85,6 +85,11 @@ pub struct ProviderSpec {
     /// Retries of a request after 429, 5xx, a reset or a timeout (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Longest time one model call may spend on its attempts and the waits between them before
+    /// it gives up (default 2m; waiting for `max_concurrency` or the adaptive limit does not
+    /// count). No retry starts, and no `retry-after` is waited, past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<Dur>,
     /// Most requests in flight at once, shared by every agent of a run (`anthropic`, `openai`,
     /// `command`; at least 1). Without it, HTTP providers adapt: unlimited until the server
     /// answers 429, then as many as it was serving, growing back by one per round trip.

@@ -185,6 +185,7 @@ impl MessageResponse {
             usage: Usage {
                 input_tokens: self.usage.input(),
                 output_tokens: self.usage.output_tokens,
+                ..Usage::default()
             },
             model: self.model,
             retries: 0,
@@ -298,7 +299,8 @@ mod tests {
             out.usage,
             Usage {
                 input_tokens: 15,
-                output_tokens: 7
+                output_tokens: 7,
+                ..Usage::default()
             }
         );
         assert_eq!(out.text(), "ok");

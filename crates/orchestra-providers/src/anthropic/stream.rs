@@ -101,6 +101,7 @@ impl State {
                 self.usage = Usage {
                     input_tokens: usage.input(),
                     output_tokens: usage.output_tokens,
+                    ..Usage::default()
                 };
             }
             "content_block_start" => {
@@ -279,7 +280,8 @@ mod tests {
             out.usage,
             Usage {
                 input_tokens: 25,
-                output_tokens: 15
+                output_tokens: 15,
+                ..Usage::default()
             }
         );
         assert_eq!(out.model, "claude-x");

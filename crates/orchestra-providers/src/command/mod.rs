@@ -206,6 +206,7 @@ impl CommandProvider {
         let usage = Usage {
             input_tokens: estimate_tokens(request_bytes(req)),
             output_tokens: estimate_tokens(text.len()),
+            estimated: true,
         };
         Ok(ChatResponse {
             content: if text.is_empty() {
@@ -235,6 +236,7 @@ impl CommandProvider {
             usage: Usage {
                 input_tokens: f.usage.input,
                 output_tokens: f.usage.output,
+                ..Usage::default()
             },
             model: self.model_name(req, f.model),
             retries: 0,

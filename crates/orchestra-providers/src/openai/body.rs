@@ -189,17 +189,21 @@ impl From<ResponseUsage> for Usage {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            ..Usage::default()
         }
     }
 }
 
 impl Completion {
+    /// The answer; without `usage` (some compatible servers send none) its tokens are
+    /// estimated.
     pub fn into_response(
         self,
         http: &Http,
         names: &NameMap,
-        turn: usize,
+        req: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
+        let turn = req.assistant_turns();
         let Some(choice) = self.choices.into_iter().next() else {
             return Err(http.malformed("the completion has no choices"));
         };
@@ -232,10 +236,14 @@ impl Completion {
             });
         }
         let stop = finish_reason(choice.finish_reason.as_deref(), &content);
+        let usage = match self.usage {
+            Some(u) => u.into(),
+            None => http.estimated_usage(req, &content),
+        };
         Ok(ChatResponse {
             content,
             stop,
-            usage: self.usage.map(Usage::from).unwrap_or_default(),
+            usage,
             model: self.model,
             retries: 0,
             reported_cost_usd: None,

@@ -86,7 +86,7 @@ impl OpenAi {
         &self,
         body: &serde_json::Value,
         names: &NameMap,
-        turn: usize,
+        req: &ChatRequest,
         sink: Option<&TextSink<'_>>,
     ) -> Result<ChatResponse, ProviderError> {
         let mut headers = HeaderMap::new();
@@ -96,11 +96,11 @@ impl OpenAi {
         let resp = self.http.post("/chat/completions", headers, body).await?;
         match sink {
             Some(sink) if !Http::is_json(&resp) => {
-                stream::read(&self.http, resp, names, turn, sink).await
+                stream::read(&self.http, resp, names, req, sink).await
             }
             _ => {
                 let parsed: body::Completion = self.http.read_json(resp).await?;
-                let out = parsed.into_response(&self.http, names, turn)?;
+                let out = parsed.into_response(&self.http, names, req)?;
                 if let Some(sink) = sink {
                     sink(&out.text());
                 }
@@ -126,12 +126,11 @@ impl Provider for OpenAi {
             self.temperature,
             stream.is_some(),
         );
-        let turn = req.assistant_turns();
         with_retries(
             &self.http.retry,
             Some(&self.http.gate),
             &self.http.name,
-            || self.once(&body, &names, turn, stream),
+            || self.once(&body, &names, req, stream),
         )
         .await
     }

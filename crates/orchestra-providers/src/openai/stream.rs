@@ -10,7 +10,7 @@ use crate::TextSink;
 use crate::error::ProviderError;
 use crate::http::{Http, error_message, snippet};
 use crate::sse::{SseDecoder, SseEvent};
-use crate::types::{Block, ChatResponse, Usage};
+use crate::types::{Block, ChatRequest, ChatResponse, Usage};
 use crate::wire::{NameMap, parse_arguments};
 
 /// Reads a streamed response to its end.
@@ -18,7 +18,7 @@ pub(crate) async fn read(
     http: &Http,
     mut resp: reqwest::Response,
     names: &NameMap,
-    turn: usize,
+    req: &ChatRequest,
     sink: &TextSink<'_>,
 ) -> Result<ChatResponse, ProviderError> {
     let mut decoder = SseDecoder::default();
@@ -40,7 +40,7 @@ pub(crate) async fn read(
         }
         tracing::warn!(provider = %http.name, "stream ended after its finish reason but without `data: [DONE]`");
     }
-    Ok(state.into_response(http, names, turn))
+    Ok(state.into_response(http, names, req))
 }
 
 /// What was missing when a stream ended early.
@@ -141,7 +141,10 @@ impl State {
         Ok(())
     }
 
-    fn into_response(self, http: &Http, names: &NameMap, turn: usize) -> ChatResponse {
+    /// The answer; without a usage chunk (servers that ignore `stream_options`) its tokens
+    /// are estimated.
+    fn into_response(self, http: &Http, names: &NameMap, req: &ChatRequest) -> ChatResponse {
+        let turn = req.assistant_turns();
         let mut content = Vec::new();
         if !self.text.is_empty() {
             content.push(Block::Text { text: self.text });
@@ -154,10 +157,14 @@ impl State {
             });
         }
         let stop = finish_reason(self.finish.as_deref(), &content);
+        let usage = match self.usage {
+            Some(u) => u,
+            None => http.estimated_usage(req, &content),
+        };
         ChatResponse {
             content,
             stop,
-            usage: self.usage.unwrap_or_default(),
+            usage,
             model: self.model,
             retries: 0,
             reported_cost_usd: None,
@@ -173,6 +180,55 @@ mod tests {
     use crate::types::StopReason;
     use serde_json::json;
     use std::time::Duration;
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            agent: "a".into(),
+            run_index: 0,
+            model: "qwen".into(),
+            system: "You are terse.".into(),
+            messages: vec![crate::types::Message::user("Say hi, twice.")],
+            tools: vec![],
+            max_tokens: None,
+            temperature: None,
+        }
+    }
+
+    fn http() -> Http {
+        Http::new(
+            "local",
+            "http://127.0.0.1:1",
+            None,
+            Duration::from_secs(1),
+            RetryPolicy::default(),
+            crate::gate::Gate::new("local", None, None),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stream_without_usage_gets_estimated_tokens() {
+        let http = http();
+        let text = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut st = State::default();
+        for ev in SseDecoder::default().push(text.as_bytes()) {
+            st.apply(&http, &ev, &|_| {}).unwrap();
+        }
+        let out = st.into_response(&http, &NameMap::default(), &request());
+        // 14 + 14 bytes asked, 5 bytes answered: about four bytes a token.
+        assert_eq!(
+            out.usage,
+            Usage {
+                input_tokens: 7,
+                output_tokens: 2,
+                estimated: true,
+            }
+        );
+    }
 
     #[test]
     fn folds_content_and_tool_call_fragments() {
@@ -200,14 +256,15 @@ mod tests {
         }
         assert!(st.done);
         let names = NameMap::default();
-        let out = st.into_response(&http, &names, 0);
+        let out = st.into_response(&http, &names, &request());
         assert_eq!(out.text(), "Hi");
         assert_eq!(out.stop, StopReason::ToolUse);
         assert_eq!(
             out.usage,
             Usage {
                 input_tokens: 9,
-                output_tokens: 4
+                output_tokens: 4,
+                estimated: false,
             }
         );
         let calls: Vec<_> = out.tool_uses().collect();

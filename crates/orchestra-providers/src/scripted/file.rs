@@ -232,6 +232,7 @@ fn compile_turns(
                         usage: t.usage.as_ref().map(|u| Usage {
                             input_tokens: u.input_tokens,
                             output_tokens: u.output_tokens,
+                            ..Usage::default()
                         }),
                         stop: t.stop.clone().map(StopReason::from),
                     }),

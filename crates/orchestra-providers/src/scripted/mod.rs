@@ -16,8 +16,8 @@ use orchestra_spec::{ProviderSpec, closest};
 use crate::build::config;
 use crate::error::ProviderError;
 use crate::retry::{RetryPolicy, with_retries};
-use crate::transcript::{estimate_tokens, request_bytes};
-use crate::types::{Block, ChatRequest, ChatResponse, StopReason, Usage};
+use crate::transcript::estimate_usage;
+use crate::types::{Block, ChatRequest, ChatResponse, StopReason};
 use crate::{Provider, TextSink};
 use file::{AgentScript, Reply, Script};
 
@@ -148,7 +148,6 @@ impl Scripted {
         sink: Option<&TextSink<'_>>,
     ) -> Result<ChatResponse, ProviderError> {
         let mut content = Vec::with_capacity(1 + reply.tool_calls.len());
-        let mut out_bytes = 0;
         if let Some(text) = reply.text.as_ref().filter(|t| !t.is_empty()) {
             let text = if template::is_template(text) {
                 template::render(text, req, turn).map_err(|detail| self.no_script(detail))?
@@ -158,11 +157,9 @@ impl Scripted {
             if let Some(sink) = sink {
                 sink(&text);
             }
-            out_bytes += text.len();
             content.push(Block::Text { text });
         }
         for (i, (tool, args, id)) in reply.tool_calls.iter().enumerate() {
-            out_bytes += tool.len() + args.to_string().len();
             content.push(Block::ToolUse {
                 id: id
                     .clone()
@@ -179,10 +176,9 @@ impl Scripted {
             } else {
                 StopReason::ToolUse
             });
-        let usage = reply.usage.unwrap_or_else(|| Usage {
-            input_tokens: estimate_tokens(request_bytes(req)),
-            output_tokens: estimate_tokens(out_bytes),
-        });
+        let usage = reply
+            .usage
+            .unwrap_or_else(|| estimate_usage(req, &content));
         Ok(ChatResponse {
             content,
             stop,

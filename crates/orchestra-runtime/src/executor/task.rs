@@ -126,12 +126,13 @@ impl TaskCtx {
                 None,
             ),
             Err(e) => {
-                // What the failed attempt spent (the model calls it made before failing).
+                // What the failed attempt spent (the model calls it made before failing, and
+                // the retries of their providers, the last call's included).
                 let (tokens_in, tokens_out) = call.usage.get();
                 self.spent
                     .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
                 (
-                    (tokens_in, tokens_out, 0, 0),
+                    (tokens_in, tokens_out, 0, call.usage.retries()),
                     TaskStatus::Error,
                     Some(e.to_string()),
                 )

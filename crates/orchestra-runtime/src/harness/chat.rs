@@ -224,9 +224,13 @@ impl Harness {
                     .provider
                     .chat(&req, None)
                     .await
-                    .map_err(|e| RoundError::Model(e.to_string()))?;
+                    .map_err(|e| {
+                        call.usage.add_retries(e.retries());
+                        RoundError::Model(e.to_string())
+                    })?;
                 call.usage
                     .add(resp.usage.input_tokens, resp.usage.output_tokens);
+                call.usage.add_retries(resp.retries);
                 result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
                 result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
                 result.retries += resp.retries;
