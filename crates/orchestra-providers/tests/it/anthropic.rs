@@ -93,7 +93,8 @@ async fn tool_use_round_trip_sends_documented_requests() {
         first.usage,
         Usage {
             input_tokens: 120,
-            output_tokens: 30
+            output_tokens: 30,
+            estimated: false,
         }
     );
     assert_eq!(first.retries, 0);
@@ -183,7 +184,8 @@ async fn streams_text_and_tool_input_deltas() {
         out.usage,
         Usage {
             input_tokens: 40,
-            output_tokens: 21
+            output_tokens: 21,
+            estimated: false,
         }
     );
     let calls: Vec<_> = out.tool_uses().collect();
@@ -314,29 +316,43 @@ async fn a_bad_request_fails_at_once_with_the_api_message() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_a_fatal_error() {
+async fn corrupted_answers_are_retried_like_a_dropped_stream() {
+    let raw = |content_type: &str, body: &str| Reply::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        body: body.into(),
+    };
     let server = Server::start(vec![
-        Reply::Raw {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: "{\"id\": \"msg_1\", \"content\": [".into(),
-        },
+        raw("application/json", "{\"id\": \"msg_1\", \"content\": ["),
+        raw("application/json", ""),
+        raw("text/plain", "upstream busy, try later"),
         Reply::Json(200, json!({"id": "msg_1", "type": "message"})),
+        Reply::Json(200, final_message("fine at last")),
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
     let p = provider("anthropic", &yaml(&server, ""), dir.path());
     let req = request("a", vec![Message::user("go")]);
+    let out = p.chat(&req, None).await.unwrap();
+    assert_eq!((out.text().as_str(), out.retries), ("fine at last", 4));
+    assert_eq!(server.requests().len(), 5);
+
+    // Corrupted every time: the error is the last attempt's, after the provider's retries.
+    let bad = || raw("application/json", "{\"id\": \"msg_1\", \"content\": [");
+    let server = Server::start(vec![bad(), bad()]).await;
+    let p = provider("anthropic", &yaml(&server, "max_retries: 1\n"), dir.path());
     let e = p.chat(&req, None).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Malformed { .. }), "{e:?}");
+    assert!(
+        matches!(e.last_attempt(), ProviderError::Malformed { .. }),
+        "{e:?}"
+    );
     assert!(
         e.to_string()
             .starts_with("malformed response from anthropic: EOF while parsing"),
         "{e}"
     );
-    let e = p.chat(&req, None).await.unwrap_err();
-    assert!(e.to_string().contains("missing field `content`"), "{e}");
-    assert_eq!(server.requests().len(), 2);
+    assert!(e.to_string().ends_with("(gave up after 1 retry)"), "{e}");
+    assert!(e.is_retryable() && !e.caller_may_retry());
 }
 
 #[tokio::test]

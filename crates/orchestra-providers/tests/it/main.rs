@@ -11,6 +11,7 @@ mod build;
 mod cli_agents;
 mod command;
 mod errors;
+mod faults;
 mod gate;
 mod limited;
 mod openai;

@@ -50,7 +50,8 @@ async fn tool_calls_round_trip_with_a_key() {
         first.usage,
         Usage {
             input_tokens: 50,
-            output_tokens: 10
+            output_tokens: 10,
+            estimated: false,
         }
     );
     let calls: Vec<_> = first.tool_uses().collect();
@@ -172,7 +173,8 @@ async fn streams_text_tool_call_fragments_and_usage() {
         out.usage,
         Usage {
             input_tokens: 33,
-            output_tokens: 7
+            output_tokens: 7,
+            estimated: false,
         }
     );
     let calls: Vec<_> = out.tool_uses().collect();

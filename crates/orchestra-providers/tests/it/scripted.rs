@@ -96,7 +96,8 @@ async fn a_tool_loop_runs_offline_by_turn() {
         second.usage,
         Usage {
             input_tokens: 100,
-            output_tokens: 20
+            output_tokens: 20,
+            estimated: false,
         }
     );
     assert_eq!(second.stop, StopReason::EndTurn);
