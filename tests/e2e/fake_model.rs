@@ -19,6 +19,18 @@ impl FakeModel {
     /// Serves `replies` (each a `message` of a chat completion) in order; once they run out,
     /// every further request gets a 500.
     pub(crate) fn start(replies: Vec<Value>) -> FakeModel {
+        FakeModel::serve(replies, true)
+    }
+
+    /// [`FakeModel::start`] for a server that never reports token usage, like many
+    /// OpenAI-compatible servers: completions come without `usage`, and a request with
+    /// `stream: true` gets an event stream without a usage chunk (whatever `stream_options`
+    /// asked).
+    pub(crate) fn without_usage(replies: Vec<Value>) -> FakeModel {
+        FakeModel::serve(replies, false)
+    }
+
+    fn serve(replies: Vec<Value>, usage: bool) -> FakeModel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -30,8 +42,9 @@ impl FakeModel {
                 let Some(body) = read_request(&stream) else {
                     continue;
                 };
+                let streamed = body["stream"] == json!(true);
                 seen.lock().unwrap().push(body);
-                respond(stream, replies.next());
+                respond(stream, replies.next(), usage, streamed);
             }
         });
         FakeModel { port, requests }
@@ -85,19 +98,39 @@ fn read_request(stream: &TcpStream) -> Option<Value> {
     serde_json::from_slice(&body).ok()
 }
 
-fn respond(mut stream: TcpStream, reply: Option<Value>) {
+fn respond(mut stream: TcpStream, reply: Option<Value>, usage: bool, streamed: bool) {
     let (status, body) = match reply {
+        Some(message) if streamed && !usage && message.get("tool_calls").is_none() => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "fake",
+                       "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]})
+            };
+            let events = [
+                chunk(json!({"role": "assistant", "content": message["content"]}), Value::Null),
+                chunk(json!({}), json!("stop")),
+            ];
+            let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}data: [DONE]\n\n"
+            );
+            let _ = stream.flush();
+            return;
+        }
         Some(message) => {
             let finish = if message.get("tool_calls").is_some() {
                 "tool_calls"
             } else {
                 "stop"
             };
-            let body = json!({
+            let mut body = json!({
                 "id": "chatcmpl-test", "object": "chat.completion", "model": "fake",
                 "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
-                "usage": { "prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110 },
             });
+            if usage {
+                body["usage"] =
+                    json!({ "prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110 });
+            }
             ("200 OK", body.to_string())
         }
         None => (

@@ -156,6 +156,8 @@ fn the_circuit_breaker_stops_the_session_after_max_failures() {
 #[test]
 fn a_node_that_takes_too_long_is_stopped_at_its_timeout() {
     let p = Project::new();
+    // Built (on first use) before the clock starts.
+    let _ = crate::binary::orchestra_bin();
     let t0 = Instant::now();
     let run = p.run(&["run", "limits/timeout.yaml"]);
     // The model would answer after two minutes: the run ended before, without waiting for it.

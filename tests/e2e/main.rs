@@ -23,6 +23,7 @@ mod interactive;
 mod limits;
 mod pipelines;
 pub(crate) mod project;
+mod provider_faults;
 pub(crate) mod pty;
 mod readme;
 mod run;
