@@ -106,7 +106,10 @@ fn respond(mut stream: TcpStream, reply: Option<Value>, usage: bool, streamed: b
                        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]})
             };
             let events = [
-                chunk(json!({"role": "assistant", "content": message["content"]}), Value::Null),
+                chunk(
+                    json!({"role": "assistant", "content": message["content"]}),
+                    Value::Null,
+                ),
                 chunk(json!({}), json!("stop")),
             ];
             let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();

@@ -68,8 +68,9 @@ fn an_unreachable_provider_fails_the_run_in_seconds_naming_the_url() {
         "connection to local at {base}/chat/completions failed: connection refused (gave up after 2 retries)"
     );
     assert!(
-        run.stdout
-            .starts_with(&format!("failed: agent `worker` failed at step 1: {cause}\n")),
+        run.stdout.starts_with(&format!(
+            "failed: agent `worker` failed at step 1: {cause}\n"
+        )),
         "{}",
         run.transcript()
     );
@@ -80,10 +81,17 @@ fn an_unreachable_provider_fails_the_run_in_seconds_naming_the_url() {
         run.transcript()
     );
     let status = p.status(&session_of(&run.stdout));
-    assert_eq!(status["error"], format!("agent `worker` failed at step 1: {cause}"));
+    assert_eq!(
+        status["error"],
+        format!("agent `worker` failed at step 1: {cause}")
+    );
     let worker = usage(&status, "worker");
     assert_eq!(
-        (worker["runs"].as_u64(), worker["retries"].as_u64(), worker["errors"].as_u64()),
+        (
+            worker["runs"].as_u64(),
+            worker["retries"].as_u64(),
+            worker["errors"].as_u64()
+        ),
         (Some(1), Some(2), Some(1)),
         "{status}"
     );
@@ -110,8 +118,9 @@ fn a_failing_call_is_retried_by_its_provider_only_and_the_retries_are_recorded()
         model.api_base()
     );
     assert!(
-        run.stdout
-            .starts_with(&format!("failed: agent `worker` failed at step 1: {cause}\n")),
+        run.stdout.starts_with(&format!(
+            "failed: agent `worker` failed at step 1: {cause}\n"
+        )),
         "{}",
         run.transcript()
     );
@@ -125,7 +134,11 @@ fn a_failing_call_is_retried_by_its_provider_only_and_the_retries_are_recorded()
     let status = p.status(&session_of(&run.stdout));
     let worker = usage(&status, "worker");
     assert_eq!(
-        (worker["runs"].as_u64(), worker["retries"].as_u64(), worker["errors"].as_u64()),
+        (
+            worker["runs"].as_u64(),
+            worker["retries"].as_u64(),
+            worker["errors"].as_u64()
+        ),
         (Some(1), Some(4), Some(1)),
         "{status}"
     );
@@ -149,8 +162,9 @@ fn a_server_without_usage_gets_estimated_tokens_and_max_tokens_stops_the_session
     let run = p.run(&["run", "nousage.yaml", "--stream"]);
     assert_eq!(run.code, 3, "{}", run.transcript());
     assert!(
-        run.stdout
-            .starts_with("stopped: the session spent its token budget (limits.max_tokens: 20, used 28)"),
+        run.stdout.starts_with(
+            "stopped: the session spent its token budget (limits.max_tokens: 20, used 28)"
+        ),
         "{}",
         run.transcript()
     );

@@ -10,9 +10,12 @@
 //!   tokens, cost and the tool calls the agent ran itself;
 //! - `scripted`: answers read from a file by agent, run and turn, for tests, demos and benchmarks.
 //!
-//! Every client implements [`Provider`]. HTTP clients retry 429, 5xx, resets, timeouts and cut
-//! streams with exponential backoff and jitter (honouring `retry-after`); other errors fail at once
-//! with the provider's message. HTTP and command clients admit their requests through a
+//! Every client implements [`Provider`]. One layer decides retries: HTTP clients retry 429, 5xx,
+//! resets, timeouts, cut streams and unreadable answers with exponential backoff and jitter
+//! (honouring `retry-after`) within a time budget per call, an unreachable server only twice;
+//! other errors fail at once with the provider's message. An error the provider gave up on
+//! keeps the last attempt's cause and is not for the caller to retry
+//! ([`ProviderError::caller_may_retry`]). HTTP and command clients admit their requests through a
 //! concurrency gate shared by every caller of the client: `max_concurrency` when configured,
 //! else adaptive to the 429s the server answers (see [`RateLimited`]). API keys are read only from the environment variable the
 //! configuration names, and never appear in errors or logs.

@@ -374,7 +374,10 @@ mod tests {
         assert_eq!(calls, 1);
         assert_eq!(err.status(), Some(400));
         assert_eq!(err.retries(), 0);
-        assert!(matches!(err, ProviderError::Status { .. }), "returned as is");
+        assert!(
+            matches!(err, ProviderError::Status { .. }),
+            "returned as is"
+        );
     }
 
     fn cut() -> ProviderError {

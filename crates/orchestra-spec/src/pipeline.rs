@@ -306,7 +306,9 @@ pub struct AgentSpec {
     /// Per-node timeout (default `limits.node_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    /// Retries after a provider error (default `limits.retries`).
+    /// Node retries after a transient failure its provider did not retry itself: an invalid
+    /// answer, the node's timeout, an error of a provider with `max_retries: 0` (default
+    /// `limits.retries`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
 }
@@ -394,7 +396,8 @@ pub struct LimitsSpec {
     )]
     #[schemars(range(min = 1))]
     pub max_parallel: u32,
-    /// Retries of a node after a provider error, with exponential backoff and jitter (default 2).
+    /// Retries of a node after a transient failure its provider did not retry itself, with
+    /// exponential backoff and jitter (default 2).
     #[serde(default = "LimitsSpec::default_retries")]
     pub retries: u32,
     /// Most model turns of one agent run (default 20; at least 1).

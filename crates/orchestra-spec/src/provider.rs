@@ -82,7 +82,9 @@ pub struct ProviderSpec {
     /// Timeout of one request (default 10m for HTTP providers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    /// Retries of a request after 429, 5xx, a reset or a timeout (default 4).
+    /// Retries of one call after 429, 5xx, a reset, a timeout or an unreadable answer (default
+    /// 4 for HTTP providers, 0 for `command` and `scripted`); a server that cannot be reached
+    /// at all gets at most 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     /// Longest time one model call may spend on its attempts and the waits between them before

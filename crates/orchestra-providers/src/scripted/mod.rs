@@ -176,9 +176,7 @@ impl Scripted {
             } else {
                 StopReason::ToolUse
             });
-        let usage = reply
-            .usage
-            .unwrap_or_else(|| estimate_usage(req, &content));
+        let usage = reply.usage.unwrap_or_else(|| estimate_usage(req, &content));
         Ok(ChatResponse {
             content,
             stop,

@@ -77,7 +77,12 @@ async fn an_unreachable_server_fails_the_call_in_seconds_with_default_settings()
 
 #[tokio::test]
 async fn a_failing_call_is_attempted_five_times_with_default_retries() {
-    let busy = || Reply::Json(503, json!({"error": {"message": "overloaded", "type": "server_error"}}));
+    let busy = || {
+        Reply::Json(
+            503,
+            json!({"error": {"message": "overloaded", "type": "server_error"}}),
+        )
+    };
     let server = Server::start((0..20).map(|_| busy()).collect()).await;
     let dir = tempfile::tempdir().unwrap();
     let base = format!("{}/v1", server.url());
@@ -151,7 +156,8 @@ async fn corrupted_200_answers_are_retried_then_succeed() {
 
 #[tokio::test]
 async fn a_malformed_stream_chunk_is_retried_then_succeeds() {
-    let broken = "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"Hal\n\n".to_owned();
+    let broken =
+        "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"Hal\n\n".to_owned();
     let good = data_lines(
         &[
             chunk(json!({"content": "Whole"}), None),
@@ -171,7 +177,11 @@ async fn a_malformed_stream_chunk_is_retried_then_succeeds() {
         .unwrap();
     assert_eq!((out.text().as_str(), out.retries), ("Whole", 1));
     assert_eq!(
-        (out.usage.input_tokens, out.usage.output_tokens, out.usage.estimated),
+        (
+            out.usage.input_tokens,
+            out.usage.output_tokens,
+            out.usage.estimated
+        ),
         (9, 2, false)
     );
 }

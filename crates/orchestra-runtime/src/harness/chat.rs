@@ -220,14 +220,10 @@ impl Harness {
                     temperature: plan.temperature,
                     workdir: call.workdir.clone(),
                 };
-                let resp = plan
-                    .provider
-                    .chat(&req, None)
-                    .await
-                    .map_err(|e| {
-                        call.usage.add_retries(e.retries());
-                        RoundError::Model(e.to_string())
-                    })?;
+                let resp = plan.provider.chat(&req, None).await.map_err(|e| {
+                    call.usage.add_retries(e.retries());
+                    RoundError::Model(e.to_string())
+                })?;
                 call.usage
                     .add(resp.usage.input_tokens, resp.usage.output_tokens);
                 call.usage.add_retries(resp.retries);
