@@ -35,8 +35,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Longest wait honoured when the server sends `retry-after`.
     pub max_retry_after: Duration,
-    /// Longest time one call spends on its attempts and the waits between them (time waiting
-    /// for the concurrency gate not counted): no wait is made that would end past it.
+    /// Longest time one call spends retrying: the waits and the attempts after the first (a
+    /// long first answer cut off is still retried; time waiting for the concurrency gate is
+    /// not counted). No wait is made that would end past it.
     pub budget: Duration,
 }
 
@@ -113,7 +114,8 @@ where
     Fut: Future<Output = Result<ChatResponse, ProviderError>>,
 {
     let mut retries = 0u32;
-    // Attempts and backoff waits so far; gate waits are left out.
+    // Time spent retrying: backoff waits and the attempts after the first; gate waits are left
+    // out.
     let mut spent = Duration::ZERO;
     loop {
         let permit = match gate {
@@ -122,7 +124,9 @@ where
         };
         let started = Instant::now();
         let result = attempt().await;
-        spent = spent.saturating_add(started.elapsed());
+        if retries > 0 {
+            spent = spent.saturating_add(started.elapsed());
+        }
         if let Some(permit) = permit {
             match &result {
                 Ok(_) => permit.succeeded(),
@@ -414,6 +418,30 @@ mod tests {
             "{err}"
         );
         assert!(err.is_retryable() && !err.caller_may_retry());
+
+        // A first attempt longer than the budget (a long answer cut off) is still retried.
+        let mut calls = 0u32;
+        let out = with_retries(&p, None, "x", || {
+            calls += 1;
+            let first = calls == 1;
+            async move {
+                if first {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    Err(cut())
+                } else {
+                    Ok(ChatResponse {
+                        content: vec![],
+                        stop: crate::types::StopReason::EndTurn,
+                        usage: crate::types::Usage::default(),
+                        model: "m".into(),
+                        retries: 0,
+                    })
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.retries, 1);
 
         // A retry-after longer than the budget is not waited at all.
         let err = with_retries(&p, None, "x", || async {

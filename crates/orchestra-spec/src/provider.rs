@@ -87,9 +87,9 @@ pub struct ProviderSpec {
     /// at all gets at most 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
-    /// Longest time one model call may spend on its attempts and the waits between them before
-    /// it gives up (default 2m; waiting for `max_concurrency` or the adaptive limit does not
-    /// count). No retry starts, and no `retry-after` is waited, past it.
+    /// Longest time one model call may spend retrying: the waits and the attempts after the
+    /// first (default 2m; waiting for `max_concurrency` or the adaptive limit does not count).
+    /// No wait, `retry-after` included, goes past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<Dur>,
     /// Most requests in flight at once, shared by every agent of a run (`anthropic`, `openai`,
