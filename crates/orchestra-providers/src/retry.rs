@@ -435,6 +435,8 @@ mod tests {
                         usage: crate::types::Usage::default(),
                         model: "m".into(),
                         retries: 0,
+                        reported_cost_usd: None,
+                        external_tool_calls: vec![],
                     })
                 }
             }

@@ -191,6 +191,7 @@ mod tests {
             tools: vec![],
             max_tokens: None,
             temperature: None,
+            workdir: None,
         }
     }
 
