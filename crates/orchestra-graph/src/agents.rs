@@ -8,7 +8,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
 use orchestra_spec::{
-    AgentSpec, BASE_CHANNELS, Diagnostic, END, LimitsSpec, Mode, PipelineSpec, ProviderKind, START,
+    AgentSpec, BASE_CHANNELS, Diagnostic, END, FAIL, LimitsSpec, Mode, PipelineSpec, ProviderKind, START,
     SourceFile, Span, Spanned, closest,
 };
 use serde_json::Value;
@@ -49,12 +49,12 @@ impl AgentCtx<'_, '_> {
         diags: &mut Vec<Diagnostic>,
     ) -> ResolvedAgent {
         let src = self.src;
-        if name == START || name == END {
+        if name == START || name == END || name == FAIL {
             diags.push(
                 Diagnostic::error(format!("`{name}` is reserved"))
                     .at(src, key_span)
                     .with_label(
-                        "START and END are the graph's entry and exit; name the agent differently",
+                        "START, END and FAIL are the graph's entry and exits; name the agent differently",
                     ),
             );
         } else if !is_ident(name) {

@@ -13,24 +13,35 @@ use petgraph::visit::EdgeRef;
 use crate::compiled::ResolvedAgent;
 use crate::topology::{Node, Topology};
 
-/// The petgraph index of a node: `START` is 0, agent `i` is `i + 1`, `END` is `n + 1`.
-fn ix(node: Node, agents: usize) -> NodeIndex {
+/// The petgraph index of a node: `START` is 0, agent `i` is `i + 1`, `END` is `n + 1`, `FAIL`
+/// is `n + 2`.
+pub(crate) fn ix(node: Node, agents: usize) -> NodeIndex {
     NodeIndex::new(match node {
         Node::Start => 0,
         Node::Agent(i) => i + 1,
         Node::End => agents + 1,
+        Node::Fail => agents + 2,
     })
 }
+
+/// The weight of an `on_error` route in the graph (it comes from no `graph:` entry).
+pub(crate) const ON_ERROR: usize = usize::MAX;
 
 /// Builds the graph of a topology (see [`crate::Compiled::graph`]).
 pub(crate) fn build_graph(topo: &Topology) -> DiGraph<Node, usize> {
     let n = topo.agents.len();
-    let mut g = DiGraph::with_capacity(n + 2, topo.edges.len() * 2);
+    let mut g = DiGraph::with_capacity(n + 3, topo.edges.len() * 2);
     g.add_node(Node::Start);
     for i in 0..n {
         g.add_node(Node::Agent(i));
     }
     g.add_node(Node::End);
+    g.add_node(Node::Fail);
+    for (a, t) in topo.on_error.iter().enumerate() {
+        if let Some(t) = t {
+            g.add_edge(ix(Node::Agent(a), n), ix(*t, n), ON_ERROR);
+        }
+    }
     for (k, e) in topo.edges.iter().enumerate() {
         for &s in &e.sources {
             for &t in e.targets.iter().chain(e.on_max_loops.iter()) {
@@ -43,7 +54,7 @@ pub(crate) fn build_graph(topo: &Topology) -> DiGraph<Node, usize> {
 
 /// Nodes reachable from `from` following edges in `dir` that `keep` accepts, never entering
 /// `avoid`.
-fn reach(
+pub(crate) fn reach(
     g: &DiGraph<Node, usize>,
     from: NodeIndex,
     dir: Direction,
@@ -115,10 +126,12 @@ pub(crate) fn analyze(
     }
 
     let all = |_: usize| true;
-    let bounded = |k: usize| topo.edges.get(k).is_some_and(|e| e.max_loops.is_some());
+    // An `on_error` route is bounded by the circuit breaker (`limits.max_failures`).
+    let bounded = |k: usize| topo.edges.get(k).is_none_or(|e| e.max_loops.is_some());
     let unbounded = |k: usize| !bounded(k);
     let start = ix(Node::Start, n);
     let end = ix(Node::End, n);
+    let fail = ix(Node::Fail, n);
     let name = |i: NodeIndex| topo.name(g[i]).to_owned();
     let agent_span = |a: usize| {
         topo.agents
@@ -129,7 +142,14 @@ pub(crate) fn analyze(
 
     // Reachability from START and to END.
     let fwd = reach(&g, start, Direction::Outgoing, None, &all);
-    let bwd = reach(&g, end, Direction::Incoming, None, &all);
+    // Agents must lead to an exit: `END`, or `FAIL`.
+    let mut bwd = reach(&g, end, Direction::Incoming, None, &all);
+    for (b, f) in bwd
+        .iter_mut()
+        .zip(reach(&g, fail, Direction::Incoming, None, &all))
+    {
+        *b |= f;
+    }
     let graph_span = top_key_span(src, "graph");
     if g.edges_directed(start, Direction::Outgoing)
         .next()

@@ -13,9 +13,10 @@ use orchestra_spec::{
 };
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::conditions::ResolvedCondition;
+use crate::inputs::ResolvedInput;
 use crate::state::{Channels, State};
 use crate::topology::{AgentIdx, Node, Topology};
 
@@ -181,28 +182,6 @@ pub struct ResolvedRepo {
     pub description: Option<String>,
 }
 
-/// Input values for a run, with what is wrong with them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InputValues {
-    /// `name -> value` for every input that has one.
-    pub values: Map<String, Value>,
-    /// Required inputs that were not given.
-    pub missing: Vec<String>,
-    /// Given names that are not inputs of the pipeline.
-    pub unknown: Vec<String>,
-}
-
-/// A pipeline input.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResolvedInput {
-    /// Its name (`inputs.NAME`).
-    pub name: String,
-    /// What it means.
-    pub description: Option<String>,
-    /// Its default; `None` means it is required.
-    pub default: Option<String>,
-}
-
 impl Compiled {
     /// The agent called `name`.
     pub fn agent(&self, name: &str) -> Option<&ResolvedAgent> {
@@ -222,31 +201,6 @@ impl Compiled {
     /// The state before the first step.
     pub fn initial_state(&self) -> State {
         self.channels.initial()
-    }
-
-    /// The inputs: defaults overridden by `given` (later entries win).
-    pub fn inputs_with(&self, given: &[(String, String)]) -> InputValues {
-        let mut out = InputValues::default();
-        for input in &self.inputs {
-            let value = given
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == input.name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| input.default.clone());
-            match value {
-                Some(v) => {
-                    out.values.insert(input.name.clone(), Value::String(v));
-                }
-                None => out.missing.push(input.name.clone()),
-            }
-        }
-        for (k, _) in given {
-            if !self.inputs.iter().any(|i| i.name == *k) && !out.unknown.contains(k) {
-                out.unknown.push(k.clone());
-            }
-        }
-        out
     }
 
     /// What the task template of `agent` sees as `agent`.
@@ -278,9 +232,9 @@ impl Compiled {
         )
     }
 
-    /// The graph: node `0` is `START`, nodes `1..=n` the agents, node `n + 1` is `END`; each
-    /// edge's weight is the index of the `graph:` entry it comes from. `on_max_loops` routes
-    /// are edges too.
+    /// The graph: node `0` is `START`, nodes `1..=n` the agents, node `n + 1` is `END`, node
+    /// `n + 2` is `FAIL`; each edge's weight is the index of the `graph:` entry it comes from.
+    /// `on_max_loops` routes are edges too, and so are `on_error` routes (weight `usize::MAX`).
     pub fn graph(&self) -> DiGraph<Node, usize> {
         crate::analysis::build_graph(&self.topology)
     }

@@ -1,9 +1,12 @@
-//! Resolving the `graph:` list into [`Topology`] edges: node names, joins, conditions and loop
-//! bounds, with "did you mean" for every name that is not an agent, `START` or `END`.
+//! Resolving the `graph:` list into [`Topology`] edges: node names, joins, conditions, loop
+//! bounds and `FAIL` reasons, with "did you mean" for every name that is not an agent, `START`,
+//! `END` or `FAIL`; and the agents' `on_error` routes.
 
 use std::collections::HashMap;
 
-use orchestra_spec::{Diagnostic, END, EdgeSpec, PipelineSpec, START, SourceFile, Spanned};
+use orchestra_spec::{
+    Diagnostic, END, EdgeSpec, FAIL, Join, PipelineSpec, START, SourceFile, Spanned,
+};
 
 use crate::conditions::{ConditionResolver, ExprScope, ResolvedCondition};
 use crate::topology::{Edge, Node, Topology};
@@ -32,7 +35,21 @@ pub(crate) fn build(
                     .at(src, j.span)
                     .with_label("only a fan-in (several `from`) waits for its sources"),
             );
+        } else if let Some(j) = &e.join
+            && let Join::Count(n) = j.value
+            && (n == 0 || n as usize > e.from.len())
+        {
+            diags.push(
+                Diagnostic::error(format!(
+                    "`join: {n}` is out of range for an edge with {} sources",
+                    e.from.len()
+                ))
+                .at(src, j.span)
+                .with_label(format!("must be between 1 and {}", e.from.len()))
+                .with_help("`join: N` runs the target once N of its sources have finished; `join: all` waits for every one"),
+            );
         }
+        let reason = check_reason(e, &targets, src, scope, diags);
         let on_max_loops = e.on_max_loops.as_ref().and_then(|o| {
             if e.max_loops.is_none() {
                 diags.push(
@@ -60,6 +77,7 @@ pub(crate) fn build(
             max_loops: e.max_loops.as_ref().map(|m| m.value),
             on_max_loops,
             loop_targets: Vec::new(),
+            reason,
         });
     }
     let topology = Topology::new(names.iter().map(|n| (*n).to_owned()).collect(), edges);
@@ -101,12 +119,15 @@ fn sources(
                 continue;
             }
             START => Node::Start,
-            END => {
+            END | FAIL => {
                 diags.push(
-                    Diagnostic::error("`END` cannot be a source")
+                    Diagnostic::error(format!("`{}` cannot be a source", n.value))
                         .at(src, n.span)
-                        .with_label("nothing runs after END")
-                        .with_help("END is only a target: `- { from: agent, to: END }`"),
+                        .with_label(format!("nothing runs after {}", n.value))
+                        .with_help(format!(
+                            "{} is only a target: `- {{ from: agent, to: {} }}`",
+                            n.value, n.value
+                        )),
                 );
                 continue;
             }
@@ -164,6 +185,7 @@ fn target_node(
 ) -> Option<Node> {
     match n.value.as_str() {
         END => Some(Node::End),
+        FAIL => Some(Node::Fail),
         START => {
             diags.push(
                 Diagnostic::error(format!("`START` cannot be {what}"))
@@ -199,4 +221,85 @@ fn unknown_node(
         d = d.with_help(format!("agents: {}", names.join(", ")));
     }
     d
+}
+
+/// The `reason:` of an edge: only meaningful on an edge that can lead to `FAIL`, and a valid
+/// template over `state` and `inputs`.
+fn check_reason(
+    e: &EdgeSpec,
+    targets: &[Node],
+    src: &SourceFile,
+    scope: ExprScope<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let r = e.reason.as_ref()?;
+    if !targets.contains(&Node::Fail) && e.to.iter().all(|t| t != FAIL) {
+        diags.push(
+            Diagnostic::warning("`reason` has no effect on an edge that does not lead to `FAIL`")
+                .at(src, r.span)
+                .with_label("only a session ended by `FAIL` shows a reason"),
+        );
+    }
+    diags.extend(orchestra_prompts::check_inline(
+        &r.value,
+        src,
+        r.span,
+        &orchestra_prompts::TemplateScope {
+            state: scope.state,
+            inputs: scope.inputs,
+        },
+        "`reason`",
+    ));
+    Some(r.value.clone())
+}
+
+/// The agents' `on_error` routes, by agent (empty when no agent has one). The target must be
+/// another agent: failing is what happens without `on_error`.
+pub(crate) fn on_error(
+    spec: &PipelineSpec,
+    src: &SourceFile,
+    agents: &HashMap<&str, usize>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Option<Node>> {
+    if spec.agents.values().all(|a| a.on_error.is_none()) {
+        return Vec::new();
+    }
+    let names: Vec<&str> = spec.agents.keys().collect();
+    spec.agents
+        .iter()
+        .map(|(name, _, a)| {
+            let o = a.on_error.as_ref()?;
+            match o.value.as_str() {
+                START | END | FAIL => {
+                    diags.push(
+                        Diagnostic::error(format!("`on_error` must name an agent, not `{}`", o.value))
+                            .at(src, o.span)
+                            .with_label("the session goes on at this agent when the agent fails")
+                            .with_help(if o.value == FAIL {
+                                "without `on_error` a failed agent fails the session; leave it out"
+                            } else {
+                                "name the agent that handles the failure (it sees `state.errors`)"
+                            }),
+                    );
+                    None
+                }
+                t if t == name => {
+                    diags.push(
+                        Diagnostic::error(format!("`on_error` of `{name}` leads back to itself"))
+                            .at(src, o.span)
+                            .with_label("a failing agent would run again and again")
+                            .with_help("route to an agent that handles the failure"),
+                    );
+                    None
+                }
+                t => match agents.get(t) {
+                    Some(&i) => Some(Node::Agent(i)),
+                    None => {
+                        diags.push(unknown_node(o, src, &names, END, "as `on_error`"));
+                        None
+                    }
+                },
+            }
+        })
+        .collect()
 }

@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use orchestra_spec::Join;
-
 use crate::compiled::Compiled;
 use crate::topology::{Edge, Node};
 
@@ -11,10 +9,7 @@ use crate::topology::{Edge, Node};
 fn edge_label(e: &Edge, c: &Compiled) -> String {
     let mut parts = Vec::new();
     if e.sources.len() > 1 {
-        parts.push(match e.join {
-            Join::All => "join: all".to_owned(),
-            Join::Any => "join: any".to_owned(),
-        });
+        parts.push(format!("join: {}", e.join));
     }
     if let Some(cond) = &e.condition {
         parts.push(format!("if {cond}"));
@@ -33,6 +28,7 @@ impl Compiled {
         let id = |n: Node| match n {
             Node::Start => "START".to_owned(),
             Node::End => "END".to_owned(),
+            Node::Fail => "FAIL".to_owned(),
             Node::Agent(i) => format!("a{i}"),
         };
         let mut out = String::from("flowchart TD\n");
@@ -41,6 +37,9 @@ impl Compiled {
             let _ = writeln!(out, "    a{i}[\"{}\"]", a.replace('"', "#quot;"));
         }
         let _ = writeln!(out, "    END([END])");
+        if self.leads_to_fail() {
+            let _ = writeln!(out, "    FAIL([FAIL])");
+        }
         for e in &self.topology.edges {
             let from: Vec<String> = e.sources.iter().map(|&s| id(s)).collect();
             let from = from.join(" & ");
@@ -59,7 +58,20 @@ impl Compiled {
                 let _ = writeln!(out, "    {from} -.->|\"on_max_loops\"| {}", id(o));
             }
         }
+        for (a, t) in self.topology.on_error.iter().enumerate() {
+            if let Some(t) = t {
+                let _ = writeln!(out, "    a{a} -.->|\"on_error\"| {}", id(*t));
+            }
+        }
         out
+    }
+
+    /// Whether an edge leads to `FAIL`.
+    fn leads_to_fail(&self) -> bool {
+        self.topology
+            .edges
+            .iter()
+            .any(|e| e.targets.contains(&Node::Fail))
     }
 
     /// The graph in Graphviz DOT. Conditional edges are dashed; `on_max_loops` routes dotted.
@@ -69,6 +81,9 @@ impl Compiled {
         out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded];\n");
         let _ = writeln!(out, "    {} [shape=circle];", q("START"));
         let _ = writeln!(out, "    {} [shape=doublecircle];", q("END"));
+        if self.leads_to_fail() {
+            let _ = writeln!(out, "    {} [shape=doublecircle];", q("FAIL"));
+        }
         for a in &self.topology.agents {
             let _ = writeln!(out, "    {};", q(a));
         }
@@ -103,6 +118,16 @@ impl Compiled {
                         q(self.topology.name(o))
                     );
                 }
+            }
+        }
+        for (a, t) in self.topology.on_error.iter().enumerate() {
+            if let Some(t) = t {
+                let _ = writeln!(
+                    out,
+                    "    {} -> {} [label=\"on_error\", style=dotted];",
+                    q(self.topology.name(Node::Agent(a))),
+                    q(self.topology.name(*t))
+                );
             }
         }
         out.push_str("}\n");

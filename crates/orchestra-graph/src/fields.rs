@@ -207,19 +207,6 @@ pub(crate) fn is_template_ident(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Checks input names.
-pub(crate) fn check_inputs(spec: &PipelineSpec, src: &SourceFile, diags: &mut Vec<Diagnostic>) {
-    for (name, span, _) in spec.inputs.iter() {
-        if !is_template_ident(name) {
-            diags.push(
-                Diagnostic::error(format!("invalid input name `{name}`"))
-                    .at(src, span)
-                    .with_label("templates refer to it as `inputs.NAME`: use letters, digits and `_`, not starting with a digit"),
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ pub mod conditions;
 mod edges;
 mod export;
 mod fields;
+mod inputs;
+mod joins;
 mod load;
 mod outputs;
 mod providers;
@@ -24,9 +26,10 @@ mod workspace;
 
 pub use agents::interactive_output_schema;
 pub use compiled::{
-    Compiled, InputValues, ModelChoice, ResolvedAgent, ResolvedInput, ResolvedProvider,
-    ResolvedRepo, StateWrite, ToolKind, ToolRef,
+    Compiled, ModelChoice, ResolvedAgent, ResolvedProvider, ResolvedRepo, StateWrite, ToolKind,
+    ToolRef,
 };
+pub use inputs::{InputValues, ResolvedInput};
 pub use conditions::{ConditionError, ConditionSource, ResolvedCondition, Rule, RuleSet};
 pub use load::{LoadOptions, load};
 pub use outputs::OUTPUT_PATH_VARS;

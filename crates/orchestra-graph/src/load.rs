@@ -13,8 +13,8 @@ use orchestra_spec::{
 };
 
 use crate::agents::{AgentCtx, Setting};
-use crate::compiled::{Compiled, ResolvedInput};
-use crate::conditions::{ConditionResolver, ExprScope};
+use crate::compiled::Compiled;
+use crate::conditions::{ConditionResolver, ExprScope, ResolvedCondition};
 use crate::providers::{self, Declarer};
 use crate::state::Channels;
 use crate::workspace::{self, ToolIndex};
@@ -156,7 +156,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
 
     // State, inputs, workspace.
     fields::check_state(&spec, &src, &mut diags);
-    fields::check_inputs(&spec, &src, &mut diags);
+    let inputs = crate::inputs::resolve(&spec, &src, &mut diags);
     let channels = Channels::new(&spec.state);
     let state_names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
     crate::outputs::check_outputs(&spec, &src, &state_names, &mut diags);
@@ -213,8 +213,16 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
     let errors_before = error_count(&diags);
     let (mut topology, conditions) =
         edges::build(&spec, &src, &index, &mut resolver, scope, &mut diags);
+    topology.on_error = edges::on_error(&spec, &src, &index, &mut diags);
     if error_count(&diags) == errors_before {
         analysis::analyze(&spec, &src, &mut topology, &agents, &mut diags);
+    }
+    let conditions: IndexMap<String, ResolvedCondition> = conditions
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    if error_count(&diags) == errors_before {
+        crate::joins::condition_subsets(&spec, &src, &topology, &conditions, &mut diags);
     }
 
     let diags = sorted(diags, &src, project_source.as_ref());
@@ -236,20 +244,9 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         agents,
         providers,
         repos,
-        conditions: conditions
-            .into_iter()
-            .map(|c| (c.name.clone(), c))
-            .collect(),
+        conditions,
         channels: Arc::new(channels),
-        inputs: spec
-            .inputs
-            .iter()
-            .map(|(name, _, i)| ResolvedInput {
-                name: name.to_owned(),
-                description: i.description.clone(),
-                default: i.default.clone(),
-            })
-            .collect(),
+        inputs,
         limits: spec.limits,
         shell_tools: spec.workspace.tools,
         description: spec.description,

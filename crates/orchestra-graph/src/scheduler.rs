@@ -1,5 +1,6 @@
 //! The pure scheduler: given the nodes that finished in a super-step, decide which run in the
-//! next one — fan-out, `join: all|any` barriers, conditions (evaluated by the caller), loop bounds.
+//! next one — fan-out, `join: all|any|N` barriers, conditions (evaluated by the caller), loop
+//! bounds, `on_error` routes and `FAIL`.
 //! No I/O and no clock: every decision is a plain function of its inputs, so it is unit-tested
 //! here and its state is stored in each checkpoint.
 
@@ -19,7 +20,7 @@ pub struct SchedState {
     pub step: u64,
     /// Agents to run in the next step, in declaration order.
     pub ready: Vec<AgentIdx>,
-    /// `join: all` edges: sources that arrived since the target last fired.
+    /// `join: all` and `join: N` edges: sources that arrived since the edge last fired.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub arrived: BTreeMap<usize, BTreeSet<Node>>,
     /// `join: any` edges that fired: sources whose arrival is still to be absorbed.
@@ -31,6 +32,9 @@ pub struct SchedState {
     /// Whether `END` was reached.
     #[serde(default)]
     pub reached_end: bool,
+    /// The edge into `FAIL` that ended the session as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<usize>,
 }
 
 /// Why the scheduler cannot go on.
@@ -91,6 +95,11 @@ pub enum Outcome {
         /// Human-readable warnings.
         warnings: Vec<String>,
     },
+    /// An edge into `FAIL` fired: the session ends as failed (`state.failed` holds the edge).
+    Failed {
+        /// The index of the edge.
+        edge: usize,
+    },
 }
 
 /// Decides what runs next over one topology.
@@ -111,7 +120,7 @@ impl<'t> Scheduler<'t> {
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let mut state = SchedState::default();
-        let outcome = self.advance_from(&mut state, &[Node::Start], route, false)?;
+        let outcome = self.advance_from(&mut state, &[Node::Start], &[], route, false)?;
         Ok((state, outcome))
     }
 
@@ -122,14 +131,29 @@ impl<'t> Scheduler<'t> {
     where
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
+        self.advance_after_errors(state, &[], route)
+    }
+
+    /// [`Scheduler::advance`] for a step in which the agents of `errored` failed and go on at
+    /// their `on_error` agent instead of following their edges.
+    pub fn advance_after_errors<F>(
+        &self,
+        state: &mut SchedState,
+        errored: &[AgentIdx],
+        route: F,
+    ) -> Result<Outcome, SchedError>
+    where
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
+    {
         let finished: Vec<Node> = state.ready.iter().map(|&a| Node::Agent(a)).collect();
-        self.advance_from(state, &finished, route, true)
+        self.advance_from(state, &finished, errored, route, true)
     }
 
     fn advance_from<F>(
         &self,
         state: &mut SchedState,
         finished: &[Node],
+        errored: &[AgentIdx],
         mut route: F,
         count_step: bool,
     ) -> Result<Outcome, SchedError>
@@ -141,35 +165,63 @@ impl<'t> Scheduler<'t> {
             next.step += 1;
         }
         let mut ready: BTreeSet<AgentIdx> = BTreeSet::new();
+        // Quorum edges that fired in this step: the rest of the step's arrivals are absorbed
+        // (they finished before the target ran).
+        let mut fired: BTreeSet<usize> = BTreeSet::new();
         for &n in finished {
+            if let Node::Agent(a) = n
+                && errored.contains(&a)
+            {
+                if let Some(Node::Agent(h)) = self.topo.on_error_of(a) {
+                    ready.insert(h);
+                }
+                continue;
+            }
             for (ei, edge) in self.topo.outgoing(n) {
-                if edge.sources.len() > 1 && !self.arrive(&mut next, ei, edge, n) {
+                if edge.sources.len() > 1 && !self.arrive(&mut next, ei, edge, n, &fired) {
                     continue;
                 }
+                fired.insert(ei);
                 for t in self.fire(&mut next, ei, edge, &mut route)? {
                     match t {
                         Node::Agent(a) => {
                             ready.insert(a);
                         }
                         Node::End => next.reached_end = true,
+                        Node::Fail => {
+                            next.failed.get_or_insert(ei);
+                        }
                         Node::Start => {}
                     }
                 }
             }
         }
+        if let Some(edge) = next.failed {
+            next.ready = Vec::new();
+            *state = next;
+            return Ok(Outcome::Failed { edge });
+        }
         next.ready = ready.into_iter().collect();
         let outcome = if next.ready.is_empty() {
             let stuck = self.stuck_joins(&next);
             if !next.reached_end
-                && let Some(err) = stuck.into_iter().next()
+                && let Some((_, err)) = stuck.into_iter().next()
             {
                 return Err(err);
             }
+            // A quorum's late arrivals wait for its next firing: no warning once `END` is
+            // reached.
             Outcome::Done {
                 warnings: self
                     .stuck_joins(&next)
                     .into_iter()
-                    .map(|e| e.to_string())
+                    .filter(|(ei, _)| {
+                        self.topo
+                            .edges
+                            .get(*ei)
+                            .is_none_or(|e| !matches!(e.join, Join::Count(_)))
+                    })
+                    .map(|(_, e)| e.to_string())
                     .collect(),
             }
         } else {
@@ -179,15 +231,30 @@ impl<'t> Scheduler<'t> {
         Ok(outcome)
     }
 
-    /// Registers `n`'s arrival at fan-in edge `ei`; true when the edge fires now.
-    fn arrive(&self, s: &mut SchedState, ei: usize, edge: &Edge, n: Node) -> bool {
+    /// Registers `n`'s arrival at fan-in edge `ei`; true when the edge fires now. `fired` holds
+    /// the edges that fired earlier in this step.
+    fn arrive(
+        &self,
+        s: &mut SchedState,
+        ei: usize,
+        edge: &Edge,
+        n: Node,
+        fired: &BTreeSet<usize>,
+    ) -> bool {
+        let all = self.topo.distinct_sources(ei);
+        let needed = match edge.join {
+            Join::All => all,
+            Join::Count(_) if fired.contains(&ei) => return false,
+            Join::Count(k) => usize::try_from(k).unwrap_or(usize::MAX).clamp(1, all.max(1)),
+            Join::Any => 0,
+        };
         match edge.join {
-            Join::All => {
+            Join::All | Join::Count(_) => {
                 let set = s.arrived.entry(ei).or_default();
                 set.insert(n);
                 // Only sources of the edge arrive here, so counting them is enough (a
                 // member-by-member check made a fan-in of W agents cost W^2).
-                if set.len() >= self.topo.distinct_sources(ei) {
+                if set.len() >= needed {
                     s.arrived.remove(&ei);
                     true
                 } else {
@@ -272,8 +339,8 @@ impl<'t> Scheduler<'t> {
         Ok(targets)
     }
 
-    /// `join: all` barriers that got some but not all of their sources.
-    fn stuck_joins(&self, s: &SchedState) -> Vec<SchedError> {
+    /// Barriers (`join: all` or `N`) that got some but not enough of their sources, by edge.
+    fn stuck_joins(&self, s: &SchedState) -> Vec<(usize, SchedError)> {
         s.arrived
             .iter()
             .filter(|(_, set)| !set.is_empty())
@@ -285,11 +352,14 @@ impl<'t> Scheduler<'t> {
                     .copied()
                     .filter(|x| !set.contains(x))
                     .collect();
-                Some(SchedError::UnsatisfiableJoin {
-                    target: self.names(&edge.targets),
-                    arrived: self.names(&set.iter().copied().collect::<Vec<_>>()),
-                    missing: self.names(&missing),
-                })
+                Some((
+                    *ei,
+                    SchedError::UnsatisfiableJoin {
+                        target: self.names(&edge.targets),
+                        arrived: self.names(&set.iter().copied().collect::<Vec<_>>()),
+                        missing: self.names(&missing),
+                    },
+                ))
             })
             .collect()
     }

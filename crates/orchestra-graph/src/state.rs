@@ -1,5 +1,5 @@
 //! State channels and their reducers: the base channels (`messages`, `agent_outputs`,
-//! `metadata`) plus the pipeline's declared fields, and how one super-step's writes are applied.
+//! `metadata`, `errors`) plus the pipeline's declared fields, and how one super-step's writes are applied.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -85,6 +85,8 @@ impl Channels {
             ("messages", Reducer::Append, FieldType::Array),
             ("agent_outputs", Reducer::Merge, FieldType::Object),
             ("metadata", Reducer::Merge, FieldType::Object),
+            // Failures routed by `on_error`: `{agent, step, error}` items.
+            (orchestra_spec::ERRORS, Reducer::Append, FieldType::Array),
         ];
         let mut list: Vec<Channel> = base
             .iter()

@@ -1,11 +1,12 @@
-//! The shape of a compiled graph as the scheduler sees it: nodes (START, END, agents by
-//! declaration index) and edges with their join, condition and loop bound.
+//! The shape of a compiled graph as the scheduler sees it: nodes (START, END, FAIL, agents by
+//! declaration index), edges with their join, condition and loop bound, and each agent's
+//! `on_error` route.
 
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use orchestra_spec::{END, Join, START};
+use orchestra_spec::{END, FAIL, Join, START};
 
 /// Index of an agent in declaration order.
 pub type AgentIdx = usize;
@@ -19,6 +20,8 @@ pub enum Node {
     Agent(AgentIdx),
     /// The exit.
     End,
+    /// The exit that ends the session as failed.
+    Fail,
 }
 
 /// One edge entry of the pipeline's `graph:` list, resolved.
@@ -39,6 +42,9 @@ pub struct Edge {
     /// The targets from which one of `sources` can be reached again: routing to one of them
     /// counts as a loop.
     pub loop_targets: Vec<Node>,
+    /// The template of why the session failed, when this edge leads to `FAIL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Agents and edges of a compiled pipeline. Build it with [`Topology::new`]; `agents` and
@@ -49,6 +55,10 @@ pub struct Topology {
     pub agents: Vec<String>,
     /// Edges in the order written.
     pub edges: Vec<Edge>,
+    /// By agent (declaration order): where the session goes when the agent fails after its
+    /// retries (`on_error`); empty when no agent has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_error: Vec<Option<Node>>,
     /// Derived from `edges`: neither stored nor compared.
     #[serde(skip)]
     index: EdgeIndex,
@@ -94,7 +104,7 @@ impl Index {
         match n {
             Node::Agent(i) if i < agents => Some(i),
             Node::Start => Some(agents),
-            Node::Agent(_) | Node::End => None,
+            Node::Agent(_) | Node::End | Node::Fail => None,
         }
     }
 }
@@ -113,8 +123,14 @@ impl Topology {
         Topology {
             agents,
             edges,
+            on_error: Vec::new(),
             index: EdgeIndex::default(),
         }
+    }
+
+    /// Where the session goes when agent `a` fails after its retries, if it has `on_error`.
+    pub fn on_error_of(&self, a: AgentIdx) -> Option<Node> {
+        self.on_error.get(a).copied().flatten()
     }
 
     fn index(&self) -> &Index {
@@ -133,6 +149,7 @@ impl Topology {
         match name {
             START => Some(Node::Start),
             END => Some(Node::End),
+            FAIL => Some(Node::Fail),
             _ => self.agents.iter().position(|a| a == name).map(Node::Agent),
         }
     }
@@ -142,6 +159,7 @@ impl Topology {
         match node {
             Node::Start => START,
             Node::End => END,
+            Node::Fail => FAIL,
             Node::Agent(i) => self.agents.get(i).map_or("?", String::as_str),
         }
     }
@@ -170,6 +188,7 @@ mod tests {
             max_loops: None,
             on_max_loops: None,
             loop_targets: Vec::new(),
+            reason: None,
         }
     }
 

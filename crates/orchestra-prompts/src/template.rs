@@ -94,7 +94,7 @@ pub enum PromptError {
 
 /// The template environment: strict undefined, `trim_blocks` + `lstrip_blocks` (a line holding
 /// only a `{% ... %}` tag leaves no blank line), `null` rendered as nothing, and a fuel limit.
-fn environment() -> Environment<'static> {
+pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Strict);

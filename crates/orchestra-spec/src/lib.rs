@@ -10,6 +10,8 @@ mod condition;
 mod diag;
 mod discovery;
 mod duration;
+mod inputs;
+mod join;
 mod load;
 mod locate;
 mod pipeline;
@@ -27,8 +29,10 @@ pub use discovery::{Discovery, Found, Level, find_project_file};
 pub use duration::fmt_duration;
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
 pub use locate::span_at_path;
+pub use inputs::{InputSpec, InputType};
+pub use join::Join;
 pub use pipeline::{
-    AgentSpec, ArgType, BASE_CHANNELS, END, EdgeSpec, FieldType, InputSpec, Join, LimitsSpec, Mode,
+    AgentSpec, ArgType, BASE_CHANNELS, END, ERRORS, EdgeSpec, FAIL, FieldType, LimitsSpec, Mode,
     OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,
     StateFieldSpec, ToolArgSpec, WorkspaceSpec,
 };

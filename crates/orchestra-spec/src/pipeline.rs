@@ -5,6 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::inputs::InputSpec;
+use crate::join::Join;
 use crate::provider::{DefaultsSpec, ProviderSpec};
 use crate::span::Spanned;
 use crate::values::{Dur, LayerRef, Names, SpannedMap};
@@ -13,8 +15,12 @@ use crate::values::{Dur, LayerRef, Names, SpannedMap};
 pub const START: &str = "START";
 /// The reserved name of the graph's exit.
 pub const END: &str = "END";
+/// The reserved name of the exit that ends a session as failed.
+pub const FAIL: &str = "FAIL";
+/// The base channel that `on_error` routes append an agent's failure to.
+pub const ERRORS: &str = "errors";
 /// State channels every pipeline has; they cannot be redeclared.
-pub const BASE_CHANNELS: [&str; 3] = ["messages", "agent_outputs", "metadata"];
+pub const BASE_CHANNELS: [&str; 4] = ["messages", "agent_outputs", "metadata", ERRORS];
 
 /// A pipeline: agents with layered prompts, tools and a model, and the graph between them.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -32,13 +38,15 @@ pub struct PipelineSpec {
     /// Providers, merged over (and overriding by name) the providers of `orchestra.yaml`.
     #[serde(default)]
     pub providers: SpannedMap<ProviderSpec>,
-    /// Inputs given on the command line with `--input key=value`, available as `inputs.key`.
+    /// Inputs given on the command line with `--input key=value`, available as `inputs.key`;
+    /// typed, checked before a session starts.
     #[serde(default)]
     pub inputs: SpannedMap<InputSpec>,
     /// Repositories the agents work on, and shell tools over them.
     #[serde(default)]
     pub workspace: WorkspaceSpec,
-    /// State fields beyond the base channels `messages`, `agent_outputs` and `metadata`.
+    /// State fields beyond the base channels `messages`, `agent_outputs`, `metadata` and
+    /// `errors`.
     #[serde(default)]
     pub state: SpannedMap<StateFieldSpec>,
     /// The agents, by name. Declaration order is the order their writes are applied in.
@@ -68,18 +76,6 @@ pub struct OutputFileSpec {
     /// What the file holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-}
-
-/// An input of the pipeline (`--input key=value`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InputSpec {
-    /// What the input means.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The value used when `--input` does not give one. Without a default the input is required.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
 }
 
 /// The repositories and shell tools of a pipeline.
@@ -311,6 +307,11 @@ pub struct AgentSpec {
     /// `limits.retries`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// Where the session goes when this agent fails after its retries, instead of failing: an
+    /// agent (or `END`, `FAIL`). The failure is appended to state `errors` as
+    /// `{agent, step, error}`; the circuit breaker (`limits.max_failures`) still counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<Spanned<String>>,
 }
 
 /// Structured output of an agent.
@@ -342,11 +343,12 @@ pub enum Mode {
 pub struct EdgeSpec {
     /// Source node(s): agents or `START`. Several sources make a fan-in.
     pub from: Names,
-    /// Target node(s): agents or `END`. Several targets make a fan-out; with `condition`, the
-    /// targets the condition may choose from.
+    /// Target node(s): agents, `END`, or `FAIL` (ends the session as failed). Several targets
+    /// make a fan-out; with `condition`, the targets the condition may choose from.
     pub to: Names,
     /// For several sources: `all` (default) runs the target once after every source has
-    /// finished; `any` runs it once on the first arrival.
+    /// finished; `any` runs it once on the first arrival; a number N runs it once N of the
+    /// sources have finished since it last ran (a quorum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<Spanned<Join>>,
     /// A condition choosing among `to`: `conditions/NAME.yaml`, an executable
@@ -360,17 +362,10 @@ pub struct EdgeSpec {
     /// fails with a clear error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_max_loops: Option<Spanned<String>>,
-}
-
-/// Fan-in barrier kinds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Join {
-    /// Wait for every source.
-    #[default]
-    All,
-    /// Go on the first arrival.
-    Any,
+    /// Why the session failed, when this edge leads to `FAIL`: a minijinja template over
+    /// `state` and `inputs`, shown by the run's last line and by `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Spanned<String>>,
 }
 
 /// Session-wide limits.

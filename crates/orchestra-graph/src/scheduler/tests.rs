@@ -11,6 +11,7 @@ fn edge(sources: &[Node], targets: &[Node]) -> Edge {
         max_loops: None,
         on_max_loops: None,
         loop_targets: Vec::new(),
+        reason: None,
     }
 }
 
@@ -214,4 +215,105 @@ fn state_round_trips_through_json() {
         let back: SchedState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, x);
     }
+}
+
+fn quorum(sources: &[Node], target: Node, n: u32) -> Edge {
+    Edge {
+        join: Join::Count(n),
+        ..edge(sources, &[target])
+    }
+}
+
+#[test]
+fn a_quorum_runs_its_target_once_when_enough_sources_finished_together() {
+    let t = topo(vec![
+        edge(&[Node::Start], &[A, B, C]),
+        quorum(&[A, B, C], D, 2),
+        edge(&[D], &[Node::End]),
+    ]);
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    assert_eq!(s.advance(&mut st, no_route).unwrap(), Outcome::Continue);
+    assert_eq!(st.ready, vec![3]);
+    assert!(st.arrived.is_empty(), "the third arrival of the step is absorbed");
+    assert_eq!(
+        s.advance(&mut st, no_route).unwrap(),
+        Outcome::Done { warnings: vec![] }
+    );
+}
+
+#[test]
+fn a_quorum_fires_on_the_nth_arrival_and_counts_later_ones_for_the_next_run() {
+    // a and b finish in step 1 (the quorum of 2 fires), c only in step 2.
+    let t = topo(vec![
+        edge(&[Node::Start], &[A, B]),
+        edge(&[B], &[C]),
+        quorum(&[A, B, C], D, 2),
+        edge(&[D], &[Node::End]),
+    ]);
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    s.advance(&mut st, no_route).unwrap();
+    assert_eq!(st.ready, vec![2, 3], "c and d run in step 2");
+    // The count survives a checkpoint (the state is stored as JSON).
+    let stored = serde_json::to_string(&st).unwrap();
+    let mut st: SchedState = serde_json::from_str(&stored).unwrap();
+    let o = s.advance(&mut st, no_route).unwrap();
+    assert_eq!(o, Outcome::Done { warnings: vec![] }, "no warning for a late arrival");
+    assert_eq!(st.arrived.get(&2).map(BTreeSet::len), Some(1));
+}
+
+#[test]
+fn a_quorum_that_cannot_be_reached_is_an_error() {
+    let t = topo(vec![
+        edge(&[Node::Start], &[A]),
+        quorum(&[A, B], C, 2),
+        edge(&[C], &[Node::End]),
+    ]);
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    let err = s.advance(&mut st, no_route).unwrap_err();
+    assert!(matches!(err, SchedError::UnsatisfiableJoin { .. }), "{err}");
+}
+
+#[test]
+fn an_edge_into_fail_ends_the_session_as_failed() {
+    let t = topo(vec![
+        edge(&[Node::Start], &[A, B]),
+        edge(&[A], &[Node::Fail]),
+        edge(&[B], &[C]),
+        edge(&[C], &[Node::End]),
+    ]);
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    assert_eq!(
+        s.advance(&mut st, no_route).unwrap(),
+        Outcome::Failed { edge: 1 }
+    );
+    assert_eq!(st.failed, Some(1));
+    assert!(st.ready.is_empty(), "nothing runs after FAIL");
+    let back: SchedState = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+    assert_eq!(back, st);
+}
+
+#[test]
+fn a_failed_agent_goes_on_at_its_on_error_agent() {
+    let mut t = topo(vec![
+        edge(&[Node::Start], &[A, B]),
+        edge(&[A], &[B]),
+        edge(&[B], &[Node::End]),
+        edge(&[C], &[Node::End]),
+    ]);
+    t.on_error = vec![Some(C), None, None, None];
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    assert_eq!(
+        s.advance_after_errors(&mut st, &[0], no_route).unwrap(),
+        Outcome::Continue
+    );
+    assert_eq!(st.ready, vec![2], "a's edge to b is not taken; c handles the error");
+    // Without errors the same step follows a's edges.
+    let (mut st, _) = s.start(no_route).unwrap();
+    s.advance(&mut st, no_route).unwrap();
+    assert_eq!(st.ready, vec![1]);
 }

@@ -94,7 +94,7 @@ fn everything_is_resolved() {
     assert!(c.topology.edges[1].loop_targets.contains(&Node::Agent(2)));
 
     let g = c.graph();
-    assert_eq!(g.node_count(), 6);
+    assert_eq!(g.node_count(), 7, "START, 4 agents, END, FAIL");
     // START->2, fan-in 2, critic->3 targets + on_max_loops, synthesizer->END.
     assert_eq!(g.edge_count(), 2 + 2 + 4 + 1);
 }
