@@ -391,6 +391,10 @@ pub(crate) fn report_outcome(out: &Outcome, elapsed_ms: u64, db: &Path) -> io::R
                 out.session
             )?;
         }
+        Finish::Fail { .. } => {
+            writeln!(w, "failed: {}", out.finish.note().unwrap_or_default())?;
+            writeln!(w, "({summary}; the pipeline ended the session as failed)")?;
+        }
         Finish::Stopped { limit } => {
             writeln!(w, "stopped: {limit} ({summary})")?;
             writeln!(

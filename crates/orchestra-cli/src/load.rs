@@ -4,7 +4,7 @@
 use std::io::{self, Write as _};
 use std::path::Path;
 
-use orchestra_graph::{Compiled, LoadOptions, load};
+use orchestra_graph::{Compiled, InputValues, LoadOptions, load};
 
 use crate::cli::Ctx;
 use crate::{diag, exit};
@@ -46,7 +46,7 @@ pub(crate) fn load_pipeline(
 
 /// Reports `--input KEY=...` for a `key` the pipeline does not declare, with "did you mean" and
 /// the inputs it has; returns the exit code.
-pub(crate) fn unknown_input(compiled: &Compiled, key: &str) -> io::Result<u8> {
+fn unknown_input(compiled: &Compiled, key: &str) -> io::Result<u8> {
     let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();
     let mut err = io::stderr().lock();
     write!(err, "error: the pipeline has no input `{key}`")?;
@@ -60,6 +60,33 @@ pub(crate) fn unknown_input(compiled: &Compiled, key: &str) -> io::Result<u8> {
     };
     writeln!(err, "\n  inputs: {listed}")?;
     Ok(exit::BAD_INPUT)
+}
+
+/// Reports what is wrong with the `--input` values of a run — an unknown name (with "did you
+/// mean"), a value that does not fit its input's type or `enum`, a missing required input
+/// (unless `missing_ok`) — and returns the exit code to stop with, if any.
+pub(crate) fn input_problem(
+    compiled: &Compiled,
+    given: &InputValues,
+    missing_ok: bool,
+) -> io::Result<Option<u8>> {
+    if let Some(k) = given.unknown.first() {
+        return unknown_input(compiled, k).map(Some);
+    }
+    let mut err = io::stderr().lock();
+    if let Some((name, why)) = given.invalid.first() {
+        writeln!(err, "error: input `{name}`: {why}")?;
+        return Ok(Some(exit::BAD_INPUT));
+    }
+    if !missing_ok && !given.missing.is_empty() {
+        writeln!(
+            err,
+            "error: missing input(s): {}; give them with --input KEY=VALUE",
+            given.missing.join(", ")
+        )?;
+        return Ok(Some(exit::BAD_INPUT));
+    }
+    Ok(None)
 }
 
 /// Parses `KEY=VALUE` (of `--input`).

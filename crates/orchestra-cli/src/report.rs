@@ -5,7 +5,7 @@ use std::path::Path;
 
 use orchestra_graph::{Compiled, ConditionSource, Edge, Node, ResolvedAgent, ToolKind, kind_name};
 use orchestra_prompts::ResolvedLayer;
-use orchestra_spec::{FieldType, Join, Reducer, display_path};
+use orchestra_spec::{FieldType, Reducer, display_path};
 
 /// A path relative to `cwd` (`.` for `cwd` itself).
 fn rel(path: &Path, cwd: &Path) -> String {
@@ -45,18 +45,31 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
     if !c.inputs.is_empty() {
         let _ = writeln!(o, "\ninputs:");
         let w = width(c.inputs.iter().map(|i| i.name.as_str()));
+        let tw = width(c.inputs.iter().map(|i| i.ty.name()));
         let defaults: Vec<String> = c
             .inputs
             .iter()
-            .map(|i| match &i.default {
-                Some(d) => format!("default {d:?}"),
-                None => "required".to_owned(),
+            .map(|i| {
+                let mut s = match (&i.default, i.is_required()) {
+                    (Some(d), _) => format!("default {d}"),
+                    (None, true) => "required".to_owned(),
+                    (None, false) => "optional".to_owned(),
+                };
+                if let Some(a) = &i.allowed {
+                    let vals: Vec<String> = a.iter().map(ToString::to_string).collect();
+                    let _ = write!(s, ", one of {}", vals.join(", "));
+                }
+                s
             })
             .collect();
         let dw = width(defaults.iter().map(String::as_str));
         for (i, default) in c.inputs.iter().zip(&defaults) {
             let desc = i.description.as_deref().unwrap_or("").trim();
-            let line = format!("  {:w$}  {default:dw$}  {desc}", i.name);
+            let line = format!(
+                "  {:w$}  {:tw$}  {default:dw$}  {desc}",
+                i.name,
+                i.ty.name()
+            );
             let _ = writeln!(o, "{}", line.trim_end());
         }
     }
@@ -95,6 +108,13 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
     let nodes: Vec<&str> = std::iter::once("START")
         .chain(c.topology.agents.iter().map(String::as_str))
         .chain(std::iter::once("END"))
+        .chain(
+            c.topology
+                .edges
+                .iter()
+                .any(|e| e.targets.contains(&Node::Fail))
+                .then_some("FAIL"),
+        )
         .collect();
     let _ = writeln!(o, "\nnodes: {}", nodes.join(", "));
     let _ = writeln!(o, "\nedges:");
@@ -185,10 +205,7 @@ fn edge_line(c: &Compiled, e: &Edge) -> String {
     let mut line = format!("{} -> {}", from.join(" + "), to.join(sep));
     let mut notes = Vec::new();
     if e.sources.len() > 1 {
-        notes.push(match e.join {
-            Join::All => "join: all".to_owned(),
-            Join::Any => "join: any".to_owned(),
-        });
+        notes.push(format!("join: {}", e.join));
     }
     if let Some(cond) = &e.condition {
         notes.push(format!("condition: {cond}"));
@@ -202,6 +219,9 @@ fn edge_line(c: &Compiled, e: &Edge) -> String {
     if e.max_loops.is_some() && !e.loop_targets.is_empty() {
         let l: Vec<String> = e.loop_targets.iter().map(|&t| name(t)).collect();
         notes.push(format!("loops back via {}", l.join(", ")));
+    }
+    if let Some(r) = &e.reason {
+        notes.push(format!("reason: {r:?}"));
     }
     if !notes.is_empty() {
         let _ = write!(line, "  ({})", notes.join("; "));
@@ -284,7 +304,13 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         orchestra_spec::fmt_duration(a.timeout.0),
         a.retries
     );
-    let _ = c;
+    if let Some(h) = c.topology.on_error_of(a.index) {
+        let _ = writeln!(
+            o,
+            "    on_error     {} (the failure goes to state `errors`)",
+            c.topology.name(h)
+        );
+    }
 }
 
 fn layer_origin(l: &ResolvedLayer, w: usize, cwd: &Path) -> String {

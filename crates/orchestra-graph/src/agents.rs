@@ -8,8 +8,8 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use orchestra_prompts::{LayerKind, LayerLoader, TemplateScope, check_task};
 use orchestra_spec::{
-    AgentSpec, BASE_CHANNELS, Diagnostic, END, FAIL, LimitsSpec, Mode, PipelineSpec, ProviderKind, START,
-    SourceFile, Span, Spanned, closest,
+    AgentSpec, BASE_CHANNELS, Diagnostic, END, FAIL, LimitsSpec, Mode, PipelineSpec, ProviderKind,
+    START, SourceFile, Span, Spanned, closest,
 };
 use serde_json::Value;
 

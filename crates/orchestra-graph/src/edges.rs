@@ -272,14 +272,17 @@ pub(crate) fn on_error(
             match o.value.as_str() {
                 START | END | FAIL => {
                     diags.push(
-                        Diagnostic::error(format!("`on_error` must name an agent, not `{}`", o.value))
-                            .at(src, o.span)
-                            .with_label("the session goes on at this agent when the agent fails")
-                            .with_help(if o.value == FAIL {
-                                "without `on_error` a failed agent fails the session; leave it out"
-                            } else {
-                                "name the agent that handles the failure (it sees `state.errors`)"
-                            }),
+                        Diagnostic::error(format!(
+                            "`on_error` must name an agent, not `{}`",
+                            o.value
+                        ))
+                        .at(src, o.span)
+                        .with_label("the session goes on at this agent when the agent fails")
+                        .with_help(if o.value == FAIL {
+                            "without `on_error` a failed agent fails the session; leave it out"
+                        } else {
+                            "name the agent that handles the failure (it sees `state.errors`)"
+                        }),
                     );
                     None
                 }

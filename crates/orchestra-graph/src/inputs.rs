@@ -170,7 +170,10 @@ fn resolve_one(
                 ))
                 .at(src, d.span)
                 .with_label(format!("the input's type is `{}`", ty.name()))
-                .with_help(format!("give a default of type `{}`, or change `type:`", ty.name())),
+                .with_help(format!(
+                    "give a default of type `{}`, or change `type:`",
+                    ty.name()
+                )),
             );
         } else if let Some(allowed) = &allowed
             && !allowed.contains(&v)
@@ -226,10 +229,15 @@ mod tests {
 
     #[test]
     fn todays_untyped_inputs_keep_working() {
-        let (r, diags) = resolve_text("  base: { default: main }\n  n: { default: 3 }\n  topic: {}\n");
+        let (r, diags) =
+            resolve_text("  base: { default: main }\n  n: { default: 3 }\n  topic: {}\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(r[0].default, Some(json!("main")));
-        assert_eq!(r[1].default, Some(json!("3")), "an untyped default is a string");
+        assert_eq!(
+            r[1].default,
+            Some(json!("3")),
+            "an untyped default is a string"
+        );
         assert!(r[2].is_required() && !r[0].is_required());
     }
 
@@ -268,14 +276,20 @@ mod tests {
         );
         let defaults = c(&[("goal", "x")]);
         assert_eq!(defaults.values.get("rounds"), Some(&json!(2)));
-        assert!(!defaults.values.contains_key("mode"), "optional without default");
+        assert!(
+            !defaults.values.contains_key("mode"),
+            "optional without default"
+        );
         let bad = c(&[("rounds", "many"), ("mode", "medium"), ("goel", "x")]);
         assert_eq!(bad.missing, ["goal"]);
         assert_eq!(bad.unknown, ["goel"]);
         assert_eq!(
             bad.invalid,
             [
-                ("rounds".to_owned(), "expected an integer, got `many`".to_owned()),
+                (
+                    "rounds".to_owned(),
+                    "expected an integer, got `many`".to_owned()
+                ),
                 (
                     "mode".to_owned(),
                     "`\"medium\"` is not one of `\"fast\"`, `\"slow\"`".to_owned()

@@ -52,11 +52,8 @@ pub(crate) fn condition_subsets(
                     .filter(|s| r[ix(*s, n).index()])
                     .collect()
             };
-            let by_target: Vec<(Node, BTreeSet<Node>)> = cond_edge
-                .targets
-                .iter()
-                .map(|&t| (t, fed(t)))
-                .collect();
+            let by_target: Vec<(Node, BTreeSet<Node>)> =
+                cond_edge.targets.iter().map(|&t| (t, fed(t))).collect();
             let fed_all: BTreeSet<Node> = by_target.iter().flat_map(|(_, f)| f.clone()).collect();
             if fed_all.len() < 2 {
                 continue;

@@ -29,8 +29,8 @@ pub use compiled::{
     Compiled, ModelChoice, ResolvedAgent, ResolvedProvider, ResolvedRepo, StateWrite, ToolKind,
     ToolRef,
 };
-pub use inputs::{InputValues, ResolvedInput};
 pub use conditions::{ConditionError, ConditionSource, ResolvedCondition, Rule, RuleSet};
+pub use inputs::{InputValues, ResolvedInput};
 pub use load::{LoadOptions, load};
 pub use outputs::OUTPUT_PATH_VARS;
 pub use providers::kind_name;

@@ -245,7 +245,9 @@ impl<'t> Scheduler<'t> {
         let needed = match edge.join {
             Join::All => all,
             Join::Count(_) if fired.contains(&ei) => return false,
-            Join::Count(k) => usize::try_from(k).unwrap_or(usize::MAX).clamp(1, all.max(1)),
+            Join::Count(k) => usize::try_from(k)
+                .unwrap_or(usize::MAX)
+                .clamp(1, all.max(1)),
             Join::Any => 0,
         };
         match edge.join {

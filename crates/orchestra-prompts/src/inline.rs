@@ -102,10 +102,24 @@ mod tests {
     #[test]
     fn inline_templates_are_checked() {
         assert!(check("{{ state.errors | length }} errors for {{ inputs.goal }}").is_empty());
-        assert_eq!(check("{{ state.eror }}"), ["unknown state field `eror` in `reason`"]);
-        assert_eq!(check("{{ inputs.gaol }}"), ["unknown input `gaol` in `reason`"]);
-        assert_eq!(check("{{ agent.name }}"), ["unknown variable `agent` in `reason`"]);
-        assert_eq!(check("{{ state.errors "), ["invalid template in `reason`: unexpected end of input, expected end of variable block"]);
+        assert_eq!(
+            check("{{ state.eror }}"),
+            ["unknown state field `eror` in `reason`"]
+        );
+        assert_eq!(
+            check("{{ inputs.gaol }}"),
+            ["unknown input `gaol` in `reason`"]
+        );
+        assert_eq!(
+            check("{{ agent.name }}"),
+            ["unknown variable `agent` in `reason`"]
+        );
+        assert_eq!(
+            check("{{ state.errors "),
+            [
+                "invalid template in `reason`: unexpected end of input, expected end of variable block"
+            ]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! step, commit a checkpoint. Crash-safe: a step that was cut short reuses the tasks that had
 //! finished and runs only the others.
 
+mod fail;
 mod route;
 mod step;
 mod task;
@@ -126,6 +127,9 @@ impl Executor {
         let failures = Arc::new(AtomicU32::new(0));
         let mut first_step = true;
         loop {
+            if let Some(edge) = pos.sched.failed {
+                return Ok(self.fail_finish(edge, pos));
+            }
             if pos.sched.ready.is_empty() {
                 return Ok(Finish::Completed {
                     warnings: Vec::new(),
@@ -188,6 +192,7 @@ impl Executor {
             // Apply writes in declaration order (pos.sched.ready is sorted).
             let mut writes = StepWrites::with_capacity(results.len());
             let mut delta_bytes = 0u64;
+            let mut errored = Vec::new();
             for (&agent_idx, res) in pos.sched.ready.iter().zip(results) {
                 let Some(res) = res.map(|r| *r) else { continue };
                 let agent = &self.topo.agents[agent_idx];
@@ -196,7 +201,10 @@ impl Executor {
                     .saturating_add(res.tokens_in.saturating_add(res.tokens_out));
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-                writes.task(agent, res.output, res.writes);
+                if res.error.is_some() {
+                    errored.push(agent_idx);
+                }
+                writes.result(agent, res.output, res.writes, res.error.is_some());
             }
             writes.extend(hooked.writes);
             delta_bytes += hooked.bytes;
@@ -217,14 +225,16 @@ impl Executor {
                 std::mem::take(&mut pos.state),
             );
             let routed = routing(self.router.may_block(), move || {
-                let outcome = Scheduler::new(&topo).advance(&mut sched, |ei, edge: &Edge| {
-                    router.route(
-                        edge,
-                        &state,
-                        &inputs,
-                        loops_before.get(&ei).copied().unwrap_or(0),
-                    )
-                });
+                let scheduler = Scheduler::new(&topo);
+                let outcome =
+                    scheduler.advance_after_errors(&mut sched, &errored, |ei, edge: &Edge| {
+                        router.route(
+                            edge,
+                            &state,
+                            &inputs,
+                            loops_before.get(&ei).copied().unwrap_or(0),
+                        )
+                    });
                 (sched, state, outcome)
             })
             .await;

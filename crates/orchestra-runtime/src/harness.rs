@@ -258,6 +258,7 @@ impl Harness {
                             tokens_out: tokens.1,
                             tool_calls,
                             retries: provider_retries,
+                            error: None,
                         });
                     }
                     Err(problem) => {

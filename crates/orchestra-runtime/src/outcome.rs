@@ -1,5 +1,5 @@
-//! How a drive of a session ended: [`Finish`] (typed: completed, failed, stopped at a limit,
-//! paused for a human, interrupted) and the [`Outcome`] that carries it with the final state.
+//! How a drive of a session ended: [`Finish`] (typed: completed, failed, ended at `FAIL`,
+//! stopped at a limit, paused for a human, interrupted) and the [`Outcome`] that carries it with the final state.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,6 +19,13 @@ pub enum Finish {
     Failed {
         /// Why.
         error: String,
+    },
+    /// The pipeline routed to `FAIL`: the session ends as failed, with the edge's reason.
+    Fail {
+        /// The source(s) of the edge that led to `FAIL`, quoted (`` `reviewer` ``).
+        from: String,
+        /// The edge's `reason:`, rendered.
+        reason: Option<String>,
     },
     /// A limit stopped the session cleanly; a `resume` with a higher limit goes on.
     Stopped {
@@ -91,7 +98,7 @@ impl Finish {
     pub fn status(&self) -> SessionStatus {
         match self {
             Finish::Completed { .. } => SessionStatus::Completed,
-            Finish::Failed { .. } => SessionStatus::Failed,
+            Finish::Failed { .. } | Finish::Fail { .. } => SessionStatus::Failed,
             Finish::Stopped { .. } => SessionStatus::Stopped,
             Finish::Paused { .. } => SessionStatus::Paused,
             Finish::Interrupted => SessionStatus::Interrupted,
@@ -103,6 +110,10 @@ impl Finish {
         match self {
             Finish::Completed { .. } => None,
             Finish::Failed { error } => Some(error.clone()),
+            Finish::Fail { from, reason } => Some(match reason {
+                Some(r) => format!("{from} routed to FAIL: {r}"),
+                None => format!("{from} routed to FAIL"),
+            }),
             Finish::Stopped { limit } => Some(limit.to_string()),
             Finish::Paused { node, reason } => Some(format!("waiting at `{node}`: {reason}")),
             Finish::Interrupted => Some("interrupted; resume it to go on".to_owned()),

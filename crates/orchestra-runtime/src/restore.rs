@@ -81,7 +81,7 @@ pub fn restore(
             let declared = declared_from_record(&t.writes);
             delta_bytes += approx_bytes(&t.output)
                 + declared.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-            writes.task(&t.node, t.output, declared);
+            writes.result(&t.node, t.output, declared, t.error.is_some());
         }
         channels
             .apply(&mut state, writes.into_writes())

@@ -95,6 +95,9 @@ pub struct NodeResult {
     pub tool_calls: u64,
     /// Provider-level retries done.
     pub retries: u32,
+    /// Set by the executor when the agent failed and `on_error` routes the failure: why it
+    /// failed (the result then holds only the `errors` write).
+    pub error: Option<String>,
 }
 
 /// Why an agent run failed.

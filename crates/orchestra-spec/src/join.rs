@@ -90,7 +90,11 @@ mod tests {
 
     #[test]
     fn joins_read_and_write_as_written() {
-        for (text, join) in [("\"all\"", Join::All), ("\"any\"", Join::Any), ("2", Join::Count(2))] {
+        for (text, join) in [
+            ("\"all\"", Join::All),
+            ("\"any\"", Join::Any),
+            ("2", Join::Count(2)),
+        ] {
             let j: Join = serde_json::from_str(text).unwrap();
             assert_eq!(j, join);
             assert_eq!(serde_json::to_string(&j).unwrap(), text);

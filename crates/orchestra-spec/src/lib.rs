@@ -27,10 +27,10 @@ pub use condition::{ConditionFile, RuleSpec};
 pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_path};
 pub use discovery::{Discovery, Found, Level, find_project_file};
 pub use duration::fmt_duration;
-pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
-pub use locate::span_at_path;
 pub use inputs::{InputSpec, InputType};
 pub use join::Join;
+pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
+pub use locate::span_at_path;
 pub use pipeline::{
     AgentSpec, ArgType, BASE_CHANNELS, END, ERRORS, EdgeSpec, FAIL, FieldType, LimitsSpec, Mode,
     OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,

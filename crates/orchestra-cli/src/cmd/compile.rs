@@ -10,7 +10,7 @@ use orchestra_spec::Diagnostic;
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
-use crate::load::{load_pipeline, unknown_input};
+use crate::load::{input_problem, load_pipeline};
 use crate::{exit, report};
 
 /// Validate a pipeline and resolve everything it refers to; print the graph.
@@ -95,20 +95,23 @@ fn warnings_json(diags: &[Diagnostic]) -> Value {
 /// Prints every agent's system prompt against the initial state and the inputs.
 fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
     let mut given = c.inputs_with(&args.inputs);
+    if let Some(code) = input_problem(c, &given, true)? {
+        return Ok(code);
+    }
     // Required inputs without a value are shown as a placeholder rather than failing.
     for m in std::mem::take(&mut given.missing) {
         given
             .values
             .insert(m.clone(), Value::String(format!("<{m}>")));
     }
-    if let Some(k) = given.unknown.first() {
-        return unknown_input(c, k);
-    }
     let state = Value::Object(c.initial_state());
     let shown: Vec<String> = given
         .values
         .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
         .collect();
     let inputs_v = Value::Object(given.values);
     let mut rendered: Vec<(String, String)> = Vec::new();

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
 use crate::engine::{providers_problem, runtime};
-use crate::load::{load_pipeline, unknown_input};
+use crate::load::{input_problem, load_pipeline};
 use crate::exit;
 
 /// Compile and run a pipeline; every step is checkpointed to the session database.
@@ -45,18 +45,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Err(code) => return Ok(code),
     };
     let given = compiled.inputs_with(&args.inputs);
-    if let Some(k) = given.unknown.first() {
-        return unknown_input(&compiled, k);
+    if let Some(code) = input_problem(&compiled, &given, false)? {
+        return Ok(code);
     }
     let mut err = io::stderr().lock();
-    if !given.missing.is_empty() {
-        writeln!(
-            err,
-            "error: missing input(s): {}; give them with --input KEY=VALUE",
-            given.missing.join(", ")
-        )?;
-        return Ok(exit::BAD_INPUT);
-    }
     let inputs: Map<String, Value> = given.values;
     if let Some(problem) = providers_problem(&compiled) {
         writeln!(err, "error: {problem}")?;

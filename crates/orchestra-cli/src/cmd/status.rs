@@ -138,6 +138,15 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             }
             note.push_str(n);
         }
+        // Why a session failed (an agent's error, or the reason of the pipeline's `FAIL`).
+        if s.status == SessionStatus::Failed
+            && let Some(e) = &s.error
+        {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&first_line(e, 100));
+        }
         let _ = writeln!(
             out,
             "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  {}",
@@ -152,6 +161,16 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
         );
     }
     Ok(())
+}
+
+/// The first line of `s`, cut to `max` characters with `…`.
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() <= max {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(max).collect();
+    format!("{cut}…")
 }
 
 fn summary_json(s: &SessionSummary) -> Value {

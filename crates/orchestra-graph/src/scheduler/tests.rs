@@ -235,7 +235,10 @@ fn a_quorum_runs_its_target_once_when_enough_sources_finished_together() {
     let (mut st, _) = s.start(no_route).unwrap();
     assert_eq!(s.advance(&mut st, no_route).unwrap(), Outcome::Continue);
     assert_eq!(st.ready, vec![3]);
-    assert!(st.arrived.is_empty(), "the third arrival of the step is absorbed");
+    assert!(
+        st.arrived.is_empty(),
+        "the third arrival of the step is absorbed"
+    );
     assert_eq!(
         s.advance(&mut st, no_route).unwrap(),
         Outcome::Done { warnings: vec![] }
@@ -259,7 +262,11 @@ fn a_quorum_fires_on_the_nth_arrival_and_counts_later_ones_for_the_next_run() {
     let stored = serde_json::to_string(&st).unwrap();
     let mut st: SchedState = serde_json::from_str(&stored).unwrap();
     let o = s.advance(&mut st, no_route).unwrap();
-    assert_eq!(o, Outcome::Done { warnings: vec![] }, "no warning for a late arrival");
+    assert_eq!(
+        o,
+        Outcome::Done { warnings: vec![] },
+        "no warning for a late arrival"
+    );
     assert_eq!(st.arrived.get(&2).map(BTreeSet::len), Some(1));
 }
 
@@ -311,7 +318,11 @@ fn a_failed_agent_goes_on_at_its_on_error_agent() {
         s.advance_after_errors(&mut st, &[0], no_route).unwrap(),
         Outcome::Continue
     );
-    assert_eq!(st.ready, vec![2], "a's edge to b is not taken; c handles the error");
+    assert_eq!(
+        st.ready,
+        vec![2],
+        "a's edge to b is not taken; c handles the error"
+    );
     // Without errors the same step follows a's edges.
     let (mut st, _) = s.start(no_route).unwrap();
     s.advance(&mut st, no_route).unwrap();

@@ -62,6 +62,7 @@ impl Executor {
                 results[task] = Some(Box::new(NodeResult {
                     output: rec.output,
                     writes: declared_from_record(&rec.writes),
+                    error: rec.error,
                     ..NodeResult::default()
                 }));
             }
@@ -111,6 +112,7 @@ impl Executor {
                     .copied()
                     .unwrap_or((Duration::from_secs(600), 2)),
                 task_idx: u32::try_from(task_idx).unwrap_or(u32::MAX),
+                on_error: self.topo.on_error_of(agent_idx).is_some(),
             };
             running.push(std::panic::AssertUnwindSafe(ctx.run(call)).catch_unwind());
         }

@@ -1,5 +1,5 @@
 //! One task of a step: its attempts, with a timeout each, the records of every attempt, node
-//! retries with backoff, and the circuit breaker.
+//! retries with backoff, the circuit breaker, and a failure routed by `on_error`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,11 +35,13 @@ pub(super) struct StepCtx {
     pub(super) spent: Arc<AtomicU64>,
 }
 
-/// One task of a step: the shared context, the agent's (timeout, retries) and the task's index.
+/// One task of a step: the shared context, the agent's (timeout, retries), the task's index,
+/// and whether the agent's failure goes on at its `on_error` agent.
 pub(super) struct TaskCtx {
     pub(super) step: Arc<StepCtx>,
     pub(super) limits: (Duration, u32),
     pub(super) task_idx: u32,
+    pub(super) on_error: bool,
 }
 
 impl std::ops::Deref for TaskCtx {
@@ -161,13 +163,11 @@ impl TaskCtx {
                 Next::End(Ok(res))
             }
             Err(NodeError::Pause(reason)) => Next::End(Err(NodeError::Pause(reason))),
-            Err(e) => Next::Wait(Box::pin(async move {
-                self.failed(call, run, e, retries).await.err().map(Err)
-            })),
+            Err(e) => Next::Wait(Box::pin(self.failed(call, run, e, retries))),
         }
     }
 
-    /// The record of a successful attempt.
+    /// The record of a successful attempt (or of a failure `on_error` routes).
     fn task_record(&self, call: &NodeCall, res: &NodeResult, finished_at: u64) -> TaskRecord {
         let declared: Map<String, Value> = res.writes.iter().cloned().collect();
         TaskRecord {
@@ -179,7 +179,7 @@ impl TaskCtx {
             status: TaskStatus::Ok,
             writes: Value::Object(declared),
             output: res.output.clone(),
-            error: None,
+            error: res.error.clone(),
             finished_at,
         }
     }
@@ -197,31 +197,52 @@ impl TaskCtx {
         });
     }
 
-    /// After a failed attempt (not a pause): records it, and returns the error to fail the
-    /// task with, or waits out the backoff and returns `Ok` to try again.
+    /// After a failed attempt (not a pause): records it, and returns the task's end — the
+    /// error to fail it with, or the failure routed by `on_error` — or waits out the backoff
+    /// and returns `None` to try again.
     async fn failed(
         &self,
         call: &NodeCall,
         run: NodeRunRecord,
         e: NodeError,
         retries: u32,
-    ) -> Result<(), NodeError> {
-        // Queued like a task's records: a failure to store it fails the step's checkpoint, or
-        // the drive's end.
-        self.store.record(None, run);
+    ) -> Option<Result<NodeResult, NodeError>> {
         let total = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
         let msg = e.to_string();
         let retryable = matches!(e, NodeError::Retryable(_));
-        if total >= self.max_failures.max(1) {
+        let tripped = total >= self.max_failures.max(1);
+        if self.on_error && !tripped && (!retryable || call.attempt >= retries) {
+            let tries = call.attempt + 1;
+            let msg = if retryable && tries > 1 {
+                format!("{msg} (after {tries} attempts)")
+            } else {
+                msg
+            };
             self.events.emit(Event::NodeFailed {
                 step: call.step,
                 node: call.agent.to_string(),
                 error: msg.clone(),
             });
-            return Err(NodeError::Fatal(format!(
+            let res = routed_failure(call, msg);
+            // The task's record holds the `errors` write, so a resume or restore applies it
+            // and routes the same way; it is stored with the failed attempt's.
+            let task = self.task_record(call, &res, run.finished_at);
+            self.store.record(Some(task), run);
+            return Some(Ok(res));
+        }
+        // Queued like a task's records: a failure to store it fails the step's checkpoint, or
+        // the drive's end.
+        self.store.record(None, run);
+        if tripped {
+            self.events.emit(Event::NodeFailed {
+                step: call.step,
+                node: call.agent.to_string(),
+                error: msg.clone(),
+            });
+            return Some(Err(NodeError::Fatal(format!(
                 "{msg} (circuit breaker: {total} failed attempts in this session, limits.max_failures is {})",
                 self.max_failures
-            )));
+            ))));
         }
         if !retryable || call.attempt >= retries {
             self.events.emit(Event::NodeFailed {
@@ -230,11 +251,11 @@ impl TaskCtx {
                 error: msg.clone(),
             });
             let tries = call.attempt + 1;
-            return Err(NodeError::Fatal(if retryable && tries > 1 {
+            return Some(Err(NodeError::Fatal(if retryable && tries > 1 {
                 format!("{msg} (after {tries} attempts)")
             } else {
                 msg
-            }));
+            })));
         }
         let delay = orchestra_providers::Backoff {
             base: self.retry_base,
@@ -250,7 +271,23 @@ impl TaskCtx {
             delay_ms: crate::events::millis(delay),
         });
         tokio::time::sleep(delay).await;
-        Ok(())
+        None
+    }
+}
+
+/// The result of a task whose failure `on_error` routes: no output, the failure appended to
+/// state `errors` as `{agent, step, error}`.
+fn routed_failure(call: &NodeCall, error: String) -> NodeResult {
+    let entry = serde_json::json!({
+        "agent": &*call.agent,
+        "step": call.step,
+        "error": &error,
+    });
+    NodeResult {
+        output: Value::Null,
+        writes: vec![(orchestra_spec::ERRORS.to_owned(), Value::Array(vec![entry]))],
+        error: Some(error),
+        ..NodeResult::default()
     }
 }
 

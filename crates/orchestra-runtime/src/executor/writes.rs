@@ -66,6 +66,27 @@ impl StepWrites {
         self.outputs.insert(agent.to_owned(), output);
     }
 
+    /// Adds the next task's writes, or only its declared ones (the `errors` write) when it is a
+    /// failure routed by `on_error` (`failed`): such a task has no output.
+    pub fn result(
+        &mut self,
+        agent: &str,
+        output: Value,
+        declared: Vec<(String, Value)>,
+        failed: bool,
+    ) {
+        if failed {
+            self.declared
+                .extend(declared.into_iter().map(|(channel, value)| Write {
+                    writer: agent.to_owned(),
+                    channel,
+                    value,
+                }));
+        } else {
+            self.task(agent, output, declared);
+        }
+    }
+
     /// Adds writes made outside the tasks (a hook's).
     pub fn extend(&mut self, writes: Vec<Write>) {
         self.declared.extend(writes);
