@@ -4,8 +4,10 @@
 //! with its paths relative to the project root, so the session goes on from a moved or
 //! re-cloned project. Format 1 (release 0.1) stored the bare compiled pipeline with absolute
 //! paths: it is read by moving those paths from the root it was made in to the current one.
-//! `scheduler_format` versions the scheduler state in the session's checkpoints (unchanged
-//! since format 1). A session stored by a newer orchestra is refused with a clear error.
+//! `scheduler_format` versions the scheduler state in the session's checkpoints: format 2 added
+//! `failed` (the edge into `FAIL` that ended the session) and quorum joins (`join: N`, counted
+//! in `arrived` like `join: all`); format 1 checkpoints read as they are, since every field
+//! added has a default. A session stored by a newer orchestra is refused with a clear error.
 
 use std::path::Path;
 
@@ -18,7 +20,7 @@ use orchestra_graph::Compiled;
 pub const PIPELINE_FORMAT: u64 = 2;
 
 /// The format of the scheduler state in checkpoints this release writes.
-pub const SCHEDULER_FORMAT: u64 = 1;
+pub const SCHEDULER_FORMAT: u64 = 2;
 
 /// Why a stored pipeline cannot be read.
 #[derive(Debug, thiserror::Error)]

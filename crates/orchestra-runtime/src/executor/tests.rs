@@ -1,5 +1,6 @@
 //! Tests of the executor over hand-built topologies, a real MemoryStore/SqliteStore, and fake runners.
 
+mod language;
 mod store_failures;
 
 use std::collections::HashMap;
@@ -118,6 +119,7 @@ fn edge(sources: &[Node], targets: &[Node]) -> Edge {
         max_loops: None,
         on_max_loops: None,
         loop_targets: Vec::new(),
+        reason: None,
     }
 }
 
