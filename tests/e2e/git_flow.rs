@@ -141,7 +141,8 @@ fn replay_from_every_checkpoint_restores_the_state_and_the_trees() {
     after_coders["passed"] = Value::Null;
     after_coders["report"] = Value::Null;
     let initial = json!({
-        "messages": [], "agent_outputs": {}, "metadata": {}, "passed": null, "report": null,
+        "messages": [], "agent_outputs": {}, "metadata": {}, "errors": [], "passed": null,
+        "report": null,
     });
     let expected = [
         (0, initial, &start),

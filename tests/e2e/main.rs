@@ -20,6 +20,7 @@ mod git_crash;
 mod git_flow;
 pub(crate) mod gitrepo;
 mod interactive;
+mod language;
 mod limits;
 mod pipelines;
 pub(crate) mod project;

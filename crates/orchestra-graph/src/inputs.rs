@@ -140,7 +140,7 @@ fn resolve_one(
 ) -> ResolvedInput {
     let ty = i.ty.as_ref().map(|t| t.value).unwrap_or_default();
     let allowed = i.allowed.as_ref().map(|a| {
-        for v in &a.value {
+        for v in a {
             if !ty.matches(v) {
                 diags.push(
                     Diagnostic::error(format!(
@@ -148,12 +148,12 @@ fn resolve_one(
                         show(v),
                         ty.article()
                     ))
-                    .at(src, a.span)
+                    .at(src, v.span)
                     .with_label(format!("the input's type is `{}`", ty.name())),
                 );
             }
         }
-        a.value.clone()
+        a.iter().map(|v| v.value.clone()).collect::<Vec<_>>()
     });
     let default = i.default.as_ref().map(|d| {
         // Before inputs had types, a default was a string: `default: 3` meant "3".
@@ -250,7 +250,7 @@ mod tests {
             diags,
             [
                 "the default of input `rounds` is not an integer @p.yaml:5:37",
-                "`enum` value `1` of input `mode` is not a string @p.yaml:6:17",
+                "`enum` value `1` of input `mode` is not a string @p.yaml:6:24",
                 "the default of input `mode` is not one of its `enum` values @p.yaml:6:37",
                 "input `ok` is required but has a default @p.yaml:7:34",
             ]

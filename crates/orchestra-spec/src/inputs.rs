@@ -24,7 +24,7 @@ pub struct InputSpec {
     pub default: Option<Spanned<Value>>,
     /// The allowed values.
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<Spanned<Vec<Value>>>,
+    pub allowed: Option<Vec<Spanned<Value>>>,
     /// What the input means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Join {
                 match v {
                     "all" => Ok(Join::All),
                     "any" => Ok(Join::Any),
-                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                    other => Err(E::unknown_variant(other, &["all", "any"])),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Join, E> {

@@ -22,7 +22,9 @@ use crate::exit;
 pub(crate) struct Args {
     /// The pipeline file.
     pipeline: PathBuf,
-    /// An input of the pipeline, as KEY=VALUE (repeatable); others use their defaults.
+    /// An input of the pipeline, as KEY=VALUE (repeatable), read as the input's `type` (an
+    /// integer from `3`, arrays and objects as JSON); others use their defaults. A missing
+    /// required input, a wrong type or a value outside `enum` is exit code 2.
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = crate::load::parse_key_value)]
     inputs: Vec<(String, String)>,
     /// A name for the session (shown by `status`).
