@@ -233,7 +233,7 @@ fn check_reason(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<String> {
     let r = e.reason.as_ref()?;
-    if !targets.contains(&Node::Fail) && e.to.iter().all(|t| t != FAIL) {
+    if !targets.contains(&Node::Fail) {
         diags.push(
             Diagnostic::warning("`reason` has no effect on an edge that does not lead to `FAIL`")
                 .at(src, r.span)

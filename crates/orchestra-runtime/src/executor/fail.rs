@@ -20,7 +20,7 @@ impl Executor {
             .map(|&s| format!("`{}`", self.topo.name(s)))
             .collect();
         let reason = e.reason.as_ref().map(|text| {
-            // The state is lent to the template as a JSON object without copying it twice.
+            // A copy of the state, once, at the session's end.
             let state = Value::Object(pos.state.clone());
             let inputs = Value::Object((*self.inputs).clone());
             orchestra_prompts::render_inline(text, &state, &inputs)

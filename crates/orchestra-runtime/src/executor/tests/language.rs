@@ -91,7 +91,7 @@ async fn fail_ends_the_session_with_its_reason_and_a_resume_ends_the_same_way() 
         ],
     );
     let h = Harness::new(
-        Box::new(SqliteStore::open(&dir.path().join("f.db")).unwrap()),
+        Box::new(SqliteStore::open(dir.path().join("f.db")).unwrap()),
         topo,
     );
     let mut pos = h.start("fl", &NoRouter).await;
@@ -139,7 +139,7 @@ async fn a_quorum_runs_its_target_once_and_resumes_with_its_count() {
     );
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(
-        Box::new(SqliteStore::open(&dir.path().join("q.db")).unwrap()),
+        Box::new(SqliteStore::open(dir.path().join("q.db")).unwrap()),
         topo,
     );
     let mut pos = h.start("q", &NoRouter).await;
