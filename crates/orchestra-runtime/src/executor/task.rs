@@ -211,13 +211,9 @@ impl TaskCtx {
         let msg = e.to_string();
         let retryable = matches!(e, NodeError::Retryable(_));
         let tripped = total >= self.max_failures.max(1);
-        if self.on_error && !tripped && (!retryable || call.attempt >= retries) {
-            let tries = call.attempt + 1;
-            let msg = if retryable && tries > 1 {
-                format!("{msg} (after {tries} attempts)")
-            } else {
-                msg
-            };
+        let last = !retryable || call.attempt >= retries;
+        if self.on_error && !tripped && last {
+            let msg = given_up(msg, retryable, call.attempt);
             self.events.emit(Event::NodeFailed {
                 step: call.step,
                 node: call.agent.to_string(),
@@ -244,18 +240,17 @@ impl TaskCtx {
                 self.max_failures
             ))));
         }
-        if !retryable || call.attempt >= retries {
+        if last {
             self.events.emit(Event::NodeFailed {
                 step: call.step,
                 node: call.agent.to_string(),
                 error: msg.clone(),
             });
-            let tries = call.attempt + 1;
-            return Some(Err(NodeError::Fatal(if retryable && tries > 1 {
-                format!("{msg} (after {tries} attempts)")
-            } else {
-                msg
-            })));
+            return Some(Err(NodeError::Fatal(given_up(
+                msg,
+                retryable,
+                call.attempt,
+            ))));
         }
         let delay = orchestra_providers::Backoff {
             base: self.retry_base,
@@ -272,6 +267,16 @@ impl TaskCtx {
         });
         tokio::time::sleep(delay).await;
         None
+    }
+}
+
+/// The error of a task that gave up after `attempt` (0-based) failed with `msg`.
+fn given_up(msg: String, retryable: bool, attempt: u32) -> String {
+    let tries = attempt + 1;
+    if retryable && tries > 1 {
+        format!("{msg} (after {tries} attempts)")
+    } else {
+        msg
     }
 }
 
