@@ -2,7 +2,7 @@
 //! write its outputs and store how the drive ended.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -12,6 +12,7 @@ use orchestra_store::SessionStatus;
 
 use crate::engine::{DriveOptions, Engine};
 use crate::error::RuntimeError;
+use crate::events::Event;
 use crate::executor::{ExecLimits, Executor, Position, Router};
 use crate::gitws::GitWorkspace;
 use crate::harness::Harness;
@@ -191,5 +192,56 @@ impl Engine {
             state: pos.state,
             outputs,
         })
+    }
+}
+
+impl Engine {
+    /// Emits [`Event::SessionFinished`] for a drive of session `id` that began at `started`
+    /// (whatever its end: an [`Outcome`], or an error after the session's lease was taken).
+    /// Its tokens are the session's, as `status` counts them.
+    pub(crate) async fn report_finished(
+        &self,
+        id: &str,
+        started: Instant,
+        driven: &Result<Outcome, RuntimeError>,
+        opts: &DriveOptions,
+    ) {
+        let sid = id.to_owned();
+        let stored = self
+            .store
+            .call(move |s| {
+                let runs = s.node_runs(&sid)?;
+                let last = s.checkpoints(&sid)?.last().map(|c| c.step);
+                let sum = |f: fn(&orchestra_store::NodeRunRecord) -> u64| {
+                    runs.iter().map(f).fold(0, u64::saturating_add)
+                };
+                Ok((sum(|r| r.tokens_in), sum(|r| r.tokens_out), last))
+            })
+            .await;
+        let (tokens_in, tokens_out, last) = stored.unwrap_or_else(|e| {
+            tracing::warn!(session = id, error = %e, "cannot read the session's tokens");
+            (0, 0, None)
+        });
+        let (status, steps, error) = match driven {
+            Ok(out) => (
+                out.finish.status().as_str().to_owned(),
+                out.steps,
+                out.finish.note(),
+            ),
+            Err(e) => (
+                SessionStatus::Failed.as_str().to_owned(),
+                last.unwrap_or(0),
+                Some(crate::error::error_chain(e)),
+            ),
+        };
+        opts.events.emit(Event::SessionFinished {
+            session: id.to_owned(),
+            status,
+            steps,
+            tokens_in,
+            tokens_out,
+            duration_ms: crate::events::millis(started.elapsed()),
+            error,
+        });
     }
 }

@@ -13,6 +13,7 @@ pub mod attach;
 mod drive;
 mod engine;
 mod error;
+mod event_log;
 mod events;
 mod exec_condition;
 mod executor;
@@ -35,6 +36,7 @@ mod stored;
 
 pub use engine::{DriveOptions, Engine, EnvLookup, LimitOverrides};
 pub use error::{RuntimeError, SetupError, error_chain};
+pub use event_log::{EVENTS_VERSION, EventLog, Fanout, OnFailure, envelope, is_logged};
 pub use events::{CollectEvents, Event, EventSink, NoEvents};
 pub use ids::{date_of_days, new_session_id};
 pub use lease::{LEASE_TTL, owner_is_dead};

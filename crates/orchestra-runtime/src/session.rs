@@ -62,12 +62,18 @@ impl Engine {
             created_at: orchestra_store::system_now_ms(),
         };
         self.store.call(move |s| s.create_session(&new)).await?;
+        let started = std::time::Instant::now();
         self.acquire(&id).await?;
-        let git = match GitWorkspace::start(&compiled, &id).await {
-            Ok(g) => g,
-            Err(e) => return self.fail_setup(&id, e).await,
-        };
-        self.begin(compiled, &id, inputs, git, opts).await
+        let driven = async {
+            let git = match GitWorkspace::start(&compiled, &id).await {
+                Ok(g) => g,
+                Err(e) => return self.fail_setup(&id, e).await,
+            };
+            self.begin(compiled, &id, inputs, git, opts).await
+        }
+        .await;
+        self.report_finished(&id, started, &driven, opts).await;
+        driven
     }
 
     /// Commits checkpoint 0 (the initial state and the edges out of `START`) of a new session
@@ -193,7 +199,19 @@ impl Engine {
         if now.status == SessionStatus::Completed {
             return Err(completed(&now));
         }
-        let rec = now;
+        let started = std::time::Instant::now();
+        let driven = self.resume_leased(now, compiled, opts).await;
+        self.report_finished(&rec.id, started, &driven, opts).await;
+        driven
+    }
+
+    /// [`Engine::resume`] once the session's lease is held.
+    async fn resume_leased(
+        &self,
+        rec: SessionRecord,
+        compiled: Arc<Compiled>,
+        opts: &DriveOptions,
+    ) -> Result<Outcome, RuntimeError> {
         let id = rec.id.clone();
         let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
         let Some(last) = cps.last().map(|c| c.step) else {

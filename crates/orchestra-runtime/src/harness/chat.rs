@@ -162,6 +162,7 @@ impl Harness {
                 }),
                 Said::Message(text) => {
                     rec.append(&mut t, HUMAN, text.clone()).await?;
+                    self.human_turn(call, &text);
                     t.push_human(&text);
                     asked = false;
                 }
@@ -175,6 +176,7 @@ impl Harness {
                     ) {
                         Ok((output, writes)) => {
                             rec.append(&mut t, COMMAND, line.trim().to_owned()).await?;
+                            self.human_turn(call, line.trim());
                             chan.show(ChatEvent::Closed { verdict, comment });
                             result.output = output;
                             result.writes = writes;
@@ -295,6 +297,14 @@ impl Harness {
                 orchestra_spec::fmt_duration(timeout)
             ))),
         }
+    }
+
+    /// Reports a line of the human that the chat took (a message, or the command that ended it).
+    fn human_turn(&self, call: &NodeCall, text: &str) {
+        self.events.emit(Event::HumanTurn {
+            node: call.agent.to_string(),
+            text: text.to_owned(),
+        });
     }
 
     /// The first message of a chat.

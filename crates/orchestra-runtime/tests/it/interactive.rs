@@ -18,7 +18,8 @@ use orchestra_runtime::interactive::{
     ChatChannel, ChatEvent, ChatInfo, HumanInput, Interaction, Speaker, Verdict,
 };
 use orchestra_runtime::{
-    BoxFuture, DriveOptions, Engine, Event, Finish, NoEvents, Outcome as SessionOutcome,
+    BoxFuture, CollectEvents, DriveOptions, Engine, Event, Finish, NoEvents,
+    Outcome as SessionOutcome,
 };
 use orchestra_store::SessionStatus;
 
@@ -174,11 +175,48 @@ async fn the_verdict_routes_and_every_turn_is_stored() {
         Some("/reject needs tests"),
         Some("/approve"),
     ]);
-    let out = run(&engine, &c, Some(Arc::clone(&human))).await;
+    let (mut opts, _cancel) = options(Some(Arc::clone(&human)));
+    let events = Arc::new(CollectEvents::default());
+    opts.events = events.clone();
+    let out = engine
+        .run(Arc::clone(&c), Map::new(), None, &opts)
+        .await
+        .unwrap();
     assert!(
         matches!(out.finish, Finish::Completed { .. }),
         "{:?}",
         out.finish
+    );
+    let events = events.take();
+    // The lines the chat took are human turns; the refused `/done` is not.
+    let turns: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HumanTurn { node, text } => Some((node.as_str(), text.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("reviewer", "what about tests?"),
+            ("reviewer", "/reject needs tests"),
+            ("reviewer", "/approve")
+        ]
+    );
+    let Some(Event::SessionFinished {
+        session,
+        status,
+        steps,
+        error,
+        ..
+    }) = events.last()
+    else {
+        panic!("the last event ends the session: {events:?}")
+    };
+    assert_eq!(
+        (session, status.as_str(), *steps, error),
+        (&out.session, "completed", out.steps, &None)
     );
     assert_eq!(out.state["verdict"], "approve");
     assert_eq!(
@@ -280,12 +318,25 @@ async fn without_a_human_the_session_pauses_at_the_interactive_agent() {
     let dir = tempfile::tempdir().unwrap();
     let c = compiled(dir.path());
     let engine = open_engine(&dir.path().join("db.sqlite"));
-    let out = run(&engine, &c, None).await;
+    let (mut opts, _cancel) = options(None);
+    let events = Arc::new(CollectEvents::default());
+    opts.events = events.clone();
+    let out = engine
+        .run(Arc::clone(&c), Map::new(), None, &opts)
+        .await
+        .unwrap();
     let Finish::Paused { node, reason } = &out.finish else {
         panic!("{:?}", out.finish)
     };
     assert_eq!(node, "reviewer");
     assert!(reason.contains("cannot reach a human"), "{reason}");
+    match events.take().last() {
+        Some(Event::SessionFinished { status, error, .. }) => {
+            assert_eq!(status, "paused");
+            assert!(error.as_deref().unwrap().contains("waiting at `reviewer`"));
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(out.state["note"], "draft 1", "the writer's step was kept");
     engine.close().await;
 }
