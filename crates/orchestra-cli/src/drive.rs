@@ -3,13 +3,17 @@
 //! an attach socket, then reporting how it ended.
 
 use std::future::Future;
-use std::io;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use orchestra_runtime::{DriveOptions, Engine, LimitOverrides, Outcome, RuntimeError};
+use orchestra_otel::Traces;
+use orchestra_runtime::{
+    DriveOptions, Engine, EventLog, Fanout, LimitOverrides, Outcome, RuntimeError,
+};
 
 use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_json, report_outcome};
+use crate::exit;
 use crate::human::{Host, local_human};
 
 /// How a session is driven and its outcome shown.
@@ -37,6 +41,19 @@ pub(crate) struct DriveArgs {
     /// `orchestra attach ID` (without a terminal this is what happens anyway).
     #[arg(long)]
     detach: bool,
+    /// Write the drive's events to FILE, one JSON object per line, each flushed as it happens
+    /// (appended; created if needed). `-` writes them to stdout, and the outcome then goes to
+    /// stderr with the progress lines. The format is in docs/events.md.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+}
+
+/// Where a drive's events go besides the progress lines, set up before the session starts.
+pub(crate) struct Sinks {
+    /// `--events`: the writer, and the name warnings give it.
+    events: Option<(Box<dyn Write + Send>, String)>,
+    /// OpenTelemetry traces, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces one) is set.
+    traces: Option<Traces>,
 }
 
 impl DriveArgs {
@@ -50,12 +67,67 @@ impl DriveArgs {
         self.quiet || self.json
     }
 
+    /// Whether `--events -` writes the events to stdout.
+    fn events_to_stdout(&self) -> bool {
+        self.events.as_deref() == Some(Path::new("-"))
+    }
+
+    /// Opens the `--events` file and sets up the OpenTelemetry exporter, before the session
+    /// starts; a file that cannot be opened or a wrong `OTEL_*` variable is bad input (printed;
+    /// the exit code returned).
+    pub(crate) fn sinks(&self) -> io::Result<Result<Sinks, u8>> {
+        let mut err = io::stderr().lock();
+        let events = match &self.events {
+            None => None,
+            Some(_) if self.events_to_stdout() && self.json => {
+                writeln!(
+                    err,
+                    "error: `--events -` and `--json` both write to stdout; give --events a file"
+                )?;
+                return Ok(Err(exit::BAD_INPUT));
+            }
+            Some(_) if self.events_to_stdout() => Some((
+                Box::new(io::stdout()) as Box<dyn Write + Send>,
+                "stdout".to_owned(),
+            )),
+            Some(path) => {
+                let opened = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path);
+                match opened {
+                    Ok(f) => Some((
+                        Box::new(f) as Box<dyn Write + Send>,
+                        path.display().to_string(),
+                    )),
+                    Err(e) => {
+                        writeln!(
+                            err,
+                            "error: cannot open the events file {}: {e}",
+                            path.display()
+                        )?;
+                        return Ok(Err(exit::BAD_INPUT));
+                    }
+                }
+            }
+        };
+        let traces = match Traces::from_env(&|k| std::env::var(k).ok()) {
+            Ok(t) => t,
+            Err(e) => {
+                writeln!(err, "error: {e}")?;
+                return Ok(Err(exit::BAD_INPUT));
+            }
+        };
+        Ok(Ok(Sinks { events, traces }))
+    }
+
     /// Drives session `id` (when known; `None` drives without an attach socket or a human here,
     /// for a session that could not be looked up and whose drive will report why): `go` gets
     /// the drive options and runs or resumes the session. Prints the outcome; returns the exit
     /// code.
     pub(crate) async fn drive<F, Fut>(
         &self,
+        sinks: Sinks,
         engine: &Engine,
         db: &Path,
         id: Option<&str>,
@@ -67,7 +139,21 @@ impl DriveArgs {
         Fut: Future<Output = Result<Outcome, RuntimeError>>,
     {
         let progress = Arc::new(Progress::new(self.quiet()));
-        let mut opts = drive_options(progress.clone(), self.stream, ctrl_c());
+        let mut events = Fanout::new().with(progress.clone());
+        if let Some((out, shown)) = sinks.events {
+            let warn = move |e: &io::Error| {
+                let _ = writeln!(
+                    io::stderr(),
+                    "warning: cannot write the events to {shown}: {e}; the run goes on without them"
+                );
+            };
+            let session = id.map(str::to_owned);
+            events = events.with(Arc::new(EventLog::new(out, session, Box::new(warn))));
+        }
+        if let Some(t) = &sinks.traces {
+            events = events.with(t.sink());
+        }
+        let mut opts = drive_options(Arc::new(events), self.stream, ctrl_c());
         opts.limits = LimitOverrides {
             max_steps: self.max_steps,
             max_tokens: self.max_tokens,
@@ -84,9 +170,14 @@ impl DriveArgs {
         if let Some(h) = host {
             h.finish(&result).await;
         }
+        if let Some(t) = sinks.traces
+            && let Err(e) = t.finish()
+        {
+            writeln!(io::stderr(), "warning: {e}")?;
+        }
         match result {
             Ok(out) if self.json => report_json(engine, &out).await,
-            Ok(out) => report_outcome(&out, progress.elapsed_ms(), db),
+            Ok(out) => report_outcome(&out, progress.elapsed_ms(), db, self.events_to_stdout()),
             Err(e) => report_error(&e),
         }
     }

@@ -361,10 +361,19 @@ pub(crate) fn steps(n: u64) -> String {
     }
 }
 
-/// Prints how a drive ended and returns the exit code. The commands it suggests name `db` when
-/// they would not find it by themselves.
-pub(crate) fn report_outcome(out: &Outcome, elapsed_ms: u64, db: &Path) -> io::Result<u8> {
-    let mut w = io::stdout().lock();
+/// Prints how a drive ended (to stdout, or to stderr when `--events -` has stdout) and returns
+/// the exit code. The commands it suggests name `db` when they would not find it by themselves.
+pub(crate) fn report_outcome(
+    out: &Outcome,
+    elapsed_ms: u64,
+    db: &Path,
+    to_stderr: bool,
+) -> io::Result<u8> {
+    let mut w: Box<dyn io::Write> = if to_stderr {
+        Box::new(io::stderr().lock())
+    } else {
+        Box::new(io::stdout().lock())
+    };
     let cwd = std::env::current_dir().unwrap_or_default();
     let db = db_flag(db, &cwd);
     let summary = format!(

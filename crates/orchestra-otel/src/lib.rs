@@ -126,3 +126,7 @@ impl Traces {
         })
     }
 }
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
+mod tests;

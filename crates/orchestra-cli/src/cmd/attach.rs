@@ -131,7 +131,7 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
     let result = engine.resume(id, &opts).await;
     host.finish(&result).await;
     match result {
-        Ok(out) => report_outcome(&out, progress.elapsed_ms(), db),
+        Ok(out) => report_outcome(&out, progress.elapsed_ms(), db, false),
         Err(e) => report_error(&e),
     }
 }

@@ -58,6 +58,14 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
 async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Result<u8> {
     // A fork that is to run needs its providers (an API key, a responses file): check before
     // the fork is made, so a configuration problem is bad input and leaves no fork behind.
+    let sinks = if args.no_run {
+        None
+    } else {
+        match args.drive.sinks()? {
+            Ok(s) => Some(s),
+            Err(code) => return Ok(code),
+        }
+    };
     if !args.no_run {
         match engine.session_pipeline(&args.session).await {
             Ok((_, stored)) => {
@@ -73,7 +81,7 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
         Ok(id) => id,
         Err(e) => return report_error(&e),
     };
-    if args.no_run {
+    let Some(sinks) = sinks else {
         if args.drive.json() {
             return print_fork(engine, &id, args.checkpoint).await;
         }
@@ -87,7 +95,7 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
         )?;
         writeln!(out, "session {id}")?;
         return Ok(exit::SUCCESS);
-    }
+    };
     if !args.drive.quiet() {
         writeln!(
             io::stderr(),
@@ -98,7 +106,7 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
     }
     let fork = id.clone();
     args.drive
-        .drive(engine, db, Some(&id), "orchestra replay", |opts| async move {
+        .drive(sinks, engine, db, Some(&id), "orchestra replay", |opts| async move {
             engine.resume(&fork, &opts).await
         })
         .await

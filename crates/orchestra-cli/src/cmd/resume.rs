@@ -32,6 +32,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };
+    let sinks = match args.drive.sinks()? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let rt = runtime()?;
     let ctx = ctx.clone();
     rt.block_on(async move {
@@ -52,7 +56,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         let (e, wanted) = (&engine, args.session.clone());
         let code = args
             .drive
-            .drive(&engine, &db, full_id.as_deref(), "orchestra resume", move |opts| async move {
+            .drive(sinks, &engine, &db, full_id.as_deref(), "orchestra resume", move |opts| async move {
                 e.resume(&wanted, &opts).await
             })
             .await;

@@ -57,6 +57,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         return Ok(exit::BAD_INPUT);
     }
     drop(err);
+    let sinks = match args.drive.sinks()? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let db = args.db.clone().unwrap_or_else(|| {
         crate::engine::project_database(&compiled.project_root, &compiled.project.database)
     });
@@ -74,7 +78,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         let (e, compiled, name, new_id) = (&engine, Arc::new(compiled), args.session_name, id.clone());
         let code = args
             .drive
-            .drive(&engine, &db, Some(&id), "orchestra run", move |opts| async move {
+            .drive(sinks, &engine, &db, Some(&id), "orchestra run", move |opts| async move {
                 e.run_as(new_id, compiled, inputs, name, &opts).await
             })
             .await;
