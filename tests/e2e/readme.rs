@@ -51,15 +51,16 @@ fn the_first_lines_give_the_main_job_and_the_test_command_and_ci_runs_exactly_th
     );
 }
 
-struct Repo {
+/// A fresh copy of the project as a git repository (also what other tests run pr-review in).
+pub(crate) struct Repo {
     _dir: tempfile::TempDir,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     home: PathBuf,
 }
 
 impl Repo {
     /// The project's pipelines and their files, committed twice so `HEAD~1..HEAD` has a diff.
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("project");
         let home = dir.path().join("home");
@@ -110,14 +111,22 @@ impl Repo {
         assert!(ok, "git {args:?}");
     }
 
-    fn orchestra(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(crate::binary::orchestra_bin())
-            .args(args)
+    /// `orchestra ARGS` at the top of the repository, with a cleared environment.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crate::binary::orchestra_bin());
+        cmd.args(args)
             .current_dir(&self.root)
             .env_clear()
             .env("HOME", &self.home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
+    }
+
+    /// Runs `orchestra ARGS` with `stdin` as its input.
+    pub(crate) fn orchestra(&self, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
