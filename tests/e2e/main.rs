@@ -23,6 +23,7 @@ pub(crate) mod gitrepo;
 mod interactive;
 mod language;
 mod limits;
+mod otlp;
 mod pipelines;
 pub(crate) mod project;
 mod provider_faults;

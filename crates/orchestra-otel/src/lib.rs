@@ -13,7 +13,7 @@ mod export;
 mod spans;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
@@ -73,15 +73,18 @@ impl Traces {
     pub fn start(config: &Config) -> Result<Traces, OtelError> {
         // reqwest is built without a TLS provider of its own: use ring, as the model clients do.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let failures = Arc::new(export::Failures::default());
+        let client = export::Client::new(config.timeout, Arc::clone(&failures))
+            .map_err(OtelError::Exporter)?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(config.endpoint.as_str())
             .with_timeout(config.timeout)
             .with_headers(config.headers.clone())
             .build()
             .map_err(|e| OtelError::Exporter(e.to_string()))?;
-        let failures = Arc::new(export::Failures::default());
         let exporter = Reporting::new(exporter, Arc::clone(&failures));
         let resource = Resource::builder()
             .with_service_name(config.service_name.clone())
@@ -114,10 +117,16 @@ impl Traces {
     /// for at most [`Traces::wait`]). Says why, when the traces could not all be sent.
     pub fn finish(self) -> Result<(), OtelError> {
         self.sink.close(None);
+        let t0 = Instant::now();
         let shutdown = self.provider.shutdown_with_timeout(self.wait);
         let reason = match (self.failures.first(), shutdown) {
             (Some(first), _) => first,
             (None, Ok(())) => return Ok(()),
+            // The SDK wraps its timeout in another error: tell it by the time it took.
+            (None, Err(_)) if t0.elapsed() >= self.wait => format!(
+                "the collector did not answer within {}",
+                humantime::format_duration(self.wait)
+            ),
             (None, Err(e)) => e.to_string(),
         };
         Err(OtelError::Export {

@@ -258,4 +258,33 @@ fn an_unreachable_collector_fails_nothing_and_says_why() {
         )),
         "{e}"
     );
+    assert!(e.contains("Connection refused"), "the cause is named: {e}");
+}
+
+#[test]
+fn a_collector_that_never_answers_is_given_up_on_after_the_timeout() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let config = Config {
+        endpoint: format!("http://127.0.0.1:{port}/v1/traces").parse().unwrap(),
+        headers: HashMap::new(),
+        timeout: Duration::from_millis(500),
+        service_name: "test".into(),
+    };
+    let traces = Traces::start(&config).unwrap();
+    assert_eq!(traces.wait(), Duration::from_millis(500));
+    let sink = traces.sink();
+    for e in synthetic() {
+        sink.emit(e);
+    }
+    let t0 = Instant::now();
+    let e = traces.finish().unwrap_err().to_string();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(
+        e.ends_with("the collector did not answer within 500ms")
+            || e.contains("timed out"),
+        "{e}"
+    );
+    drop(silent);
 }
