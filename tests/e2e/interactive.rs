@@ -123,7 +123,7 @@ fn json_outcome(screen: &str) -> Value {
 #[test]
 fn inline_chat_rejects_then_approves_and_the_state_routes_on_the_verdict() {
     let p = Project::new();
-    let mut t = p.term(&["run", PIPELINE, "--json"]);
+    let mut t = p.term(&["run", PIPELINE, "--json", "--events", "events.jsonl"]);
     t.expect("--- chat with `reviewer`");
     t.expect("/approve [comment] approves it; /reject [comment] rejects it");
     t.expect("reviewer> Two things matter in this plan.");
@@ -176,6 +176,26 @@ fn inline_chat_rejects_then_approves_and_the_state_routes_on_the_verdict() {
         ]
     );
     assert_eq!(chat[1].2, "what happens when redis is down?");
+
+    // The lines the chats took are human turns of the events; the refused ones are not.
+    let events = super::events::parse_events(
+        &std::fs::read_to_string(p.root().join("events.jsonl")).unwrap(),
+        id,
+    );
+    super::events::check_drive(&events, "completed");
+    let turns: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["event"] == "human_turn")
+        .map(|e| (e["node"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("reviewer", "what happens when redis is down?"),
+            ("reviewer", "/reject add a rollback"),
+            ("reviewer", "/approve ship it")
+        ]
+    );
 }
 
 #[test]
