@@ -79,6 +79,7 @@ pub(crate) fn check_drive(events: &[Value], status: &str) {
                 assert_eq!(*n, 0, "started twice without an end: {e}");
                 *n += 1;
             }
+            "node_finished" if e["reused"] == true => {}
             "node_finished" | "node_retry" | "node_failed" => {
                 let n = open.entry(key()).or_default();
                 assert_eq!(*n, 1, "ended without a start: {e}");
@@ -86,7 +87,11 @@ pub(crate) fn check_drive(events: &[Value], status: &str) {
                 tools_reported += e["tool_calls"].as_u64().unwrap_or(0);
             }
             "tool_called" => {
-                assert_eq!(open.get(&key()), Some(&1), "a tool call outside its run: {e}");
+                assert_eq!(
+                    open.get(&key()),
+                    Some(&1),
+                    "a tool call outside its run: {e}"
+                );
                 tools_called += 1;
             }
             "checkpoint" => checkpoints.push(e["step"].as_u64().unwrap()),
@@ -124,7 +129,12 @@ fn session_of(output: &str) -> String {
 fn a_pr_review_run_and_its_replay_write_every_event_they_produce() {
     let repo = Repo::new();
     let run = repo.orchestra(
-        &["run", "pipelines/pr-review.yaml", "--events", "events.jsonl"],
+        &[
+            "run",
+            "pipelines/pr-review.yaml",
+            "--events",
+            "events.jsonl",
+        ],
         "",
     );
     assert_eq!(run.code, 0, "{}", run.transcript());
@@ -151,7 +161,14 @@ fn a_pr_review_run_and_its_replay_write_every_event_they_produce() {
 
     // A replay from checkpoint 2 appends its own drive to the same file.
     let replay = repo.orchestra(
-        &["replay", &id, "--checkpoint", "2", "--events", "events.jsonl"],
+        &[
+            "replay",
+            &id,
+            "--checkpoint",
+            "2",
+            "--events",
+            "events.jsonl",
+        ],
         "",
     );
     assert_eq!(replay.code, 0, "{}", replay.transcript());
@@ -203,7 +220,10 @@ fn retries_failures_and_their_outcome_are_events_too() {
     let run = p.run(&["run", "limits/breaker.yaml", "--events", "breaker.jsonl"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     let id = session_of(&run.stdout);
-    let events = parse_events(&std::fs::read_to_string(p.path("breaker.jsonl")).unwrap(), &id);
+    let events = parse_events(
+        &std::fs::read_to_string(p.path("breaker.jsonl")).unwrap(),
+        &id,
+    );
     check_drive(&events, "failed");
     let got = kinds(&events);
     for kind in ["node_retry", "node_failed"] {
@@ -211,10 +231,7 @@ fn retries_failures_and_their_outcome_are_events_too() {
     }
     let last = events.last().unwrap();
     assert!(
-        last["error"]
-            .as_str()
-            .unwrap()
-            .contains("circuit breaker"),
+        last["error"].as_str().unwrap().contains("circuit breaker"),
         "{last}"
     );
 
@@ -238,7 +255,10 @@ fn events_on_stdout_leave_the_progress_and_the_outcome_on_stderr() {
     let id = session_of(&run.stderr);
     let events = parse_events(&run.stdout, &id);
     check_drive(&events, "completed");
-    assert!(run.stderr.contains("step 1: security-reviewer, architecture-reviewer\n"));
+    assert!(
+        run.stderr
+            .contains("step 1: security-reviewer, architecture-reviewer\n")
+    );
     assert!(run.stderr.contains("completed: 5 steps"), "{}", run.stderr);
 
     let both = repo.orchestra(
@@ -292,9 +312,15 @@ fn a_failing_events_file_is_warned_about_once_and_the_run_goes_on() {
         .collect();
     assert_eq!(
         warnings,
-        ["warning: cannot write the events to /dev/full: No space left on device (os error 28); the run goes on without them"]
+        [
+            "warning: cannot write the events to /dev/full: No space left on device (os error 28); the run goes on without them"
+        ]
     );
-    assert!(run.stdout.starts_with("completed: 2 steps"), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("completed: 2 steps"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

@@ -125,7 +125,8 @@ fn serve(stream: TcpStream, got: &Mutex<Vec<Received>>) {
             headers,
             body,
         });
-        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        let answer =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
         if writer.write_all(answer).is_err() {
             return;
         }
@@ -209,7 +210,10 @@ fn a_pr_review_run_exports_its_spans_with_the_genai_conventions() {
     }
     let by_id: HashMap<&[u8], &Span> = spans.iter().map(|s| (&s.span_id[..], s)).collect();
     let named = |prefix: &str| -> Vec<&Span> {
-        spans.iter().filter(|s| s.name.starts_with(prefix)).collect()
+        spans
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .collect()
     };
 
     let sessions = named("session ");
@@ -298,9 +302,10 @@ fn a_pr_review_run_exports_its_spans_with_the_genai_conventions() {
         assert!(parent.name.starts_with("invoke_agent "), "{}", parent.name);
     }
     assert!(
-        spans
-            .iter()
-            .all(|s| s.status.as_ref().is_none_or(|st| st.code != StatusCode::Error as i32)),
+        spans.iter().all(|s| s
+            .status
+            .as_ref()
+            .is_none_or(|st| st.code != StatusCode::Error as i32)),
         "nothing failed"
     );
 }
@@ -317,7 +322,10 @@ fn an_unreachable_collector_neither_fails_nor_holds_up_the_run() {
     let t0 = Instant::now();
     let out = repo
         .command(&["run", "pipelines/pr-review.yaml"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
         .output()
         .unwrap();
     let took = t0.elapsed();
@@ -326,7 +334,10 @@ fn an_unreachable_collector_neither_fails_nor_holds_up_the_run() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.starts_with("completed: 5 steps"), "{stdout}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
         warnings[0].starts_with(&format!(
@@ -359,7 +370,11 @@ fn without_the_variable_nothing_is_sent() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).lines().all(|l| !l.starts_with("warning")));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .all(|l| !l.starts_with("warning"))
+    );
     assert_eq!(*receiver.connections.lock().unwrap(), 0);
     if let Some(r) = default_port {
         assert_eq!(*r.connections.lock().unwrap(), 0);

@@ -43,7 +43,9 @@ pub(crate) struct DriveArgs {
     detach: bool,
     /// Write the drive's events to FILE, one JSON object per line, each flushed as it happens
     /// (appended; created if needed). `-` writes them to stdout, and the outcome then goes to
-    /// stderr with the progress lines. The format is in docs/events.md.
+    /// stderr with the progress lines. The format is in docs/events.md. (With
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` set, the drive also exports an OpenTelemetry trace over
+    /// OTLP/HTTP; see the same file.)
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
 }

@@ -75,7 +75,9 @@ impl Client {
     /// blocking client must not be made on an async runtime's thread.
     pub(crate) fn new(timeout: Duration, failures: Arc<Failures>) -> Result<Client, String> {
         let built = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder().timeout(timeout).build()
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .build()
         })
         .join()
         .map_err(|_| "the thread building the HTTP client panicked".to_owned())?;

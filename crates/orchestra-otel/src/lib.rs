@@ -125,7 +125,7 @@ impl Traces {
             // The SDK wraps its timeout in another error: tell it by the time it took.
             (None, Err(_)) if t0.elapsed() >= self.wait => format!(
                 "the collector did not answer within {}",
-                humantime::format_duration(self.wait)
+                orchestra_spec::fmt_duration(self.wait)
             ),
             (None, Err(e)) => e.to_string(),
         };
@@ -137,5 +137,4 @@ impl Traces {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 mod tests;

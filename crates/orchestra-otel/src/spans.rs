@@ -124,7 +124,14 @@ impl SpanSink {
                     int("orchestra.attempt", attempt),
                 ];
                 let name = format!("invoke_agent {node}");
-                let cx = self.start(st, st.session.as_ref(), name, SpanKind::Internal, now, attrs);
+                let cx = self.start(
+                    st,
+                    st.session.as_ref(),
+                    name,
+                    SpanKind::Internal,
+                    now,
+                    attrs,
+                );
                 if let Some(old) = st.runs.insert((step, node), cx) {
                     old.span().end_with_timestamp(now);
                 }
@@ -187,9 +194,11 @@ impl SpanSink {
                 let name = format!("execute_tool {tool}");
                 let cx = self.start(st, parent, name, SpanKind::Internal, start, attrs);
                 if is_error {
-                    cx.span().set_attribute(KeyValue::new("error.type", "tool_error"));
                     cx.span()
-                        .set_status(Status::error(format!("the tool `{tool}` reported an error")));
+                        .set_attribute(KeyValue::new("error.type", "tool_error"));
+                    cx.span().set_status(Status::error(format!(
+                        "the tool `{tool}` reported an error"
+                    )));
                 }
                 cx.span().end_with_timestamp(now);
             }
@@ -228,9 +237,17 @@ impl SpanSink {
                             KeyValue::new(AGENT, node.clone()),
                             int("orchestra.step", step),
                         ];
-                        let start = now - Duration::from_millis(if reused { 0 } else { duration_ms });
+                        let start =
+                            now - Duration::from_millis(if reused { 0 } else { duration_ms });
                         let name = format!("invoke_agent {node}");
-                        self.start(st, st.session.as_ref(), name, SpanKind::Internal, start, attrs)
+                        self.start(
+                            st,
+                            st.session.as_ref(),
+                            name,
+                            SpanKind::Internal,
+                            start,
+                            attrs,
+                        )
                     }
                 };
                 cx.span().set_attributes([
@@ -243,7 +260,8 @@ impl SpanSink {
             }
             Event::NodeFailed { step, node, error } => {
                 if let Some(cx) = st.runs.remove(&(step, node)) {
-                    cx.span().set_attribute(KeyValue::new("error.type", "node_failed"));
+                    cx.span()
+                        .set_attribute(KeyValue::new("error.type", "node_failed"));
                     cx.span().set_status(Status::error(error));
                     cx.span().end_with_timestamp(now);
                 }
@@ -301,10 +319,9 @@ impl SpanSink {
                     int("orchestra.waiting", waiting),
                 ],
             ),
-            Event::Warning { message } => st.session_event(
-                "warning",
-                vec![KeyValue::new("orchestra.message", message)],
-            ),
+            Event::Warning { message } => {
+                st.session_event("warning", vec![KeyValue::new("orchestra.message", message)])
+            }
             Event::SessionFinished {
                 session,
                 status,
@@ -332,7 +349,8 @@ impl SpanSink {
                         int(TOKENS_OUT, tokens_out),
                     ]);
                     if status == "failed" {
-                        cx.span().set_status(Status::error(error.unwrap_or_default()));
+                        cx.span()
+                            .set_status(Status::error(error.unwrap_or_default()));
                     }
                 }
                 st.close(Some(&status));

@@ -168,7 +168,11 @@ fn events_become_genai_spans_with_their_parents() {
     let tool = by_name["execute_tool read-file"];
 
     // One trace; the session is the root, the runs under it, model and tool calls under a run.
-    assert!(spans.iter().all(|s| s.span_context.trace_id() == session.span_context.trace_id()));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.span_context.trace_id() == session.span_context.trace_id())
+    );
     assert_eq!(session.parent_span_id, SpanId::INVALID);
     assert_eq!(critic.parent_span_id, session.span_context.span_id());
     assert_eq!(spans[0].parent_span_id, session.span_context.span_id());
@@ -186,12 +190,21 @@ fn events_become_genai_spans_with_their_parents() {
     assert_eq!(s(critic, "gen_ai.operation.name"), "invoke_agent");
     assert_eq!(s(critic, "gen_ai.agent.name"), "critic");
     assert_eq!(s(critic, "gen_ai.provider.name"), "anthropic");
-    assert_eq!(attr(critic, "gen_ai.usage.input_tokens"), Some(&Value::I64(120)));
+    assert_eq!(
+        attr(critic, "gen_ai.usage.input_tokens"),
+        Some(&Value::I64(120))
+    );
     assert_eq!(s(chat, "gen_ai.operation.name"), "chat");
     assert_eq!(s(chat, "gen_ai.provider.name"), "anthropic");
     assert_eq!(s(chat, "gen_ai.request.model"), "claude-sonnet-4-5");
-    assert_eq!(attr(chat, "gen_ai.usage.input_tokens"), Some(&Value::I64(120)));
-    assert_eq!(attr(chat, "gen_ai.usage.output_tokens"), Some(&Value::I64(30)));
+    assert_eq!(
+        attr(chat, "gen_ai.usage.input_tokens"),
+        Some(&Value::I64(120))
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.usage.output_tokens"),
+        Some(&Value::I64(30))
+    );
     // A model call's span ends when its event comes and lasts as long as the call took.
     let took = chat.end_time.duration_since(chat.start_time).unwrap();
     assert_eq!(took, Duration::from_millis(1500));
@@ -222,11 +235,22 @@ fn events_become_genai_spans_with_their_parents() {
     let events: Vec<&str> = session.events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(
         events,
-        ["step_started", "routed", "checkpoint", "rate_limited", "warning", "human_turn"]
+        [
+            "step_started",
+            "routed",
+            "checkpoint",
+            "rate_limited",
+            "warning",
+            "human_turn"
+        ]
     );
     let routed = &session.events.events[1];
-    assert!(routed.attributes.iter().any(|kv| kv.key.as_str() == "orchestra.decision"
-        && kv.value.as_str() == "revise"));
+    assert!(
+        routed
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "orchestra.decision" && kv.value.as_str() == "revise")
+    );
     assert!(!format!("{spans:?}").contains("secret words"));
 }
 
@@ -239,7 +263,9 @@ fn an_unreachable_collector_fails_nothing_and_says_why() {
         .unwrap()
         .port();
     let config = Config {
-        endpoint: format!("http://127.0.0.1:{port}/v1/traces").parse().unwrap(),
+        endpoint: format!("http://127.0.0.1:{port}/v1/traces")
+            .parse()
+            .unwrap(),
         headers: HashMap::new(),
         timeout: Duration::from_secs(3),
         service_name: "test".into(),
@@ -267,7 +293,9 @@ fn a_collector_that_never_answers_is_given_up_on_after_the_timeout() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let config = Config {
-        endpoint: format!("http://127.0.0.1:{port}/v1/traces").parse().unwrap(),
+        endpoint: format!("http://127.0.0.1:{port}/v1/traces")
+            .parse()
+            .unwrap(),
         headers: HashMap::new(),
         timeout: Duration::from_millis(500),
         service_name: "test".into(),
@@ -282,8 +310,7 @@ fn a_collector_that_never_answers_is_given_up_on_after_the_timeout() {
     let e = traces.finish().unwrap_err().to_string();
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     assert!(
-        e.ends_with("the collector did not answer within 500ms")
-            || e.contains("timed out"),
+        e.ends_with("the collector did not answer within 500ms") || e.contains("timed out"),
         "{e}"
     );
     drop(silent);
