@@ -342,3 +342,34 @@ fn the_file_is_written_as_the_session_goes() {
     let events = parse_events(&std::fs::read_to_string(p.path("live.jsonl")).unwrap(), &id);
     check_drive(&events, "completed");
 }
+
+#[test]
+fn a_reader_that_leaves_the_pipe_costs_a_warning_not_the_run() {
+    use std::process::Stdio;
+    let p = Project::new();
+    p.open_gate();
+    let mut child = p
+        .command(&["run", "slow.yaml", "--events", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first event.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot write the events"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: cannot write the events to stdout: Broken pipe (os error 32); the run goes on without them"
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("\ncompleted: 2 steps"), "{stderr}");
+}
