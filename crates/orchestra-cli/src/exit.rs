@@ -11,7 +11,8 @@ pub(crate) const SUCCESS: u8 = 0;
 /// limit without `on_max_loops`.
 pub(crate) const SESSION_FAILED: u8 = 1;
 /// Bad input or usage: invalid pipeline, unknown flag, unknown session or checkpoint, a file
-/// given as the database that is not an orchestra database (or is a newer orchestra's).
+/// given as the database that is not an orchestra database (or is a newer orchestra's), an
+/// `--events` file that cannot be opened, a wrong `OTEL_*` variable.
 pub(crate) const BAD_INPUT: u8 = 2;
 /// The session stopped at a limit (`max_tokens`, `max_steps`); resumable with higher limits.
 pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
