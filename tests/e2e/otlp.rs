@@ -396,3 +396,54 @@ fn a_wrong_variable_is_refused_before_the_run_starts() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn failures_and_retries_are_error_spans() {
+    let receiver = Receiver::start();
+    let p = super::project::Project::new();
+    let out = p
+        .command(&["run", "limits/breaker.yaml"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let id = session_of(&stdout);
+    let spans: Vec<Span> = receiver.spans().into_iter().map(|(_, s)| s).collect();
+    let error = |s: &Span| {
+        s.status
+            .as_ref()
+            .filter(|st| st.code == StatusCode::Error as i32)
+            .map(|st| st.message.clone())
+    };
+    let session = spans
+        .iter()
+        .find(|s| s.name.starts_with("session "))
+        .unwrap();
+    assert_eq!(
+        text(&session.attributes, "gen_ai.conversation.id").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        text(&session.attributes, "orchestra.status").as_deref(),
+        Some("failed")
+    );
+    assert!(
+        error(session).unwrap().contains("circuit breaker"),
+        "{session:?}"
+    );
+    let runs: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("invoke_agent "))
+        .collect();
+    let kinds: Vec<String> = runs
+        .iter()
+        .filter(|s| error(s).is_some())
+        .map(|s| text(&s.attributes, "error.type").unwrap())
+        .collect();
+    assert!(kinds.contains(&"retried".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"node_failed".to_owned()), "{kinds:?}");
+    for r in &runs {
+        assert_eq!(r.parent_span_id, session.span_id);
+    }
+}
