@@ -94,6 +94,10 @@ pub(crate) fn check_drive(events: &[Value], status: &str) {
                 );
                 tools_called += 1;
             }
+            "model_turn" => {
+                let inside = open.get(&key()) == Some(&1);
+                assert!(inside, "a model turn outside its run: {e}");
+            }
             "checkpoint" => checkpoints.push(e["step"].as_u64().unwrap()),
             _ => {}
         }
