@@ -28,6 +28,7 @@ mod error;
 mod gate;
 mod http;
 mod openai;
+mod pricing;
 mod retry;
 mod scripted;
 mod sse;
@@ -43,6 +44,7 @@ pub use build::{BuildOptions, build, build_with};
 pub use error::ProviderError;
 pub use gate::{RateLimitHook, RateLimited};
 pub use orchestra_spec::ToolDef;
+pub use pricing::{Price, price_of};
 pub use retry::RetryPolicy;
 pub use transcript::render_transcript;
 pub use types::{

@@ -98,6 +98,7 @@ pub(crate) fn estimate_usage(req: &ChatRequest, answer: &[Block]) -> Usage {
         input_tokens: estimate_tokens(request_bytes(req)),
         output_tokens: estimate_tokens(content_bytes(answer)),
         estimated: true,
+        ..Usage::default()
     }
 }
 

@@ -230,9 +230,19 @@ impl fmt::Display for StopReason {
 }
 
 /// Tokens used by a call.
+///
+/// The convention, the same for every provider: `input_tokens` counts *every* prompt token,
+/// cached or not, and `cache_read_tokens` / `cache_write_tokens` say how many of those were read
+/// from or written to the provider's prompt cache (they are parts of `input_tokens`, never in
+/// addition to it). So `input_tokens + output_tokens` is what `limits.max_tokens` counts, and
+/// `input_tokens - cache_read_tokens - cache_write_tokens` is what was billed at the plain input
+/// price. Providers differ on the wire: Anthropic's `input_tokens` *excludes* its
+/// `cache_read_input_tokens` and `cache_creation_input_tokens` (the client adds them in);
+/// OpenAI's `prompt_tokens` *includes* `prompt_tokens_details.cached_tokens` (a read; OpenAI
+/// reports no cache writes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Usage {
-    /// Prompt tokens (for Anthropic including cache reads and writes).
+    /// Prompt tokens, including those read from or written to the prompt cache.
     pub input_tokens: u64,
     /// Generated tokens.
     pub output_tokens: u64,
@@ -241,12 +251,29 @@ pub struct Usage {
     /// that send no usage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+    /// Prompt tokens read from the prompt cache (a part of `input_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the prompt cache (a part of `input_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {
     /// Input plus output tokens.
     pub fn total(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
+    }
+
+    /// Prompt tokens neither read from nor written to the cache (billed at the input price).
+    pub fn uncached_input(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cache_read_tokens)
+            .saturating_sub(self.cache_write_tokens)
     }
 }
 
@@ -257,6 +284,10 @@ impl Add for Usage {
             input_tokens: self.input_tokens.saturating_add(rhs.input_tokens),
             output_tokens: self.output_tokens.saturating_add(rhs.output_tokens),
             estimated: self.estimated || rhs.estimated,
+            cache_read_tokens: self.cache_read_tokens.saturating_add(rhs.cache_read_tokens),
+            cache_write_tokens: self
+                .cache_write_tokens
+                .saturating_add(rhs.cache_write_tokens),
         }
     }
 }
@@ -374,6 +405,41 @@ mod tests {
             StopReason::from("refusal".to_owned()),
             StopReason::Other("refusal".into())
         );
+    }
+
+    #[test]
+    fn usage_adds_every_count_and_keeps_cache_tokens_inside_input() {
+        let a = Usage {
+            input_tokens: 100,
+            output_tokens: 10,
+            cache_read_tokens: 60,
+            cache_write_tokens: 30,
+            ..Usage::default()
+        };
+        let mut b = Usage {
+            input_tokens: 5,
+            output_tokens: 1,
+            cache_read_tokens: 2,
+            cache_write_tokens: 0,
+            ..Usage::default()
+        };
+        b += a;
+        assert_eq!(
+            b,
+            Usage {
+                input_tokens: 105,
+                output_tokens: 11,
+                cache_read_tokens: 62,
+                cache_write_tokens: 30,
+                ..Usage::default()
+            }
+        );
+        assert_eq!(a.uncached_input(), 10);
+        assert_eq!(a.total(), 110);
+        // Older records (and servers) without the cache counts read as 0.
+        let old: Usage =
+            serde_json::from_value(json!({"input_tokens": 3, "output_tokens": 4})).unwrap();
+        assert_eq!((old.cache_read_tokens, old.cache_write_tokens), (0, 0));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod join;
 mod load;
 mod locate;
 mod pipeline;
+mod price;
 mod project;
 mod provider;
 mod shell;
@@ -36,6 +37,7 @@ pub use pipeline::{
     OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,
     StateFieldSpec, ToolArgSpec, WorkspaceSpec,
 };
+pub use price::{PriceSpec, usd, usd_opt};
 pub use project::{GitConfig, PROJECT_FILE, ProjectConfig};
 pub use provider::{CommandFormat, DefaultsSpec, ProviderKind, ProviderSpec, check_api_base};
 pub use shell::{CommandPart, ShellCommand, ShellToolIssue, placeholder, valid_env_name};

@@ -60,6 +60,11 @@ pub struct PipelineSpec {
     /// Markdown); their paths are printed at the end of the run.
     #[serde(default)]
     pub outputs: SpannedMap<OutputFileSpec>,
+    /// Model prices in USD per million tokens, by model name (not alias), over those of
+    /// `orchestra.yaml` and the built-in ones: `{ MODEL: { input, output, cache_read,
+    /// cache_write } }`.
+    #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
+    pub prices: SpannedMap<crate::PriceSpec>,
 }
 
 /// A file written from the final state when a session completes.
@@ -384,6 +389,15 @@ pub struct LimitsSpec {
     /// Token budget of the session (input + output); the session stops cleanly when it is spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// Cost budget of the session in US dollars, from the model prices (`prices:`); the session
+    /// stops cleanly once it is spent. Runs of models without a known price do not count.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::usd_opt"
+    )]
+    #[schemars(range(min = 0))]
+    pub max_cost: Option<f64>,
     /// Most nodes running at once (default 32; at least 1).
     #[serde(
         default = "LimitsSpec::default_max_parallel",
@@ -432,6 +446,7 @@ impl Default for LimitsSpec {
             max_failures: Self::default_max_failures(),
             node_timeout: Self::default_node_timeout(),
             max_tokens: None,
+            max_cost: None,
             max_parallel: Self::default_max_parallel(),
             retries: Self::default_retries(),
             max_turns: Self::default_max_turns(),

@@ -34,6 +34,11 @@ pub struct ProjectConfig {
     /// (default 16).
     #[serde(default = "ProjectConfig::default_snapshot_every")]
     pub snapshot_every: u32,
+    /// Model prices in USD per million tokens, by model name, over the built-in ones (a
+    /// pipeline's `prices:` override these): `{ MODEL: { input, output, cache_read,
+    /// cache_write } }`.
+    #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
+    pub prices: SpannedMap<crate::PriceSpec>,
 }
 
 impl ProjectConfig {
@@ -57,6 +62,7 @@ impl Default for ProjectConfig {
             git: GitConfig::default(),
             database: Self::default_database(),
             snapshot_every: Self::default_snapshot_every(),
+            prices: SpannedMap::default(),
         }
     }
 }

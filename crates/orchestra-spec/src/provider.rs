@@ -98,6 +98,11 @@ pub struct ProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
+    /// `anthropic`: mark the system prompt, the tool list and (in tool loops) the conversation
+    /// so far as cacheable (`cache_control`), so later calls read them from the prompt cache
+    /// (default true; `false` sends no `cache_control`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_caching: Option<bool>,
     /// `command`: the argv; `{{prompt}}` (a whole element) is replaced by the prompt, `{{model}}`
     /// by the model name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,12 +13,20 @@ pub(crate) const DEFAULT_MAX_TOKENS: u32 = 4096;
 const MAX_ID: usize = 64;
 
 /// The request body.
+///
+/// With `caching`, it marks up to three prompt-cache breakpoints (`cache_control: ephemeral`),
+/// within the API's limit of four: the system prompt, the last tool (the
+/// cached prefix is tools, then system, then messages, so this caches every tool) and, once the
+/// conversation holds a model turn (a tool loop, or an answer sent back to be corrected), the
+/// last block of the last message, so the next call of the loop reads the whole conversation so
+/// far from the cache. A prefix shorter than the model's minimum is simply not cached.
 pub(crate) fn request(
     req: &ChatRequest,
     names: &NameMap,
     max_tokens: Option<u32>,
     temperature: Option<f64>,
     stream: bool,
+    caching: bool,
 ) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
@@ -27,11 +35,27 @@ pub(crate) fn request(
         json!(req.max_tokens.or(max_tokens).unwrap_or(DEFAULT_MAX_TOKENS)),
     );
     if !req.system.is_empty() {
-        body.insert("system".into(), json!(req.system));
+        let system = if caching {
+            json!([{"type": "text", "text": req.system, "cache_control": ephemeral()}])
+        } else {
+            json!(req.system)
+        };
+        body.insert("system".into(), system);
     }
-    body.insert("messages".into(), Value::Array(messages(req, names)));
+    let mut messages = messages(req, names);
+    if caching
+        && req.assistant_turns() > 0
+        && let Some(last) = messages
+            .last_mut()
+            .and_then(|m| m["content"].as_array_mut())
+            .and_then(|blocks| blocks.last_mut())
+            .and_then(Value::as_object_mut)
+    {
+        last.insert("cache_control".into(), ephemeral());
+    }
+    body.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
-        let tools = req
+        let mut tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
@@ -44,6 +68,9 @@ pub(crate) fn request(
                 Value::Object(tool)
             })
             .collect();
+        if caching && let Some(Value::Object(last)) = tools.last_mut() {
+            last.insert("cache_control".into(), ephemeral());
+        }
         body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(t) = req.temperature.or(temperature) {
@@ -53,6 +80,11 @@ pub(crate) fn request(
         body.insert("stream".into(), json!(true));
     }
     Value::Object(body)
+}
+
+/// A prompt-cache breakpoint with the default lifetime (5 minutes, refreshed on every hit).
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
 }
 
 /// The conversation: empty blocks dropped, consecutive messages of one role merged, and in user
@@ -142,7 +174,7 @@ enum ResponseBlock {
     Other,
 }
 
-/// Token counts; cache reads and writes count as input.
+/// Token counts as the API reports them: `input_tokens` excludes the cache reads and writes.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ResponseUsage {
     #[serde(default)]
@@ -156,10 +188,21 @@ pub(crate) struct ResponseUsage {
 }
 
 impl ResponseUsage {
-    pub fn input(&self) -> u64 {
-        self.input_tokens
-            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
-            .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+    /// In our convention (see [`Usage`]): the cache reads and writes are parts of the input.
+    pub fn usage(&self) -> Usage {
+        let cache_write_tokens = self.cache_creation_input_tokens.unwrap_or(0);
+        let cache_read_tokens = self.cache_read_input_tokens.unwrap_or(0);
+        Usage {
+            // Saturating: the numbers come from the server.
+            input_tokens: self
+                .input_tokens
+                .saturating_add(cache_write_tokens)
+                .saturating_add(cache_read_tokens),
+            output_tokens: self.output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            estimated: false,
+        }
     }
 }
 
@@ -182,11 +225,7 @@ impl MessageResponse {
         ChatResponse {
             content,
             stop,
-            usage: Usage {
-                input_tokens: self.usage.input(),
-                output_tokens: self.usage.output_tokens,
-                ..Usage::default()
-            },
+            usage: self.usage.usage(),
             model: self.model,
             retries: 0,
             reported_cost_usd: None,
@@ -252,7 +291,7 @@ mod tests {
     fn builds_the_documented_body() {
         let r = req();
         let names = NameMap::for_request(&r);
-        let body = request(&r, &names, Some(1000), None, true);
+        let body = request(&r, &names, Some(1000), None, true, false);
         assert_eq!(
             body,
             json!({
@@ -278,6 +317,58 @@ mod tests {
         );
     }
 
+    /// Most `cache_control` breakpoints the API accepts in one request.
+    const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+    fn breakpoints(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => {
+                usize::from(m.contains_key("cache_control"))
+                    + m.values().map(breakpoints).sum::<usize>()
+            }
+            Value::Array(a) => a.iter().map(breakpoints).sum(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn caching_marks_system_tools_and_the_conversation_of_a_tool_loop() {
+        let r = req();
+        let names = NameMap::for_request(&r);
+        let body = request(&r, &names, None, None, false, true);
+        let mark = json!({"type": "ephemeral"});
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "be brief", "cache_control": mark}])
+        );
+        assert_eq!(body["tools"][0]["cache_control"], mark);
+        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+        let blocks = last["content"].as_array().unwrap();
+        assert_eq!(blocks.last().unwrap()["cache_control"], mark);
+        assert_eq!(blocks[0].get("cache_control"), None);
+        assert_eq!(breakpoints(&body), 3);
+        assert!(breakpoints(&body) <= MAX_CACHE_BREAKPOINTS);
+
+        // The first call of a run (no model turn yet) caches system and tools only; no system
+        // prompt, no tools: nothing to mark.
+        let mut first = req();
+        first.messages.truncate(1);
+        let body = request(&first, &names, None, None, false, true);
+        assert_eq!(breakpoints(&body), 2);
+        first.system = "".into();
+        first.tools.clear();
+        assert_eq!(
+            breakpoints(&request(&first, &names, None, None, false, true)),
+            0
+        );
+
+        // Turned off: the body is the plain one.
+        assert_eq!(
+            breakpoints(&request(&r, &names, None, None, false, false)),
+            0
+        );
+    }
+
     #[test]
     fn reads_a_tool_use_response() {
         let r = req();
@@ -300,6 +391,8 @@ mod tests {
             Usage {
                 input_tokens: 15,
                 output_tokens: 7,
+                cache_read_tokens: 5,
+                cache_write_tokens: 0,
                 ..Usage::default()
             }
         );

@@ -29,6 +29,8 @@ pub(crate) struct Anthropic {
     auth: HeaderValue,
     max_tokens: Option<u32>,
     temperature: Option<f64>,
+    /// Mark prompt-cache breakpoints (`prompt_caching`, default true).
+    caching: bool,
 }
 
 impl Anthropic {
@@ -59,6 +61,7 @@ impl Anthropic {
             auth,
             max_tokens: spec.max_tokens,
             temperature: spec.temperature,
+            caching: spec.prompt_caching.unwrap_or(true),
         })
     }
 
@@ -102,6 +105,7 @@ impl Provider for Anthropic {
             self.max_tokens,
             self.temperature,
             stream.is_some(),
+            self.caching,
         );
         with_retries(
             &self.http.retry,

@@ -11,7 +11,7 @@ use crate::TextSink;
 use crate::error::ProviderError;
 use crate::http::Http;
 use crate::sse::{SseDecoder, SseEvent};
-use crate::types::{Block, ChatResponse, Usage};
+use crate::types::{Block, ChatResponse};
 use crate::wire::{NameMap, parse_arguments};
 
 /// Reads a streamed response to its end.
@@ -67,7 +67,8 @@ enum Partial {
 pub(crate) struct State {
     blocks: BTreeMap<u64, Partial>,
     stop: Option<String>,
-    usage: Usage,
+    /// As the API reports it (`input_tokens` without the cache reads and writes).
+    usage: ResponseUsage,
     model: String,
     done: bool,
 }
@@ -96,13 +97,7 @@ impl State {
                 if let Some(m) = msg["model"].as_str() {
                     self.model = m.to_owned();
                 }
-                let usage: ResponseUsage =
-                    serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
-                self.usage = Usage {
-                    input_tokens: usage.input(),
-                    output_tokens: usage.output_tokens,
-                    ..Usage::default()
-                };
+                self.usage = serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
             }
             "content_block_start" => {
                 let index = index(http, &data)?;
@@ -150,16 +145,25 @@ impl State {
                 if let Some(r) = data["delta"]["stop_reason"].as_str() {
                     self.stop = Some(r.to_owned());
                 }
+                // Cumulative counts: each one given replaces the one of `message_start`.
                 let usage = &data["usage"];
+                let u = &mut self.usage;
                 if let Some(out) = usage["output_tokens"].as_u64() {
-                    self.usage.output_tokens = out;
+                    u.output_tokens = out;
                 }
-                if let Some(input) = usage["input_tokens"].as_u64() {
-                    // Saturating: the numbers come from the server.
-                    let total = input
-                        .saturating_add(usage["cache_creation_input_tokens"].as_u64().unwrap_or(0))
-                        .saturating_add(usage["cache_read_input_tokens"].as_u64().unwrap_or(0));
-                    self.usage.input_tokens = self.usage.input_tokens.max(total);
+                if let Some(n) = usage["input_tokens"].as_u64() {
+                    u.input_tokens = u.input_tokens.max(n);
+                }
+                for (key, count) in [
+                    (
+                        "cache_creation_input_tokens",
+                        &mut u.cache_creation_input_tokens,
+                    ),
+                    ("cache_read_input_tokens", &mut u.cache_read_input_tokens),
+                ] {
+                    if let Some(n) = usage[key].as_u64() {
+                        *count = Some(count.unwrap_or(0).max(n));
+                    }
                 }
             }
             "message_stop" => self.done = true,
@@ -212,7 +216,7 @@ impl State {
         ChatResponse {
             content,
             stop,
-            usage: self.usage,
+            usage: self.usage.usage(),
             model: self.model,
             retries: 0,
             reported_cost_usd: None,
@@ -231,6 +235,7 @@ fn index(http: &Http, data: &Value) -> Result<u64, ProviderError> {
 mod tests {
     use super::*;
     use crate::retry::RetryPolicy;
+    use crate::types::Usage;
     use serde_json::json;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -287,6 +292,31 @@ mod tests {
         assert_eq!(out.model, "claude-x");
         let calls: Vec<_> = out.tool_uses().collect();
         assert_eq!(calls, vec![("toolu_9", "noargs", &json!({}))]);
+    }
+
+    #[test]
+    fn cache_reads_and_writes_are_read_from_message_start_and_message_delta() {
+        let h = http();
+        let mut st = State::default();
+        for ev in &events(concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"content\":[],\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":2000,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"ok\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":2000,\"cache_read_input_tokens\":300,\"output_tokens\":9}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )) {
+            st.apply(&h, ev, &|_| {}).unwrap();
+        }
+        let out = st.finish(&h, &NameMap::default());
+        assert_eq!(
+            out.usage,
+            Usage {
+                input_tokens: 2312,
+                output_tokens: 9,
+                cache_read_tokens: 300,
+                cache_write_tokens: 2000,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]

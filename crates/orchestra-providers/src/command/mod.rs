@@ -207,6 +207,7 @@ impl CommandProvider {
             input_tokens: estimate_tokens(request_bytes(req)),
             output_tokens: estimate_tokens(text.len()),
             estimated: true,
+            ..Usage::default()
         };
         Ok(ChatResponse {
             content: if text.is_empty() {
@@ -236,6 +237,8 @@ impl CommandProvider {
             usage: Usage {
                 input_tokens: f.usage.input,
                 output_tokens: f.usage.output,
+                cache_read_tokens: f.usage.cache_read,
+                cache_write_tokens: f.usage.cache_write,
                 ..Usage::default()
             },
             model: self.model_name(req, f.model),

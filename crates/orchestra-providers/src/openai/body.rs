@@ -175,13 +175,18 @@ struct ResponseFunction {
     arguments: Value,
 }
 
-/// `usage` of a completion or of the last stream chunk.
+/// `usage` of a completion or of the last stream chunk. `prompt_tokens` includes the
+/// `prompt_tokens_details.cached_tokens` read from the prompt cache (our convention too, see
+/// [`Usage`]); OpenAI reports no cache writes.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ResponseUsage {
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// Read leniently: compatible servers send `null`, `{}` or nothing.
+    #[serde(default)]
+    pub prompt_tokens_details: Value,
 }
 
 impl From<ResponseUsage> for Usage {
@@ -189,6 +194,10 @@ impl From<ResponseUsage> for Usage {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cache_read_tokens: u.prompt_tokens_details["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+            cache_write_tokens: 0,
             ..Usage::default()
         }
     }

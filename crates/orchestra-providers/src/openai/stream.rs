@@ -227,6 +227,7 @@ mod tests {
                 input_tokens: 7,
                 output_tokens: 2,
                 estimated: true,
+                ..Usage::default()
             }
         );
     }
@@ -265,7 +266,7 @@ mod tests {
             Usage {
                 input_tokens: 9,
                 output_tokens: 4,
-                estimated: false,
+                ..Usage::default()
             }
         );
         let calls: Vec<_> = out.tool_uses().collect();

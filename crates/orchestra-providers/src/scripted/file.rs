@@ -85,6 +85,11 @@ struct RawError {
 struct RawUsage {
     input_tokens: u64,
     output_tokens: u64,
+    /// Parts of `input_tokens` read from / written to a prompt cache.
+    #[serde(default)]
+    cache_read_tokens: u64,
+    #[serde(default)]
+    cache_write_tokens: u64,
 }
 
 /// A checked responses file.
@@ -232,6 +237,8 @@ fn compile_turns(
                         usage: t.usage.as_ref().map(|u| Usage {
                             input_tokens: u.input_tokens,
                             output_tokens: u.output_tokens,
+                            cache_read_tokens: u.cache_read_tokens,
+                            cache_write_tokens: u.cache_write_tokens,
                             ..Usage::default()
                         }),
                         stop: t.stop.clone().map(StopReason::from),

@@ -51,7 +51,7 @@ async fn tool_calls_round_trip_with_a_key() {
         Usage {
             input_tokens: 50,
             output_tokens: 10,
-            estimated: false,
+            ..Usage::default()
         }
     );
     let calls: Vec<_> = first.tool_uses().collect();
@@ -174,7 +174,7 @@ async fn streams_text_tool_call_fragments_and_usage() {
         Usage {
             input_tokens: 33,
             output_tokens: 7,
-            estimated: false,
+            ..Usage::default()
         }
     );
     let calls: Vec<_> = out.tool_uses().collect();
@@ -308,4 +308,77 @@ async fn a_body_cut_before_its_length_is_retried() {
         .await
         .unwrap();
     assert_eq!((out.text().as_str(), out.retries), ("complete", 1));
+}
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_read_as_cache_reads_inside_the_input() {
+    let cached = |mut v: Value, details: Value| {
+        v["usage"] = json!({"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+                            "prompt_tokens_details": details,
+                            "completion_tokens_details": {"reasoning_tokens": 0}});
+        v
+    };
+    let mut stream_usage = usage_chunk();
+    stream_usage["usage"] = json!({"prompt_tokens": 1500, "completion_tokens": 7, "total_tokens": 1507,
+                                   "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0}});
+    let server = Server::start(vec![
+        Reply::Json(
+            200,
+            cached(
+                completion(json!({"role": "assistant", "content": "a"}), "stop"),
+                json!({"cached_tokens": 1920, "audio_tokens": 0}),
+            ),
+        ),
+        // Compatible servers send `null` details, or none.
+        Reply::Json(
+            200,
+            cached(
+                completion(json!({"role": "assistant", "content": "b"}), "stop"),
+                Value::Null,
+            ),
+        ),
+        Reply::Sse(data_lines(
+            &[
+                chunk(json!({"role": "assistant", "content": "c"}), Some("stop")),
+                stream_usage,
+            ],
+            true,
+        )),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("kind: openai\napi_base: {}/v1\n", server.url());
+    let p = provider("local", &yaml, dir.path());
+    let req = request("a", vec![Message::user("go")]);
+    let a = p.chat(&req, None).await.unwrap();
+    assert_eq!(
+        a.usage,
+        Usage {
+            input_tokens: 2006,
+            output_tokens: 300,
+            cache_read_tokens: 1920,
+            cache_write_tokens: 0,
+            ..Usage::default()
+        }
+    );
+    assert_eq!(a.usage.uncached_input(), 86);
+    let b = p.chat(&req, None).await.unwrap();
+    assert_eq!((b.usage.input_tokens, b.usage.cache_read_tokens), (2006, 0));
+    let seen = Collected::default();
+    let c = p.chat(&req, Some(&seen.sink())).await.unwrap();
+    assert_eq!(seen.text(), "c");
+    assert_eq!(
+        c.usage,
+        Usage {
+            input_tokens: 1500,
+            output_tokens: 7,
+            cache_read_tokens: 1024,
+            cache_write_tokens: 0,
+            ..Usage::default()
+        }
+    );
+    // OpenAI caches on its own: the body carries no `cache_control`.
+    for r in server.requests() {
+        assert!(!r.body.contains("cache_control"), "{}", r.body);
+    }
 }

@@ -97,7 +97,7 @@ async fn a_tool_loop_runs_offline_by_turn() {
         Usage {
             input_tokens: 100,
             output_tokens: 20,
-            estimated: false,
+            ..Usage::default()
         }
     );
     assert_eq!(second.stop, StopReason::EndTurn);
