@@ -121,7 +121,7 @@ mod tests {
         assert!(
             parse("{ input: 1, output: 2, cached: 1 }")
                 .unwrap_err()
-                .contains("unknown field")
+                .contains("unknown key `cached`")
         );
         assert!(parse("{ input: 1 }").unwrap_err().contains("output"));
     }
