@@ -8,8 +8,8 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use orchestra_prompts::{AgentVars, PromptContext, PromptError, ResolvedLayer, compose};
 use orchestra_spec::{
-    Diagnostic, Dur, LimitsSpec, Mode, OnConflict, OutputFileSpec, ProjectConfig, ProviderKind,
-    ProviderSpec, ShellToolSpec, SourceFile, SpannedMap,
+    Diagnostic, Dur, LimitsSpec, Mode, OnConflict, OutputFileSpec, PriceSpec, ProjectConfig,
+    ProviderKind, ProviderSpec, ShellToolSpec, SourceFile, SpannedMap,
 };
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,10 @@ pub struct Compiled {
     /// Files written from the final state when a session completes (`outputs:`).
     #[serde(default)]
     pub outputs: SpannedMap<OutputFileSpec>,
+    /// Model prices by model name: the pipeline's `prices:` merged over `orchestra.yaml`'s (the
+    /// built-in ones apply to models named in neither).
+    #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
+    pub prices: SpannedMap<PriceSpec>,
     /// Warnings found while compiling (not serialized).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,

@@ -233,6 +233,8 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         .into_iter()
         .map(|(k, e)| (k, e.resolved))
         .collect();
+    let mut prices = spec.prices;
+    prices.merge_missing_from(&project.prices);
     Ok(Compiled {
         name: spec.name.value.clone(),
         source: src,
@@ -248,6 +250,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         channels: Arc::new(channels),
         inputs,
         limits: spec.limits,
+        prices,
         shell_tools: spec.workspace.tools,
         description: spec.description,
         outputs: spec.outputs,

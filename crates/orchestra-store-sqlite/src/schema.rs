@@ -171,6 +171,14 @@ UPDATE sessions SET status = 'stopped'
 UPDATE sessions SET status = 'interrupted'
     WHERE status = 'failed' AND substr(error, 1, 11) = 'interrupted';
 "#,
+    // 6: node runs keep the prompt-cache reads and writes apart (parts of `tokens_in`) and what
+    // the run cost in US dollars: NULL when unknown (a model without a price, or a run stored
+    // before costs were), never 0 for that.
+    r#"
+ALTER TABLE node_runs ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE node_runs ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE node_runs ADD COLUMN cost_usd REAL;
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -392,6 +400,43 @@ mod tests {
             })
             .collect();
         assert_eq!(got, want);
+        assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
+    }
+
+    #[test]
+    fn version_5_node_runs_have_no_cache_tokens_and_an_unknown_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, pipeline, pipeline_path, pipeline_hash, inputs, status, \
+             meta, created_at, updated_at) VALUES ('a', 'p', 'p.yaml', 'h', '{}', 'completed', \
+             '{}', 1, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO node_runs (sid, seq, step, node, run_index, started_at, finished_at, \
+             duration_ms, tokens_in, tokens_out, tool_calls, retries, status) \
+             VALUES (1, 1, 1, 'n', 0, 1, 2, 1, 40, 4, 0, 0, 'ok')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, &ctx(&path)).unwrap();
+        let got: (i64, i64, i64, Option<f64>) = conn
+            .query_row(
+                "SELECT tokens_in, cache_read_tokens, cache_write_tokens, cost_usd FROM node_runs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(got, (40, 0, 0, None));
         assert_eq!(versions(&conn).unwrap(), (SCHEMA_VERSION, APPLICATION_ID));
     }
 

@@ -13,6 +13,7 @@ use orchestra_store::StoreError;
 use orchestra_store::validate::resolve_prefix;
 use orchestra_store::validate::{self, int};
 use orchestra_store::{
+    CostTally,
     LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
     SessionStatus, SessionSummary,
 };
@@ -161,7 +162,10 @@ impl SqliteStore {
                (SELECT count(*) FROM checkpoints c WHERE c.sid = s.sid), \
                (SELECT coalesce(sum(n.tokens_in), 0) FROM node_runs n WHERE n.sid = s.sid), \
                (SELECT coalesce(sum(n.tokens_out), 0) FROM node_runs n WHERE n.sid = s.sid), \
-               s.parent_session, s.parent_checkpoint, s.error, s.lease_owner, s.lease_until \
+               s.parent_session, s.parent_checkpoint, s.error, s.lease_owner, s.lease_until, \
+               (SELECT coalesce(sum(n.cost_usd), 0.0) FROM node_runs n WHERE n.sid = s.sid), \
+               (SELECT count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid), \
+               (SELECT count(*) - count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid) \
              FROM sessions s \
              WHERE (?1 IS NULL OR s.status IN (SELECT value FROM json_each(?1))) \
                AND (?2 IS NULL OR s.pipeline = ?2) \
@@ -186,6 +190,11 @@ impl SqliteStore {
                         checkpoints: u64_at(row, 7)?,
                         tokens_in: u64_at(row, 8)?,
                         tokens_out: u64_at(row, 9)?,
+                        cost: CostTally {
+                            known_usd: row.get(15)?,
+                            priced_runs: u64_at(row, 16)?,
+                            unpriced_runs: u64_at(row, 17)?,
+                        },
                         parent_session: row.get(10)?,
                         parent_checkpoint: opt_u64_at(row, 11)?,
                         error: row.get(12)?,

@@ -165,7 +165,8 @@ impl SqliteStore {
         let out = tx
             .prepare_cached(
                 "SELECT step, node, run_index, started_at, finished_at, duration_ms, tokens_in, \
-                 tokens_out, tool_calls, retries, status, error \
+                 tokens_out, tool_calls, retries, status, error, cache_read_tokens, \
+                 cache_write_tokens, cost_usd \
                  FROM node_runs WHERE sid = ?1 ORDER BY step, seq",
             )
             .and_then(|mut st| {
@@ -180,6 +181,9 @@ impl SqliteStore {
                         duration_ms: u64_at(row, 5)?,
                         tokens_in: u64_at(row, 6)?,
                         tokens_out: u64_at(row, 7)?,
+                        cache_read_tokens: u64_at(row, 12)?,
+                        cache_write_tokens: u64_at(row, 13)?,
+                        cost_usd: row.get(14)?,
                         tool_calls: u64_at(row, 8)?,
                         retries: u32_at(row, 9)?,
                         status: status_at(row, 10)?,

@@ -19,8 +19,9 @@ const INSERT_TASK: &str = "INSERT OR REPLACE INTO tasks (sid, step, task_idx, no
 /// Appends a node run; `seq` numbers the session's runs in insertion order.
 const INSERT_NODE_RUN: &str = "INSERT INTO node_runs (sid, seq, step, node, run_index, \
      started_at, finished_at, duration_ms, tokens_in, tokens_out, tool_calls, retries, status, \
-     error) VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM node_runs WHERE sid = ?1), \
-     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     error, cache_read_tokens, cache_write_tokens, cost_usd) \
+     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM node_runs WHERE sid = ?1), \
+     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Resolves session ids to `sid`s, remembering the few a batch touches.
 #[derive(Debug, Default)]
@@ -128,6 +129,9 @@ fn insert_results(
                 r.retries,
                 r.status.as_str(),
                 r.error,
+                int("cache_read_tokens", r.cache_read_tokens)?,
+                int("cache_write_tokens", r.cache_write_tokens)?,
+                r.cost_usd,
             ])
             .map_err(&err)?;
         }

@@ -125,6 +125,7 @@ cases!(
     steps::checkpoint_parent_rules,
     steps::restore_point_is_snapshot_plus_later_tasks,
     steps::node_runs_and_messages,
+    steps::node_runs_keep_cache_tokens_and_costs,
     steps::numbers_out_of_range_are_refused,
     steps::json_payloads_come_back_exactly,
 );
@@ -186,6 +187,7 @@ macro_rules! conformance_tests {
             checkpoint_parent_rules,
             restore_point_is_snapshot_plus_later_tasks,
             node_runs_and_messages,
+            node_runs_keep_cache_tokens_and_costs,
             numbers_out_of_range_are_refused,
             json_payloads_come_back_exactly,
         );

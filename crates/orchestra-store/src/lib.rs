@@ -34,6 +34,6 @@ pub use records::{
 };
 pub use store::Store;
 pub use views::{
-    CheckpointInfo, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,
+    CheckpointInfo, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,
     SessionSummary,
 };

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::views::resolve_prefix;
 use crate::{
-    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
     NewSession, NodeRunRecord, SessionFilter, SessionRecord, SessionStatus, SessionSummary,
     TaskRecord,
 };
@@ -137,6 +137,10 @@ impl Store for MemoryStore {
                     checkpoints: d.checkpoints.len() as u64,
                     tokens_in: d.runs.iter().map(|x| x.tokens_in).sum(),
                     tokens_out: d.runs.iter().map(|x| x.tokens_out).sum(),
+                    cost: d.runs.iter().fold(CostTally::default(), |mut c, x| {
+                        c.add(x.cost_usd);
+                        c
+                    }),
                     parent_session: r.parent_session.clone(),
                     parent_checkpoint: r.parent_checkpoint,
                     error: r.error.clone(),

@@ -264,8 +264,8 @@ pub struct CheckpointRecord {
     pub created_at: u64,
 }
 
-/// Usage of one node run: tokens, tool calls, timing, retries, outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Usage of one node run: tokens, cost, tool calls, timing, retries, outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeRunRecord {
     /// The session id.
     pub session: String,
@@ -285,6 +285,16 @@ pub struct NodeRunRecord {
     pub tokens_in: u64,
     /// Output tokens over all model calls of the run.
     pub tokens_out: u64,
+    /// Input tokens read from the provider's prompt cache (a part of `tokens_in`).
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (a part of `tokens_in`).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// What the run's model calls cost in US dollars; `None` when it is unknown (a model
+    /// without a price, or a run recorded before costs were), never 0 for that.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
     /// Tool calls made.
     pub tool_calls: u64,
     /// Provider retries.

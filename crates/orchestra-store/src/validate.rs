@@ -47,7 +47,18 @@ pub fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
     int("duration_ms", r.duration_ms)?;
     int("tokens_in", r.tokens_in)?;
     int("tokens_out", r.tokens_out)?;
+    int("cache_read_tokens", r.cache_read_tokens)?;
+    int("cache_write_tokens", r.cache_write_tokens)?;
     int("tool_calls", r.tool_calls)?;
+    if let Some(usd) = r.cost_usd
+        && !(usd.is_finite() && usd >= 0.0)
+    {
+        return Err(StoreError::invalid(
+            "node run",
+            &r.session,
+            format!("cost_usd = {usd} is not an amount of US dollars"),
+        ));
+    }
     Ok(())
 }
 

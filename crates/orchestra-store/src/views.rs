@@ -58,8 +58,50 @@ impl SessionFilter {
     }
 }
 
+/// What node runs cost, as far as it is known: the sum of the known costs, and how many runs
+/// had a known and an unknown cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostTally {
+    /// US dollars of the runs whose cost is known.
+    pub known_usd: f64,
+    /// Runs whose cost is known.
+    pub priced_runs: u64,
+    /// Runs whose cost is unknown (a model without a price).
+    pub unpriced_runs: u64,
+}
+
+impl CostTally {
+    /// Counts one run's cost (`None`: unknown).
+    pub fn add(&mut self, cost_usd: Option<f64>) {
+        match cost_usd {
+            Some(usd) => {
+                self.known_usd += usd;
+                self.priced_runs += 1;
+            }
+            None => self.unpriced_runs += 1,
+        }
+    }
+
+    /// The tally of `other` added to this one.
+    pub fn merge(&mut self, other: &CostTally) {
+        self.known_usd += other.known_usd;
+        self.priced_runs += other.priced_runs;
+        self.unpriced_runs += other.unpriced_runs;
+    }
+
+    /// The cost, when any of it is known (`None`: every run's cost is unknown).
+    pub fn usd(&self) -> Option<f64> {
+        (self.priced_runs > 0 || self.unpriced_runs == 0).then_some(self.known_usd)
+    }
+
+    /// Whether the known cost leaves runs out (some runs are priced, some are not).
+    pub fn is_partial(&self) -> bool {
+        self.priced_runs > 0 && self.unpriced_runs > 0
+    }
+}
+
 /// One line of `orchestra status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionSummary {
     /// The session id.
     pub id: String,
@@ -81,6 +123,8 @@ pub struct SessionSummary {
     pub tokens_in: u64,
     /// Output tokens over all node runs.
     pub tokens_out: u64,
+    /// What the node runs cost.
+    pub cost: CostTally,
     /// Forked from this session.
     pub parent_session: Option<String>,
     /// At this checkpoint of the parent.

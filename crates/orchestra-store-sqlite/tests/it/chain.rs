@@ -97,6 +97,10 @@ pub fn run(
             duration_ms: 0,
             tokens_in: 40 + step,
             tokens_out: 25,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            // A priced model's run stores its cost.
+            cost_usd: Some(0.000_495),
             tool_calls: 0,
             retries: 0,
             status: TaskStatus::Ok,

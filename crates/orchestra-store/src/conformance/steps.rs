@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Ctx, START, checkpoint, new_session, node_run, task};
-use crate::{ChatMessageRecord, CheckpointRecord, Store, StoreError, TaskStatus};
+use crate::{ChatMessageRecord, CheckpointRecord, SessionFilter, Store, StoreError, TaskStatus};
 
 pub(super) fn task_records_round_trip_and_order(s: &mut dyn Store, cx: &Ctx) {
     let sid = cx.id("s");
@@ -314,6 +314,89 @@ pub(super) fn node_runs_and_messages(s: &mut dyn Store, cx: &Ctx) {
     assert_eq!(contents, ["plan?", "looks ok", "/approve", "again"]);
     assert_eq!(s.messages(&sid, "critic").unwrap(), [other]);
     assert!(s.messages(&sid, "nobody").unwrap().is_empty());
+}
+
+pub(super) fn node_runs_keep_cache_tokens_and_costs(s: &mut dyn Store, cx: &Ctx) {
+    let sid = cx.id("s");
+    s.create_session(&new_session(&sid, 1)).unwrap();
+    // A priced run that read and wrote the prompt cache; a free one (a price of 0 is a known
+    // cost); one of a model without a price; a failed attempt that spent tokens first.
+    let mut cached = node_run(&sid, 1, "reviewer", 12_000, 300);
+    (cached.cache_read_tokens, cached.cache_write_tokens) = (9_000, 2_500);
+    cached.cost_usd = Some(0.017_437_5);
+    let mut free = node_run(&sid, 1, "local", 50, 5);
+    free.cost_usd = Some(0.0);
+    let unpriced = node_run(&sid, 2, "scripted", 40, 4);
+    let mut failed = node_run(&sid, 2, "reviewer", 900, 0);
+    failed.status = TaskStatus::Error;
+    failed.error = Some("overloaded".into());
+    (failed.cache_read_tokens, failed.cost_usd) = (800, Some(1e-9));
+    s.record_results(
+        &[task(&sid, 1, 0, "reviewer")],
+        &[cached.clone(), free.clone()],
+    )
+    .unwrap();
+    s.record_node_run(&unpriced).unwrap();
+    s.record_node_run(&failed).unwrap();
+    let runs = s.node_runs(&sid).unwrap();
+    assert_eq!(runs, [cached, free, unpriced, failed], "exactly as recorded");
+    assert_eq!(runs[2].cost_usd, None, "an unknown cost stays unknown, not 0");
+    assert_eq!(runs[1].cost_usd, Some(0.0));
+
+    let summary = s
+        .list_sessions(&SessionFilter::default())
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == sid)
+        .unwrap();
+    let cost = summary.cost;
+    assert_eq!((cost.priced_runs, cost.unpriced_runs), (3, 1));
+    assert!((cost.known_usd - (0.017_437_5 + 1e-9)).abs() < 1e-12, "{cost:?}");
+    assert!(cost.is_partial());
+    assert_eq!(cost.usd(), Some(cost.known_usd));
+    assert_eq!((summary.tokens_in, summary.tokens_out), (12_990, 309));
+
+    // A session whose runs all lack a price has an unknown cost; one without runs costs 0.
+    let other = cx.id("other");
+    s.create_session(&new_session(&other, 2)).unwrap();
+    let empty = s
+        .list_sessions(&SessionFilter::default())
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == other)
+        .unwrap();
+    assert_eq!(empty.cost.usd(), Some(0.0));
+    s.record_node_run(&node_run(&other, 1, "scripted", 1, 1))
+        .unwrap();
+    let unknown = s
+        .list_sessions(&SessionFilter::default())
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == other)
+        .unwrap();
+    assert_eq!(unknown.cost.usd(), None);
+    assert!(!unknown.cost.is_partial());
+
+    // What cannot be a cost is refused, and nothing of it is stored.
+    for bad in [-0.5, f64::NAN, f64::INFINITY] {
+        let mut run = node_run(&sid, 3, "bad", 1, 1);
+        run.cost_usd = Some(bad);
+        let err = s.record_node_run(&run).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidRecord { reason, .. } if reason.contains("cost_usd")),
+            "{bad}: {err}"
+        );
+    }
+    let mut run = node_run(&sid, 3, "bad", 1, 1);
+    run.cache_write_tokens = u64::MAX;
+    assert!(matches!(
+        s.record_node_run(&run),
+        Err(StoreError::OutOfRange {
+            what: "cache_write_tokens",
+            ..
+        })
+    ));
+    assert_eq!(s.node_runs(&sid).unwrap().len(), 4);
 }
 
 pub(super) fn numbers_out_of_range_are_refused(s: &mut dyn Store, cx: &Ctx) {
