@@ -17,8 +17,8 @@ use crate::executor::{ExecLimits, Executor, Position, Router};
 use crate::gitws::GitWorkspace;
 use crate::harness::Harness;
 use crate::lease::watch_lease;
-use crate::outcome::{Finish, Outcome};
-use crate::plan::{ConditionRouter, agent_plans, build_providers, build_tools};
+use crate::outcome::{Finish, Outcome, usd};
+use crate::plan::{ConditionRouter, agent_plans, build_providers, build_tools, unpriced_models};
 
 impl Engine {
     /// Drives session `id` from `pos` until it ends, fails, stops, pauses or is cancelled.
@@ -84,6 +84,7 @@ impl Engine {
             max_failures: compiled.limits.max_failures,
             max_parallel: compiled.limits.max_parallel,
             max_tokens: opts.limits.max_tokens.or(compiled.limits.max_tokens),
+            max_cost: opts.limits.max_cost.or(compiled.limits.max_cost),
             per_agent: compiled
                 .agents
                 .iter()
@@ -100,6 +101,29 @@ impl Engine {
             retry_base: opts.retry_base,
             snapshot_every: compiled.project.snapshot_every,
         };
+        if let Some(max) = limits.max_cost {
+            let unpriced = unpriced_models(&compiled);
+            if !unpriced.is_empty() {
+                opts.events.emit(Event::Warning {
+                    message: format!(
+                        "limits.max_cost ({}) cannot count the runs of {}: no price is known for \
+                         {}; add it under `prices:` (USD per million tokens) in the pipeline or \
+                         orchestra.yaml",
+                        usd(max),
+                        if unpriced.len() == 1 {
+                            "this model"
+                        } else {
+                            "these models"
+                        },
+                        unpriced
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
         let router: Arc<dyn Router> = Arc::new(ConditionRouter::new(
             Arc::clone(&compiled),
             opts.conditions.clone(),
@@ -176,7 +200,8 @@ impl Engine {
         };
         let (status, error) = (finish.status(), finish.note());
         let (sid, owner) = (id.to_owned(), self.owner.clone());
-        let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens });
+        let meta_finish =
+            json!({ "steps": pos.sched.step, "tokens": pos.tokens, "cost": pos.cost });
         self.store
             .call(move |s| {
                 s.set_status(&sid, status, error.as_deref())?;
@@ -189,6 +214,7 @@ impl Engine {
             finish,
             steps: pos.sched.step,
             tokens: pos.tokens,
+            cost: pos.cost,
             state: pos.state,
             outputs,
         })

@@ -106,10 +106,12 @@ impl std::fmt::Debug for DriveOptions {
 
 /// Session limits given for one drive, replacing the pipeline's `limits:` (e.g. `orchestra
 /// resume --max-steps 400` after the session stopped at `max_steps`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LimitOverrides {
     /// Replaces `limits.max_steps` (the session's total, not this drive's).
     pub max_steps: Option<u32>,
     /// Replaces `limits.max_tokens` (the session's total, not this drive's).
     pub max_tokens: Option<u64>,
+    /// Replaces `limits.max_cost` in US dollars (the session's total, not this drive's).
+    pub max_cost: Option<f64>,
 }

@@ -153,6 +153,15 @@ pub enum Event {
         tokens_in: u64,
         /// Output tokens.
         tokens_out: u64,
+        /// Input tokens read from the prompt cache (a part of `tokens_in`).
+        #[serde(default)]
+        cache_read_tokens: u64,
+        /// Input tokens written to the prompt cache (a part of `tokens_in`).
+        #[serde(default)]
+        cache_write_tokens: u64,
+        /// What its model calls cost in US dollars; `null` when the model's price is unknown.
+        #[serde(default)]
+        cost_usd: Option<f64>,
         /// Tool calls made.
         tool_calls: u64,
         /// Whether its result was taken from the store (it had finished before a crash).

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use orchestra_graph::scheduler::{Outcome, SchedState, Scheduler};
 use orchestra_graph::state::{Channels, State};
 use orchestra_graph::{Edge, Topology};
-use orchestra_store::CheckpointRecord;
+use orchestra_store::{CheckpointRecord, CostTally};
 
 use crate::events::{Event, EventSink};
 use crate::hooks::{Hooked, after_step};
@@ -48,6 +48,8 @@ pub struct ExecLimits {
     pub max_parallel: u32,
     /// Token budget (input + output).
     pub max_tokens: Option<u64>,
+    /// Cost budget in US dollars (the known costs of the session's node runs).
+    pub max_cost: Option<f64>,
     /// Per agent (declaration order): timeout and retries.
     pub per_agent: Vec<(Duration, u32)>,
     /// Base delay of the exponential backoff between attempts.
@@ -67,6 +69,8 @@ pub struct Position {
     pub runs: Vec<u32>,
     /// Tokens used so far.
     pub tokens: u64,
+    /// What the node runs so far cost.
+    pub cost: CostTally,
     /// Step of the last snapshot and the bytes it held; bytes of task output since.
     pub snapshot_step: u64,
     /// Size of the last snapshot.
@@ -152,6 +156,16 @@ impl Executor {
                     limit: StopLimit::MaxTokens {
                         limit: max,
                         used: pos.tokens,
+                    },
+                });
+            }
+            if let Some(max) = self.limits.max_cost
+                && pos.cost.known_usd >= max
+            {
+                return Ok(Finish::Stopped {
+                    limit: StopLimit::MaxCost {
+                        limit: max,
+                        used: pos.cost.known_usd,
                     },
                 });
             }

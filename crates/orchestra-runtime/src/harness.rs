@@ -10,13 +10,13 @@ use serde_json::{Map, Value};
 use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
 use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
-    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, Role, ToolDef,
+    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, Role, ToolDef, Usage,
     tool_input_error,
 };
 use orchestra_tools::Registry;
 
 use crate::events::{Event, EventSink};
-use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
+use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, add_cost, call_cost};
 
 mod chat;
 pub use chat::ChatSetup;
@@ -28,6 +28,8 @@ pub struct AgentPlan {
     pub provider: Arc<dyn Provider>,
     /// The model name (shared by the agents using it).
     pub model: Arc<str>,
+    /// The model's price (`None`: unknown, and so is the cost of its calls).
+    pub price: Option<orchestra_providers::Price>,
     /// Output token cap per call.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
@@ -194,7 +196,8 @@ impl Harness {
             };
             // Counted as the turns go (the result itself is made at the end: it is 128 bytes,
             // held by every running agent otherwise).
-            let (mut tokens, mut tool_calls, mut provider_retries) = ((0u64, 0u64), 0u64, 0u32);
+            let (mut spent, mut cost) = (Usage::default(), Some(0.0));
+            let (mut tool_calls, mut provider_retries) = (0u64, 0u32);
             let mut invalid_answers = 0u32;
             let on_text = |t: &str| {
                 self.events.emit(Event::Text {
@@ -210,15 +213,17 @@ impl Harness {
                     usage,
                     retries,
                     external_tool_calls,
+                    reported_cost_usd,
                     ..
                 } = plan
                     .provider
                     .chat(&req, stream)
                     .await
                     .map_err(|e| provider_failed(call, &e))?;
-                tokens.0 = tokens.0.saturating_add(usage.input_tokens);
-                tokens.1 = tokens.1.saturating_add(usage.output_tokens);
-                call.usage.add(usage.input_tokens, usage.output_tokens);
+                spent += usage;
+                let this_call = call_cost(reported_cost_usd, &usage, plan.price.as_ref());
+                cost = add_cost(cost, this_call);
+                call.usage.add(&usage, this_call);
                 call.usage.add_retries(retries);
                 provider_retries += retries;
                 tool_calls += self.ran_by_agent(call, &external_tool_calls);
@@ -254,8 +259,11 @@ impl Harness {
                         return Ok(NodeResult {
                             output,
                             writes,
-                            tokens_in: tokens.0,
-                            tokens_out: tokens.1,
+                            tokens_in: spent.input_tokens,
+                            tokens_out: spent.output_tokens,
+                            cache_read_tokens: spent.cache_read_tokens,
+                            cache_write_tokens: spent.cache_write_tokens,
+                            cost_usd: cost,
                             tool_calls,
                             retries: provider_retries,
                             error: None,

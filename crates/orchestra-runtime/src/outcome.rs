@@ -5,10 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 use orchestra_graph::state::State;
-use orchestra_store::SessionStatus;
+use orchestra_store::{CostTally, SessionStatus};
 
 /// How a drive of the session ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Finish {
     /// Nothing left to run.
     Completed {
@@ -44,7 +44,7 @@ pub enum Finish {
 }
 
 /// The limit that stopped a session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StopLimit {
     /// `limits.max_steps` (or `--max-steps` for the drive).
     MaxSteps {
@@ -58,6 +58,13 @@ pub enum StopLimit {
         /// Tokens used when it stopped.
         used: u64,
     },
+    /// `limits.max_cost` (or `--max-cost` for the drive), in US dollars.
+    MaxCost {
+        /// The limit.
+        limit: f64,
+        /// The known cost when it stopped.
+        used: f64,
+    },
 }
 
 impl StopLimit {
@@ -66,6 +73,7 @@ impl StopLimit {
         match self {
             StopLimit::MaxSteps { .. } => "limits.max_steps",
             StopLimit::MaxTokens { .. } => "limits.max_tokens",
+            StopLimit::MaxCost { .. } => "limits.max_cost",
         }
     }
 
@@ -74,6 +82,7 @@ impl StopLimit {
         match self {
             StopLimit::MaxSteps { .. } => "--max-steps",
             StopLimit::MaxTokens { .. } => "--max-tokens",
+            StopLimit::MaxCost { .. } => "--max-cost",
         }
     }
 }
@@ -89,7 +98,28 @@ impl fmt::Display for StopLimit {
                 "the session spent its token budget ({}: {limit}, used {used})",
                 self.key()
             ),
+            StopLimit::MaxCost { limit, used } => write!(
+                f,
+                "the session spent its cost budget ({}: ${limit}, spent {})",
+                self.key(),
+                usd(*used)
+            ),
         }
+    }
+}
+
+/// An amount of US dollars as people read it: `$1.25`, `$0.0123`, `$0.000042` (a call of a
+/// cheap model costs a fraction of a cent, and is not shown as `$0.0000`), `$0`.
+pub fn usd(amount: f64) -> String {
+    let a = amount.abs();
+    if a >= 1.0 {
+        format!("${amount:.2}")
+    } else if a >= 0.01 {
+        format!("${amount:.4}")
+    } else if a > 0.0 {
+        format!("${amount:.6}")
+    } else {
+        "$0".to_owned()
     }
 }
 
@@ -132,8 +162,32 @@ pub struct Outcome {
     pub steps: u64,
     /// Tokens used in the whole session.
     pub tokens: u64,
+    /// What the session's node runs cost.
+    pub cost: CostTally,
     /// The final state.
     pub state: State,
     /// The output files written (when the session completed).
     pub outputs: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_keep_what_matters() {
+        assert_eq!(usd(12.345), "$12.35");
+        assert_eq!(usd(0.0123), "$0.0123");
+        assert_eq!(usd(0.000_042), "$0.000042");
+        assert_eq!(usd(0.0), "$0");
+        let stop = StopLimit::MaxCost {
+            limit: 0.05,
+            used: 0.0612,
+        };
+        assert_eq!(
+            stop.to_string(),
+            "the session spent its cost budget (limits.max_cost: $0.05, spent $0.0612)"
+        );
+        assert_eq!(stop.flag(), "--max-cost");
+    }
 }

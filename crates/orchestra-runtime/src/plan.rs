@@ -165,12 +165,11 @@ pub fn agent_plans(
             .providers
             .get(&agent.model.provider)
             .map(|p| &p.spec);
+        let model = agent.model.model.as_deref().unwrap_or_default();
         plans.push(AgentPlan {
             provider,
-            model: {
-                let name = agent.model.model.as_deref().unwrap_or_default();
-                Arc::clone(models.entry(name).or_insert_with(|| name.into()))
-            },
+            model: Arc::clone(models.entry(model).or_insert_with(|| model.into())),
+            price: agent_price(compiled, agent),
             max_tokens: spec.and_then(|s| s.max_tokens),
             temperature: spec.and_then(|s| s.temperature),
             tools: defs,
@@ -181,6 +180,35 @@ pub fn agent_plans(
         });
     }
     Ok(plans)
+}
+
+/// The price of `agent`'s model (`None`: unknown; an agent without a model name has none).
+pub(crate) fn agent_price(
+    compiled: &Compiled,
+    agent: &orchestra_graph::ResolvedAgent,
+) -> Option<orchestra_providers::Price> {
+    let model = agent.model.model.as_deref().filter(|m| !m.is_empty())?;
+    orchestra_providers::price_of(model, &compiled.prices)
+}
+
+/// The models of `compiled`'s agents that have no known price, each once, in declaration
+/// order: their runs' cost is unknown, and `limits.max_cost` cannot count it.
+pub(crate) fn unpriced_models(compiled: &Compiled) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for agent in &compiled.agents {
+        if agent_price(compiled, agent).is_none() {
+            let name = agent
+                .model
+                .model
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| format!("(the model of provider `{}`)", agent.model.provider));
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
 }
 
 /// Evaluates the pipeline's conditions: rule files in-process, executables as subprocesses,

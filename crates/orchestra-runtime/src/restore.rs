@@ -8,7 +8,7 @@ use serde_json::Value;
 use orchestra_graph::Topology;
 use orchestra_graph::scheduler::SchedState;
 use orchestra_graph::state::{Channels, State};
-use orchestra_store::{Store, StoreError, TaskStatus};
+use orchestra_store::{CostTally, Store, StoreError, TaskStatus};
 
 use crate::executor::{Position, StepWrites, approx_bytes, declared_from_record};
 
@@ -97,25 +97,32 @@ pub fn restore(
         .unwrap_or_default();
     runs.resize(topo.agents.len(), 0);
     let mut tokens = counts.get("tokens").and_then(Value::as_u64).unwrap_or(0);
+    // Snapshots taken before costs were kept have none: those runs' costs are unknown.
+    let mut cost: CostTally = counts
+        .get("cost")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
     for node in &after_snapshot {
         if let Some(i) = topo.agents.iter().position(|a| a == node) {
             runs[i] += 1;
         }
     }
     if step > rp.base.step {
-        let after: u64 = store
+        for r in store
             .node_runs(session)?
             .iter()
             .filter(|r| r.step > rp.base.step && r.step <= step)
-            .map(|r| r.tokens_in.saturating_add(r.tokens_out))
-            .fold(0, u64::saturating_add);
-        tokens = tokens.saturating_add(after);
+        {
+            tokens = tokens.saturating_add(r.tokens_in.saturating_add(r.tokens_out));
+            cost.add(r.cost_usd);
+        }
     }
     Ok(Position {
         state,
         sched,
         runs,
         tokens,
+        cost,
         snapshot_step: rp.base.step,
         snapshot_bytes,
         delta_bytes,

@@ -4,10 +4,12 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
+
+use orchestra_providers::{Price, Usage};
 
 use orchestra_graph::state::State;
 use orchestra_tools::Registry;
@@ -34,8 +36,8 @@ pub struct NodeCall {
     pub state: Arc<State>,
     /// The session's inputs.
     pub inputs: Arc<Map<String, Value>>,
-    /// Tokens (and provider retries) the run has used so far; the runner adds to it after
-    /// every model call, so what a failed attempt spent is known too.
+    /// Tokens (their cost, and provider retries) the run has used so far; the runner adds to
+    /// it after every model call, so what a failed attempt spent is known too.
     pub usage: Arc<UsageMeter>,
     /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
     /// registry whose repository tools act on its own worktree.
@@ -45,20 +47,30 @@ pub struct NodeCall {
     pub workdir: Option<Arc<Path>>,
 }
 
-/// Tokens used by one attempt of an agent run, and the retries its provider made, counted as
-/// the model calls return (or fail).
-#[derive(Debug, Default)]
+/// What one attempt of an agent run used, counted as the model calls return (or fail): tokens,
+/// their cost while every call's cost is known, and the retries its provider made.
+#[derive(Debug)]
 pub struct UsageMeter {
-    tokens_in: AtomicU64,
-    tokens_out: AtomicU64,
+    spent: Mutex<(Usage, Option<f64>)>,
     retries: AtomicU32,
 }
 
+impl Default for UsageMeter {
+    fn default() -> Self {
+        UsageMeter {
+            // No call yet: nothing spent, and that is known.
+            spent: Mutex::new((Usage::default(), Some(0.0))),
+            retries: AtomicU32::new(0),
+        }
+    }
+}
+
 impl UsageMeter {
-    /// Adds the usage of one model call.
-    pub fn add(&self, tokens_in: u64, tokens_out: u64) {
-        self.tokens_in.fetch_add(tokens_in, Ordering::Relaxed);
-        self.tokens_out.fetch_add(tokens_out, Ordering::Relaxed);
+    /// Adds the usage of one model call and what it cost (`None`: unknown).
+    pub fn add(&self, usage: &Usage, cost: Option<f64>) {
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        spent.0 += *usage;
+        spent.1 = add_cost(spent.1, cost);
     }
 
     /// Adds the retries a provider made for one model call, whether it then succeeded or not.
@@ -71,13 +83,25 @@ impl UsageMeter {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// (input, output) tokens so far.
-    pub fn get(&self) -> (u64, u64) {
-        (
-            self.tokens_in.load(Ordering::Relaxed),
-            self.tokens_out.load(Ordering::Relaxed),
-        )
+    /// The tokens so far, and their cost (`None` once a call's cost was unknown).
+    pub fn get(&self) -> (Usage, Option<f64>) {
+        *self.spent.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// What one model call cost: what the provider reported (a CLI agent's own figure), else its
+/// usage at `price`; `None` when neither is known.
+pub(crate) fn call_cost(
+    reported: Option<f64>,
+    usage: &Usage,
+    price: Option<&Price>,
+) -> Option<f64> {
+    reported.or_else(|| price.map(|p| p.cost(usage)))
+}
+
+/// `total` plus one call's `cost`: unknown once any call's cost is.
+pub(crate) fn add_cost(total: Option<f64>, cost: Option<f64>) -> Option<f64> {
+    Some(total? + cost?)
 }
 
 /// What an agent run produced.
@@ -91,6 +115,12 @@ pub struct NodeResult {
     pub tokens_in: u64,
     /// Output tokens used.
     pub tokens_out: u64,
+    /// Input tokens read from the prompt cache (a part of `tokens_in`).
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache (a part of `tokens_in`).
+    pub cache_write_tokens: u64,
+    /// What the model calls cost in US dollars; `None` when a model's price is unknown.
+    pub cost_usd: Option<f64>,
     /// Tool calls made.
     pub tool_calls: u64,
     /// Provider-level retries done.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use orchestra_graph::Compiled;
 use orchestra_graph::scheduler::{Outcome as Scheduled, Scheduler};
-use orchestra_store::{CheckpointRecord, NewSession, SessionRecord, SessionStatus};
+use orchestra_store::{CheckpointRecord, CostTally, NewSession, SessionRecord, SessionStatus};
 
 use crate::engine::{DriveOptions, Engine};
 use crate::error::{RuntimeError, SetupError};
@@ -121,6 +121,7 @@ impl Engine {
                     finish: Finish::Failed { error },
                     steps: 0,
                     tokens: 0,
+                    cost: CostTally::default(),
                     state,
                     outputs: Vec::new(),
                 });
@@ -231,17 +232,21 @@ impl Engine {
         // What was spent after the checkpoint counts too: tasks that finished before an
         // interruption (they are reused, not run again) and failed attempts.
         let (sid, after) = (rec.id.clone(), last);
-        let spent_after = self
+        let (spent_after, cost_after) = self
             .store
             .call(move |s| {
-                Ok(s.node_runs(&sid)?
-                    .iter()
-                    .filter(|r| r.step > after)
-                    .map(|r| r.tokens_in.saturating_add(r.tokens_out))
-                    .fold(0, u64::saturating_add))
+                let mut spent = (0u64, CostTally::default());
+                for r in s.node_runs(&sid)?.iter().filter(|r| r.step > after) {
+                    spent.0 = spent
+                        .0
+                        .saturating_add(r.tokens_in.saturating_add(r.tokens_out));
+                    spent.1.add(r.cost_usd);
+                }
+                Ok(spent)
             })
             .await?;
         pos.tokens = pos.tokens.saturating_add(spent_after);
+        pos.cost.merge(&cost_after);
         // The repos as the checkpoint recorded them: an interrupted merge is redone from there.
         let last_shas = self.repo_shas_at(&rec.id, last).await?;
         let git = match GitWorkspace::reopen(&compiled, &rec, &last_shas).await {

@@ -13,8 +13,7 @@ use orchestra_store::StoreError;
 use orchestra_store::validate::resolve_prefix;
 use orchestra_store::validate::{self, int};
 use orchestra_store::{
-    CostTally,
-    LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
+    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
     SessionStatus, SessionSummary,
 };
 

@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use crate::views::resolve_prefix;
 use crate::{
-    ChatMessageRecord, CheckpointInfo, CheckpointRecord, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES,
-    NewSession, NodeRunRecord, SessionFilter, SessionRecord, SessionStatus, SessionSummary,
-    TaskRecord,
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, CostTally, LeaseOutcome,
+    MAX_AMBIGUOUS_CANDIDATES, NewSession, NodeRunRecord, SessionFilter, SessionRecord,
+    SessionStatus, SessionSummary, TaskRecord,
 };
 use crate::{Clock, Store, StoreError, validate};
 

@@ -1,15 +1,15 @@
 //! One super-step's agents: reuse the tasks an earlier drive finished, run the others
 //! concurrently (bounded by `max_parallel`), and stop them all on a failure or Ctrl-C.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::Semaphore;
 
-use orchestra_store::{TaskRecord, TaskStatus};
+use orchestra_store::{CostTally, TaskRecord, TaskStatus};
 
 use super::task::{StepCtx, TaskCtx};
 use super::writes::declared_from_record;
@@ -56,6 +56,9 @@ impl Executor {
                     duration_ms: 0,
                     tokens_in: 0,
                     tokens_out: 0,
+                    cache_read_tokens: 0,
+                    cache_write_tokens: 0,
+                    cost_usd: None,
                     tool_calls: 0,
                     reused: true,
                 });
@@ -72,6 +75,8 @@ impl Executor {
         let permits = Arc::new(Semaphore::new(self.limits.max_parallel.max(1) as usize));
         // Tokens of failed attempts (the results carry those of the good ones).
         let spent = Arc::new(AtomicU64::new(0));
+        // The cost of every run recorded in this step.
+        let cost = Arc::new(Mutex::new(CostTally::default()));
         // The step's agents run as futures of this one (not spawned tasks): on the runtime's
         // single thread that is the same concurrency, without a task allocation per agent.
         let mut running = FuturesUnordered::new();
@@ -85,6 +90,7 @@ impl Executor {
             retry_base: self.limits.retry_base,
             permits: Arc::clone(&permits),
             spent: Arc::clone(&spent),
+            cost: Arc::clone(&cost),
         });
         for (task_idx, &agent_idx) in ready.iter().enumerate() {
             if results[task_idx].is_some() {
@@ -157,6 +163,8 @@ impl Executor {
         drop(running);
         pos.state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
         pos.tokens = pos.tokens.saturating_add(spent.load(Ordering::SeqCst));
+        pos.cost
+            .merge(&cost.lock().unwrap_or_else(PoisonError::into_inner));
         // No need to wait for the finished tasks' records: the store thread stores them before
         // anything sent after them (this step's checkpoint), and a failure to store one is
         // returned by the next call. Waiting cost a round trip to that thread on every step.

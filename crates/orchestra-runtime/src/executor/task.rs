@@ -1,15 +1,15 @@
 //! One task of a step: its attempts, with a timeout each, the records of every attempt, node
 //! retries with backoff, the circuit breaker, and a failure routed by `on_error`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use orchestra_store::{NodeRunRecord, TaskRecord, TaskStatus};
+use orchestra_store::{CostTally, NodeRunRecord, TaskRecord, TaskStatus};
 
 use crate::events::{Event, EventSink};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, UsageMeter};
@@ -33,6 +33,8 @@ pub(super) struct StepCtx {
     pub(super) retry_base: Duration,
     pub(super) permits: Arc<Semaphore>,
     pub(super) spent: Arc<AtomicU64>,
+    /// The cost of every node run the step records (successes and failed attempts alike).
+    pub(super) cost: Arc<Mutex<CostTally>>,
 }
 
 /// One task of a step: the shared context, the agent's (timeout, retries), the task's index,
@@ -121,20 +123,28 @@ impl TaskCtx {
         retries: u32,
     ) -> Next<'a> {
         let duration_ms = crate::events::millis(t0.elapsed());
-        let (usage, status, error) = match &result {
+        let (usage, cache, cost_usd, status, error) = match &result {
             Ok(r) => (
                 (r.tokens_in, r.tokens_out, r.tool_calls, r.retries),
+                (r.cache_read_tokens, r.cache_write_tokens),
+                r.cost_usd,
                 TaskStatus::Ok,
                 None,
             ),
             Err(e) => {
                 // What the failed attempt spent (the model calls it made before failing, and
                 // the retries of their providers, the last call's included).
-                let (tokens_in, tokens_out) = call.usage.get();
-                self.spent
-                    .fetch_add(tokens_in.saturating_add(tokens_out), Ordering::SeqCst);
+                let (spent, cost) = call.usage.get();
+                self.spent.fetch_add(spent.total(), Ordering::SeqCst);
                 (
-                    (tokens_in, tokens_out, 0, call.usage.retries()),
+                    (
+                        spent.input_tokens,
+                        spent.output_tokens,
+                        0,
+                        call.usage.retries(),
+                    ),
+                    (spent.cache_read_tokens, spent.cache_write_tokens),
+                    cost,
                     TaskStatus::Error,
                     Some(e.to_string()),
                 )
@@ -150,11 +160,21 @@ impl TaskCtx {
             duration_ms,
             tokens_in: usage.0,
             tokens_out: usage.1,
+            cache_read_tokens: cache.0,
+            cache_write_tokens: cache.1,
+            cost_usd,
             tool_calls: usage.2,
             retries: usage.3 + call.attempt,
             status,
             error,
         };
+        if !matches!(result, Err(NodeError::Pause(_))) {
+            // Counted as it is recorded: a pause records nothing.
+            self.cost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(cost_usd);
+        }
         match result {
             Ok(res) => {
                 let task = self.task_record(call, &res, run.finished_at);
@@ -192,6 +212,9 @@ impl TaskCtx {
             duration_ms,
             tokens_in: res.tokens_in,
             tokens_out: res.tokens_out,
+            cache_read_tokens: res.cache_read_tokens,
+            cache_write_tokens: res.cache_write_tokens,
+            cost_usd: res.cost_usd,
             tool_calls: res.tool_calls,
             reused: false,
         });

@@ -119,12 +119,13 @@ impl StepWrites {
 }
 
 /// The scheduler JSON of a checkpoint. Snapshot checkpoints also carry the run counts and the
-/// tokens used, so a restore needs only the tasks after the snapshot.
+/// tokens and cost used, so a restore needs only the tasks after the snapshot.
 pub fn scheduler_record(pos: &Position, with_counts: bool) -> Value {
     let mut v = serde_json::to_value(&pos.sched).unwrap_or(Value::Null);
     if with_counts && let Value::Object(m) = &mut v {
         m.insert("runs".into(), json!(pos.runs));
         m.insert("tokens".into(), json!(pos.tokens));
+        m.insert("cost".into(), json!(pos.cost));
     }
     v
 }

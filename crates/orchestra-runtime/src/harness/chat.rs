@@ -22,7 +22,7 @@ use crate::interactive::{
     ChatChannel, ChatEvent, ChatInfo, HumanInput, Interaction, Said, Verdict, envelope, help_text,
     parse_line,
 };
-use crate::runner::{NodeCall, NodeError, NodeResult};
+use crate::runner::{NodeCall, NodeError, NodeResult, add_cost, call_cost};
 use crate::store_worker::StoreHandle;
 
 mod transcript;
@@ -70,7 +70,11 @@ impl Harness {
             call,
         };
         let mut t = Transcript::rebuild(&rec.load().await?);
-        let mut result = NodeResult::default();
+        // No model call yet: nothing spent, and that is known.
+        let mut result = NodeResult {
+            cost_usd: Some(0.0),
+            ..NodeResult::default()
+        };
         if let Some((verdict, comment)) = t.ended.clone() {
             // The chat had ended just before an interruption: end it the same way.
             let (output, writes) = self
@@ -226,11 +230,19 @@ impl Harness {
                     call.usage.add_retries(e.retries());
                     RoundError::Model(e.to_string())
                 })?;
-                call.usage
-                    .add(resp.usage.input_tokens, resp.usage.output_tokens);
+                let usage = &resp.usage;
+                let this_call = call_cost(resp.reported_cost_usd, usage, plan.price.as_ref());
+                call.usage.add(usage, this_call);
                 call.usage.add_retries(resp.retries);
-                result.tokens_in = result.tokens_in.saturating_add(resp.usage.input_tokens);
-                result.tokens_out = result.tokens_out.saturating_add(resp.usage.output_tokens);
+                result.tokens_in = result.tokens_in.saturating_add(usage.input_tokens);
+                result.tokens_out = result.tokens_out.saturating_add(usage.output_tokens);
+                result.cache_read_tokens = result
+                    .cache_read_tokens
+                    .saturating_add(usage.cache_read_tokens);
+                result.cache_write_tokens = result
+                    .cache_write_tokens
+                    .saturating_add(usage.cache_write_tokens);
+                result.cost_usd = add_cost(result.cost_usd, this_call);
                 result.retries += resp.retries;
                 result.tool_calls += self.ran_by_agent(call, &resp.external_tool_calls);
                 let uses: Vec<(String, String, Value)> = resp

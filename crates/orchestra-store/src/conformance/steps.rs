@@ -339,8 +339,15 @@ pub(super) fn node_runs_keep_cache_tokens_and_costs(s: &mut dyn Store, cx: &Ctx)
     s.record_node_run(&unpriced).unwrap();
     s.record_node_run(&failed).unwrap();
     let runs = s.node_runs(&sid).unwrap();
-    assert_eq!(runs, [cached, free, unpriced, failed], "exactly as recorded");
-    assert_eq!(runs[2].cost_usd, None, "an unknown cost stays unknown, not 0");
+    assert_eq!(
+        runs,
+        [cached, free, unpriced, failed],
+        "exactly as recorded"
+    );
+    assert_eq!(
+        runs[2].cost_usd, None,
+        "an unknown cost stays unknown, not 0"
+    );
     assert_eq!(runs[1].cost_usd, Some(0.0));
 
     let summary = s
@@ -351,7 +358,10 @@ pub(super) fn node_runs_keep_cache_tokens_and_costs(s: &mut dyn Store, cx: &Ctx)
         .unwrap();
     let cost = summary.cost;
     assert_eq!((cost.priced_runs, cost.unpriced_runs), (3, 1));
-    assert!((cost.known_usd - (0.017_437_5 + 1e-9)).abs() < 1e-12, "{cost:?}");
+    assert!(
+        (cost.known_usd - (0.017_437_5 + 1e-9)).abs() < 1e-12,
+        "{cost:?}"
+    );
     assert!(cost.is_partial());
     assert_eq!(cost.usd(), Some(cost.known_usd));
     assert_eq!((summary.tokens_in, summary.tokens_out), (12_990, 309));
