@@ -37,6 +37,11 @@ pub(crate) struct DriveArgs {
     /// for this drive only).
     #[arg(long, value_name = "N")]
     max_tokens: Option<u64>,
+    /// Stop this drive once the session's model calls have cost USD dollars in all, at the
+    /// prices of `prices:` and the built-in ones (replaces `limits.max_cost` for this drive
+    /// only; runs of models without a known price do not count).
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    max_cost: Option<f64>,
     /// Do not chat here: the session pauses at its next interactive agent, to be joined with
     /// `orchestra attach ID` (without a terminal this is what happens anyway).
     #[arg(long)]
@@ -159,6 +164,7 @@ impl DriveArgs {
         opts.limits = LimitOverrides {
             max_steps: self.max_steps,
             max_tokens: self.max_tokens,
+            max_cost: self.max_cost,
         };
         // Interactive agents chat at this terminal; attach clients can join while it runs.
         let host = id.map(|id| {
@@ -181,6 +187,34 @@ impl DriveArgs {
             Ok(out) if self.json => report_json(engine, &out).await,
             Ok(out) => report_outcome(&out, progress.elapsed_ms(), db, self.events_to_stdout()),
             Err(e) => report_error(&e),
+        }
+    }
+}
+
+/// A `--max-cost` value: a finite amount of US dollars, not negative (`0.5`, `$2`).
+fn parse_usd(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("`{s}` is not an amount of US dollars (e.g. `0.50`)"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not an amount of US dollars (e.g. `0.50`)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_usd;
+
+    #[test]
+    fn max_cost_takes_dollars_and_refuses_the_rest() {
+        assert_eq!(parse_usd("0.5"), Ok(0.5));
+        assert_eq!(parse_usd("$2"), Ok(2.0));
+        for bad in ["-1", "nan", "inf", "five", ""] {
+            assert!(parse_usd(bad).is_err(), "{bad}");
         }
     }
 }

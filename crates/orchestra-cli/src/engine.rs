@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::cli::Ctx;
+use crate::cost::{cache_text, cost, total_cost};
 use crate::{diag, exit, store};
 
 /// The database of the project around `dir`: `database:` of its `orchestra.yaml` (a path
@@ -304,6 +305,9 @@ impl EventSink for Progress {
                 duration_ms,
                 tokens_in,
                 tokens_out,
+                cache_read_tokens,
+                cache_write_tokens,
+                cost_usd,
                 tool_calls,
                 reused,
                 ..
@@ -314,8 +318,10 @@ impl EventSink for Progress {
                     ));
                 } else {
                     self.line(&format!(
-                        "  done   {node}  {}  tokens {tokens_in} in / {tokens_out} out  tools {tool_calls}",
-                        secs(duration_ms)
+                        "  done   {node}  {}  tokens {tokens_in} in / {tokens_out} out{}  {}  tools {tool_calls}",
+                        secs(duration_ms),
+                        cache_text(cache_read_tokens, cache_write_tokens),
+                        cost(cost_usd)
                     ));
                 }
             }
@@ -377,9 +383,10 @@ pub(crate) fn report_outcome(
     let cwd = std::env::current_dir().unwrap_or_default();
     let db = db_flag(db, &cwd);
     let summary = format!(
-        "{}, {} tokens, {}",
+        "{}, {} tokens, {}, {}",
         steps(out.steps),
         out.tokens,
+        total_cost(&out.cost),
         secs(elapsed_ms)
     );
     match &out.finish {
@@ -473,6 +480,10 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         error: Option<String>,
         steps: u64,
         tokens: u64,
+        /// The known cost in US dollars; `null` when no run's cost is known.
+        cost_usd: Option<f64>,
+        /// Whether `cost_usd` leaves out runs of models without a price.
+        cost_partial: bool,
         checkpoints: usize,
         messages: usize,
         outputs: &'a [PathBuf],
@@ -484,6 +495,8 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         error,
         steps: out.steps,
         tokens: out.tokens,
+        cost_usd: out.cost.usd(),
+        cost_partial: out.cost.is_partial(),
         checkpoints,
         messages,
         outputs: &out.outputs,

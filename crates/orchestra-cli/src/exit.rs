@@ -14,7 +14,8 @@ pub(crate) const SESSION_FAILED: u8 = 1;
 /// given as the database that is not an orchestra database (or is a newer orchestra's), an
 /// `--events` file that cannot be opened, a wrong `OTEL_*` variable.
 pub(crate) const BAD_INPUT: u8 = 2;
-/// The session stopped at a limit (`max_tokens`, `max_steps`); resumable with higher limits.
+/// The session stopped at a limit (`max_tokens`, `max_cost`, `max_steps`); resumable with
+/// higher limits.
 pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
 /// The session is busy: another process holds its lease.
 pub(crate) const SESSION_BUSY: u8 = 4;
@@ -34,7 +35,7 @@ const TABLE: [(u8, &str); 7] = [
     ),
     (
         STOPPED_AT_LIMIT,
-        "the session stopped at a limit (max_tokens, max_steps); resumable",
+        "the session stopped at a limit (max_tokens, max_cost, max_steps); resumable",
     ),
     (
         SESSION_BUSY,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod cost;
 mod diag;
 mod drive;
 mod engine;

@@ -177,6 +177,9 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
     if let Some(t) = l.max_tokens {
         let _ = write!(o, ", max_tokens {t}");
     }
+    if let Some(c) = l.max_cost {
+        let _ = write!(o, ", max_cost {}", orchestra_runtime::usd(c));
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,

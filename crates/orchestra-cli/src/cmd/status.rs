@@ -7,13 +7,20 @@ use std::path::PathBuf;
 
 use orchestra_runtime::Engine;
 use orchestra_runtime::owner_is_dead;
-use orchestra_store::{SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms};
+use orchestra_store::{
+    CostTally, SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms,
+};
 use serde_json::{Value, json};
 
 use crate::cli::Ctx;
+use crate::cost::{cost_cell, total_cost};
 use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session_db};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
+///
+/// Costs come from the model prices (`prices:` and the built-in ones) at the time each agent
+/// ran; a run of a model without a known price has an unknown cost (`cost unknown`, `null` in
+/// JSON), and a total that leaves such runs out says it is partial.
 ///
 /// A session marked `running` whose process is gone (its lease expired) is shown as
 /// `interrupted`: resume it with `orchestra resume ID`.
@@ -124,8 +131,8 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
     }
     let _ = writeln!(
         out,
-        "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  NOTE",
-        "SESSION", "PIPELINE", "STATUS", "STARTED", "STEPS", "CKPTS", "TOKENS"
+        "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9} {:>9}  NOTE",
+        "SESSION", "PIPELINE", "STATUS", "STARTED", "STEPS", "CKPTS", "TOKENS", "COST"
     );
     for s in &sessions {
         let mut note = String::new();
@@ -147,9 +154,19 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             }
             note.push_str(&first_line(e, 100));
         }
+        if s.cost.is_partial() {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!(
+                "cost partial: {} of {} runs without a price",
+                s.cost.unpriced_runs,
+                s.cost.unpriced_runs + s.cost.priced_runs
+            ));
+        }
         let _ = writeln!(
             out,
-            "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9}  {}",
+            "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9} {:>9}  {}",
             s.id,
             s.pipeline,
             shown_status(s.status, s.lease_owner.as_deref()),
@@ -157,6 +174,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             s.steps,
             s.checkpoints,
             s.tokens_in.saturating_add(s.tokens_out),
+            cost_cell(&s.cost),
             note
         );
     }
@@ -180,6 +198,7 @@ fn summary_json(s: &SessionSummary) -> Value {
         "created_at": s.created_at, "updated_at": s.updated_at,
         "steps": s.steps, "checkpoints": s.checkpoints,
         "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
+        "cost_usd": s.cost.usd(), "cost_partial": s.cost.is_partial(),
         "parent_session": s.parent_session, "parent_checkpoint": s.parent_checkpoint,
         "error": s.error,
     })
@@ -190,6 +209,9 @@ struct Usage {
     runs: u64,
     tokens_in: u64,
     tokens_out: u64,
+    cache_read: u64,
+    cache_write: u64,
+    cost: CostTally,
     tool_calls: u64,
     retries: u64,
     ms: u64,
@@ -220,12 +242,17 @@ async fn detail(
     let now = system_now_ms();
     let status = shown_status(rec.status, rec.lease_holder(now));
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut session_cost = CostTally::default();
     for r in &runs {
         let u = usage.entry(r.node.clone()).or_default();
         // Saturating: token counts are what the providers' servers reported.
         u.runs += 1;
         u.tokens_in = u.tokens_in.saturating_add(r.tokens_in);
         u.tokens_out = u.tokens_out.saturating_add(r.tokens_out);
+        u.cache_read = u.cache_read.saturating_add(r.cache_read_tokens);
+        u.cache_write = u.cache_write.saturating_add(r.cache_write_tokens);
+        u.cost.add(r.cost_usd);
+        session_cost.add(r.cost_usd);
         u.tool_calls = u.tool_calls.saturating_add(r.tool_calls);
         u.retries += u64::from(r.retries);
         u.ms = u.ms.saturating_add(r.duration_ms);
@@ -242,8 +269,11 @@ async fn detail(
                 "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
                 "snapshot": c.has_snapshot, "repo_change": c.has_repo_shas, "created_at": c.created_at,
             })).collect::<Vec<_>>(),
+            "cost_usd": session_cost.usd(), "cost_partial": session_cost.is_partial(),
             "usage": usage.iter().map(|(n, u)| json!({
                 "node": n, "runs": u.runs, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
+                "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
+                "cost_usd": u.cost.usd(), "cost_partial": u.cost.is_partial(),
                 "tool_calls": u.tool_calls, "retries": u.retries, "duration_ms": u.ms, "errors": u.errors,
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
@@ -276,6 +306,7 @@ async fn detail(
             .collect();
         let _ = writeln!(out, "inputs    {}", shown.join(", "));
     }
+    let _ = writeln!(out, "cost      {}", total_cost(&session_cost));
     let _ = writeln!(out, "started   {}", when(rec.created_at));
     let _ = writeln!(out, "updated   {}", when(rec.updated_at));
     if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {
@@ -327,21 +358,34 @@ async fn detail(
     let _ = writeln!(out, "\nusage by agent:");
     let _ = writeln!(
         out,
-        "  {:<24} {:>4} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6}",
-        "AGENT", "RUNS", "TOKENS IN", "TOKENS OUT", "TOOLS", "RETRIES", "TIME", "ERRORS"
+        "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6} {:>12}",
+        "AGENT",
+        "RUNS",
+        "TOKENS IN",
+        "TOKENS OUT",
+        "CACHE READ",
+        "CACHE WRITE",
+        "TOOLS",
+        "RETRIES",
+        "TIME",
+        "ERRORS",
+        "COST"
     );
     for (n, u) in &usage {
         let _ = writeln!(
             out,
-            "  {:<24} {:>4} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6}",
+            "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6} {:>12}",
             n,
             u.runs,
             u.tokens_in,
             u.tokens_out,
+            u.cache_read,
+            u.cache_write,
             u.tool_calls,
             u.retries,
             secs(u.ms),
-            u.errors
+            u.errors,
+            cost_cell(&u.cost)
         );
     }
     if !forks.is_empty() {
