@@ -11,6 +11,7 @@ pub(crate) mod common;
 mod compat;
 mod concurrency;
 mod corpus;
+mod cost;
 mod crash;
 mod events;
 pub(crate) mod fake_model;
