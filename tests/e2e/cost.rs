@@ -43,8 +43,7 @@ fn max_cost_stops_at_the_step_that_crossed_it_and_resume_with_a_higher_limit_com
         run.transcript()
     );
     assert!(
-        run.stderr
-            .contains("  done   writer  ")
+        run.stderr.contains("  done   writer  ")
             && run
                 .stderr
                 .contains("tokens 10 in / 5 out  cache 6 read / 2 written  $0.0151  tools 0"),
@@ -94,7 +93,11 @@ fn max_cost_stops_at_the_step_that_crossed_it_and_resume_with_a_higher_limit_com
     assert!(close(&status["cost_usd"], 20.0 * RUN), "{status}");
 
     let text = p.run(&["status", &id]);
-    assert!(text.stdout.contains("cost      $0.3020\n"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("cost      $0.3020\n"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -118,9 +121,12 @@ fn a_model_without_a_price_has_an_unknown_cost_and_max_cost_says_it_cannot_count
     assert_eq!(status["usage"][0]["cost_usd"], Value::Null, "{status}");
     assert_eq!(p.sessions()[0]["cost_usd"], Value::Null);
     let text = p.run(&["status", &id]);
-    assert!(text.stdout.contains("cost      cost unknown\n"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("cost      cost unknown\n"),
+        "{}",
+        text.stdout
+    );
     assert!(!text.stdout.contains("$0"), "{}", text.stdout);
-
 }
 
 #[test]
@@ -156,7 +162,10 @@ fn a_session_with_some_runs_priced_shows_the_known_part_and_says_it_is_partial()
     assert_eq!(by_node("local")["cost_usd"], Value::Null);
     assert!(close(&status["cost_usd"], want), "{status}");
     assert_eq!(status["cost_partial"], true);
-    assert!(close(&out["cost_usd"], want) && out["cost_partial"] == true, "{out}");
+    assert!(
+        close(&out["cost_usd"], want) && out["cost_partial"] == true,
+        "{out}"
+    );
     let listed = &p.sessions()[0];
     assert_eq!(listed["cost_partial"], true, "{listed}");
     let text = p.run(&["status", &id]);
@@ -167,7 +176,8 @@ fn a_session_with_some_runs_priced_shows_the_known_part_and_says_it_is_partial()
     );
     let list = p.run(&["status"]);
     assert!(
-        list.stdout.contains("cost partial: 1 of 2 runs without a price"),
+        list.stdout
+            .contains("cost partial: 1 of 2 runs without a price"),
         "{}",
         list.stdout
     );

@@ -16,7 +16,10 @@ pub(crate) fn total_cost(t: &CostTally) -> String {
     let shown = cost(t.usd());
     if t.is_partial() {
         let runs = if t.unpriced_runs == 1 { "run" } else { "runs" };
-        format!("{shown} (partial: {} {runs} without a price)", t.unpriced_runs)
+        format!(
+            "{shown} (partial: {} {runs} without a price)",
+            t.unpriced_runs
+        )
     } else {
         shown
     }

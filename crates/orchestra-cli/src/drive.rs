@@ -201,7 +201,9 @@ fn parse_usd(s: &str) -> Result<f64, String> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(format!("`{s}` is not an amount of US dollars (e.g. `0.50`)"))
+        Err(format!(
+            "`{s}` is not an amount of US dollars (e.g. `0.50`)"
+        ))
     }
 }
 
