@@ -122,7 +122,8 @@ fn a_model_without_a_price_has_an_unknown_cost_and_max_cost_says_it_cannot_count
     assert_eq!(p.sessions()[0]["cost_usd"], Value::Null);
     let text = p.run(&["status", &id]);
     assert!(
-        text.stdout.contains("cost      cost unknown\n"),
+        text.stdout
+            .contains("cost      unknown (no price is known for its models)\n"),
         "{}",
         text.stdout
     );

@@ -109,6 +109,8 @@ fn json_outcomes_and_status_have_every_field() {
         keys(&out),
         [
             "checkpoints",
+            "cost_partial",
+            "cost_usd",
             "error",
             "messages",
             "outputs",
@@ -118,6 +120,11 @@ fn json_outcomes_and_status_have_every_field() {
             "steps",
             "tokens"
         ]
+    );
+    // The scripted model has no price: its cost is unknown, not 0.
+    assert_eq!(
+        (&out["cost_usd"], &out["cost_partial"]),
+        (&Value::Null, &Value::from(false))
     );
     assert_eq!(
         (
@@ -139,6 +146,8 @@ fn json_outcomes_and_status_have_every_field() {
         keys(&list[0]),
         [
             "checkpoints",
+            "cost_partial",
+            "cost_usd",
             "created_at",
             "error",
             "id",

@@ -306,7 +306,11 @@ async fn detail(
             .collect();
         let _ = writeln!(out, "inputs    {}", shown.join(", "));
     }
-    let _ = writeln!(out, "cost      {}", total_cost(&session_cost));
+    let shown_cost = match session_cost.usd() {
+        Some(_) => total_cost(&session_cost),
+        None => "unknown (no price is known for its models)".to_owned(),
+    };
+    let _ = writeln!(out, "cost      {shown_cost}");
     let _ = writeln!(out, "started   {}", when(rec.created_at));
     let _ = writeln!(out, "updated   {}", when(rec.updated_at));
     if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {
@@ -358,7 +362,7 @@ async fn detail(
     let _ = writeln!(out, "\nusage by agent:");
     let _ = writeln!(
         out,
-        "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6} {:>12}",
+        "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>11} {:>6} {:>7} {:>9} {:>6} {:>12}",
         "AGENT",
         "RUNS",
         "TOKENS IN",
@@ -374,7 +378,7 @@ async fn detail(
     for (n, u) in &usage {
         let _ = writeln!(
             out,
-            "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7} {:>9} {:>6} {:>12}",
+            "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>11} {:>6} {:>7} {:>9} {:>6} {:>12}",
             n,
             u.runs,
             u.tokens_in,
