@@ -245,6 +245,14 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         (None, _) => "(none)".to_owned(),
     };
     let _ = writeln!(o, "    model        {model}");
+    let price = match orchestra_runtime::agent_price(c, a) {
+        Some(p) => format!(
+            "${} in, ${} out, ${} cache read, ${} cache write (USD per million tokens)",
+            p.input, p.output, p.cache_read, p.cache_write
+        ),
+        None => "unknown (its runs' cost is unknown; give it under `prices:`)".to_owned(),
+    };
+    let _ = writeln!(o, "    price        {price}");
     if a.tools.is_empty() {
         let _ = writeln!(o, "    tools        (none)");
     } else {

@@ -41,7 +41,7 @@ pub use events::{CollectEvents, Event, EventSink, NoEvents};
 pub use ids::{date_of_days, new_session_id};
 pub use lease::{LEASE_TTL, owner_is_dead};
 pub use outcome::{Finish, Outcome, StopLimit, usd};
-pub use plan::{ConditionFn, check_providers};
+pub use plan::{ConditionFn, agent_price, check_providers};
 pub use restore::RestoreError;
 pub use retention::{CLEANUP_META, CleanupOptions, CleanupReport, Kept, Removed, SessionCleanup};
 pub use runner::BoxFuture;

@@ -183,7 +183,7 @@ pub fn agent_plans(
 }
 
 /// The price of `agent`'s model (`None`: unknown; an agent without a model name has none).
-pub(crate) fn agent_price(
+pub fn agent_price(
     compiled: &Compiled,
     agent: &orchestra_graph::ResolvedAgent,
 ) -> Option<orchestra_providers::Price> {
