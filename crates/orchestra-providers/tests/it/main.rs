@@ -7,6 +7,7 @@
 )]
 
 mod anthropic;
+mod anthropic_cache;
 mod build;
 mod cli_agents;
 mod command;
