@@ -197,6 +197,7 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
             providers::check(entry, &mut diags);
         }
     }
+    providers::check_prices(&spec.prices, &src, &agents, &provider_map, &mut diags);
 
     // Edges, conditions, whole-graph checks.
     let index: HashMap<&str, usize> = spec

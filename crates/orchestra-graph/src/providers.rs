@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use indexmap::IndexMap;
-use orchestra_spec::{Diagnostic, ProviderKind, ProviderSpec, SourceFile, Span, SpannedMap};
+use orchestra_spec::{
+    Diagnostic, PriceSpec, ProviderKind, ProviderSpec, SourceFile, Span, SpannedMap,
+};
 
-use crate::compiled::{ModelChoice, ResolvedProvider};
+use crate::compiled::{ModelChoice, ResolvedAgent, ResolvedProvider};
 
 /// A provider and where it was declared, for diagnostics.
 #[derive(Debug)]
@@ -15,6 +17,46 @@ pub(crate) struct ProviderEntry<'a> {
     pub(crate) source: &'a SourceFile,
     pub(crate) key_span: Span,
     pub(crate) from_pipeline: bool,
+}
+
+/// Warns about a pipeline's `prices:` entry keyed by a model alias that no agent uses as a
+/// model name: prices are looked up by model name, so it would apply to nothing.
+pub(crate) fn check_prices(
+    prices: &SpannedMap<PriceSpec>,
+    src: &SourceFile,
+    agents: &[ResolvedAgent],
+    providers: &IndexMap<String, ProviderEntry<'_>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (key, span, _) in prices.iter() {
+        if agents.iter().any(|a| a.model.model.as_deref() == Some(key)) {
+            continue;
+        }
+        let meant: Vec<String> = providers
+            .values()
+            .filter_map(|e| {
+                let p = &e.resolved;
+                p.spec
+                    .models
+                    .get(key)
+                    .map(|m| format!("`{m}` (provider `{}`)", p.name))
+            })
+            .collect();
+        if meant.is_empty() {
+            continue;
+        }
+        diags.push(
+            Diagnostic::warning(format!(
+                "the price of `{key}` applies to no agent: `{key}` is a model alias, and prices \
+                 are given by model name"
+            ))
+            .at(src, span)
+            .with_help(format!(
+                "give the model's name instead: {}",
+                meant.join(", ")
+            )),
+        );
+    }
 }
 
 /// The file declaring a set of providers: its text, real path and directory (relative
