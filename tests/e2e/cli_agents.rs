@@ -112,6 +112,21 @@ fn claude_and_codex_agents_edit_in_their_worktrees_with_tokens_and_tool_calls_re
     let review = usage_of(&status, "review");
     assert_eq!(review["tool_calls"], 0);
     assert!(review["tokens_out"].as_u64().unwrap() > 0, "{review}");
+    // Cache reads and writes apart; Claude Code's own cost is the run's cost. Codex reports no
+    // cost and these agents name no model to price: their cost is unknown, and the session's
+    // total is the known part, marked partial.
+    assert_eq!(
+        (&notes["cache_read_tokens"], &notes["cache_write_tokens"]),
+        (&Value::from(35560), &Value::from(12361))
+    );
+    assert_eq!(notes["cost_usd"], 0.0591234, "{notes}");
+    assert_eq!(checks["cache_read_tokens"], 24448);
+    assert_eq!(
+        (&checks["cost_usd"], &review["cost_usd"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(status["cost_usd"], 0.0591234, "{status}");
+    assert_eq!(status["cost_partial"], true);
 
     // Each agent's edit is its own commit: the parallel ones made in their own worktrees.
     let (branch, worktree) = p.branch_and_worktree(&id);

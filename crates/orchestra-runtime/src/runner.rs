@@ -158,3 +158,39 @@ impl<T: NodeRunner + ?Sized> NodeRunner for Arc<T> {
         (**self).run(call)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_cost_wins_over_the_price_and_an_unknown_one_stays_unknown() {
+        let usage = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 0,
+            ..Usage::default()
+        };
+        let price = Price {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.3,
+            cache_write: 3.75,
+        };
+        assert_eq!(call_cost(Some(0.5), &usage, Some(&price)), Some(0.5));
+        assert_eq!(call_cost(None, &usage, Some(&price)), Some(3.0));
+        assert_eq!(call_cost(None, &usage, None), None);
+        assert_eq!(add_cost(Some(1.0), Some(0.25)), Some(1.25));
+        assert_eq!(add_cost(Some(1.0), None), None);
+        assert_eq!(add_cost(None, Some(1.0)), None);
+        let meter = UsageMeter::default();
+        assert_eq!(
+            meter.get(),
+            (Usage::default(), Some(0.0)),
+            "nothing spent is known"
+        );
+        meter.add(&usage, Some(3.0));
+        meter.add(&usage, None);
+        assert_eq!(meter.get().0.input_tokens, 2_000_000);
+        assert_eq!(meter.get().1, None);
+    }
+}
