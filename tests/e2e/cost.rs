@@ -77,6 +77,16 @@ fn max_cost_stops_at_the_step_that_crossed_it_and_resume_with_a_higher_limit_com
     assert!(close(&writer["cost_usd"], 3.0 * RUN), "{writer}");
     let listed = &p.sessions()[0];
     assert!(close(&listed["cost_usd"], 3.0 * RUN), "{listed}");
+    // The listing's note says which limit stopped it.
+    let list = p.run(&["status"]);
+    assert!(
+        list.stdout.contains(" stopped ")
+            && list.stdout.contains(
+                "the session spent its cost budget (limits.max_cost: $0.04, spent $0.0453)"
+            ),
+        "{}",
+        list.stdout
+    );
 
     // The same limit stops it again at once; a higher one lets it finish its 20 drafts.
     let again = p.run(&["resume", &id]);

@@ -145,8 +145,9 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             }
             note.push_str(n);
         }
-        // Why a session failed (an agent's error, or the reason of the pipeline's `FAIL`).
-        if s.status == SessionStatus::Failed
+        // Why a session failed (an agent's error, or the reason of the pipeline's `FAIL`), or
+        // which limit stopped it (`max_steps`, `max_tokens`, `max_cost`).
+        if matches!(s.status, SessionStatus::Failed | SessionStatus::Stopped)
             && let Some(e) = &s.error
         {
             if !note.is_empty() {

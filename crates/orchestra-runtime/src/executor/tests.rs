@@ -1,7 +1,7 @@
 //! Tests of the executor over hand-built topologies, a real MemoryStore/SqliteStore, and fake runners.
 
-mod language;
 mod cost;
+mod language;
 mod store_failures;
 
 use std::collections::HashMap;
