@@ -227,6 +227,9 @@ impl SpanSink {
                 tokens_out,
                 tool_calls,
                 reused,
+                cache_read_tokens,
+                cache_write_tokens,
+                cost_usd,
             } => {
                 let cx = match st.runs.remove(&(step, node.clone())) {
                     Some(cx) => cx,
@@ -253,9 +256,18 @@ impl SpanSink {
                 cx.span().set_attributes([
                     int(TOKENS_IN, tokens_in),
                     int(TOKENS_OUT, tokens_out),
+                    int("gen_ai.usage.cache_read.input_tokens", cache_read_tokens),
+                    int(
+                        "gen_ai.usage.cache_creation.input_tokens",
+                        cache_write_tokens,
+                    ),
                     int("orchestra.tool_calls", tool_calls),
                     KeyValue::new("orchestra.reused", reused),
                 ]);
+                if let Some(cost) = cost_usd {
+                    cx.span()
+                        .set_attribute(KeyValue::new("orchestra.cost_usd", cost));
+                }
                 cx.span().end_with_timestamp(now);
             }
             Event::NodeFailed { step, node, error } => {

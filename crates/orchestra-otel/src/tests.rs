@@ -95,6 +95,9 @@ fn synthetic() -> Vec<Event> {
             tokens_out: 30,
             tool_calls: 1,
             reused: false,
+            cache_read_tokens: 100,
+            cache_write_tokens: 0,
+            cost_usd: Some(0.0012),
         },
         Event::NodeFailed {
             step: 1,
@@ -193,6 +196,14 @@ fn events_become_genai_spans_with_their_parents() {
     assert_eq!(
         attr(critic, "gen_ai.usage.input_tokens"),
         Some(&Value::I64(120))
+    );
+    assert_eq!(
+        attr(critic, "gen_ai.usage.cache_read.input_tokens"),
+        Some(&Value::I64(100))
+    );
+    assert_eq!(
+        attr(critic, "orchestra.cost_usd"),
+        Some(&Value::F64(0.0012))
     );
     assert_eq!(s(chat, "gen_ai.operation.name"), "chat");
     assert_eq!(s(chat, "gen_ai.provider.name"), "anthropic");
