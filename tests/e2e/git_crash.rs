@@ -303,8 +303,10 @@ fn a_run_killed_at_each_git_event_of_a_parallel_step_resumes_to_the_end() {
         "kills per event: {:?}",
         EVENTS.map(|e| (e, killed(e), trials))
     );
-    // The events between model answers are always caught; those inside a merge may not be (a
-    // merge takes microseconds): their states are built by hand below.
+    // The events between model answers (250 ms apart) are caught by polling; those inside a
+    // merge may not be (a merge takes microseconds): their states are built by hand below. On a
+    // loaded machine a poll can oversleep an event too, so each must be caught at least once,
+    // not in every trial.
     for e in [
         Event::ForkBranchA,
         Event::ForkBranchB,
@@ -313,7 +315,7 @@ fn a_run_killed_at_each_git_event_of_a_parallel_step_resumes_to_the_end() {
         Event::CommitA,
         Event::CommitB,
     ] {
-        assert_eq!(killed(e), usize::try_from(trials).unwrap(), "{e:?}");
+        assert!(killed(e) >= 1, "{e:?} was never caught in {trials} trials");
     }
 }
 
