@@ -15,6 +15,7 @@ mod private;
 mod schema;
 mod sessions;
 mod steps;
+mod trace;
 mod writes;
 
 use std::ops::RangeInclusive;
@@ -27,7 +28,8 @@ use serde_json::Value;
 
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
+    SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord,
+    TraceRecord,
 };
 use orchestra_store::{Clock, Store, StoreError};
 
@@ -375,6 +377,23 @@ impl Store for SqliteStore {
 
     fn messages(&self, session: &str, node: &str) -> Result<Vec<ChatMessageRecord>, StoreError> {
         self.messages_impl(session, node)
+    }
+
+    fn record_trace(&mut self, trace: &[TraceRecord]) -> Result<(), StoreError> {
+        self.record_trace_impl(trace)
+    }
+
+    fn record_results_traced(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+    ) -> Result<(), StoreError> {
+        self.record_results_traced_impl(tasks, runs, trace)
+    }
+
+    fn trace(&self, session: &str) -> Result<SessionTrace, StoreError> {
+        self.trace_impl(session)
     }
 
     fn delete_session(&mut self, id: &str) -> Result<(), StoreError> {

@@ -179,6 +179,68 @@ ALTER TABLE node_runs ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE node_runs ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE node_runs ADD COLUMN cost_usd REAL;
 "#,
+    // 7: what node runs did, for `orchestra show`: model turns, tool calls, routing. System
+    // prompts and message lists repeat across turns and runs, so each distinct text is stored
+    // once per session in `trace_texts` (found by a hash of its bytes) and turns refer to it.
+    r#"
+CREATE TABLE trace_texts (
+    id INTEGER PRIMARY KEY,
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    hash INTEGER NOT NULL,
+    body BLOB NOT NULL
+) STRICT;
+CREATE INDEX trace_texts_by_hash ON trace_texts (sid, hash);
+
+CREATE TABLE model_turns (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    system INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    answer BLOB NOT NULL,
+    stop TEXT NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX model_turns_by_step ON model_turns (sid, step);
+
+CREATE TABLE tool_calls (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    run_index INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    turn INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    args BLOB NOT NULL,
+    args_bytes INTEGER NOT NULL,
+    result BLOB NOT NULL,
+    result_bytes INTEGER NOT NULL,
+    is_error INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tool_calls_by_step ON tool_calls (sid, step);
+
+CREATE TABLE routes (
+    sid INTEGER NOT NULL REFERENCES sessions (sid) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    from_node TEXT NOT NULL,
+    condition TEXT,
+    decision TEXT,
+    targets TEXT NOT NULL,
+    loop_round INTEGER,
+    loop_max INTEGER
+) STRICT;
+CREATE INDEX routes_by_step ON routes (sid, step);
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {

@@ -25,10 +25,10 @@ const INSERT_NODE_RUN: &str = "INSERT INTO node_runs (sid, seq, step, node, run_
 
 /// Resolves session ids to `sid`s, remembering the few a batch touches.
 #[derive(Debug, Default)]
-struct SidCache(Vec<(String, i64)>);
+pub(crate) struct SidCache(Vec<(String, i64)>);
 
 impl SidCache {
-    fn get(&mut self, conn: &Connection, ctx: &Ctx, id: &str) -> Result<i64, StoreError> {
+    pub(crate) fn get(&mut self, conn: &Connection, ctx: &Ctx, id: &str) -> Result<i64, StoreError> {
         if let Some((_, sid)) = self.0.iter().find(|(known, _)| known == id) {
             return Ok(*sid);
         }
@@ -73,7 +73,7 @@ impl<'a> Encoded<'a> {
 const SNAPSHOT: &str = "state snapshot";
 
 /// Range checks of a batch of results, before anything is written.
-fn validate_results(tasks: &[TaskRecord], runs: &[NodeRunRecord]) -> Result<(), StoreError> {
+pub(crate) fn validate_results(tasks: &[TaskRecord], runs: &[NodeRunRecord]) -> Result<(), StoreError> {
     for t in tasks {
         validate::task(t)?;
     }
@@ -84,7 +84,7 @@ fn validate_results(tasks: &[TaskRecord], runs: &[NodeRunRecord]) -> Result<(), 
 }
 
 /// Inserts tasks and node runs within the caller's transaction.
-fn insert_results(
+pub(crate) fn insert_results(
     conn: &Connection,
     ctx: &Ctx,
     tasks: &[TaskRecord],

@@ -22,11 +22,13 @@ mod lifecycle;
 mod records;
 mod sessions;
 mod steps;
+mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use records::{ManualClock, START, checkpoint, new_session, node_run, task};
+pub use trace::{model_turn, route, tool_call};
 
 use crate::{Clock, Store};
 
@@ -128,6 +130,9 @@ cases!(
     steps::node_runs_keep_cache_tokens_and_costs,
     steps::numbers_out_of_range_are_refused,
     steps::json_payloads_come_back_exactly,
+    trace::trace_round_trip_and_order,
+    trace::trace_batches_are_atomic_and_go_with_results,
+    trace::trace_texts_come_back_exactly,
 );
 
 /// Runs the case `name` on a store made by `factory` (see the module docs).
@@ -190,6 +195,9 @@ macro_rules! conformance_tests {
             node_runs_keep_cache_tokens_and_costs,
             numbers_out_of_range_are_refused,
             json_payloads_come_back_exactly,
+            trace_round_trip_and_order,
+            trace_batches_are_atomic_and_go_with_results,
+            trace_texts_come_back_exactly,
         );
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {

@@ -11,7 +11,9 @@
 //!   writes after it ([`Store::restore_point`]);
 //! - **checkpoints**: one per super-step, with the scheduler state, repo SHAs and, when the
 //!   runtime decides, a full state **snapshot**;
-//! - **node runs** (tokens, tool calls, timings, retries, errors) and interactive **messages**.
+//! - **node runs** (tokens, tool calls, timings, retries, errors) and interactive **messages**;
+//! - the **trace** of what runs did: model turns (prompt as sent, answer), tool calls (arguments,
+//!   results, capped) and routing decisions ([`TraceRecord`]).
 //!
 //! The store knows nothing of reducers; JSON payloads come back exactly as they went in.
 
@@ -22,6 +24,7 @@ mod error;
 mod memory;
 mod records;
 mod store;
+mod trace;
 pub mod validate;
 mod views;
 
@@ -33,6 +36,10 @@ pub use records::{
     TaskRecord, TaskStatus, UnknownStatus,
 };
 pub use store::Store;
+pub use trace::{
+    ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceRecord,
+    cap_text,
+};
 pub use views::{
     CheckpointInfo, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,
     SessionSummary,

@@ -17,7 +17,7 @@ use crate::views::resolve_prefix;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, CostTally, LeaseOutcome,
     MAX_AMBIGUOUS_CANDIDATES, NewSession, NodeRunRecord, SessionFilter, SessionRecord,
-    SessionStatus, SessionSummary, TaskRecord,
+    SessionStatus, SessionSummary, SessionTrace, TaskRecord, TraceRecord,
 };
 use crate::{Clock, Store, StoreError, validate};
 
@@ -40,6 +40,7 @@ struct SessionData {
     checkpoints: BTreeMap<u64, CheckpointRecord>,
     runs: Vec<NodeRunRecord>,
     messages: Vec<ChatMessageRecord>,
+    trace: SessionTrace,
 }
 
 impl Inner {
@@ -92,6 +93,7 @@ impl Store for MemoryStore {
                 checkpoints: BTreeMap::new(),
                 runs: Vec::new(),
                 messages: Vec::new(),
+                trace: SessionTrace::default(),
             },
         );
         Ok(())
@@ -329,6 +331,51 @@ impl Store for MemoryStore {
         let mut runs = inner.get(session)?.runs.clone();
         runs.sort_by_key(|r| r.step); // stable: insertion order within a step
         Ok(runs)
+    }
+
+    fn record_trace(&mut self, trace: &[TraceRecord]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // All or nothing, like a transaction.
+        for r in trace {
+            validate::trace(r)?;
+            inner.get(r.session())?;
+        }
+        for r in trace {
+            let t = &mut inner.get_mut(r.session())?.trace;
+            match r {
+                TraceRecord::Turn(x) => t.turns.push(x.clone()),
+                TraceRecord::Tool(x) => t.tools.push(x.clone()),
+                TraceRecord::Route(x) => t.routes.push(x.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    fn record_results_traced(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+    ) -> Result<(), StoreError> {
+        {
+            let inner = self.lock();
+            for r in trace {
+                validate::trace(r)?;
+                inner.get(r.session())?;
+            }
+        }
+        self.record_results(tasks, runs)?;
+        self.record_trace(trace)
+    }
+
+    fn trace(&self, session: &str) -> Result<SessionTrace, StoreError> {
+        let inner = self.lock();
+        let mut t = inner.get(session)?.trace.clone();
+        // Stable sorts: insertion order within a step.
+        t.turns.sort_by_key(|x| x.step);
+        t.tools.sort_by_key(|x| x.step);
+        t.routes.sort_by_key(|x| x.step);
+        Ok(t)
     }
 
     fn append_message(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::StoreError;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    RestorePoint, SessionFilter, SessionRecord, SessionStatus, SessionSummary, TaskRecord,
+    RestorePoint, SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
+    TaskRecord, TraceRecord,
 };
 
 /// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.
@@ -125,6 +126,26 @@ pub trait Store: Send {
 
     /// The session's node runs, ordered by (step, insertion).
     fn node_runs(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError>;
+
+    /// Appends what runs did and how steps routed (see [`TraceRecord`]), in one transaction.
+    /// Backends store each distinct system prompt and message list of a session once.
+    fn record_trace(&mut self, trace: &[TraceRecord]) -> Result<(), StoreError>;
+
+    /// Stores finished tasks, node-run usage and trace records in one transaction where the
+    /// backend can (what the runtime's store thread writes for a group of finished attempts).
+    fn record_results_traced(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+    ) -> Result<(), StoreError> {
+        self.record_results(tasks, runs)?;
+        self.record_trace(trace)
+    }
+
+    /// The session's trace: each list ordered by step, then insertion. Sessions stored before
+    /// traces were kept have empty lists.
+    fn trace(&self, session: &str) -> Result<SessionTrace, StoreError>;
 
     /// Appends a message of an interactive conversation.
     fn append_message(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError>;

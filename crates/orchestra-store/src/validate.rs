@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::StoreError;
 use crate::records::{ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, TaskRecord};
+use crate::trace::TraceRecord;
 pub use crate::views::resolve_prefix;
 
 /// `commit_checkpoint` bumps a session's `updated_at` only when it is at least this old.
@@ -65,6 +66,26 @@ pub fn node_run(r: &NodeRunRecord) -> Result<(), StoreError> {
 /// Range checks of a chat message.
 pub fn message(m: &ChatMessageRecord) -> Result<(), StoreError> {
     int("created_at", m.created_at)?;
+    Ok(())
+}
+
+/// Range checks of a trace record.
+pub fn trace(r: &TraceRecord) -> Result<(), StoreError> {
+    int("step", r.step())?;
+    match r {
+        TraceRecord::Turn(t) => {
+            int("tokens_in", t.tokens_in)?;
+            int("tokens_out", t.tokens_out)?;
+            int("started_at", t.started_at)?;
+            int("duration_ms", t.duration_ms)?;
+        }
+        TraceRecord::Tool(t) => {
+            int("args_bytes", t.args_bytes)?;
+            int("result_bytes", t.result_bytes)?;
+            int("duration_ms", t.duration_ms)?;
+        }
+        TraceRecord::Route(_) => {}
+    }
     Ok(())
 }
 
