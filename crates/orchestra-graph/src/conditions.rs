@@ -115,7 +115,62 @@ fn detail(e: &minijinja::Error) -> String {
         .map_or_else(|| e.kind().to_string(), str::to_owned)
 }
 
+impl Rule {
+    /// A short name for what the rule decides, for progress lines and graph labels: the
+    /// string a comparison tests for (`state.verdict == "revise"` is `revise`), else the
+    /// expression itself.
+    pub fn label(&self) -> String {
+        let literal = |side: &str| {
+            let side = side.trim();
+            ['"', '\'']
+                .into_iter()
+                .find_map(|q| side.strip_prefix(q)?.strip_suffix(q))
+                .filter(|inner| !inner.contains(['"', '\'']))
+                .map(str::to_owned)
+        };
+        if let Some((lhs, rhs)) = self.when.split_once("==")
+            && !rhs.contains("==")
+            && let Some(v) = literal(rhs).or_else(|| literal(lhs))
+        {
+            return v;
+        }
+        self.when.trim().to_owned()
+    }
+}
+
+/// What [`RuleSet::decide`] calls the fallback when no rule matched.
+pub const DEFAULT_RULE: &str = "default";
+
 impl RuleSet {
+    /// The labels of the rules (and [`DEFAULT_RULE`]) that can choose `target`.
+    pub fn labels_for(&self, target: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.to.iter().any(|t| t == target))
+            .map(Rule::label)
+            .collect();
+        if self.default.iter().any(|t| t == target) {
+            out.push(DEFAULT_RULE.to_owned());
+        }
+        out.dedup();
+        out
+    }
+
+    /// What [`evaluate`](RuleSet::evaluate) chooses, with the label of the rule that chose
+    /// it ([`DEFAULT_RULE`] when none matched).
+    pub fn decide(
+        &self,
+        state: &Map<String, Value>,
+        inputs: &Map<String, Value>,
+        loops: u32,
+    ) -> Result<(String, Vec<String>), ConditionError> {
+        Ok(match self.matching(state, inputs, loops)? {
+            Some(rule) => (rule.label(), rule.to.clone()),
+            None => (DEFAULT_RULE.to_owned(), self.default.clone()),
+        })
+    }
+
     /// The targets chosen for `state` and `inputs` when the edge has taken `loops` loops: those
     /// of the first rule whose `when` is true, else the default.
     ///
@@ -129,6 +184,18 @@ impl RuleSet {
         inputs: &Map<String, Value>,
         loops: u32,
     ) -> Result<Vec<String>, ConditionError> {
+        Ok(self
+            .matching(state, inputs, loops)?
+            .map_or_else(|| self.default.clone(), |r| r.to.clone()))
+    }
+
+    /// The first rule whose `when` is true, if any.
+    fn matching(
+        &self,
+        state: &Map<String, Value>,
+        inputs: &Map<String, Value>,
+        loops: u32,
+    ) -> Result<Option<&Rule>, ConditionError> {
         let env = environment();
         let mut exprs = Vec::with_capacity(self.rules.len());
         let mut state_used = Used::default();
@@ -170,10 +237,10 @@ impl RuleSet {
                 source: e,
             })?;
             if v.is_true() {
-                return Ok(rule.to.clone());
+                return Ok(Some(rule));
             }
         }
-        Ok(self.default.clone())
+        Ok(None)
     }
 }
 

@@ -3,21 +3,30 @@
 use std::fmt::Write as _;
 
 use crate::compiled::Compiled;
+use crate::conditions::ConditionSource;
 use crate::topology::{Edge, Node};
 
-/// A short label for an edge: join, condition, loop bound.
-fn edge_label(e: &Edge, c: &Compiled) -> String {
+/// A short label for edge `e` into `target`: join, condition (with the rules of a rule file
+/// that choose this target: `if critic_routing: revise`), loop bound.
+fn edge_label(e: &Edge, c: &Compiled, target: Node) -> String {
     let mut parts = Vec::new();
     if e.sources.len() > 1 {
         parts.push(format!("join: {}", e.join));
     }
     if let Some(cond) = &e.condition {
-        parts.push(format!("if {cond}"));
+        let rules = match c.conditions.get(cond).map(|rc| &rc.source) {
+            Some(ConditionSource::Rules(rules)) => rules.labels_for(c.topology.name(target)),
+            _ => Vec::new(),
+        };
+        if rules.is_empty() {
+            parts.push(format!("if {cond}"));
+        } else {
+            parts.push(format!("if {cond}: {}", rules.join(" | ")));
+        }
     }
     if let Some(m) = e.max_loops {
         parts.push(format!("max_loops: {m}"));
     }
-    let _ = c;
     parts.join(", ")
 }
 
@@ -43,9 +52,9 @@ impl Compiled {
         for e in &self.topology.edges {
             let from: Vec<String> = e.sources.iter().map(|&s| id(s)).collect();
             let from = from.join(" & ");
-            let label = edge_label(e, self);
             let dotted = e.condition.is_some();
             for &t in &e.targets {
+                let label = edge_label(e, self, t);
                 let arrow = match (dotted, label.is_empty()) {
                     (false, true) => "-->".to_owned(),
                     (false, false) => format!("-->|\"{label}\"|"),
@@ -88,21 +97,24 @@ impl Compiled {
             let _ = writeln!(out, "    {};", q(a));
         }
         for e in &self.topology.edges {
-            let label = edge_label(e, self);
-            let mut attrs = Vec::new();
-            if !label.is_empty() {
-                attrs.push(format!("label={}", q(&label)));
-            }
-            if e.condition.is_some() {
-                attrs.push("style=dashed".to_owned());
-            }
-            let attrs = if attrs.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", attrs.join(", "))
+            let attrs = |t: Node| {
+                let label = edge_label(e, self, t);
+                let mut attrs = Vec::new();
+                if !label.is_empty() {
+                    attrs.push(format!("label={}", q(&label)));
+                }
+                if e.condition.is_some() {
+                    attrs.push("style=dashed".to_owned());
+                }
+                if attrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", attrs.join(", "))
+                }
             };
             for &s in &e.sources {
                 for &t in &e.targets {
+                    let attrs = attrs(t);
                     let _ = writeln!(
                         out,
                         "    {} -> {}{attrs};",

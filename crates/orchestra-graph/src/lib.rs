@@ -29,7 +29,9 @@ pub use compiled::{
     Compiled, ModelChoice, ResolvedAgent, ResolvedProvider, ResolvedRepo, StateWrite, ToolKind,
     ToolRef,
 };
-pub use conditions::{ConditionError, ConditionSource, ResolvedCondition, Rule, RuleSet};
+pub use conditions::{
+    ConditionError, ConditionSource, DEFAULT_RULE, ResolvedCondition, Rule, RuleSet,
+};
 pub use inputs::{InputValues, ResolvedInput};
 pub use load::{LoadOptions, load};
 pub use outputs::OUTPUT_PATH_VARS;

@@ -102,6 +102,22 @@ pub enum Outcome {
     },
 }
 
+/// An edge that fired after a step: which node it left, the targets it chose and its loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fired {
+    /// The edge's index.
+    pub edge: usize,
+    /// The finished node whose arrival fired it.
+    pub from: Node,
+    /// The targets chosen (after loop bounds).
+    pub targets: Vec<Node>,
+    /// When the condition chose a target the edge loops back to: the loop round this starts
+    /// (1-based), or `None` when the bound was reached and `on_max_loops` was taken instead.
+    pub loop_round: Option<u32>,
+    /// The edge's bound, when the condition chose a loop target (else `None`).
+    pub loop_max: Option<u32>,
+}
+
 /// Decides what runs next over one topology.
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduler<'t> {
@@ -120,7 +136,14 @@ impl<'t> Scheduler<'t> {
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
         let mut state = SchedState::default();
-        let outcome = self.advance_from(&mut state, &[Node::Start], &[], route, false)?;
+        let outcome = self.advance_from(
+            &mut state,
+            &[Node::Start],
+            &[],
+            route,
+            false,
+            &mut Vec::new(),
+        )?;
         Ok((state, outcome))
     }
 
@@ -145,8 +168,24 @@ impl<'t> Scheduler<'t> {
     where
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
+        self.advance_traced(state, errored, route, &mut Vec::new())
+    }
+
+    /// [`advance_after_errors`](Scheduler::advance_after_errors), also listing in `trace` the
+    /// edges that fired, in the order they fired (conditional ones in the order `route` was
+    /// called for them).
+    pub fn advance_traced<F>(
+        &self,
+        state: &mut SchedState,
+        errored: &[AgentIdx],
+        route: F,
+        trace: &mut Vec<Fired>,
+    ) -> Result<Outcome, SchedError>
+    where
+        F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
+    {
         let finished: Vec<Node> = state.ready.iter().map(|&a| Node::Agent(a)).collect();
-        self.advance_from(state, &finished, errored, route, true)
+        self.advance_from(state, &finished, errored, route, true, trace)
     }
 
     fn advance_from<F>(
@@ -156,6 +195,7 @@ impl<'t> Scheduler<'t> {
         errored: &[AgentIdx],
         mut route: F,
         count_step: bool,
+        trace: &mut Vec<Fired>,
     ) -> Result<Outcome, SchedError>
     where
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
@@ -182,7 +222,8 @@ impl<'t> Scheduler<'t> {
                     continue;
                 }
                 fired.insert(ei);
-                for t in self.fire(&mut next, ei, edge, &mut route)? {
+                let (targets, loop_round, loop_max) = self.fire(&mut next, ei, edge, &mut route)?;
+                for &t in &targets {
                     match t {
                         Node::Agent(a) => {
                             ready.insert(a);
@@ -194,6 +235,13 @@ impl<'t> Scheduler<'t> {
                         Node::Start => {}
                     }
                 }
+                trace.push(Fired {
+                    edge: ei,
+                    from: n,
+                    targets,
+                    loop_round,
+                    loop_max,
+                });
             }
         }
         if let Some(edge) = next.failed {
@@ -284,14 +332,15 @@ impl<'t> Scheduler<'t> {
         }
     }
 
-    /// Fires edge `ei`: its targets (chosen by the condition, if any), with loop bounds applied.
+    /// Fires edge `ei`: its targets (chosen by the condition, if any), with loop bounds
+    /// applied, and the loop's round and bound (see [`Fired`]).
     fn fire<F>(
         &self,
         s: &mut SchedState,
         ei: usize,
         edge: &Edge,
         route: &mut F,
-    ) -> Result<Vec<Node>, SchedError>
+    ) -> Result<(Vec<Node>, Option<u32>, Option<u32>), SchedError>
     where
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {
@@ -321,7 +370,9 @@ impl<'t> Scheduler<'t> {
             }
         };
         let loops_now = targets.iter().any(|t| edge.loop_targets.contains(t));
+        let (mut round, mut bound) = (None, None);
         if loops_now && let Some(limit) = edge.max_loops {
+            bound = Some(limit);
             let taken = s.loops.entry(ei).or_insert(0);
             if *taken >= limit {
                 let Some(instead) = edge.on_max_loops else {
@@ -336,9 +387,10 @@ impl<'t> Scheduler<'t> {
                 }
             } else {
                 *taken += 1;
+                round = Some(*taken);
             }
         }
-        Ok(targets)
+        Ok((targets, round, bound))
     }
 
     /// Barriers (`join: all` or `N`) that got some but not enough of their sources, by edge.

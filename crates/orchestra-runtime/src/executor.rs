@@ -239,22 +239,25 @@ impl Executor {
                 std::mem::take(&mut pos.state),
             );
             let routed = routing(self.router.may_block(), move || {
-                let scheduler = Scheduler::new(&topo);
-                let outcome =
-                    scheduler.advance_after_errors(&mut sched, &errored, |ei, edge: &Edge| {
-                        router.route(
-                            edge,
-                            &state,
-                            &inputs,
-                            loops_before.get(&ei).copied().unwrap_or(0),
-                        )
-                    });
-                (sched, state, outcome)
+                let (mut fired, mut decisions) = (Vec::new(), Vec::new());
+                let outcome = Scheduler::new(&topo).advance_traced(
+                    &mut sched,
+                    &errored,
+                    |ei, edge: &Edge| {
+                        let loops = loops_before.get(&ei).copied().unwrap_or(0);
+                        let (decision, targets) = router.decide(edge, &state, &inputs, loops)?;
+                        decisions.push(decision);
+                        Ok(targets)
+                    },
+                    &mut fired,
+                );
+                (sched, state, outcome.map(|o| (o, fired, decisions)))
             })
             .await;
             let outcome = match routed {
-                Ok((sched, state, Ok(o))) => {
+                Ok((sched, state, Ok((o, fired, decisions)))) => {
                     (pos.sched, pos.state) = (sched, state);
+                    self.routed(step, fired, decisions);
                     o
                 }
                 Ok((sched, state, Err(e))) => {

@@ -19,7 +19,9 @@ use crate::events::{Event, EventSink};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, add_cost, call_cost};
 
 mod chat;
+mod trace;
 pub use chat::ChatSetup;
+use trace::TurnCursor;
 
 /// What running one agent needs beyond its compiled form (name, prompt layers, output schema
 /// and writes are read from the compiled pipeline, not copied), resolved once per session.
@@ -205,9 +207,19 @@ impl Harness {
                     text: t.to_owned(),
                 })
             };
+            let mut cursor = TurnCursor::default();
             for _turn in 0..plan.max_turns.max(1) {
                 let stream: Option<&(dyn Fn(&str) + Send + Sync)> =
                     if self.stream { Some(&on_text) } else { None };
+                let (started_at, t0) =
+                    (orchestra_store::system_now_ms(), std::time::Instant::now());
+                let resp = plan
+                    .provider
+                    .chat(&req, stream)
+                    .await
+                    .map_err(|e| provider_failed(call, &e))?;
+                let turn = cursor.turn();
+                self.record_turn(call, &mut cursor, &req, &resp, started_at, t0.elapsed());
                 let ChatResponse {
                     content,
                     usage,
@@ -215,18 +227,14 @@ impl Harness {
                     external_tool_calls,
                     reported_cost_usd,
                     ..
-                } = plan
-                    .provider
-                    .chat(&req, stream)
-                    .await
-                    .map_err(|e| provider_failed(call, &e))?;
+                } = resp;
                 spent += usage;
                 let this_call = call_cost(reported_cost_usd, &usage, plan.price.as_ref());
                 cost = add_cost(cost, this_call);
                 call.usage.add(&usage, this_call);
                 call.usage.add_retries(retries);
                 provider_retries += retries;
-                tool_calls += self.ran_by_agent(call, &external_tool_calls);
+                tool_calls += self.ran_by_agent(call, turn, &external_tool_calls);
                 let uses: Vec<(String, String, Value)> = content
                     .iter()
                     .filter_map(|b| match b {
@@ -239,7 +247,7 @@ impl Harness {
                 if !uses.is_empty() {
                     req.messages.push(Message::assistant(content));
                     tool_calls += uses.len() as u64;
-                    let results = Box::pin(self.call_tools(call, plan, uses)).await;
+                    let results = Box::pin(self.call_tools(call, plan, turn, uses)).await;
                     req.messages.push(Message {
                         role: Role::User,
                         content: results,
@@ -296,43 +304,47 @@ impl Harness {
         }
     }
 
-    /// Reports the tool calls a command-line agent ran itself: shown like the harness's own,
-    /// counted, never run here. Returns how many there were. (Their streams do not time
-    /// them: `duration_ms` is 0.)
-    fn ran_by_agent(&self, call: &NodeCall, calls: &[ExternalToolCall]) -> u64 {
-        for c in calls {
-            self.events.emit(Event::ToolCalled {
-                step: call.step,
-                run_index: call.run_index,
-                duration_ms: 0,
-                node: call.agent.to_string(),
-                tool: c.name.clone(),
-                is_error: c.is_error,
-            });
+    /// Reports the tool calls a command-line agent ran itself in model turn `turn`: shown and
+    /// traced like the harness's own, counted, never run here. Returns how many there were.
+    /// (Their streams do not time them: `duration_ms` is 0.)
+    fn ran_by_agent(&self, call: &NodeCall, turn: u32, calls: &[ExternalToolCall]) -> u64 {
+        for (idx, c) in calls.iter().enumerate() {
+            let args = c.input.to_string();
+            let result = c.output.as_deref().unwrap_or("");
+            self.record_tool(
+                call,
+                turn,
+                idx,
+                (&c.id, &c.name, &args),
+                (result, c.is_error),
+                0,
+            );
         }
         calls.len() as u64
     }
 
-    /// Runs the tool calls of one model turn, in order; their results.
+    /// Runs the tool calls of model turn `turn`, in order; their results.
     async fn call_tools(
         &self,
         call: &NodeCall,
         plan: &AgentPlan,
+        turn: u32,
         uses: Vec<(String, String, Value)>,
     ) -> Vec<Block> {
         let tools = call.tools.as_ref().unwrap_or(&self.tools);
         let mut results = Vec::with_capacity(uses.len());
-        for (id, name, input) in uses {
+        for (idx, (id, name, input)) in uses.into_iter().enumerate() {
             let started = std::time::Instant::now();
+            let args = input.to_string();
             let out = self.call_tool(tools, plan, &name, input).await;
-            self.events.emit(Event::ToolCalled {
-                step: call.step,
-                run_index: call.run_index,
-                duration_ms: crate::events::millis(started.elapsed()),
-                node: call.agent.to_string(),
-                tool: name,
-                is_error: out.1,
-            });
+            self.record_tool(
+                call,
+                turn,
+                idx,
+                (&id, &name, &args),
+                (&out.0, out.1),
+                crate::events::millis(started.elapsed()),
+            );
             results.push(Block::ToolResult {
                 tool_use_id: id,
                 content: out.0,

@@ -242,6 +242,25 @@ impl Router for ConditionRouter {
             .any(|c| matches!(c.source, ConditionSource::Executable { .. }))
     }
 
+    fn decide(
+        &self,
+        edge: &Edge,
+        state: &State,
+        inputs: &Map<String, Value>,
+        loops: u32,
+    ) -> Result<(Option<String>, Vec<String>), String> {
+        if let Some(name) = &edge.condition
+            && let Some(cond) = self.compiled.conditions.get(name)
+            && let ConditionSource::Rules(rules) = &cond.source
+        {
+            return rules
+                .decide(state, inputs, loops)
+                .map(|(label, targets)| (Some(label), targets))
+                .map_err(|e| e.to_string());
+        }
+        self.route(edge, state, inputs, loops).map(|t| (None, t))
+    }
+
     fn route(
         &self,
         edge: &Edge,

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use orchestra_providers::{Price, Usage};
 
 use orchestra_graph::state::State;
+use orchestra_store::TraceRecord;
 use orchestra_tools::Registry;
 
 /// A boxed, sendable future.
@@ -39,6 +40,9 @@ pub struct NodeCall {
     /// Tokens (their cost, and provider retries) the run has used so far; the runner adds to
     /// it after every model call, so what a failed attempt spent is known too.
     pub usage: Arc<UsageMeter>,
+    /// What the attempt did (model turns, tool calls), added by the runner as it goes and
+    /// stored with the attempt's usage, whether it succeeded or not.
+    pub trace: Arc<TraceLog>,
     /// Tools to use instead of the runner's own (None: the runner's). A parallel writer gets a
     /// registry whose repository tools act on its own worktree.
     pub tools: Option<Arc<Registry>>,
@@ -102,6 +106,29 @@ pub(crate) fn call_cost(
 /// `total` plus one call's `cost`: unknown once any call's cost is.
 pub(crate) fn add_cost(total: Option<f64>, cost: Option<f64>) -> Option<f64> {
     Some(total? + cost?)
+}
+
+/// The trace records of one attempt of an agent run, kept until the attempt ends.
+#[derive(Debug, Default)]
+pub struct TraceLog {
+    records: Mutex<Vec<TraceRecord>>,
+}
+
+impl TraceLog {
+    /// Adds a record.
+    pub fn push(&self, r: TraceRecord) {
+        if let Ok(mut v) = self.records.lock() {
+            v.push(r);
+        }
+    }
+
+    /// The records so far, taken.
+    pub fn take(&self) -> Vec<TraceRecord> {
+        self.records
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
 }
 
 /// What an agent run produced.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use orchestra_store::{CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord};
+use orchestra_store::{
+    CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord, TraceRecord,
+};
 
 /// How long finished tasks' records may wait for more records, to share one transaction. A
 /// crash within it loses them: those tasks run again on resume, as the ones still running do.
@@ -29,9 +31,18 @@ type Job = Box<dyn FnOnce(&mut dyn Store) + Send>;
 
 type Reply<T> = oneshot::Sender<Result<T, WorkerError>>;
 
+/// Records queued without waiting: a finished attempt's (the task's record when it succeeded,
+/// its usage and its trace), or trace records of their own (a step's routing).
+#[derive(Default)]
+struct Records {
+    task: Option<TaskRecord>,
+    run: Option<NodeRunRecord>,
+    trace: Vec<TraceRecord>,
+}
+
 enum Cmd {
-    /// A finished attempt: the task's record when it succeeded, and its usage record.
-    Record(Box<(Option<TaskRecord>, NodeRunRecord)>),
+    /// Records to store with the group they arrive in.
+    Record(Box<Records>),
     Checkpoint(Box<CheckpointRecord>, Reply<CheckpointRecord>),
     Settle(String, Reply<()>),
     Forget(String),
@@ -113,8 +124,36 @@ impl StoreHandle {
     ///
     /// [`settle`]: StoreHandle::settle
     pub fn record(&self, task: Option<TaskRecord>, run: NodeRunRecord) {
+        self.record_traced(task, run, Vec::new());
+    }
+
+    /// [`record`](StoreHandle::record) with what the attempt did (its model turns and tool
+    /// calls), stored in the same transaction.
+    pub fn record_traced(
+        &self,
+        task: Option<TaskRecord>,
+        run: NodeRunRecord,
+        trace: Vec<TraceRecord>,
+    ) {
         // A send fails only when the thread is gone; the next checkpoint then says so.
-        let _ = self.tx.send(Cmd::Record(Box::new((task, run))));
+        let _ = self.tx.send(Cmd::Record(Box::new(Records {
+            task,
+            run: Some(run),
+            trace,
+        })));
+    }
+
+    /// Queues trace records (a step's routing) like finished tasks' records: stored before
+    /// anything sent after them; a failure fails the session's next checkpoint or settle.
+    pub fn trace(&self, trace: Vec<TraceRecord>) {
+        if trace.is_empty() {
+            return;
+        }
+        // A send fails only when the thread is gone; the next checkpoint then says so.
+        let _ = self.tx.send(Cmd::Record(Box::new(Records {
+            trace,
+            ..Records::default()
+        })));
     }
 
     /// Commits a step's checkpoint after everything queued before it, and hands the record
@@ -259,11 +298,12 @@ impl Worker {
 
     /// Stores `first` and the records that follow it within [`GROUP_COMMIT`] in one
     /// transaction; returns the command that ended the group, if any.
-    fn records(&mut self, first: (Option<TaskRecord>, NodeRunRecord)) -> Option<Cmd> {
-        let (mut tasks, mut runs) = (Vec::new(), Vec::new());
-        let mut add = |(task, run): (Option<TaskRecord>, NodeRunRecord)| {
-            tasks.extend(task);
-            runs.push(run);
+    fn records(&mut self, first: Records) -> Option<Cmd> {
+        let (mut tasks, mut runs, mut trace) = (Vec::new(), Vec::new(), Vec::new());
+        let mut add = |r: Records| {
+            tasks.extend(r.task);
+            runs.extend(r.run);
+            trace.extend(r.trace);
         };
         add(first);
         let deadline = Instant::now() + GROUP_COMMIT;
@@ -280,8 +320,8 @@ impl Worker {
                 other => break other,
             }
         };
-        if let Err(e) = self.store.record_results(&tasks, &runs) {
-            self.after_failed_group(tasks, runs, e);
+        if let Err(e) = self.store.record_results_traced(&tasks, &runs, &trace) {
+            self.after_failed_group(tasks, runs, trace, e);
         }
         next
     }
@@ -293,18 +333,20 @@ impl Worker {
         &mut self,
         tasks: Vec<TaskRecord>,
         runs: Vec<NodeRunRecord>,
+        trace: Vec<TraceRecord>,
         e: StoreError,
     ) {
         let mut sessions: Vec<&str> = tasks
             .iter()
             .map(|t| t.session.as_str())
             .chain(runs.iter().map(|r| r.session.as_str()))
+            .chain(trace.iter().map(TraceRecord::session))
             .collect();
         sessions.sort_unstable();
         sessions.dedup();
         if sessions.len() <= 1 {
             tracing::error!(error = %e, "failed to store finished tasks");
-            self.lose(&tasks, &runs, e);
+            self.lose(&tasks, &runs, &trace, e);
             return;
         }
         let sessions: Vec<String> = sessions.into_iter().map(str::to_owned).collect();
@@ -319,9 +361,14 @@ impl Worker {
                 .filter(|r| r.session == session)
                 .cloned()
                 .collect();
-            if let Err(e) = self.store.record_results(&t, &r) {
+            let tr: Vec<TraceRecord> = trace
+                .iter()
+                .filter(|r| r.session() == session)
+                .cloned()
+                .collect();
+            if let Err(e) = self.store.record_results_traced(&t, &r, &tr) {
                 tracing::error!(session, error = %e, "failed to store finished tasks");
-                self.lose(&t, &r, e);
+                self.lose(&t, &r, &tr, e);
             }
         }
     }
@@ -333,17 +380,24 @@ impl Worker {
     }
 
     /// Keeps the failure for each session of the records (at its first step in them).
-    fn lose(&mut self, tasks: &[TaskRecord], runs: &[NodeRunRecord], e: StoreError) {
+    fn lose(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        e: StoreError,
+    ) {
         let error = Arc::new(e);
         let all = tasks
             .iter()
-            .map(|t| (&t.session, t.step))
-            .chain(runs.iter().map(|r| (&r.session, r.step)));
+            .map(|t| (t.session.as_str(), t.step))
+            .chain(runs.iter().map(|r| (r.session.as_str(), r.step)))
+            .chain(trace.iter().map(|r| (r.session(), r.step())));
         for (session, step) in all {
             match self.lost.iter_mut().find(|l| l.session == *session) {
                 Some(l) => l.step = l.step.min(step),
                 None => self.lost.push(Lost {
-                    session: session.clone(),
+                    session: session.to_owned(),
                     step,
                     error: Arc::clone(&error),
                 }),

@@ -35,7 +35,10 @@ fn text_id(conn: &Connection, ctx: &Ctx, sid: i64, body: &[u8]) -> Result<i64, S
         .prepare_cached(
             "SELECT id FROM trace_texts WHERE sid = ?1 AND hash = ?2 AND body = ?3 LIMIT 1",
         )
-        .and_then(|mut st| st.query_row(params![sid, hash, body], |r| r.get(0)).optional())
+        .and_then(|mut st| {
+            st.query_row(params![sid, hash, body], |r| r.get(0))
+                .optional()
+        })
         .map_err(&err)?;
     if let Some(id) = found {
         return Ok(id);
@@ -300,8 +303,8 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestra_store::conformance::{model_turn, new_session};
     use orchestra_store::Store;
+    use orchestra_store::conformance::{model_turn, new_session};
 
     #[test]
     fn repeated_prompts_are_stored_once() {

@@ -28,7 +28,12 @@ const INSERT_NODE_RUN: &str = "INSERT INTO node_runs (sid, seq, step, node, run_
 pub(crate) struct SidCache(Vec<(String, i64)>);
 
 impl SidCache {
-    pub(crate) fn get(&mut self, conn: &Connection, ctx: &Ctx, id: &str) -> Result<i64, StoreError> {
+    pub(crate) fn get(
+        &mut self,
+        conn: &Connection,
+        ctx: &Ctx,
+        id: &str,
+    ) -> Result<i64, StoreError> {
         if let Some((_, sid)) = self.0.iter().find(|(known, _)| known == id) {
             return Ok(*sid);
         }
@@ -73,7 +78,10 @@ impl<'a> Encoded<'a> {
 const SNAPSHOT: &str = "state snapshot";
 
 /// Range checks of a batch of results, before anything is written.
-pub(crate) fn validate_results(tasks: &[TaskRecord], runs: &[NodeRunRecord]) -> Result<(), StoreError> {
+pub(crate) fn validate_results(
+    tasks: &[TaskRecord],
+    runs: &[NodeRunRecord],
+) -> Result<(), StoreError> {
     for t in tasks {
         validate::task(t)?;
     }

@@ -106,6 +106,7 @@ impl Executor {
                 state: Arc::clone(&state),
                 inputs: Arc::clone(&self.inputs),
                 usage: Arc::default(),
+                trace: Arc::default(),
                 tools: None,
                 workdir: None,
             };

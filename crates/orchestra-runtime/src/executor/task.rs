@@ -90,6 +90,7 @@ impl TaskCtx {
                 let started_at = now_ms();
                 let t0 = Instant::now();
                 call.usage = Arc::new(UsageMeter::default());
+                call.trace = Arc::default();
                 let result = match tokio::time::timeout(timeout, self.runner.run(&call)).await {
                     Ok(r) => r,
                     Err(_) => Err(NodeError::Retryable(format!(
@@ -178,11 +179,15 @@ impl TaskCtx {
         match result {
             Ok(res) => {
                 let task = self.task_record(call, &res, run.finished_at);
-                self.store.record(Some(task), run);
+                self.store.record_traced(Some(task), run, call.trace.take());
                 self.finished(call, &res, duration_ms);
                 Next::End(Ok(res))
             }
-            Err(NodeError::Pause(reason)) => Next::End(Err(NodeError::Pause(reason))),
+            Err(NodeError::Pause(reason)) => {
+                // What the chat's model turns did before it paused.
+                self.store.trace(call.trace.take());
+                Next::End(Err(NodeError::Pause(reason)))
+            }
             Err(e) => Next::Wait(Box::pin(self.failed(call, run, e, retries))),
         }
     }
@@ -246,12 +251,12 @@ impl TaskCtx {
             // The task's record holds the `errors` write, so a resume or restore applies it
             // and routes the same way; it is stored with the failed attempt's.
             let task = self.task_record(call, &res, run.finished_at);
-            self.store.record(Some(task), run);
+            self.store.record_traced(Some(task), run, call.trace.take());
             return Some(Ok(res));
         }
         // Queued like a task's records: a failure to store it fails the step's checkpoint, or
         // the drive's end.
-        self.store.record(None, run);
+        self.store.record_traced(None, run, call.trace.take());
         if tripped {
             self.events.emit(Event::NodeFailed {
                 step: call.step,

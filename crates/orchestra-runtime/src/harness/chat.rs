@@ -15,7 +15,7 @@ use orchestra_graph::StateWrite;
 use orchestra_graph::state::{Channels, Write};
 use orchestra_providers::{Block, ChatRequest, Message, Role};
 
-use super::{Harness, KICKOFF, parse_json_answer};
+use super::{Harness, KICKOFF, TurnCursor, parse_json_answer};
 use crate::events::Event;
 use crate::executor::task_writes;
 use crate::interactive::{
@@ -113,10 +113,13 @@ impl Harness {
         });
         let system = self.system_prompt(idx, call)?;
         let mut asked = false;
+        let mut cursor = TurnCursor::default();
         loop {
             if t.awaiting_answer() && !asked {
                 asked = true;
-                match self.chat_round(call, &system, &mut t, &mut result, &rec).await {
+                match self
+                    .chat_round(call, &system, &mut t, &mut result, &rec, &mut cursor)
+                    .await {
                     Ok(text) => chan.show(ChatEvent::Answer { text }),
                     Err(RoundError::Store(e)) => return Err(e),
                     Err(RoundError::Model(e)) => chan.show(ChatEvent::Notice {
@@ -204,6 +207,7 @@ impl Harness {
         t: &mut Transcript,
         result: &mut NodeResult,
         rec: &Recorder<'_>,
+        cursor: &mut TurnCursor,
     ) -> Result<String, RoundError> {
         let plan = &self.plans[call.agent_idx];
         let timeout = if plan.timeout.is_zero() {
@@ -226,10 +230,14 @@ impl Harness {
                     temperature: plan.temperature,
                     workdir: call.workdir.clone(),
                 };
+                let (started_at, t0) =
+                    (orchestra_store::system_now_ms(), std::time::Instant::now());
                 let resp = plan.provider.chat(&req, None).await.map_err(|e| {
                     call.usage.add_retries(e.retries());
                     RoundError::Model(e.to_string())
                 })?;
+                let turn = cursor.turn();
+                self.record_turn(call, cursor, &req, &resp, started_at, t0.elapsed());
                 let usage = &resp.usage;
                 let this_call = call_cost(resp.reported_cost_usd, usage, plan.price.as_ref());
                 call.usage.add(usage, this_call);
@@ -244,7 +252,7 @@ impl Harness {
                     .saturating_add(usage.cache_write_tokens);
                 result.cost_usd = add_cost(result.cost_usd, this_call);
                 result.retries += resp.retries;
-                result.tool_calls += self.ran_by_agent(call, &resp.external_tool_calls);
+                result.tool_calls += self.ran_by_agent(call, turn, &resp.external_tool_calls);
                 let uses: Vec<(String, String, Value)> = resp
                     .content
                     .iter()
@@ -264,19 +272,20 @@ impl Harness {
                     return Ok(text);
                 }
                 let mut results = Vec::with_capacity(uses.len());
-                for (id, name, input) in uses {
+                for (idx, (id, name, input)) in uses.into_iter().enumerate() {
                     result.tool_calls += 1;
                     let tools = call.tools.as_ref().unwrap_or(&self.tools);
                     let started = std::time::Instant::now();
+                    let args = input.to_string();
                     let (content, is_error) = self.call_tool(tools, plan, &name, input).await;
-                    self.events.emit(Event::ToolCalled {
-                        step: call.step,
-                        run_index: call.run_index,
-                        duration_ms: crate::events::millis(started.elapsed()),
-                        node: call.agent.to_string(),
-                        tool: name,
-                        is_error,
-                    });
+                    self.record_tool(
+                        call,
+                        turn,
+                        idx,
+                        (&id, &name, &args),
+                        (&content, is_error),
+                        crate::events::millis(started.elapsed()),
+                    );
                     results.push(Block::ToolResult {
                         tool_use_id: id,
                         content,

@@ -13,7 +13,13 @@ use crate::{
 };
 
 /// A model turn of `node` at `step` with `system` as its system prompt.
-pub fn model_turn(session: &str, step: u64, node: &str, turn: u32, system: &str) -> ModelTurnRecord {
+pub fn model_turn(
+    session: &str,
+    step: u64,
+    node: &str,
+    turn: u32,
+    system: &str,
+) -> ModelTurnRecord {
     ModelTurnRecord {
         session: session.to_owned(),
         step,
@@ -82,7 +88,8 @@ pub(super) fn trace_round_trip_and_order(s: &mut dyn Store, cx: &Ctx) {
     let t2 = model_turn(&sid, 2, "critic", 0, system);
     let mut t2b = model_turn(&sid, 2, "critic", 1, system);
     t2b.messages = json!([]);
-    t2b.answer = json!([{"type": "tool_use", "id": "c1", "name": "app:read-file", "input": {"path": "a"}}]);
+    t2b.answer =
+        json!([{"type": "tool_use", "id": "c1", "name": "app:read-file", "input": {"path": "a"}}]);
     t2b.stop = "tool_use".to_owned();
     let t1 = model_turn(&sid, 1, "writer", 0, "You write.");
     let mut t1_retry = model_turn(&sid, 1, "writer", 0, "You write.");
