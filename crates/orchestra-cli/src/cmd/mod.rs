@@ -39,6 +39,8 @@ commands! {
     Attach => attach,
     /// List sessions, or show one in detail.
     Status => status,
+    /// Show what a session did: state at a checkpoint, node runs, prompts, answers, tool calls, routing.
+    Show => show,
     /// Fork a session at a checkpoint (state and repositories) and continue from there.
     Replay => replay,
     /// Remove the branches and worktrees of finished sessions.

@@ -1,0 +1,417 @@
+//! `orchestra show`: what a session did — the state at a checkpoint, each step's node runs and
+//! routing, and for one node its runs with the prompt as sent, the answers, the tool calls
+//! (arguments and results) and the routing that followed. Text for people, `--json` for tools
+//! (its shape is documented in docs/ARCHITECTURE.md, "show --json", and versioned).
+
+mod render;
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use orchestra_runtime::Engine;
+use orchestra_store::{
+    ModelTurnRecord, NodeRunRecord, RouteRecord, SessionRecord, SessionTrace, ToolCallRecord,
+};
+
+use crate::cli::Ctx;
+use crate::engine::{report_error, runtime, sessions_root, session_db};
+use crate::exit;
+
+/// The version of the `--json` shape; bumped when a field changes meaning or goes away.
+const JSON_VERSION: u32 = 1;
+
+/// Show what a session did: the state at a checkpoint and each step's node runs and routing;
+/// with `--node`, that node's runs with the prompt as sent, the model's answers, the tool calls
+/// (arguments and results, cut at 64 KiB with the original size shown) and the routing after.
+///
+/// Sessions stored before release 0.2 have no prompts, answers or routing: they show their
+/// runs and state only.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The session id (or a unique prefix of it).
+    session: String,
+    /// The checkpoint (step) to show the state at, and the last step whose runs are shown
+    /// (default: the last checkpoint).
+    #[arg(long, value_name = "N")]
+    checkpoint: Option<u64>,
+    /// Show this node's runs in full.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Print JSON (a stable, versioned shape) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+/// One attempt of one node run, with its usage (absent for an attempt that paused) and trace.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunView {
+    pub(crate) step: u64,
+    pub(crate) node: String,
+    pub(crate) run_index: u32,
+    pub(crate) attempt: u32,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
+    pub(crate) tokens_in: u64,
+    pub(crate) tokens_out: u64,
+    pub(crate) tool_calls: u64,
+    /// The system prompt of the run's first turn (`None` without a trace).
+    pub(crate) system: Option<String>,
+    pub(crate) turns: Vec<TurnView>,
+}
+
+/// One model turn with its tool calls.
+#[derive(Debug, Serialize)]
+pub(crate) struct TurnView {
+    pub(crate) turn: u32,
+    pub(crate) model: String,
+    pub(crate) messages: Value,
+    pub(crate) answer: Value,
+    pub(crate) stop: String,
+    pub(crate) tokens_in: u64,
+    pub(crate) tokens_out: u64,
+    pub(crate) duration_ms: u64,
+    pub(crate) tool_calls: Vec<ToolView>,
+}
+
+/// One tool call.
+#[derive(Debug, Serialize)]
+pub(crate) struct ToolView {
+    pub(crate) idx: u32,
+    pub(crate) call_id: String,
+    pub(crate) tool: String,
+    pub(crate) args: String,
+    pub(crate) args_bytes: u64,
+    pub(crate) args_cut: bool,
+    pub(crate) result: String,
+    pub(crate) result_bytes: u64,
+    pub(crate) result_cut: bool,
+    pub(crate) is_error: bool,
+    pub(crate) duration_ms: u64,
+}
+
+impl From<&ToolCallRecord> for ToolView {
+    fn from(t: &ToolCallRecord) -> Self {
+        ToolView {
+            idx: t.idx,
+            call_id: t.call_id.clone(),
+            tool: t.tool.clone(),
+            args: t.args.clone(),
+            args_bytes: t.args_bytes,
+            args_cut: t.args_cut(),
+            result: t.result.clone(),
+            result_bytes: t.result_bytes,
+            result_cut: t.result_cut(),
+            is_error: t.is_error,
+            duration_ms: t.duration_ms,
+        }
+    }
+}
+
+/// A step: its nodes, their runs and where the session went after it.
+#[derive(Debug, Serialize)]
+pub(crate) struct StepView {
+    pub(crate) step: u64,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) runs: Vec<RunView>,
+    pub(crate) routes: Vec<RouteView>,
+}
+
+/// A routing decision.
+#[derive(Debug, Serialize)]
+pub(crate) struct RouteView {
+    pub(crate) from: String,
+    pub(crate) condition: Option<String>,
+    pub(crate) decision: Option<String>,
+    pub(crate) targets: Vec<String>,
+    pub(crate) loop_round: Option<u32>,
+    pub(crate) loop_max: Option<u32>,
+}
+
+impl From<&RouteRecord> for RouteView {
+    fn from(r: &RouteRecord) -> Self {
+        RouteView {
+            from: r.from.clone(),
+            condition: r.condition.clone(),
+            decision: r.decision.clone(),
+            targets: r.targets.clone(),
+            loop_round: r.loop_round,
+            loop_max: r.loop_max,
+        }
+    }
+}
+
+/// Everything `show` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct Shown {
+    pub(crate) version: u32,
+    pub(crate) session: Value,
+    pub(crate) checkpoint: u64,
+    pub(crate) checkpoints: Vec<u64>,
+    pub(crate) state: Value,
+    /// Whether the session has a trace (sessions of older releases have none).
+    pub(crate) traced: bool,
+    pub(crate) node: Option<String>,
+    pub(crate) steps: Vec<StepView>,
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = match session_db(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
+            Ok(e) => e,
+            Err(e) => return crate::store::report(&e),
+        };
+        let r = show(&engine, &args).await;
+        engine.close().await;
+        match r {
+            Ok(Ok(shown)) => {
+                let mut out = io::stdout().lock();
+                if args.json {
+                    serde_json::to_writer_pretty(&mut out, &shown).map_err(io::Error::other)?;
+                    writeln!(out)?;
+                } else {
+                    render::text(&mut out, &shown)?;
+                }
+                Ok(exit::SUCCESS)
+            }
+            Ok(Err(problem)) => {
+                writeln!(io::stderr(), "error: {problem}")?;
+                Ok(exit::BAD_INPUT)
+            }
+            Err(e) => report_error(&e),
+        }
+    })
+}
+
+/// What to show, or (inside) a problem with the arguments to report as bad input.
+async fn show(
+    engine: &Engine,
+    args: &Args,
+) -> Result<Result<Shown, String>, orchestra_runtime::RuntimeError> {
+    let key = args.session.clone();
+    let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
+    let sid = rec.id.clone();
+    let (cps, runs, trace) = engine
+        .store()
+        .call(move |s| Ok((s.checkpoints(&sid)?, s.node_runs(&sid)?, s.trace(&sid)?)))
+        .await?;
+    let steps: Vec<u64> = cps.iter().map(|c| c.step).collect();
+    let Some(&last) = steps.last() else {
+        return Ok(Err(format!(
+            "session {} has no checkpoint yet: nothing to show",
+            rec.id
+        )));
+    };
+    let checkpoint = args.checkpoint.unwrap_or(last);
+    if !steps.contains(&checkpoint) {
+        return Ok(Err(format!(
+            "session {} has no checkpoint {checkpoint} (its checkpoints: {})",
+            rec.id,
+            ranges(&steps)
+        )));
+    }
+    if let Some(node) = &args.node {
+        let ran: Vec<&str> = runs.iter().map(|r| r.node.as_str()).collect();
+        if !ran.contains(&node.as_str()) {
+            let agents = match engine.session_pipeline(&rec.id).await {
+                Ok((_, compiled)) => compiled.topology.agents.clone(),
+                Err(_) => Vec::new(),
+            };
+            let mut names: Vec<&str> = agents.iter().map(String::as_str).collect();
+            names.extend(ran.iter().copied());
+            names.sort_unstable();
+            names.dedup();
+            let mut msg = if agents.iter().any(|a| a == node) {
+                format!("node `{node}` did not run in session {}", rec.id)
+            } else {
+                format!("session {} has no node `{node}`", rec.id)
+            };
+            if let Some(hint) = orchestra_spec::did_you_mean(node, names.iter().copied()) {
+                msg.push_str(&format!("; {hint}"));
+            }
+            msg.push_str(&format!("; its nodes: {}", names.join(", ")));
+            return Ok(Err(msg));
+        }
+    }
+    let state = engine.state_at(&rec.id, checkpoint).await?;
+    let traced = !(trace.turns.is_empty() && trace.routes.is_empty());
+    let views = step_views(&cps, &runs, &trace, checkpoint, args.node.as_deref());
+    let mut session = serde_json::json!({
+        "id": rec.id, "name": rec.name, "pipeline": rec.pipeline,
+        "pipeline_path": rec.pipeline_path, "status": rec.status.as_str(), "error": rec.error,
+        "inputs": rec.inputs, "created_at": rec.created_at,
+        "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
+    });
+    if let Value::Object(m) = &mut session {
+        m.retain(|_, v| !v.is_null());
+    }
+    Ok(Ok(Shown {
+        version: JSON_VERSION,
+        session,
+        checkpoint,
+        checkpoints: steps,
+        state: Value::Object(state),
+        traced,
+        node: args.node.clone(),
+        steps: views,
+    }))
+}
+
+/// `0-4, 7` for `[0, 1, 2, 3, 4, 7]`.
+fn ranges(steps: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let mut j = i;
+        while j + 1 < steps.len() && steps[j + 1] == steps[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            steps[i].to_string()
+        } else {
+            format!("{}-{}", steps[i], steps[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+/// The steps up to `checkpoint` with their runs (only `node`'s, when given, with their turns)
+/// and routing.
+fn step_views(
+    cps: &[orchestra_store::CheckpointInfo],
+    runs: &[NodeRunRecord],
+    trace: &SessionTrace,
+    checkpoint: u64,
+    node: Option<&str>,
+) -> Vec<StepView> {
+    let wanted = |n: &str| node.is_none_or(|w| w == n);
+    let mut out = Vec::new();
+    for cp in cps.iter().filter(|c| c.step > 0 && c.step <= checkpoint) {
+        let mut views: Vec<RunView> = Vec::new();
+        // A node run's attempts are recorded in order: the i-th record of (node, run) is
+        // attempt i.
+        for r in runs.iter().filter(|r| r.step == cp.step && wanted(&r.node)) {
+            let attempt = views
+                .iter()
+                .filter(|v| v.node == r.node && v.run_index == r.run_index)
+                .count();
+            views.push(run_view(r, u32::try_from(attempt).unwrap_or(u32::MAX)));
+        }
+        // Attempts with turns but no usage record (a chat that paused).
+        for t in trace.turns.iter().filter(|t| t.step == cp.step && wanted(&t.node)) {
+            let known = views.iter().any(|v| {
+                v.node == t.node && v.run_index == t.run_index && v.attempt == t.attempt
+            });
+            if !known {
+                views.push(RunView {
+                    step: t.step,
+                    node: t.node.clone(),
+                    run_index: t.run_index,
+                    attempt: t.attempt,
+                    status: "paused".to_owned(),
+                    error: None,
+                    duration_ms: 0,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    tool_calls: 0,
+                    system: None,
+                    turns: Vec::new(),
+                });
+            }
+        }
+        if node.is_some() {
+            for v in &mut views {
+                attach_turns(v, &trace.turns, &trace.tools);
+            }
+        }
+        let routes = trace
+            .routes
+            .iter()
+            .filter(|r| r.step == cp.step && wanted(&r.from))
+            .map(RouteView::from)
+            .collect();
+        if node.is_some() && views.is_empty() {
+            continue;
+        }
+        out.push(StepView {
+            step: cp.step,
+            nodes: cp.nodes.clone(),
+            runs: views,
+            routes,
+        });
+    }
+    out
+}
+
+fn run_view(r: &NodeRunRecord, attempt: u32) -> RunView {
+    RunView {
+        step: r.step,
+        node: r.node.clone(),
+        run_index: r.run_index,
+        attempt,
+        status: r.status.as_str().to_owned(),
+        error: r.error.clone(),
+        duration_ms: r.duration_ms,
+        tokens_in: r.tokens_in,
+        tokens_out: r.tokens_out,
+        tool_calls: r.tool_calls,
+        system: None,
+        turns: Vec::new(),
+    }
+}
+
+/// Adds the turns and tool calls of `v`'s attempt.
+fn attach_turns(v: &mut RunView, turns: &[ModelTurnRecord], tools: &[ToolCallRecord]) {
+    let same = |step: u64, node: &str, run: u32, attempt: u32| {
+        step == v.step && node == v.node && run == v.run_index && attempt == v.attempt
+    };
+    for t in turns
+        .iter()
+        .filter(|t| same(t.step, &t.node, t.run_index, t.attempt))
+    {
+        if v.system.is_none() {
+            v.system = Some(t.system.to_string());
+        }
+        let calls = tools
+            .iter()
+            .filter(|c| same(c.step, &c.node, c.run_index, c.attempt) && c.turn == t.turn)
+            .map(ToolView::from)
+            .collect();
+        v.turns.push(TurnView {
+            turn: t.turn,
+            model: t.model.clone(),
+            messages: t.messages.clone(),
+            answer: t.answer.clone(),
+            stop: t.stop.clone(),
+            tokens_in: t.tokens_in,
+            tokens_out: t.tokens_out,
+            duration_ms: t.duration_ms,
+            tool_calls: calls,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn checkpoint_lists_are_shown_as_ranges() {
+        assert_eq!(ranges(&[0, 1, 2, 3, 4, 7]), "0-4, 7");
+        assert_eq!(ranges(&[2]), "2");
+        assert_eq!(ranges(&[]), "");
+    }
+}
