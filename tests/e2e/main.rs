@@ -32,4 +32,5 @@ pub(crate) mod pty;
 pub(crate) mod readme;
 mod run;
 mod schema;
+mod show;
 mod usage;

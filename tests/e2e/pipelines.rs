@@ -66,8 +66,30 @@ fn pr_review_renders_every_format() {
         "{}",
         mermaid.stdout
     );
+    // A condition's edges are labelled with the rules that choose each target.
+    assert!(
+        mermaid.stdout.contains(
+            "a2 -.->|\"if critic_routing: revise, max_loops: 2\"| a0\n    a2 -.->|\"if critic_routing: revise, max_loops: 2\"| a1\n    a2 -.->|\"if critic_routing: default, max_loops: 2\"| a3\n"
+        ),
+        "{}",
+        mermaid.stdout
+    );
     let dot = run(&["compile", "pipelines/pr-review.yaml", "--format", "dot"]);
     assert!(dot.stdout.starts_with("digraph \"pr-review\" {"));
+    assert!(
+        dot.stdout.contains(
+            "\"critic\" -> \"security-reviewer\" [label=\"if critic_routing: revise, max_loops: 2\", style=dashed];"
+        ),
+        "{}",
+        dot.stdout
+    );
+    assert!(
+        dot.stdout.contains(
+            "\"critic\" -> \"synthesizer\" [label=\"if critic_routing: default, max_loops: 2\", style=dashed];"
+        ),
+        "{}",
+        dot.stdout
+    );
     assert!(
         dot.stdout
             .contains("\"critic\" -> \"synthesizer\" [label=\"on_max_loops\", style=dotted];")

@@ -91,7 +91,7 @@ impl Repo {
         repo
     }
 
-    fn git(&self, args: &[&str]) {
+    pub(crate) fn git(&self, args: &[&str]) {
         let ok = Command::new("git")
             .args([
                 "-c",
@@ -148,7 +148,7 @@ impl Repo {
 }
 
 /// The id in the `session ID` line a command printed last.
-fn session_of(run: &Run) -> Option<String> {
+pub(crate) fn session_of(run: &Run) -> Option<String> {
     run.stdout
         .lines()
         .rev()

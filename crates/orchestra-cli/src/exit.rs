@@ -10,7 +10,7 @@ pub(crate) const SUCCESS: u8 = 0;
 /// The session failed: node errors past retries, circuit breaker, unsatisfiable join, loop
 /// limit without `on_max_loops`.
 pub(crate) const SESSION_FAILED: u8 = 1;
-/// Bad input or usage: invalid pipeline, unknown flag, unknown session or checkpoint, a file
+/// Bad input or usage: invalid pipeline, unknown flag, unknown session, checkpoint or node, a file
 /// given as the database that is not an orchestra database (or is a newer orchestra's), an
 /// `--events` file that cannot be opened, a wrong `OTEL_*` variable.
 pub(crate) const BAD_INPUT: u8 = 2;
@@ -31,7 +31,7 @@ const TABLE: [(u8, &str); 7] = [
     (SESSION_FAILED, "the session failed"),
     (
         BAD_INPUT,
-        "bad input or usage (invalid pipeline, unknown flag, session or checkpoint, a file that is not an orchestra database)",
+        "bad input or usage (invalid pipeline, unknown flag, session, checkpoint or node, a file that is not an orchestra database)",
     ),
     (
         STOPPED_AT_LIMIT,

@@ -49,6 +49,42 @@ fn first_matching_rule_routes_else_default() {
 }
 
 #[test]
+fn decisions_are_named_by_the_rule_that_matched() {
+    let r = rules(
+        &[
+            ("state.verdict == \"revise\"", &["a", "b"]),
+            ("'split' == state.mode", &["c"]),
+            ("state.findings | length > 3", &["c"]),
+        ],
+        &["END"],
+    );
+    let inputs = Map::new();
+    let s = obj(json!({"verdict": "revise", "mode": "x", "findings": []}));
+    assert_eq!(
+        r.decide(&s, &inputs, 0).unwrap(),
+        ("revise".to_owned(), vec!["a".to_owned(), "b".to_owned()])
+    );
+    let s = obj(json!({"verdict": "ok", "mode": "split", "findings": []}));
+    assert_eq!(r.decide(&s, &inputs, 0).unwrap().0, "split");
+    let s = obj(json!({"verdict": "ok", "mode": "x", "findings": [1, 2, 3, 4]}));
+    assert_eq!(
+        r.decide(&s, &inputs, 0).unwrap().0,
+        "state.findings | length > 3"
+    );
+    let s = obj(json!({"verdict": "ok", "mode": "x", "findings": []}));
+    assert_eq!(
+        r.decide(&s, &inputs, 0).unwrap(),
+        (DEFAULT_RULE.to_owned(), vec!["END".to_owned()])
+    );
+    assert_eq!(r.labels_for("c"), ["split", "state.findings | length > 3"]);
+    assert_eq!(r.labels_for("END"), [DEFAULT_RULE]);
+    assert!(r.labels_for("zzz").is_empty());
+    // A comparison with more than a literal on one side is named by its expression.
+    let and = rules(&[("state.v == \"x\" and loops < 2", &["a"])], &[]);
+    assert_eq!(and.rules[0].label(), "state.v == \"x\" and loops < 2");
+}
+
+#[test]
 fn inputs_are_visible() {
     let r = rules(&[("inputs.mode == \"fast\"", &["quick"])], &["slow"]);
     let state = Map::new();

@@ -122,6 +122,31 @@ fn conditional_loop_is_bounded_and_then_diverted() {
         vec![vec![1], vec![0], vec![1], vec![0], vec![1], vec![2]]
     );
     assert_eq!(st.loops.get(&2), Some(&2));
+
+    // What fired, step by step: the loop's rounds, then its bound diverting to `c`.
+    let (mut st, _) = s.start(always_back).unwrap();
+    let mut rounds = Vec::new();
+    loop {
+        let mut fired = Vec::new();
+        let out = s.advance_traced(&mut st, always_back, &mut fired).unwrap();
+        assert_eq!(fired.len(), 1, "one edge per step here");
+        let f = &fired[0];
+        if f.edge == 2 {
+            assert_eq!(f.from, B);
+            rounds.push((f.targets.clone(), f.loop_round, f.loop_max));
+        }
+        if out != Outcome::Continue {
+            break;
+        }
+    }
+    assert_eq!(
+        rounds,
+        vec![
+            (vec![A], Some(1), Some(2)),
+            (vec![A], Some(2), Some(2)),
+            (vec![C], None, Some(2)),
+        ]
+    );
 }
 
 #[test]

@@ -251,6 +251,54 @@ async fn the_verdict_routes_and_every_turn_is_stored() {
     .map(|(r, s)| (*r, (*s).to_owned()))
     .collect();
     assert_eq!(roles, expected);
+    // The chat's model turns are traced like an autonomous agent's: each adds what the human
+    // said since the last one.
+    let id = out.session.clone();
+    let trace = engine.store().call(move |s| s.trace(&id)).await.unwrap();
+    let chat: Vec<(u32, u32, usize)> = trace
+        .turns
+        .iter()
+        .filter(|t| t.node == "reviewer")
+        .map(|t| (t.run_index, t.turn, t.messages.as_array().unwrap().len()))
+        .collect();
+    assert_eq!(chat, [(0, 0, 1), (0, 1, 1), (1, 0, 1)]);
+    let second = trace
+        .turns
+        .iter()
+        .filter(|t| t.node == "reviewer")
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        second.messages[0]["content"][0]["text"],
+        "what about tests?"
+    );
+    let routes: Vec<(&str, Option<&str>, Vec<String>, Option<u32>, Option<u32>)> = trace
+        .routes
+        .iter()
+        .filter(|r| r.from == "reviewer")
+        .map(|r| {
+            (
+                r.condition.as_deref().unwrap_or(""),
+                r.decision.as_deref(),
+                r.targets.clone(),
+                r.loop_round,
+                r.loop_max,
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            (
+                "route",
+                Some("reject"),
+                vec!["writer".to_owned()],
+                Some(1),
+                Some(1)
+            ),
+            ("route", Some("default"), vec!["END".to_owned()], None, None),
+        ]
+    );
     engine.close().await;
 }
 

@@ -128,8 +128,50 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
         *log.lock().unwrap(),
         [json!({"day": "today"}), json!({"day": "yesterday"})]
     );
+    let events = events.take();
+    // A ModelTurn event per model call: two turns per agent, the first asking for the tool.
+    let turns: Vec<(String, u32, String, u32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ModelTurn {
+                node,
+                turn,
+                stop,
+                tool_calls,
+                provider,
+                model,
+                ..
+            } => {
+                assert_eq!((provider.as_str(), model.as_str()), ("scripted", "m"));
+                Some((node.clone(), *turn, stop.clone(), *tool_calls))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            ("reader".to_owned(), 0, "tool_use".to_owned(), 1),
+            ("reader".to_owned(), 1, "end_turn".to_owned(), 0),
+            ("checker".to_owned(), 0, "tool_use".to_owned(), 1),
+            ("checker".to_owned(), 1, "end_turn".to_owned(), 0),
+        ]
+    );
+    let routed: Vec<(String, Vec<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Routed { from, targets, .. } => Some((from.clone(), targets.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routed,
+        [
+            ("reader".to_owned(), vec!["checker".to_owned()]),
+            ("checker".to_owned(), vec!["END".to_owned()]),
+        ]
+    );
     let called: Vec<(String, String, bool)> = events
-        .take()
         .into_iter()
         .filter_map(|e| match e {
             Event::ToolCalled {
@@ -161,5 +203,69 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
         .map(|r| (r.node.clone(), r.tool_calls))
         .collect();
     assert_eq!(calls, [("reader".to_owned(), 1), ("checker".to_owned(), 1)]);
+
+    // The trace: the prompt as sent, the answers, the tool calls with arguments and results.
+    let id = out.session.clone();
+    let trace = engine.store().call(move |s| s.trace(&id)).await.unwrap();
+    assert_eq!(trace.turns.len(), 4);
+    let first = &trace.turns[0];
+    assert_eq!(
+        (first.node.as_str(), first.step, first.turn),
+        ("reader", 1, 0)
+    );
+    assert!(first.system.contains("You read notes."), "{}", first.system);
+    assert!(first.system.contains("Summarize today's notes."));
+    assert_eq!(first.messages[0]["role"], "user");
+    assert_eq!(first.answer[0]["type"], "tool_use");
+    assert_eq!(first.answer[0]["input"], json!({"day": "today"}));
+    // The second turn adds nothing but the answer and the tool results (kept elsewhere).
+    assert_eq!(trace.turns[1].messages, json!([]));
+    assert_eq!(
+        trace.turns[1].answer[0]["text"],
+        "summary: ship the release"
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &trace.turns[0].system,
+        &trace.turns[1].system
+    ));
+    let tools: Vec<(&str, u32, &str, &str, bool)> = trace
+        .tools
+        .iter()
+        .map(|t| {
+            (
+                t.node.as_str(),
+                t.turn,
+                t.args.as_str(),
+                t.result.as_str(),
+                t.is_error,
+            )
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            ("reader", 0, r#"{"day":"today"}"#, "ship the release", false),
+            (
+                "checker",
+                0,
+                r#"{"day":"yesterday"}"#,
+                "no notes for \"yesterday\"",
+                true
+            ),
+        ]
+    );
+    assert!(trace.tools.iter().all(|t| !t.result_cut() && !t.args_cut()));
+    let routes: Vec<(u64, &str, &[String])> = trace
+        .routes
+        .iter()
+        .map(|r| (r.step, r.from.as_str(), r.targets.as_slice()))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            (1, "reader", &["checker".to_owned()][..]),
+            (2, "checker", &["END".to_owned()][..]),
+        ]
+    );
     engine.close().await;
 }
