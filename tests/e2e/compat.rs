@@ -207,3 +207,40 @@ fn sessions_of_release_0_1_are_listed() {
         assert_eq!(s["status"], status, "{id}: {s}");
     }
 }
+
+#[test]
+fn sessions_of_release_0_1_are_shown_without_a_trace() {
+    let p = Moved::new();
+    let run = p.run(&["show", COMPLETED_EDIT]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        run.stdout
+            .contains("(this session was stored without prompts, answers or routing: an older release ran it)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("step 1: "), "{}", run.stdout);
+    assert!(run.stdout.contains("  run    "), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("state at checkpoint "),
+        "{}",
+        run.stdout
+    );
+    let json = p.run(&["show", STOPPED_REVIEW, "--checkpoint", "1", "--json"]);
+    assert_eq!(json.code, 0, "{}", json.transcript());
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["traced"], false);
+    assert_eq!(v["checkpoint"], 1);
+    assert!(v["state"].is_object());
+    let node = v["steps"][0]["runs"][0]["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = p.run(&["show", STOPPED_REVIEW, "--node", &node]);
+    assert_eq!(one.code, 0, "{}", one.transcript());
+    assert!(
+        one.stdout.contains(&format!("node {node}: ")),
+        "{}",
+        one.stdout
+    );
+}

@@ -75,7 +75,7 @@ fn show_prints_steps_routing_prompts_answers_and_tool_calls() {
         all.stdout
     );
     assert!(
-        all.stdout.contains("\"review\": \"# Review"),
+        all.stdout.contains("\"review\": \"## Summary"),
         "{}",
         all.stdout
     );

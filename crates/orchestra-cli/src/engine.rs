@@ -229,32 +229,6 @@ impl Progress {
     }
 }
 
-/// A routing decision as people read it: `critic -> revise -> security-reviewer,
-/// architecture-reviewer (loop 1/2)`; when the loop bound was reached, `(max_loops 2 reached)`.
-pub(crate) fn route_line(
-    from: &str,
-    decision: Option<&str>,
-    targets: &[String],
-    loop_round: Option<u32>,
-    loop_max: Option<u32>,
-) -> String {
-    let mut s = format!("{from} -> ");
-    if let Some(d) = decision {
-        s.push_str(&format!("{d} -> "));
-    }
-    if targets.is_empty() {
-        s.push_str("(nothing)");
-    } else {
-        s.push_str(&targets.join(", "));
-    }
-    match (loop_round, loop_max) {
-        (Some(r), Some(m)) => s.push_str(&format!(" (loop {r}/{m})")),
-        (None, Some(m)) => s.push_str(&format!(" (max_loops {m} reached)")),
-        _ => {}
-    }
-    s
-}
-
 /// Milliseconds as people read them (`orchestra_spec::fmt_duration`).
 pub(crate) fn secs(ms: u64) -> String {
     orchestra_spec::fmt_duration(std::time::Duration::from_millis(ms))
@@ -367,7 +341,13 @@ impl EventSink for Progress {
                 if condition.is_some() || loop_max.is_some() {
                     self.line(&format!(
                         "  route  {}",
-                        route_line(&from, decision.as_deref(), &targets, loop_round, loop_max)
+                        crate::route::route_line(
+                            &from,
+                            decision.as_deref(),
+                            &targets,
+                            loop_round,
+                            loop_max
+                        )
                     ));
                 }
             }

@@ -10,6 +10,7 @@ mod exit;
 mod human;
 mod load;
 mod report;
+mod route;
 mod store;
 
 fn main() -> std::process::ExitCode {

@@ -118,6 +118,9 @@ pub struct Fired {
     pub loop_max: Option<u32>,
 }
 
+/// What firing an edge chose: its targets, and the loop round and bound (see [`Fired`]).
+type Chosen = (Vec<Node>, Option<u32>, Option<u32>);
+
 /// Decides what runs next over one topology.
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduler<'t> {
@@ -340,7 +343,7 @@ impl<'t> Scheduler<'t> {
         ei: usize,
         edge: &Edge,
         route: &mut F,
-    ) -> Result<(Vec<Node>, Option<u32>, Option<u32>), SchedError>
+    ) -> Result<Chosen, SchedError>
     where
         F: FnMut(usize, &Edge) -> Result<Vec<String>, String>,
     {

@@ -332,6 +332,11 @@ fn step_views(
                 });
             }
         }
+        // In the step's order (declaration order), not the order the runs finished in.
+        views.sort_by_key(|v| {
+            let at = cp.nodes.iter().position(|n| *n == v.node);
+            (at.unwrap_or(usize::MAX), v.run_index, v.attempt)
+        });
         if node.is_some() {
             for v in &mut views {
                 attach_turns(v, &trace.turns, &trace.tools);

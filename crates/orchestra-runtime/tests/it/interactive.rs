@@ -272,31 +272,22 @@ async fn the_verdict_routes_and_every_turn_is_stored() {
         second.messages[0]["content"][0]["text"],
         "what about tests?"
     );
-    let routes: Vec<(&str, Option<&str>, Vec<String>, Option<u32>, Option<u32>)> = trace
+    let routes: Vec<String> = trace
         .routes
         .iter()
         .filter(|r| r.from == "reviewer")
         .map(|r| {
-            (
-                r.condition.as_deref().unwrap_or(""),
-                r.decision.as_deref(),
-                r.targets.clone(),
-                r.loop_round,
-                r.loop_max,
+            format!(
+                "{:?} {:?} {:?} {:?}/{:?}",
+                r.condition, r.decision, r.targets, r.loop_round, r.loop_max
             )
         })
         .collect();
     assert_eq!(
         routes,
         [
-            (
-                "route",
-                Some("reject"),
-                vec!["writer".to_owned()],
-                Some(1),
-                Some(1)
-            ),
-            ("route", Some("default"), vec!["END".to_owned()], None, None),
+            r#"Some("route") Some("reject") ["writer"] Some(1)/Some(1)"#,
+            r#"Some("route") Some("default") ["END"] None/None"#,
         ]
     );
     engine.close().await;

@@ -224,10 +224,7 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
         trace.turns[1].answer[0]["text"],
         "summary: ship the release"
     );
-    assert!(std::sync::Arc::ptr_eq(
-        &trace.turns[0].system,
-        &trace.turns[1].system
-    ));
+    assert!(Arc::ptr_eq(&trace.turns[0].system, &trace.turns[1].system));
     let tools: Vec<(&str, u32, &str, &str, bool)> = trace
         .tools
         .iter()
