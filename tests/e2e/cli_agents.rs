@@ -127,6 +127,27 @@ fn claude_and_codex_agents_edit_in_their_worktrees_with_tokens_and_tool_calls_re
     );
     assert_eq!(status["cost_usd"], 0.0591234, "{status}");
     assert_eq!(status["cost_partial"], true);
+    // The tool calls an agent ran itself are in its trace, with what its stream reported.
+    let shown = p.orchestra(&["show", &id, "--node", "notes", "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.transcript());
+    let v: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let calls: Vec<(String, bool)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["runs"].as_array().unwrap())
+        .flat_map(|r| r["turns"].as_array().unwrap())
+        .flat_map(|t| t["tool_calls"].as_array().unwrap())
+        .map(|c| {
+            (
+                c["tool"].as_str().unwrap().to_owned(),
+                c["is_error"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls.contains(&("Read".to_owned(), false)), "{calls:?}");
+    assert!(calls.contains(&("Bash".to_owned(), true)), "{calls:?}");
 
     // Each agent's edit is its own commit: the parallel ones made in their own worktrees.
     let (branch, worktree) = p.branch_and_worktree(&id);
