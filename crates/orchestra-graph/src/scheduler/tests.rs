@@ -128,7 +128,9 @@ fn conditional_loop_is_bounded_and_then_diverted() {
     let mut rounds = Vec::new();
     loop {
         let mut fired = Vec::new();
-        let out = s.advance_traced(&mut st, always_back, &mut fired).unwrap();
+        let out = s
+            .advance_traced(&mut st, &[], always_back, &mut fired)
+            .unwrap();
         assert_eq!(fired.len(), 1, "one edge per step here");
         let f = &fired[0];
         if f.edge == 2 {
