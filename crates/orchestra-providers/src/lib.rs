@@ -48,8 +48,8 @@ pub use pricing::{Price, price_of};
 pub use retry::RetryPolicy;
 pub use transcript::render_transcript;
 pub use types::{
-    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Role, StopReason, Usage,
-    tool_input_error,
+    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, RequestVars, Role, StopReason,
+    Usage, tool_input_error,
 };
 
 /// Receives the model's text as it arrives (the CLI's `--stream`).

@@ -164,6 +164,18 @@ pub struct ChatRequest {
     /// writes); `None` uses the provider's own directory. HTTP providers ignore it.
     #[serde(skip)]
     pub workdir: Option<Arc<Path>>,
+    /// What templates in scripted answers see of the run. Never sent to a model, never stored.
+    #[serde(skip)]
+    pub vars: RequestVars,
+}
+
+/// The run a request belongs to, as templates see it: shared with the run, never copied.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestVars {
+    /// The session's inputs.
+    pub inputs: Arc<serde_json::Map<String, Value>>,
+    /// The session's state as of the last checkpoint.
+    pub state: Arc<serde_json::Map<String, Value>>,
 }
 
 impl ChatRequest {

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
 use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
-    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, Role, ToolDef, Usage,
-    tool_input_error,
+    Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, RequestVars, Role,
+    ToolDef, Usage, tool_input_error,
 };
 use orchestra_tools::Registry;
 
@@ -74,6 +74,14 @@ impl std::fmt::Debug for Harness {
         f.debug_struct("Harness")
             .field("agents", &self.plans.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// What templates in scripted answers see of `call`: its inputs and state, shared.
+fn request_vars(call: &NodeCall) -> RequestVars {
+    RequestVars {
+        inputs: Arc::clone(&call.inputs),
+        state: Arc::clone(&call.state),
     }
 }
 
@@ -195,6 +203,7 @@ impl Harness {
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
                 workdir: call.workdir.clone(),
+                vars: request_vars(call),
             };
             // Counted as the turns go (the result itself is made at the end: it is 128 bytes,
             // held by every running agent otherwise).

@@ -284,6 +284,7 @@ mod tests {
             max_tokens: None,
             temperature: Some(0.2),
             workdir: None,
+            vars: Default::default(),
         }
     }
 

@@ -317,6 +317,7 @@ mod tests {
             max_tokens: Some(100),
             temperature: None,
             workdir: None,
+            vars: Default::default(),
         };
         let names = NameMap::for_request(&req);
         let body = request(&req, &names, TokenField::MaxTokens, None, Some(0.5), true);

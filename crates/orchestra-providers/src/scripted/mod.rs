@@ -148,11 +148,18 @@ impl Scripted {
         sink: Option<&TextSink<'_>>,
     ) -> Result<ChatResponse, ProviderError> {
         let mut content = Vec::with_capacity(1 + reply.tool_calls.len());
+        let needs_scope = reply.text.as_deref().is_some_and(template::is_template)
+            || reply
+                .tool_calls
+                .iter()
+                .any(|(_, args, _)| template::has_template(args));
+        let scope = needs_scope.then(|| template::Scope::new(req, turn));
         if let Some(text) = reply.text.as_ref().filter(|t| !t.is_empty()) {
-            let text = if template::is_template(text) {
-                template::render(text, req, turn).map_err(|detail| self.no_script(detail))?
-            } else {
-                text.clone()
+            let text = match &scope {
+                Some(scope) if template::is_template(text) => scope
+                    .render(text)
+                    .map_err(|detail| self.no_script(detail))?,
+                _ => text.clone(),
             };
             if let Some(sink) = sink {
                 sink(&text);
@@ -160,12 +167,18 @@ impl Scripted {
             content.push(Block::Text { text });
         }
         for (i, (tool, args, id)) in reply.tool_calls.iter().enumerate() {
+            let input = match &scope {
+                Some(scope) if template::has_template(args) => scope
+                    .render_args(args)
+                    .map_err(|detail| self.no_script(detail))?,
+                _ => args.clone(),
+            };
             content.push(Block::ToolUse {
                 id: id
                     .clone()
                     .unwrap_or_else(|| format!("call_{}_{}_{}", req.run_index, turn, i)),
                 name: tool.clone(),
-                input: args.clone(),
+                input,
             });
         }
         let stop = reply

@@ -78,6 +78,7 @@ pub fn request(agent: &str, messages: Vec<Message>) -> ChatRequest {
         max_tokens: None,
         temperature: None,
         workdir: None,
+        vars: Default::default(),
     }
 }
 

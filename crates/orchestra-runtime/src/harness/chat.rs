@@ -229,6 +229,7 @@ impl Harness {
                     max_tokens: plan.max_tokens,
                     temperature: plan.temperature,
                     workdir: call.workdir.clone(),
+                    vars: super::request_vars(call),
                 };
                 let (started_at, t0) =
                     (orchestra_store::system_now_ms(), std::time::Instant::now());
