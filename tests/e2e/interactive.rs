@@ -196,6 +196,21 @@ fn inline_chat_rejects_then_approves_and_the_state_routes_on_the_verdict() {
             ("reviewer", "/approve ship it")
         ]
     );
+    // The approved plan is written to a file, and its path printed.
+    let plan_rel = format!(".orchestra/plans/{id}.md");
+    let written = out["outputs"][0].as_str().unwrap_or_default();
+    assert!(written.ends_with(&plan_rel), "{out}");
+    let plan = std::fs::read_to_string(p.root().join(&plan_rel)).unwrap();
+    assert!(
+        plan.starts_with(&format!(
+            "> Goal: Add per-client rate limiting to the public HTTP API.\n\
+             > Approved in review, with the comment: ship it.\n\
+             > Session: `{id}`\n\n\
+             # Rate limiting for the public API (revised)\n"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains("Rollback: turn the flag off"), "{plan}");
 }
 
 #[test]

@@ -389,6 +389,16 @@ pub(crate) fn steps(n: u64) -> String {
     }
 }
 
+/// "N tokens", and for a fork what its parent spent before it, which N does not count (`status`
+/// counts the same way).
+pub(crate) fn tokens(own: u64, inherited: u64) -> String {
+    if inherited == 0 {
+        format!("{own} tokens")
+    } else {
+        format!("{own} tokens of its own (+{inherited} spent by its parent before the fork)")
+    }
+}
+
 /// Prints how a drive ended (to stdout, or to stderr when `--events -` has stdout) and returns
 /// the exit code. The commands it suggests name `db` when they would not find it by themselves.
 pub(crate) fn report_outcome(
@@ -405,9 +415,9 @@ pub(crate) fn report_outcome(
     let cwd = std::env::current_dir().unwrap_or_default();
     let db = db_flag(db, &cwd);
     let summary = format!(
-        "{}, {} tokens, {}, {}",
+        "{}, {}, {}, {}",
         steps(out.steps),
-        out.tokens,
+        tokens(out.tokens, out.inherited_tokens),
         total_cost(&out.cost),
         secs(elapsed_ms)
     );
@@ -435,12 +445,16 @@ pub(crate) fn report_outcome(
         }
         Finish::Stopped { limit } => {
             writeln!(w, "stopped: {limit} ({summary})")?;
-            writeln!(
-                w,
-                "(to go on, raise the limit: `orchestra resume {}{db} {} N`)",
-                out.session,
-                limit.flag()
-            )?;
+            if limit.by_flag() {
+                writeln!(w, "(to go on: `orchestra resume {}{db}`)", out.session,)?;
+            } else {
+                writeln!(
+                    w,
+                    "(to go on, raise the limit: `orchestra resume {}{db} {} N`)",
+                    out.session,
+                    limit.flag()
+                )?;
+            }
         }
         Finish::Paused { node, reason } => {
             writeln!(w, "paused at `{node}`: {reason}")?;
@@ -506,6 +520,7 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         cost_usd: Option<f64>,
         /// Whether `cost_usd` leaves out runs of models without a price.
         cost_partial: bool,
+        inherited_tokens: u64,
         checkpoints: usize,
         messages: usize,
         outputs: &'a [PathBuf],
@@ -519,6 +534,7 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         tokens: out.tokens,
         cost_usd: out.cost.usd(),
         cost_partial: out.cost.is_partial(),
+        inherited_tokens: out.inherited_tokens,
         checkpoints,
         messages,
         outputs: &out.outputs,

@@ -165,6 +165,41 @@ pub(crate) fn text(c: &Compiled, cwd: &Path) -> String {
         }
     }
 
+    if !c.outputs.is_empty() {
+        let _ = writeln!(
+            o,
+            "\noutputs (written when the session completes, relative to the project root):"
+        );
+        let w = width(c.outputs.iter().map(|(n, _, _)| n));
+        for (name, _, out) in c.outputs.iter() {
+            let path = out.path.as_ref().map_or_else(
+                || {
+                    let string = c
+                        .channels
+                        .get(&out.from.value)
+                        .is_some_and(|ch| ch.ty == FieldType::String);
+                    let ext = if string || out.template.is_some() {
+                        "md"
+                    } else {
+                        "json"
+                    };
+                    format!(".orchestra/outputs/{{{{ session }}}}/{name}.{ext}")
+                },
+                |p| p.value.clone(),
+            );
+            let how = if out.template.is_some() {
+                "rendered from its template"
+            } else {
+                "as it is"
+            };
+            let _ = writeln!(
+                o,
+                "  {name:w$}  {path}  <- state `{}`, {how}",
+                out.from.value
+            );
+        }
+    }
+
     let l = &c.limits;
     let _ = write!(
         o,

@@ -18,5 +18,5 @@ pub use inline::{check_inline, render_inline};
 pub use layer::{LayerKind, LayerLoader, ResolvedLayer};
 pub use template::{
     AGENT_FIELDS, AgentVars, PromptContext, PromptError, TemplateScope, UNKNOWN_CALLABLE_HELP,
-    check_task, compose, render_task,
+    check_task, compose, environment, render_task,
 };

@@ -92,9 +92,9 @@ pub enum PromptError {
     },
 }
 
-/// The template environment: strict undefined, `trim_blocks` + `lstrip_blocks` (a line holding
+/// The template environment of every text orchestra renders from a pipeline: strict undefined, `trim_blocks` + `lstrip_blocks` (a line holding
 /// only a `{% ... %}` tag leaves no blank line), `null` rendered as nothing, and a fuel limit.
-pub(crate) fn environment() -> Environment<'static> {
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Strict);

@@ -85,6 +85,11 @@ impl Engine {
             max_parallel: compiled.limits.max_parallel,
             max_tokens: opts.limits.max_tokens.or(compiled.limits.max_tokens),
             max_cost: opts.limits.max_cost.or(compiled.limits.max_cost),
+            by_flag: (
+                opts.limits.max_steps.is_some(),
+                opts.limits.max_tokens.is_some(),
+                opts.limits.max_cost.is_some(),
+            ),
             per_agent: compiled
                 .agents
                 .iter()
@@ -213,7 +218,8 @@ impl Engine {
             session: id.to_owned(),
             finish,
             steps: pos.sched.step,
-            tokens: pos.tokens,
+            tokens: pos.tokens.saturating_sub(pos.inherited_tokens),
+            inherited_tokens: pos.inherited_tokens,
             cost: pos.cost,
             state: pos.state,
             outputs,

@@ -50,6 +50,9 @@ pub struct ExecLimits {
     pub max_tokens: Option<u64>,
     /// Cost budget in US dollars (the known costs of the session's node runs).
     pub max_cost: Option<f64>,
+    /// Whether `max_steps`, `max_tokens` and `max_cost` were given for this drive
+    /// (`--max-steps`, `--max-tokens`, `--max-cost`) rather than taken from the pipeline.
+    pub by_flag: (bool, bool, bool),
     /// Per agent (declaration order): timeout and retries.
     pub per_agent: Vec<(Duration, u32)>,
     /// Base delay of the exponential backoff between attempts.
@@ -67,10 +70,12 @@ pub struct Position {
     pub sched: SchedState,
     /// Completed runs per agent (declaration order).
     pub runs: Vec<u32>,
-    /// Tokens used so far.
+    /// Tokens used so far (the session's budget counts them), including `inherited_tokens`.
     pub tokens: u64,
     /// What the node runs so far cost.
     pub cost: CostTally,
+    /// Of `tokens`, what a fork's parent spent before the fork (0 for other sessions).
+    pub inherited_tokens: u64,
     /// Step of the last snapshot and the bytes it held; bytes of task output since.
     pub snapshot_step: u64,
     /// Size of the last snapshot.
@@ -146,6 +151,7 @@ impl Executor {
                 return Ok(Finish::Stopped {
                     limit: StopLimit::MaxSteps {
                         limit: self.limits.max_steps,
+                        by_flag: self.limits.by_flag.0,
                     },
                 });
             }
@@ -156,6 +162,7 @@ impl Executor {
                     limit: StopLimit::MaxTokens {
                         limit: max,
                         used: pos.tokens,
+                        by_flag: self.limits.by_flag.1,
                     },
                 });
             }
@@ -166,6 +173,7 @@ impl Executor {
                     limit: StopLimit::MaxCost {
                         limit: max,
                         used: pos.cost.known_usd,
+                        by_flag: self.limits.by_flag.2,
                     },
                 });
             }

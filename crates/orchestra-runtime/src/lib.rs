@@ -45,5 +45,6 @@ pub use plan::{ConditionFn, agent_price, check_providers};
 pub use restore::RestoreError;
 pub use retention::{CLEANUP_META, CleanupOptions, CleanupReport, Kept, Removed, SessionCleanup};
 pub use runner::BoxFuture;
+pub use session::{FORK_META, inherited_tokens};
 pub use store_worker::{StoreHandle, WorkerError};
 pub use stored::{PIPELINE_FORMAT, SCHEDULER_FORMAT, StoredError, pipeline_hash};

@@ -50,6 +50,8 @@ pub enum StopLimit {
     MaxSteps {
         /// The limit.
         limit: u32,
+        /// Whether `--max-steps` set it for this drive (not the pipeline's `limits:`).
+        by_flag: bool,
     },
     /// `limits.max_tokens` (or `--max-tokens` for the drive).
     MaxTokens {
@@ -57,6 +59,8 @@ pub enum StopLimit {
         limit: u64,
         /// Tokens used when it stopped.
         used: u64,
+        /// Whether `--max-tokens` set it for this drive (not the pipeline's `limits:`).
+        by_flag: bool,
     },
     /// `limits.max_cost` (or `--max-cost` for the drive), in US dollars.
     MaxCost {
@@ -64,6 +68,8 @@ pub enum StopLimit {
         limit: f64,
         /// The known cost when it stopped.
         used: f64,
+        /// Whether `--max-cost` set it for this drive (not the pipeline's `limits:`).
+        by_flag: bool,
     },
 }
 
@@ -74,6 +80,25 @@ impl StopLimit {
             StopLimit::MaxSteps { .. } => "limits.max_steps",
             StopLimit::MaxTokens { .. } => "limits.max_tokens",
             StopLimit::MaxCost { .. } => "limits.max_cost",
+        }
+    }
+
+    /// Whether a flag of `run`/`resume` set the limit for that drive only: the session's next
+    /// drive runs with the pipeline's `limits:` again.
+    pub fn by_flag(&self) -> bool {
+        match self {
+            StopLimit::MaxSteps { by_flag, .. }
+            | StopLimit::MaxTokens { by_flag, .. }
+            | StopLimit::MaxCost { by_flag, .. } => *by_flag,
+        }
+    }
+
+    /// What set the limit: the flag when one did, else the pipeline key.
+    pub fn source(&self) -> &'static str {
+        if self.by_flag() {
+            self.flag()
+        } else {
+            self.key()
         }
     }
 
@@ -90,21 +115,28 @@ impl StopLimit {
 impl fmt::Display for StopLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StopLimit::MaxSteps { limit } => {
-                write!(f, "the session reached {} ({limit})", self.key())
+            StopLimit::MaxSteps { limit, .. } => {
+                write!(f, "the session reached {} ({limit})", self.source())
             }
-            StopLimit::MaxTokens { limit, used } => write!(
+            StopLimit::MaxTokens { limit, used, .. } => write!(
                 f,
                 "the session spent its token budget ({}: {limit}, used {used})",
-                self.key()
+                self.source()
             ),
-            StopLimit::MaxCost { limit, used } => write!(
+            StopLimit::MaxCost { limit, used, .. } => write!(
                 f,
                 "the session spent its cost budget ({}: ${limit}, spent {})",
-                self.key(),
+                self.source(),
                 usd(*used)
             ),
+        }?;
+        if self.by_flag() {
+            write!(
+                f,
+                ", which held for that drive only: a plain `resume` continues"
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -160,10 +192,14 @@ pub struct Outcome {
     pub finish: Finish,
     /// Completed steps.
     pub steps: u64,
-    /// Tokens used in the whole session.
+    /// Tokens this session's own node runs used, in all its drives. A fork does not count what
+    /// its parent spent before the fork: that is `inherited_tokens`.
     pub tokens: u64,
     /// What the session's node runs cost.
     pub cost: CostTally,
+    /// For a fork, the tokens its parent spent up to the fork's checkpoint (0 otherwise). The
+    /// session's `max_tokens` budget counts them.
+    pub inherited_tokens: u64,
     /// The final state.
     pub state: State,
     /// The output files written (when the session completed).

@@ -1,5 +1,6 @@
 //! Output files: when a session completes, each `outputs:` entry of the pipeline is written from
-//! the final state (a string as it is, other values as pretty JSON).
+//! the final state (a string as it is, other values as pretty JSON), or rendered from its
+//! `template:`.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -18,9 +19,22 @@ pub fn write_outputs(
     let mut written = Vec::new();
     for (name, _, out) in compiled.outputs.iter() {
         let value = state.get(&out.from.value).unwrap_or(&Value::Null);
-        let (text, ext) = match value {
-            Value::String(s) => (s.clone(), "md"),
-            other => (
+        let (text, ext) = match (value, &out.template) {
+            (value, Some(template)) => (
+                render_template(
+                    &template.value,
+                    value,
+                    state,
+                    inputs,
+                    session,
+                    compiled,
+                    name,
+                )
+                .map_err(|e| format!("output `{name}`: cannot render its template: {e:#}"))?,
+                "md",
+            ),
+            (Value::String(s), None) => (s.clone(), "md"),
+            (other, None) => (
                 serde_json::to_string_pretty(other).map_err(|e| e.to_string())?,
                 "json",
             ),
@@ -59,6 +73,30 @@ pub fn write_outputs(
         written.push(path);
     }
     Ok(written)
+}
+
+/// An output's text from its `template:`.
+fn render_template(
+    template: &str,
+    value: &Value,
+    state: &State,
+    inputs: &Map<String, Value>,
+    session: &str,
+    compiled: &Compiled,
+    name: &str,
+) -> Result<String, minijinja::Error> {
+    use minijinja::value::Serde;
+    orchestra_prompts::environment().render_str(
+        template,
+        minijinja::context! {
+            value => Serde(value),
+            state => Serde(state),
+            inputs => Serde(inputs),
+            session,
+            pipeline => compiled.name.as_str(),
+            name,
+        },
+    )
 }
 
 fn write_file(path: &Path, text: &str) -> std::io::Result<()> {

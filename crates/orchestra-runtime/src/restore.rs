@@ -123,6 +123,7 @@ pub fn restore(
         runs,
         tokens,
         cost,
+        inherited_tokens: 0,
         snapshot_step: rp.base.step,
         snapshot_bytes,
         delta_bytes,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use orchestra_graph::Compiled;
 use orchestra_graph::scheduler::{Outcome as Scheduled, Scheduler};
@@ -122,6 +122,7 @@ impl Engine {
                     steps: 0,
                     tokens: 0,
                     cost: CostTally::default(),
+                    inherited_tokens: 0,
                     state,
                     outputs: Vec::new(),
                 });
@@ -247,6 +248,7 @@ impl Engine {
             .await?;
         pos.tokens = pos.tokens.saturating_add(spent_after);
         pos.cost.merge(&cost_after);
+        pos.inherited_tokens = inherited_tokens(&rec.meta);
         // The repos as the checkpoint recorded them: an interrupted merge is redone from there.
         let last_shas = self.repo_shas_at(&rec.id, last).await?;
         let git = match GitWorkspace::reopen(&compiled, &rec, &last_shas).await {
@@ -305,10 +307,11 @@ impl Engine {
             nodes: Vec::new(),
             created_at: orchestra_store::system_now_ms(),
         };
-        let fid = id.clone();
+        let (fid, inherited) = (id.clone(), pos.tokens);
         self.store
             .call(move |s| {
                 s.commit_checkpoint(&cp)?;
+                s.set_session_meta(&fid, FORK_META, &json!({ "tokens": inherited }))?;
                 s.set_status(&fid, SessionStatus::Paused, Some("forked; not yet run"))
             })
             .await?;
@@ -409,4 +412,15 @@ impl Engine {
             .display()
             .to_string()
     }
+}
+
+/// Session meta key of a fork: `{"tokens": N}`, what its parent spent before the fork.
+pub const FORK_META: &str = "fork";
+
+/// The tokens a fork inherited from its parent, from its session meta (0 for other sessions).
+pub fn inherited_tokens(meta: &Map<String, Value>) -> u64 {
+    meta.get(FORK_META)
+        .and_then(|f| f.get("tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }

@@ -78,6 +78,10 @@ pub struct OutputFileSpec {
     /// `.orchestra/outputs/{{ session }}/{{ name }}.md` (`.json` for non-string values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<Spanned<String>>,
+    /// The file's text: a minijinja template over `value` (the `from` field's value), `state`
+    /// (the final state), `inputs`, `session`, `pipeline` and `name`. Default: the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Spanned<String>>,
     /// What the file holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

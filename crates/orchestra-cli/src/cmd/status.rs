@@ -145,9 +145,9 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             }
             note.push_str(n);
         }
-        // Why a session failed (an agent's error, or the reason of the pipeline's `FAIL`), or
-        // which limit stopped it (`max_steps`, `max_tokens`, `max_cost`).
-        if matches!(s.status, SessionStatus::Failed | SessionStatus::Stopped)
+        // Why it failed (an agent's error, or the reason of the pipeline's `FAIL`), stopped,
+        // paused or was interrupted: the stored note.
+        if s.status != SessionStatus::Completed
             && let Some(e) = &s.error
         {
             if !note.is_empty() {
@@ -265,6 +265,8 @@ async fn detail(
             "id": rec.id, "name": rec.name, "pipeline": rec.pipeline, "pipeline_path": rec.pipeline_path,
             "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
             "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
+            "tokens": usage.values().fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
+            "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
             "inputs": rec.inputs, "meta": rec.meta, "lease_owner": rec.lease_holder(now),
             "checkpoints": cps.iter().map(|c| json!({
                 "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
@@ -293,7 +295,16 @@ async fn detail(
     let _ = writeln!(out, "pipeline  {} ({})", rec.pipeline, rec.pipeline_path);
     let _ = writeln!(out, "status    {status}");
     if let Some(e) = &rec.error {
-        let _ = writeln!(out, "error     {e}");
+        // A failure is an error; a stop at a limit, a pause or an interruption is a note.
+        let label = if rec.status == SessionStatus::Failed {
+            "error"
+        } else {
+            "note"
+        };
+        let _ = writeln!(out, "{label:<9} {e}");
+    }
+    if matches!(status, "failed" | "interrupted") {
+        let _ = writeln!(out, "next      orchestra resume {}", rec.id);
     }
     if let Some(inputs) = rec.inputs.as_object().filter(|m| !m.is_empty()) {
         let shown: Vec<String> = inputs
@@ -317,6 +328,14 @@ async fn detail(
     if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {
         let _ = writeln!(out, "forked    from {p} at checkpoint {c}");
     }
+    let own = usage
+        .values()
+        .fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out));
+    let _ = writeln!(
+        out,
+        "spent     {}",
+        crate::engine::tokens(own, orchestra_runtime::inherited_tokens(&rec.meta))
+    );
     if let Some(owner) = rec.lease_holder(now) {
         let _ = writeln!(out, "driven by {owner}");
     }

@@ -142,6 +142,7 @@ fn limits(agents: usize) -> ExecLimits {
         max_parallel: 8,
         max_tokens: None,
         max_cost: None,
+        by_flag: (false, false, false),
         per_agent: vec![(Duration::from_secs(5), 2); agents],
         retry_base: Duration::from_millis(1),
         snapshot_every: 2,
@@ -402,7 +403,10 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
         matches!(
             &finish,
             Finish::Stopped {
-                limit: StopLimit::MaxSteps { limit: 3 }
+                limit: StopLimit::MaxSteps {
+                    limit: 3,
+                    by_flag: false
+                }
             }
         ),
         "{finish:?}"

@@ -29,7 +29,8 @@ async fn max_cost_stops_after_the_step_that_crossed_it_and_a_higher_limit_goes_o
         Finish::Stopped {
             limit: StopLimit::MaxCost {
                 limit: 0.01,
-                used: 0.04
+                used: 0.04,
+                by_flag: false,
             }
         }
     );
