@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use orchestra_runtime::{
     DriveOptions, Engine, Event, EventSink, Finish, Outcome, RestoreError, RuntimeError,
-    error_chain,
+    SessionBranch, error_chain,
 };
 use orchestra_spec::{
     Diagnostic, PROJECT_FILE, ProjectConfig, display_path, find_project_file, parse_yaml,
@@ -468,8 +468,37 @@ pub(crate) fn report_outcome(
             )?;
         }
     }
+    let completed = matches!(out.finish, Finish::Completed { .. });
+    for b in &out.branches {
+        writeln!(w, "{}", branch_line(b, completed, &cwd))?;
+    }
     writeln!(w, "session {}", out.session)?;
     Ok(exit::of_status(out.finish.status()))
+}
+
+/// Where a writable repository's work is; for a completed session, how to merge it (with
+/// `git -C PATH` when the repository is not the current directory).
+fn branch_line(b: &SessionBranch, completed: bool, cwd: &Path) -> String {
+    let here = match (b.repo_path.canonicalize(), cwd.canonicalize()) {
+        (Ok(a), Ok(c)) => a == c,
+        _ => false,
+    };
+    let git = if here {
+        "git".to_owned()
+    } else {
+        format!("git -C {}", display_path(&b.repo_path, cwd).display())
+    };
+    if completed {
+        format!(
+            "branch {} holds the work on repository `{}`; merge it with `{git} merge {}`",
+            b.branch, b.repo, b.branch
+        )
+    } else {
+        format!(
+            "branch {} holds the work so far on repository `{}` (see it with `{git} log {}`)",
+            b.branch, b.repo, b.branch
+        )
+    }
 }
 
 /// Prints a runtime error with its causes and returns its exit code.
@@ -524,6 +553,7 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         checkpoints: usize,
         messages: usize,
         outputs: &'a [PathBuf],
+        branches: Vec<Value>,
         state: &'a orchestra_graph::state::State,
     }
     let report = Report {
@@ -538,6 +568,11 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         checkpoints,
         messages,
         outputs: &out.outputs,
+        branches: out
+            .branches
+            .iter()
+            .map(|b| serde_json::json!({ "repo": b.repo, "branch": b.branch, "repo_path": b.repo_path }))
+            .collect(),
         state: &out.state,
     };
     let mut w = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());

@@ -39,7 +39,7 @@ pub use fork::{AgentWorktree, fork_worktree, remove_fork};
 pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
 pub use names::GitSettings;
 pub use recover::{Recovery, recover_session};
-pub use session::{SessionRepo, open_session, restore_fork, start_session};
+pub use session::{SessionRepo, open_session, restore_fork, start_session, uncommitted_files};
 
 /// Adds `pattern` to the repository's `.git/info/exclude` if it is not there yet (for example
 /// `/.orchestra/` to hide the database directory). This is git metadata, not one of the user's

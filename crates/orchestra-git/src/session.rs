@@ -73,6 +73,26 @@ pub fn start_session(
     create(&user, repo_name, pipeline, session, commit.id(), settings)
 }
 
+/// How many files of the user's working tree at `repo_path` differ from its HEAD commit:
+/// modified, staged, deleted or untracked (ignored files do not count). A session starts from
+/// HEAD, so its agents do not see them. Only read: nothing of the checkout is written.
+pub fn uncommitted_files(repo_path: &Path) -> Result<usize> {
+    let user = UserRepo::open(repo_path)?;
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = user
+        .repo
+        .statuses(Some(&mut opts))
+        .ctx("read the status of the working tree", &user.workdir)?;
+    Ok(statuses
+        .iter()
+        .filter(|s| s.status() != git2::Status::CURRENT && !s.status().is_ignored())
+        .count())
+}
+
 /// Forks a session for replay: creates the branch `{prefix}{pipeline}/{new_session}` at `sha`
 /// (a checkpoint's commit; an abbreviated id or any revision git understands) and its worktree.
 pub fn restore_fork(

@@ -221,6 +221,7 @@ impl Engine {
             tokens: pos.tokens.saturating_sub(pos.inherited_tokens),
             inherited_tokens: pos.inherited_tokens,
             cost: pos.cost,
+            branches: git.branches(),
             state: pos.state,
             outputs,
         })

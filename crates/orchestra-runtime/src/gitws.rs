@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use orchestra_git::{
     GitSettings, SessionRepo, ensure_excluded, open_session, recover_session, restore_fork,
-    start_session,
+    start_session, uncommitted_files,
 };
 use orchestra_graph::Compiled;
 use orchestra_store::{SessionRecord, SessionStatus};
@@ -28,6 +28,9 @@ use crate::runner::NodeRunner;
 pub struct GitWorkspace {
     repos: Vec<SessionRepo>,
     settings: GitSettings,
+    /// For a session started at the user's HEAD: what its agents will not see, per repository
+    /// (a warning each; see [`GitWorkspace::unseen_changes`]).
+    unseen: Vec<String>,
 }
 
 /// The git settings of a compiled pipeline's project (`git:` of orchestra.yaml).
@@ -38,6 +41,23 @@ pub fn settings_of(compiled: &Compiled) -> GitSettings {
         worktrees_dir: g.worktrees.clone(),
         author_name: g.author_name.clone(),
         author_email: g.author_email.clone(),
+    }
+}
+
+/// The warning for a session started at the HEAD of `repo`'s checkout when that checkout has
+/// uncommitted changes (None when it has none).
+fn unseen_warning(name: &str, repo: &SessionRepo) -> Option<String> {
+    // git2's working directory ends with `/`; shown without it.
+    let path: PathBuf = repo.repo_path.components().collect();
+    let path = path.display();
+    match uncommitted_files(&repo.repo_path) {
+        Ok(0) => None,
+        Ok(n) => Some(format!(
+            "repository `{name}` ({path}) has {n} changed file(s) not committed (modified, staged or untracked): the agents start from its last commit and will not see them; commit them first if they should"
+        )),
+        Err(e) => Some(format!(
+            "could not check repository `{name}` ({path}) for uncommitted changes: {e}"
+        )),
     }
 }
 
@@ -83,6 +103,7 @@ impl GitWorkspace {
             .unwrap_or(db);
         let database = compiled.project_root.join(file);
         let mut repos = Vec::new();
+        let mut unseen = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
             let (path, name, pipeline, sid, st, sha, db) = (
                 r.path.clone(),
@@ -93,19 +114,35 @@ impl GitWorkspace {
                 at(&r.name),
                 database.clone(),
             );
-            let repo = blocking(move || {
+            let (repo, warning) = blocking(move || {
+                let from_head = sha.is_none();
                 let res = match sha {
                     Some(sha) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
                     None => start_session(&path, &name, &pipeline, &sid, &st),
                 };
-                let repo = res.map_err(|source| SetupError::Git { repo: name, source })?;
+                let repo = res.map_err(|source| SetupError::Git {
+                    repo: name.clone(),
+                    source,
+                })?;
                 exclude_database(&repo.repo_path, &db);
-                Ok(repo)
+                let warning = from_head.then(|| unseen_warning(&name, &repo)).flatten();
+                Ok((repo, warning))
             })
             .await?;
             repos.push(repo);
+            unseen.extend(warning);
         }
-        Ok(GitWorkspace { repos, settings })
+        Ok(GitWorkspace {
+            repos,
+            settings,
+            unseen,
+        })
+    }
+
+    /// Warnings about uncommitted changes in the user's checkout that a session started at its
+    /// HEAD does not see (one per repository that has any).
+    pub fn unseen_changes(&self) -> &[String] {
+        &self.unseen
     }
 
     /// Reopens the worktrees of an existing session (on resume, holding its lease). Unless the
@@ -147,7 +184,23 @@ impl GitWorkspace {
             .await?;
             repos.push(repo);
         }
-        Ok(GitWorkspace { repos, settings })
+        Ok(GitWorkspace {
+            repos,
+            settings,
+            unseen: Vec::new(),
+        })
+    }
+
+    /// The session branch of each writable repository.
+    pub fn branches(&self) -> Vec<crate::outcome::SessionBranch> {
+        self.repos
+            .iter()
+            .map(|r| crate::outcome::SessionBranch {
+                repo: r.repo_name.clone(),
+                repo_path: r.repo_path.clone(),
+                branch: r.branch.clone(),
+            })
+            .collect()
     }
 
     /// Whether the session has any writable repository.

@@ -204,6 +204,19 @@ pub struct Outcome {
     pub state: State,
     /// The output files written (when the session completed).
     pub outputs: Vec<PathBuf>,
+    /// The session branch of each writable repository: where the agents' work is.
+    pub branches: Vec<SessionBranch>,
+}
+
+/// A writable repository's session branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionBranch {
+    /// The repository's name in the pipeline.
+    pub repo: String,
+    /// The top of the user's checkout of it.
+    pub repo_path: PathBuf,
+    /// The branch, `{prefix}{pipeline}/{session}`.
+    pub branch: String,
 }
 
 #[cfg(test)]

@@ -125,6 +125,7 @@ impl Engine {
                     inherited_tokens: 0,
                     state,
                     outputs: Vec::new(),
+                    branches: git.branches(),
                 });
             }
         };
@@ -151,6 +152,11 @@ impl Engine {
             pipeline: compiled.name.clone(),
             from_step: None,
         });
+        for message in git.unseen_changes() {
+            opts.events.emit(Event::Warning {
+                message: message.clone(),
+            });
+        }
         if let Scheduled::Done { .. } = outcome {
             pos.sched.ready.clear();
         }

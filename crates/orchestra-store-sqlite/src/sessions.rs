@@ -118,11 +118,14 @@ impl SqliteStore {
         if let Some(s) = self.session_impl(id_or_prefix)? {
             return Ok(s);
         }
-        // substr() compares bytes exactly (LIKE/GLOB would interpret `%`, `_`, `*`).
+        // A prefix of the id, or of its random tail (what follows the last `-`:
+        // `rtrim(id, <every character of id but '-'>)` is the id up to that `-`). substr()
+        // compares bytes exactly (LIKE/GLOB would interpret `%`, `_`, `*`).
         let candidates = self
             .conn
             .prepare_cached(
                 "SELECT id FROM sessions WHERE substr(id, 1, length(?1)) = ?1 \
+                 OR substr(id, length(rtrim(id, replace(id, '-', ''))) + 1, length(?1)) = ?1 \
                  ORDER BY id LIMIT ?2",
             )
             .and_then(|mut st| {

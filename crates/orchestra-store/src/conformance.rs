@@ -113,6 +113,7 @@ macro_rules! cases {
 cases!(
     sessions::session_round_trip,
     sessions::find_session_by_prefix,
+    sessions::find_session_by_tail,
     sessions::list_sessions_filters_and_totals,
     sessions::status_and_meta,
     sessions::leases,
@@ -178,6 +179,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $factory;
             session_round_trip,
             find_session_by_prefix,
+            find_session_by_tail,
             list_sessions_filters_and_totals,
             status_and_meta,
             leases,

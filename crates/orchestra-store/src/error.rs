@@ -19,10 +19,10 @@ pub enum StoreError {
         /// The id or prefix that was looked up.
         id: String,
     },
-    /// A session id prefix matches several sessions.
-    #[error("session prefix `{prefix}` is ambiguous: it matches {}", candidates.join(", "))]
+    /// A session id prefix (or tail) matches several sessions.
+    #[error("session `{prefix}` is ambiguous: it matches {}; give more of the id", candidates.join(", "))]
     Ambiguous {
-        /// The prefix that was looked up.
+        /// The prefix or tail that was looked up.
         prefix: String,
         /// The matching ids (at most [`crate::MAX_AMBIGUOUS_CANDIDATES`], sorted).
         candidates: Vec<String>,
@@ -210,7 +210,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "session prefix `ab` is ambiguous: it matches abc, abd"
+            "session `ab` is ambiguous: it matches abc, abd; give more of the id"
         );
         assert_eq!(e.exit_class(), ErrorClass::Usage);
     }

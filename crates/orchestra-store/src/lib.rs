@@ -42,5 +42,5 @@ pub use trace::{
 };
 pub use views::{
     CheckpointInfo, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,
-    SessionSummary,
+    SessionSummary, session_matches, session_tail,
 };

@@ -110,10 +110,10 @@ impl Store for MemoryStore {
         }
         let candidates = inner
             .sessions
-            .range(id_or_prefix.to_owned()..)
-            .take_while(|(id, _)| id.starts_with(id_or_prefix))
+            .keys()
+            .filter(|id| crate::session_matches(id, id_or_prefix))
             .take(MAX_AMBIGUOUS_CANDIDATES + 1)
-            .map(|(id, _)| id.clone())
+            .cloned()
             .collect();
         let id = resolve_prefix(id_or_prefix, candidates)?;
         Ok(inner.get(&id)?.record.clone())

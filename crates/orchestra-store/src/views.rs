@@ -174,7 +174,19 @@ pub struct RestorePoint {
 /// How many candidates an ambiguous-prefix error lists.
 pub const MAX_AMBIGUOUS_CANDIDATES: usize = 10;
 
-/// Resolves `id_or_prefix` against `candidates` (ids starting with the prefix, sorted; at most
+/// The random tail of a session id: what follows its last `-` (`7e2c63` of
+/// `20261120-231328-7e2c63`); the whole id when it has no `-`.
+pub fn session_tail(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(_, tail)| tail)
+}
+
+/// Whether the user's `query` names session `id`: it starts the id, or it starts the id's
+/// random tail ([`session_tail`]), so `7e2c` finds `20261120-231328-7e2c63`.
+pub fn session_matches(id: &str, query: &str) -> bool {
+    !query.is_empty() && (id.starts_with(query) || session_tail(id).starts_with(query))
+}
+
+/// Resolves `id_or_prefix` against `candidates` (ids it matches by [`session_matches`], sorted; at most
 /// `MAX_AMBIGUOUS_CANDIDATES + 1`): the one candidate, or `NotFound` / `Ambiguous`. An exact
 /// match has been tried by the caller.
 pub fn resolve_prefix(

@@ -32,7 +32,7 @@ use crate::human::{ChatPrinter, Host, StdinLines, TerminalHuman, describe};
 /// the chat: the session pauses there and keeps the conversation.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The session id (or a unique prefix of it).
+    /// The session id, or a unique prefix of it or of its random tail (`7e2c63`).
     session: String,
     /// Show model text as it arrives (when the session is resumed here).
     #[arg(long)]

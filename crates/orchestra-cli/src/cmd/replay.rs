@@ -20,7 +20,7 @@ use crate::exit;
 /// and checkpoint (`status` shows forks). Prints the new session's id.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The session to fork (its id or a unique prefix).
+    /// The session to fork: its id, or a unique prefix of it or of its random tail (`7e2c63`).
     session: String,
     /// The checkpoint to fork at (0 is the initial state, N the state after step N).
     #[arg(long, value_name = "ID")]

@@ -17,7 +17,7 @@ use crate::engine::{providers_problem, runtime, session_db, sessions_root};
 /// the pipeline it was started with; if the pipeline's files changed since, a warning says so.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The session id (or a unique prefix of it).
+    /// The session id, or a unique prefix of it or of its random tail (`7e2c63`).
     session: String,
     /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
     /// current directory).

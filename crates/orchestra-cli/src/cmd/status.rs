@@ -26,7 +26,7 @@ use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session
 /// `interrupted`: resume it with `orchestra resume ID`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// A session id (or unique prefix) to show in detail.
+    /// A session id (or a unique prefix of it or of its random tail, `7e2c63`) to show in detail.
     session: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]

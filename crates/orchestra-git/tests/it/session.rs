@@ -4,6 +4,7 @@ use std::fs;
 
 use orchestra_git::{
     CommitInfo, GitError, commit_all, head_sha, open_session, restore_fork, start_session,
+    uncommitted_files,
 };
 
 use crate::support::{TestRepo, canon, git, read, write};
@@ -37,6 +38,25 @@ fn start_session_branches_at_head_into_a_new_worktree() {
     );
     repo.assert_fsck_clean();
     repo.assert_user_untouched();
+}
+
+#[test]
+fn uncommitted_files_counts_what_a_session_will_not_see() {
+    let repo = TestRepo::new();
+    // The fixture's user has a modified README.md and an untracked notes.txt.
+    assert_eq!(uncommitted_files(&repo.path).unwrap(), 2);
+    // Neither a session's worktree, nor ignored files, nor a staged change counted twice.
+    start_session(&repo.path, "app", "p", "s1", &repo.settings).unwrap();
+    write(&repo.path, "target/out.bin", "ignored\n");
+    repo.git(&["add", "README.md"]);
+    write(&repo.path, "src/new/deep.rs", "// new\n");
+    assert_eq!(uncommitted_files(&repo.path).unwrap(), 3);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "all of it"]);
+    assert_eq!(uncommitted_files(&repo.path).unwrap(), 0);
+    // From a subdirectory, the whole working tree counts.
+    write(&repo.path, "README.md", "changed again\n");
+    assert_eq!(uncommitted_files(&repo.path.join("src")).unwrap(), 1);
 }
 
 #[test]

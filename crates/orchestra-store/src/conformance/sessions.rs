@@ -62,7 +62,7 @@ pub(super) fn find_session_by_prefix(s: &mut dyn Store, cx: &Ctx) {
     assert_eq!(
         s.find_session(&cx.id("x")).err().map(|e| e.to_string()),
         Some(format!(
-            "session prefix `{}` is ambiguous: it matches {}, {}",
+            "session `{}` is ambiguous: it matches {}, {}; give more of the id",
             cx.id("x"),
             cx.id("x_1"),
             cx.id("xy1")
@@ -101,6 +101,61 @@ pub(super) fn find_session_by_prefix(s: &mut dyn Store, cx: &Ctx) {
         s.find_session(""),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+pub(super) fn find_session_by_tail(s: &mut dyn Store, cx: &Ctx) {
+    // Tails unique to this run (a shared database holds other runs' sessions).
+    let u = cx.id("").replace('-', "");
+    let tail = |t: &str| format!("{u}{t}");
+    let (a, b, c) = (
+        cx.id(&format!("x-{}", tail("7e2c63"))),
+        cx.id(&format!("x-{}", tail("7e2d00"))),
+        cx.id(&format!("y-{}", tail("ff01"))),
+    );
+    for id in [&a, &b, &c] {
+        s.create_session(&new_session(id, 1)).unwrap();
+    }
+    assert_eq!(
+        s.find_session(&tail("7e2c63")).unwrap().id,
+        a,
+        "the whole tail"
+    );
+    assert_eq!(
+        s.find_session(&tail("7e2c")).unwrap().id,
+        a,
+        "a prefix of the tail"
+    );
+    assert_eq!(s.find_session(&tail("ff")).unwrap().id, c);
+    assert_eq!(
+        s.find_session(&tail("7e2")).err().map(|e| e.to_string()),
+        Some(format!(
+            "session `{}` is ambiguous: it matches {a}, {b}; give more of the id",
+            tail("7e2")
+        ))
+    );
+    // A query both a prefix of one id and a tail of another is ambiguous too. (This id does
+    // not start with the run's prefix, but is unique to the run all the same.)
+    let d = format!("{}-z", tail("7e2c"));
+    s.create_session(&new_session(&d, 1)).unwrap();
+    match s.find_session(&tail("7e2c")) {
+        Err(StoreError::Ambiguous { candidates, .. }) => {
+            let mut expected = vec![a.clone(), d.clone()];
+            expected.sort();
+            assert_eq!(candidates, expected);
+        }
+        other => panic!("expected ambiguous, got {other:?}"),
+    }
+    for missing in [
+        tail("7e2c63x"),
+        tail("7e2_63"),
+        tail("7e2%"),
+        format!("x-{}", tail("7e2c63")),
+    ] {
+        assert!(
+            matches!(s.find_session(&missing), Err(StoreError::NotFound { .. })),
+            "`{missing}` is neither a prefix nor the start of a tail"
+        );
+    }
 }
 
 pub(super) fn list_sessions_filters_and_totals(s: &mut dyn Store, cx: &Ctx) {
