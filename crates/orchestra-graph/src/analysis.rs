@@ -13,6 +13,9 @@ use petgraph::visit::EdgeRef;
 use crate::compiled::ResolvedAgent;
 use crate::topology::{Node, Topology};
 
+mod writers;
+use writers::parallel_writers;
+
 /// The petgraph index of a node: `START` is 0, agent `i` is `i + 1`, `END` is `n + 1`, `FAIL`
 /// is `n + 2`.
 pub(crate) fn ix(node: Node, agents: usize) -> NodeIndex {
@@ -370,91 +373,4 @@ fn find_cycle(g: &DiGraph<Node, usize>, scc: &[NodeIndex]) -> (Vec<NodeIndex>, u
     path.reverse();
     path.push(first);
     (path, edges.into_iter().max().unwrap_or(0))
-}
-
-/// Warns about agents that can change the same repository in the same super-step.
-fn parallel_writers(
-    topo: &Topology,
-    agents: &[ResolvedAgent],
-    g: &DiGraph<Node, usize>,
-    fwd: &[bool],
-    diags: &mut Vec<Diagnostic>,
-    src: &SourceFile,
-    spec: &PipelineSpec,
-) {
-    let n = topo.agents.len();
-    // Forward edges only: drop the edges that route back into a loop.
-    let forward = |k: usize, t: NodeIndex| {
-        topo.edges
-            .get(k)
-            .is_none_or(|e| !e.loop_targets.iter().any(|&l| ix(l, n) == t))
-    };
-    let mut dag: DiGraph<Node, usize> = DiGraph::with_capacity(g.node_count(), g.edge_count());
-    for v in g.node_indices() {
-        dag.add_node(g[v]);
-    }
-    for e in g.edge_references() {
-        if forward(*e.weight(), e.target()) {
-            dag.add_edge(e.source(), e.target(), *e.weight());
-        }
-    }
-    let mut repos: Vec<&str> = Vec::new();
-    for a in agents {
-        for r in &a.write_repos {
-            if !repos.contains(&r.as_str()) {
-                repos.push(r);
-            }
-        }
-    }
-    for repo in repos {
-        let writers: Vec<&ResolvedAgent> = agents
-            .iter()
-            .filter(|a| a.write_repos.iter().any(|r| r == repo))
-            .filter(|a| fwd[ix(Node::Agent(a.index), n).index()])
-            .collect();
-        if writers.len() < 2 {
-            continue;
-        }
-        let reach_of: Vec<Vec<bool>> = writers
-            .iter()
-            .map(|a| {
-                reach(
-                    &dag,
-                    ix(Node::Agent(a.index), n),
-                    Direction::Outgoing,
-                    None,
-                    &|_| true,
-                )
-            })
-            .collect();
-        for (j, b) in writers.iter().enumerate() {
-            for (i, a) in writers[..j].iter().enumerate() {
-                let a_then_b = reach_of[i][ix(Node::Agent(b.index), n).index()];
-                let b_then_a = reach_of[j][ix(Node::Agent(a.index), n).index()];
-                if a_then_b || b_then_a {
-                    continue;
-                }
-                let on_conflict =
-                    spec.workspace
-                        .repos
-                        .get(repo)
-                        .map_or("pause", |r| match r.on_conflict {
-                            orchestra_spec::OnConflict::Agent => "agent",
-                            orchestra_spec::OnConflict::Pause => "pause",
-                            orchestra_spec::OnConflict::Fail => "fail",
-                        });
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "agents `{}` and `{}` can change repository `{repo}` in the same step",
-                        a.name, b.name
-                    ))
-                    .at(src, spec.agents.key_span(&b.name).unwrap_or_default())
-                    .with_label(format!("may run in parallel with `{}`", a.name))
-                    .with_help(format!(
-                        "each gets its own worktree and their changes are merged when the branches join; conflicts follow `on_conflict: {on_conflict}` of `{repo}`"
-                    )),
-                );
-            }
-        }
-    }
 }

@@ -110,9 +110,17 @@ impl<T: fmt::Display> fmt::Display for Spanned<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        // Where the value is written: for an alias (`*name`) or a merge (`<<: *name`), inside
+        // the anchored definition, so a problem there is reported once, at the anchor, however
+        // many times it is used. Fall back to the alias when the definition is unknown.
+        let at = if s.defined.line() > 0 {
+            s.defined
+        } else {
+            s.referenced
+        };
         Ok(Spanned {
             value: s.value,
-            span: Span::from_location(s.referenced),
+            span: Span::from_location(at),
         })
     }
 }
