@@ -219,6 +219,69 @@ pub(crate) fn looks_binary(head: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// docs/pipeline-yaml.md documents every argument of every built-in tool, with its type
+    /// and whether it is required, and gives an example call.
+    #[test]
+    fn every_argument_is_documented() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/pipeline-yaml.md"),
+        )
+        .unwrap();
+        for kind in BuiltinKind::ALL {
+            let schema = match kind {
+                BuiltinKind::ReadFile => schema_of::<ReadFileArgs>(),
+                BuiltinKind::ListFiles => schema_of::<ListFilesArgs>(),
+                BuiltinKind::SearchCode => schema_of::<SearchCodeArgs>(),
+                BuiltinKind::GetGitDiff => schema_of::<GitDiffArgs>(),
+                BuiltinKind::WriteFile => schema_of::<WriteFileArgs>(),
+            };
+            let head = format!("`R:{}` —", kind.name());
+            let start = docs
+                .lines()
+                .position(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("no section starts with {head}"));
+            let section: Vec<&str> = docs
+                .lines()
+                .skip(start + 1)
+                .take_while(|l| !l.starts_with("`R:") && !l.starts_with('#'))
+                .collect();
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let props = schema["properties"].as_object().unwrap();
+            for (name, prop) in props {
+                let ty = match &prop["type"] {
+                    Value::String(t) => t.as_str(),
+                    // `Option<T>`: ["T", "null"]
+                    Value::Array(ts) => ts.iter().find_map(|t| t.as_str().filter(|t| *t != "null")).unwrap(),
+                    other => panic!("{head} `{name}`: type {other}"),
+                };
+                let row = section
+                    .iter()
+                    .find(|l| l.starts_with(&format!("| `{name}` |")))
+                    .unwrap_or_else(|| panic!("{head}: argument `{name}` is not documented"));
+                assert!(row.contains(&format!("| {ty} |")), "{head} `{name}` is a {ty}: {row}");
+                assert_eq!(
+                    row.contains("| required |"),
+                    required.contains(&name.as_str()),
+                    "{head} `{name}`: {row}"
+                );
+            }
+            let rows = section.iter().filter(|l| l.starts_with("| `")).count();
+            assert_eq!(rows, props.len(), "{head}: documented arguments that do not exist");
+            let example = section
+                .iter()
+                .find_map(|l| l.strip_prefix("Example: `"))
+                .and_then(|l| l.strip_suffix('`'))
+                .unwrap_or_else(|| panic!("{head} has no example"));
+            let example: Value = serde_json::from_str(example).unwrap();
+            for key in example.as_object().unwrap().keys() {
+                assert!(props.contains_key(key), "{head}: example uses `{key}`");
+            }
+        }
+    }
+
     #[test]
     fn schemas_describe_the_arguments() {
         let read = schema_of::<ReadFileArgs>();
