@@ -16,6 +16,7 @@ mod crash;
 mod events;
 pub(crate) mod fake_model;
 mod flow;
+mod front;
 mod git_cleanup;
 mod git_conflict;
 mod git_crash;
