@@ -293,6 +293,20 @@ fn a_provider_that_cannot_be_set_up_is_bad_input_and_leaves_no_session() {
     );
     assert_eq!(model.requests().len(), 1);
     assert_eq!(p.status(&id)["status"], "failed");
+    // `status` says why it failed, in the list (NOTE) and for the session, and how to go on.
+    let error = p.status(&id)["error"].as_str().unwrap().to_owned();
+    let start: String = error.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start: String = start.chars().take(60).collect();
+    let list = p.run(&["status"]);
+    let row = list.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(row.contains(" failed ") && row.contains(&start), "{row}");
+    let one = p.run(&["status", &id]);
+    assert!(
+        one.stdout.contains(&format!("\nerror     {error}\n"))
+            && one.stdout.contains(&format!("\nnext      orchestra resume {id}\n")),
+        "{}",
+        one.stdout
+    );
 }
 
 #[test]
