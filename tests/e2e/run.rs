@@ -108,10 +108,12 @@ fn json_outcomes_and_status_have_every_field() {
     assert_eq!(
         keys(&out),
         [
+            "branches",
             "checkpoints",
             "cost_partial",
             "cost_usd",
             "error",
+            "inherited_tokens",
             "messages",
             "outputs",
             "session",
@@ -140,6 +142,8 @@ fn json_outcomes_and_status_have_every_field() {
             &Value::from(351)
         )
     );
+    assert_eq!(out["inherited_tokens"], 0, "not a fork");
+    assert_eq!(out["branches"], serde_json::json!([]), "no writable repository");
     let list = p.sessions();
     assert_eq!(list.len(), 1);
     assert_eq!(
