@@ -33,7 +33,10 @@ fn files_of(dir: &str) -> Vec<(String, String)> {
 fn review_project() -> GitProject {
     let mut files = files_of("prompts");
     files.extend(files_of("conditions"));
-    for f in ["pipelines/pr-review.yaml", "fixtures/pr-review.responses.yaml"] {
+    for f in [
+        "pipelines/pr-review.yaml",
+        "fixtures/pr-review.responses.yaml",
+    ] {
         files.push((
             f.to_owned(),
             std::fs::read_to_string(workspace_root().join(f)).unwrap(),
@@ -46,7 +49,10 @@ fn review_project() -> GitProject {
     let p = GitProject::new(&extra);
     for name in ["one", "two", "three"] {
         let rel = format!("src/{name}.rs");
-        p.write(&rel, &format!("pub fn {name}(x: u32) -> u32 {{\n    x + 1\n}}\n"));
+        p.write(
+            &rel,
+            &format!("pub fn {name}(x: u32) -> u32 {{\n    x + 1\n}}\n"),
+        );
         p.git(&["add", &rel]);
         p.git(&["commit", "-q", "-m", &format!("add {name}")]);
     }
@@ -85,18 +91,31 @@ fn pr_review_reviews_the_range_given_as_input_and_writes_a_complete_review() {
     );
     assert!(review.starts_with(&head), "{review}");
     for f in ["src/one.rs", "src/two.rs", "src/three.rs"] {
-        assert!(review.contains(&format!("- `{f}`\n")), "{f} reviewed:\n{review}");
+        assert!(
+            review.contains(&format!("- `{f}`\n")),
+            "{f} reviewed:\n{review}"
+        );
     }
     // Every finding of the last round, with its detail and its suggestion.
     let details = review.split("## Findings in detail").nth(1).unwrap();
     let findings = details.matches("\n### ").count();
-    assert_eq!(findings, 4, "one security finding, three architecture ones:\n{review}");
-    assert_eq!(details.matches("\nSuggestion: ").count(), findings, "{review}");
+    assert_eq!(
+        findings, 4,
+        "one security finding, three architecture ones:\n{review}"
+    );
+    assert_eq!(
+        details.matches("\nSuggestion: ").count(),
+        findings,
+        "{review}"
+    );
     assert!(
         details.contains("### 1. [medium] Check the inputs of src/one.rs\n\n`src/one.rs`, reported by security-reviewer\n\nOn a second reading the risk in src/one.rs is lower"),
         "{review}"
     );
-    assert!(details.contains("Suggestion: If src/three.rs keeps growing, split it."), "{review}");
+    assert!(
+        details.contains("Suggestion: If src/three.rs keeps growing, split it."),
+        "{review}"
+    );
 
     // Without the input, the default range (the last commit) is reviewed.
     let run = p.orchestra(&["run", "pipelines/pr-review.yaml"]);
@@ -131,7 +150,8 @@ fn a_max_steps_stop_blames_the_flag_and_a_plain_resume_continues() {
     let id = session_of(&run);
     let note = "the session reached --max-steps (2), which held for that drive only: a plain `resume` continues";
     assert!(
-        run.stdout.starts_with(&format!("stopped: {note} (2 steps, ")),
+        run.stdout
+            .starts_with(&format!("stopped: {note} (2 steps, ")),
         "{}",
         run.transcript()
     );
@@ -148,14 +168,19 @@ fn a_max_steps_stop_blames_the_flag_and_a_plain_resume_continues() {
     assert!(row.contains(" stopped ") && row.ends_with(note), "{row}");
     let one = p.orchestra(&["status", &id]);
     assert!(
-        one.stdout.contains(&format!("\nstatus    stopped\nnote      {note}\n")),
+        one.stdout
+            .contains(&format!("\nstatus    stopped\nnote      {note}\n")),
         "{}",
         one.stdout
     );
     // The plain resume runs on with the pipeline's limits to the end.
     let resumed = p.orchestra(&["resume", &id]);
     assert_eq!(resumed.code, 0, "{}", resumed.transcript());
-    assert!(resumed.stdout.starts_with("completed: 5 steps"), "{}", resumed.stdout);
+    assert!(
+        resumed.stdout.starts_with("completed: 5 steps"),
+        "{}",
+        resumed.stdout
+    );
 }
 
 #[test]
@@ -178,9 +203,8 @@ fn a_forks_tokens_are_its_own_in_its_summary_and_in_status() {
         .map(|u| u["tokens_in"].as_u64().unwrap() + u["tokens_out"].as_u64().unwrap())
         .sum();
     assert_eq!(own, usage, "the fork's own node runs");
-    let summary = format!(
-        ", {own} tokens of its own (+{inherited} spent by its parent before the fork), "
-    );
+    let summary =
+        format!(", {own} tokens of its own (+{inherited} spent by its parent before the fork), ");
     assert!(
         fork.stdout.starts_with("completed: 5 steps") && fork.stdout.contains(&summary),
         "{}",
@@ -231,7 +255,11 @@ fn a_run_of_writers_warns_about_unseen_changes_and_says_how_to_merge_its_branch(
     p.git(&["commit", "-q", "-m", "the user's work"]);
     let run = p.orchestra(&["run", "pipelines/parallel-edit.yaml"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
-    assert!(!run.stderr.contains("not committed"), "{}", run.transcript());
+    assert!(
+        !run.stderr.contains("not committed"),
+        "{}",
+        run.transcript()
+    );
 }
 
 #[test]

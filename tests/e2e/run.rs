@@ -143,7 +143,11 @@ fn json_outcomes_and_status_have_every_field() {
         )
     );
     assert_eq!(out["inherited_tokens"], 0, "not a fork");
-    assert_eq!(out["branches"], serde_json::json!([]), "no writable repository");
+    assert_eq!(
+        out["branches"],
+        serde_json::json!([]),
+        "no writable repository"
+    );
     let list = p.sessions();
     assert_eq!(list.len(), 1);
     assert_eq!(
@@ -307,7 +311,9 @@ fn a_provider_that_cannot_be_set_up_is_bad_input_and_leaves_no_session() {
     let one = p.run(&["status", &id]);
     assert!(
         one.stdout.contains(&format!("\nerror     {error}\n"))
-            && one.stdout.contains(&format!("\nnext      orchestra resume {id}\n")),
+            && one
+                .stdout
+                .contains(&format!("\nnext      orchestra resume {id}\n")),
         "{}",
         one.stdout
     );

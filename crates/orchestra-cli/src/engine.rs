@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use orchestra_runtime::{
     DriveOptions, Engine, Event, EventSink, Finish, Outcome, RestoreError, RuntimeError,
-    SessionBranch, error_chain,
+    error_chain,
 };
 use orchestra_spec::{
     Diagnostic, PROJECT_FILE, ProjectConfig, display_path, find_project_file, parse_yaml,
@@ -389,16 +389,6 @@ pub(crate) fn steps(n: u64) -> String {
     }
 }
 
-/// "N tokens", and for a fork what its parent spent before it, which N does not count (`status`
-/// counts the same way).
-pub(crate) fn tokens(own: u64, inherited: u64) -> String {
-    if inherited == 0 {
-        format!("{own} tokens")
-    } else {
-        format!("{own} tokens of its own (+{inherited} spent by its parent before the fork)")
-    }
-}
-
 /// Prints how a drive ended (to stdout, or to stderr when `--events -` has stdout) and returns
 /// the exit code. The commands it suggests name `db` when they would not find it by themselves.
 pub(crate) fn report_outcome(
@@ -417,7 +407,7 @@ pub(crate) fn report_outcome(
     let summary = format!(
         "{}, {}, {}, {}",
         steps(out.steps),
-        tokens(out.tokens, out.inherited_tokens),
+        crate::summary::tokens(out.tokens, out.inherited_tokens),
         total_cost(&out.cost),
         secs(elapsed_ms)
     );
@@ -470,35 +460,10 @@ pub(crate) fn report_outcome(
     }
     let completed = matches!(out.finish, Finish::Completed { .. });
     for b in &out.branches {
-        writeln!(w, "{}", branch_line(b, completed, &cwd))?;
+        writeln!(w, "{}", crate::summary::branch_line(b, completed, &cwd))?;
     }
     writeln!(w, "session {}", out.session)?;
     Ok(exit::of_status(out.finish.status()))
-}
-
-/// Where a writable repository's work is; for a completed session, how to merge it (with
-/// `git -C PATH` when the repository is not the current directory).
-fn branch_line(b: &SessionBranch, completed: bool, cwd: &Path) -> String {
-    let here = match (b.repo_path.canonicalize(), cwd.canonicalize()) {
-        (Ok(a), Ok(c)) => a == c,
-        _ => false,
-    };
-    let git = if here {
-        "git".to_owned()
-    } else {
-        format!("git -C {}", display_path(&b.repo_path, cwd).display())
-    };
-    if completed {
-        format!(
-            "branch {} holds the work on repository `{}`; merge it with `{git} merge {}`",
-            b.branch, b.repo, b.branch
-        )
-    } else {
-        format!(
-            "branch {} holds the work so far on repository `{}` (see it with `{git} log {}`)",
-            b.branch, b.repo, b.branch
-        )
-    }
 }
 
 /// Prints a runtime error with its causes and returns its exit code.

@@ -12,6 +12,7 @@ mod load;
 mod report;
 mod route;
 mod store;
+mod summary;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -138,7 +138,7 @@ fn check_template(
                 .with_help(format!("state fields: {}", state_names.join(", "))),
             ),
             (r, _) if OUTPUT_TEMPLATE_VARS.contains(&r) => {}
-            (r, _) if matches!(r, "range" | "dict" | "namespace" | "debug") => {}
+            ("range" | "dict" | "namespace" | "debug", _) => {}
             (r, _) => diags.push(
                 Diagnostic::error(format!(
                     "unknown variable `{r}` in the template of output `{name}`"

@@ -334,7 +334,7 @@ async fn detail(
     let _ = writeln!(
         out,
         "spent     {}",
-        crate::engine::tokens(own, orchestra_runtime::inherited_tokens(&rec.meta))
+        crate::summary::tokens(own, orchestra_runtime::inherited_tokens(&rec.meta))
     );
     if let Some(owner) = rec.lease_holder(now) {
         let _ = writeln!(out, "driven by {owner}");

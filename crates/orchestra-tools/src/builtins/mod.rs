@@ -254,14 +254,20 @@ mod tests {
                 let ty = match &prop["type"] {
                     Value::String(t) => t.as_str(),
                     // `Option<T>`: ["T", "null"]
-                    Value::Array(ts) => ts.iter().find_map(|t| t.as_str().filter(|t| *t != "null")).unwrap(),
+                    Value::Array(ts) => ts
+                        .iter()
+                        .find_map(|t| t.as_str().filter(|t| *t != "null"))
+                        .unwrap(),
                     other => panic!("{head} `{name}`: type {other}"),
                 };
                 let row = section
                     .iter()
                     .find(|l| l.starts_with(&format!("| `{name}` |")))
                     .unwrap_or_else(|| panic!("{head}: argument `{name}` is not documented"));
-                assert!(row.contains(&format!("| {ty} |")), "{head} `{name}` is a {ty}: {row}");
+                assert!(
+                    row.contains(&format!("| {ty} |")),
+                    "{head} `{name}` is a {ty}: {row}"
+                );
                 assert_eq!(
                     row.contains("| required |"),
                     required.contains(&name.as_str()),
@@ -269,7 +275,11 @@ mod tests {
                 );
             }
             let rows = section.iter().filter(|l| l.starts_with("| `")).count();
-            assert_eq!(rows, props.len(), "{head}: documented arguments that do not exist");
+            assert_eq!(
+                rows,
+                props.len(),
+                "{head}: documented arguments that do not exist"
+            );
             let example = section
                 .iter()
                 .find_map(|l| l.strip_prefix("Example: `"))
