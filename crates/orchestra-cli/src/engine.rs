@@ -435,7 +435,7 @@ pub(crate) fn report_outcome(
         }
         Finish::Stopped { limit } => {
             writeln!(w, "stopped: {limit} ({summary})")?;
-            if limit.by_flag() {
+            if limit.plain_resume_continues() {
                 writeln!(w, "(to go on: `orchestra resume {}{db}`)", out.session,)?;
             } else {
                 writeln!(

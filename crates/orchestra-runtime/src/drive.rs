@@ -85,11 +85,9 @@ impl Engine {
             max_parallel: compiled.limits.max_parallel,
             max_tokens: opts.limits.max_tokens.or(compiled.limits.max_tokens),
             max_cost: opts.limits.max_cost.or(compiled.limits.max_cost),
-            by_flag: (
-                opts.limits.max_steps.is_some(),
-                opts.limits.max_tokens.is_some(),
-                opts.limits.max_cost.is_some(),
-            ),
+            replaced_steps: opts.limits.max_steps.map(|_| compiled.limits.max_steps),
+            replaced_tokens: opts.limits.max_tokens.map(|_| compiled.limits.max_tokens),
+            replaced_cost: opts.limits.max_cost.map(|_| compiled.limits.max_cost),
             per_agent: compiled
                 .agents
                 .iter()

@@ -26,7 +26,7 @@ use orchestra_store::{CheckpointRecord, CostTally};
 
 use crate::events::{Event, EventSink};
 use crate::hooks::{Hooked, after_step};
-use crate::outcome::{Finish, StopLimit};
+use crate::outcome::{Finish, LimitSource, StopLimit};
 use crate::runner::NodeRunner;
 use crate::store_worker::{StoreHandle, WorkerError};
 
@@ -50,9 +50,14 @@ pub struct ExecLimits {
     pub max_tokens: Option<u64>,
     /// Cost budget in US dollars (the known costs of the session's node runs).
     pub max_cost: Option<f64>,
-    /// Whether `max_steps`, `max_tokens` and `max_cost` were given for this drive
-    /// (`--max-steps`, `--max-tokens`, `--max-cost`) rather than taken from the pipeline.
-    pub by_flag: (bool, bool, bool),
+    /// The pipeline's own `max_steps`, when `--max-steps` replaced it for this drive.
+    pub replaced_steps: Option<u32>,
+    /// The pipeline's own `max_tokens` (`None` inside: no budget), when `--max-tokens`
+    /// replaced it for this drive.
+    pub replaced_tokens: Option<Option<u64>>,
+    /// The pipeline's own `max_cost` (`None` inside: no budget), when `--max-cost` replaced it
+    /// for this drive.
+    pub replaced_cost: Option<Option<f64>>,
     /// Per agent (declaration order): timeout and retries.
     pub per_agent: Vec<(Duration, u32)>,
     /// Base delay of the exponential backoff between attempts.
@@ -151,7 +156,12 @@ impl Executor {
                 return Ok(Finish::Stopped {
                     limit: StopLimit::MaxSteps {
                         limit: self.limits.max_steps,
-                        by_flag: self.limits.by_flag.0,
+                        source: match self.limits.replaced_steps {
+                            None => LimitSource::Pipeline,
+                            Some(own) => LimitSource::Flag {
+                                pipeline_goes_on: u64::from(own) > pos.sched.step,
+                            },
+                        },
                     },
                 });
             }
@@ -162,7 +172,12 @@ impl Executor {
                     limit: StopLimit::MaxTokens {
                         limit: max,
                         used: pos.tokens,
-                        by_flag: self.limits.by_flag.1,
+                        source: match self.limits.replaced_tokens {
+                            None => LimitSource::Pipeline,
+                            Some(own) => LimitSource::Flag {
+                                pipeline_goes_on: own.is_none_or(|m| m > pos.tokens),
+                            },
+                        },
                     },
                 });
             }
@@ -173,7 +188,12 @@ impl Executor {
                     limit: StopLimit::MaxCost {
                         limit: max,
                         used: pos.cost.known_usd,
-                        by_flag: self.limits.by_flag.2,
+                        source: match self.limits.replaced_cost {
+                            None => LimitSource::Pipeline,
+                            Some(own) => LimitSource::Flag {
+                                pipeline_goes_on: own.is_none_or(|m| m > pos.cost.known_usd),
+                            },
+                        },
                     },
                 });
             }

@@ -50,8 +50,8 @@ pub enum StopLimit {
     MaxSteps {
         /// The limit.
         limit: u32,
-        /// Whether `--max-steps` set it for this drive (not the pipeline's `limits:`).
-        by_flag: bool,
+        /// What set it.
+        source: LimitSource,
     },
     /// `limits.max_tokens` (or `--max-tokens` for the drive).
     MaxTokens {
@@ -59,8 +59,8 @@ pub enum StopLimit {
         limit: u64,
         /// Tokens used when it stopped.
         used: u64,
-        /// Whether `--max-tokens` set it for this drive (not the pipeline's `limits:`).
-        by_flag: bool,
+        /// What set it.
+        source: LimitSource,
     },
     /// `limits.max_cost` (or `--max-cost` for the drive), in US dollars.
     MaxCost {
@@ -68,8 +68,22 @@ pub enum StopLimit {
         limit: f64,
         /// The known cost when it stopped.
         used: f64,
-        /// Whether `--max-cost` set it for this drive (not the pipeline's `limits:`).
-        by_flag: bool,
+        /// What set it.
+        source: LimitSource,
+    },
+}
+
+/// What set the limit that stopped a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitSource {
+    /// The pipeline's `limits:`.
+    Pipeline,
+    /// A flag of `run`/`resume` (`--max-steps`, `--max-tokens`, `--max-cost`), for that drive
+    /// only.
+    Flag {
+        /// Whether the pipeline's own limit lets the session go further, so that a plain
+        /// `resume` continues it.
+        pipeline_goes_on: bool,
     },
 }
 
@@ -83,23 +97,22 @@ impl StopLimit {
         }
     }
 
-    /// Whether a flag of `run`/`resume` set the limit for that drive only: the session's next
-    /// drive runs with the pipeline's `limits:` again.
-    pub fn by_flag(&self) -> bool {
+    /// What set the limit.
+    pub fn source(&self) -> LimitSource {
         match self {
-            StopLimit::MaxSteps { by_flag, .. }
-            | StopLimit::MaxTokens { by_flag, .. }
-            | StopLimit::MaxCost { by_flag, .. } => *by_flag,
+            StopLimit::MaxSteps { source, .. }
+            | StopLimit::MaxTokens { source, .. }
+            | StopLimit::MaxCost { source, .. } => *source,
         }
     }
 
-    /// What set the limit: the flag when one did, else the pipeline key.
-    pub fn source(&self) -> &'static str {
-        if self.by_flag() {
-            self.flag()
-        } else {
-            self.key()
-        }
+    /// Whether a plain `resume` (without raising a limit) continues the session: the limit
+    /// was a flag's, and the pipeline's own lets the session go further.
+    pub fn plain_resume_continues(&self) -> bool {
+        self.source()
+            == LimitSource::Flag {
+                pipeline_goes_on: true,
+            }
     }
 
     /// The flag of `run`/`resume` that raises it for one drive (`--max-steps`).
@@ -110,27 +123,35 @@ impl StopLimit {
             StopLimit::MaxCost { .. } => "--max-cost",
         }
     }
+
+    /// What to blame: the flag when one set the limit, else the pipeline key.
+    fn blamed(&self) -> &'static str {
+        match self.source() {
+            LimitSource::Flag { .. } => self.flag(),
+            LimitSource::Pipeline => self.key(),
+        }
+    }
 }
 
 impl fmt::Display for StopLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StopLimit::MaxSteps { limit, .. } => {
-                write!(f, "the session reached {} ({limit})", self.source())
+                write!(f, "the session reached {} ({limit})", self.blamed())
             }
             StopLimit::MaxTokens { limit, used, .. } => write!(
                 f,
                 "the session spent its token budget ({}: {limit}, used {used})",
-                self.source()
+                self.blamed()
             ),
             StopLimit::MaxCost { limit, used, .. } => write!(
                 f,
                 "the session spent its cost budget ({}: ${limit}, spent {})",
-                self.source(),
+                self.blamed(),
                 usd(*used)
             ),
         }?;
-        if self.by_flag() {
+        if self.plain_resume_continues() {
             write!(
                 f,
                 ", which held for that drive only: a plain `resume` continues"
@@ -232,11 +253,48 @@ mod tests {
         let stop = StopLimit::MaxCost {
             limit: 0.05,
             used: 0.0612,
+            source: LimitSource::Pipeline,
         };
         assert_eq!(
             stop.to_string(),
             "the session spent its cost budget (limits.max_cost: $0.05, spent $0.0612)"
         );
         assert_eq!(stop.flag(), "--max-cost");
+    }
+
+    #[test]
+    fn a_stop_blames_what_set_the_limit_and_says_when_a_plain_resume_goes_on() {
+        let steps = |source| StopLimit::MaxSteps { limit: 2, source };
+        let pipeline = steps(LimitSource::Pipeline);
+        assert_eq!(
+            pipeline.to_string(),
+            "the session reached limits.max_steps (2)"
+        );
+        assert!(!pipeline.plain_resume_continues());
+        let flag = steps(LimitSource::Flag {
+            pipeline_goes_on: true,
+        });
+        assert_eq!(
+            flag.to_string(),
+            "the session reached --max-steps (2), which held for that drive only: a plain `resume` continues"
+        );
+        assert!(flag.plain_resume_continues());
+        // The pipeline's own limit is used up too: raising the limit is the way on.
+        let both = steps(LimitSource::Flag {
+            pipeline_goes_on: false,
+        });
+        assert_eq!(both.to_string(), "the session reached --max-steps (2)");
+        assert!(!both.plain_resume_continues());
+        let tokens = StopLimit::MaxTokens {
+            limit: 10,
+            used: 12,
+            source: LimitSource::Flag {
+                pipeline_goes_on: true,
+            },
+        };
+        assert_eq!(
+            tokens.to_string(),
+            "the session spent its token budget (--max-tokens: 10, used 12), which held for that drive only: a plain `resume` continues"
+        );
     }
 }

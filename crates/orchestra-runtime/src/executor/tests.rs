@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::{ExecLimits, Executor, Position, Router};
 use crate::events::{CollectEvents, Event};
-use crate::outcome::{Finish, StopLimit};
+use crate::outcome::{Finish, LimitSource, StopLimit};
 use crate::restore::restore;
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 use crate::store_worker::StoreHandle;
@@ -142,7 +142,9 @@ fn limits(agents: usize) -> ExecLimits {
         max_parallel: 8,
         max_tokens: None,
         max_cost: None,
-        by_flag: (false, false, false),
+        replaced_steps: None,
+        replaced_tokens: None,
+        replaced_cost: None,
         per_agent: vec![(Duration::from_secs(5), 2); agents],
         retry_base: Duration::from_millis(1),
         snapshot_every: 2,
@@ -405,7 +407,7 @@ async fn loops_run_until_the_condition_says_end_and_limits_stop_cleanly() {
             Finish::Stopped {
                 limit: StopLimit::MaxSteps {
                     limit: 3,
-                    by_flag: false
+                    source: LimitSource::Pipeline
                 }
             }
         ),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use orchestra_store::MemoryStore;
 
 use super::{FnRunner, Harness, NoRouter, diamond, limits, says};
-use crate::outcome::{Finish, StopLimit};
+use crate::outcome::{Finish, LimitSource, StopLimit};
 use crate::runner::NodeResult;
 
 #[tokio::test]
@@ -30,7 +30,7 @@ async fn max_cost_stops_after_the_step_that_crossed_it_and_a_higher_limit_goes_o
             limit: StopLimit::MaxCost {
                 limit: 0.01,
                 used: 0.04,
-                by_flag: false,
+                source: LimitSource::Pipeline,
             }
         }
     );
