@@ -22,6 +22,10 @@ use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session
 /// ran; a run of a model without a known price has an unknown cost (`cost unknown`, `null` in
 /// JSON), and a total that leaves such runs out says it is partial.
 ///
+/// The list's NOTE says why a session failed, stopped or paused. TOKENS are what a session's
+/// own agents used: a fork's do not include what its parent spent before the fork (shown beside
+/// them in the session's detail).
+///
 /// A session marked `running` whose process is gone (its lease expired) is shown as
 /// `interrupted`: resume it with `orchestra resume ID`.
 #[derive(Debug, clap::Args)]
