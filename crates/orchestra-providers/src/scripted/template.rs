@@ -172,6 +172,7 @@ mod tests {
             tools: vec![],
             max_tokens: None,
             temperature: None,
+            workdir: None,
             vars: crate::types::RequestVars {
                 inputs: inputs.into(),
                 state: state.into(),
