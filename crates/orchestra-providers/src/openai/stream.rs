@@ -192,6 +192,7 @@ mod tests {
             max_tokens: None,
             temperature: None,
             workdir: None,
+            vars: Default::default(),
         }
     }
 
