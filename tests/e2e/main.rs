@@ -5,6 +5,7 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod bad_output;
+mod command_nodes;
 pub(crate) mod binary;
 mod cli_agents;
 pub(crate) mod common;

@@ -310,11 +310,17 @@ impl EventSink for Progress {
                 cost_usd,
                 tool_calls,
                 reused,
+                exit_code,
                 ..
             } => {
                 if reused {
                     self.line(&format!(
                         "  done   {node}  (finished before the interruption; not run again)"
+                    ));
+                } else if let Some(code) = exit_code {
+                    self.line(&format!(
+                        "  done   {node}  {}  command exited with {code}",
+                        secs(duration_ms)
                     ));
                 } else {
                     self.line(&format!(

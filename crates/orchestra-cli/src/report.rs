@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use orchestra_graph::{Compiled, ConditionSource, Edge, Node, ResolvedAgent, ToolKind, kind_name};
+use orchestra_graph::{
+    CommandNode, Compiled, ConditionSource, Edge, Node, ResolvedAgent, ToolKind, kind_name,
+};
 use orchestra_prompts::ResolvedLayer;
 use orchestra_spec::{FieldType, Reducer, display_path};
 
@@ -272,6 +274,11 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         Some(d) => writeln!(o, "  {}: {}", a.name, d.trim()),
         None => writeln!(o, "  {}:", a.name),
     };
+    if let Some(cmd) = &a.command {
+        command_node(o, c, a, cmd);
+        writes_and_errors(o, c, a);
+        return;
+    }
     let m = &a.model;
     let _ = writeln!(o, "    provider     {} ({})", m.provider, kind_name(m.kind));
     let model = match (&m.model, &m.alias) {
@@ -321,6 +328,36 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
             a.output_max_retries
         );
     }
+    writes_and_errors(o, c, a);
+}
+
+/// A command node's program, where it runs, and its limits.
+fn command_node(o: &mut String, c: &Compiled, a: &ResolvedAgent, cmd: &CommandNode) {
+    let argv = serde_json::to_string(&cmd.argv).unwrap_or_default();
+    let _ = writeln!(o, "    command      {argv} (no model; argv, not a shell)");
+    let dir = match cmd.repo.as_deref().and_then(|r| c.repo(r)) {
+        Some(r) if r.write => format!(
+            "repository `{}` (its session worktree; changes are committed)",
+            r.name
+        ),
+        Some(r) => format!("repository `{}` ({})", r.name, r.path.display()),
+        None => "the project root".to_owned(),
+    };
+    let _ = writeln!(o, "    runs in      {dir}");
+    if !cmd.env.is_empty() {
+        let env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(o, "    env          {}", env.join(" "));
+    }
+    let _ = writeln!(
+        o,
+        "    runs         timeout {}, retries {}",
+        orchestra_spec::fmt_duration(a.timeout.0),
+        a.retries
+    );
+}
+
+/// An agent's state writes and its `on_error` route.
+fn writes_and_errors(o: &mut String, c: &Compiled, a: &ResolvedAgent) {
     if !a.writes.is_empty() {
         let w: Vec<String> = a
             .writes
@@ -336,20 +373,22 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
             .collect();
         let _ = writeln!(o, "    writes       {}", w.join(", "));
     }
-    if !a.write_repos.is_empty() {
-        let _ = writeln!(o, "    changes      {}", a.write_repos.join(", "));
+    if a.command.is_none() {
+        if !a.write_repos.is_empty() {
+            let _ = writeln!(o, "    changes      {}", a.write_repos.join(", "));
+        }
+        let mode = match a.mode {
+            orchestra_spec::Mode::Autonomous => "autonomous",
+            orchestra_spec::Mode::Interactive => "interactive",
+        };
+        let _ = writeln!(
+            o,
+            "    runs         {mode}, max_turns {}, timeout {}, retries {}",
+            a.max_turns,
+            orchestra_spec::fmt_duration(a.timeout.0),
+            a.retries
+        );
     }
-    let mode = match a.mode {
-        orchestra_spec::Mode::Autonomous => "autonomous",
-        orchestra_spec::Mode::Interactive => "interactive",
-    };
-    let _ = writeln!(
-        o,
-        "    runs         {mode}, max_turns {}, timeout {}, retries {}",
-        a.max_turns,
-        orchestra_spec::fmt_duration(a.timeout.0),
-        a.retries
-    );
     if let Some(h) = c.topology.on_error_of(a.index) {
         let _ = writeln!(
             o,

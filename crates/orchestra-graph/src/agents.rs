@@ -64,6 +64,10 @@ impl AgentCtx<'_, '_> {
                     .with_label("use letters, digits, `-` and `_`"),
             );
         }
+        if let Some(argv) = &agent.command {
+            return self.resolve_command(index, name, key_span, agent, argv, diags);
+        }
+        crate::command::command_keys_without_command(self, name, agent, diags);
         let layers = self.layers(agent, diags);
         let model = self.model(name, key_span, agent, diags);
         let model = share_model(&mut self.models, model);
@@ -115,6 +119,7 @@ impl AgentCtx<'_, '_> {
             timeout: agent.timeout.unwrap_or(limits.node_timeout),
             retries: agent.retries.unwrap_or(limits.retries),
             write_repos,
+            command: None,
         }
     }
 
@@ -229,7 +234,7 @@ impl AgentCtx<'_, '_> {
         choice
     }
 
-    fn writes(
+    pub(crate) fn writes(
         &self,
         agent: &AgentSpec,
         schema: Option<&Value>,

@@ -15,6 +15,7 @@ use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::command::CommandNode;
 use crate::conditions::ResolvedCondition;
 use crate::inputs::ResolvedInput;
 use crate::state::{Channels, State};
@@ -99,8 +100,20 @@ pub struct ResolvedAgent {
     pub timeout: Dur,
     /// Retries after a provider error.
     pub retries: u32,
-    /// Writable repositories it can change (through `write-file` or a shell tool).
+    /// Writable repositories it can change (through `write-file` or a shell tool; for a
+    /// command node, its writable `repo`).
     pub write_repos: Vec<String>,
+    /// For a command node, the program it runs instead of a model (boxed: most agents are
+    /// model agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Box<CommandNode>>,
+}
+
+impl ResolvedAgent {
+    /// Whether it is a command node (a program, no model).
+    pub fn is_command(&self) -> bool {
+        self.command.is_some()
+    }
 }
 
 /// The provider and model an agent runs on.
@@ -253,7 +266,7 @@ impl Compiled {
                 .with_help(format!("providers: {}", names.join(", "))));
         };
         let mut models = Vec::new();
-        for agent in &mut self.agents {
+        for agent in self.agents.iter_mut().filter(|a| !a.is_command()) {
             let choice = crate::providers::choose_model(provider, agent.model.requested.as_deref());
             agent.model = share_model(&mut models, choice);
         }

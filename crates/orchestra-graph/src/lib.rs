@@ -8,6 +8,7 @@
 
 mod agents;
 mod analysis;
+mod command;
 mod compiled;
 pub mod conditions;
 mod edges;
@@ -25,6 +26,7 @@ pub mod topology;
 mod workspace;
 
 pub use agents::interactive_output_schema;
+pub use command::{COMMAND_MAX_OUTPUT, CommandNode, command_output_schema};
 pub use compiled::{
     Compiled, ModelChoice, ResolvedAgent, ResolvedProvider, ResolvedRepo, StateWrite, ToolKind,
     ToolRef,

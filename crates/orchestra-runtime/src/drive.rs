@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use orchestra_graph::Compiled;
 use orchestra_store::SessionStatus;
 
+use crate::command_node::{COMMAND_GRACE, CommandNodes};
 use crate::engine::{DriveOptions, Engine};
 use crate::error::RuntimeError;
 use crate::events::Event;
@@ -94,8 +95,12 @@ impl Engine {
                 .map(|a| {
                     // A chat waits for a human as long as it takes; its agent turns are timed
                     // by the harness.
+                    // A command node's program is killed by its own timeout, which names it.
                     let timeout = match a.mode {
                         orchestra_spec::Mode::Interactive => Duration::MAX,
+                        orchestra_spec::Mode::Autonomous if a.is_command() => {
+                            a.timeout.0.saturating_add(COMMAND_GRACE)
+                        }
                         orchestra_spec::Mode::Autonomous => a.timeout.0,
                     };
                     (timeout, a.retries)
@@ -136,10 +141,11 @@ impl Engine {
         } else {
             self.repo_shas_at(id, pos.sched.step).await?
         };
+        let nodes = CommandNodes::new(Arc::new(harness), Arc::clone(&compiled), git.roots());
         let (runner, hooks) = git.attach(
             &compiled,
             id,
-            Arc::new(harness),
+            Arc::new(nodes),
             opts.tools.clone(),
             Arc::clone(&opts.events),
             &last_shas,

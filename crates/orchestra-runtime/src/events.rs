@@ -166,6 +166,9 @@ pub enum Event {
         tool_calls: u64,
         /// Whether its result was taken from the store (it had finished before a crash).
         reused: bool,
+        /// For a command node, its program's exit code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
     },
     /// An agent run failed for good.
     NodeFailed {

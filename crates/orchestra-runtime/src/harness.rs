@@ -59,7 +59,8 @@ impl std::fmt::Debug for AgentPlan {
 /// Runs agents from their plans.
 pub struct Harness {
     compiled: Arc<Compiled>,
-    plans: Vec<AgentPlan>,
+    /// By agent declaration order; `None` for command nodes (no model).
+    plans: Vec<Option<AgentPlan>>,
     /// Boxed: most agents have none, and a validator is 64 bytes.
     validators: Vec<Option<Box<jsonschema::Validator>>>,
     static_prompts: Vec<OnceLock<Arc<str>>>,
@@ -90,10 +91,11 @@ pub const KICKOFF: &str = "Carry out your task now.";
 
 impl Harness {
     /// A harness over `compiled`'s agents and their `plans` (indexed by agent declaration
-    /// order). Output schemas must be valid (the compiler checked them).
+    /// order; `None` for command nodes). Output schemas must be valid (the compiler checked
+    /// them).
     pub fn new(
         compiled: Arc<Compiled>,
-        plans: Vec<AgentPlan>,
+        plans: Vec<Option<AgentPlan>>,
         tools: Arc<Registry>,
         events: Arc<dyn EventSink>,
         stream: bool,
@@ -127,6 +129,11 @@ impl Harness {
     pub fn with_chat(mut self, setup: ChatSetup) -> Self {
         self.chat = Some(setup);
         self
+    }
+
+    /// The plan of agent `idx` (none for a command node).
+    fn plan(&self, idx: usize) -> Option<&AgentPlan> {
+        self.plans.get(idx).and_then(Option::as_ref)
     }
 
     /// Agent `idx` as compiled.
@@ -185,7 +192,7 @@ impl Harness {
     ) -> impl Future<Output = Result<NodeResult, NodeError>> + Send + 'a {
         async move {
             let (Some(plan), Some(agent)) = (
-                self.plans.get(call.agent_idx),
+                self.plan(call.agent_idx),
                 self.compiled.agents.get(call.agent_idx),
             ) else {
                 return Err(NodeError::Fatal(format!(
@@ -284,6 +291,7 @@ impl Harness {
                             tool_calls,
                             retries: provider_retries,
                             error: None,
+                            exit_code: None,
                         });
                     }
                     Err(problem) => {
@@ -416,20 +424,30 @@ impl Harness {
                 value
             }
         };
-        let mut writes = Vec::with_capacity(agent.writes.len());
-        for StateWrite { field, pointer } in &agent.writes {
-            let ptr = if pointer == "/" { "" } else { pointer.as_str() };
-            match output.pointer(ptr) {
-                Some(v) => writes.push((field.clone(), v.clone())),
-                None => {
-                    return Err(format!(
-                        "it has no value at `{pointer}` (written to state field `{field}`)"
-                    ));
-                }
-            }
-        }
+        let writes = extract_writes(agent, &output)?;
         Ok((output, writes))
     }
+}
+
+/// The state writes of `agent` read from its `output` by their JSON pointers, or which one has
+/// no value there.
+pub(crate) fn extract_writes(
+    agent: &ResolvedAgent,
+    output: &Value,
+) -> Result<Vec<(String, Value)>, String> {
+    let mut writes = Vec::with_capacity(agent.writes.len());
+    for StateWrite { field, pointer } in &agent.writes {
+        let ptr = if pointer == "/" { "" } else { pointer.as_str() };
+        match output.pointer(ptr) {
+            Some(v) => writes.push((field.clone(), v.clone())),
+            None => {
+                return Err(format!(
+                    "it has no value at `{pointer}` (written to state field `{field}`)"
+                ));
+            }
+        }
+    }
+    Ok(writes)
 }
 
 /// The node error of a failed model call, after counting the retries its provider made.
@@ -486,8 +504,7 @@ pub fn parse_json_answer(text: &str) -> Result<Value, String> {
 impl NodeRunner for Harness {
     fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         let interactive = self
-            .plans
-            .get(call.agent_idx)
+            .plan(call.agent_idx)
             .is_some_and(|p| p.mode == orchestra_spec::Mode::Interactive);
         if interactive {
             return Box::pin(self.run_chat(call));

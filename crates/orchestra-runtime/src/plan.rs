@@ -52,7 +52,7 @@ pub fn build_providers(
         ..orchestra_providers::BuildOptions::default()
     };
     let mut out: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-    for agent in &compiled.agents {
+    for agent in compiled.agents.iter().filter(|a| !a.is_command()) {
         let name = &agent.model.provider;
         if out.contains_key(name) {
             continue;
@@ -137,16 +137,20 @@ pub fn build_tools(
     Ok(reg)
 }
 
-/// The plans of every agent, in declaration order.
+/// The plans of every agent, in declaration order (`None` for command nodes: no model).
 pub fn agent_plans(
     compiled: &Compiled,
     providers: &HashMap<String, Arc<dyn Provider>>,
     tools: &Registry,
-) -> Result<Vec<AgentPlan>, SetupError> {
+) -> Result<Vec<Option<AgentPlan>>, SetupError> {
     let mut plans = Vec::with_capacity(compiled.agents.len());
     // Agents share their model's name (most pipelines use a handful of models).
     let mut models: HashMap<&str, Arc<str>> = HashMap::new();
     for agent in &compiled.agents {
+        if agent.is_command() {
+            plans.push(None);
+            continue;
+        }
         let provider = providers
             .get(&agent.model.provider)
             .cloned()
@@ -166,7 +170,7 @@ pub fn agent_plans(
             .get(&agent.model.provider)
             .map(|p| &p.spec);
         let model = agent.model.model.as_deref().unwrap_or_default();
-        plans.push(AgentPlan {
+        plans.push(Some(AgentPlan {
             provider,
             model: Arc::clone(models.entry(model).or_insert_with(|| model.into())),
             price: agent_price(compiled, agent),
@@ -177,7 +181,7 @@ pub fn agent_plans(
             max_turns: agent.max_turns,
             mode: agent.mode,
             timeout: agent.timeout.0,
-        });
+        }));
     }
     Ok(plans)
 }

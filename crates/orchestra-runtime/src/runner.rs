@@ -155,6 +155,8 @@ pub struct NodeResult {
     /// Set by the executor when the agent failed and `on_error` routes the failure: why it
     /// failed (the result then holds only the `errors` write).
     pub error: Option<String>,
+    /// For a command node, its program's exit code (also in the output).
+    pub exit_code: Option<i32>,
 }
 
 /// Why an agent run failed.

@@ -321,6 +321,25 @@ pub struct AgentSpec {
     /// `{agent, step, error}`; the circuit breaker (`limits.max_failures`) still counts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<Spanned<String>>,
+    /// Makes the agent a command node: a program run without a model, as an argv (program
+    /// then arguments, never through a shell). Each element is a minijinja template over
+    /// `state` and `inputs`, rendered on its own into exactly one argument. The node's output
+    /// is `{exit_code, stdout, stderr}` (each stream capped at 64 KiB, its start and end kept);
+    /// a non-zero exit code is data for `writes` and conditions, not a failure. A program that
+    /// cannot be started, or that runs past `timeout`, fails the node. Not with `role`,
+    /// `persona`, `personality`, `task`, `model`, `provider`, `tools`, `output`, `mode` or
+    /// `max_turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A command node's repository: it runs in its directory — the session worktree when the
+    /// repository is writable, and its changes there are committed like an agent's. Without
+    /// one it runs in the project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<Spanned<String>>,
+    /// Fixed environment variables of a command node's program (set as written, not
+    /// templates). API keys of the pipeline's providers are never passed on.
+    #[serde(default)]
+    pub env: SpannedMap<String>,
 }
 
 /// Structured output of an agent.

@@ -115,7 +115,8 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
         .collect();
     let inputs_v = Value::Object(given.values);
     let mut rendered: Vec<(String, String)> = Vec::new();
-    for agent in &c.agents {
+    // Command nodes run a program: they have no prompt.
+    for agent in c.agents.iter().filter(|a| !a.is_command()) {
         match c.system_prompt(agent, &state, &inputs_v) {
             Ok(p) => rendered.push((agent.name.clone(), p)),
             Err(e) => {

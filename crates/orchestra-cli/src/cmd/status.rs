@@ -263,6 +263,17 @@ async fn detail(
         u.ms = u.ms.saturating_add(r.duration_ms);
         u.errors += u64::from(r.error.is_some());
     }
+    // Command nodes are marked (no model: their tokens are 0 by nature), when the stored
+    // pipeline can be read.
+    let commands: Vec<String> = match engine.session_pipeline(&rec.id).await {
+        Ok((_, c)) => c
+            .agents
+            .iter()
+            .filter(|a| a.is_command())
+            .map(|a| a.name.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let mut out = io::stdout().lock();
     if as_json {
         let v = json!({
@@ -282,6 +293,7 @@ async fn detail(
                 "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
                 "cost_usd": u.cost.usd(), "cost_partial": u.cost.is_partial(),
                 "tool_calls": u.tool_calls, "retries": u.retries, "duration_ms": u.ms, "errors": u.errors,
+                "command": commands.contains(n),
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
         });
@@ -400,10 +412,15 @@ async fn detail(
         "COST"
     );
     for (n, u) in &usage {
+        let shown = if commands.contains(n) {
+            format!("{n} (command)")
+        } else {
+            n.clone()
+        };
         let _ = writeln!(
             out,
             "  {:<24} {:>4} {:>10} {:>10} {:>10} {:>11} {:>6} {:>7} {:>9} {:>6} {:>12}",
-            n,
+            shown,
             u.runs,
             u.tokens_in,
             u.tokens_out,

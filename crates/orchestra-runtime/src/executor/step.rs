@@ -61,6 +61,7 @@ impl Executor {
                     cost_usd: None,
                     tool_calls: 0,
                     reused: true,
+                    exit_code: None,
                 });
                 results[task] = Some(Box::new(NodeResult {
                     output: rec.output,

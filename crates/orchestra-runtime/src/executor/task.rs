@@ -222,6 +222,7 @@ impl TaskCtx {
             cost_usd: res.cost_usd,
             tool_calls: res.tool_calls,
             reused: false,
+            exit_code: res.exit_code,
         });
     }
 

@@ -53,7 +53,7 @@ impl Harness {
     /// agent answers and human lines until a command ends it.
     pub(super) async fn run_chat(&self, call: &NodeCall) -> Result<NodeResult, NodeError> {
         let idx = call.agent_idx;
-        if self.plans.get(idx).is_none() {
+        if self.plan(idx).is_none() {
             return Err(NodeError::Fatal(format!(
                 "no plan for agent `{}`",
                 call.agent
@@ -209,7 +209,12 @@ impl Harness {
         rec: &Recorder<'_>,
         cursor: &mut TurnCursor,
     ) -> Result<String, RoundError> {
-        let plan = &self.plans[call.agent_idx];
+        let Some(plan) = self.plan(call.agent_idx) else {
+            return Err(RoundError::Store(NodeError::Fatal(format!(
+                "no plan for agent `{}`",
+                call.agent
+            ))));
+        };
         let timeout = if plan.timeout.is_zero() {
             Duration::from_secs(600)
         } else {

@@ -2,6 +2,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
+mod command;
 mod interactive;
 mod lease;
 mod tools;
