@@ -34,7 +34,8 @@ graph:
   - { from: fixer, to: check, max_loops: 2 }
 "#;
 
-const CONDITION: &str = "rules:\n  - when: state.check.exit_code != 0\n    to: [fixer]\ndefault: END\n";
+const CONDITION: &str =
+    "rules:\n  - when: state.check.exit_code != 0\n    to: [fixer]\ndefault: END\n";
 
 const RESPONSES: &str = r#"agents:
   fixer:
@@ -61,7 +62,12 @@ fn pipeline(body: &str) -> String {
 fn steps(status: &Value) -> Vec<String> {
     status["checkpoints"].as_array().unwrap()[1..]
         .iter()
-        .map(|c| c["nodes"].as_array().unwrap()[0].as_str().unwrap().to_owned())
+        .map(|c| {
+            c["nodes"].as_array().unwrap()[0]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -77,15 +83,20 @@ fn a_check_routes_on_its_exit_code_to_a_fixer_then_to_end() {
         "{}",
         compile.stdout
     );
-    let run = p.orchestra(&["run", "pipelines/checked.yaml", "--json"]);
+    let run = p.orchestra(&["run", "pipelines/checked.yaml"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
-    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert!(
         run.stderr.contains("  done   check  ") && run.stderr.contains("command exited with 3\n"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("command exited with 0\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("command exited with 0\n"),
+        "{}",
+        run.stderr
+    );
+    // The same run again with `--json` (no progress lines), for its final state.
+    let out = p.json(&["run", "pipelines/checked.yaml"], 0);
     let id = out["session"].as_str().unwrap().to_owned();
     let status = p.status(&id);
     assert_eq!(status["status"], "completed");
@@ -96,14 +107,22 @@ fn a_check_routes_on_its_exit_code_to_a_fixer_then_to_end() {
         .iter()
         .map(|u| {
             let tokens = u["tokens_in"].as_u64().unwrap() + u["tokens_out"].as_u64().unwrap();
-            (u["node"].as_str().unwrap().to_owned(), u["command"] == true, tokens)
+            (
+                u["node"].as_str().unwrap().to_owned(),
+                u["command"] == true,
+                tokens,
+            )
         })
         .collect();
     assert_eq!(usage[0].0, "check");
     assert!(usage[0].1 && usage[0].2 == 0, "{usage:?}");
     assert!(!usage[1].1, "{usage:?}");
     let shown = p.orchestra(&["status", &id]);
-    assert!(shown.stdout.contains("  check (command) "), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("  check (command) "),
+        "{}",
+        shown.stdout
+    );
     // The last check's output is in the state: found, exit code 0.
     let state = &out["state"];
     assert_eq!(state["code"], 0, "{state}");
@@ -141,7 +160,10 @@ fn a_command_nodes_changes_are_committed_on_the_session_branch() {
         .unwrap()
         .to_owned();
     let (branch, worktree) = p.branch_and_worktree(&id);
-    assert_eq!(p.git(&["show", &format!("{branch}:gen/stamp.txt")]), "hi there\n");
+    assert_eq!(
+        p.git(&["show", &format!("{branch}:gen/stamp.txt")]),
+        "hi there\n"
+    );
     let message = p.git(&["log", "-1", "--format=%B", &branch]);
     assert_eq!(
         message,
@@ -188,7 +210,11 @@ fn a_missing_program_fails_the_node_with_its_name_or_goes_to_on_error() {
     let msg = "command node `lint`: program `no-such-program-for-orchestra` not found in PATH";
     let run = p.orchestra(&["run", "pipelines/missing.yaml"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
-    assert!(run.stderr.contains(&format!("  FAILED lint: {msg}\n")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("  FAILED lint: {msg}\n")),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.contains(msg), "{}", run.transcript());
 
     let out = p.json(&["run", "pipelines/missing-handled.yaml"], 0);

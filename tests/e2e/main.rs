@@ -5,9 +5,9 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod bad_output;
-mod command_nodes;
 pub(crate) mod binary;
 mod cli_agents;
+mod command_nodes;
 pub(crate) mod common;
 mod compat;
 mod concurrency;

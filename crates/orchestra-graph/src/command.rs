@@ -108,7 +108,9 @@ impl AgentCtx<'_, '_> {
                 Diagnostic::error(format!("`command` of `{name}` is empty"))
                     .at(src, argv.span)
                     .with_label("no program to run")
-                    .with_help("give the program then its arguments, e.g. `command: [cargo, test]`"),
+                    .with_help(
+                        "give the program then its arguments, e.g. `command: [cargo, test]`",
+                    ),
             );
         } else if argv.value[0].value.trim().is_empty() {
             diags.push(
@@ -118,9 +120,18 @@ impl AgentCtx<'_, '_> {
             );
         }
         for arg in &argv.value {
-            diags.extend(check_inline(&arg.value, src, arg.span, &self.scope, "`command`"));
+            diags.extend(check_inline(
+                &arg.value,
+                src,
+                arg.span,
+                &self.scope,
+                "`command`",
+            ));
         }
-        let repo = agent.repo.as_ref().and_then(|r| self.command_repo(r, diags));
+        let repo = agent
+            .repo
+            .as_ref()
+            .and_then(|r| self.command_repo(r, diags));
         let mut env = Vec::with_capacity(agent.env.len());
         for (key, span, value) in agent.env.iter() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {

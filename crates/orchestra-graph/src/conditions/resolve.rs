@@ -314,8 +314,10 @@ fn check_rules(
         let mut vars: Vec<String> = expr.undeclared_variables(true).into_iter().collect();
         vars.sort();
         for var in vars {
+            // `state.tests.exit_code` is checked as `state.tests` (as in task templates): what
+            // lies below a channel is data.
             let (root, field) = match var.split_once('.') {
-                Some((r, f)) => (r, Some(f)),
+                Some((r, f)) => (r, Some(f.split('.').next().unwrap_or(f))),
                 None => (var.as_str(), None),
             };
             let at = rule.when.value.find(&var).map(|i| i..i + var.len());

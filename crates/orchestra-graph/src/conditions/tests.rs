@@ -269,3 +269,35 @@ fn rule_files_are_checked() {
     );
     assert_eq!(diags.len(), 5);
 }
+
+#[test]
+fn rules_on_a_field_inside_a_channel_check_the_channel() {
+    let tmp = resolver_env(&[(
+        "nested.yaml",
+        "rules:
+  - when: state.tests.exit_code != 0
+    to: a
+  - when: state.test.stdout
+    to: b
+default: END
+",
+    )]);
+    let d = Discovery::new(tmp.path(), None, None);
+    let mut r = ConditionResolver::new(&d, tmp.path(), &[]);
+    let pipe = SourceFile::new("p.yaml", "condition: nested\n");
+    let state = vec!["tests".to_owned()];
+    let mut diags = Vec::new();
+    let scope = ExprScope {
+        state: &state,
+        inputs: &[],
+    };
+    assert!(
+        r.resolve(&spanned("nested"), &pipe, scope, &mut diags)
+            .is_none()
+    );
+    let got: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["conditions/nested.yaml:4:11: unknown state field `test` in condition"]
+    );
+}

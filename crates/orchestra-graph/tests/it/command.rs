@@ -54,10 +54,21 @@ fn a_command_node_compiles_without_any_provider() {
         .iter()
         .map(|w| (w.field.as_str(), w.pointer.as_str()))
         .collect();
-    assert_eq!(w, [("tests", ""), ("code", "/exit_code"), ("out", "/stdout")]);
+    assert_eq!(
+        w,
+        [("tests", ""), ("code", "/exit_code"), ("out", "/stdout")]
+    );
     // A read-only repository is not written; without `repo` nothing is.
     assert!(c.agent("look").unwrap().write_repos.is_empty());
-    assert!(c.agent("here").unwrap().command.as_deref().unwrap().repo.is_none());
+    assert!(
+        c.agent("here")
+            .unwrap()
+            .command
+            .as_deref()
+            .unwrap()
+            .repo
+            .is_none()
+    );
     assert!(c.agent("here").unwrap().layers.is_empty());
     // It survives the round trip through the stored JSON.
     let stored = serde_json::to_string(&c).unwrap();
@@ -90,12 +101,12 @@ fn argv_repo_templates_and_writes_are_checked() {
         got,
         [
             "p.yaml:6:17: `command` of `a` is empty",
-            "p.yaml:6:35: the output schema has no property `status`",
-            "p.yaml:7:23: unknown state field `test` in `command`",
-            "p.yaml:7:43: unknown input `fiel` in `command`",
-            "p.yaml:7:69: unknown repository `ap`",
-            "p.yaml:8:39: unknown provider `x`",
-            "p.yaml:8:48: `repo` is only for command nodes",
+            "p.yaml:6:38: the output schema has no property `status`",
+            "p.yaml:7:24: unknown state field `test` in `command`",
+            "p.yaml:7:44: unknown input `fiel` in `command`",
+            "p.yaml:7:72: unknown repository `ap`",
+            "p.yaml:8:38: unknown provider `x`",
+            "p.yaml:8:47: `repo` is only for command nodes",
         ]
     );
 }

@@ -101,12 +101,22 @@ async fn command_nodes_render_argv_cap_output_and_record_exit_codes() {
         .collect();
     assert_eq!(
         finished,
-        [("echo".to_owned(), 0, Some(0)), ("failing".to_owned(), 0, Some(7))]
+        [
+            ("echo".to_owned(), 0, Some(0)),
+            ("failing".to_owned(), 0, Some(7))
+        ]
     );
     // The stored output is the node's `{exit_code, stdout, stderr}`.
     let id = out.session.clone();
-    let runs = engine.store().call(move |s| s.node_runs(&id)).await.unwrap();
+    let runs = engine
+        .store()
+        .call(move |s| s.node_runs(&id))
+        .await
+        .unwrap();
     assert!(runs.iter().all(|r| r.error.is_none() && r.tokens_in == 0));
-    assert_eq!(out.state["agent_outputs"]["failing"], json!({"exit_code": 7, "stdout": "", "stderr": "bad input\n"}));
+    assert_eq!(
+        out.state["agent_outputs"]["failing"],
+        json!({"exit_code": 7, "stdout": "", "stderr": "bad input\n"})
+    );
     engine.close().await;
 }
