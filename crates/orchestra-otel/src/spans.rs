@@ -230,6 +230,7 @@ impl SpanSink {
                 cache_read_tokens,
                 cache_write_tokens,
                 cost_usd,
+                exit_code,
             } => {
                 let cx = match st.runs.remove(&(step, node.clone())) {
                     Some(cx) => cx,
@@ -267,6 +268,11 @@ impl SpanSink {
                 if let Some(cost) = cost_usd {
                     cx.span()
                         .set_attribute(KeyValue::new("orchestra.cost_usd", cost));
+                }
+                // A command node's program.
+                if let Some(code) = exit_code {
+                    cx.span()
+                        .set_attribute(KeyValue::new("process.exit.code", i64::from(code)));
                 }
                 cx.span().end_with_timestamp(now);
             }

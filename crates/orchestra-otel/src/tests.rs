@@ -98,6 +98,7 @@ fn synthetic() -> Vec<Event> {
             cache_read_tokens: 100,
             cache_write_tokens: 0,
             cost_usd: Some(0.0012),
+            exit_code: None,
         },
         Event::NodeFailed {
             step: 1,
