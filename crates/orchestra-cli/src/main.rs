@@ -9,6 +9,7 @@ mod engine;
 mod exit;
 mod human;
 mod load;
+mod progress;
 mod report;
 mod route;
 mod store;
