@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orchestra_otel::Traces;
+use orchestra_runtime::interactive::Interaction;
 use orchestra_runtime::{
     DriveOptions, Engine, EventLog, Fanout, LimitOverrides, Outcome, RuntimeError,
 };
 
 use crate::engine::{Progress, ctrl_c, drive_options, report_error, report_json, report_outcome};
 use crate::exit;
-use crate::human::{Host, local_human};
+use crate::human::{Host, TerminalHuman, local_human};
 
 /// How a session is driven and its outcome shown.
 #[derive(Debug, clap::Args)]
@@ -53,6 +54,11 @@ pub(crate) struct DriveArgs {
     /// OTLP/HTTP; see the same file.)
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Chat on stdin even when it is not a terminal, as `orchestra attach` does: each line is
+    /// the human's, and the end of input leaves the chat (the session pauses there). How
+    /// `orchestra mcp` gives a paused session the answer of its MCP client.
+    #[arg(long, hide = true, conflicts_with = "detach")]
+    human_stdin: bool,
 }
 
 /// Where a drive's events go besides the progress lines, set up before the session starts.
@@ -168,7 +174,14 @@ impl DriveArgs {
         };
         // Interactive agents chat at this terminal; attach clients can join while it runs.
         let host = id.map(|id| {
-            let (local, no_human) = local_human(self.detach);
+            let (local, no_human) = if self.human_stdin {
+                (
+                    Some(Arc::new(TerminalHuman) as Arc<dyn Interaction>),
+                    "stdin is closed",
+                )
+            } else {
+                local_human(self.detach)
+            };
             Host::start(db, id, command, local, no_human)
         });
         if let Some(h) = &host {

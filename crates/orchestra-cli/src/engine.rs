@@ -2,7 +2,7 @@
 //! progress printer and the mapping of session outcomes to exit codes.
 
 use std::collections::HashMap;
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,22 +49,36 @@ pub(crate) fn project_database(root: &Path, database: &str) -> PathBuf {
 
 /// The SQLite file of `db` (a path or URL); the reason it has none printed, as an exit code.
 pub(crate) fn sqlite_file(db: &Path) -> io::Result<Result<PathBuf, u8>> {
+    sqlite_file_to(&mut io::stderr().lock(), db)
+}
+
+/// [`sqlite_file`], the reason written to `err`.
+pub(crate) fn sqlite_file_to(err: &mut dyn Write, db: &Path) -> io::Result<Result<PathBuf, u8>> {
     match store::locate(db.as_os_str(), Path::new("")) {
         Ok(location) => Ok(Ok(location.path().to_owned())),
-        Err(e) => store::report(&e).map(Err),
+        Err(e) => store::report_to(err, &e).map(Err),
     }
 }
 
 /// The database for commands that name or list sessions: `--db`, else the project's around the
 /// current directory; or the exit code to stop with (the problem already printed).
 pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
+    db_path_to(&mut io::stderr().lock(), db, ctx)
+}
+
+/// [`db_path`], the problem written to `err`.
+pub(crate) fn db_path_to(
+    err: &mut dyn Write,
+    db: Option<PathBuf>,
+    ctx: &Ctx,
+) -> io::Result<Result<PathBuf, u8>> {
     if let Some(db) = db {
-        return sqlite_file(&db);
+        return sqlite_file_to(err, &db);
     }
     match database_for(&ctx.cwd) {
-        Ok(db) => sqlite_file(&db),
+        Ok(db) => sqlite_file_to(err, &db),
         Err(d) => {
-            let mut err = io::stderr().lock();
+            let mut err = err;
             diag::print(&mut err, &[d])?;
             writeln!(
                 err,
@@ -78,13 +92,22 @@ pub(crate) fn db_path(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathB
 /// [`db_path`] for commands that act on an existing session: a database that does not exist is
 /// bad input (rather than an empty database created on the way to "no such session").
 pub(crate) fn session_db(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
-    let db = match db_path(db, ctx)? {
+    session_db_to(&mut io::stderr().lock(), db, ctx)
+}
+
+/// [`session_db`], the problem written to `err`.
+pub(crate) fn session_db_to(
+    err: &mut dyn Write,
+    db: Option<PathBuf>,
+    ctx: &Ctx,
+) -> io::Result<Result<PathBuf, u8>> {
+    let db = match db_path_to(err, db, ctx)? {
         Ok(db) => db,
         Err(code) => return Ok(Err(code)),
     };
     if !db.exists() {
         writeln!(
-            io::stderr(),
+            err,
             "error: there is no session database at {}; no session ran with it yet (give another with --db PATH)",
             display_path(&db, &ctx.cwd).display()
         )?;
@@ -223,7 +246,7 @@ pub(crate) fn report_outcome(
     db: &Path,
     to_stderr: bool,
 ) -> io::Result<u8> {
-    let mut w: Box<dyn io::Write> = if to_stderr {
+    let mut w: Box<dyn Write> = if to_stderr {
         Box::new(io::stderr().lock())
     } else {
         Box::new(io::stdout().lock())
@@ -294,8 +317,18 @@ pub(crate) fn report_outcome(
 
 /// Prints a runtime error with its causes and returns its exit code.
 pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
-    writeln!(io::stderr(), "error: {}", error_chain(e))?;
-    Ok(match e {
+    report_error_to(&mut io::stderr().lock(), e)
+}
+
+/// [`report_error`] to `w`.
+pub(crate) fn report_error_to(w: &mut dyn Write, e: &RuntimeError) -> io::Result<u8> {
+    writeln!(w, "error: {}", error_chain(e))?;
+    Ok(error_code(e))
+}
+
+/// The exit code of a runtime error.
+pub(crate) fn error_code(e: &RuntimeError) -> u8 {
+    match e {
         RuntimeError::Busy { .. } => exit::SESSION_BUSY,
         RuntimeError::Completed { .. } | RuntimeError::Stored { .. } => exit::BAD_INPUT,
         RuntimeError::Store(w) => match w.store_error().map(|s| s.exit_class()) {
@@ -305,7 +338,7 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
         },
         RuntimeError::Restore(RestoreError::NoCheckpoint { .. }) => exit::BAD_INPUT,
         _ => exit::INTERNAL,
-    })
+    }
 }
 
 /// Prints the outcome as one JSON line; the exit code is the same as for text.

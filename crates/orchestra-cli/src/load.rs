@@ -1,10 +1,11 @@
 //! Loading a pipeline for a subcommand: compile it, print its diagnostics (errors and warnings)
 //! to stderr, and apply `--provider`. Also the `KEY=VALUE` parser of `--input`.
 
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::path::Path;
 
 use orchestra_graph::{Compiled, InputValues, LoadOptions, load};
+use orchestra_spec::Diagnostic;
 
 use crate::cli::Ctx;
 use crate::{diag, exit};
@@ -15,40 +16,89 @@ pub(crate) fn load_pipeline(
     provider: Option<&str>,
     ctx: &Ctx,
 ) -> io::Result<Result<Compiled, u8>> {
+    load_pipeline_to(&mut io::stderr().lock(), path, provider, ctx)
+}
+
+/// Why a pipeline could not be loaded: its diagnostics (errors, and warnings beside them), or
+/// the one of a `--provider` it does not have.
+#[derive(Debug)]
+pub(crate) enum LoadFailure {
+    /// The pipeline (or a file it uses) is invalid.
+    Invalid(Vec<Diagnostic>),
+    /// The provider given to run every agent on.
+    Provider(Diagnostic),
+}
+
+impl LoadFailure {
+    /// The diagnostics, as the CLI shows them.
+    pub(crate) fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            LoadFailure::Invalid(d) => d,
+            LoadFailure::Provider(d) => std::slice::from_ref(d),
+        }
+    }
+
+    /// Writes what the CLI prints for this failure of the pipeline at `path`.
+    pub(crate) fn write(&self, w: &mut dyn Write, path: &Path) -> io::Result<()> {
+        let mut w = w;
+        diag::print(&mut w, self.diagnostics())?;
+        if let LoadFailure::Invalid(diags) = self {
+            writeln!(
+                w,
+                "error: `{}` is not a valid pipeline: {}",
+                path.display(),
+                diag::counts(diags)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Compiles the pipeline at `path` (with every agent on `provider`, when given) as every
+/// subcommand does; prints nothing.
+pub(crate) fn compile_pipeline(
+    path: &Path,
+    provider: Option<&str>,
+    ctx: &Ctx,
+) -> Result<Compiled, LoadFailure> {
     let opts = LoadOptions {
         cwd: ctx.cwd.clone(),
         home: ctx.home.clone(),
         ..LoadOptions::default()
     };
-    let mut err = io::stderr().lock();
-    let mut compiled = match load(path, &opts) {
-        Ok(c) => c,
-        Err(diags) => {
-            diag::print(&mut err, &diags)?;
-            writeln!(
-                err,
-                "error: `{}` is not a valid pipeline: {}",
-                path.display(),
-                diag::counts(&diags)
-            )?;
-            return Ok(Err(exit::BAD_INPUT));
-        }
-    };
+    let mut compiled = load(path, &opts).map_err(LoadFailure::Invalid)?;
     if let Some(p) = provider
         && let Err(d) = compiled.use_provider(p)
     {
-        diag::print(&mut err, &[d.with_label("given with `--provider`")])?;
-        return Ok(Err(exit::BAD_INPUT));
+        return Err(LoadFailure::Provider(d.with_label("given with `--provider`")));
     }
-    diag::print(&mut err, &compiled.warnings)?;
-    Ok(Ok(compiled))
+    Ok(compiled)
+}
+
+/// [`load_pipeline`], the diagnostics written to `err`.
+pub(crate) fn load_pipeline_to(
+    err: &mut dyn Write,
+    path: &Path,
+    provider: Option<&str>,
+    ctx: &Ctx,
+) -> io::Result<Result<Compiled, u8>> {
+    match compile_pipeline(path, provider, ctx) {
+        Ok(compiled) => {
+            let mut err = err;
+            diag::print(&mut err, &compiled.warnings)?;
+            Ok(Ok(compiled))
+        }
+        Err(failure) => {
+            failure.write(err, path)?;
+            Ok(Err(exit::BAD_INPUT))
+        }
+    }
 }
 
 /// Reports `--input KEY=...` for a `key` the pipeline does not declare, with "did you mean" and
 /// the inputs it has; returns the exit code.
-fn unknown_input(compiled: &Compiled, key: &str) -> io::Result<u8> {
+fn unknown_input(err: &mut dyn Write, compiled: &Compiled, key: &str) -> io::Result<u8> {
     let names: Vec<&str> = compiled.inputs.iter().map(|i| i.name.as_str()).collect();
-    let mut err = io::stderr().lock();
     write!(err, "error: the pipeline has no input `{key}`")?;
     if let Some(h) = orchestra_spec::did_you_mean(key, names.iter().copied()) {
         write!(err, "; {h}")?;
@@ -70,10 +120,19 @@ pub(crate) fn input_problem(
     given: &InputValues,
     missing_ok: bool,
 ) -> io::Result<Option<u8>> {
+    input_problem_to(&mut io::stderr().lock(), compiled, given, missing_ok)
+}
+
+/// [`input_problem`], the problem written to `err`.
+pub(crate) fn input_problem_to(
+    err: &mut dyn Write,
+    compiled: &Compiled,
+    given: &InputValues,
+    missing_ok: bool,
+) -> io::Result<Option<u8>> {
     if let Some(k) = given.unknown.first() {
-        return unknown_input(compiled, k).map(Some);
+        return unknown_input(err, compiled, k).map(Some);
     }
-    let mut err = io::stderr().lock();
     if let Some((name, why)) = given.invalid.first() {
         writeln!(err, "error: input `{name}`: {why}")?;
         return Ok(Some(exit::BAD_INPUT));

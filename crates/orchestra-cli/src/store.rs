@@ -4,7 +4,7 @@
 //! is refused, naming the value.
 
 use std::ffi::OsStr;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use orchestra_runtime::{Engine, RuntimeError, error_chain};
@@ -97,14 +97,19 @@ pub(crate) fn engine(db: &Path, root: &Path) -> Result<Engine, OpenError> {
 
 /// Prints why a database could not be opened and returns the exit code.
 pub(crate) fn report(e: &OpenError) -> io::Result<u8> {
+    report_to(&mut io::stderr().lock(), e)
+}
+
+/// [`report`] to `w`.
+pub(crate) fn report_to(w: &mut dyn io::Write, e: &OpenError) -> io::Result<u8> {
     match e {
-        OpenError::Runtime(e) => crate::engine::report_error(e),
+        OpenError::Runtime(e) => crate::engine::report_error_to(w, e),
         OpenError::Postgres | OpenError::Unsupported { .. } => {
-            writeln!(io::stderr(), "error: {e}")?;
+            writeln!(w, "error: {e}")?;
             Ok(exit::BAD_INPUT)
         }
         OpenError::Store(s) => {
-            writeln!(io::stderr(), "error: {}", error_chain(e))?;
+            writeln!(w, "error: {}", error_chain(e))?;
             Ok(match s.exit_class() {
                 ErrorClass::Usage | ErrorClass::BadDatabase => exit::BAD_INPUT,
                 ErrorClass::Busy => exit::SESSION_BUSY,

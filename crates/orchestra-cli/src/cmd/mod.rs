@@ -45,4 +45,6 @@ commands! {
     Replay => replay,
     /// Remove the branches and worktrees of finished sessions.
     Cleanup => cleanup,
+    /// Serve orchestra over stdio as an MCP server, for an IDE or a coding agent.
+    Mcp => mcp,
 }

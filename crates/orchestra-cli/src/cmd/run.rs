@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// else .orchestra/orchestra.db).
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// The id of the new session, chosen by the caller (`orchestra mcp` names the session
+    /// before the run starts): letters, digits and `-`. Default: a new id.
+    #[arg(long, hide = true, value_parser = parse_session_id)]
+    session_id: Option<String>,
     #[command(flatten)]
     drive: DriveArgs,
 }
@@ -74,7 +78,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return crate::store::report(&e),
         };
-        let id = orchestra_runtime::new_session_id();
+        let id = args
+            .session_id
+            .unwrap_or_else(orchestra_runtime::new_session_id);
         let (e, compiled, name, new_id) = (&engine, Arc::new(compiled), args.session_name, id.clone());
         let code = args
             .drive
@@ -85,4 +91,18 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         engine.close().await;
         code
     })
+}
+
+/// A `--session-id`: 1 to 64 ASCII letters, digits and `-` (it names files and sockets).
+fn parse_session_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a session id (1 to 64 letters, digits and `-`)"
+        ))
+    }
 }

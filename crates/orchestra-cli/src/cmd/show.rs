@@ -50,7 +50,7 @@ pub(crate) struct Args {
 }
 
 /// One attempt of one node run, with its usage (absent for an attempt that paused) and trace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct RunView {
     pub(crate) step: u64,
     pub(crate) node: String,
@@ -68,7 +68,7 @@ pub(crate) struct RunView {
 }
 
 /// One model turn with its tool calls.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct TurnView {
     pub(crate) turn: u32,
     pub(crate) model: String,
@@ -82,7 +82,7 @@ pub(crate) struct TurnView {
 }
 
 /// One tool call.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct ToolView {
     pub(crate) idx: u32,
     pub(crate) call_id: String,
@@ -116,7 +116,7 @@ impl From<&ToolCallRecord> for ToolView {
 }
 
 /// A step: its nodes, their runs and where the session went after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct StepView {
     pub(crate) step: u64,
     pub(crate) nodes: Vec<String>,
@@ -125,7 +125,7 @@ pub(crate) struct StepView {
 }
 
 /// A routing decision.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct RouteView {
     pub(crate) from: String,
     pub(crate) condition: Option<String>,
@@ -149,7 +149,7 @@ impl From<&RouteRecord> for RouteView {
 }
 
 /// Everything `show` prints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Shown {
     pub(crate) version: u32,
     pub(crate) session: Value,
@@ -173,7 +173,13 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return crate::store::report(&e),
         };
-        let r = show(&engine, &args).await;
+        let r = shown(
+            &engine,
+            &args.session,
+            args.checkpoint,
+            args.node.as_deref(),
+        )
+        .await;
         engine.close().await;
         match r {
             Ok(Ok(shown)) => {
@@ -195,12 +201,16 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     })
 }
 
-/// What to show, or (inside) a problem with the arguments to report as bad input.
-async fn show(
+/// What `show` shows of `session` at `checkpoint` (default: the last), with `node`'s runs in
+/// full when given; or (inside) a problem with the arguments to report as bad input. The MCP
+/// server shows sessions with it too.
+pub(crate) async fn shown(
     engine: &Engine,
-    args: &Args,
+    session: &str,
+    checkpoint: Option<u64>,
+    node: Option<&str>,
 ) -> Result<Result<Shown, String>, orchestra_runtime::RuntimeError> {
-    let key = args.session.clone();
+    let key = session.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
     let (cps, runs, trace) = engine
@@ -214,7 +224,7 @@ async fn show(
             rec.id
         )));
     };
-    let checkpoint = args.checkpoint.unwrap_or(last);
+    let checkpoint = checkpoint.unwrap_or(last);
     if !steps.contains(&checkpoint) {
         return Ok(Err(format!(
             "session {} has no checkpoint {checkpoint} (its checkpoints: {})",
@@ -222,9 +232,9 @@ async fn show(
             ranges(&steps)
         )));
     }
-    if let Some(node) = &args.node {
+    if let Some(node) = node {
         let ran: Vec<&str> = runs.iter().map(|r| r.node.as_str()).collect();
-        if !ran.contains(&node.as_str()) {
+        if !ran.contains(&node) {
             let agents = match engine.session_pipeline(&rec.id).await {
                 Ok((_, compiled)) => compiled.topology.agents.clone(),
                 Err(_) => Vec::new(),
@@ -247,7 +257,7 @@ async fn show(
     }
     let state = engine.state_at(&rec.id, checkpoint).await?;
     let traced = !(trace.turns.is_empty() && trace.routes.is_empty());
-    let views = step_views(&cps, &runs, &trace, checkpoint, args.node.as_deref());
+    let views = step_views(&cps, &runs, &trace, checkpoint, node);
     let mut session = serde_json::json!({
         "id": rec.id, "name": rec.name, "pipeline": rec.pipeline,
         "pipeline_path": rec.pipeline_path, "status": rec.status.as_str(), "error": rec.error,
@@ -264,7 +274,7 @@ async fn show(
         checkpoints: steps,
         state: Value::Object(state),
         traced,
-        node: args.node.clone(),
+        node: node.map(str::to_owned),
         steps: views,
     }))
 }

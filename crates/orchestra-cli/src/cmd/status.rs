@@ -110,18 +110,38 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     })
 }
 
-async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::RuntimeError> {
+/// The newest `limit` sessions of the database, newest first.
+async fn sessions(
+    engine: &Engine,
+    limit: usize,
+) -> Result<Vec<SessionSummary>, orchestra_runtime::RuntimeError> {
     let filter = SessionFilter {
-        limit: Some(args.limit),
+        limit: Some(limit),
         ..SessionFilter::default()
     };
-    let sessions: Vec<SessionSummary> = engine
+    Ok(engine
         .store()
         .call(move |s| s.list_sessions(&filter))
-        .await?;
+        .await?)
+}
+
+/// The rows of `status --json`: the newest `limit` sessions (the MCP server's list too).
+pub(crate) async fn list_rows(
+    engine: &Engine,
+    limit: usize,
+) -> Result<Vec<SessionRow>, orchestra_runtime::RuntimeError> {
+    Ok(sessions(engine, limit)
+        .await?
+        .iter()
+        .map(SessionRow::from)
+        .collect())
+}
+
+async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::RuntimeError> {
+    let sessions = sessions(engine, args.limit).await?;
     let mut out = io::stdout().lock();
     if args.json {
-        let rows: Vec<Value> = sessions.iter().map(summary_json).collect();
+        let rows: Vec<SessionRow> = sessions.iter().map(SessionRow::from).collect();
         let _ = writeln!(
             out,
             "{}",
@@ -196,17 +216,62 @@ fn first_line(s: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-fn summary_json(s: &SessionSummary) -> Value {
-    json!({
-        "id": s.id, "name": s.name, "pipeline": s.pipeline,
-        "status": shown_status(s.status, s.lease_owner.as_deref()),
-        "created_at": s.created_at, "updated_at": s.updated_at,
-        "steps": s.steps, "checkpoints": s.checkpoints,
-        "tokens_in": s.tokens_in, "tokens_out": s.tokens_out,
-        "cost_usd": s.cost.usd(), "cost_partial": s.cost.is_partial(),
-        "parent_session": s.parent_session, "parent_checkpoint": s.parent_checkpoint,
-        "error": s.error,
-    })
+/// A row of `status --json` (and of the MCP server's `list_sessions`).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SessionRow {
+    /// The session id.
+    id: String,
+    /// Its `--session-name`.
+    name: Option<String>,
+    /// The pipeline's name.
+    pipeline: String,
+    /// `created`, `running`, `paused`, `completed`, `failed`, `stopped` or `interrupted`
+    /// (`running` without a live process is shown as `interrupted`).
+    status: String,
+    /// Milliseconds since the Unix epoch.
+    created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    updated_at: u64,
+    /// Super-steps made.
+    steps: u64,
+    /// Checkpoints stored.
+    checkpoints: u64,
+    /// Prompt tokens of its own agents.
+    tokens_in: u64,
+    /// Answer tokens of its own agents.
+    tokens_out: u64,
+    /// The known cost in US dollars; `null` when no run's cost is known.
+    cost_usd: Option<f64>,
+    /// Whether `cost_usd` leaves out runs of models without a price.
+    cost_partial: bool,
+    /// The session it was forked from.
+    parent_session: Option<String>,
+    /// The checkpoint of the parent it was forked at.
+    parent_checkpoint: Option<u64>,
+    /// Why it failed, stopped, paused or was interrupted.
+    error: Option<String>,
+}
+
+impl From<&SessionSummary> for SessionRow {
+    fn from(s: &SessionSummary) -> Self {
+        SessionRow {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            pipeline: s.pipeline.clone(),
+            status: shown_status(s.status, s.lease_owner.as_deref()).to_owned(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            steps: s.steps,
+            checkpoints: s.checkpoints,
+            tokens_in: s.tokens_in,
+            tokens_out: s.tokens_out,
+            cost_usd: s.cost.usd(),
+            cost_partial: s.cost.is_partial(),
+            parent_session: s.parent_session.clone(),
+            parent_checkpoint: s.parent_checkpoint,
+            error: s.error.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -223,11 +288,20 @@ struct Usage {
     errors: u64,
 }
 
-async fn detail(
-    engine: &Engine,
-    id: &str,
-    as_json: bool,
-) -> Result<(), orchestra_runtime::RuntimeError> {
+/// What `status ID` shows of one session.
+struct Detail {
+    rec: SessionRecord,
+    status: &'static str,
+    lease_owner: Option<String>,
+    cps: Vec<orchestra_store::CheckpointInfo>,
+    usage: BTreeMap<String, Usage>,
+    session_cost: CostTally,
+    /// The command nodes of the stored pipeline (no model: their tokens are 0 by nature).
+    commands: Vec<String>,
+    forks: Vec<SessionSummary>,
+}
+
+async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestra_runtime::RuntimeError> {
     let key = id.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
@@ -245,7 +319,8 @@ async fn detail(
         })
         .await?;
     let now = system_now_ms();
-    let status = shown_status(rec.status, rec.lease_holder(now));
+    let lease_owner = rec.lease_holder(now).map(str::to_owned);
+    let status = shown_status(rec.status, lease_owner.as_deref());
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     let mut session_cost = CostTally::default();
     for r in &runs {
@@ -263,8 +338,7 @@ async fn detail(
         u.ms = u.ms.saturating_add(r.duration_ms);
         u.errors += u64::from(r.error.is_some());
     }
-    // Command nodes are marked (no model: their tokens are 0 by nature), when the stored
-    // pipeline can be read.
+    // Command nodes are marked, when the stored pipeline can be read.
     let commands: Vec<String> = match engine.session_pipeline(&rec.id).await {
         Ok((_, c)) => c
             .agents
@@ -274,15 +348,37 @@ async fn detail(
             .collect(),
         Err(_) => Vec::new(),
     };
-    let mut out = io::stdout().lock();
-    if as_json {
-        let v = json!({
+    Ok(Detail {
+        rec,
+        status,
+        lease_owner,
+        cps,
+        usage,
+        session_cost,
+        commands,
+        forks,
+    })
+}
+
+impl Detail {
+    fn json(&self) -> Value {
+        let Detail {
+            rec,
+            status,
+            lease_owner,
+            cps,
+            usage,
+            session_cost,
+            commands,
+            forks,
+        } = self;
+        json!({
             "id": rec.id, "name": rec.name, "pipeline": rec.pipeline, "pipeline_path": rec.pipeline_path,
             "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
             "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
             "tokens": usage.values().fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
             "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
-            "inputs": rec.inputs, "meta": rec.meta, "lease_owner": rec.lease_holder(now),
+            "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
             "checkpoints": cps.iter().map(|c| json!({
                 "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
                 "snapshot": c.has_snapshot, "repo_change": c.has_repo_shas, "created_at": c.created_at,
@@ -296,14 +392,43 @@ async fn detail(
                 "command": commands.contains(n),
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
-        });
+        })
+    }
+}
+
+/// `status ID --json` of one session (the MCP server's too).
+pub(crate) async fn detail_json(
+    engine: &Engine,
+    id: &str,
+) -> Result<Value, orchestra_runtime::RuntimeError> {
+    Ok(gather(engine, id).await?.json())
+}
+
+async fn detail(
+    engine: &Engine,
+    id: &str,
+    as_json: bool,
+) -> Result<(), orchestra_runtime::RuntimeError> {
+    let d = gather(engine, id).await?;
+    let mut out = io::stdout().lock();
+    if as_json {
         let _ = writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
+            serde_json::to_string_pretty(&d.json()).unwrap_or_default()
         );
         return Ok(());
     }
+    let Detail {
+        rec,
+        status,
+        lease_owner,
+        cps,
+        usage,
+        session_cost,
+        commands,
+        forks,
+    } = d;
     let _ = writeln!(out, "session   {}", rec.id);
     if let Some(n) = &rec.name {
         let _ = writeln!(out, "name      {n}");
@@ -352,7 +477,7 @@ async fn detail(
         "spent     {}",
         crate::summary::tokens(own, orchestra_runtime::inherited_tokens(&rec.meta))
     );
-    if let Some(owner) = rec.lease_holder(now) {
+    if let Some(owner) = &lease_owner {
         let _ = writeln!(out, "driven by {owner}");
     }
     if let Some(Value::Object(git)) = rec.meta.get("git") {
