@@ -202,6 +202,14 @@ impl Finish {
             Finish::Interrupted => Some("interrupted; resume it to go on".to_owned()),
         }
     }
+
+    /// The node a paused session waits at, read back from the note [`Finish::note`] stored
+    /// with it (`waiting at `NODE`: ...`); `None` for any other note.
+    pub fn paused_at(note: &str) -> Option<&str> {
+        let rest = note.strip_prefix("waiting at `")?;
+        let (node, after) = rest.split_once('`')?;
+        after.starts_with(':').then_some(node)
+    }
 }
 
 /// What a drive of a session ended with.
@@ -243,6 +251,20 @@ pub struct SessionBranch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paused_note_names_its_node() {
+        let paused = Finish::Paused {
+            node: "reviewer".into(),
+            reason: "agent `reviewer` needs a human, and stdin is closed".into(),
+        };
+        let note = paused.note().unwrap();
+        assert_eq!(Finish::paused_at(&note), Some("reviewer"));
+        let failed = Finish::Failed {
+            error: "waiting at `x` forever".into(),
+        };
+        assert_eq!(Finish::paused_at(&failed.note().unwrap()), None);
+    }
 
     #[test]
     fn amounts_keep_what_matters() {

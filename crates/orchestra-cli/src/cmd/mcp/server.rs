@@ -303,7 +303,7 @@ async fn show_session(engine: &Engine, db: &Path, p: &ShowParams) -> Result<Show
         (None, Value::Null, Vec::new())
     };
     let chat = if session["status"] == "paused" {
-        paused_chat(engine, &id, &steps).await?
+        paused_chat(engine, &session).await?
     } else {
         None
     };
@@ -320,25 +320,29 @@ async fn show_session(engine: &Engine, db: &Path, p: &ShowParams) -> Result<Show
     })
 }
 
-/// The chat of the interactive agent whose run paused last, if one did.
-async fn paused_chat(
-    engine: &Engine,
-    id: &str,
-    steps: &[show::StepView],
-) -> Result<Option<ChatOut>, String> {
-    let Some(run) = steps
-        .iter()
-        .flat_map(|s| &s.runs)
-        .rfind(|r| r.status == "paused")
-    else {
+/// The chat of the interactive agent a paused session waits at (its current run's lines; none
+/// yet when it paused before its first answer), if it waits at one.
+async fn paused_chat(engine: &Engine, session: &Value) -> Result<Option<ChatOut>, String> {
+    let note = session["error"].as_str().unwrap_or_default();
+    let Some(node) = orchestra_runtime::Finish::paused_at(note) else {
         return Ok(None);
     };
-    let (sid, node, run_index) = (id.to_owned(), run.node.clone(), run.run_index);
-    let records = engine
+    let (sid, n) = (
+        session["id"].as_str().unwrap_or_default().to_owned(),
+        node.to_owned(),
+    );
+    let (runs, records) = engine
         .store()
-        .call(move |s| s.messages(&sid, &node))
+        .call(move |s| Ok((s.node_runs(&sid)?, s.messages(&sid, &n)?)))
         .await
         .map_err(|e| runtime_failure(&RuntimeError::Store(e)))?;
+    // The waiting run comes after the node's finished ones (a paused attempt has no record).
+    let run_index = runs
+        .iter()
+        .filter(|r| r.node == node)
+        .map(|r| r.run_index + 1)
+        .max()
+        .unwrap_or(0);
     let lines = records
         .iter()
         .filter(|m| m.run_index == run_index)
@@ -356,9 +360,8 @@ async fn paused_chat(
         })
         .collect();
     Ok(Some(ChatOut {
-        node: run.node.clone(),
+        node: node.to_owned(),
         run_index,
-        waiting: true,
         lines,
     }))
 }

@@ -169,16 +169,17 @@ pub(crate) struct ShowOut {
     pub(crate) events: Vec<Value>,
 }
 
-/// The conversation of an interactive agent.
+/// The chat of the interactive agent a paused session waits at: answer it with
+/// `answer_session`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct ChatOut {
     /// The agent.
     pub(crate) node: String,
     /// Which run of it (0 for its first).
     pub(crate) run_index: u32,
-    /// Whether it waits for a human line (answer it with `answer_session`).
-    pub(crate) waiting: bool,
-    /// The conversation so far, oldest first.
+    /// The conversation of this run so far, oldest first. Empty when the session paused before
+    /// the agent spoke: it speaks first when the chat opens, so `/help` opens it without saying
+    /// anything to it.
     pub(crate) lines: Vec<ChatLineOut>,
 }
 

@@ -1,0 +1,205 @@
+"""Drives `orchestra mcp` with the official MCP Python SDK (`mcp` on PyPI), as an IDE would.
+
+    python client.py ORCHESTRA_BINARY PROJECT_DIR
+
+PROJECT_DIR is a git repository holding pipelines/pr-review.yaml, pipelines/plan-with-human.yaml,
+pipelines/broken.yaml (a pr-review with an unknown agent) and what they use. The script lists
+the tools and checks their schemas, compiles pipelines, runs pr-review and follows it to its end,
+then takes plan-with-human through its human review (a question, a rejection, an approval) with
+answer_session, and checks the failures are tool errors with the CLI's text. Every structured
+result is validated against the tool's output schema. It prints `ok: N checks` at the end and
+exits non-zero on the first failed check.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import jsonschema
+from mcp import Client, StdioServerParameters
+
+TOOLS = {
+    "compile_pipeline": ["pipeline"],
+    "run_pipeline": ["pipeline"],
+    "list_sessions": [],
+    "show_session": ["session"],
+    "resume_session": ["session"],
+    "answer_session": ["session", "text"],
+}
+PATIENCE = 60.0
+checks = 0
+
+
+def check(ok, what):
+    global checks
+    checks += 1
+    if not ok:
+        raise AssertionError(what)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Orchestra:
+    def __init__(self, client, schemas):
+        self.client = client
+        self.schemas = schemas
+
+    async def call(self, tool, args):
+        """A tool call that must succeed; its structured content, checked against the schema."""
+        r = await self.client.call_tool(tool, args)
+        text = "".join(getattr(c, "text", "") for c in r.content)
+        check(not r.is_error, f"{tool} {json.dumps(args)} failed: {text}")
+        out = r.structured_content
+        check(out is not None, f"{tool} returned no structured content")
+        jsonschema.validate(out, self.schemas[tool])
+        check(json.loads(text) == out, f"{tool}: the text content is not the structured content")
+        return out
+
+    async def fail(self, tool, args):
+        """A tool call that must be a tool error; its text."""
+        r = await self.client.call_tool(tool, args)
+        text = "".join(getattr(c, "text", "") for c in r.content)
+        check(r.is_error, f"{tool} {json.dumps(args)} should have failed, gave: {text}")
+        return text
+
+    async def until_settled(self, session):
+        """show_session until the session is no longer running."""
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            shown = await self.call("show_session", {"session": session})
+            status = shown["session"]["status"]
+            if status not in ("created", "running"):
+                return shown
+            check(time.monotonic() < deadline, f"session {session} still {status} after {PATIENCE}s")
+            await asyncio.sleep(0.05)
+
+
+async def main(binary, project):
+    params = StdioServerParameters(command=binary, args=["mcp"], cwd=project)
+    async with Client(params) as client:
+        listed = (await client.list_tools()).tools
+        check({t.name for t in listed} == set(TOOLS), f"tools: {[t.name for t in listed]}")
+        schemas = {}
+        for t in listed:
+            for schema in (t.input_schema, t.output_schema):
+                check(schema is not None and schema.get("type") == "object", f"{t.name}: {schema}")
+                jsonschema.Draft202012Validator.check_schema(schema)
+            check(sorted(t.input_schema.get("required", [])) == sorted(TOOLS[t.name]),
+                  f"{t.name} requires {t.input_schema.get('required')}")
+            check(t.description and len(t.description) > 40, f"{t.name} has no description")
+            schemas[t.name] = t.output_schema
+        check("inputs" in next(t for t in listed if t.name == "run_pipeline").input_schema["properties"],
+              "run_pipeline takes inputs")
+        o = Orchestra(client, schemas)
+
+        # Compiling: the summary the CLI prints; an invalid pipeline is the CLI's error text.
+        compiled = await o.call("compile_pipeline", {"pipeline": "pipelines/pr-review.yaml"})
+        check(compiled["name"] == "pr-review", compiled["name"])
+        check(compiled["agents"] == ["security-reviewer", "architecture-reviewer", "critic", "synthesizer"],
+              compiled["agents"])
+        check(compiled["inputs"] == ["base", "head"], compiled["inputs"])
+        check(compiled["summary"].startswith("pipeline pr-review (pipelines/pr-review.yaml)\n"), compiled["summary"])
+        broken = await o.fail("compile_pipeline", {"pipeline": "pipelines/broken.yaml"})
+        check("pipelines/broken.yaml:" in broken and "unknown agent `critc`" in broken, broken)
+        check(broken.endswith("error: `pipelines/broken.yaml` is not a valid pipeline: 1 error"), broken)
+        missing = await o.fail("compile_pipeline", {"pipeline": "pipelines/nope.yaml"})
+        check("cannot read `pipelines/nope.yaml`" in missing, missing)
+
+        # Bad input is a tool error with the CLI's text, and the server lives on.
+        unknown = await o.fail("run_pipeline", {"pipeline": "pipelines/pr-review.yaml", "inputs": {"bse": "HEAD~1"}})
+        check(unknown == "error: the pipeline has no input `bse`; did you mean `base`?\n  inputs: base, head", unknown)
+        nodb = await o.fail("show_session", {"session": "no-such-session"})
+        check(nodb.startswith("error: there is no session database at .orchestra/orchestra.db"), nodb)
+
+        # A run, detached: the id at once, then followed to its end.
+        started = await o.call("run_pipeline", {"pipeline": "pipelines/pr-review.yaml", "inputs": {"base": "HEAD~1"}})
+        sid = started["session"]
+        check(os.path.exists(os.path.join(project, started["log"])), started["log"])
+        shown = await o.until_settled(sid)
+        check(shown["session"]["status"] == "completed", json.dumps(shown["session"]))
+        check(shown["session"]["pipeline"] == "pr-review", shown["session"]["pipeline"])
+        check(shown["checkpoint"] == shown["session"]["checkpoints"][-1]["step"], "the last checkpoint")
+        check("review" in shown["state"] and shown["state"]["review"], "the state holds the review")
+        ran = [r["node"] for s in shown["steps"] for r in s["runs"]]
+        check("synthesizer" in ran, f"node runs: {ran}")
+        kinds = [e["event"] for e in shown["events"]]
+        check(kinds[0] != "session_finished" and kinds[-1] == "session_finished", f"events: {kinds}")
+        check(shown["chat"] is None, "no chat")
+        nobody = await o.fail("show_session", {"session": "no-such-session"})
+        check(nobody.startswith("error: ") and "no-such-session" in nobody, nobody)
+        sessions = (await o.call("list_sessions", {}))["sessions"]
+        row = next(s for s in sessions if s["id"] == sid)
+        check(row["status"] == "completed" and row["pipeline"] == "pr-review", json.dumps(row))
+        check(row["tokens_in"] > 0 and row["steps"] >= 4, json.dumps(row))
+
+        # A stopped run, resumed.
+        started = await o.call("run_pipeline", {"pipeline": "pipelines/pr-review.yaml", "max_steps": 1})
+        stopped = await o.until_settled(started["session"])
+        check(stopped["session"]["status"] == "stopped", json.dumps(stopped["session"]))
+        again = await o.call("resume_session", {"session": started["session"]})
+        check(again["session"] == started["session"], json.dumps(again))
+        resumed = await o.until_settled(started["session"])
+        check(resumed["session"]["status"] == "completed", json.dumps(resumed["session"]))
+        done = await o.fail("resume_session", {"session": started["session"]})
+        check(done.startswith(f"error: session `{started['session']}` is already completed"), done)
+
+        # A human review, answered through MCP: the run pauses at the reviewer.
+        started = await o.call("run_pipeline", {"pipeline": "pipelines/plan-with-human.yaml"})
+        hid = started["session"]
+        paused = await o.until_settled(hid)
+        check(paused["session"]["status"] == "paused", json.dumps(paused["session"]))
+        chat = paused["chat"]
+        # No human was there when the chat was to open: the reviewer has not spoken yet.
+        check(chat == {"node": "reviewer", "run_index": 0, "lines": []}, json.dumps(chat))
+        bad = await o.fail("answer_session", {"session": hid, "text": "two\nlines"})
+        check("one line" in bad, bad)
+        # `/help` opens the chat without a word to the agent, which speaks first.
+        opened = await o.call("answer_session", {"session": hid, "text": "/help"})
+        check(opened["delivered"] == "resumed", json.dumps(opened))
+        paused = await o.until_settled(hid)
+        check(paused["session"]["status"] == "paused", json.dumps(paused["session"]))
+        lines = paused["chat"]["lines"]
+        check([l["who"] for l in lines] == ["agent"] and "rollback" in lines[0]["text"], json.dumps(lines))
+
+        asked = await o.call("answer_session", {"session": hid, "text": "What happens when Redis is down?"})
+        check(asked["delivered"] == "resumed" and asked["started"]["session"] == hid, json.dumps(asked))
+        paused = await o.until_settled(hid)
+        check(paused["session"]["status"] == "paused", json.dumps(paused["session"]))
+        lines = paused["chat"]["lines"]
+        check([l["who"] for l in lines] == ["agent", "human", "agent"], json.dumps(lines))
+        check(lines[1]["text"] == "What happens when Redis is down?", json.dumps(lines))
+
+        # A rejection sends the plan back to the planner; the reviewer then asks again.
+        await o.call("answer_session", {"session": hid, "text": "/reject add a rollback"})
+        paused = await o.until_settled(hid)
+        check(paused["session"]["status"] == "paused", json.dumps(paused["session"]))
+        check(paused["chat"]["run_index"] == 1, json.dumps(paused["chat"]))
+        check([l["who"] for l in paused["chat"]["lines"]] == ["agent"], json.dumps(paused["chat"]))
+        check(paused["state"]["verdict"] == "reject", json.dumps(paused["state"].get("verdict")))
+        check("rollback" in paused["state"]["plan"].lower(), "the revised plan")
+
+        await o.call("answer_session", {"session": hid, "text": "/approve ship it"})
+        done = await o.until_settled(hid)
+        check(done["session"]["status"] == "completed", json.dumps(done["session"]))
+        check(done["state"]["verdict"] == "approve" and done["state"]["human_comment"] == "ship it",
+              json.dumps(done["state"]))
+        over = await o.fail("answer_session", {"session": hid, "text": "/approve"})
+        check(over == f"error: session {hid} is completed; there is nothing to attach to (see `orchestra status {hid}`)", over)
+
+    print(f"ok: {checks} checks")
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main(sys.argv[1], sys.argv[2]))
+    except* AssertionError as group:
+        # The client's task groups wrap what a check raised.
+        failed = group
+        while isinstance(failed, BaseExceptionGroup):
+            failed = failed.exceptions[0]
+        print(f"failed after {checks} checks: {failed}", file=sys.stderr)
+        sys.exit(1)
