@@ -26,6 +26,7 @@ pub(crate) mod gitrepo;
 mod interactive;
 mod language;
 mod limits;
+mod mcp_server;
 mod otlp;
 mod pipelines;
 pub(crate) mod project;

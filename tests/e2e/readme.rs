@@ -114,13 +114,17 @@ impl Repo {
     /// `orchestra ARGS` at the top of the repository, with a cleared environment.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(crate::binary::orchestra_bin());
-        cmd.args(args)
-            .current_dir(&self.root)
+        self.env(&mut cmd).args(args);
+        cmd
+    }
+
+    /// `cmd` at the top of the repository, with a cleared environment (`HOME`, `PATH`).
+    pub(crate) fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.current_dir(&self.root)
             .env_clear()
             .env("HOME", &self.home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GIT_CONFIG_NOSYSTEM", "1");
-        cmd
+            .env("GIT_CONFIG_NOSYSTEM", "1")
     }
 
     /// Runs `orchestra ARGS` with `stdin` as its input.

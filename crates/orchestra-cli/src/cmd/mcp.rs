@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rmcp::ServiceExt as _;
+use rmcp::service::ServerInitializeError;
 
 use crate::cli::Ctx;
 use crate::engine::runtime;
@@ -32,6 +33,9 @@ use crate::exit;
 /// `.orchestra/mcp/SESSION.events.jsonl`. Paths are relative to the directory the server was
 /// started in. The server exits when its stdin closes. Add it to a client's `mcpServers`
 /// as `{"command": "orchestra", "args": ["mcp"]}` (see docs/mcp.md).
+///
+/// Exit codes: 0 when stdin closes (before or after a client said hello), 2 when what came
+/// first was not an MCP handshake.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The session database: a path or `sqlite:PATH` (default: for runs, the pipeline's
@@ -46,10 +50,14 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let code = rt.block_on(async move {
         let running = match server.serve(rmcp::transport::stdio()).await {
             Ok(r) => r,
+            // Stdin closed before a client said hello: nothing to serve.
+            Err(ServerInitializeError::ConnectionClosed(why)) => {
+                tracing::debug!(%why, "stdin closed before the MCP handshake");
+                return Ok::<u8, io::Error>(exit::SUCCESS);
+            }
             Err(e) => {
-                // The client left before the handshake ended (its stdin closed): nothing to serve.
                 writeln!(io::stderr(), "error: the MCP handshake failed: {e}")?;
-                return Ok::<u8, io::Error>(exit::BAD_INPUT);
+                return Ok(exit::BAD_INPUT);
             }
         };
         match running.waiting().await {
