@@ -29,7 +29,8 @@ fn python_sdk() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // One installer at a time: test binaries run in parallel.
     let lock = File::create(dir.join(".lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
     let python = dir.join("venv/bin/python");
     let ready = dir.join(format!(".ready-{PY_MCP}"));
     if ready.exists() && python.exists() {
@@ -51,7 +52,9 @@ fn python_sdk() -> Result<PathBuf, String> {
         ))
     };
     run(
-        Command::new("python3").args(["-m", "venv", "--clear"]).arg(dir.join("venv")),
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(dir.join("venv")),
         "python3 -m venv",
     )?;
     run(
@@ -72,6 +75,10 @@ fn python_sdk() -> Result<PathBuf, String> {
 
 /// The SDK, or `None` when it cannot be installed here (the test then says it is skipped, with
 /// the reason; on CI, where PyPI is reachable, that is a failure).
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says so, with the reason"
+)]
 fn python_or_skip(test: &str) -> Option<PathBuf> {
     match python_sdk() {
         Ok(p) => Some(p),
@@ -85,7 +92,9 @@ fn python_or_skip(test: &str) -> Option<PathBuf> {
 
 #[test]
 fn the_python_sdk_compiles_runs_follows_and_answers_a_human_review() {
-    let Some(python) = python_or_skip("the_python_sdk_compiles_runs_follows_and_answers_a_human_review") else {
+    let Some(python) =
+        python_or_skip("the_python_sdk_compiles_runs_follows_and_answers_a_human_review")
+    else {
         return;
     };
     let repo = Repo::new();
@@ -246,10 +255,19 @@ fn a_live_session_takes_the_answer_through_its_socket_and_a_paused_one_is_resume
             1,
         )
         .replacen("    task: draft-plan\n", "    task: draft-plan\n    provider: gate\n", 1);
-    assert_eq!(gated.matches("gate").count(), 2, "the pipeline changed shape");
+    assert_eq!(
+        gated.matches("gate").count(),
+        2,
+        "the pipeline changed shape"
+    );
     std::fs::write(&file, gated).unwrap();
     let mut run = repo
-        .command(&["run", "pipelines/plan-with-human.yaml", "--events", "run.jsonl"])
+        .command(&[
+            "run",
+            "pipelines/plan-with-human.yaml",
+            "--events",
+            "run.jsonl",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -261,7 +279,13 @@ fn a_live_session_takes_the_answer_through_its_socket_and_a_paused_one_is_resume
     // Bad input first: a tool error with the CLI's text, and the server goes on.
     let bad = mcp.call("answer_session", json!({"session": "nope", "text": "hi"}));
     assert_eq!(bad["isError"], true, "{bad}");
-    assert!(bad["content"][0]["text"].as_str().unwrap().starts_with("error: "), "{bad}");
+    assert!(
+        bad["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("error: "),
+        "{bad}"
+    );
 
     // The line waits in the live session's socket until its reviewer asks.
     let asked = mcp.ask(
@@ -279,7 +303,10 @@ fn a_live_session_takes_the_answer_through_its_socket_and_a_paused_one_is_resume
     let out = &live["structuredContent"];
     assert_eq!(out["delivered"], "live", "{live}");
     assert_eq!(out["replies"][0]["who"], "agent", "{live}");
-    assert!(!out["replies"][0]["text"].as_str().unwrap().is_empty(), "{live}");
+    assert!(
+        !out["replies"][0]["text"].as_str().unwrap().is_empty(),
+        "{live}"
+    );
 
     // The server left the chat: the run pauses there, keeping the conversation.
     let ran = wait_until("the run to end", || run.try_wait().unwrap());
@@ -296,8 +323,14 @@ fn a_live_session_takes_the_answer_through_its_socket_and_a_paused_one_is_resume
     assert_eq!(who, ["agent", "human", "agent"], "{shown}");
 
     // Paused: the answer resumes it, detached; the approval completes it.
-    let approved = mcp.call("answer_session", json!({"session": id, "text": "/approve ship it"}));
-    assert_eq!(approved["structuredContent"]["delivered"], "resumed", "{approved}");
+    let approved = mcp.call(
+        "answer_session",
+        json!({"session": id, "text": "/approve ship it"}),
+    );
+    assert_eq!(
+        approved["structuredContent"]["delivered"], "resumed",
+        "{approved}"
+    );
     let done = wait_until("the session to complete", || {
         let s = status(&repo, &id);
         (s["status"] != "running").then_some(s)

@@ -70,7 +70,9 @@ pub(crate) fn compile_pipeline(
     if let Some(p) = provider
         && let Err(d) = compiled.use_provider(p)
     {
-        return Err(LoadFailure::Provider(d.with_label("given with `--provider`")));
+        return Err(LoadFailure::Provider(
+            d.with_label("given with `--provider`"),
+        ));
     }
     Ok(compiled)
 }

@@ -1,20 +1,22 @@
 //! `orchestra status`: the sessions of the database, or one session in detail (checkpoints,
 //! per-agent usage, forks, branches).
 
-use std::collections::BTreeMap;
+mod data;
+
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use orchestra_runtime::Engine;
 use orchestra_runtime::owner_is_dead;
-use orchestra_store::{
-    CostTally, SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms,
-};
-use serde_json::{Value, json};
+use orchestra_store::{SessionFilter, SessionStatus, SessionSummary};
+use serde_json::Value;
 
 use crate::cli::Ctx;
 use crate::cost::{cost_cell, total_cost};
 use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session_db};
+
+use data::{Detail, gather};
+pub(crate) use data::{SessionRow, detail_json};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
 ///
@@ -214,194 +216,6 @@ fn first_line(s: &str, max: usize) -> String {
     }
     let cut: String = line.chars().take(max).collect();
     format!("{cut}…")
-}
-
-/// A row of `status --json` (and of the MCP server's `list_sessions`).
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub(crate) struct SessionRow {
-    /// The session id.
-    id: String,
-    /// Its `--session-name`.
-    name: Option<String>,
-    /// The pipeline's name.
-    pipeline: String,
-    /// `created`, `running`, `paused`, `completed`, `failed`, `stopped` or `interrupted`
-    /// (`running` without a live process is shown as `interrupted`).
-    status: String,
-    /// Milliseconds since the Unix epoch.
-    created_at: u64,
-    /// Milliseconds since the Unix epoch.
-    updated_at: u64,
-    /// Super-steps made.
-    steps: u64,
-    /// Checkpoints stored.
-    checkpoints: u64,
-    /// Prompt tokens of its own agents.
-    tokens_in: u64,
-    /// Answer tokens of its own agents.
-    tokens_out: u64,
-    /// The known cost in US dollars; `null` when no run's cost is known.
-    cost_usd: Option<f64>,
-    /// Whether `cost_usd` leaves out runs of models without a price.
-    cost_partial: bool,
-    /// The session it was forked from.
-    parent_session: Option<String>,
-    /// The checkpoint of the parent it was forked at.
-    parent_checkpoint: Option<u64>,
-    /// Why it failed, stopped, paused or was interrupted.
-    error: Option<String>,
-}
-
-impl From<&SessionSummary> for SessionRow {
-    fn from(s: &SessionSummary) -> Self {
-        SessionRow {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            pipeline: s.pipeline.clone(),
-            status: shown_status(s.status, s.lease_owner.as_deref()).to_owned(),
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-            steps: s.steps,
-            checkpoints: s.checkpoints,
-            tokens_in: s.tokens_in,
-            tokens_out: s.tokens_out,
-            cost_usd: s.cost.usd(),
-            cost_partial: s.cost.is_partial(),
-            parent_session: s.parent_session.clone(),
-            parent_checkpoint: s.parent_checkpoint,
-            error: s.error.clone(),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Usage {
-    runs: u64,
-    tokens_in: u64,
-    tokens_out: u64,
-    cache_read: u64,
-    cache_write: u64,
-    cost: CostTally,
-    tool_calls: u64,
-    retries: u64,
-    ms: u64,
-    errors: u64,
-}
-
-/// What `status ID` shows of one session.
-struct Detail {
-    rec: SessionRecord,
-    status: &'static str,
-    lease_owner: Option<String>,
-    cps: Vec<orchestra_store::CheckpointInfo>,
-    usage: BTreeMap<String, Usage>,
-    session_cost: CostTally,
-    /// The command nodes of the stored pipeline (no model: their tokens are 0 by nature).
-    commands: Vec<String>,
-    forks: Vec<SessionSummary>,
-}
-
-async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestra_runtime::RuntimeError> {
-    let key = id.to_owned();
-    let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
-    let sid = rec.id.clone();
-    let (cps, runs, forks) = engine
-        .store()
-        .call(move |s| {
-            let cps = s.checkpoints(&sid)?;
-            let runs = s.node_runs(&sid)?;
-            let forks: Vec<SessionSummary> = s
-                .list_sessions(&SessionFilter::default())?
-                .into_iter()
-                .filter(|x| x.parent_session.as_deref() == Some(sid.as_str()))
-                .collect();
-            Ok((cps, runs, forks))
-        })
-        .await?;
-    let now = system_now_ms();
-    let lease_owner = rec.lease_holder(now).map(str::to_owned);
-    let status = shown_status(rec.status, lease_owner.as_deref());
-    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    let mut session_cost = CostTally::default();
-    for r in &runs {
-        let u = usage.entry(r.node.clone()).or_default();
-        // Saturating: token counts are what the providers' servers reported.
-        u.runs += 1;
-        u.tokens_in = u.tokens_in.saturating_add(r.tokens_in);
-        u.tokens_out = u.tokens_out.saturating_add(r.tokens_out);
-        u.cache_read = u.cache_read.saturating_add(r.cache_read_tokens);
-        u.cache_write = u.cache_write.saturating_add(r.cache_write_tokens);
-        u.cost.add(r.cost_usd);
-        session_cost.add(r.cost_usd);
-        u.tool_calls = u.tool_calls.saturating_add(r.tool_calls);
-        u.retries += u64::from(r.retries);
-        u.ms = u.ms.saturating_add(r.duration_ms);
-        u.errors += u64::from(r.error.is_some());
-    }
-    // Command nodes are marked, when the stored pipeline can be read.
-    let commands: Vec<String> = match engine.session_pipeline(&rec.id).await {
-        Ok((_, c)) => c
-            .agents
-            .iter()
-            .filter(|a| a.is_command())
-            .map(|a| a.name.clone())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    Ok(Detail {
-        rec,
-        status,
-        lease_owner,
-        cps,
-        usage,
-        session_cost,
-        commands,
-        forks,
-    })
-}
-
-impl Detail {
-    fn json(&self) -> Value {
-        let Detail {
-            rec,
-            status,
-            lease_owner,
-            cps,
-            usage,
-            session_cost,
-            commands,
-            forks,
-        } = self;
-        json!({
-            "id": rec.id, "name": rec.name, "pipeline": rec.pipeline, "pipeline_path": rec.pipeline_path,
-            "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
-            "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
-            "tokens": usage.values().fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
-            "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
-            "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
-            "checkpoints": cps.iter().map(|c| json!({
-                "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
-                "snapshot": c.has_snapshot, "repo_change": c.has_repo_shas, "created_at": c.created_at,
-            })).collect::<Vec<_>>(),
-            "cost_usd": session_cost.usd(), "cost_partial": session_cost.is_partial(),
-            "usage": usage.iter().map(|(n, u)| json!({
-                "node": n, "runs": u.runs, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
-                "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
-                "cost_usd": u.cost.usd(), "cost_partial": u.cost.is_partial(),
-                "tool_calls": u.tool_calls, "retries": u.retries, "duration_ms": u.ms, "errors": u.errors,
-                "command": commands.contains(n),
-            })).collect::<Vec<_>>(),
-            "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// `status ID --json` of one session (the MCP server's too).
-pub(crate) async fn detail_json(
-    engine: &Engine,
-    id: &str,
-) -> Result<Value, orchestra_runtime::RuntimeError> {
-    Ok(gather(engine, id).await?.json())
 }
 
 async fn detail(

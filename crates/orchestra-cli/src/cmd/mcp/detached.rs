@@ -77,6 +77,12 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
     let dir = dir(d.db);
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
+    // Logs are not the project's files: kept out of `git status` of a repository holding them.
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "*\n")
+            .map_err(|e| format!("error: cannot write {}: {e}", ignore.display()))?;
+    }
     let log = dir.join(format!("{}.log", d.session));
     let events = events_file(d.db, d.session);
     let (log_from, events_from) = (len(&log), len(&events));
