@@ -106,3 +106,19 @@ fn parse_session_id(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_session_id;
+
+    #[test]
+    fn a_chosen_session_id_is_letters_digits_and_dashes() {
+        assert_eq!(
+            parse_session_id("20261203-124616-ee2d13").as_deref(),
+            Ok("20261203-124616-ee2d13")
+        );
+        for bad in ["", "../x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(parse_session_id(bad).is_err(), "{bad}");
+        }
+    }
+}
