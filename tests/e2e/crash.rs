@@ -331,6 +331,7 @@ fn a_session_killed_before_its_first_checkpoint_resumes_from_the_start() {
                 inputs: rec.inputs,
                 parent_session: None,
                 parent_checkpoint: None,
+                parent_node: None,
                 created_at: rec.created_at + 1,
             })
             .unwrap();

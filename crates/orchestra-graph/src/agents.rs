@@ -36,6 +36,12 @@ pub(crate) struct AgentCtx<'a, 'l> {
     pub(crate) checked: HashSet<PathBuf>,
     /// The model choices made so far: agents with the same one share it.
     pub(crate) models: Vec<Arc<ModelChoice>>,
+    /// How the compile was asked for (call nodes compile their pipelines with it).
+    pub(crate) opts: &'a crate::LoadOptions,
+    /// The pipelines that called this one (`call:`), outermost first.
+    pub(crate) callers: &'a [PathBuf],
+    /// The project root.
+    pub(crate) project_root: &'a Path,
 }
 
 impl AgentCtx<'_, '_> {
@@ -64,9 +70,13 @@ impl AgentCtx<'_, '_> {
                     .with_label("use letters, digits, `-` and `_`"),
             );
         }
+        if let Some(file) = &agent.call {
+            return self.resolve_call(index, name, key_span, agent, file, diags);
+        }
         if let Some(argv) = &agent.command {
             return self.resolve_command(index, name, key_span, agent, argv, diags);
         }
+        crate::call::call_keys_without_call(self, name, agent, diags);
         crate::command::command_keys_without_command(self, name, agent, diags);
         let layers = self.layers(agent, diags);
         let model = self.model(name, key_span, agent, diags);
@@ -120,6 +130,7 @@ impl AgentCtx<'_, '_> {
             retries: agent.retries.unwrap_or(limits.retries),
             write_repos,
             command: None,
+            call: None,
         }
     }
 

@@ -30,7 +30,7 @@ pub struct CommandNode {
 }
 
 /// The keys of an agent that a command node cannot have, and why.
-const MODEL_KEYS: [&str; 10] = [
+pub(crate) const MODEL_KEYS: [&str; 10] = [
     "role",
     "persona",
     "personality",
@@ -58,7 +58,7 @@ pub fn command_output_schema() -> Value {
 }
 
 /// Which of [`MODEL_KEYS`] `agent` sets.
-fn model_keys_given(agent: &AgentSpec) -> Vec<&'static str> {
+pub(crate) fn model_keys_given(agent: &AgentSpec) -> Vec<&'static str> {
     let given = [
         agent.role.is_some(),
         agent.persona.is_some(),
@@ -179,6 +179,7 @@ impl AgentCtx<'_, '_> {
                 repo,
                 env,
             })),
+            call: None,
         }
     }
 

@@ -15,6 +15,7 @@ use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::call::CallNode;
 use crate::command::CommandNode;
 use crate::conditions::ResolvedCondition;
 use crate::inputs::ResolvedInput;
@@ -107,12 +108,26 @@ pub struct ResolvedAgent {
     /// model agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Box<CommandNode>>,
+    /// For a call node, the pipeline it runs as a child session (boxed: most agents are model
+    /// agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<CallNode>>,
 }
 
 impl ResolvedAgent {
     /// Whether it is a command node (a program, no model).
     pub fn is_command(&self) -> bool {
         self.command.is_some()
+    }
+
+    /// Whether it is a call node (a child pipeline, no model of its own).
+    pub fn is_call(&self) -> bool {
+        self.call.is_some()
+    }
+
+    /// Whether it calls a model itself (neither a command node nor a call node).
+    pub fn has_model(&self) -> bool {
+        self.command.is_none() && self.call.is_none()
     }
 }
 
@@ -266,7 +281,7 @@ impl Compiled {
                 .with_help(format!("providers: {}", names.join(", "))));
         };
         let mut models = Vec::new();
-        for agent in self.agents.iter_mut().filter(|a| !a.is_command()) {
+        for agent in self.agents.iter_mut().filter(|a| a.has_model()) {
             let choice = crate::providers::choose_model(provider, agent.model.requested.as_deref());
             agent.model = share_model(&mut models, choice);
         }

@@ -8,6 +8,7 @@
 
 mod agents;
 mod analysis;
+mod call;
 mod command;
 mod compiled;
 pub mod conditions;
@@ -26,6 +27,7 @@ pub mod topology;
 mod workspace;
 
 pub use agents::interactive_output_schema;
+pub use call::{CallNode, call_output};
 pub use command::{COMMAND_MAX_OUTPUT, CommandNode, command_output_schema};
 pub use compiled::{
     Compiled, ModelChoice, ResolvedAgent, ResolvedProvider, ResolvedRepo, StateWrite, ToolKind,

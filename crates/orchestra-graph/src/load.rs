@@ -39,6 +39,15 @@ pub struct LoadOptions {
 /// warnings), sorted by file and position; on success the warnings are in
 /// [`Compiled::warnings`].
 pub fn load(pipeline: &Path, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>> {
+    load_called(pipeline, opts, &[])
+}
+
+/// [`load`] of a pipeline called (`call:`) by the pipelines of `callers`, outermost first.
+pub(crate) fn load_called(
+    pipeline: &Path,
+    opts: &LoadOptions,
+    callers: &[PathBuf],
+) -> Result<Compiled, Vec<Diagnostic>> {
     let path = normalize(&opts.cwd.join(pipeline));
     let source = read_source(&path, display_path(&path, &opts.cwd)).map_err(|d| vec![d])?;
     let spec: PipelineSpec = parse_yaml(&source, "pipeline").map_err(|d| vec![d])?;
@@ -67,6 +76,7 @@ pub fn load(pipeline: &Path, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnos
             project_root,
         },
         opts,
+        callers,
     )
 }
 
@@ -81,7 +91,11 @@ struct Input {
     project_root: PathBuf,
 }
 
-fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>> {
+fn compile(
+    input: Input,
+    opts: &LoadOptions,
+    callers: &[PathBuf],
+) -> Result<Compiled, Vec<Diagnostic>> {
     let Input {
         spec,
         source: src,
@@ -181,6 +195,9 @@ fn compile(input: Input, opts: &LoadOptions) -> Result<Compiled, Vec<Diagnostic>
         tools: &tools,
         checked: HashSet::new(),
         models: Vec::new(),
+        opts,
+        callers,
+        project_root: &project_root,
     };
     let agents: Vec<_> = spec
         .agents

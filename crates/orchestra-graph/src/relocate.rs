@@ -46,6 +46,10 @@ impl Compiled {
             for l in &mut a.layers {
                 move_path(&mut l.path);
             }
+            // A called pipeline is in the same project: it moves with it.
+            if let Some(call) = &mut a.call {
+                call.compiled.relocate(to);
+            }
         }
     }
 }

@@ -190,6 +190,7 @@ mod tests {
                     inputs: json!({}),
                     parent_session: None,
                     parent_checkpoint: None,
+                    parent_node: None,
                     created_at: 1,
                 })
             })

@@ -59,6 +59,7 @@ impl Engine {
             inputs: Value::Object(inputs.clone()),
             parent_session: None,
             parent_checkpoint: None,
+            parent_node: None,
             created_at: orchestra_store::system_now_ms(),
         };
         self.store.call(move |s| s.create_session(&new)).await?;
@@ -290,6 +291,7 @@ impl Engine {
             inputs: rec.inputs.clone(),
             parent_session: Some(rec.id.clone()),
             parent_checkpoint: Some(step),
+            parent_node: None,
             created_at: orchestra_store::system_now_ms(),
         };
         self.store.call(move |s| s.create_session(&new)).await?;

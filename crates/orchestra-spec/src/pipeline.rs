@@ -340,6 +340,22 @@ pub struct AgentSpec {
     /// templates). API keys of the pipeline's providers are never passed on.
     #[serde(default)]
     pub env: SpannedMap<String>,
+    /// Makes the agent a call node: it runs another pipeline (this file, relative to the
+    /// calling pipeline's directory) as a child session with its own checkpoints. The child is
+    /// compiled with the caller; a call cycle is a compile error. The node's output is the
+    /// child's final state, plus `outputs` (each of the child's `outputs:` files' text), so
+    /// `writes: { doc: /outputs/doc }` or `{ design: /design }` read it. The child's failure
+    /// is the node's (its `retries` and `on_error` apply); its tokens and cost count in the
+    /// caller's. Not with `role`, `persona`, `personality`, `task`, `model`, `provider`,
+    /// `tools`, `output`, `mode`, `max_turns` or `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Spanned<String>>,
+    /// A call node's inputs for the child: input name -> value. A string is a minijinja
+    /// template over the caller's `state` and `inputs`, rendered when the node runs; the text
+    /// is then read as the input's type (like `run --input`). Keys must be inputs the child
+    /// declares, and every input it requires without a default must be given.
+    #[serde(default)]
+    pub with: SpannedMap<Spanned<Value>>,
 }
 
 /// Structured output of an agent.

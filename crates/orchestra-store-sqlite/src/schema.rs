@@ -241,6 +241,12 @@ CREATE TABLE routes (
 ) STRICT;
 CREATE INDEX routes_by_step ON routes (sid, step);
 "#,
+    // 8: child sessions (run by a call node) name that node of their `parent_session`; forks
+    // and top-level sessions have none. Children are looked up by their parent.
+    r#"
+ALTER TABLE sessions ADD COLUMN parent_node TEXT;
+CREATE INDEX sessions_by_parent ON sessions (parent_session);
+"#,
 ];
 
 fn versions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {

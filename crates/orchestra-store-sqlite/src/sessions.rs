@@ -20,7 +20,7 @@ use orchestra_store::{
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
 const SESSION_COLUMNS: &str = "s.id, s.name, s.pipeline, s.pipeline_path, p.source, p.resolved, \
      s.pipeline_hash, s.inputs, s.parent_session, s.parent_checkpoint, s.created_at, s.status, \
-     s.error, s.updated_at, s.meta, s.lease_owner, s.lease_until";
+     s.error, s.updated_at, s.meta, s.lease_owner, s.lease_until, s.parent_node";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -41,6 +41,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         meta: json_at(row, 14)?,
         lease_owner: row.get(15)?,
         lease_until: opt_u64_at(row, 16)?,
+        parent_node: row.get(17)?,
     })
 }
 
@@ -59,8 +60,9 @@ impl SqliteStore {
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO sessions (id, name, pipeline, pipeline_path, pipeline_hash, inputs, \
-                 parent_session, parent_checkpoint, status, meta, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', ?10, ?11) \
+                 parent_session, parent_checkpoint, status, meta, created_at, updated_at, \
+                 parent_node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '{}', ?10, ?11, ?12) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .and_then(|mut st| {
@@ -76,6 +78,7 @@ impl SqliteStore {
                     SessionStatus::Created.as_str(),
                     created_at,
                     now,
+                    s.parent_node,
                 ])
             })
             .map_err(&err)?;
@@ -167,7 +170,8 @@ impl SqliteStore {
                s.parent_session, s.parent_checkpoint, s.error, s.lease_owner, s.lease_until, \
                (SELECT coalesce(sum(n.cost_usd), 0.0) FROM node_runs n WHERE n.sid = s.sid), \
                (SELECT count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid), \
-               (SELECT count(*) - count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid) \
+               (SELECT count(*) - count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid), \
+               s.parent_node \
              FROM sessions s \
              WHERE (?1 IS NULL OR s.status IN (SELECT value FROM json_each(?1))) \
                AND (?2 IS NULL OR s.pipeline = ?2) \
@@ -199,6 +203,7 @@ impl SqliteStore {
                         },
                         parent_session: row.get(10)?,
                         parent_checkpoint: opt_u64_at(row, 11)?,
+                        parent_node: row.get(18)?,
                         error: row.get(12)?,
                         lease_owner: lease_owner.filter(|_| lease_until.is_some_and(|u| u > now)),
                     })

@@ -145,6 +145,7 @@ impl Store for MemoryStore {
                     }),
                     parent_session: r.parent_session.clone(),
                     parent_checkpoint: r.parent_checkpoint,
+                    parent_node: r.parent_node.clone(),
                     error: r.error.clone(),
                     lease_owner: r.lease_holder(now).map(str::to_owned),
                 }
@@ -427,6 +428,7 @@ mod tests {
             inputs: Value::Null,
             parent_session: None,
             parent_checkpoint: None,
+            parent_node: None,
             created_at: 1,
         })
         .unwrap();

@@ -33,6 +33,10 @@ pub struct NewSession {
     pub parent_session: Option<String>,
     /// The checkpoint of `parent_session` it was forked at.
     pub parent_checkpoint: Option<u64>,
+    /// For a child session (run by a call node of `parent_session`), that node's name; `None`
+    /// for forks and top-level sessions.
+    #[serde(default)]
+    pub parent_node: Option<String>,
     /// Creation time.
     pub created_at: u64,
 }
@@ -60,6 +64,10 @@ pub struct SessionRecord {
     pub parent_session: Option<String>,
     /// The checkpoint of `parent_session` it was forked at.
     pub parent_checkpoint: Option<u64>,
+    /// For a child session (run by a call node of `parent_session`), that node's name; `None`
+    /// for forks and top-level sessions.
+    #[serde(default)]
+    pub parent_node: Option<String>,
     /// Creation time.
     pub created_at: u64,
     /// Lifecycle status.
@@ -91,6 +99,7 @@ impl SessionRecord {
             inputs: s.inputs.clone(),
             parent_session: s.parent_session.clone(),
             parent_checkpoint: s.parent_checkpoint,
+            parent_node: s.parent_node.clone(),
             created_at: s.created_at,
             status: SessionStatus::Created,
             error: None,
@@ -372,6 +381,7 @@ mod tests {
                 inputs: Value::Null,
                 parent_session: None,
                 parent_checkpoint: None,
+                parent_node: None,
                 created_at: 1,
             },
             1,

@@ -129,6 +129,8 @@ pub struct SessionSummary {
     pub parent_session: Option<String>,
     /// At this checkpoint of the parent.
     pub parent_checkpoint: Option<u64>,
+    /// The call node of `parent_session` that runs it (a child session), if it is one.
+    pub parent_node: Option<String>,
     /// The note of a failed, stopped, interrupted or paused session.
     pub error: Option<String>,
     /// The lease holder, when a live lease is held.

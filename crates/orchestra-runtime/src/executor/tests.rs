@@ -211,6 +211,7 @@ impl Harness {
                     inputs: json!({}),
                     parent_session: None,
                     parent_checkpoint: None,
+                    parent_node: None,
                     created_at: 1,
                 })?;
                 s.commit_checkpoint(&cp)

@@ -33,6 +33,7 @@ pub fn session(id: &str) -> NewSession {
         inputs: json!({}),
         parent_session: None,
         parent_checkpoint: None,
+        parent_node: None,
         created_at: 1,
     }
 }

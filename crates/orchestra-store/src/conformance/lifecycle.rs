@@ -98,3 +98,38 @@ pub(super) fn every_status_is_stored_and_filtered(s: &mut dyn Store, cx: &Ctx) {
     );
     assert_eq!(ids(Vec::new()).len(), SessionStatus::ALL.len());
 }
+
+pub(super) fn child_sessions_name_their_parent_node(s: &mut dyn Store, cx: &Ctx) {
+    let (parent, child, fork) = (cx.id("caller"), cx.id("child"), cx.id("forked"));
+    s.create_session(&new_session(&parent, 1)).unwrap();
+    let mut c = new_session(&child, 2);
+    c.parent_session = Some(parent.clone());
+    c.parent_node = Some("design".into());
+    s.create_session(&c).unwrap();
+    let mut f = new_session(&fork, 3);
+    f.parent_session = Some(parent.clone());
+    f.parent_checkpoint = Some(0);
+    s.create_session(&f).unwrap();
+
+    let r = s.session(&child).unwrap().unwrap();
+    assert_eq!(
+        (r.parent_session.as_deref(), r.parent_node.as_deref(), r.parent_checkpoint),
+        (Some(parent.as_str()), Some("design"), None)
+    );
+    assert_eq!(s.find_session(&fork).unwrap().parent_node, None);
+    assert_eq!(s.session(&parent).unwrap().unwrap().parent_node, None);
+    let listed = s.list_sessions(&SessionFilter::default()).unwrap();
+    let node_of = |id: &str| {
+        listed
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| (x.parent_session.clone(), x.parent_node.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        node_of(&child),
+        (Some(parent.clone()), Some("design".to_owned()))
+    );
+    assert_eq!(node_of(&fork), (Some(parent.clone()), None));
+    assert_eq!(node_of(&parent), (None, None));
+}

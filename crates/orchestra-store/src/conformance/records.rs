@@ -51,6 +51,7 @@ pub fn new_session(id: &str, created_at: u64) -> NewSession {
         inputs: json!({"diff": "HEAD~1"}),
         parent_session: None,
         parent_checkpoint: None,
+        parent_node: None,
         created_at,
     }
 }
