@@ -27,14 +27,14 @@ impl Progress {
         }
     }
 
-    fn line(&self, text: &str) {
+    fn line(&self, pad: &str, text: &str) {
         let mut err = io::stderr().lock();
         if let Ok(mut s) = self.streaming.lock()
             && let Some((_, false)) = s.take()
         {
             let _ = writeln!(err);
         }
-        let _ = writeln!(err, "{text}");
+        let _ = writeln!(err, "{pad}{text}");
     }
 }
 
@@ -48,25 +48,53 @@ impl EventSink for Progress {
         {
             return;
         }
+        self.show(event, "");
+    }
+}
+
+impl Progress {
+    /// Prints `event`'s line, after `pad` (a child session's lines are indented under its
+    /// call node).
+    fn show(&self, event: Event, pad: &str) {
         match event {
+            Event::Child { child, node, inner } => match *inner {
+                Event::SessionStarted {
+                    pipeline,
+                    from_step,
+                    ..
+                } => self.line(
+                    pad,
+                    &format!(
+                        "  call   {node} -> child session {child} ({pipeline}){}",
+                        from_step
+                            .map(|s| format!(", resuming after checkpoint {s}"))
+                            .unwrap_or_default()
+                    ),
+                ),
+                Event::SessionFinished { status, .. } => self.line(
+                    pad,
+                    &format!("  call   {node} <- child session {child} {status}"),
+                ),
+                other => self.show(other, &format!("{pad}    ")),
+            },
             Event::SessionStarted {
                 session,
                 pipeline,
                 from_step,
             } => match from_step {
-                Some(s) => self.line(&format!(
+                Some(s) => self.line(pad, &format!(
                     "resuming session {session} ({pipeline}) after checkpoint {s}"
                 )),
-                None => self.line(&format!("session {session} ({pipeline})")),
+                None => self.line(pad, &format!("session {session} ({pipeline})")),
             },
             Event::StepStarted { step, nodes } => {
-                self.line(&format!("step {step}: {}", nodes.join(", ")))
+                self.line(pad, &format!("step {step}: {}", nodes.join(", ")))
             }
             Event::NodeStarted { node, attempt, .. } => {
                 if attempt == 0 {
-                    self.line(&format!("  start  {node}"));
+                    self.line(pad, &format!("  start  {node}"));
                 } else {
-                    self.line(&format!("  start  {node} (attempt {})", attempt + 1));
+                    self.line(pad, &format!("  start  {node} (attempt {})", attempt + 1));
                 }
             }
             Event::Text { node, text } => {
@@ -91,7 +119,7 @@ impl EventSink for Progress {
                 ..
             } => {
                 let mark = if is_error { " (error)" } else { "" };
-                self.line(&format!("  tool   {node} -> {tool}{mark}"));
+                self.line(pad, &format!("  tool   {node} -> {tool}{mark}"));
             }
             Event::NodeRetry {
                 node,
@@ -99,7 +127,7 @@ impl EventSink for Progress {
                 error,
                 delay_ms,
                 ..
-            } => self.line(&format!(
+            } => self.line(pad, &format!(
                 "  retry  {node}: attempt {} failed: {error}; next in {}",
                 attempt + 1,
                 secs(delay_ms)
@@ -118,16 +146,16 @@ impl EventSink for Progress {
                 ..
             } => {
                 if reused {
-                    self.line(&format!(
+                    self.line(pad, &format!(
                         "  done   {node}  (finished before the interruption; not run again)"
                     ));
                 } else if let Some(code) = exit_code {
-                    self.line(&format!(
+                    self.line(pad, &format!(
                         "  done   {node}  {}  command exited with {code}",
                         secs(duration_ms)
                     ));
                 } else {
-                    self.line(&format!(
+                    self.line(pad, &format!(
                         "  done   {node}  {}  tokens {tokens_in} in / {tokens_out} out{}  {}  tools {tool_calls}",
                         secs(duration_ms),
                         cache_text(cache_read_tokens, cache_write_tokens),
@@ -136,7 +164,7 @@ impl EventSink for Progress {
                 }
             }
             Event::NodeFailed { node, error, .. } => {
-                self.line(&format!("  FAILED {node}: {error}"))
+                self.line(pad, &format!("  FAILED {node}: {error}"))
             }
             Event::Routed {
                 from,
@@ -149,7 +177,7 @@ impl EventSink for Progress {
             } => {
                 // Plain edges are what the next step line shows; decisions are news.
                 if condition.is_some() || loop_max.is_some() {
-                    self.line(&format!(
+                    self.line(pad, &format!(
                         "  route  {}",
                         crate::route::route_line(
                             &from,
@@ -174,11 +202,11 @@ impl EventSink for Progress {
                 } else {
                     format!("{limit} requests at a time")
                 };
-                self.line(&format!(
+                self.line(pad, &format!(
                     "  rate   provider `{provider}` is rate limited (429): {at_once}; the other agents wait their turn"
                 ));
             }
-            Event::Warning { message } => self.line(&format!("warning: {message}")),
+            Event::Warning { message } => self.line(pad, &format!("warning: {message}")),
         }
     }
 }

@@ -272,7 +272,8 @@ impl Compiled {
     }
 
     /// Runs every agent on provider `name` instead of its own (e.g. `--provider anthropic`),
-    /// resolving each agent's model alias against that provider's `models`.
+    /// resolving each agent's model alias against that provider's `models`; so do the agents
+    /// of called pipelines.
     pub fn use_provider(&mut self, name: &str) -> Result<(), Diagnostic> {
         let Some(provider) = self.providers.get(name) else {
             let names: Vec<&str> = self.providers.keys().map(String::as_str).collect();
@@ -284,6 +285,15 @@ impl Compiled {
         for agent in self.agents.iter_mut().filter(|a| a.has_model()) {
             let choice = crate::providers::choose_model(provider, agent.model.requested.as_deref());
             agent.model = share_model(&mut models, choice);
+        }
+        // Called pipelines run on it too.
+        for agent in &mut self.agents {
+            if let Some(call) = &mut agent.call {
+                call.compiled.use_provider(name).map_err(|d| {
+                    let message = format!("in `{}` (called by `{}`): {}", call.file, agent.name, d.message);
+                    Diagnostic { message, ..d }
+                })?;
+            }
         }
         Ok(())
     }

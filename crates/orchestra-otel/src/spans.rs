@@ -340,6 +340,23 @@ impl SpanSink {
             Event::Warning { message } => {
                 st.session_event("warning", vec![KeyValue::new("orchestra.message", message)])
             }
+            // A child session (a call node's) appears as its start and end; its own spans are
+            // not part of this trace.
+            Event::Child { child, node, inner } => {
+                let (name, status) = match *inner {
+                    Event::SessionStarted { .. } => ("child_started", None),
+                    Event::SessionFinished { status, .. } => ("child_finished", Some(status)),
+                    _ => return,
+                };
+                let mut attrs = vec![
+                    KeyValue::new("orchestra.child_session", child),
+                    KeyValue::new("orchestra.call_node", node),
+                ];
+                if let Some(status) = status {
+                    attrs.push(KeyValue::new("orchestra.status", status));
+                }
+                st.session_event(name, attrs)
+            }
             Event::SessionFinished {
                 session,
                 status,

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use orchestra_graph::Compiled;
 use orchestra_store::SessionStatus;
 
+use crate::call_node::CallNodes;
 use crate::command_node::{COMMAND_GRACE, CommandNodes};
 use crate::engine::{DriveOptions, Engine};
 use crate::error::RuntimeError;
@@ -96,8 +97,10 @@ impl Engine {
                     // A chat waits for a human as long as it takes; its agent turns are timed
                     // by the harness.
                     // A command node's program is killed by its own timeout, which names it.
+                    // A call node's child times its own nodes.
                     let timeout = match a.mode {
                         orchestra_spec::Mode::Interactive => Duration::MAX,
+                        orchestra_spec::Mode::Autonomous if a.is_call() => Duration::MAX,
                         orchestra_spec::Mode::Autonomous if a.is_command() => {
                             a.timeout.0.saturating_add(COMMAND_GRACE)
                         }
@@ -142,10 +145,11 @@ impl Engine {
             self.repo_shas_at(id, pos.sched.step).await?
         };
         let nodes = CommandNodes::new(Arc::new(harness), Arc::clone(&compiled), git.roots());
+        let nodes = CallNodes::wrap(Arc::new(nodes), &compiled, self, opts);
         let (runner, hooks) = git.attach(
             &compiled,
             id,
-            Arc::new(nodes),
+            nodes,
             opts.tools.clone(),
             Arc::clone(&opts.events),
             &last_shas,

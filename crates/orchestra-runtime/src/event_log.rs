@@ -19,6 +19,17 @@ pub const EVENTS_VERSION: u32 = 1;
 /// `event` in its envelope: `{"v":1,"ts":"2026-12-03T09:33:15.123Z","session":"ID",
 /// "event":"node_started",...fields}`. `session` is `null` while the session is not known yet.
 pub fn envelope(event: &Event, session: Option<&str>, at: SystemTime) -> Value {
+    // A child session's event is its own line, naming the child and where it was called
+    // (the innermost call when children call children).
+    if let Event::Child { child, node, inner } = event {
+        let mut line = envelope(inner, Some(child), at);
+        if let Value::Object(m) = &mut line {
+            m.entry("parent_session")
+                .or_insert_with(|| session.map(str::to_owned).into());
+            m.entry("call_node").or_insert_with(|| node.clone().into());
+        }
+        return line;
+    }
     let mut line = Map::with_capacity(12);
     line.insert("v".into(), EVENTS_VERSION.into());
     line.insert(
@@ -36,7 +47,10 @@ pub fn envelope(event: &Event, session: Option<&str>, at: SystemTime) -> Value {
 /// Whether `event` belongs in an event log: everything but streamed text deltas (the model
 /// turn that follows carries what the text added up to).
 pub fn is_logged(event: &Event) -> bool {
-    !matches!(event, Event::Text { .. })
+    match event {
+        Event::Child { inner, .. } => is_logged(inner),
+        other => !matches!(other, Event::Text { .. }),
+    }
 }
 
 /// Called once, with the error, when an [`EventLog`] cannot write any more.

@@ -111,6 +111,17 @@ pub enum Event {
         /// What the person said (`/approve`, `/reject`, or text).
         text: String,
     },
+    /// An event of a child session, run by call node `node` of this session (in the JSON
+    /// lines of `--events`: the child's event itself, with the child's `session` and
+    /// `parent_session` and `call_node` added).
+    Child {
+        /// The child session's id.
+        child: String,
+        /// The call node of this session that runs it.
+        node: String,
+        /// What happened in the child.
+        inner: Box<Event>,
+    },
     /// A drive of the session ended.
     SessionFinished {
         /// Session id.

@@ -10,6 +10,7 @@
 //! `orchestra attach` or a web UI talk to a chat through. Everything else is internal.
 
 pub mod attach;
+mod call_node;
 mod command_node;
 mod drive;
 mod engine;

@@ -17,6 +17,22 @@ pub fn write_outputs(
     state: &State,
 ) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
+    for (name, text, path) in render_outputs(compiled, session, inputs, state)? {
+        write_file(&path, &text)
+            .map_err(|e| format!("output `{name}`: cannot write {}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The pipeline's output files as they are written from `state`: `(name, text, path)`.
+pub(crate) fn render_outputs(
+    compiled: &Compiled,
+    session: &str,
+    inputs: &Map<String, Value>,
+    state: &State,
+) -> Result<Vec<(String, String, PathBuf)>, String> {
+    let mut rendered = Vec::new();
     for (name, _, out) in compiled.outputs.iter() {
         let value = state.get(&out.from.value).unwrap_or(&Value::Null);
         let (text, ext) = match (value, &out.template) {
@@ -68,11 +84,9 @@ pub fn write_outputs(
             ));
         }
         let path = compiled.project_root.join(&rel);
-        write_file(&path, &text)
-            .map_err(|e| format!("output `{name}`: cannot write {}: {e}", path.display()))?;
-        written.push(path);
+        rendered.push((name.to_owned(), text, path));
     }
-    Ok(written)
+    Ok(rendered)
 }
 
 /// An output's text from its `template:`.

@@ -52,7 +52,7 @@ pub fn build_providers(
         ..orchestra_providers::BuildOptions::default()
     };
     let mut out: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-    for agent in compiled.agents.iter().filter(|a| !a.is_command()) {
+    for agent in compiled.agents.iter().filter(|a| a.has_model()) {
         let name = &agent.model.provider;
         if out.contains_key(name) {
             continue;
@@ -147,7 +147,7 @@ pub fn agent_plans(
     // Agents share their model's name (most pipelines use a handful of models).
     let mut models: HashMap<&str, Arc<str>> = HashMap::new();
     for agent in &compiled.agents {
-        if agent.is_command() {
+        if !agent.has_model() {
             plans.push(None);
             continue;
         }

@@ -43,6 +43,21 @@ impl Engine {
         name: Option<String>,
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
+        self.run_linked(id, compiled, inputs, name, None, opts)
+            .await
+    }
+
+    /// [`Engine::run_as`] of a child session when `parent` is `(parent session, call node)`.
+    pub(crate) async fn run_linked(
+        &self,
+        id: String,
+        compiled: Arc<Compiled>,
+        inputs: Map<String, Value>,
+        name: Option<String>,
+        parent: Option<(String, String)>,
+        opts: &DriveOptions,
+    ) -> Result<Outcome, RuntimeError> {
+        let (parent_session, parent_node) = parent.unzip();
         let (resolved, hash) =
             stored_pipeline(&compiled).map_err(|source| RuntimeError::Stored {
                 session: id.clone(),
@@ -57,9 +72,9 @@ impl Engine {
             pipeline_hash: hash,
             resolved,
             inputs: Value::Object(inputs.clone()),
-            parent_session: None,
+            parent_session,
             parent_checkpoint: None,
-            parent_node: None,
+            parent_node,
             created_at: orchestra_store::system_now_ms(),
         };
         self.store.call(move |s| s.create_session(&new)).await?;

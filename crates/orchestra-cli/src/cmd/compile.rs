@@ -116,7 +116,7 @@ fn prompts(c: &Compiled, args: &Args) -> io::Result<u8> {
     let inputs_v = Value::Object(given.values);
     let mut rendered: Vec<(String, String)> = Vec::new();
     // Command nodes run a program: they have no prompt.
-    for agent in c.agents.iter().filter(|a| !a.is_command()) {
+    for agent in c.agents.iter().filter(|a| a.has_model()) {
         match c.system_prompt(agent, &state, &inputs_v) {
             Ok(p) => rendered.push((agent.name.clone(), p)),
             Err(e) => {
