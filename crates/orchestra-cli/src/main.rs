@@ -1,5 +1,6 @@
 //! The `orchestra` binary: parse the command line, run one subcommand, exit with its code.
 
+mod children;
 mod cli;
 mod cmd;
 mod cost;

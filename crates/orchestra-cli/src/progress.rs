@@ -82,9 +82,10 @@ impl Progress {
                 pipeline,
                 from_step,
             } => match from_step {
-                Some(s) => self.line(pad, &format!(
-                    "resuming session {session} ({pipeline}) after checkpoint {s}"
-                )),
+                Some(s) => self.line(
+                    pad,
+                    &format!("resuming session {session} ({pipeline}) after checkpoint {s}"),
+                ),
                 None => self.line(pad, &format!("session {session} ({pipeline})")),
             },
             Event::StepStarted { step, nodes } => {
@@ -127,11 +128,14 @@ impl Progress {
                 error,
                 delay_ms,
                 ..
-            } => self.line(pad, &format!(
-                "  retry  {node}: attempt {} failed: {error}; next in {}",
-                attempt + 1,
-                secs(delay_ms)
-            )),
+            } => self.line(
+                pad,
+                &format!(
+                    "  retry  {node}: attempt {} failed: {error}; next in {}",
+                    attempt + 1,
+                    secs(delay_ms)
+                ),
+            ),
             Event::NodeFinished {
                 node,
                 duration_ms,
@@ -146,14 +150,20 @@ impl Progress {
                 ..
             } => {
                 if reused {
-                    self.line(pad, &format!(
-                        "  done   {node}  (finished before the interruption; not run again)"
-                    ));
+                    self.line(
+                        pad,
+                        &format!(
+                            "  done   {node}  (finished before the interruption; not run again)"
+                        ),
+                    );
                 } else if let Some(code) = exit_code {
-                    self.line(pad, &format!(
-                        "  done   {node}  {}  command exited with {code}",
-                        secs(duration_ms)
-                    ));
+                    self.line(
+                        pad,
+                        &format!(
+                            "  done   {node}  {}  command exited with {code}",
+                            secs(duration_ms)
+                        ),
+                    );
                 } else {
                     self.line(pad, &format!(
                         "  done   {node}  {}  tokens {tokens_in} in / {tokens_out} out{}  {}  tools {tool_calls}",
@@ -177,16 +187,19 @@ impl Progress {
             } => {
                 // Plain edges are what the next step line shows; decisions are news.
                 if condition.is_some() || loop_max.is_some() {
-                    self.line(pad, &format!(
-                        "  route  {}",
-                        crate::route::route_line(
-                            &from,
-                            decision.as_deref(),
-                            &targets,
-                            loop_round,
-                            loop_max
-                        )
-                    ));
+                    self.line(
+                        pad,
+                        &format!(
+                            "  route  {}",
+                            crate::route::route_line(
+                                &from,
+                                decision.as_deref(),
+                                &targets,
+                                loop_round,
+                                loop_max
+                            )
+                        ),
+                    );
                 }
             }
             // Not progress lines of their own.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use orchestra_prompts::check_inline;
-use orchestra_spec::{AgentSpec, Diagnostic, ProviderKind, Span, Spanned, display_path, span_at_path};
+use orchestra_spec::{
+    AgentSpec, Diagnostic, ProviderKind, Span, Spanned, display_path, span_at_path,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -122,18 +124,15 @@ impl AgentCtx<'_, '_> {
             let Some(input) = child.inputs.iter().find(|i| i.name == key) else {
                 let names: Vec<&str> = child.inputs.iter().map(|i| i.name.as_str()).collect();
                 diags.push(
-                    Diagnostic::error(format!(
-                        "`{}` has no input `{key}`",
-                        file.value
-                    ))
-                    .at(src, key_span)
-                    .with_label("not under the called pipeline's `inputs:`")
-                    .with_suggestions(key, names.iter().copied())
-                    .with_help(if names.is_empty() {
-                        "the called pipeline declares no inputs".to_owned()
-                    } else {
-                        format!("its inputs: {}", names.join(", "))
-                    }),
+                    Diagnostic::error(format!("`{}` has no input `{key}`", file.value))
+                        .at(src, key_span)
+                        .with_label("not under the called pipeline's `inputs:`")
+                        .with_suggestions(key, names.iter().copied())
+                        .with_help(if names.is_empty() {
+                            "the called pipeline declares no inputs".to_owned()
+                        } else {
+                            format!("its inputs: {}", names.join(", "))
+                        }),
                 );
                 continue;
             };
@@ -145,11 +144,7 @@ impl AgentCtx<'_, '_> {
                 diags.push(
                     Diagnostic::error(format!("invalid value for input `{}`: {why}", input.name))
                         .at(src, value.span)
-                        .with_label(format!(
-                            "`{}` takes {}",
-                            input.name,
-                            input.ty.article()
-                        )),
+                        .with_label(format!("`{}` takes {}", input.name, input.ty.article())),
                 );
             }
         }

@@ -290,7 +290,10 @@ impl Compiled {
         for agent in &mut self.agents {
             if let Some(call) = &mut agent.call {
                 call.compiled.use_provider(name).map_err(|d| {
-                    let message = format!("in `{}` (called by `{}`): {}", call.file, agent.name, d.message);
+                    let message = format!(
+                        "in `{}` (called by `{}`): {}",
+                        call.file, agent.name, d.message
+                    );
                     Diagnostic { message, ..d }
                 })?;
             }

@@ -21,6 +21,23 @@ use crate::ids::new_session_id;
 use crate::outcome::Finish;
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 
+/// The prefix of the parent's session meta keys naming its children: `call:NODE:STEP` -> id.
+pub const CALL_META: &str = "call:";
+
+/// A parent's child sessions as its session meta records them: `(child id, call node, step)`,
+/// by step.
+pub fn child_calls(meta: &Map<String, Value>) -> Vec<(String, String, u64)> {
+    let mut out: Vec<(String, String, u64)> = meta
+        .iter()
+        .filter_map(|(k, v)| {
+            let (node, step) = k.strip_prefix(CALL_META)?.rsplit_once(':')?;
+            Some((v.as_str()?.to_owned(), node.to_owned(), step.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.1.cmp(&b.1)));
+    out
+}
+
 /// Runs call nodes itself and every other agent with `inner`.
 pub(crate) struct CallNodes {
     inner: Arc<dyn NodeRunner>,
@@ -64,11 +81,7 @@ impl CallNodes {
         child: Arc<Compiled>,
     ) -> Result<NodeResult, NodeError> {
         let store = |e: RuntimeError| {
-            NodeError::Fatal(format!(
-                "call node `{}`: {}",
-                call.agent,
-                error_chain(&e)
-            ))
+            NodeError::Fatal(format!("call node `{}`: {}", call.agent, error_chain(&e)))
         };
         let id = self.child_id(call).await.map_err(store)?;
         let (sid, cid) = (id.clone(), id.clone());
@@ -193,7 +206,7 @@ impl CallNodes {
     /// The child session of this run of the call node: the one recorded in the parent's meta,
     /// else a new id, recorded before the child is created.
     async fn child_id(&self, call: &NodeCall) -> Result<String, RuntimeError> {
-        let key = format!("call:{}:{}", call.agent, call.step);
+        let key = format!("{CALL_META}{}:{}", call.agent, call.step);
         let parent = call.session.to_string();
         let fresh = new_session_id();
         let id = self
@@ -240,9 +253,7 @@ impl NodeRunner for CallNodes {
         let agent = self.compiled.agents.get(call.agent_idx);
         let child = self.children.get(call.agent_idx).and_then(Option::clone);
         match (agent.and_then(|a| a.call.as_deref().map(|c| (a, c))), child) {
-            (Some((agent, node)), Some(child)) => {
-                Box::pin(self.run_call(call, agent, node, child))
-            }
+            (Some((agent, node)), Some(child)) => Box::pin(self.run_call(call, agent, node, child)),
             _ => self.inner.run(call),
         }
     }
@@ -310,8 +321,10 @@ impl Spent {
         for r in runs {
             out.usage.input_tokens = out.usage.input_tokens.saturating_add(r.tokens_in);
             out.usage.output_tokens = out.usage.output_tokens.saturating_add(r.tokens_out);
-            out.usage.cache_read_tokens =
-                out.usage.cache_read_tokens.saturating_add(r.cache_read_tokens);
+            out.usage.cache_read_tokens = out
+                .usage
+                .cache_read_tokens
+                .saturating_add(r.cache_read_tokens);
             out.usage.cache_write_tokens = out
                 .usage
                 .cache_write_tokens

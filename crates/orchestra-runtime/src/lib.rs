@@ -36,6 +36,7 @@ mod session;
 mod store_worker;
 mod stored;
 
+pub use call_node::{CALL_META, child_calls};
 pub use engine::{DriveOptions, Engine, EnvLookup, LimitOverrides};
 pub use error::{RuntimeError, SetupError, error_chain};
 pub use event_log::{EVENTS_VERSION, EventLog, Fanout, OnFailure, envelope, is_logged};

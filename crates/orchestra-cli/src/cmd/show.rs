@@ -160,6 +160,8 @@ pub(crate) struct Shown {
     pub(crate) traced: bool,
     pub(crate) node: Option<String>,
     pub(crate) steps: Vec<StepView>,
+    /// Child sessions run by call nodes: `{id, node, step, pipeline, status, tokens}`.
+    pub(crate) children: Vec<Value>,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
@@ -213,10 +215,21 @@ pub(crate) async fn shown(
     let key = session.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
-    let (cps, runs, trace) = engine
+    let (cps, runs, trace, below) = engine
         .store()
-        .call(move |s| Ok((s.checkpoints(&sid)?, s.node_runs(&sid)?, s.trace(&sid)?)))
+        .call(move |s| {
+            let below: Vec<orchestra_store::SessionSummary> = s
+                .list_sessions(&orchestra_store::SessionFilter::default())?
+                .into_iter()
+                .filter(|x| x.parent_node.is_some() && x.parent_session.as_deref() == Some(&sid))
+                .collect();
+            Ok((s.checkpoints(&sid)?, s.node_runs(&sid)?, s.trace(&sid)?, below))
+        })
         .await?;
+    let children: Vec<Value> = crate::children::children_of(&rec, &below)
+        .into_iter()
+        .map(|(step, c)| crate::children::child_json(step, c))
+        .collect();
     let steps: Vec<u64> = cps.iter().map(|c| c.step).collect();
     let Some(&last) = steps.last() else {
         return Ok(Err(format!(
@@ -263,6 +276,7 @@ pub(crate) async fn shown(
         "pipeline_path": rec.pipeline_path, "status": rec.status.as_str(), "error": rec.error,
         "inputs": rec.inputs, "created_at": rec.created_at,
         "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
+        "parent_node": rec.parent_node,
     });
     if let Value::Object(m) = &mut session {
         m.retain(|_, v| !v.is_null());
@@ -276,6 +290,7 @@ pub(crate) async fn shown(
         traced,
         node: node.map(str::to_owned),
         steps: views,
+        children,
     }))
 }
 

@@ -160,7 +160,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
         "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9} {:>9}  NOTE",
         "SESSION", "PIPELINE", "STATUS", "STARTED", "STEPS", "CKPTS", "TOKENS", "COST"
     );
-    for s in &sessions {
+    for (depth, s) in &crate::children::tree(sessions) {
         let mut note = String::new();
         if let (Some(p), Some(c)) = (&s.parent_session, s.parent_checkpoint) {
             note.push_str(&format!("fork of {p} @ {c}"));
@@ -194,7 +194,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
         let _ = writeln!(
             out,
             "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9} {:>9}  {}",
-            s.id,
+            crate::children::id_cell(*depth, &s.id),
             s.pipeline,
             shown_status(s.status, s.lease_owner.as_deref()),
             when(s.created_at),
@@ -242,6 +242,7 @@ async fn detail(
         session_cost,
         commands,
         forks,
+        children,
     } = d;
     let _ = writeln!(out, "session   {}", rec.id);
     if let Some(n) = &rec.name {
@@ -282,6 +283,9 @@ async fn detail(
     let _ = writeln!(out, "updated   {}", when(rec.updated_at));
     if let (Some(p), Some(c)) = (&rec.parent_session, rec.parent_checkpoint) {
         let _ = writeln!(out, "forked    from {p} at checkpoint {c}");
+    }
+    if let (Some(p), Some(n)) = (&rec.parent_session, &rec.parent_node) {
+        let _ = writeln!(out, "called    by {p} (call node `{n}`)");
     }
     let own = usage
         .values()
@@ -371,6 +375,12 @@ async fn detail(
             u.errors,
             cost_cell(&u.cost)
         );
+    }
+    if !children.is_empty() {
+        let _ = writeln!(out, "\nchild sessions (call nodes):");
+        for (step, c) in &children {
+            let _ = writeln!(out, "  {}", crate::children::child_line(*step, c));
+        }
     }
     if !forks.is_empty() {
         let _ = writeln!(out, "\nforks:");

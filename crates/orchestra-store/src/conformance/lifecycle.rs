@@ -113,7 +113,11 @@ pub(super) fn child_sessions_name_their_parent_node(s: &mut dyn Store, cx: &Ctx)
 
     let r = s.session(&child).unwrap().unwrap();
     assert_eq!(
-        (r.parent_session.as_deref(), r.parent_node.as_deref(), r.parent_checkpoint),
+        (
+            r.parent_session.as_deref(),
+            r.parent_node.as_deref(),
+            r.parent_checkpoint
+        ),
         (Some(parent.as_str()), Some("design"), None)
     );
     assert_eq!(s.find_session(&fork).unwrap().parent_node, None);

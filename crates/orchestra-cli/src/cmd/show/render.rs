@@ -176,6 +176,22 @@ pub(super) fn text(w: &mut impl Write, s: &Shown) -> io::Result<()> {
                     route(w, "  ", r)?;
                 }
             }
+            if !s.children.is_empty() {
+                writeln!(w)?;
+                writeln!(w, "child sessions (call nodes; `orchestra show ID` shows one):")?;
+                for c in &s.children {
+                    let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("?");
+                    writeln!(
+                        w,
+                        "  {}  step {}  {}  {}  {}",
+                        text("node"),
+                        c.get("step").and_then(Value::as_u64).unwrap_or(0),
+                        text("id"),
+                        text("pipeline"),
+                        text("status")
+                    )?;
+                }
+            }
             writeln!(w)?;
             writeln!(w, "state at checkpoint {}:", s.checkpoint)?;
             let state = serde_json::to_string_pretty(&s.state).map_err(io::Error::other)?;

@@ -42,6 +42,8 @@ pub(crate) struct SessionRow {
     parent_session: Option<String>,
     /// The checkpoint of the parent it was forked at.
     parent_checkpoint: Option<u64>,
+    /// For a child session, the call node of `parent_session` that runs it.
+    parent_node: Option<String>,
     /// Why it failed, stopped, paused or was interrupted.
     error: Option<String>,
 }
@@ -63,6 +65,7 @@ impl From<&SessionSummary> for SessionRow {
             cost_partial: s.cost.is_partial(),
             parent_session: s.parent_session.clone(),
             parent_checkpoint: s.parent_checkpoint,
+            parent_node: s.parent_node.clone(),
             error: s.error.clone(),
         }
     }
@@ -93,25 +96,35 @@ pub(super) struct Detail {
     /// The command nodes of the stored pipeline (no model: their tokens are 0 by nature).
     pub(super) commands: Vec<String>,
     pub(super) forks: Vec<SessionSummary>,
+    /// Its child sessions (run by call nodes), with the step that called each.
+    pub(super) children: Vec<(u64, SessionSummary)>,
 }
 
 pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestra_runtime::RuntimeError> {
     let key = id.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
-    let (cps, runs, forks) = engine
+    let (cps, runs, below) = engine
         .store()
         .call(move |s| {
             let cps = s.checkpoints(&sid)?;
             let runs = s.node_runs(&sid)?;
-            let forks: Vec<SessionSummary> = s
+            let below: Vec<SessionSummary> = s
                 .list_sessions(&SessionFilter::default())?
                 .into_iter()
                 .filter(|x| x.parent_session.as_deref() == Some(sid.as_str()))
                 .collect();
-            Ok((cps, runs, forks))
+            Ok((cps, runs, below))
         })
         .await?;
+    let children: Vec<(u64, SessionSummary)> = crate::children::children_of(&rec, &below)
+        .into_iter()
+        .map(|(step, c)| (step, c.clone()))
+        .collect();
+    let forks: Vec<SessionSummary> = below
+        .into_iter()
+        .filter(|x| x.parent_node.is_none())
+        .collect();
     let now = system_now_ms();
     let lease_owner = rec.lease_holder(now).map(str::to_owned);
     let status = shown_status(rec.status, lease_owner.as_deref());
@@ -151,6 +164,7 @@ pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestr
         session_cost,
         commands,
         forks,
+        children,
     })
 }
 
@@ -165,11 +179,14 @@ impl Detail {
             session_cost,
             commands,
             forks,
+            children,
         } = self;
         json!({
             "id": rec.id, "name": rec.name, "pipeline": rec.pipeline, "pipeline_path": rec.pipeline_path,
             "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
             "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
+            "parent_node": rec.parent_node,
+            "children": children.iter().map(|(step, c)| crate::children::child_json(*step, c)).collect::<Vec<_>>(),
             "tokens": usage.values().fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
             "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
             "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
