@@ -279,6 +279,23 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         writes_and_errors(o, c, a);
         return;
     }
+    if let Some(call) = &a.call {
+        let child = &call.compiled;
+        let _ = writeln!(
+            o,
+            "    calls        {} (pipeline `{}`, {} agents; runs as a child session)",
+            call.file,
+            child.name,
+            child.agents.len()
+        );
+        for (k, v) in &call.with {
+            let v = v.as_str().map_or_else(|| v.to_string(), |s| format!("{s:?}"));
+            let _ = writeln!(o, "    with         {k} = {v}");
+        }
+        writes_and_errors(o, c, a);
+        let _ = writeln!(o, "    runs         retries {}", a.retries);
+        return;
+    }
     let m = &a.model;
     let _ = writeln!(o, "    provider     {} ({})", m.provider, kind_name(m.kind));
     let model = match (&m.model, &m.alias) {
@@ -373,7 +390,7 @@ fn writes_and_errors(o: &mut String, c: &Compiled, a: &ResolvedAgent) {
             .collect();
         let _ = writeln!(o, "    writes       {}", w.join(", "));
     }
-    if a.command.is_none() {
+    if a.has_model() {
         if !a.write_repos.is_empty() {
             let _ = writeln!(o, "    changes      {}", a.write_repos.join(", "));
         }
