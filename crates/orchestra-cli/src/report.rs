@@ -283,10 +283,11 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
         let child = &call.compiled;
         let _ = writeln!(
             o,
-            "    calls        {} (pipeline `{}`, {} agents; runs as a child session)",
+            "    calls        {} (pipeline `{}`, {} agent{}; runs as a child session)",
             call.file,
             child.name,
-            child.agents.len()
+            child.agents.len(),
+            if child.agents.len() == 1 { "" } else { "s" }
         );
         for (k, v) in &call.with {
             let v = v.as_str().map_or_else(|| v.to_string(), |s| format!("{s:?}"));
