@@ -6,6 +6,7 @@
 
 mod bad_output;
 pub(crate) mod binary;
+mod calls;
 mod cli_agents;
 mod command_nodes;
 pub(crate) mod common;

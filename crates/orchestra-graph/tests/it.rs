@@ -4,6 +4,7 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
 mod it {
+    mod call;
     mod command;
     mod discovery;
     mod pr_review;
