@@ -169,7 +169,10 @@ fn a_sigkill_in_a_child_session_resumes_the_child_then_the_parent() {
     );
     let notes = out["state"]["child_notes"].as_array().unwrap();
     assert_eq!(notes.len(), 3, "{notes:?}");
-    assert!(notes[0].as_str().unwrap().starts_with("one saw "), "{notes:?}");
+    assert!(
+        notes[0].as_str().unwrap().starts_with("one saw "),
+        "{notes:?}"
+    );
     assert_eq!(notes[1], "through the gate");
     // Still the one child, completed, resumed rather than started again.
     let children: Vec<Value> = p
@@ -250,7 +253,12 @@ fn the_design_plan_impl_example_runs_offline_end_to_end() {
     let report = out["outputs"][0].as_str().unwrap();
     let text = std::fs::read_to_string(dir.path().join(report)).unwrap();
     assert!(text.starts_with("# resume provider sessions"), "{text}");
-    for section in ["## Design", "## Plan", "## Implementation", "4 review rounds"] {
+    for section in [
+        "## Design",
+        "## Plan",
+        "## Implementation",
+        "4 review rounds",
+    ] {
         assert!(text.contains(section), "{section}: {text}");
     }
 

@@ -40,12 +40,7 @@ impl Progress {
 
 impl EventSink for Progress {
     fn emit(&self, event: Event) {
-        if self.quiet
-            && !matches!(
-                event,
-                Event::Warning { .. } | Event::NodeFailed { .. } | Event::RateLimited { .. }
-            )
-        {
+        if self.quiet && !shown_when_quiet(&event) {
             return;
         }
         self.show(event, "");
@@ -221,6 +216,17 @@ impl Progress {
             }
             Event::Warning { message } => self.line(pad, &format!("warning: {message}")),
         }
+    }
+}
+
+/// Whether `--quiet` still prints `event` (also when a child session's).
+fn shown_when_quiet(event: &Event) -> bool {
+    match event {
+        Event::Child { inner, .. } => shown_when_quiet(inner),
+        other => matches!(
+            other,
+            Event::Warning { .. } | Event::NodeFailed { .. } | Event::RateLimited { .. }
+        ),
     }
 }
 

@@ -290,7 +290,9 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
             if child.agents.len() == 1 { "" } else { "s" }
         );
         for (k, v) in &call.with {
-            let v = v.as_str().map_or_else(|| v.to_string(), |s| format!("{s:?}"));
+            let v = v
+                .as_str()
+                .map_or_else(|| v.to_string(), |s| format!("{s:?}"));
             let _ = writeln!(o, "    with         {k} = {v}");
         }
         writes_and_errors(o, c, a);
