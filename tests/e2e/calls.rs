@@ -368,3 +368,73 @@ fn a_failing_child_is_an_error_of_its_call_node() {
     assert_eq!(out["state"]["errors"], json!([]));
     assert!(out["state"].get("handled").is_none_or(Value::is_null));
 }
+
+#[test]
+fn a_child_waiting_for_a_human_pauses_its_parent_and_attach_goes_on_with_its_chat() {
+    let p = Project::new();
+    p.write(
+        "chat-parent.yaml",
+        "name: chat-parent\nstate: { verdict: { type: string } }\nagents:\n  ask: { call: chat-child.yaml, writes: { verdict: /verdict } }\ngraph:\n  - { from: START, to: ask }\n  - { from: ask, to: END }\n",
+    );
+    p.write(
+        "chat-child.yaml",
+        "name: chat-child\nstate: { verdict: { type: string } }\nagents:\n  review: { mode: interactive, task: { text: review it }, writes: { verdict: /verdict } }\ngraph:\n  - { from: START, to: review }\n  - { from: review, to: END }\n",
+    );
+    let run = p.run(&["run", "chat-parent.yaml", "--detach"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let sessions = p.sessions();
+    let status_of = |pipeline: &str| {
+        sessions
+            .iter()
+            .find(|s| s["pipeline"] == pipeline)
+            .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].clone()))
+            .unwrap()
+    };
+    let (pid, parent) = status_of("chat-parent");
+    let (cid, child) = status_of("chat-child");
+    assert_eq!((parent, child), (json!("paused"), json!("paused")));
+    assert!(
+        p.status(&pid)["error"]
+            .as_str()
+            .unwrap()
+            .contains("`review` waits for a human"),
+        "{}",
+        p.status(&pid)
+    );
+
+    // Attaching to the parent resumes it here, and the child's chat with it.
+    use std::io::Write as _;
+    let mut attach = p
+        .command(&["attach", &pid])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    attach
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/approve fine\n")
+        .unwrap();
+    let out = attach.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let done = p.status(&pid);
+    assert_eq!(done["status"], "completed", "{text}");
+    let state = p.run(&["show", &pid, "--json"]);
+    let state: Value = serde_json::from_str(&state.stdout).unwrap();
+    assert_eq!(state["state"]["verdict"], "approve");
+    let children: Vec<Value> = p
+        .sessions()
+        .into_iter()
+        .filter(|s| s["pipeline"] == "chat-child")
+        .collect();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0]["id"], cid.as_str());
+    assert_eq!(children[0]["status"], "completed");
+}
