@@ -161,6 +161,7 @@ fn json_outcomes_and_status_have_every_field() {
             "id",
             "name",
             "parent_checkpoint",
+            "parent_node",
             "parent_session",
             "pipeline",
             "status",

@@ -93,6 +93,8 @@ impl AgentCtx<'_, '_> {
             ("command", agent.command.is_some()),
             ("repo", agent.repo.is_some()),
             ("env", !agent.env.is_empty()),
+            // The child's agents have their own timeouts; the call waits for the child.
+            ("timeout", agent.timeout.is_some()),
         ] {
             if set {
                 given.push(key);

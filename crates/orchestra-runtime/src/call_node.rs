@@ -162,7 +162,7 @@ impl CallNodes {
                 }
                 Finish::Paused { node: waiting, .. } => {
                     return Err(NodeError::Pause(failed(format!(
-                        "paused: `{waiting}` waits for a human; resume the session in a terminal"
+                        "paused: `{waiting}` waits for a human"
                     ))));
                 }
                 Finish::Interrupted => {

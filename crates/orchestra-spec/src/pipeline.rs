@@ -347,7 +347,7 @@ pub struct AgentSpec {
     /// `writes: { doc: /outputs/doc }` or `{ design: /design }` read it. The child's failure
     /// is the node's (its `retries` and `on_error` apply); its tokens and cost count in the
     /// caller's. Not with `role`, `persona`, `personality`, `task`, `model`, `provider`,
-    /// `tools`, `output`, `mode`, `max_turns` or `command`.
+    /// `tools`, `output`, `mode`, `max_turns`, `command`, `repo`, `env` or `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<Spanned<String>>,
     /// A call node's inputs for the child: input name -> value. A string is a minijinja
