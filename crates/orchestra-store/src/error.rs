@@ -105,6 +105,19 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The database server cannot be reached or refuses the connection: nothing listens at its
+    /// address, it does not answer in time, the authentication fails, the database does not
+    /// exist.
+    #[error("cannot connect to database {database}: {reason}")]
+    Unreachable {
+        /// The database, as people name it (a URL without its password).
+        database: String,
+        /// What went wrong, for people (`connection refused by 127.0.0.1:5432; ...`).
+        reason: String,
+        /// The backend's error, when the reason does not say it all.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The directory that should hold the database could not be created.
     #[error("failed to create directory {} for the database", path.display())]
     CreateDir {
@@ -150,8 +163,9 @@ pub enum StoreError {
 pub enum ErrorClass {
     /// The user named something that does not exist or is ambiguous (exit code 2).
     Usage,
-    /// The database belongs to a newer binary, is not an orchestra database, or cannot be
-    /// written (exit code 2: the user points at another database or fixes this one).
+    /// The database belongs to a newer binary, is not an orchestra database, cannot be
+    /// written or cannot be reached (exit code 2: the user points at another database or fixes
+    /// this one).
     BadDatabase,
     /// The database is busy (exit code 4 territory; the caller may retry).
     Busy,
@@ -164,9 +178,10 @@ impl StoreError {
     pub fn exit_class(&self) -> ErrorClass {
         match self {
             Self::NotFound { .. } | Self::Ambiguous { .. } => ErrorClass::Usage,
-            Self::TooNew { .. } | Self::Corrupt { .. } | Self::ReadOnly { .. } => {
-                ErrorClass::BadDatabase
-            }
+            Self::TooNew { .. }
+            | Self::Corrupt { .. }
+            | Self::ReadOnly { .. }
+            | Self::Unreachable { .. } => ErrorClass::BadDatabase,
             Self::Busy { .. } => ErrorClass::Busy,
             Self::AlreadyExists { .. }
             | Self::CheckpointExists { .. }

@@ -1,0 +1,310 @@
+//! `PgStore`: the [`Store`] of Orchestra on PostgreSQL, for teams that keep every session in
+//! one server database (rust-postgres: the blocking `postgres` client over `tokio-postgres`).
+//!
+//! - **Where.** A `postgres://` URL; its password comes from the URL or `PGPASSWORD`, and is
+//!   never shown: errors name the database by [`mask_password`] of the URL.
+//! - **Schema.** Tables live in the schema `orchestra` of the database, at a version recorded
+//!   in `orchestra.schema_version`; the first connection creates them, and connections that
+//!   start together migrate once (an advisory lock, see `schema`).
+//! - **Threads.** The `Store` trait is synchronous; the connection lives on a thread of its own
+//!   (see `conn`), so a store call blocks its caller, never a runtime.
+//! - **Durability.** Every write is one transaction, committed when the method returns.
+
+mod conn;
+mod ctx;
+mod schema;
+mod sessions;
+mod steps;
+mod trace;
+mod url;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use serde_json::Value;
+
+use orchestra_store::validate;
+use orchestra_store::{
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
+    SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord,
+    TraceRecord,
+};
+use orchestra_store::{Clock, Store, StoreError};
+
+use crate::conn::Conn;
+use crate::ctx::Ctx;
+pub use crate::schema::{SCHEMA, SCHEMA_VERSION};
+pub use crate::url::{is_postgres_url, mask_password};
+
+/// How long connecting waits for the server when the URL sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a statement waits for a lock another connection holds before failing with
+/// [`StoreError::Busy`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of [`PgStore::connect_with`].
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// The password when the URL has none (the CLI passes `PGPASSWORD`).
+    pub password: Option<String>,
+    /// How long connecting waits when the URL sets no `connect_timeout`.
+    pub connect_timeout: Duration,
+    /// How long a statement waits for a lock.
+    pub lock_timeout: Duration,
+    /// The clock for `updated_at` and leases.
+    pub clock: Clock,
+}
+
+impl Default for PgOptions {
+    /// The password from `PGPASSWORD`, the default timeouts, the system clock.
+    fn default() -> Self {
+        Self {
+            password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The PostgreSQL implementation of [`Store`]: one connection, on a thread of its own. Open one
+/// per process; processes coordinate through the server.
+#[derive(Debug)]
+pub struct PgStore {
+    conn: Conn,
+    database: String,
+    clock: Clock,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (password from the URL or `PGPASSWORD`) and brings
+    /// its schema up to date.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PgOptions::default())
+    }
+
+    /// Connects with `options`.
+    ///
+    /// Fails with [`StoreError::Unreachable`] when the server cannot be reached or refuses the
+    /// connection (naming `host:port` and why), [`StoreError::TooNew`] for a schema written by
+    /// a newer orchestra and [`StoreError::Corrupt`] when the schema `orchestra` holds another
+    /// program's tables.
+    pub fn connect_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        let database = mask_password(url);
+        let config = url::config(url, options.password.as_deref(), options.connect_timeout)
+            .map_err(|e| StoreError::Unreachable {
+                database: database.clone(),
+                reason: format!("the URL is not a valid PostgreSQL URL ({e})"),
+                source: None,
+            })?;
+        let ctx = Ctx::new(database.clone(), &config, options.lock_timeout);
+        let lock_ms = options.lock_timeout.as_millis();
+        let conn = Conn::start(ctx, move |ctx| {
+            let mut client: Client = config.connect(NoTls).map_err(ctx.err("connect"))?;
+            client
+                .batch_execute(&format!("SET lock_timeout = {lock_ms}"))
+                .map_err(ctx.err("set the lock timeout"))?;
+            schema::migrate(&mut client, ctx)?;
+            tracing::debug!(database = %ctx.database, "connected to the session database");
+            Ok(client)
+        })?;
+        Ok(Self {
+            conn,
+            database,
+            clock: options.clock,
+        })
+    }
+
+    /// Uses `clock` for `updated_at` and lease expiry.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The database URL, without its password.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Store for PgStore {
+    fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
+        validate::new_session(s)?;
+        let (s, now) = (s.clone(), self.now());
+        self.conn.call(move |c, cx| sessions::create(c, cx, &s, now))
+    }
+
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.conn.call(move |c, cx| sessions::get(c, cx, &id))
+    }
+
+    fn find_session(&self, id_or_prefix: &str) -> Result<SessionRecord, StoreError> {
+        let q = id_or_prefix.to_owned();
+        self.conn.call(move |c, cx| sessions::find(c, cx, &q))
+    }
+
+    fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>, StoreError> {
+        let (f, now) = (filter.clone(), self.now());
+        self.conn.call(move |c, cx| sessions::list(c, cx, &f, now))
+    }
+
+    fn set_status(
+        &mut self,
+        id: &str,
+        status: SessionStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, error, now) = (id.to_owned(), error.map(str::to_owned), self.now());
+        self.conn
+            .call(move |c, cx| sessions::set_status(c, cx, &id, status, error.as_deref(), now))
+    }
+
+    fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError> {
+        let (id, key, value, now) = (id.to_owned(), key.to_owned(), value.clone(), self.now());
+        self.conn
+            .call(move |c, cx| sessions::set_meta(c, cx, &id, &key, &value, now))
+    }
+
+    fn acquire_lease(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let now = self.now();
+        let until = validate::lease_until(now, ttl);
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.conn
+            .call(move |c, cx| sessions::acquire_lease(c, cx, &id, &owner, now, until))
+    }
+
+    fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let until = validate::lease_until(self.now(), ttl);
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.conn
+            .call(move |c, cx| sessions::renew_lease(c, cx, &id, &owner, until))
+    }
+
+    fn release_lease(&mut self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.conn
+            .call(move |c, cx| sessions::release_lease(c, cx, &id, &owner))
+    }
+
+    fn record_results(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+    ) -> Result<(), StoreError> {
+        let (tasks, runs) = (tasks.to_vec(), runs.to_vec());
+        self.conn
+            .call(move |c, cx| steps::record_results(c, cx, &tasks, &runs))
+    }
+
+    fn task_records(
+        &self,
+        session: &str,
+        steps: RangeInclusive<u64>,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let session = session.to_owned();
+        let (lo, hi) = steps.into_inner();
+        self.conn
+            .call(move |c, cx| steps::task_records(c, cx, &session, lo, hi))
+    }
+
+    fn commit_checkpoint(&mut self, cp: &CheckpointRecord) -> Result<(), StoreError> {
+        validate::checkpoint(cp)?;
+        let (cp, now) = (cp.clone(), self.now());
+        self.conn
+            .call(move |c, cx| steps::commit_checkpoint(c, cx, &cp, now))
+    }
+
+    fn commit_step(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        cp: &CheckpointRecord,
+    ) -> Result<(), StoreError> {
+        let (tasks, runs, cp, now) = (tasks.to_vec(), runs.to_vec(), cp.clone(), self.now());
+        self.conn
+            .call(move |c, cx| steps::commit_step(c, cx, &tasks, &runs, &cp, now))
+    }
+
+    fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError> {
+        let session = session.to_owned();
+        self.conn
+            .call(move |c, cx| steps::checkpoints(c, cx, &session))
+    }
+
+    fn checkpoint(&self, session: &str, step: u64) -> Result<Option<CheckpointRecord>, StoreError> {
+        let session = session.to_owned();
+        self.conn
+            .call(move |c, cx| steps::checkpoint(c, cx, &session, step, false))
+    }
+
+    fn latest_snapshot_at_or_before(
+        &self,
+        session: &str,
+        step: u64,
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
+        let session = session.to_owned();
+        self.conn
+            .call(move |c, cx| steps::checkpoint(c, cx, &session, step, true))
+    }
+
+    fn node_runs(&self, session: &str) -> Result<Vec<NodeRunRecord>, StoreError> {
+        let session = session.to_owned();
+        self.conn
+            .call(move |c, cx| steps::node_runs(c, cx, &session))
+    }
+
+    fn record_trace(&mut self, trace: &[TraceRecord]) -> Result<(), StoreError> {
+        let trace = trace.to_vec();
+        self.conn
+            .call(move |c, cx| trace::record(c, cx, &[], &[], &trace))
+    }
+
+    fn record_results_traced(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+    ) -> Result<(), StoreError> {
+        let (tasks, runs, trace) = (tasks.to_vec(), runs.to_vec(), trace.to_vec());
+        self.conn
+            .call(move |c, cx| trace::record(c, cx, &tasks, &runs, &trace))
+    }
+
+    fn trace(&self, session: &str) -> Result<SessionTrace, StoreError> {
+        let session = session.to_owned();
+        self.conn.call(move |c, cx| trace::read(c, cx, &session))
+    }
+
+    fn append_message(&mut self, m: &ChatMessageRecord) -> Result<(), StoreError> {
+        let m = m.clone();
+        self.conn
+            .call(move |c, cx| steps::append_message(c, cx, &m))
+    }
+
+    fn messages(&self, session: &str, node: &str) -> Result<Vec<ChatMessageRecord>, StoreError> {
+        let (session, node) = (session.to_owned(), node.to_owned());
+        self.conn
+            .call(move |c, cx| steps::messages(c, cx, &session, &node))
+    }
+
+    fn delete_session(&mut self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.conn.call(move |c, cx| sessions::delete(c, cx, &id))
+    }
+}

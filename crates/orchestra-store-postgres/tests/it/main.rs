@@ -1,0 +1,4 @@
+//! Tests of the PostgreSQL store against a real server (see `orchestra_store_postgres::testing`).
+
+mod conformance;
+mod connect;
