@@ -116,7 +116,7 @@ impl Ctx {
         if e.is_closed() {
             return Some(format!("the connection to {server} was closed"));
         }
-        let text = e.to_string();
+        let text = chain(e);
         if let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>())
         {
             return Some(match io.kind() {
@@ -245,6 +245,18 @@ impl Cols<'_> {
         v.parse()
             .map_err(|e| self.cx.corrupt(self.op, format!("column {i}: {e}")))
     }
+}
+
+/// An error and its causes, `: `-separated (`invalid configuration: password missing`).
+fn chain(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// `value` as JSON text.

@@ -30,3 +30,140 @@ fn processes_starting_together_migrate_a_new_database_once() {
     let want: Vec<i32> = (1..=i32::try_from(SCHEMA_VERSION).unwrap()).collect();
     assert_eq!(versions, want, "each migration applied once");
 }
+
+fn options() -> PgOptions {
+    PgOptions {
+        password: None,
+        ..PgOptions::default()
+    }
+}
+
+fn unreachable(e: &StoreError) -> &str {
+    match e {
+        StoreError::Unreachable { reason, .. } => reason,
+        other => panic!("not an unreachable database: {other:?}"),
+    }
+}
+
+#[test]
+fn a_database_of_a_newer_orchestra_is_refused() {
+    let url = fresh_database();
+    drop(PgStore::connect(&url).unwrap());
+    admin(&url)
+        .execute(
+            "INSERT INTO orchestra.schema_version VALUES ($1, 0)",
+            &[&i32::try_from(SCHEMA_VERSION + 1).unwrap()],
+        )
+        .unwrap();
+    let e = PgStore::connect(&url).unwrap_err();
+    assert!(
+        matches!(e, StoreError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains(&server().unwrap().password));
+}
+
+#[test]
+fn another_programs_tables_in_the_orchestra_schema_are_refused() {
+    let url = fresh_database();
+    admin(&url)
+        .batch_execute("CREATE SCHEMA orchestra; CREATE TABLE orchestra.sessions (x INT)")
+        .unwrap();
+    let e = PgStore::connect(&url).unwrap_err();
+    assert!(
+        e.to_string().contains("holds tables of another program"),
+        "{e}"
+    );
+    // Nothing was created beside them.
+    let n: i64 = admin(&url)
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'orchestra'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn the_password_comes_from_the_url_or_the_option_and_is_never_shown() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    // In the URL.
+    let mut s = PgStore::connect_with(&server.url(&db), options()).unwrap();
+    assert!(!s.database().contains(&server.password), "{}", s.database());
+    assert!(s.database().contains(":***@127.0.0.1:"), "{}", s.database());
+    s.create_session(&orchestra_store::conformance::new_session("pw-url", 1))
+        .unwrap();
+    drop(s);
+    // From PGPASSWORD (the CLI passes it as the option).
+    let s = PgStore::connect_with(
+        &server.url_without_password(&db),
+        PgOptions {
+            password: Some(server.password.clone()),
+            ..options()
+        },
+    )
+    .unwrap();
+    assert!(s.session("pw-url").unwrap().is_some());
+    // Missing or wrong: the error says so, names the user and the server, hides the password.
+    let e = PgStore::connect_with(&server.url_without_password(&db), options()).unwrap_err();
+    let reason = unreachable(&e);
+    assert!(reason.contains("asks user `postgres` for a password"), "{e}");
+    let wrong = server.url(&db).replace(&server.password, "not-the-password");
+    let e = PgStore::connect_with(&wrong, options()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("authentication failed for user `postgres`"), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{}", server.port)), "{msg}");
+    assert!(!msg.contains("not-the-password"), "{msg}");
+    assert_eq!(e.exit_class(), orchestra_store::ErrorClass::BadDatabase);
+}
+
+#[test]
+fn an_unknown_database_or_a_closed_port_is_named() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let e = PgStore::connect_with(&server.url("no_such_db"), options()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("database \"no_such_db\" does not exist"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&server.password), "{msg}");
+    // A port nothing listens on (bound and released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://me:hunter2@127.0.0.1:{port}/o");
+    let e = PgStore::connect_with(&url, options()).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "cannot connect to database postgres://me:***@127.0.0.1:{port}/o: connection \
+             refused by 127.0.0.1:{port}; is the PostgreSQL server running there?"
+        )
+    );
+    let e = PgStore::connect_with("postgres://me:hunter2@127.0.0.1:notaport/o", options())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("is not a valid PostgreSQL URL") && !e.to_string().contains("hunter2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_store_can_be_called_from_inside_a_tokio_runtime() {
+    // The connection has its own thread, so a call from a thread that drives a runtime works
+    // (rust-postgres's client, called there directly, panics: it runs a runtime of its own).
+    let url = fresh_database();
+    let mut s = PgStore::connect(&url).unwrap();
+    s.create_session(&orchestra_store::conformance::new_session("rt", 1))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async move { s.list_sessions(&Default::default()).map(|l| l.len()) });
+    assert_eq!(got.unwrap(), 1);
+}
