@@ -30,6 +30,7 @@ mod limits;
 mod mcp_server;
 mod otlp;
 mod pipelines;
+mod postgres;
 pub(crate) mod project;
 mod provider_faults;
 pub(crate) mod pty;

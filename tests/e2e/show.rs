@@ -25,7 +25,7 @@ fn reviewed() -> (Repo, String, super::common::Run) {
 }
 
 /// The text with the session id and the durations (`12ms`, `1.5s`) redacted.
-fn redact(text: &str, id: &str) -> String {
+pub(crate) fn redact(text: &str, id: &str) -> String {
     let duration = |w: &str| {
         let num = w.strip_suffix("ms").or_else(|| w.strip_suffix('s'));
         num.is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))

@@ -171,26 +171,29 @@ fn the_database_is_a_path_or_a_url() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| orchestra(dir.path(), dir.path(), args);
 
+    // A PostgreSQL URL is opened (nothing listens at this loopback port); its password is
+    // never shown.
+    let port = closed_port();
     let pg = run(&[
         "status",
         "--db",
-        "postgres://me:secret@db.example/orchestra",
+        &format!("postgres://me:secret@127.0.0.1:{port}/orchestra"),
     ]);
     assert_eq!(pg.code, 2, "{}", pg.transcript());
-    assert!(
-        pg.stderr
-            .starts_with("error: PostgreSQL databases are not supported by this build yet"),
-        "{}",
-        pg.stderr
+    assert_eq!(
+        pg.stderr,
+        format!(
+            "error: cannot connect to database postgres://me:***@127.0.0.1:{port}/orchestra: \
+             connection refused by 127.0.0.1:{port}; is the PostgreSQL server running there?\n"
+        )
     );
-    assert!(!pg.stderr.contains("secret"), "{}", pg.stderr);
 
-    let other = run(&["cleanup", "--db", "mysql://db.example/o"]);
+    let other = run(&["cleanup", "--db", "mysql://me:secret@db.example/o"]);
     assert_eq!(other.code, 2, "{}", other.transcript());
     assert!(
         other
             .stderr
-            .contains("unsupported database `mysql://db.example/o`"),
+            .contains("unsupported database `mysql://me:***@db.example/o`"),
         "{}",
         other.stderr
     );
@@ -215,14 +218,25 @@ fn the_database_is_a_path_or_a_url() {
     // The project's `database:` takes the same values.
     std::fs::write(
         dir.path().join("orchestra.yaml"),
-        "database: postgresql://db.example/orchestra\n",
+        format!("database: postgresql://127.0.0.1:{port}/orchestra\n"),
     )
     .unwrap();
     let pg = run(&["status"]);
     assert_eq!(pg.code, 2, "{}", pg.transcript());
     assert!(
-        pg.stderr.contains("PostgreSQL databases are not supported"),
+        pg.stderr.starts_with(&format!(
+            "error: cannot connect to database postgresql://127.0.0.1:{port}/orchestra: \
+             connection refused"
+        )),
         "{}",
         pg.stderr
     );
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub(crate) fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }

@@ -182,7 +182,13 @@ impl DriveArgs {
             } else {
                 local_human(self.detach)
             };
-            Host::start(db, id, command, local, no_human)
+            Host::start(
+                &crate::store::socket_anchor(db, engine.root()),
+                id,
+                command,
+                local,
+                no_human,
+            )
         });
         if let Some(h) = &host {
             h.wire(&mut opts);

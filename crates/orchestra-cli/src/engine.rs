@@ -23,6 +23,9 @@ use crate::{diag, exit, store};
 
 pub(crate) use crate::progress::Progress;
 
+/// The environment variable that names the session database when `--db` does not.
+pub(crate) const DATABASE_ENV: &str = "ORCHESTRA_DATABASE";
+
 /// The database of the project around `dir`: `database:` of its `orchestra.yaml` (a path
 /// relative to that file, or a URL), else `.orchestra/orchestra.db` under `dir`. An
 /// `orchestra.yaml` that cannot be read is an error (it would silently point elsewhere than
@@ -39,23 +42,25 @@ pub(crate) fn database_for(dir: &Path) -> Result<PathBuf, Diagnostic> {
 }
 
 /// The `database:` of a project's `orchestra.yaml`: a SQLite file relative to the project root,
-/// or the value as it is (a database of another kind, refused when it is opened).
+/// a PostgreSQL URL, or the value as it is (a database of another kind, refused when it is
+/// opened).
 pub(crate) fn project_database(root: &Path, database: &str) -> PathBuf {
     match store::locate(database.as_ref(), root) {
-        Ok(location) => location.path().to_owned(),
+        Ok(location) => location.value(),
         Err(_) => PathBuf::from(database),
     }
 }
 
-/// The SQLite file of `db` (a path or URL); the reason it has none printed, as an exit code.
-pub(crate) fn sqlite_file(db: &Path) -> io::Result<Result<PathBuf, u8>> {
-    sqlite_file_to(&mut io::stderr().lock(), db)
+/// The database `db` names (a path or URL): the SQLite file or the PostgreSQL URL; the reason
+/// it names none printed, as an exit code.
+pub(crate) fn locate_db(db: &Path) -> io::Result<Result<PathBuf, u8>> {
+    locate_db_to(&mut io::stderr().lock(), db)
 }
 
-/// [`sqlite_file`], the reason written to `err`.
-pub(crate) fn sqlite_file_to(err: &mut dyn Write, db: &Path) -> io::Result<Result<PathBuf, u8>> {
+/// [`locate_db`], the reason written to `err`.
+pub(crate) fn locate_db_to(err: &mut dyn Write, db: &Path) -> io::Result<Result<PathBuf, u8>> {
     match store::locate(db.as_os_str(), Path::new("")) {
-        Ok(location) => Ok(Ok(location.path().to_owned())),
+        Ok(location) => Ok(Ok(location.value())),
         Err(e) => store::report_to(err, &e).map(Err),
     }
 }
@@ -73,10 +78,10 @@ pub(crate) fn db_path_to(
     ctx: &Ctx,
 ) -> io::Result<Result<PathBuf, u8>> {
     if let Some(db) = db {
-        return sqlite_file_to(err, &db);
+        return locate_db_to(err, &db);
     }
     match database_for(&ctx.cwd) {
-        Ok(db) => sqlite_file_to(err, &db),
+        Ok(db) => locate_db_to(err, &db),
         Err(d) => {
             let mut err = err;
             diag::print(&mut err, &[d])?;
@@ -89,8 +94,9 @@ pub(crate) fn db_path_to(
     }
 }
 
-/// [`db_path`] for commands that act on an existing session: a database that does not exist is
-/// bad input (rather than an empty database created on the way to "no such session").
+/// [`db_path`] for commands that act on an existing session: a database file that does not
+/// exist is bad input (rather than an empty database created on the way to "no such session").
+/// A database on a server is what the server says it is.
 pub(crate) fn session_db(db: Option<PathBuf>, ctx: &Ctx) -> io::Result<Result<PathBuf, u8>> {
     session_db_to(&mut io::stderr().lock(), db, ctx)
 }
@@ -105,7 +111,7 @@ pub(crate) fn session_db_to(
         Ok(db) => db,
         Err(code) => return Ok(Err(code)),
     };
-    if !db.exists() {
+    if !store::is_server(&db) && !db.exists() {
         writeln!(
             err,
             "error: there is no session database at {}; no session ran with it yet (give another with --db PATH)",
@@ -118,8 +124,18 @@ pub(crate) fn session_db_to(
 
 /// ` --db PATH` when commands run in `cwd` would not find `db` by themselves (it was given with
 /// `--db`, or belongs to a project elsewhere), else nothing. Appended to the commands an outcome
-/// suggests, so they work as printed.
+/// suggests, so they work as printed. A URL is printed without its password (which the
+/// command then takes from `PGPASSWORD`).
 pub(crate) fn db_flag(db: &Path, cwd: &Path) -> String {
+    if store::is_server(db) {
+        let found = database_for(cwd).is_ok_and(|found| found == db);
+        let from_env = std::env::var_os(DATABASE_ENV).is_some_and(|v| v == db.as_os_str());
+        if found || from_env {
+            return String::new();
+        }
+        let url = orchestra_store_postgres::without_password(&db.to_string_lossy());
+        return format!(" --db '{}'", url.replace('\'', r"'\''"));
+    }
     let abs = |p: &Path| {
         let p = cwd.join(p);
         std::fs::canonicalize(&p).unwrap_or(p)
@@ -151,6 +167,10 @@ pub(crate) fn project_root(cwd: &Path) -> PathBuf {
 /// (an `orchestra.yaml` upward from it, or the directory holding its `.orchestra/`), else the
 /// project of `cwd`. Commands that name sessions work from anywhere with `--db`.
 pub(crate) fn sessions_root(db: &Path, cwd: &Path) -> PathBuf {
+    if store::is_server(db) {
+        // A database on a server lies in no project: the sessions are the current one's.
+        return project_root(cwd);
+    }
     let db = cwd.join(db);
     let dir = db.parent().unwrap_or(cwd);
     if let Some(file) = find_project_file(dir) {

@@ -223,7 +223,8 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// Listens for attach clients of `session` (beside the database at `db`). `local` is the
+    /// Listens for attach clients of `session` (beside the database file at `db`, or what
+    /// `store::socket_anchor` gives for a database on a server). `local` is the
     /// human here, if any; `no_human` says why there is none (shown when a node pauses).
     pub(crate) fn start(
         db: &Path,

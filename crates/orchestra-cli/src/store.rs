@@ -1,7 +1,10 @@
-//! The one place the CLI opens the session store. `--db` and `database:` take a URL-like value:
-//! a path, `sqlite:PATH` or `sqlite://PATH` is a SQLite file; `postgres://` (or
-//! `postgresql://`) is recognised but not supported by this build yet; any other `scheme://`
-//! is refused, naming the value.
+//! The one place the CLI opens the session store. `--db`, `ORCHESTRA_DATABASE` and `database:`
+//! take a URL-like value: a path, `sqlite:PATH` or `sqlite://PATH` is a SQLite file;
+//! `postgres://` (or `postgresql://`) is a PostgreSQL database, whose password (from the URL or
+//! `PGPASSWORD`) is never printed; any other `scheme://` is refused, naming the value.
+//!
+//! Commands carry the database as the value given (a `PathBuf`: a path, or a URL) and ask this
+//! module what it is.
 
 use std::ffi::OsStr;
 use std::io;
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use orchestra_runtime::{Engine, RuntimeError, error_chain};
 use orchestra_store::{ErrorClass, StoreError};
+use orchestra_store_postgres::{PgStore, is_postgres_url, mask_password};
 use orchestra_store_sqlite::SqliteStore;
 
 use crate::exit;
@@ -18,19 +22,17 @@ use crate::exit;
 pub(crate) enum Location {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL (which may hold a password: never print it, print
+    /// [`shown`]).
+    Postgres(String),
 }
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
-    /// A PostgreSQL URL (its text is not repeated: it may hold a password).
-    #[error(
-        "PostgreSQL databases are not supported by this build yet; give a SQLite file (a path) instead"
-    )]
-    Postgres,
     /// A URL of a kind orchestra does not know.
     #[error(
-        "unsupported database `{value}`: give a file path or a `sqlite:PATH` URL (`{scheme}://` is not a kind of database orchestra knows)"
+        "unsupported database `{value}`: give a file path, a `sqlite:PATH` URL or a `postgres://` URL (`{scheme}://` is not a kind of database orchestra knows)"
     )]
     Unsupported {
         /// The value as given.
@@ -63,12 +65,10 @@ pub(crate) fn locate(value: &OsStr, base: &Path) -> Result<Location, OpenError> 
     };
     let file = match scheme(text) {
         Some(s) if s.eq_ignore_ascii_case("sqlite") => &text[s.len() + 3..],
-        Some(s) if s.eq_ignore_ascii_case("postgres") || s.eq_ignore_ascii_case("postgresql") => {
-            return Err(OpenError::Postgres);
-        }
+        Some(_) if is_postgres_url(text) => return Ok(Location::Postgres(text.to_owned())),
         Some(s) => {
             return Err(OpenError::Unsupported {
-                value: text.to_owned(),
+                value: mask_password(text),
                 scheme: s.to_owned(),
             });
         }
@@ -78,21 +78,50 @@ pub(crate) fn locate(value: &OsStr, base: &Path) -> Result<Location, OpenError> 
 }
 
 impl Location {
-    /// The database file.
-    pub(crate) fn path(&self) -> &Path {
+    /// The value commands carry: the database file, or the URL.
+    pub(crate) fn value(&self) -> PathBuf {
         match self {
-            Location::Sqlite(path) => path,
+            Location::Sqlite(path) => path.clone(),
+            Location::Postgres(url) => PathBuf::from(url),
         }
     }
 }
 
+/// Whether the database value `db` names a database on a server (a URL), not a file.
+pub(crate) fn is_server(db: &Path) -> bool {
+    db.to_str().is_some_and(is_postgres_url)
+}
+
+/// The database value `db` as it may be printed: a path as it is, a URL without its password.
+pub(crate) fn shown(db: &Path) -> String {
+    match db.to_str() {
+        Some(url) if is_postgres_url(url) => mask_password(url),
+        _ => db.display().to_string(),
+    }
+}
+
+/// What the attach socket of a session of `db` is placed beside (see
+/// `orchestra_runtime::attach::socket_path`): the SQLite file, or for a database on a server,
+/// a file of the project at `root` (`.orchestra/postgres`, which need not exist): attaching to
+/// a running session is local to the machine that drives it.
+pub(crate) fn socket_anchor(db: &Path, root: &Path) -> PathBuf {
+    if is_server(db) {
+        root.join(".orchestra").join("postgres")
+    } else {
+        db.to_path_buf()
+    }
+}
+
 /// An engine over the database `db` (a value [`locate`] accepts; relative to the current
-/// directory), for the project at `root`.
+/// directory), for the project at `root`. A PostgreSQL password comes from the URL or
+/// `PGPASSWORD`.
 pub(crate) fn engine(db: &Path, root: &Path) -> Result<Engine, OpenError> {
-    let store = match locate(db.as_os_str(), Path::new(""))? {
-        Location::Sqlite(path) => SqliteStore::open(path)?,
+    tracing::debug!(database = %shown(db), "opening the session database");
+    let store: Box<dyn orchestra_store::Store> = match locate(db.as_os_str(), Path::new(""))? {
+        Location::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        Location::Postgres(url) => Box::new(PgStore::connect(&url)?),
     };
-    Ok(Engine::new(Box::new(store), root)?)
+    Ok(Engine::new(store, root)?)
 }
 
 /// Prints why a database could not be opened and returns the exit code.
@@ -104,7 +133,7 @@ pub(crate) fn report(e: &OpenError) -> io::Result<u8> {
 pub(crate) fn report_to(w: &mut dyn io::Write, e: &OpenError) -> io::Result<u8> {
     match e {
         OpenError::Runtime(e) => crate::engine::report_error_to(w, e),
-        OpenError::Postgres | OpenError::Unsupported { .. } => {
+        OpenError::Unsupported { .. } => {
             writeln!(w, "error: {e}")?;
             Ok(exit::BAD_INPUT)
         }
@@ -145,21 +174,31 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_not_supported_yet_and_says_so() {
+    fn postgres_urls_name_postgres_databases_and_are_shown_without_password() {
         for url in [
             "postgres://u:secret@db/o",
             "postgresql://db/o",
-            "POSTGRES://db",
+            "POSTGRES://u:secret@db:5433/o?sslmode=disable",
         ] {
-            let e = at(url).unwrap_err();
-            assert!(matches!(e, OpenError::Postgres), "{url}: {e:?}");
-            let msg = e.to_string();
-            assert!(
-                msg.starts_with("PostgreSQL databases are not supported by this build yet"),
-                "{msg}"
+            let location = at(url).unwrap();
+            assert_eq!(location, Location::Postgres(url.to_owned()));
+            let value = location.value();
+            assert!(is_server(&value));
+            assert!(!shown(&value).contains("secret"), "{}", shown(&value));
+            assert_eq!(
+                socket_anchor(&value, Path::new("/proj")),
+                Path::new("/proj/.orchestra/postgres")
             );
-            assert!(!msg.contains("secret"), "the password is not shown: {msg}");
         }
+        assert_eq!(
+            shown(Path::new("postgres://u:secret@db/o")),
+            "postgres://u:***@db/o"
+        );
+        assert!(!is_server(Path::new("/proj/.orchestra/o.db")));
+        assert_eq!(
+            socket_anchor(Path::new("/p/o.db"), Path::new("/proj")),
+            Path::new("/p/o.db")
+        );
     }
 
     #[test]
@@ -167,14 +206,26 @@ mod tests {
         let e = at("mysql://db/o").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unsupported database `mysql://db/o`: give a file path or a `sqlite:PATH` URL \
-             (`mysql://` is not a kind of database orchestra knows)"
+            "unsupported database `mysql://db/o`: give a file path, a `sqlite:PATH` URL or a \
+             `postgres://` URL (`mysql://` is not a kind of database orchestra knows)"
         );
+        let e = at("mysql://me:secret@db/o").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]
     fn the_exit_codes_are_bad_input_for_unsupported_databases() {
-        assert_eq!(report(&OpenError::Postgres).unwrap(), exit::BAD_INPUT);
+        let unsupported = OpenError::Unsupported {
+            value: "mysql://db".into(),
+            scheme: "mysql".into(),
+        };
+        assert_eq!(report(&unsupported).unwrap(), exit::BAD_INPUT);
+        let unreachable = OpenError::Store(StoreError::Unreachable {
+            database: "postgres://db/o".into(),
+            reason: "connection refused".into(),
+            source: None,
+        });
+        assert_eq!(report(&unreachable).unwrap(), exit::BAD_INPUT);
         let read_only = OpenError::Store(StoreError::ReadOnly {
             database: "/x.db".into(),
             op: "open it for writing",

@@ -38,7 +38,7 @@ use orchestra_store::{Clock, Store, StoreError};
 use crate::conn::Conn;
 use crate::ctx::Ctx;
 pub use crate::schema::{SCHEMA, SCHEMA_VERSION};
-pub use crate::url::{is_postgres_url, mask_password};
+pub use crate::url::{is_postgres_url, mask_password, without_password};
 
 /// How long connecting waits for the server when the URL sets no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,6 +21,16 @@ pub fn is_postgres_url(value: &str) -> bool {
 /// `password=` parameter of the query string. Everything else is kept, so the URL still names
 /// the server, the user and the database.
 pub fn mask_password(url: &str) -> String {
+    rewrite(url, Some(MASK))
+}
+
+/// `url` without its password (for a command to print, run with `PGPASSWORD`).
+pub fn without_password(url: &str) -> String {
+    rewrite(url, None)
+}
+
+/// `url` with its password replaced by `mask`, or removed.
+fn rewrite(url: &str, mask: Option<&str>) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -35,8 +45,10 @@ pub fn mask_password(url: &str) -> String {
         match userinfo.split_once(':') {
             Some((user, _)) => {
                 out.push_str(user);
-                out.push(':');
-                out.push_str(MASK);
+                if let Some(mask) = mask {
+                    out.push(':');
+                    out.push_str(mask);
+                }
             }
             None => out.push_str(userinfo),
         }
@@ -45,15 +57,19 @@ pub fn mask_password(url: &str) -> String {
     match after.split_once('?') {
         Some((path, query)) => {
             out.push_str(path);
-            out.push('?');
             let params: Vec<String> = query
                 .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={MASK}"),
-                    _ => p.to_owned(),
+                .filter_map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        mask.map(|m| format!("{k}={m}"))
+                    }
+                    _ => Some(p.to_owned()),
                 })
                 .collect();
-            out.push_str(&params.join("&"));
+            if !params.is_empty() {
+                out.push('?');
+                out.push_str(&params.join("&"));
+            }
         }
         None => out.push_str(after),
     }
@@ -125,6 +141,19 @@ mod tests {
             assert_eq!(masked, shown);
             assert!(!masked.contains("s3cret") && !masked.contains("ss/w?rd"));
         }
+    }
+
+    #[test]
+    fn passwords_can_be_removed() {
+        assert_eq!(
+            without_password("postgres://me:s3cret@db:5433/o?password=x&sslmode=disable"),
+            "postgres://me@db:5433/o?sslmode=disable"
+        );
+        assert_eq!(
+            without_password("postgres://db/o?password=x"),
+            "postgres://db/o"
+        );
+        assert_eq!(without_password("postgres://me@db/o"), "postgres://me@db/o");
     }
 
     #[test]

@@ -40,9 +40,9 @@ pub(crate) struct Args {
     /// Print only warnings, failures, the chat and the outcome.
     #[arg(long, short)]
     quiet: bool,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
 }
 
@@ -78,7 +78,8 @@ async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
         )?;
         return Ok(exit::BAD_INPUT);
     }
-    match connect(&socket_path(db, &rec.id), &describe("orchestra attach")).await {
+    let anchor = crate::store::socket_anchor(db, engine.root());
+    match connect(&socket_path(&anchor, &rec.id), &describe("orchestra attach")).await {
         Ok(Joined::Attached {
             driver,
             incoming,
@@ -121,7 +122,7 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
     let progress = Arc::new(Progress::new(args.quiet));
     let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
     let host = Host::start(
-        db,
+        &crate::store::socket_anchor(db, engine.root()),
         id,
         "orchestra attach",
         Some(Arc::new(TerminalHuman)),

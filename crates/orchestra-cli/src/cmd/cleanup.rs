@@ -28,9 +28,9 @@ pub(crate) struct Args {
     /// List what would be removed, and remove nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
 }
 
@@ -43,7 +43,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };
-    if !db.exists() {
+    if !crate::store::is_server(&db) && !db.exists() {
         writeln!(
             io::stdout(),
             "nothing to clean up (no database at {})",

@@ -28,9 +28,9 @@ pub(crate) struct Args {
     /// Only create the fork (state and worktrees); run it later with `orchestra resume NEW_ID`.
     #[arg(long)]
     no_run: bool,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
     /// How the new session is driven (not with --no-run; `--json` with --no-run prints the new
     /// session with the state and commits it starts from).

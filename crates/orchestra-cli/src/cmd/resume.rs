@@ -19,9 +19,9 @@ use crate::engine::{providers_problem, runtime, session_db, sessions_root};
 pub(crate) struct Args {
     /// The session id, or a unique prefix of it or of its random tail (`7e2c63`).
     session: String,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
     #[command(flatten)]
     drive: DriveArgs,

@@ -33,9 +33,10 @@ pub(crate) struct Args {
     /// Run every agent on this provider (e.g. `anthropic`) instead of its own.
     #[arg(long)]
     provider: Option<String>,
-    /// The session database: a path or `sqlite:PATH` (default: `database:` of orchestra.yaml,
-    /// else .orchestra/orchestra.db).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: `database:` of orchestra.yaml, else
+    /// .orchestra/orchestra.db).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
     /// The id of the new session, chosen by the caller (`orchestra mcp` names the session
     /// before the run starts): letters, digits and `-`. Default: a new id.
@@ -68,7 +69,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let db = args.db.clone().unwrap_or_else(|| {
         crate::engine::project_database(&compiled.project_root, &compiled.project.database)
     });
-    let db = match crate::engine::sqlite_file(&db)? {
+    let db = match crate::engine::locate_db(&db)? {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };

@@ -40,9 +40,9 @@ pub(crate) struct Args {
     /// Show at most this many sessions (newest first).
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };
-    if !db.exists() {
+    if !crate::store::is_server(&db) && !db.exists() {
         if args.json {
             writeln!(io::stdout(), "[]")?;
         } else {

@@ -44,7 +44,8 @@ pub(super) async fn answer(server: &Orchestra, p: AnswerParams) -> Result<Answer
             rec.id, rec.id
         ));
     }
-    match connect(&socket_path(&db, &rec.id), &describe("orchestra mcp")).await {
+    let anchor = crate::store::socket_anchor(&db, &server.root_of(&db));
+    match connect(&socket_path(&anchor, &rec.id), &describe("orchestra mcp")).await {
         Ok(Joined::Attached {
             incoming, outgoing, ..
         }) => {

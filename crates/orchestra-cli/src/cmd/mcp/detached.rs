@@ -74,7 +74,10 @@ fn started(path: &Path, from: u64, session: &str) -> bool {
 /// Starts `d` and waits until its session started; the tool error is the drive's own output
 /// when it ended before that.
 pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
-    let dir = dir(d.db);
+    // Beside the SQLite file; for a database on a server, in the project's `.orchestra/`.
+    let anchor =
+        crate::store::socket_anchor(d.db, &crate::engine::sessions_root(d.db, d.cwd));
+    let dir = dir(&anchor);
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
     // Logs are not the project's files: kept out of `git status` of a repository holding them.
@@ -84,7 +87,7 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
             .map_err(|e| format!("error: cannot write {}: {e}", ignore.display()))?;
     }
     let log = dir.join(format!("{}.log", d.session));
-    let events = events_file(d.db, d.session);
+    let events = events_file(&anchor, d.session);
     let (log_from, events_from) = (len(&log), len(&events));
     let out = OpenOptions::new()
         .create(true)
@@ -94,7 +97,18 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
     let err = out.try_clone().map_err(|e| io_failure(&e))?;
     let exe = std::env::current_exe().map_err(|e| io_failure(&e))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(&d.args)
+    let mut args = d.args.clone();
+    if crate::store::is_server(d.db) {
+        // A URL may hold a password: it goes in the environment, never on a command line
+        // (which other users of the machine can read).
+        if let Some(i) = args.iter().position(|a| a == "--db")
+            && i + 1 < args.len()
+        {
+            args.drain(i..=i + 1);
+        }
+        cmd.env(crate::engine::DATABASE_ENV, d.db);
+    }
+    cmd.args(&args)
         .arg("--events")
         .arg(&events)
         .current_dir(d.cwd)

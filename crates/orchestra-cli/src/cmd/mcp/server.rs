@@ -20,7 +20,7 @@ use crate::cli::Ctx;
 use crate::cmd::{show, status};
 use crate::engine::{
     db_path_to, project_database, providers_problem, report_error_to, session_db_to,
-    sessions_root, sqlite_file_to,
+    sessions_root, locate_db_to,
 };
 use crate::load::{compile_pipeline, input_problem_to};
 
@@ -105,7 +105,7 @@ impl Orchestra {
         let db = self.db.clone().unwrap_or_else(|| {
             project_database(&compiled.project_root, &compiled.project.database)
         });
-        let db = match sqlite_file_to(&mut err, &db).map_err(|e| io_failure(&e))? {
+        let db = match locate_db_to(&mut err, &db).map_err(|e| io_failure(&e))? {
             Ok(db) => db,
             Err(_) => return Err(text(err)),
         };
@@ -150,7 +150,7 @@ impl Orchestra {
             Ok(db) => db,
             Err(_) => return Err(text(err)),
         };
-        if !db.exists() {
+        if !crate::store::is_server(&db) && !db.exists() {
             return Ok(Json(SessionList {
                 sessions: Vec::new(),
             }));
@@ -220,6 +220,11 @@ impl Orchestra {
             Ok(db) => Ok(db),
             Err(_) => Err(text(err)),
         }
+    }
+
+    /// The project root of the sessions of `db`.
+    pub(super) fn root_of(&self, db: &Path) -> PathBuf {
+        sessions_root(db, &self.ctx.cwd)
     }
 
     /// An engine over `db` for the sessions of its project.

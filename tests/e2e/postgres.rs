@@ -1,0 +1,202 @@
+//! Sessions on PostgreSQL (a real server, see `orchestra_store_postgres::testing`):
+//! `pipelines/pr-review.yaml` runs there, and other processes read it with `status`, `show`,
+//! `replay`, `resume`, `attach` and `cleanup` just as they read a SQLite file: the database
+//! chosen by `--db`, `ORCHESTRA_DATABASE` or `database:`, the password from the URL or
+//! `PGPASSWORD` and never printed.
+
+use std::process::Stdio;
+
+use orchestra_store_postgres::testing::server;
+
+use super::common::Run;
+use super::readme::{Repo, session_of};
+use super::show::redact;
+
+/// Runs `orchestra ARGS` in `repo` with extra environment variables.
+fn orchestra_env(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = repo.command(args);
+    cmd.envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The step listing of `show ID` (what `show.rs` snapshots), redacted.
+fn steps(show: &Run, id: &str) -> String {
+    let text: String = show
+        .stdout
+        .lines()
+        .take_while(|l| !l.starts_with("state at checkpoint"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    redact(&text, id)
+}
+
+#[test]
+fn pr_review_runs_on_postgres_and_other_processes_read_it() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    let with_pw = server.url(&db);
+    let no_pw = server.url_without_password(&db);
+    let pw = server.password.as_str();
+    let repo = Repo::new();
+    let clean = |run: &Run| {
+        assert!(
+            !run.stdout.contains(pw) && !run.stderr.contains(pw),
+            "the password is printed: {}",
+            run.transcript()
+        );
+    };
+
+    // The same pipeline on SQLite (the project's default database), for comparison.
+    let lite = repo.orchestra(&["run", "pipelines/pr-review.yaml"], "");
+    assert_eq!(lite.code, 0, "{}", lite.transcript());
+    let lite_id = session_of(&lite).unwrap();
+
+    // `--db URL`, the password from PGPASSWORD.
+    let run = orchestra_env(
+        &repo,
+        &["run", "pipelines/pr-review.yaml", "--db", &no_pw],
+        &[("PGPASSWORD", pw)],
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    clean(&run);
+    let id = session_of(&run).unwrap();
+    assert_ne!(id, lite_id);
+
+    // `status` from another process, the database from ORCHESTRA_DATABASE (password in it).
+    let status = orchestra_env(&repo, &["status", "--json"], &[("ORCHESTRA_DATABASE", &with_pw)]);
+    assert_eq!(status.code, 0, "{}", status.transcript());
+    clean(&status);
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "only the PostgreSQL session: {rows:?}");
+    assert_eq!(rows[0]["id"], id.as_str());
+    assert_eq!(rows[0]["status"], "completed");
+    let detail = orchestra_env(&repo, &["status", &id], &[("ORCHESTRA_DATABASE", &with_pw)]);
+    assert_eq!(detail.code, 0, "{}", detail.transcript());
+    assert!(detail.stdout.contains("completed"), "{}", detail.stdout);
+
+    // `show` names it by its tail; `database:` of orchestra.yaml points at the server.
+    let yaml = std::fs::read_to_string(repo.root.join("orchestra.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "database: .orchestra/orchestra.db",
+        &format!("database: {no_pw}"),
+    );
+    std::fs::write(repo.root.join("orchestra.yaml"), yaml).unwrap();
+    let tail = id.rsplit('-').next().unwrap();
+    let show = orchestra_env(&repo, &["show", tail], &[("PGPASSWORD", pw)]);
+    assert_eq!(show.code, 0, "{}", show.transcript());
+    clean(&show);
+    assert!(show.stdout.contains("\"review\": \"## Summary"), "{}", show.stdout);
+    let critic = orchestra_env(&repo, &["show", &id, "--node", "critic"], &[("PGPASSWORD", pw)]);
+    assert_eq!(critic.code, 0, "{}", critic.transcript());
+    assert!(
+        critic.stdout.contains("node critic: 2 runs up to checkpoint 5\n"),
+        "{}",
+        critic.stdout
+    );
+    // The same steps, routing, tokens and tool calls as on SQLite.
+    let lite_show = orchestra_env(
+        &repo,
+        &["show", &lite_id, "--db", ".orchestra/orchestra.db"],
+        &[],
+    );
+    assert_eq!(lite_show.code, 0, "{}", lite_show.transcript());
+    assert_eq!(steps(&show, &id), steps(&lite_show, &lite_id));
+
+    // `attach` and `resume` of a completed session say so, as on SQLite.
+    let attach = orchestra_env(&repo, &["attach", &id], &[("PGPASSWORD", pw)]);
+    assert_eq!(attach.code, 2, "{}", attach.transcript());
+    assert!(attach.stderr.contains("is completed"), "{}", attach.stderr);
+    let resume = orchestra_env(&repo, &["resume", &id], &[("PGPASSWORD", pw)]);
+    let lite_resume = orchestra_env(
+        &repo,
+        &["resume", &lite_id, "--db", ".orchestra/orchestra.db"],
+        &[],
+    );
+    assert_eq!(resume.code, lite_resume.code, "{}", resume.transcript());
+    assert_eq!(
+        resume.stdout.replace(&id, "ID"),
+        lite_resume.stdout.replace(&lite_id, "ID")
+    );
+
+    // `replay` forks it on the server and runs the fork to the end.
+    let replay = orchestra_env(&repo, &["replay", &id, "--checkpoint", "3"], &[("PGPASSWORD", pw)]);
+    assert_eq!(replay.code, 0, "{}", replay.transcript());
+    clean(&replay);
+    let fork = session_of(&replay).unwrap();
+    let status = orchestra_env(&repo, &["status", "--json"], &[("PGPASSWORD", pw)]);
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let forked = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == fork.as_str())
+        .unwrap_or_else(|| panic!("the fork is listed: {rows}"));
+    assert_eq!(forked["status"], "completed");
+    assert_eq!(forked["parent_session"], id.as_str());
+
+    // `cleanup` lists what it would remove from the server's sessions.
+    let cleanup = orchestra_env(&repo, &["cleanup", "--dry-run"], &[("PGPASSWORD", pw)]);
+    assert_eq!(cleanup.code, 0, "{}", cleanup.transcript());
+    clean(&cleanup);
+}
+
+#[test]
+fn connection_problems_are_clear_and_never_show_the_password() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    let repo = Repo::new();
+    let pw = server.password.as_str();
+
+    // A wrong password: exit 2, the user and the server named, the password not.
+    let wrong = server.url(&db).replace(pw, "hunter2-wrong");
+    let run = orchestra_env(&repo, &["status", "--db", &wrong], &[]);
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(
+        run.stderr.contains(&format!(
+            "authentication failed for user `postgres` at 127.0.0.1:{}",
+            server.port
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("postgres://postgres:***@127.0.0.1:"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2-wrong"), "{}", run.stderr);
+
+    // No password at all.
+    let none = orchestra_env(&repo, &["status", "--db", &server.url_without_password(&db)], &[]);
+    assert_eq!(none.code, 2, "{}", none.transcript());
+    assert!(none.stderr.contains("in PGPASSWORD"), "{}", none.stderr);
+
+    // A database that does not exist.
+    let missing = orchestra_env(
+        &repo,
+        &["run", "pipelines/pr-review.yaml", "--db", &server.url("nowhere")],
+        &[],
+    );
+    assert_eq!(missing.code, 2, "{}", missing.transcript());
+    assert!(
+        missing.stderr.contains("database \"nowhere\" does not exist"),
+        "{}",
+        missing.stderr
+    );
+    assert!(!missing.stderr.contains(pw), "{}", missing.stderr);
+
+    // The value of ORCHESTRA_DATABASE is not shown by --help either.
+    let help = orchestra_env(
+        &repo,
+        &["status", "--help"],
+        &[("ORCHESTRA_DATABASE", &server.url(&db))],
+    );
+    assert_eq!(help.code, 0, "{}", help.transcript());
+    assert!(help.stdout.contains("ORCHESTRA_DATABASE"), "{}", help.stdout);
+    assert!(!help.stdout.contains(pw), "{}", help.stdout);
+}
