@@ -71,7 +71,11 @@ fn pr_review_runs_on_postgres_and_other_processes_read_it() {
     assert_ne!(id, lite_id);
 
     // `status` from another process, the database from ORCHESTRA_DATABASE (password in it).
-    let status = orchestra_env(&repo, &["status", "--json"], &[("ORCHESTRA_DATABASE", &with_pw)]);
+    let status = orchestra_env(
+        &repo,
+        &["status", "--json"],
+        &[("ORCHESTRA_DATABASE", &with_pw)],
+    );
     assert_eq!(status.code, 0, "{}", status.transcript());
     clean(&status);
     let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -94,11 +98,21 @@ fn pr_review_runs_on_postgres_and_other_processes_read_it() {
     let show = orchestra_env(&repo, &["show", tail], &[("PGPASSWORD", pw)]);
     assert_eq!(show.code, 0, "{}", show.transcript());
     clean(&show);
-    assert!(show.stdout.contains("\"review\": \"## Summary"), "{}", show.stdout);
-    let critic = orchestra_env(&repo, &["show", &id, "--node", "critic"], &[("PGPASSWORD", pw)]);
+    assert!(
+        show.stdout.contains("\"review\": \"## Summary"),
+        "{}",
+        show.stdout
+    );
+    let critic = orchestra_env(
+        &repo,
+        &["show", &id, "--node", "critic"],
+        &[("PGPASSWORD", pw)],
+    );
     assert_eq!(critic.code, 0, "{}", critic.transcript());
     assert!(
-        critic.stdout.contains("node critic: 2 runs up to checkpoint 5\n"),
+        critic
+            .stdout
+            .contains("node critic: 2 runs up to checkpoint 5\n"),
         "{}",
         critic.stdout
     );
@@ -128,7 +142,11 @@ fn pr_review_runs_on_postgres_and_other_processes_read_it() {
     );
 
     // `replay` forks it on the server and runs the fork to the end.
-    let replay = orchestra_env(&repo, &["replay", &id, "--checkpoint", "3"], &[("PGPASSWORD", pw)]);
+    let replay = orchestra_env(
+        &repo,
+        &["replay", &id, "--checkpoint", "3"],
+        &[("PGPASSWORD", pw)],
+    );
     assert_eq!(replay.code, 0, "{}", replay.transcript());
     clean(&replay);
     let fork = session_of(&replay).unwrap();
@@ -168,23 +186,38 @@ fn connection_problems_are_clear_and_never_show_the_password() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("postgres://postgres:***@127.0.0.1:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("postgres://postgres:***@127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("hunter2-wrong"), "{}", run.stderr);
 
     // No password at all.
-    let none = orchestra_env(&repo, &["status", "--db", &server.url_without_password(&db)], &[]);
+    let none = orchestra_env(
+        &repo,
+        &["status", "--db", &server.url_without_password(&db)],
+        &[],
+    );
     assert_eq!(none.code, 2, "{}", none.transcript());
     assert!(none.stderr.contains("in PGPASSWORD"), "{}", none.stderr);
 
     // A database that does not exist.
     let missing = orchestra_env(
         &repo,
-        &["run", "pipelines/pr-review.yaml", "--db", &server.url("nowhere")],
+        &[
+            "run",
+            "pipelines/pr-review.yaml",
+            "--db",
+            &server.url("nowhere"),
+        ],
         &[],
     );
     assert_eq!(missing.code, 2, "{}", missing.transcript());
     assert!(
-        missing.stderr.contains("database \"nowhere\" does not exist"),
+        missing
+            .stderr
+            .contains("database \"nowhere\" does not exist"),
         "{}",
         missing.stderr
     );
@@ -197,6 +230,10 @@ fn connection_problems_are_clear_and_never_show_the_password() {
         &[("ORCHESTRA_DATABASE", &server.url(&db))],
     );
     assert_eq!(help.code, 0, "{}", help.transcript());
-    assert!(help.stdout.contains("ORCHESTRA_DATABASE"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("ORCHESTRA_DATABASE"),
+        "{}",
+        help.stdout
+    );
     assert!(!help.stdout.contains(pw), "{}", help.stdout);
 }

@@ -11,8 +11,9 @@ pub(crate) const SUCCESS: u8 = 0;
 /// limit without `on_max_loops`.
 pub(crate) const SESSION_FAILED: u8 = 1;
 /// Bad input or usage: invalid pipeline, unknown flag, unknown session, checkpoint or node, a file
-/// given as the database that is not an orchestra database (or is a newer orchestra's), an
-/// `--events` file that cannot be opened, a wrong `OTEL_*` variable.
+/// given as the database that is not an orchestra database (or is a newer orchestra's), a
+/// PostgreSQL database that cannot be reached (refused, authentication failed, no such
+/// database), an `--events` file that cannot be opened, a wrong `OTEL_*` variable.
 pub(crate) const BAD_INPUT: u8 = 2;
 /// The session stopped at a limit (`max_tokens`, `max_cost`, `max_steps`); resumable with
 /// higher limits.
@@ -31,7 +32,7 @@ const TABLE: [(u8, &str); 7] = [
     (SESSION_FAILED, "the session failed"),
     (
         BAD_INPUT,
-        "bad input or usage (invalid pipeline, unknown flag, session, checkpoint or node, a file that is not an orchestra database)",
+        "bad input or usage (invalid pipeline, unknown flag, session, checkpoint or node, a file that is not an orchestra database, a database server that cannot be reached)",
     ),
     (
         STOPPED_AT_LIMIT,

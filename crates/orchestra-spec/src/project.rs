@@ -27,7 +27,9 @@ pub struct ProjectConfig {
     /// Git settings.
     #[serde(default)]
     pub git: GitConfig,
-    /// The SQLite database, relative to `orchestra.yaml` (default `.orchestra/orchestra.db`).
+    /// The session database: a SQLite file relative to `orchestra.yaml` (default
+    /// `.orchestra/orchestra.db`), or a PostgreSQL URL `postgres://USER@HOST:PORT/DB` (password
+    /// from the URL or `PGPASSWORD`). `--db` and `ORCHESTRA_DATABASE` override it.
     #[serde(default = "ProjectConfig::default_database")]
     pub database: String,
     /// A full state snapshot is stored every this many checkpoints; the others store deltas

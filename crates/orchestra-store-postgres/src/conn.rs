@@ -25,9 +25,11 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Starts the thread, which runs `open` (connect and migrate) first; fails with its error.
+    /// When the connection is found closed (the server restarted, a network cut), the next
+    /// job connects again with `open` first; a job that was cut off gets its error.
     pub(crate) fn start(
         ctx: Ctx,
-        open: impl FnOnce(&Ctx) -> Result<Client, StoreError> + Send + 'static,
+        open: impl Fn(&Ctx) -> Result<Client, StoreError> + Send + 'static,
     ) -> Result<Self, StoreError> {
         let database = ctx.database.clone();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
@@ -46,6 +48,16 @@ impl Conn {
                     }
                 };
                 while let Ok(job) = jobs_rx.recv() {
+                    if client.is_closed() {
+                        match open(&ctx) {
+                            Ok(fresh) => {
+                                tracing::info!(database = %ctx.database, "connected again");
+                                client = fresh;
+                            }
+                            // The job runs on the closed client and reports it.
+                            Err(e) => tracing::warn!(database = %ctx.database, error = %e, "cannot connect again"),
+                        }
+                    }
                     job(&mut client, &ctx);
                 }
             })

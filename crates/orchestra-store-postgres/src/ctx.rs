@@ -108,7 +108,10 @@ impl Ctx {
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
             {
-                Some(format!("the server at {server} refuses connections ({})", db.message()))
+                Some(format!(
+                    "the server at {server} refuses connections ({})",
+                    db.message()
+                ))
             } else {
                 None
             };
@@ -117,8 +120,7 @@ impl Ctx {
             return Some(format!("the connection to {server} was closed"));
         }
         let text = chain(e);
-        if let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>())
-        {
+        if let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>()) {
             return Some(match io.kind() {
                 io::ErrorKind::ConnectionRefused => format!(
                     "connection refused by {server}; is the PostgreSQL server running there?"
@@ -202,8 +204,10 @@ impl Cols<'_> {
 
     pub(crate) fn opt_u64(&self, i: usize) -> Result<Option<u64>, StoreError> {
         let v: Option<i64> = self.get(i)?;
-        v.map(|v| u64::try_from(v).map_err(|_| self.cx.corrupt(self.op, format!("column {i} = {v}"))))
-            .transpose()
+        v.map(|v| {
+            u64::try_from(v).map_err(|_| self.cx.corrupt(self.op, format!("column {i} = {v}")))
+        })
+        .transpose()
     }
 
     pub(crate) fn u32(&self, i: usize) -> Result<u32, StoreError> {
@@ -213,8 +217,10 @@ impl Cols<'_> {
 
     pub(crate) fn opt_u32(&self, i: usize) -> Result<Option<u32>, StoreError> {
         let v: Option<i64> = self.get(i)?;
-        v.map(|v| u32::try_from(v).map_err(|_| self.cx.corrupt(self.op, format!("column {i} = {v}"))))
-            .transpose()
+        v.map(|v| {
+            u32::try_from(v).map_err(|_| self.cx.corrupt(self.op, format!("column {i} = {v}")))
+        })
+        .transpose()
     }
 
     /// UTF-8 text kept as bytes (`BYTEA`: it may hold NUL characters).
@@ -232,7 +238,8 @@ impl Cols<'_> {
     pub(crate) fn opt_json(&self, i: usize) -> Result<Option<Value>, StoreError> {
         let v: Option<&str> = self.get(i)?;
         v.map(|v| {
-            serde_json::from_str(v).map_err(|e| self.cx.corrupt(self.op, format!("column {i}: {e}")))
+            serde_json::from_str(v)
+                .map_err(|e| self.cx.corrupt(self.op, format!("column {i}: {e}")))
         })
         .transpose()
     }
@@ -260,6 +267,9 @@ fn chain(e: &postgres::Error) -> String {
 }
 
 /// `value` as JSON text.
-pub(crate) fn to_json(what: &'static str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+pub(crate) fn to_json(
+    what: &'static str,
+    value: &impl serde::Serialize,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
 }

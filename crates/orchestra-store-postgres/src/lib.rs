@@ -141,7 +141,8 @@ impl Store for PgStore {
     fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
         validate::new_session(s)?;
         let (s, now) = (s.clone(), self.now());
-        self.conn.call(move |c, cx| sessions::create(c, cx, &s, now))
+        self.conn
+            .call(move |c, cx| sessions::create(c, cx, &s, now))
     }
 
     fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {

@@ -245,9 +245,7 @@ pub(crate) fn migrate(client: &mut Client, ctx: &Ctx) -> Result<(), StoreError> 
                 if foreign > 0 {
                     return Err(StoreError::Corrupt {
                         database: ctx.database.clone(),
-                        reason: format!(
-                            "its schema `{SCHEMA}` holds tables of another program"
-                        ),
+                        reason: format!("its schema `{SCHEMA}` holds tables of another program"),
                         source: None,
                     });
                 }

@@ -129,7 +129,11 @@ pub(crate) fn get(
         .transpose()
 }
 
-pub(crate) fn find(client: &mut Client, cx: &Ctx, query: &str) -> Result<SessionRecord, StoreError> {
+pub(crate) fn find(
+    client: &mut Client,
+    cx: &Ctx,
+    query: &str,
+) -> Result<SessionRecord, StoreError> {
     if let Some(s) = get(client, cx, query)? {
         return Ok(s);
     }
@@ -157,8 +161,8 @@ pub(crate) fn list(
     filter: &SessionFilter,
     now: u64,
 ) -> Result<Vec<SessionSummary>, StoreError> {
-    let statuses: Option<Vec<&str>> = (!filter.statuses.is_empty())
-        .then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
+    let statuses: Option<Vec<&str>> =
+        (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
     let before = filter
         .updated_before
         .map(|t| int("updated_before", t))

@@ -146,7 +146,11 @@ fn refusal(
             step: cp.step,
         }));
     }
-    let parent_ok = if parent.is_some() { parent_exists } else { !any };
+    let parent_ok = if parent.is_some() {
+        parent_exists
+    } else {
+        !any
+    };
     Ok((!parent_ok).then(|| validate::bad_parent(cp)))
 }
 

@@ -274,7 +274,9 @@ fn start() -> Result<TestServer, String> {
         );
         match run(
             "pg_ctl",
-            &["-D", &data_s, "-l", "log", "-w", "-t", "60", "-o", &options, "start"],
+            &[
+                "-D", &data_s, "-l", "log", "-w", "-t", "60", "-o", &options, "start",
+            ],
         ) {
             Ok(()) => {
                 watchdog(&dir, &data)?;

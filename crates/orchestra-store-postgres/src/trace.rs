@@ -171,7 +171,11 @@ pub(crate) fn record(
 }
 
 /// The session's trace, read in one snapshot of the database.
-pub(crate) fn read(client: &mut Client, cx: &Ctx, session: &str) -> Result<SessionTrace, StoreError> {
+pub(crate) fn read(
+    client: &mut Client,
+    cx: &Ctx,
+    session: &str,
+) -> Result<SessionTrace, StoreError> {
     let op = "read a trace";
     let err = cx.err(op);
     let mut tx = client

@@ -8,7 +8,7 @@ use orchestra_store_postgres::testing::{fresh_database, server};
 use orchestra_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
 
 fn admin(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).unwrap()
+    postgres::Client::connect(url, postgres::NoTls).expect("the test server takes connections")
 }
 
 #[test]
@@ -24,7 +24,10 @@ fn processes_starting_together_migrate_a_new_database_once() {
         h.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
     }
     let rows = admin(&url)
-        .query("SELECT version FROM orchestra.schema_version ORDER BY version", &[])
+        .query(
+            "SELECT version FROM orchestra.schema_version ORDER BY version",
+            &[],
+        )
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     let want: Vec<i32> = (1..=i32::try_from(SCHEMA_VERSION).unwrap()).collect();
@@ -109,11 +112,19 @@ fn the_password_comes_from_the_url_or_the_option_and_is_never_shown() {
     // Missing or wrong: the error says so, names the user and the server, hides the password.
     let e = PgStore::connect_with(&server.url_without_password(&db), options()).unwrap_err();
     let reason = unreachable(&e);
-    assert!(reason.contains("asks user `postgres` for a password"), "{e}");
-    let wrong = server.url(&db).replace(&server.password, "not-the-password");
+    assert!(
+        reason.contains("asks user `postgres` for a password"),
+        "{e}"
+    );
+    let wrong = server
+        .url(&db)
+        .replace(&server.password, "not-the-password");
     let e = PgStore::connect_with(&wrong, options()).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("authentication failed for user `postgres`"), "{msg}");
+    assert!(
+        msg.contains("authentication failed for user `postgres`"),
+        "{msg}"
+    );
     assert!(msg.contains(&format!("127.0.0.1:{}", server.port)), "{msg}");
     assert!(!msg.contains("not-the-password"), "{msg}");
     assert_eq!(e.exit_class(), orchestra_store::ErrorClass::BadDatabase);
@@ -145,10 +156,11 @@ fn an_unknown_database_or_a_closed_port_is_named() {
              refused by 127.0.0.1:{port}; is the PostgreSQL server running there?"
         )
     );
-    let e = PgStore::connect_with("postgres://me:hunter2@127.0.0.1:notaport/o", options())
-        .unwrap_err();
+    let e =
+        PgStore::connect_with("postgres://me:hunter2@127.0.0.1:notaport/o", options()).unwrap_err();
     assert!(
-        e.to_string().contains("is not a valid PostgreSQL URL") && !e.to_string().contains("hunter2"),
+        e.to_string().contains("is not a valid PostgreSQL URL")
+            && !e.to_string().contains("hunter2"),
         "{e}"
     );
 }
@@ -166,4 +178,43 @@ fn a_store_can_be_called_from_inside_a_tokio_runtime() {
         .unwrap();
     let got = rt.block_on(async move { s.list_sessions(&Default::default()).map(|l| l.len()) });
     assert_eq!(got.unwrap(), 1);
+}
+
+#[test]
+fn a_lost_connection_is_reported_then_made_again() {
+    let url = fresh_database();
+    let mut s = PgStore::connect(&url).unwrap();
+    s.create_session(&orchestra_store::conformance::new_session("lost", 1))
+        .unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let killed: i64 = admin(&url)
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'orchestra'",
+            &[&db],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the store's one connection");
+    // The call that finds the connection cut fails, naming the database without its password;
+    // the next one connects again (the server may take a moment to tell the client).
+    let mut failures = 0;
+    let found = loop {
+        match s.session("lost") {
+            Ok(found) => break found,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        StoreError::Unreachable { .. } | StoreError::Backend { .. }
+                    ),
+                    "{e:?}"
+                );
+                assert!(!e.to_string().contains(&server().unwrap().password), "{e}");
+                failures += 1;
+                assert!(failures < 3, "no new connection: {e}");
+            }
+        }
+    };
+    assert!(found.is_some());
 }
