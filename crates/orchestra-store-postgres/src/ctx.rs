@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use orchestra_store::StoreError;
 
+/// The operation of connecting (errors of it are [`StoreError::Unreachable`]).
+pub(crate) const CONNECT: &str = "connect";
+
 /// What error mapping needs to know about the connection.
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -41,7 +44,11 @@ impl Ctx {
 
     pub(crate) fn map(&self, op: &'static str, source: postgres::Error) -> StoreError {
         let database = self.database.clone();
-        if let Some(reason) = self.unreachable_reason(&source) {
+        // Only connecting can find the database unreachable (exit 2: the user fixes the URL or
+        // starts the server); a connection lost while working is a failure of that work.
+        if op == CONNECT
+            && let Some(reason) = self.unreachable_reason(&source)
+        {
             return StoreError::Unreachable {
                 database,
                 reason,

@@ -105,7 +105,7 @@ impl PgStore {
         let ctx = Ctx::new(database.clone(), &config, options.lock_timeout);
         let lock_ms = options.lock_timeout.as_millis();
         let conn = Conn::start(ctx, move |ctx| {
-            let mut client: Client = config.connect(NoTls).map_err(ctx.err("connect"))?;
+            let mut client: Client = config.connect(NoTls).map_err(ctx.err(ctx::CONNECT))?;
             client
                 .batch_execute(&format!("SET lock_timeout = {lock_ms}"))
                 .map_err(ctx.err("set the lock timeout"))?;
