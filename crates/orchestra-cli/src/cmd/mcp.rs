@@ -38,9 +38,10 @@ use crate::exit;
 /// first was not an MCP handshake.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The session database: a path or `sqlite:PATH` (default: for runs, the pipeline's
-    /// project's; otherwise the project's found from the current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: for runs, the pipeline's project's; otherwise the
+    /// project's found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
 }
 
