@@ -121,7 +121,7 @@ fn the_python_sdk_compiles_runs_follows_and_answers_a_human_review() {
 }
 
 /// `orchestra mcp` spoken to line by line.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
@@ -130,8 +130,12 @@ struct Server {
 
 impl Server {
     fn start(repo: &Repo) -> Server {
-        let mut child = repo
-            .command(&["mcp"])
+        Server::start_as(repo.command(&["mcp"]))
+    }
+
+    /// Starts the server that `cmd` runs (`orchestra mcp` with its own environment).
+    pub(crate) fn start_as(mut cmd: std::process::Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -201,13 +205,13 @@ impl Server {
     }
 
     /// A tool call's result (`isError` and the structured content or the text).
-    fn call(&mut self, tool: &str, args: Value) -> Value {
+    pub(crate) fn call(&mut self, tool: &str, args: Value) -> Value {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         r["result"].clone()
     }
 
     /// Closes stdin; the server must exit 0.
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         drop(self.stdin.take());
         let code = wait_until("the MCP server to exit once its stdin closed", || {
             self.child.try_wait().unwrap()

@@ -237,3 +237,57 @@ fn connection_problems_are_clear_and_never_show_the_password() {
     );
     assert!(!help.stdout.contains(pw), "{}", help.stdout);
 }
+
+#[test]
+fn the_mcp_server_runs_sessions_on_postgres_without_the_url_on_command_lines() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    let url = server.url(&db);
+    let pw = server.password.as_str();
+    let repo = Repo::new();
+    let mut cmd = repo.command(&["mcp"]);
+    cmd.env("ORCHESTRA_DATABASE", &url);
+    let mut mcp = super::mcp_server::Server::start_as(cmd);
+    let started = mcp.call(
+        "run_pipeline",
+        serde_json::json!({"pipeline": "pipelines/pr-review.yaml"}),
+    );
+    assert_eq!(started["isError"], false, "{started}");
+    let out = &started["structuredContent"];
+    let id = out["session"].as_str().unwrap().to_owned();
+    // The drive's command line does not carry the URL (it gets it in its environment).
+    let pid = out["pid"].as_u64().unwrap();
+    if let Ok(argv) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        let argv = String::from_utf8_lossy(&argv);
+        assert!(
+            !argv.contains(pw) && !argv.contains("postgres://"),
+            "{argv}"
+        );
+    }
+    // Its log and events are the project's, not somewhere a URL would make of a path.
+    let log = out["log"].as_str().unwrap();
+    assert!(log.ends_with(&format!(".orchestra/mcp/{id}.log")), "{out}");
+    let done = super::common::wait_until("the session to complete on the server", || {
+        let status = orchestra_env(
+            &repo,
+            &["status", &id, "--json"],
+            &[("ORCHESTRA_DATABASE", &url)],
+        );
+        assert_eq!(status.code, 0, "{}", status.transcript());
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        (v["status"] != "running" && v["status"] != "created").then_some(v)
+    });
+    assert_eq!(done["status"], "completed", "{done}");
+    let listed = mcp.call("list_sessions", serde_json::json!({}));
+    assert_eq!(listed["isError"], false, "{listed}");
+    assert_eq!(
+        listed["structuredContent"]["sessions"][0]["id"],
+        id.as_str(),
+        "{listed}"
+    );
+    let text = std::fs::read_to_string(repo.root.join(log)).unwrap_or_default()
+        + &std::fs::read_to_string(repo.root.join(out["events"].as_str().unwrap()))
+            .unwrap_or_default();
+    assert!(!text.contains(pw), "the password is in the drive's output");
+    mcp.close();
+}
