@@ -134,7 +134,7 @@ impl Server {
     }
 
     /// Starts the server that `cmd` runs (`orchestra mcp` with its own environment).
-    pub(crate) fn start_as(mut cmd: std::process::Command) -> Server {
+    pub(crate) fn start_as(mut cmd: Command) -> Server {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
