@@ -181,6 +181,10 @@ CREATE TABLE routes (
 );
 CREATE INDEX routes_by_step ON routes (sid, step, seq);
 "#,
+    // 2: a child session (run by a `call` node) names the node of its parent that runs it.
+    r#"
+ALTER TABLE sessions ADD COLUMN parent_node TEXT;
+"#,
 ];
 
 /// The version recorded in `orchestra.schema_version` (0 when the table does not exist).

@@ -14,7 +14,7 @@ use orchestra_store::{
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
 const SESSION_COLUMNS: &str = "s.id, s.name, s.pipeline, s.pipeline_path, p.source, p.resolved, \
      s.pipeline_hash, s.inputs, s.parent_session, s.parent_checkpoint, s.created_at, s.status, \
-     s.error, s.updated_at, s.meta, s.lease_owner, s.lease_until";
+     s.error, s.updated_at, s.meta, s.lease_owner, s.lease_until, s.parent_node";
 
 fn session_from_row(cx: &Ctx, row: &Row) -> Result<SessionRecord, StoreError> {
     let c = Cols {
@@ -40,6 +40,7 @@ fn session_from_row(cx: &Ctx, row: &Row) -> Result<SessionRecord, StoreError> {
         meta: c.json(14)?,
         lease_owner: c.opt_text(15)?,
         lease_until: c.opt_u64(16)?,
+        parent_node: c.opt_text(17)?,
     })
 }
 
@@ -81,8 +82,8 @@ pub(crate) fn create(
     let sid: Option<i64> = tx
         .query_opt(
             "INSERT INTO sessions (id, name, pipeline, pipeline_path, pipeline_hash, inputs, \
-             parent_session, parent_checkpoint, status, meta, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11) \
+             parent_session, parent_checkpoint, status, meta, created_at, updated_at, \
+             parent_node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '{}', $10, $11, $12) \
              ON CONFLICT (id) DO NOTHING RETURNING sid",
             &[
                 &s.id,
@@ -96,6 +97,7 @@ pub(crate) fn create(
                 &SessionStatus::Created.as_str(),
                 &created_at,
                 &now,
+                &s.parent_node,
             ],
         )
         .map_err(&err)?
@@ -175,7 +177,7 @@ pub(crate) fn list(
                coalesce(c.steps, 0), coalesce(c.n, 0), coalesce(n.tokens_in, 0), \
                coalesce(n.tokens_out, 0), s.parent_session, s.parent_checkpoint, s.error, \
                s.lease_owner, s.lease_until, coalesce(n.usd, 0.0), coalesce(n.priced, 0), \
-               coalesce(n.unpriced, 0) \
+               coalesce(n.unpriced, 0), s.parent_node \
              FROM sessions s \
              LEFT JOIN LATERAL (SELECT max(step) AS steps, count(*) AS n FROM checkpoints \
                WHERE sid = s.sid) c ON true \
@@ -213,6 +215,7 @@ pub(crate) fn list(
                 },
                 parent_session: c.opt_text(10)?,
                 parent_checkpoint: c.opt_u64(11)?,
+                parent_node: c.opt_text(18)?,
                 error: c.opt_text(12)?,
                 lease_owner: c
                     .opt_text(13)?
