@@ -13,6 +13,7 @@ mod command;
 mod compiled;
 pub mod conditions;
 mod edges;
+pub mod edit;
 mod export;
 mod fields;
 mod inputs;

@@ -28,8 +28,8 @@ use serde_json::Value;
 
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord,
-    TraceRecord,
+    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
+    TaskRecord, TraceRecord,
 };
 use orchestra_store::{Clock, Store, StoreError};
 
@@ -303,6 +303,10 @@ impl Store for SqliteStore {
 
     fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError> {
         self.set_session_meta_impl(id, key, value)
+    }
+
+    fn set_session_pipeline(&mut self, id: &str, p: &SessionPipeline) -> Result<(), StoreError> {
+        self.set_session_pipeline_impl(id, p)
     }
 
     fn acquire_lease(

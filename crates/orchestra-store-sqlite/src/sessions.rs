@@ -13,8 +13,8 @@ use orchestra_store::StoreError;
 use orchestra_store::validate::resolve_prefix;
 use orchestra_store::validate::{self, int};
 use orchestra_store::{
-    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
-    SessionStatus, SessionSummary,
+    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionPipeline,
+    SessionRecord, SessionStatus, SessionSummary,
 };
 
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
@@ -254,6 +254,44 @@ impl SqliteStore {
         tx.prepare_cached("UPDATE sessions SET meta = ?2, updated_at = ?3 WHERE id = ?1")
             .and_then(|mut st| st.execute(params![id, meta, now]))
             .map_err(&err)?;
+        tx.commit().map_err(err)
+    }
+
+    pub(crate) fn set_session_pipeline_impl(
+        &mut self,
+        id: &str,
+        p: &SessionPipeline,
+    ) -> Result<(), StoreError> {
+        let now = int("updated_at", self.clock.now_ms())?;
+        let resolved_len = sql_len("resolved pipeline length", p.resolved.len())?;
+        let (tx, ctx) = self.write_tx("replace a session's pipeline")?;
+        let err = ctx.err("replace a session's pipeline");
+        let sid: Option<i64> = tx
+            .prepare_cached(
+                "UPDATE sessions SET pipeline = ?2, pipeline_path = ?3, pipeline_hash = ?4, \
+                 updated_at = ?5 WHERE id = ?1 RETURNING sid",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![id, p.pipeline, p.pipeline_path, p.pipeline_hash, now],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(&err)?;
+        let sid = sid.ok_or_else(|| StoreError::not_found(id))?;
+        tx.prepare_cached(
+            "UPDATE pipelines SET source = ?2, resolved = zeroblob(?3) WHERE sid = ?1",
+        )
+        .and_then(|mut st| st.execute(params![sid, p.pipeline_source, resolved_len]))
+        .map_err(&err)?;
+        let target = Target {
+            table: "pipelines",
+            column: "resolved",
+            rowid: sid,
+            op: "replace a session's pipeline",
+        };
+        write_bytes(&tx, ctx, &target, p.resolved.as_bytes())?;
         tx.commit().map_err(err)
     }
 

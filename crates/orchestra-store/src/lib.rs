@@ -32,8 +32,8 @@ pub use clock::{Clock, system_now_ms};
 pub use error::{BoxError, ErrorClass, StoreError};
 pub use memory::MemoryStore;
 pub use records::{
-    ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionRecord, SessionStatus,
-    TaskRecord, TaskStatus, UnknownStatus,
+    ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionPipeline, SessionRecord,
+    SessionStatus, TaskRecord, TaskStatus, UnknownStatus,
 };
 pub use store::Store;
 pub use trace::{

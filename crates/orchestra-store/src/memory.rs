@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::views::resolve_prefix;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, CostTally, LeaseOutcome,
-    MAX_AMBIGUOUS_CANDIDATES, NewSession, NodeRunRecord, SessionFilter, SessionRecord,
-    SessionStatus, SessionSummary, SessionTrace, TaskRecord, TraceRecord,
+    MAX_AMBIGUOUS_CANDIDATES, NewSession, NodeRunRecord, SessionFilter, SessionPipeline,
+    SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord, TraceRecord,
 };
 use crate::{Clock, Store, StoreError, validate};
 
@@ -179,6 +179,19 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let r = &mut inner.get_mut(id)?.record;
         r.meta.insert(key.to_owned(), value.clone());
+        r.updated_at = now;
+        Ok(())
+    }
+
+    fn set_session_pipeline(&mut self, id: &str, p: &SessionPipeline) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let r = &mut inner.get_mut(id)?.record;
+        r.pipeline.clone_from(&p.pipeline);
+        r.pipeline_path.clone_from(&p.pipeline_path);
+        r.pipeline_source.clone_from(&p.pipeline_source);
+        r.resolved.clone_from(&p.resolved);
+        r.pipeline_hash.clone_from(&p.pipeline_hash);
         r.updated_at = now;
         Ok(())
     }

@@ -41,6 +41,22 @@ pub struct NewSession {
     pub created_at: u64,
 }
 
+/// The pipeline a session goes on with (`set_session_pipeline`): it replaces the one the session
+/// was created with (`resume --pipeline FILE`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionPipeline {
+    /// The pipeline's `name:`.
+    pub pipeline: String,
+    /// The pipeline file as given by the user.
+    pub pipeline_path: String,
+    /// The pipeline YAML text.
+    pub pipeline_source: String,
+    /// The resolved pipeline as JSON text.
+    pub resolved: String,
+    /// Hash of the pipeline.
+    pub pipeline_hash: String,
+}
+
 /// A stored session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {

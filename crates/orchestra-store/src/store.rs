@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::StoreError;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    RestorePoint, SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
-    TaskRecord, TraceRecord,
+    RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary,
+    SessionTrace, TaskRecord, TraceRecord,
 };
 
 /// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.
@@ -46,6 +46,10 @@ pub trait Store: Send {
 
     /// Sets one key of the session's `meta` object; bumps `updated_at`.
     fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError>;
+
+    /// Replaces the session's pipeline (name, path, source, resolved form and hash) with the
+    /// one it goes on with; bumps `updated_at`. Nothing else of the session changes.
+    fn set_session_pipeline(&mut self, id: &str, p: &SessionPipeline) -> Result<(), StoreError>;
 
     /// Takes the lease if it is free, expired or already `owner`'s, for `ttl` from now.
     /// Otherwise reports who holds it.

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Ctx, START, checkpoint, new_session, node_run, task};
-use crate::{ChatMessageRecord, LeaseOutcome, SessionFilter, SessionStatus, Store, StoreError};
+use crate::{
+    ChatMessageRecord, LeaseOutcome, SessionFilter, SessionPipeline, SessionStatus, Store,
+    StoreError,
+};
 
 pub(super) fn session_round_trip(s: &mut dyn Store, cx: &Ctx) {
     let (s0, s1, s2) = (cx.id("s-0"), cx.id("s-1"), cx.id("s-2"));
@@ -323,6 +326,56 @@ pub(super) fn status_and_meta(s: &mut dyn Store, cx: &Ctx) {
         json!({"branches": {"app": "orchestra/pr-review/s"}, "note": ["y"]})
     );
     assert_eq!(r.updated_at, START + 10);
+}
+
+pub(super) fn a_session_goes_on_with_another_pipeline(s: &mut dyn Store, cx: &Ctx) {
+    let (sid, other) = (cx.id("s"), cx.id("other"));
+    s.create_session(&new_session(&sid, 1)).unwrap();
+    s.create_session(&new_session(&other, 1)).unwrap();
+    s.set_session_meta(&sid, "git", &json!({"a": 1})).unwrap();
+    cx.advance(7);
+    // Bigger than the first, with text that JSON and SQL quote.
+    let resolved = format!(
+        r#"{{"name": "fixed", "x": "{}", "q": "'\"$"}}"#,
+        "y".repeat(70_000)
+    );
+    let p = SessionPipeline {
+        pipeline: "fixed".into(),
+        pipeline_path: "pipelines/fixed.yaml".into(),
+        pipeline_source: "name: fixed\nagents: {}\n".into(),
+        resolved: resolved.clone(),
+        pipeline_hash: "h2".into(),
+    };
+    s.set_session_pipeline(&sid, &p).unwrap();
+    let r = s.session(&sid).unwrap().unwrap();
+    assert_eq!(
+        (
+            r.pipeline.as_str(),
+            r.pipeline_path.as_str(),
+            r.pipeline_source.as_str(),
+            r.pipeline_hash.as_str()
+        ),
+        (
+            "fixed",
+            "pipelines/fixed.yaml",
+            "name: fixed\nagents: {}\n",
+            "h2"
+        )
+    );
+    assert_eq!(r.resolved, resolved);
+    assert_eq!(r.updated_at, START + 7);
+    assert_eq!(r.meta.get("git"), Some(&json!({"a": 1})), "meta is kept");
+    assert_eq!(r.status, SessionStatus::Created, "the status is kept");
+    let o = s.session(&other).unwrap().unwrap();
+    assert_eq!(
+        (o.pipeline.as_str(), o.resolved.as_str()),
+        ("pr-review", new_session(&other, 1).resolved.as_str()),
+        "other sessions are not touched"
+    );
+    assert!(matches!(
+        s.set_session_pipeline(&cx.id("ghost"), &p),
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub(super) fn leases(s: &mut dyn Store, cx: &Ctx) {
