@@ -342,6 +342,22 @@ pub(crate) fn report_error(e: &RuntimeError) -> io::Result<u8> {
 
 /// [`report_error`] to `w`.
 pub(crate) fn report_error_to(w: &mut dyn Write, e: &RuntimeError) -> io::Result<u8> {
+    if let RuntimeError::Edit {
+        session,
+        step,
+        errors,
+    } = e
+    {
+        // One line per reason: each names its agent or field.
+        for reason in errors {
+            writeln!(w, "error: {reason}")?;
+        }
+        writeln!(
+            w,
+            "error: session `{session}` cannot go on from checkpoint {step} with this edit; nothing was changed"
+        )?;
+        return Ok(error_code(e));
+    }
     writeln!(w, "error: {}", error_chain(e))?;
     Ok(error_code(e))
 }
@@ -349,6 +365,7 @@ pub(crate) fn report_error_to(w: &mut dyn Write, e: &RuntimeError) -> io::Result
 /// The exit code of a runtime error.
 pub(crate) fn error_code(e: &RuntimeError) -> u8 {
     match e {
+        RuntimeError::Edit { .. } => exit::BAD_INPUT,
         RuntimeError::Busy { .. } => exit::SESSION_BUSY,
         RuntimeError::Completed { .. } | RuntimeError::Stored { .. } => exit::BAD_INPUT,
         RuntimeError::Store(w) => match w.store_error().map(|s| s.exit_class()) {

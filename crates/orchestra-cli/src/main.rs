@@ -6,6 +6,7 @@ mod cmd;
 mod cost;
 mod diag;
 mod drive;
+mod edit;
 mod engine;
 mod exit;
 mod human;

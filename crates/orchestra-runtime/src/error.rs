@@ -59,6 +59,19 @@ pub enum RuntimeError {
         #[source]
         source: SetupError,
     },
+    /// The session cannot go on with an edited pipeline or edited state.
+    #[error(
+        "session `{session}` cannot go on from checkpoint {step} with the edit: {}",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Edit {
+        /// Session.
+        session: String,
+        /// The checkpoint the edit applies to.
+        step: u64,
+        /// Every reason (each names the node or field).
+        errors: Vec<orchestra_graph::edit::EditError>,
+    },
     /// The task driving the session stopped without finishing (the runtime shut down).
     #[error("the session's executor was stopped")]
     Stopped(#[source] tokio::task::JoinError),

@@ -13,6 +13,7 @@ pub mod attach;
 mod call_node;
 mod command_node;
 mod drive;
+mod edit;
 mod engine;
 mod error;
 mod event_log;
@@ -37,6 +38,7 @@ mod store_worker;
 mod stored;
 
 pub use call_node::{CALL_META, child_calls};
+pub use edit::{EDITS_META, Edit, EditCheck};
 pub use engine::{DriveOptions, Engine, EnvLookup, LimitOverrides};
 pub use error::{RuntimeError, SetupError, error_chain};
 pub use event_log::{EVENTS_VERSION, EventLog, Fanout, OnFailure, envelope, is_logged};

@@ -9,6 +9,7 @@ use orchestra_graph::Compiled;
 use orchestra_graph::scheduler::{Outcome as Scheduled, Scheduler};
 use orchestra_store::{CheckpointRecord, CostTally, NewSession, SessionRecord, SessionStatus};
 
+use crate::edit::{Edit, carried, edit_error};
 use crate::engine::{DriveOptions, Engine};
 use crate::error::{RuntimeError, SetupError};
 use crate::events::Event;
@@ -17,7 +18,6 @@ use crate::gitws::GitWorkspace;
 use crate::ids::new_session_id;
 use crate::outcome::{Finish, Outcome};
 use crate::plan::ConditionRouter;
-use crate::restore::restore;
 use crate::stored::{load_pipeline, stored_pipeline};
 
 impl Engine {
@@ -200,6 +200,18 @@ impl Engine {
         session: &str,
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
+        self.resume_edited(session, &Edit::default(), opts).await
+    }
+
+    /// [`Engine::resume`] after `edit`: the session goes on with its pipeline and state edited
+    /// (see [`crate::edit`]). An edit that cannot apply is refused with
+    /// [`RuntimeError::Edit`] and changes nothing.
+    pub async fn resume_edited(
+        &self,
+        session: &str,
+        edit: &Edit,
+        opts: &DriveOptions,
+    ) -> Result<Outcome, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
         let completed = |rec: &SessionRecord| RuntimeError::Completed {
             session: rec.id.clone(),
@@ -223,6 +235,18 @@ impl Engine {
         if now.status == SessionStatus::Completed {
             return Err(completed(&now));
         }
+        let (now, compiled) = if edit.is_empty() {
+            (now, compiled)
+        } else {
+            if let Err(e) = self.edit_leased(&now, edit).await {
+                let (id, owner) = (now.id.clone(), self.owner.clone());
+                self.store
+                    .call(move |s| s.release_lease(&id, &owner))
+                    .await?;
+                return Err(e);
+            }
+            self.session_pipeline(&now.id).await?
+        };
         let started = std::time::Instant::now();
         let driven = self.resume_leased(now, compiled, opts).await;
         self.report_finished(&rec.id, started, &driven, opts).await;
@@ -251,7 +275,7 @@ impl Engine {
             let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
             return self.begin(compiled, &rec.id, inputs, git, opts).await;
         };
-        let mut pos = self.restore_at(&rec.id, last, &compiled).await?;
+        let (mut pos, made_by, current) = self.restore_in(&rec, last, &compiled).await?;
         // What was spent after the checkpoint counts too: tasks that finished before an
         // interruption (they are reused, not run again) and failed attempts.
         let (sid, after) = (rec.id.clone(), last);
@@ -270,6 +294,10 @@ impl Engine {
             .await?;
         pos.tokens = pos.tokens.saturating_add(spent_after);
         pos.cost.merge(&cost_after);
+        // An edited pipeline or state: checkpoint `last + 1` carries it.
+        let edited = self
+            .apply_edits(&rec, last, (&made_by, current), &compiled, &mut pos)
+            .await?;
         pos.inherited_tokens = inherited_tokens(&rec.meta);
         // The repos as the checkpoint recorded them: an interrupted merge is redone from there.
         let last_shas = self.repo_shas_at(&rec.id, last).await?;
@@ -283,26 +311,73 @@ impl Engine {
         opts.events.emit(Event::SessionStarted {
             session: rec.id.clone(),
             pipeline: compiled.name.clone(),
-            from_step: Some(last),
+            from_step: Some(if edited { last + 1 } else { last }),
         });
-        let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
+        let mut inputs = rec.inputs.as_object().cloned().unwrap_or_default();
+        // Inputs an edited pipeline added with a default.
+        for i in &compiled.inputs {
+            if let Some(d) = &i.default
+                && !inputs.contains_key(&i.name)
+            {
+                inputs.insert(i.name.clone(), d.clone());
+            }
+        }
         self.drive(compiled, &rec.id, pos, inputs, git, opts).await
     }
 
     /// Forks `session` at checkpoint `step` into a new session whose state (and repos) are
     /// those of that checkpoint. Returns the new session's id; drive it with [`Engine::resume`].
     pub async fn fork(&self, session: &str, step: u64) -> Result<String, RuntimeError> {
+        self.fork_edited(session, step, &Edit::default()).await
+    }
+
+    /// [`Engine::fork`] with `edit` applied to the new session: it goes on with the edited
+    /// pipeline (the original session keeps its own) from the checkpoint's state with the
+    /// `set`s applied. An edit that cannot apply is refused with [`RuntimeError::Edit`]
+    /// before anything is created.
+    pub async fn fork_edited(
+        &self,
+        session: &str,
+        step: u64,
+        edit: &Edit,
+    ) -> Result<String, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
-        let pos = self.restore_at(&rec.id, step, &compiled).await?;
+        let (pos, made_by, current) = self.restore_in(&rec, step, &compiled).await?;
+        let target = edit.pipeline.clone().unwrap_or_else(|| Arc::clone(&made_by));
+        let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
+        let pos = carried(&made_by, &target, step, pos, &edit.set, &inputs)
+            .map_err(|errors| edit_error(&rec.id, step, errors))?;
+        let (pipeline_path, pipeline_source, resolved, pipeline_hash) =
+            if current && edit.pipeline.is_none() {
+                (
+                    rec.pipeline_path.clone(),
+                    rec.pipeline_source.clone(),
+                    rec.resolved.clone(),
+                    rec.pipeline_hash.clone(),
+                )
+            } else {
+                let (resolved, hash) =
+                    stored_pipeline(&target).map_err(|source| RuntimeError::Stored {
+                        session: rec.id.clone(),
+                        source,
+                    })?;
+                (
+                    self.relative(&target.pipeline_path),
+                    target.source.text.to_string(),
+                    resolved,
+                    hash,
+                )
+            };
+        let compiled = target;
         let id = new_session_id();
         let new = NewSession {
             id: id.clone(),
             name: rec.name.clone(),
-            pipeline: rec.pipeline.clone(),
-            pipeline_path: rec.pipeline_path.clone(),
-            pipeline_source: rec.pipeline_source.clone(),
-            resolved: rec.resolved.clone(),
-            pipeline_hash: rec.pipeline_hash.clone(),
+            pipeline: compiled.name.clone(),
+            pipeline_path,
+            pipeline_source,
+            resolved,
+            pipeline_hash,
             inputs: rec.inputs.clone(),
             parent_session: Some(rec.id.clone()),
             parent_checkpoint: Some(step),
@@ -330,11 +405,18 @@ impl Engine {
             nodes: Vec::new(),
             created_at: orchestra_store::system_now_ms(),
         };
-        let (fid, inherited) = (id.clone(), pos.tokens);
+        let mut meta = json!({ "tokens": pos.tokens });
+        if !edit.is_empty() {
+            meta["edit"] = json!({
+                "pipeline_path": edit.pipeline.as_ref().map(|p| self.relative(&p.pipeline_path)),
+                "set": edit.set.iter().cloned().collect::<Map<String, Value>>(),
+            });
+        }
+        let fid = id.clone();
         self.store
             .call(move |s| {
                 s.commit_checkpoint(&cp)?;
-                s.set_session_meta(&fid, FORK_META, &json!({ "tokens": inherited }))?;
+                s.set_session_meta(&fid, FORK_META, &meta)?;
                 s.set_status(&fid, SessionStatus::Paused, Some("forked; not yet run"))
             })
             .await?;
@@ -348,7 +430,7 @@ impl Engine {
         step: u64,
     ) -> Result<orchestra_graph::state::State, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
-        Ok(self.restore_at(&rec.id, step, &compiled).await?.state)
+        Ok(self.restore_in(&rec, step, &compiled).await?.0.state)
     }
 
     /// `{repo: sha}` of `session` at checkpoint `step`: the latest recorded SHA of each repo.
@@ -377,20 +459,6 @@ impl Engine {
             }
         }
         Ok(shas)
-    }
-
-    async fn restore_at(
-        &self,
-        session: &str,
-        step: u64,
-        compiled: &Arc<Compiled>,
-    ) -> Result<Position, RuntimeError> {
-        let (id, c) = (session.to_owned(), Arc::clone(compiled));
-        let pos = self
-            .store
-            .call(move |s| Ok(restore(&*s, &id, step, &c.topology, &c.channels)))
-            .await??;
-        Ok(pos)
     }
 
     async fn store_git_meta(&self, id: &str, git: &GitWorkspace) -> Result<(), RuntimeError> {
@@ -429,7 +497,7 @@ impl Engine {
     }
 
     /// `path` as stored: relative to the project root when it is under it.
-    fn relative(&self, path: &std::path::Path) -> String {
+    pub(crate) fn relative(&self, path: &std::path::Path) -> String {
         path.strip_prefix(&self.root)
             .unwrap_or(path)
             .display()

@@ -1,14 +1,16 @@
 //! `orchestra replay`: fork a session at one of its checkpoints — the new session's state is
 //! that checkpoint's and its repositories' worktrees sit at that checkpoint's commits on new
-//! branches — then continue it (unless `--no-run`).
+//! branches — then continue it (unless `--no-run`), with the pipeline of that checkpoint or an
+//! edited one (`--pipeline`), and optionally edited state (`--set`).
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
-use orchestra_runtime::{Engine, RuntimeError};
+use orchestra_runtime::{Edit, Engine, RuntimeError};
 
 use crate::cli::Ctx;
 use crate::drive::DriveArgs;
+use crate::edit::{EditArgs, print_check, warn_if_changed};
 use crate::engine::{sessions_root, db_flag, providers_problem, report_error, runtime, session_db};
 use crate::exit;
 
@@ -32,6 +34,8 @@ pub(crate) struct Args {
     /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
+    #[command(flatten)]
+    edit: EditArgs,
     /// How the new session is driven (not with --no-run; `--json` with --no-run prints the new
     /// session with the state and commits it starts from).
     #[command(flatten)]
@@ -44,18 +48,28 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Err(code) => return Ok(code),
     };
     let rt = runtime()?;
+    let edit = match args.edit.edit(ctx)? {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
     rt.block_on(async move {
         let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
             Ok(e) => e,
             Err(e) => return crate::store::report(&e),
         };
-        let code = replay(&engine, &args, &db).await;
+        let code = replay(&engine, &args, &edit, &db, ctx).await;
         engine.close().await;
         code
     })
 }
 
-async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Result<u8> {
+async fn replay(
+    engine: &Engine,
+    args: &Args,
+    edit: &Edit,
+    db: &std::path::Path,
+    ctx: &Ctx,
+) -> io::Result<u8> {
     // A fork that is to run needs its providers (an API key, a responses file): check before
     // the fork is made, so a configuration problem is bad input and leaves no fork behind.
     let sinks = if args.no_run {
@@ -66,18 +80,34 @@ async fn replay(engine: &Engine, args: &Args, db: &std::path::Path) -> io::Resul
             Err(code) => return Ok(code),
         }
     };
-    if !args.no_run {
-        match engine.session_pipeline(&args.session).await {
-            Ok((_, stored)) => {
-                if let Some(problem) = providers_problem(&stored) {
-                    writeln!(io::stderr(), "error: {problem}")?;
-                    return Ok(exit::BAD_INPUT);
-                }
+    match engine.session_pipeline(&args.session).await {
+        Ok((rec, stored)) => {
+            if edit.pipeline.is_none() {
+                warn_if_changed(&stored, &rec.pipeline_hash, ctx, "replaying");
             }
+            if !args.no_run
+                && edit.pipeline.is_none()
+                && let Some(problem) = providers_problem(&stored)
+            {
+                writeln!(io::stderr(), "error: {problem}")?;
+                return Ok(exit::BAD_INPUT);
+            }
+        }
+        Err(e) => return report_error(&e),
+    }
+    if !edit.is_empty() {
+        match engine
+            .check_edit(&args.session, Some(args.checkpoint), edit)
+            .await
+        {
+            Ok(check) => print_check(&check, edit, ctx)?,
             Err(e) => return report_error(&e),
         }
     }
-    let id = match engine.fork(&args.session, args.checkpoint).await {
+    let id = match engine
+        .fork_edited(&args.session, args.checkpoint, edit)
+        .await
+    {
         Ok(id) => id,
         Err(e) => return report_error(&e),
     };

@@ -1,0 +1,148 @@
+//! `--pipeline FILE` and `--set FIELD=JSON` of `resume` and `replay`: a session goes on with an
+//! edited pipeline or edited state. What changed is printed before it goes on.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use orchestra_graph::{Compiled, LoadOptions, load};
+use orchestra_runtime::{Edit, EditCheck, pipeline_hash};
+
+use crate::cli::Ctx;
+use crate::engine::providers_problem;
+use crate::exit;
+use crate::load::load_pipeline;
+
+/// How a session is edited before it goes on.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EditArgs {
+    /// Go on with this pipeline file (changed prompts, models, new agents and edges) instead of
+    /// the one stored with the session. What changed is printed first; an agent that ran or is
+    /// due to run and was removed, or a state field whose value no longer fits its edited type
+    /// or reducer, is refused (exit 2) and nothing changes.
+    #[arg(long, value_name = "FILE")]
+    pipeline: Option<PathBuf>,
+    /// Set a state field before going on, as FIELD=JSON (repeatable): the whole value, whatever
+    /// the field's reducer, checked against its type (`--set verdict='"approve"'`, `--set
+    /// notes='["a"]'`). Edges already routed at the checkpoint are not routed again.
+    #[arg(long = "set", value_name = "FIELD=JSON", value_parser = parse_set)]
+    set: Vec<(String, Value)>,
+}
+
+impl EditArgs {
+    /// The edit asked for, or the exit code to stop with (the problem already printed): the
+    /// pipeline is compiled and its providers checked.
+    pub(crate) fn edit(&self, ctx: &Ctx) -> io::Result<Result<Edit, u8>> {
+        let pipeline = match &self.pipeline {
+            None => None,
+            Some(path) => match load_pipeline(path, None, ctx)? {
+                Ok(c) => {
+                    if let Some(problem) = providers_problem(&c) {
+                        writeln!(io::stderr(), "error: {problem}")?;
+                        return Ok(Err(exit::BAD_INPUT));
+                    }
+                    Some(Arc::new(c))
+                }
+                Err(code) => return Ok(Err(code)),
+            },
+        };
+        Ok(Ok(Edit {
+            pipeline,
+            set: self.set.clone(),
+        }))
+    }
+}
+
+/// Parses `FIELD=JSON` (of `--set`); a value that is not JSON is refused with the parser's
+/// message and position.
+fn parse_set(s: &str) -> Result<(String, Value), String> {
+    let Some((field, json)) = s.split_once('=') else {
+        return Err(format!("expected FIELD=JSON, got `{s}`"));
+    };
+    let field = field.trim();
+    if field.is_empty() {
+        return Err(format!("expected FIELD=JSON, got `{s}`"));
+    }
+    let value = serde_json::from_str(json).map_err(|e| {
+        format!("the value of `{field}` is not JSON ({e}): `{json}`; a string is quoted: {field}='\"text\"'")
+    })?;
+    Ok((field.to_owned(), value))
+}
+
+/// Prints what `edit` changes (to stderr), as checked against checkpoint `check.step`.
+pub(crate) fn print_check(check: &EditCheck, edit: &Edit, ctx: &Ctx) -> io::Result<()> {
+    let mut err = io::stderr().lock();
+    if let Some(p) = &edit.pipeline {
+        let shown = p.pipeline_path.strip_prefix(&ctx.cwd).unwrap_or(&p.pipeline_path);
+        if check.diff.is_empty() {
+            writeln!(
+                err,
+                "pipeline {}: no changes from the session's pipeline",
+                shown.display()
+            )?;
+        } else {
+            writeln!(
+                err,
+                "pipeline {} (changes from the session's pipeline at checkpoint {}):",
+                shown.display(),
+                check.step
+            )?;
+            for c in &check.diff.changes {
+                writeln!(err, "  {c}")?;
+            }
+        }
+    }
+    for (field, value) in &edit.set {
+        writeln!(
+            err,
+            "set {field} = {}",
+            orchestra_graph::state::shorten(value)
+        )?;
+    }
+    Ok(())
+}
+
+/// Warns when the pipeline file a session ran (or a file it uses) no longer compiles to what
+/// the session stored: the session goes on with the stored one unless `--pipeline` is given.
+pub(crate) fn warn_if_changed(stored: &Compiled, hash: &str, ctx: &Ctx, doing: &str) {
+    let opts = LoadOptions {
+        cwd: ctx.cwd.clone(),
+        home: ctx.home.clone(),
+        ..LoadOptions::default()
+    };
+    let now = load(&stored.pipeline_path, &opts)
+        .ok()
+        .map(|c| pipeline_hash(&c));
+    if now.as_deref() != Some(hash) {
+        let path = stored.pipeline_path.display();
+        let _ = writeln!(
+            io::stderr(),
+            "warning: `{path}` or a file it uses changed since this session started; {doing} with the pipeline as it was (to go on with the edited one: --pipeline {path})"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_set;
+    use serde_json::json;
+
+    #[test]
+    fn set_takes_a_field_and_json() {
+        assert_eq!(parse_set("n=3"), Ok(("n".into(), json!(3))));
+        assert_eq!(
+            parse_set(r#"v="a=b""#),
+            Ok(("v".into(), json!("a=b"))),
+            "only the first = splits"
+        );
+        let e = parse_set("xs=[1,").unwrap_err();
+        assert!(
+            e.contains("is not JSON (EOF while parsing a list at line 1 column 3)"),
+            "{e}"
+        );
+        assert!(parse_set("=1").is_err());
+        assert!(parse_set("x").is_err());
+    }
+}
