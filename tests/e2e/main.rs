@@ -15,6 +15,7 @@ mod concurrency;
 mod corpus;
 mod cost;
 mod crash;
+mod edit;
 mod events;
 pub(crate) mod fake_model;
 mod flow;

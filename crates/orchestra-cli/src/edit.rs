@@ -75,7 +75,10 @@ fn parse_set(s: &str) -> Result<(String, Value), String> {
 pub(crate) fn print_check(check: &EditCheck, edit: &Edit, ctx: &Ctx) -> io::Result<()> {
     let mut err = io::stderr().lock();
     if let Some(p) = &edit.pipeline {
-        let shown = p.pipeline_path.strip_prefix(&ctx.cwd).unwrap_or(&p.pipeline_path);
+        let shown = p
+            .pipeline_path
+            .strip_prefix(&ctx.cwd)
+            .unwrap_or(&p.pipeline_path);
         if check.diff.is_empty() {
             writeln!(
                 err,
@@ -122,6 +125,29 @@ pub(crate) fn warn_if_changed(stored: &Compiled, hash: &str, ctx: &Ctx, doing: &
             "warning: `{path}` or a file it uses changed since this session started; {doing} with the pipeline as it was (to go on with the edited one: --pipeline {path})"
         );
     }
+}
+
+/// What checkpoint `step` of a session with `meta` is, when it is an edit checkpoint:
+/// `(edit: pipeline FILE; set FIELD, ...)`.
+pub(crate) fn edit_label(meta: &serde_json::Map<String, Value>, step: u64) -> Option<String> {
+    let edits = meta.get(orchestra_runtime::EDITS_META)?.as_array()?;
+    let mut what = Vec::new();
+    for e in edits.iter().filter(|e| {
+        e.get("after_step")
+            .and_then(Value::as_u64)
+            .is_some_and(|a| a + 1 == step)
+    }) {
+        if let Some(p) = e.get("pipeline_path").and_then(Value::as_str) {
+            what.push(format!("pipeline {p}"));
+        }
+        if let Some(set) = e.get("set").and_then(Value::as_object)
+            && !set.is_empty()
+        {
+            let fields: Vec<&str> = set.keys().map(String::as_str).collect();
+            what.push(format!("set {}", fields.join(", ")));
+        }
+    }
+    (!what.is_empty()).then(|| format!("(edit: {})", what.join("; ")))
 }
 
 #[cfg(test)]

@@ -93,7 +93,10 @@ impl Engine {
             }
         };
         let (pos, made_by, _) = self.restore_in(&rec, step, &current).await?;
-        let target = edit.pipeline.clone().unwrap_or_else(|| Arc::clone(&made_by));
+        let target = edit
+            .pipeline
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&made_by));
         let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
         carried(&made_by, &target, step, pos, &edit.set, &inputs)
             .map_err(|errors| edit_error(&rec.id, step, errors))?;
@@ -106,7 +109,11 @@ impl Engine {
     }
 
     /// Checks `edit` of the leased session `rec` against its last checkpoint and records it.
-    pub(crate) async fn edit_leased(&self, rec: &SessionRecord, edit: &Edit) -> Result<(), RuntimeError> {
+    pub(crate) async fn edit_leased(
+        &self,
+        rec: &SessionRecord,
+        edit: &Edit,
+    ) -> Result<(), RuntimeError> {
         let id = rec.id.clone();
         let last = self
             .store
@@ -273,7 +280,15 @@ pub(crate) fn carried(
     let mut pos = if same {
         pos
     } else {
-        match carry(old, new, step, &pos.sched, &pos.runs, pos.state.clone(), inputs) {
+        match carry(
+            old,
+            new,
+            step,
+            &pos.sched,
+            &pos.runs,
+            pos.state.clone(),
+            inputs,
+        ) {
             Ok(c) => Position {
                 state: c.state,
                 sched: c.sched,

@@ -343,7 +343,10 @@ impl Engine {
     ) -> Result<String, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
         let (pos, made_by, current) = self.restore_in(&rec, step, &compiled).await?;
-        let target = edit.pipeline.clone().unwrap_or_else(|| Arc::clone(&made_by));
+        let target = edit
+            .pipeline
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&made_by));
         let inputs = rec.inputs.as_object().cloned().unwrap_or_default();
         let pos = carried(&made_by, &target, step, pos, &edit.set, &inputs)
             .map_err(|errors| edit_error(&rec.id, step, errors))?;

@@ -326,7 +326,9 @@ async fn detail(
         if c.has_repo_shas {
             flags.push("repo change");
         }
-        let nodes = if c.nodes.is_empty() {
+        let nodes = if let Some(edit) = crate::edit::edit_label(&rec.meta, c.step) {
+            edit
+        } else if c.nodes.is_empty() {
             "(start)".to_owned()
         } else {
             c.nodes.join(", ")

@@ -252,7 +252,7 @@ fn agent_changes(o: &ResolvedAgent, n: &ResolvedAgent) -> Vec<String> {
             .filter(|l| !ol.contains(l))
             .map(|(kind, name, _)| match name {
                 Some(name) => format!("{} {name}", kind.to_lowercase()),
-                None => format!("{} (inline)", kind.to_lowercase()),
+                None => format!("inline {}", kind.to_lowercase()),
             })
             .collect();
         if which.is_empty() {
