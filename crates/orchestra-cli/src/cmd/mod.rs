@@ -27,6 +27,8 @@ macro_rules! commands {
 }
 
 commands! {
+    /// Scaffold a new project in the current directory from a shipped example.
+    Init => init,
     /// Validate a pipeline and resolve everything it refers to; print the graph.
     Compile => compile,
     /// Print the JSON Schema of pipeline files (or of orchestra.yaml, conditions, layers).
