@@ -17,11 +17,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut files = Vec::new();
     walk(&examples, &examples, &mut files)?;
     files.sort();
-    let mut code = String::from("/// The files of `pipelines/examples/`: (path, text, executable).\n");
+    let mut code =
+        String::from("/// The files of `pipelines/examples/`: (path, text, executable).\n");
     code.push_str("pub(crate) const EXAMPLE_FILES: &[(&str, &str, bool)] = &[\n");
     for (rel, abs, exec) in &files {
         println!("cargo::rerun-if-changed={}", abs.display());
-        writeln!(code, "    ({rel:?}, include_str!({:?}), {exec}),", abs.display())?;
+        writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?}), {exec}),",
+            abs.display()
+        )?;
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("examples.rs");
@@ -41,7 +46,10 @@ fn walk(
         if meta.is_dir() {
             walk(root, &path, files)?;
         } else {
-            let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)?
+                .to_string_lossy()
+                .replace('\\', "/");
             let abs = fs::canonicalize(&path)?;
             files.push((rel, abs, meta.permissions().mode() & 0o111 != 0));
         }

@@ -17,6 +17,7 @@ mod cost;
 mod crash;
 mod edit;
 mod events;
+mod examples;
 pub(crate) mod fake_model;
 mod flow;
 mod front;
