@@ -7,6 +7,7 @@ mod it {
     mod call;
     mod command;
     mod discovery;
+    mod edit;
     mod pr_review;
     mod validation;
 }
