@@ -224,7 +224,7 @@ fn ctrl_c_leaves_a_resumable_session() {
     assert_eq!(resumed.code, 0, "{}", resumed.transcript());
     assert!(
         resumed.stderr.starts_with(&format!(
-            "warning: `{}` or a file it uses changed since this session started; resuming with the pipeline as it was\nresuming session {id} (slow) after checkpoint 0\n",
+            "warning: `{0}` or a file it uses changed since this session started; resuming with the pipeline as it was (to go on with the edited one: --pipeline {0})\nresuming session {id} (slow) after checkpoint 0\n",
             p.path("slow.yaml").display()
         )),
         "{}",
@@ -353,8 +353,13 @@ fn replay_checks_the_providers_before_it_forks() {
     std::fs::remove_file(p.path("tour.responses.yaml")).unwrap();
     let replay = p.run(&["replay", &id, "--checkpoint", "1"]);
     assert_eq!(replay.code, 2, "{}", replay.transcript());
+    // It says the pipeline's files changed (the fork runs the pipeline as it was), then why
+    // that pipeline cannot run.
     assert!(
-        replay.stderr.starts_with("error: provider `scripted`: "),
+        replay
+            .stderr
+            .contains("changed since this session started; replaying with the pipeline as it was")
+            && replay.stderr.contains("\nerror: provider `scripted`: "),
         "{}",
         replay.transcript()
     );

@@ -165,7 +165,7 @@ mod tests {
         );
         let e = parse_set("xs=[1,").unwrap_err();
         assert!(
-            e.contains("is not JSON (EOF while parsing a list at line 1 column 3)"),
+            e.contains("is not JSON (EOF while parsing a value at line 1 column 3)"),
             "{e}"
         );
         assert!(parse_set("=1").is_err());

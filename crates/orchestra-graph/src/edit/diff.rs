@@ -12,7 +12,8 @@ use crate::topology::{Edge, Topology};
 pub struct Change {
     /// `+` added, `-` removed, `~` changed.
     pub sign: char,
-    /// What kind of thing: `agent`, `edge`, `state`, `input`, `condition`, `limits`, `outputs`.
+    /// What kind of thing: `agent`, `edge`, `state`, `input`, `condition`, `provider`,
+    /// `workspace`, `limits`, `outputs`.
     pub what: &'static str,
     /// Its name (an edge: `a -> b, END`).
     pub name: String,
@@ -134,6 +135,25 @@ pub fn diff(old: &Compiled, new: &Compiled) -> PipelineDiff {
         .filter(|n| !new.conditions.contains_key(*n))
     {
         push('-', "condition", name, None);
+    }
+    for (name, p) in &new.providers {
+        match old.providers.get(name) {
+            None => push('+', "provider", name, None),
+            Some(o) if json(&o.spec) != json(&p.spec) || o.responses != p.responses => {
+                push('~', "provider", name, None);
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old
+        .providers
+        .keys()
+        .filter(|n| !new.providers.contains_key(*n))
+    {
+        push('-', "provider", name, None);
+    }
+    if json(&old.repos) != json(&new.repos) || json(&old.shell_tools) != json(&new.shell_tools) {
+        push('~', "workspace", "workspace", None);
     }
     if json(&old.limits) != json(&new.limits) {
         push('~', "limits", "limits", None);

@@ -10,15 +10,28 @@ use orchestra_graph::scheduler::SchedState;
 use orchestra_graph::topology::Node;
 use orchestra_graph::{Compiled, LoadOptions, load};
 
-fn compile(text: &str) -> Compiled {
+/// Compiles each text as a pipeline of one project directory (so their paths agree).
+fn compile_all<const N: usize>(texts: [&str; N]) -> [Compiled; N] {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("p.yaml"), text).unwrap();
     std::fs::write(tmp.path().join("r.yaml"), "agents: {}\n").unwrap();
     let opts = LoadOptions {
         cwd: tmp.path().to_path_buf(),
         ..LoadOptions::default()
     };
-    load(Path::new("p.yaml"), &opts).unwrap()
+    texts.map(|text| {
+        std::fs::write(tmp.path().join("p.yaml"), text).unwrap();
+        load(Path::new("p.yaml"), &opts).unwrap()
+    })
+}
+
+fn compile(text: &str) -> Compiled {
+    let [c] = compile_all([text]);
+    c
+}
+
+fn pair(old: &str, new: &str) -> (Compiled, Compiled) {
+    let [o, n] = compile_all([old, new]);
+    (o, n)
 }
 
 const OLD: &str = r#"
@@ -57,7 +70,8 @@ graph:
 
 #[test]
 fn the_diff_names_what_changed() {
-    let lines: Vec<String> = diff(&compile(OLD), &compile(NEW))
+    let (old, new) = pair(OLD, NEW);
+    let lines: Vec<String> = diff(&old, &new)
         .changes
         .iter()
         .map(ToString::to_string)
@@ -73,12 +87,13 @@ fn the_diff_names_what_changed() {
             "+ state     extra: a string (replace)",
         ]
     );
-    assert!(diff(&compile(OLD), &compile(OLD)).is_empty());
+    let (a, b) = pair(OLD, OLD);
+    assert!(diff(&a, &b).is_empty());
 }
 
 #[test]
 fn a_checkpoint_is_carried_over_by_name() {
-    let (old, new) = (compile(OLD), compile(NEW));
+    let (old, new) = pair(OLD, NEW);
     // After step 2: b ran, c is due, the barrier saw b.
     let sched = SchedState {
         step: 2,
@@ -106,7 +121,7 @@ fn a_checkpoint_is_carried_over_by_name() {
 
 #[test]
 fn what_cannot_go_on_is_refused_by_name() {
-    let (old, new) = (compile(NEW), compile(OLD));
+    let (old, new) = pair(NEW, OLD);
     let sched = SchedState {
         step: 3,
         ready: vec![1],
