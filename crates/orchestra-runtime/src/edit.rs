@@ -310,6 +310,19 @@ pub(crate) fn carried(
     Ok(pos)
 }
 
+/// A session's `inputs`, plus the defaults of inputs its (edited) pipeline added since.
+pub(crate) fn with_defaults(compiled: &Compiled, inputs: &Value) -> Map<String, Value> {
+    let mut inputs = inputs.as_object().cloned().unwrap_or_default();
+    for i in &compiled.inputs {
+        if let Some(d) = &i.default
+            && !inputs.contains_key(&i.name)
+        {
+            inputs.insert(i.name.clone(), d.clone());
+        }
+    }
+    inputs
+}
+
 fn edits_of(rec: &SessionRecord) -> Vec<Value> {
     rec.meta
         .get(EDITS_META)

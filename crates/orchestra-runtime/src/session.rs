@@ -9,7 +9,7 @@ use orchestra_graph::Compiled;
 use orchestra_graph::scheduler::{Outcome as Scheduled, Scheduler};
 use orchestra_store::{CheckpointRecord, CostTally, NewSession, SessionRecord, SessionStatus};
 
-use crate::edit::{Edit, carried, edit_error};
+use crate::edit::{Edit, carried, edit_error, with_defaults};
 use crate::engine::{DriveOptions, Engine};
 use crate::error::{RuntimeError, SetupError};
 use crate::events::Event;
@@ -313,15 +313,7 @@ impl Engine {
             pipeline: compiled.name.clone(),
             from_step: Some(if edited { last + 1 } else { last }),
         });
-        let mut inputs = rec.inputs.as_object().cloned().unwrap_or_default();
-        // Inputs an edited pipeline added with a default.
-        for i in &compiled.inputs {
-            if let Some(d) = &i.default
-                && !inputs.contains_key(&i.name)
-            {
-                inputs.insert(i.name.clone(), d.clone());
-            }
-        }
+        let inputs = with_defaults(&compiled, &rec.inputs);
         self.drive(compiled, &rec.id, pos, inputs, git, opts).await
     }
 
