@@ -30,8 +30,8 @@ use serde_json::Value;
 use orchestra_store::validate;
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    SessionFilter, SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord,
-    TraceRecord,
+    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
+    TaskRecord, TraceRecord,
 };
 use orchestra_store::{Clock, Store, StoreError};
 
@@ -169,6 +169,12 @@ impl Store for PgStore {
         let (id, error, now) = (id.to_owned(), error.map(str::to_owned), self.now());
         self.conn
             .call(move |c, cx| sessions::set_status(c, cx, &id, status, error.as_deref(), now))
+    }
+
+    fn set_session_pipeline(&mut self, id: &str, p: &SessionPipeline) -> Result<(), StoreError> {
+        let (id, p, now) = (id.to_owned(), p.clone(), self.now());
+        self.conn
+            .call(move |c, cx| sessions::set_pipeline(c, cx, &id, &p, now))
     }
 
     fn set_session_meta(&mut self, id: &str, key: &str, value: &Value) -> Result<(), StoreError> {

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use crate::ctx::{Cols, Ctx, to_json};
 use orchestra_store::validate::{int, resolve_prefix};
 use orchestra_store::{
-    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionRecord,
-    SessionStatus, SessionSummary, StoreError,
+    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionPipeline,
+    SessionRecord, SessionStatus, SessionSummary, StoreError,
 };
 
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
@@ -244,6 +244,35 @@ pub(crate) fn set_status(
         return Err(StoreError::not_found(id));
     }
     Ok(())
+}
+
+/// Replaces a session's pipeline (`Store::set_session_pipeline`): its name, path, hash, source
+/// and resolved form, in one transaction.
+pub(crate) fn set_pipeline(
+    client: &mut Client,
+    cx: &Ctx,
+    id: &str,
+    p: &SessionPipeline,
+    now: u64,
+) -> Result<(), StoreError> {
+    let now = int("updated_at", now)?;
+    let err = cx.err("replace a session's pipeline");
+    let mut tx = client.transaction().map_err(&err)?;
+    let sid: i64 = tx
+        .query_opt(
+            "UPDATE sessions SET pipeline = $2, pipeline_path = $3, pipeline_hash = $4, \
+             updated_at = $5 WHERE id = $1 RETURNING sid",
+            &[&id, &p.pipeline, &p.pipeline_path, &p.pipeline_hash, &now],
+        )
+        .map_err(&err)?
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::not_found(id))?;
+    tx.execute(
+        "UPDATE pipelines SET source = $2, resolved = $3 WHERE sid = $1",
+        &[&sid, &p.pipeline_source.as_bytes(), &p.resolved.as_bytes()],
+    )
+    .map_err(&err)?;
+    tx.commit().map_err(err)
 }
 
 pub(crate) fn set_meta(
