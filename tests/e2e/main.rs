@@ -19,6 +19,7 @@ mod edit;
 mod events;
 mod examples;
 pub(crate) mod fake_model;
+mod fan_out;
 mod flow;
 mod front;
 mod git_cleanup;

@@ -250,6 +250,9 @@ fn edge_line(c: &Compiled, e: &Edge) -> String {
     if let Some(cond) = &e.condition {
         notes.push(format!("condition: {cond}"));
     }
+    if let Some(f) = &e.for_each {
+        notes.push(format!("for_each: {f}"));
+    }
     if let Some(m) = e.max_loops {
         let then = e
             .on_max_loops

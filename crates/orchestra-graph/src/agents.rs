@@ -78,7 +78,7 @@ impl AgentCtx<'_, '_> {
         }
         crate::call::call_keys_without_call(self, name, agent, diags);
         crate::command::command_keys_without_command(self, name, agent, diags);
-        let layers = self.layers(agent, diags);
+        let layers = self.layers(name, agent, diags);
         let model = self.model(name, key_span, agent, diags);
         let model = share_model(&mut self.models, model);
         let mut tools = Vec::with_capacity(agent.tools.len());
@@ -136,6 +136,7 @@ impl AgentCtx<'_, '_> {
 
     fn layers(
         &mut self,
+        name: &str,
         agent: &AgentSpec,
         diags: &mut Vec<Diagnostic>,
     ) -> Vec<orchestra_prompts::ResolvedLayer> {
@@ -158,7 +159,12 @@ impl AgentCtx<'_, '_> {
             // A named task file is checked once, however many agents use it.
             if kind == LayerKind::Task && (r.is_inline() || self.checked.insert(r.path.clone())) {
                 let source = self.loader.source_of(&r).unwrap_or(self.src);
-                diags.extend(check_task(&r, source, &self.scope));
+                // The target of a `for_each` edge also sees `item` and `item_index`.
+                let scope = TemplateScope {
+                    item: crate::foreach::is_target(self.spec, name),
+                    ..self.scope
+                };
+                diags.extend(check_task(&r, source, &scope));
             }
             out.push(r);
         }

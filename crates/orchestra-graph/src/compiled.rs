@@ -246,7 +246,8 @@ impl Compiled {
         }
     }
 
-    /// The system prompt of `agent` against `state` and `inputs` (JSON objects).
+    /// The system prompt of `agent` against `state` and `inputs` (JSON objects). The target of
+    /// a `for_each` edge is shown with the placeholder item `<an item of FIELD>` and index 0.
     pub fn system_prompt(
         &self,
         agent: &ResolvedAgent,
@@ -254,12 +255,17 @@ impl Compiled {
         inputs: &Value,
     ) -> Result<String, PromptError> {
         let vars = self.agent_vars(agent);
+        let placeholder = self
+            .topology
+            .fan_out_field(agent.index)
+            .map(|f| Value::String(format!("<an item of {f}>")));
         compose(
             &agent.layers,
             &PromptContext {
                 state,
                 inputs,
                 agent: &vars,
+                item: placeholder.as_ref().map(|v| (v, 0)),
             },
         )
     }

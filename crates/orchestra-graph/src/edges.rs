@@ -78,6 +78,7 @@ pub(crate) fn build(
             on_max_loops,
             loop_targets: Vec::new(),
             reason,
+            for_each: e.for_each.as_ref().map(|f| f.value.clone()),
         });
     }
     let topology = Topology::new(names.iter().map(|n| (*n).to_owned()).collect(), edges);
@@ -247,6 +248,7 @@ fn check_reason(
         &orchestra_prompts::TemplateScope {
             state: scope.state,
             inputs: scope.inputs,
+            item: false,
         },
         "`reason`",
     ));

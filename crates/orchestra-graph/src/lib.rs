@@ -16,6 +16,7 @@ mod edges;
 pub mod edit;
 mod export;
 mod fields;
+mod foreach;
 mod inputs;
 mod joins;
 mod load;
@@ -37,6 +38,7 @@ pub use compiled::{
 pub use conditions::{
     ConditionError, ConditionSource, DEFAULT_RULE, ResolvedCondition, Rule, RuleSet,
 };
+pub use foreach::fan_out_items;
 pub use inputs::{InputValues, ResolvedInput};
 pub use load::{LoadOptions, load};
 pub use outputs::OUTPUT_PATH_VARS;

@@ -188,6 +188,7 @@ fn compile(
         scope: TemplateScope {
             state: &state_names,
             inputs: &input_names,
+            item: false,
         },
         providers: &provider_map,
         default_provider,
@@ -232,6 +233,7 @@ fn compile(
     let (mut topology, conditions) =
         edges::build(&spec, &src, &index, &mut resolver, scope, &mut diags);
     topology.on_error = edges::on_error(&spec, &src, &index, &mut diags);
+    crate::foreach::check(&spec, &src, &channels, &agents, &mut diags);
     if error_count(&diags) == errors_before {
         analysis::analyze(&spec, &src, &mut topology, &agents, &mut diags);
     }

@@ -1,6 +1,6 @@
 //! The pure scheduler: given the nodes that finished in a super-step, decide which run in the
 //! next one — fan-out, `join: all|any|N` barriers, conditions (evaluated by the caller), loop
-//! bounds, `on_error` routes and `FAIL`.
+//! bounds, `on_error` routes, `FAIL` and which agents run one task per item (`for_each`).
 //! No I/O and no clock: every decision is a plain function of its inputs, so it is unit-tested
 //! here and its state is stored in each checkpoint.
 
@@ -35,6 +35,11 @@ pub struct SchedState {
     /// The edge into `FAIL` that ended the session as failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<usize>,
+    /// Agents of `ready` brought in by a `for_each` edge (agent -> edge): they run one task per
+    /// item of the edge's list, read by the runtime from the state the edge fired in (the state
+    /// of this checkpoint).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub for_each: BTreeMap<AgentIdx, usize>,
 }
 
 /// Why the scheduler cannot go on.
@@ -207,6 +212,7 @@ impl<'t> Scheduler<'t> {
         if count_step {
             next.step += 1;
         }
+        next.for_each.clear();
         let mut ready: BTreeSet<AgentIdx> = BTreeSet::new();
         // Quorum edges that fired in this step: the rest of the step's arrivals are absorbed
         // (they finished before the target ran).
@@ -230,6 +236,9 @@ impl<'t> Scheduler<'t> {
                     match t {
                         Node::Agent(a) => {
                             ready.insert(a);
+                            if edge.for_each.is_some() {
+                                next.for_each.insert(a, ei);
+                            }
                         }
                         Node::End => next.reached_end = true,
                         Node::Fail => {

@@ -45,6 +45,9 @@ pub struct Edge {
     /// The template of why the session failed, when this edge leads to `FAIL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `for_each`: the state list whose items each get a task of the (single) target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
 }
 
 /// Agents and edges of a compiled pipeline. Build it with [`Topology::new`]; `agents` and
@@ -164,6 +167,14 @@ impl Topology {
         }
     }
 
+    /// The state list agent `a` fans out over, when it is the target of a `for_each` edge.
+    pub fn fan_out_field(&self, a: AgentIdx) -> Option<&str> {
+        self.edges
+            .iter()
+            .find(|e| e.targets.contains(&Node::Agent(a)))
+            .and_then(|e| e.for_each.as_deref())
+    }
+
     /// Edges leaving `node`, with their indices, in the order written.
     pub fn outgoing(&self, node: Node) -> impl Iterator<Item = (usize, &Edge)> {
         let index = self.index();
@@ -189,6 +200,7 @@ mod tests {
             on_max_loops: None,
             loop_targets: Vec::new(),
             reason: None,
+            for_each: None,
         }
     }
 

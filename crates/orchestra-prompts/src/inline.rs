@@ -92,6 +92,7 @@ mod tests {
         let scope = TemplateScope {
             state: &state,
             inputs: &inputs,
+            item: false,
         };
         check_inline(text, &src, Span::default(), &scope, "`reason`")
             .into_iter()

@@ -46,6 +46,8 @@ pub struct PromptContext<'a> {
     pub inputs: &'a serde_json::Value,
     /// The agent being prompted.
     pub agent: &'a AgentVars,
+    /// For an instance of a `for_each` target: its item and the item's 0-based index.
+    pub item: Option<(&'a serde_json::Value, u32)>,
 }
 
 /// Why a task template could not be rendered.
@@ -148,10 +150,18 @@ pub fn render_task(layer: &ResolvedLayer, ctx: &PromptContext<'_>) -> Result<Str
             detail: detail(&e),
             source: e,
         })?;
-    let vars = minijinja::context! {
+    let base = minijinja::context! {
         state => minijinja::Value::from(minijinja::value::Serde(ctx.state)),
         inputs => minijinja::Value::from(minijinja::value::Serde(ctx.inputs)),
         agent => minijinja::Value::from(minijinja::value::Serde(ctx.agent)),
+    };
+    let vars = match ctx.item {
+        Some((item, index)) => minijinja::context! {
+            item => minijinja::Value::from(minijinja::value::Serde(item)),
+            item_index => index,
+            ..base
+        },
+        None => base,
     };
     tmpl.render(vars).map_err(|e| {
         let line = layer.file_line(e.line().unwrap_or(1));
@@ -193,6 +203,8 @@ pub struct TemplateScope<'a> {
     pub state: &'a [String],
     /// Declared inputs.
     pub inputs: &'a [String],
+    /// Whether `item` and `item_index` are defined (the target of a `for_each` edge).
+    pub item: bool,
 }
 
 /// Checks a task layer at compile time: template syntax, and that every variable it uses exists
@@ -278,6 +290,13 @@ pub fn check_task(
                     .with_help(format!("`agent` has: {}", AGENT_FIELDS.join(", "))),
             ),
             ("state" | "inputs" | "agent", _) => {}
+            ("item" | "item_index", _) if scope.item => {}
+            ("item" | "item_index", _) => diags.push(
+                Diagnostic::error(format!("`{root}` is only defined for the target of a `for_each` edge"))
+                    .at(source, span())
+                    .with_label("this agent is not the target of a `for_each` edge")
+                    .with_help("fan out with `- { from: planner, to: THIS_AGENT, for_each: FIELD }`; each task then sees `{{ item }}` and `{{ item_index }}`"),
+            ),
             (r, _) if GLOBALS.contains(&r) => {}
             (r, _) => diags.push(
                 Diagnostic::error(format!("unknown variable `{r}` in task template"))
@@ -372,6 +391,7 @@ mod tests {
                 state: &state,
                 inputs: &inputs,
                 agent: &a,
+                item: None,
             },
         )
         .unwrap();
@@ -393,6 +413,7 @@ mod tests {
                 state: &state,
                 inputs: &inputs,
                 agent: &a,
+                item: None,
             },
         )
         .unwrap_err();
@@ -418,6 +439,7 @@ mod tests {
             &TemplateScope {
                 state: &state,
                 inputs: &[],
+                item: false,
             },
         );
         let msgs: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
@@ -441,6 +463,7 @@ mod tests {
             &TemplateScope {
                 state: &state,
                 inputs: &inputs,
+                item: false,
             },
         );
         let got: Vec<(String, Option<String>, bool)> = diags
@@ -490,6 +513,7 @@ mod tests {
             &TemplateScope {
                 state: &[],
                 inputs: &[],
+                item: false,
             },
         );
         assert_eq!(diags.len(), 1);
@@ -511,6 +535,7 @@ mod tests {
                 state: &s,
                 inputs: &i,
                 agent: &a,
+                item: None,
             },
         )
         .unwrap_err();

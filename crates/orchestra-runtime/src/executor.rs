@@ -231,19 +231,20 @@ impl Executor {
                 None => Hooked::default(),
             };
 
-            // Apply writes in declaration order (pos.sched.ready is sorted).
+            // Apply writes in declaration order (pos.sched.ready is sorted), a `for_each`
+            // target's instances in item order.
             let mut writes = StepWrites::with_capacity(results.len());
             let mut delta_bytes = 0u64;
             let mut errored = Vec::new();
-            for (&agent_idx, res) in pos.sched.ready.iter().zip(results) {
+            for (task, res) in results {
                 let Some(res) = res.map(|r| *r) else { continue };
-                let agent = &self.topo.agents[agent_idx];
+                let (agent_idx, agent) = (task.agent_idx, &*task.name);
                 pos.tokens = pos
                     .tokens
                     .saturating_add(res.tokens_in.saturating_add(res.tokens_out));
                 delta_bytes += approx_bytes(&res.output)
                     + res.writes.iter().map(|(_, v)| approx_bytes(v)).sum::<u64>();
-                if res.error.is_some() {
+                if res.error.is_some() && !errored.contains(&agent_idx) {
                     errored.push(agent_idx);
                 }
                 writes.result(agent, res.output, res.writes, res.error.is_some());

@@ -161,6 +161,7 @@ impl Harness {
                     state: &state,
                     inputs: &inputs,
                     agent: &self.compiled.agent_vars(agent),
+                    item: call.item.as_deref().map(|(i, v)| (v, *i)),
                 },
             )
             .map(Arc::from)

@@ -1,7 +1,7 @@
 //! Rebuilding a session's [`Position`] at a checkpoint: the nearest snapshot plus the task
 //! writes after it, applied step by step in declaration order — exactly what the run did.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -69,9 +69,10 @@ pub fn restore(
     let snapshot_bytes = approx_bytes(&Value::Object(state.clone()));
     let mut delta_bytes = 0;
     let mut by_step: BTreeMap<u64, Vec<_>> = BTreeMap::new();
-    let mut after_snapshot: Vec<String> = Vec::new();
+    // Runs per agent: one per step it ran in (a `for_each` target's instances are one run).
+    let mut after_snapshot: BTreeSet<(u64, String)> = BTreeSet::new();
     for t in rp.tasks.into_iter().filter(|t| t.status == TaskStatus::Ok) {
-        after_snapshot.push(t.node.clone());
+        after_snapshot.insert((t.step, orchestra_spec::agent_of(&t.node).to_owned()));
         by_step.entry(t.step).or_default().push(t);
     }
     for (s, mut tasks) in by_step {
@@ -102,7 +103,7 @@ pub fn restore(
         .get("cost")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
-    for node in &after_snapshot {
+    for (_, node) in &after_snapshot {
         if let Some(i) = topo.agents.iter().position(|a| a == node) {
             runs[i] += 1;
         }

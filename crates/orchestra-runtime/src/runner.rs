@@ -49,6 +49,9 @@ pub struct NodeCall {
     /// Where a command-line agent runs (None: where its provider was set up to). An agent that
     /// writes a repository runs in its worktree (its own fork when it writes in parallel).
     pub workdir: Option<Arc<Path>>,
+    /// For an instance of a `for_each` target (then `agent` is its name, `researcher[3]`): its
+    /// item's 0-based index and the item, which its task template sees as `item_index`, `item`.
+    pub item: Option<Arc<(u32, Value)>>,
 }
 
 /// What one attempt of an agent run used, counted as the model calls return (or fail): tokens,

@@ -6,8 +6,9 @@
 //! paths: it is read by moving those paths from the root it was made in to the current one.
 //! `scheduler_format` versions the scheduler state in the session's checkpoints: format 2 added
 //! `failed` (the edge into `FAIL` that ended the session) and quorum joins (`join: N`, counted
-//! in `arrived` like `join: all`); format 1 checkpoints read as they are, since every field
-//! added has a default. A session stored by a newer orchestra is refused with a clear error.
+//! in `arrived` like `join: all`); format 3 added `for_each` (the ready agents a `for_each`
+//! edge fans out, so a resumed step runs the same instances); format 1 and 2 checkpoints read
+//! as they are, since every field added has a default. A session stored by a newer orchestra is refused with a clear error.
 
 use std::path::Path;
 
@@ -20,7 +21,7 @@ use orchestra_graph::Compiled;
 pub const PIPELINE_FORMAT: u64 = 2;
 
 /// The format of the scheduler state in checkpoints this release writes.
-pub const SCHEDULER_FORMAT: u64 = 2;
+pub const SCHEDULER_FORMAT: u64 = 3;
 
 /// Why a stored pipeline cannot be read.
 #[derive(Debug, thiserror::Error)]

@@ -410,6 +410,13 @@ pub struct EdgeSpec {
     /// `state` and `inputs`, shown by the run's last line and by `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Spanned<String>>,
+    /// Dynamic fan-out: a state field holding a list, read when the edge fires; one task of the
+    /// (single, agent) target runs per item, its task template seeing `{{ item }}` and
+    /// `{{ item_index }}` (0-based). The instances run in parallel in one step (bounded by
+    /// `max_parallel`), their writes applied in item order; with 0 items the target runs no
+    /// task and its edges fire as if it had run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<Spanned<String>>,
 }
 
 /// Session-wide limits.

@@ -12,6 +12,7 @@ fn edge(sources: &[Node], targets: &[Node]) -> Edge {
         on_max_loops: None,
         loop_targets: Vec::new(),
         reason: None,
+        for_each: None,
     }
 }
 
@@ -354,4 +355,46 @@ fn a_failed_agent_goes_on_at_its_on_error_agent() {
     let (mut st, _) = s.start(no_route).unwrap();
     s.advance(&mut st, no_route).unwrap();
     assert_eq!(st.ready, vec![1]);
+}
+
+#[test]
+fn a_for_each_edge_marks_its_target_as_a_fan_out_for_one_step() {
+    let t = topo(vec![
+        edge(&[Node::Start], &[A]),
+        Edge {
+            for_each: Some("subtopics".into()),
+            ..edge(&[A], &[B])
+        },
+        edge(&[B], &[C]),
+        edge(&[C], &[Node::End]),
+    ]);
+    let s = Scheduler::new(&t);
+    let (mut st, _) = s.start(no_route).unwrap();
+    assert!(st.for_each.is_empty(), "START -> a is a plain edge");
+    s.advance(&mut st, no_route).unwrap();
+    assert_eq!(st.ready, vec![1]);
+    assert_eq!(
+        st.for_each.get(&1),
+        Some(&1),
+        "b runs one task per item of edge 1's list"
+    );
+    // Stored with the checkpoint and read back.
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(json.contains("\"for_each\":{\"1\":1}"), "{json}");
+    let back: SchedState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, st);
+    // b finishing (all its instances) fires b -> c, a plain step.
+    s.advance(&mut st, no_route).unwrap();
+    assert_eq!(st.ready, vec![2]);
+    assert!(st.for_each.is_empty(), "the fan-out lasts one step");
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(!json.contains("for_each"), "{json}");
+}
+
+#[test]
+fn a_checkpoint_of_scheduler_format_2_reads_without_fan_outs() {
+    let old = r#"{"step":3,"ready":[1],"loops":{"2":1}}"#;
+    let st: SchedState = serde_json::from_str(old).unwrap();
+    assert_eq!(st.ready, vec![1]);
+    assert!(st.for_each.is_empty());
 }

@@ -1,4 +1,5 @@
-//! The `scripted` provider: answers from a responses file by agent, run index and turn index
+//! The `scripted` provider: answers from a responses file by agent (an instance `researcher[3]`
+//! by its own entry, else its agent's), run index and turn index
 //! (never by a process-local counter, so it is deterministic and resume-safe), with scripted
 //! tool calls, simulated errors and optional latency. For tests, the offline demo and benchmarks.
 
@@ -62,10 +63,13 @@ impl Scripted {
     }
 
     fn agent(&self, agent: &str) -> Result<&AgentScript, ProviderError> {
-        if let Some(a) = self
-            .script
-            .agents
+        // An instance of a `for_each` target (`researcher[3]`) has its own entry or its agent's.
+        let agents = &self.script.agents;
+        if let Some(a) = agents
             .get(agent)
+            .or_else(|| {
+                orchestra_spec::split_instance(agent).and_then(|(base, _)| agents.get(base))
+            })
             .or(self.script.fallback.as_ref())
         {
             return Ok(a);

@@ -1,5 +1,6 @@
 //! One super-step's agents: reuse the tasks an earlier drive finished, run the others
-//! concurrently (bounded by `max_parallel`), and stop them all on a failure or Ctrl-C.
+//! concurrently (bounded by `max_parallel`), and stop them all on a failure or Ctrl-C. An agent
+//! brought in by a `for_each` edge is one task per item of its list (`researcher[3]`).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,8 +8,11 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use orchestra_graph::fan_out_items;
+use orchestra_spec::instance_name;
 use orchestra_store::{CostTally, TaskRecord, TaskStatus};
 
 use super::task::{StepCtx, TaskCtx};
@@ -18,17 +22,72 @@ use crate::events::Event;
 use crate::runner::{NodeCall, NodeError, NodeResult};
 use crate::store_worker::WorkerError;
 
+/// One task of a step: an agent, or one instance of a `for_each` target.
+pub(super) struct StepTask {
+    /// The agent's declaration index.
+    pub(super) agent_idx: usize,
+    /// The task's name: the agent's, or the instance's (`researcher[3]`).
+    pub(super) name: Arc<str>,
+    /// An instance's item index and item.
+    item: Option<Arc<(u32, Value)>>,
+}
+
+/// The tasks of a step, in order: the ready agents in declaration order, a `for_each` target's
+/// instances in item order. Its results are applied in this order.
+pub(super) type StepResults = Vec<(StepTask, Option<Box<NodeResult>>)>;
+
 impl Executor {
-    /// Runs the ready agents of `step`; returns their results (one per ready agent, in the
-    /// order of `pos.sched.ready`, which is declaration order), or how the session must finish
-    /// instead.
+    /// The tasks of the step about to run: the `for_each` lists are read from the state the
+    /// edges fired in (this checkpoint's), so a resumed step has the same tasks.
+    fn step_tasks(&self, pos: &Position) -> Result<Vec<StepTask>, String> {
+        let mut tasks = Vec::with_capacity(pos.sched.ready.len());
+        for &agent_idx in &pos.sched.ready {
+            let agent = self.topo.agents[agent_idx].as_str();
+            let field = pos
+                .sched
+                .for_each
+                .get(&agent_idx)
+                .and_then(|&ei| self.topo.edges.get(ei))
+                .and_then(|e| e.for_each.as_deref());
+            let Some(field) = field else {
+                tasks.push(StepTask {
+                    agent_idx,
+                    name: agent.into(),
+                    item: None,
+                });
+                continue;
+            };
+            let items = fan_out_items(&pos.state, field)
+                .map_err(|e| format!("cannot fan out `{agent}`: {e}"))?;
+            for (i, item) in items.iter().enumerate() {
+                let i = u32::try_from(i).unwrap_or(u32::MAX);
+                tasks.push(StepTask {
+                    agent_idx,
+                    name: instance_name(agent, i).into(),
+                    item: Some(Arc::new((i, item.clone()))),
+                });
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Runs the tasks of `step`; returns their results in task order, or how the session must
+    /// finish instead.
     pub(super) async fn run_step(
         &self,
         step: u64,
         pos: &mut Position,
         failures: &Arc<AtomicU32>,
         first_step: bool,
-    ) -> Result<Result<Vec<Option<Box<NodeResult>>>, Finish>, WorkerError> {
+    ) -> Result<Result<StepResults, Finish>, WorkerError> {
+        let tasks = match self.step_tasks(pos) {
+            Ok(t) => t,
+            Err(error) => {
+                return Ok(Err(Finish::Failed {
+                    error: format!("step {step}: {error}"),
+                }));
+            }
+        };
         // Tasks of this step can only be in the store if an earlier drive was cut short in it:
         // look only on the first step of a drive.
         let done: Vec<TaskRecord> = if first_step {
@@ -39,17 +98,15 @@ impl Executor {
         } else {
             Vec::new()
         };
-        let ready = &pos.sched.ready;
-        // Boxed: a slot per agent is taken at the start, a result only as its agent finishes
+        // Boxed: a slot per task is taken at the start, a result only as its task finishes
         // (in the memory the agent's future leaves).
-        let mut results: Vec<Option<Box<NodeResult>>> = Vec::with_capacity(ready.len());
-        results.resize_with(ready.len(), || None);
-        // A task that finished before an interruption is reused. Its tokens are not added
-        // again: resuming counted them with the usage recorded after the checkpoint.
+        let mut results: Vec<Option<Box<NodeResult>>> = Vec::with_capacity(tasks.len());
+        results.resize_with(tasks.len(), || None);
+        // A task that finished before an interruption is reused (an instance by its name). Its
+        // tokens are not added again: resuming counted them with the usage recorded after the
+        // checkpoint.
         for rec in done.into_iter().filter(|r| r.status == TaskStatus::Ok) {
-            if let Some(idx) = self.topo.agents.iter().position(|a| *a == rec.node)
-                && let Some(task) = ready.iter().position(|&a| a == idx)
-            {
+            if let Some(task) = tasks.iter().position(|t| *t.name == rec.node) {
                 self.events.emit(Event::NodeFinished {
                     step,
                     node: rec.node.clone(),
@@ -93,14 +150,15 @@ impl Executor {
             spent: Arc::clone(&spent),
             cost: Arc::clone(&cost),
         });
-        for (task_idx, &agent_idx) in ready.iter().enumerate() {
+        for (task_idx, task) in tasks.iter().enumerate() {
             if results[task_idx].is_some() {
                 continue;
             }
+            let agent_idx = task.agent_idx;
             let call = NodeCall {
                 session: Arc::clone(&session),
                 step,
-                agent: self.topo.agents[agent_idx].as_str().into(),
+                agent: Arc::clone(&task.name),
                 agent_idx,
                 run_index: pos.runs.get(agent_idx).copied().unwrap_or(0),
                 attempt: 0,
@@ -110,6 +168,7 @@ impl Executor {
                 trace: Arc::default(),
                 tools: None,
                 workdir: None,
+                item: task.item.clone(),
             };
             let ctx = TaskCtx {
                 step: Arc::clone(&shared),
@@ -134,10 +193,10 @@ impl Executor {
                     match joined {
                         Ok((task, Ok(res))) => { results[task] = Some(Box::new(res)); }
                         Ok((task, Err(NodeError::Pause(reason)))) => {
-                            finish.get_or_insert(Finish::Paused { node: self.topo.agents[ready[task]].clone(), reason });
+                            finish.get_or_insert(Finish::Paused { node: tasks[task].name.to_string(), reason });
                         }
                         Ok((task, Err(e))) => {
-                            finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", self.topo.agents[ready[task]]) });
+                            finish.get_or_insert(Finish::Failed { error: format!("agent `{}` failed at step {step}: {e}", tasks[task].name) });
                             running.clear();
                         }
                         Err(panic) => {
@@ -173,6 +232,6 @@ impl Executor {
         if let Some(f) = finish {
             return Ok(Err(f));
         }
-        Ok(Ok(results))
+        Ok(Ok(tasks.into_iter().zip(results).collect()))
     }
 }

@@ -121,6 +121,7 @@ fn edge(sources: &[Node], targets: &[Node]) -> Edge {
         on_max_loops: None,
         loop_targets: Vec::new(),
         reason: None,
+        for_each: None,
     }
 }
 

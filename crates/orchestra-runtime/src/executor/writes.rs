@@ -63,7 +63,22 @@ impl StepWrites {
         message.insert("agent".into(), Value::from(agent));
         message.insert("content".into(), Value::String(content));
         self.messages.push(Value::Object(message));
-        self.outputs.insert(agent.to_owned(), output);
+        // The instances of a `for_each` target (`researcher[3]`) leave their outputs as one
+        // list under the agent's name, in item order.
+        match orchestra_spec::split_instance(agent) {
+            Some((base, _)) => {
+                let slot = self
+                    .outputs
+                    .entry(base.to_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = slot {
+                    list.push(output);
+                }
+            }
+            None => {
+                self.outputs.insert(agent.to_owned(), output);
+            }
+        }
     }
 
     /// Adds the next task's writes, or only its declared ones (the `errors` write) when it is a
