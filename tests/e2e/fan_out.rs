@@ -191,3 +191,55 @@ fn a_sigkill_in_the_middle_of_a_fan_out_resumes_only_the_unfinished_instances() 
     );
     assert_eq!(steps(&p.status(&id)), ["planner", "researcher", "writer"]);
 }
+
+#[test]
+fn the_map_reduce_example_runs_offline_end_to_end() {
+    let ws = super::common::workspace_root();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(ws.join("orchestra.yaml"), dir.path().join("orchestra.yaml")).unwrap();
+    super::common::copy_dir(
+        &ws.join("pipelines/examples"),
+        &dir.path().join("pipelines/examples"),
+    );
+    let run = super::common::orchestra(
+        dir.path(),
+        &home,
+        &[
+            "run",
+            "pipelines/examples/map-reduce.yaml",
+            "--db",
+            "s.db",
+            "--json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(out["status"], "completed");
+    let state = &out["state"];
+    assert_eq!(state["subtopics"], json!(["chemistry", "sizing", "safety"]));
+    // researcher[0] is the slowest, yet its finding comes first.
+    let findings: Vec<&str> = state["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(findings.len(), 3, "{findings:?}");
+    assert!(
+        findings[0].starts_with("Lithium iron phosphate"),
+        "{findings:?}"
+    );
+    assert!(
+        findings[1].starts_with("Size from the evening load"),
+        "{findings:?}"
+    );
+    assert!(
+        findings[2].starts_with("Install on a non-combustible wall"),
+        "{findings:?}"
+    );
+    let report = out["outputs"][0].as_str().unwrap();
+    let text = std::fs::read_to_string(dir.path().join(report)).unwrap();
+    assert!(text.starts_with("# Home batteries"), "{text}");
+}
