@@ -1,6 +1,7 @@
 //! Tests of the executor over hand-built topologies, a real MemoryStore/SqliteStore, and fake runners.
 
 mod cost;
+mod fan_out;
 mod language;
 mod store_failures;
 
