@@ -20,6 +20,7 @@ mod events;
 mod examples;
 pub(crate) mod fake_model;
 mod fan_out;
+mod fan_out_command;
 mod flow;
 mod front;
 mod git_cleanup;

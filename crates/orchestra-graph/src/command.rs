@@ -119,14 +119,13 @@ impl AgentCtx<'_, '_> {
                     .with_label("the first element names the program to run"),
             );
         }
+        // The target of a `for_each` edge also sees `item` and `item_index`.
+        let scope = orchestra_prompts::TemplateScope {
+            item: crate::foreach::is_target(self.spec, name),
+            ..self.scope
+        };
         for arg in &argv.value {
-            diags.extend(check_inline(
-                &arg.value,
-                src,
-                arg.span,
-                &self.scope,
-                "`command`",
-            ));
+            diags.extend(check_inline(&arg.value, src, arg.span, &scope, "`command`"));
         }
         let repo = agent
             .repo

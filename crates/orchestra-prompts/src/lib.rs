@@ -14,7 +14,7 @@ mod layer;
 mod template;
 
 pub use callables::{CallableKind, UnknownCallable, unknown_callables};
-pub use inline::{check_inline, render_inline};
+pub use inline::{check_inline, render_inline, render_inline_item};
 pub use layer::{LayerKind, LayerLoader, ResolvedLayer};
 pub use template::{
     AGENT_FIELDS, AgentVars, PromptContext, PromptError, TemplateScope, UNKNOWN_CALLABLE_HELP,

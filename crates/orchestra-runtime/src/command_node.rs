@@ -1,4 +1,5 @@
-//! Command nodes at run time: render the argv over the state and inputs (each element into one
+//! Command nodes at run time: render the argv over the state and inputs (and an instance's
+//! `item` and `item_index`, for the target of a `for_each` edge; each element into one
 //! argument, never through a shell), run the program with the project's subprocess runner
 //! (process group, killed on timeout, output capped) in the node's directory, and return
 //! `{exit_code, stdout, stderr}` with the declared writes. A non-zero exit code is data; a
@@ -129,7 +130,8 @@ impl NodeRunner for CommandNodes {
     }
 }
 
-/// The argv of `node` rendered over the call's state and inputs, one argument per element.
+/// The argv of `node` rendered over the call's state and inputs (and its item, for an instance
+/// of a `for_each` target), one argument per element.
 fn render_argv(call: &NodeCall, node: &CommandNode) -> Result<Vec<String>, NodeError> {
     let templated = node
         .argv
@@ -140,11 +142,12 @@ fn render_argv(call: &NodeCall, node: &CommandNode) -> Result<Vec<String>, NodeE
     }
     let state = Value::Object((*call.state).clone());
     let inputs = Value::Object((*call.inputs).clone());
+    let item = call.item.as_deref().map(|(i, v)| (v, *i));
     node.argv
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            orchestra_prompts::render_inline(a, &state, &inputs).map_err(|e| {
+            orchestra_prompts::render_inline_item(a, &state, &inputs, item).map_err(|e| {
                 NodeError::Fatal(format!(
                     "cannot render argument {i} of the `command` of `{}` ({a:?}): {e}",
                     call.agent

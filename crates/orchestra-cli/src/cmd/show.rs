@@ -37,7 +37,8 @@ pub(crate) struct Args {
     /// (default: the last checkpoint).
     #[arg(long, value_name = "N")]
     checkpoint: Option<u64>,
-    /// Show this node's runs in full.
+    /// Show this node's runs in full (an instance of a `for_each` target by its name,
+    /// `researcher[3]`; the agent's name shows all of its instances).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
     /// Print JSON (a stable, versioned shape) instead of text.
@@ -247,7 +248,7 @@ pub(crate) async fn shown(
     }
     if let Some(node) = node {
         let ran: Vec<&str> = runs.iter().map(|r| r.node.as_str()).collect();
-        if !ran.contains(&node) {
+        if !ran.iter().any(|r| shows(node, r)) {
             let agents = match engine.session_pipeline(&rec.id).await {
                 Ok((_, compiled)) => compiled.topology.agents.clone(),
                 Err(_) => Vec::new(),
@@ -294,6 +295,12 @@ pub(crate) async fn shown(
     }))
 }
 
+/// Whether `--node wanted` shows the runs of node `ran`: its own, and every instance of a
+/// `for_each` target (`researcher` shows `researcher[0]`, `researcher[1]`, ...).
+fn shows(wanted: &str, ran: &str) -> bool {
+    wanted == ran || orchestra_spec::agent_of(ran) == wanted
+}
+
 /// `0-4, 7` for `[0, 1, 2, 3, 4, 7]`.
 fn ranges(steps: &[u64]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -322,7 +329,7 @@ fn step_views(
     checkpoint: u64,
     node: Option<&str>,
 ) -> Vec<StepView> {
-    let wanted = |n: &str| node.is_none_or(|w| w == n);
+    let wanted = |n: &str| node.is_none_or(|w| shows(w, n));
     let mut out = Vec::new();
     for cp in cps.iter().filter(|c| c.step > 0 && c.step <= checkpoint) {
         let mut views: Vec<RunView> = Vec::new();
@@ -357,10 +364,12 @@ fn step_views(
                 });
             }
         }
-        // In the step's order (declaration order), not the order the runs finished in.
+        // In the step's order (declaration order, a `for_each` target's instances in item
+        // order), not the order the runs finished in.
         views.sort_by_key(|v| {
-            let at = cp.nodes.iter().position(|n| *n == v.node);
-            (at.unwrap_or(usize::MAX), v.run_index, v.attempt)
+            let (agent, item) = orchestra_spec::split_instance(&v.node).unwrap_or((&v.node, 0));
+            let at = cp.nodes.iter().position(|n| n == agent);
+            (at.unwrap_or(usize::MAX), item, v.run_index, v.attempt)
         });
         if node.is_some() {
             for v in &mut views {
