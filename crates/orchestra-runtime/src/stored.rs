@@ -8,7 +8,8 @@
 //! `failed` (the edge into `FAIL` that ended the session) and quorum joins (`join: N`, counted
 //! in `arrived` like `join: all`); format 3 added `for_each` (the ready agents a `for_each`
 //! edge fans out, so a resumed step runs the same instances); format 1 and 2 checkpoints read
-//! as they are, since every field added has a default. A session stored by a newer orchestra is refused with a clear error.
+//! as they are, since every field added has a default. A session stored by a newer orchestra
+//! is refused with a clear error.
 
 use std::path::Path;
 

@@ -323,7 +323,8 @@ pub struct AgentSpec {
     pub on_error: Option<Spanned<String>>,
     /// Makes the agent a command node: a program run without a model, as an argv (program
     /// then arguments, never through a shell). Each element is a minijinja template over
-    /// `state` and `inputs`, rendered on its own into exactly one argument. The node's output
+    /// `state` and `inputs` (and `item`, `item_index` for the target of a `for_each` edge),
+    /// rendered on its own into exactly one argument. The node's output
     /// is `{exit_code, stdout, stderr}` (each stream capped at 64 KiB, its start and end kept);
     /// a non-zero exit code is data for `writes` and conditions, not a failure. A program that
     /// cannot be started, or that runs past `timeout`, fails the node. Not with `role`,
@@ -411,10 +412,11 @@ pub struct EdgeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Spanned<String>>,
     /// Dynamic fan-out: a state field holding a list, read when the edge fires; one task of the
-    /// (single, agent) target runs per item, its task template seeing `{{ item }}` and
-    /// `{{ item_index }}` (0-based). The instances run in parallel in one step (bounded by
-    /// `max_parallel`), their writes applied in item order; with 0 items the target runs no
-    /// task and its edges fire as if it had run.
+    /// (single, agent or command node) target runs per item, named `TARGET[N]`, its task
+    /// template (or a command node's argv) seeing `{{ item }}` and `{{ item_index }}`
+    /// (0-based). The instances run in parallel in one step (bounded by `max_parallel`), the
+    /// next step waits for every one, their writes are applied in item order; with 0 items the
+    /// target runs no task and its edges fire as if it had run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<Spanned<String>>,
 }
