@@ -120,11 +120,32 @@ fn a_for_each_into_a_command_node_runs_a_program_per_item_at_most_max_parallel_a
     assert_eq!(status.code, 0, "{}", status.transcript());
     for i in 0..5 {
         assert!(
-            status.stdout.contains(&format!("\n  count[{i}] ")),
+            status
+                .stdout
+                .contains(&format!("\n  count[{i}] (command) ")),
             "{}",
             status.stdout
         );
     }
+    let usage = p.status(id)["usage"].clone();
+    let rows: Vec<(&str, bool)> = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["node"].as_str().unwrap(), u["command"] == true))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("count[0]", true),
+            ("count[1]", true),
+            ("count[2]", true),
+            ("count[3]", true),
+            ("count[4]", true),
+            ("planner", false),
+            ("total", true)
+        ]
+    );
     let show = p.run(&["show", id, "--node", "count", "--json"]);
     assert_eq!(show.code, 0, "{}", show.transcript());
     let shown: Value = serde_json::from_str(&show.stdout).unwrap();

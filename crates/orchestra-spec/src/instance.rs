@@ -21,6 +21,15 @@ pub fn agent_of(name: &str) -> &str {
     split_instance(name).map_or(name, |(agent, _)| agent)
 }
 
+/// Orders task names by agent name, then an agent before its instances, and instances by item
+/// index (`researcher[2]` before `researcher[10]`).
+pub fn task_order(name: &str) -> (&str, Option<u32>) {
+    match split_instance(name) {
+        Some((agent, index)) => (agent, Some(index)),
+        None => (name, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +44,8 @@ mod tests {
         assert_eq!(split_instance("r[-1]"), None);
         assert_eq!(agent_of("a[0]"), "a");
         assert_eq!(agent_of("a"), "a");
+        let mut names = ["b", "a[10]", "a[2]", "a"];
+        names.sort_by_key(|n| task_order(n));
+        assert_eq!(names, ["a", "a[2]", "a[10]", "b"]);
     }
 }

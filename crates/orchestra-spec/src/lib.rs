@@ -30,7 +30,7 @@ pub use diag::{Diagnostic, Severity, SourceFile, closest, did_you_mean, display_
 pub use discovery::{Discovery, Found, Level, find_project_file};
 pub use duration::fmt_duration;
 pub use inputs::{InputSpec, InputType};
-pub use instance::{agent_of, instance_name, split_instance};
+pub use instance::{agent_of, instance_name, split_instance, task_order};
 pub use join::Join;
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
 pub use locate::span_at_path;

@@ -367,7 +367,7 @@ fn step_views(
         // In the step's order (declaration order, a `for_each` target's instances in item
         // order), not the order the runs finished in.
         views.sort_by_key(|v| {
-            let (agent, item) = orchestra_spec::split_instance(&v.node).unwrap_or((&v.node, 0));
+            let (agent, item) = orchestra_spec::task_order(&v.node);
             let at = cp.nodes.iter().position(|n| n == agent);
             (at.unwrap_or(usize::MAX), item, v.run_index, v.attempt)
         });

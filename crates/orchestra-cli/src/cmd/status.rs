@@ -288,7 +288,8 @@ async fn detail(
         let _ = writeln!(out, "called    by {p} (call node `{n}`)");
     }
     let own = usage
-        .values()
+        .iter()
+        .map(|(_, u)| u)
         .fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out));
     let _ = writeln!(
         out,
@@ -357,7 +358,7 @@ async fn detail(
         "COST"
     );
     for (n, u) in &usage {
-        let shown = if commands.contains(n) {
+        let shown = if data::is_command(&commands, n) {
             format!("{n} (command)")
         } else {
             n.clone()

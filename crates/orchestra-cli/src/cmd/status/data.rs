@@ -91,7 +91,9 @@ pub(super) struct Detail {
     pub(super) status: &'static str,
     pub(super) lease_owner: Option<String>,
     pub(super) cps: Vec<orchestra_store::CheckpointInfo>,
-    pub(super) usage: BTreeMap<String, Usage>,
+    /// By node name, a `for_each` target's instances in item order (`count[2]` before
+    /// `count[10]`).
+    pub(super) usage: Vec<(String, Usage)>,
     pub(super) session_cost: CostTally,
     /// The command nodes of the stored pipeline (no model: their tokens are 0 by nature).
     pub(super) commands: Vec<String>,
@@ -145,6 +147,8 @@ pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestr
         u.ms = u.ms.saturating_add(r.duration_ms);
         u.errors += u64::from(r.error.is_some());
     }
+    let mut usage: Vec<(String, Usage)> = usage.into_iter().collect();
+    usage.sort_by(|a, b| orchestra_spec::task_order(&a.0).cmp(&orchestra_spec::task_order(&b.0)));
     // Command nodes are marked, when the stored pipeline can be read.
     let commands: Vec<String> = match engine.session_pipeline(&rec.id).await {
         Ok((_, c)) => c
@@ -187,7 +191,7 @@ impl Detail {
             "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
             "parent_node": rec.parent_node,
             "children": children.iter().map(|(step, c)| crate::children::child_json(*step, c)).collect::<Vec<_>>(),
-            "tokens": usage.values().fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
+            "tokens": usage.iter().map(|(_, u)| u).fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
             "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
             "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
             "checkpoints": cps.iter().map(|c| json!({
@@ -200,11 +204,16 @@ impl Detail {
                 "cache_read_tokens": u.cache_read, "cache_write_tokens": u.cache_write,
                 "cost_usd": u.cost.usd(), "cost_partial": u.cost.is_partial(),
                 "tool_calls": u.tool_calls, "retries": u.retries, "duration_ms": u.ms, "errors": u.errors,
-                "command": commands.contains(n),
+                "command": is_command(commands, n),
             })).collect::<Vec<_>>(),
             "forks": forks.iter().map(|f| json!({"id": f.id, "checkpoint": f.parent_checkpoint, "status": f.status.as_str()})).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Whether node `n` is one of the `commands` nodes, or an instance of one (`count[3]`).
+pub(super) fn is_command(commands: &[String], n: &str) -> bool {
+    commands.iter().any(|c| c == orchestra_spec::agent_of(n))
 }
 
 /// `status ID --json` of one session (the MCP server's too).
