@@ -31,6 +31,8 @@ pub(crate) fn check(
         {
             let why = if a.mode == Mode::Interactive {
                 Some("is interactive (one chat with a human per item is not supported)")
+            } else if a.is_call() {
+                Some("is a `call` node (one child session per item is not supported yet)")
             } else if !a.write_repos.is_empty() {
                 Some(
                     "writes a repository (its instances would each need a worktree; not supported yet)",
