@@ -336,7 +336,7 @@ fn write_repos(spec: &PipelineSpec, tools: &[crate::compiled::ToolRef]) -> Vec<S
         let writes = match &t.kind {
             ToolKind::Builtin { writes } => *writes,
             ToolKind::Shell { .. } => true,
-            ToolKind::Registered => false,
+            ToolKind::Registered | ToolKind::Mcp { .. } => false,
         };
         if writes && spec.workspace.repos.get(repo).is_some_and(|r| r.write) && !out.contains(repo)
         {

@@ -67,6 +67,9 @@ pub struct Compiled {
     /// built-in ones apply to models named in neither).
     #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
     pub prices: SpannedMap<PriceSpec>,
+    /// MCP servers (the pipeline's merged over `orchestra.yaml`'s), by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub mcp_servers: IndexMap<String, crate::mcp::ResolvedMcpServer>,
     /// Warnings found while compiling (not serialized).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
@@ -184,6 +187,11 @@ pub enum ToolKind {
     },
     /// A tool registered through the library API.
     Registered,
+    /// A tool of an MCP server (`tool` is its name on the server, or `*` for all of them).
+    Mcp {
+        /// The server's name in `mcp_servers`.
+        server: String,
+    },
 }
 
 /// A provider with the file that declared it.

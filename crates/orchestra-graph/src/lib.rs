@@ -20,6 +20,7 @@ mod foreach;
 mod inputs;
 mod joins;
 mod load;
+mod mcp;
 mod outputs;
 mod providers;
 mod relocate;
@@ -41,6 +42,7 @@ pub use conditions::{
 pub use foreach::fan_out_items;
 pub use inputs::{InputValues, ResolvedInput};
 pub use load::{LoadOptions, load};
+pub use mcp::ResolvedMcpServer;
 pub use outputs::OUTPUT_PATH_VARS;
 pub use providers::kind_name;
 pub use topology::{AgentIdx, Edge, Node, Topology};

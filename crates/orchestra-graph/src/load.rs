@@ -176,7 +176,17 @@ fn compile(
     crate::outputs::check_outputs(&spec, &src, &state_names, &mut diags);
     let input_names: Vec<String> = spec.inputs.keys().map(str::to_owned).collect();
     let repos = workspace::repos(&spec, &src, &project_root, &mut diags);
-    let tools = ToolIndex::build(&spec, &src, &opts.registered_tools, &mut diags);
+    let mcp_servers = crate::mcp::resolve(
+        (&spec.mcp_servers, &src, &pipeline_path),
+        project_source
+            .as_ref()
+            .zip(project_file.as_ref())
+            .map(|(s, p)| (&project.mcp_servers, s, p)),
+        &spec,
+        &mut diags,
+    );
+    let tools = ToolIndex::build(&spec, &src, &opts.registered_tools, &mut diags)
+        .with_mcp_servers(mcp_servers.keys().cloned().collect());
 
     // Agents.
     let mut loader = LayerLoader::new(&discovery, &opts.cwd);
@@ -274,6 +284,7 @@ fn compile(
         shell_tools: spec.workspace.tools,
         description: spec.description,
         outputs: spec.outputs,
+        mcp_servers,
         warnings: diags,
     })
 }

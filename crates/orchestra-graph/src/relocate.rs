@@ -32,6 +32,9 @@ impl Compiled {
                 move_path(r);
             }
         }
+        for m in self.mcp_servers.values_mut() {
+            move_path(&mut m.declared_in);
+        }
         for r in &mut self.repos {
             move_path(&mut r.path);
         }

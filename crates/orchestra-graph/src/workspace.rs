@@ -15,6 +15,9 @@ use crate::compiled::{ResolvedRepo, ToolKind, ToolRef};
 #[derive(Debug, Default)]
 pub(crate) struct ToolIndex {
     tools: IndexMap<String, ToolRef>,
+    /// MCP servers: `SERVER:TOOL` and `SERVER:*` resolve against their names (their tools are
+    /// known only once a server runs: `compile --probe`).
+    mcp: Vec<String>,
 }
 
 /// Whether `name` is usable as a repo, tool or similar identifier.
@@ -171,6 +174,12 @@ impl ToolIndex {
         index
     }
 
+    /// Lets agents name the tools of these MCP servers.
+    pub(crate) fn with_mcp_servers(mut self, names: Vec<String>) -> Self {
+        self.mcp = names;
+        self
+    }
+
     fn insert(&mut self, repo: Option<&str>, tool: &str, kind: ToolKind) {
         let name = full_name(repo, tool);
         self.tools.insert(
@@ -210,6 +219,44 @@ impl ToolIndex {
         let all: Vec<&str> = self.tools.keys().map(String::as_str).collect();
         let base = |msg: String| Diagnostic::error(msg).at(src, r.span);
         match r.value.split_once(':') {
+            Some((server, tool)) if self.mcp.iter().any(|s| s == server) => {
+                if !crate::mcp::valid_tool_pattern(tool) {
+                    return Err(base(format!(
+                        "invalid tool `{tool}` of MCP server `{server}`"
+                    ))
+                    .with_label("expected a tool name (letters, digits, `_`, `-`, `.`) or `*`")
+                    .with_help(format!("`{server}:*` gives the agent every tool of the server")));
+                }
+                Ok(ToolRef {
+                    name: r.value.clone(),
+                    repo: None,
+                    tool: tool.to_owned(),
+                    kind: ToolKind::Mcp {
+                        server: server.to_owned(),
+                    },
+                })
+            }
+            Some((repo, tool)) if !self.mcp.is_empty() && !spec.workspace.repos.contains_key(repo) => {
+                let repos: Vec<&str> = spec.workspace.repos.keys().collect();
+                let scopes: Vec<&str> = repos
+                    .iter()
+                    .copied()
+                    .chain(self.mcp.iter().map(String::as_str))
+                    .collect();
+                let mut d = base(format!(
+                    "unknown repository or MCP server `{repo}` in tool `{}`",
+                    r.value
+                ))
+                .with_label("not a repository of `workspace.repos` nor a server of `mcp_servers`");
+                if let Some(best) = closest(repo, scopes.iter().copied()).first() {
+                    d = d.with_help(format!("did you mean `{best}:{tool}`?"));
+                }
+                Err(d.with_help(format!(
+                    "{}; MCP servers: {}",
+                    known("repositories", &repos),
+                    self.mcp.join(", ")
+                )))
+            }
             Some((repo, tool)) if !spec.workspace.repos.contains_key(repo) => {
                 let repos: Vec<&str> = spec.workspace.repos.keys().collect();
                 let mut d = base(format!("unknown repository `{repo}` in tool `{}`", r.value))

@@ -35,9 +35,10 @@ fn forget(pgid: u32) {
         .retain(|p| *p != pgid);
 }
 
-/// Kills the group when dropped unless disarmed.
+/// Kills the group when dropped unless disarmed (and [`kill_all`] kills it too while it is
+/// guarded).
 #[derive(Debug)]
-pub(crate) struct GroupGuard {
+pub struct GroupGuard {
     pgid: Option<u32>,
 }
 
@@ -53,7 +54,7 @@ impl GroupGuard {
     }
 
     /// Sends SIGKILL to every process of the group (once).
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let Some(pgid) = self.pgid.take() else {
             return;
         };

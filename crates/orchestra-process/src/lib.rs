@@ -35,7 +35,20 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use capture::Capture;
-pub use group::kill_all;
+pub use group::{GroupGuard, kill_all};
+
+/// Starts a long-running program (an MCP server talking on its stdin and stdout) the way every
+/// program is started: in a process group of its own that dies with this process. Stdio,
+/// arguments, environment and directory are the caller's; the returned guard kills the whole
+/// group when dropped (or by [`GroupGuard::kill`]), and [`kill_all`] kills it too.
+pub async fn spawn_group(
+    command: tokio::process::Command,
+) -> Result<(tokio::process::Child, GroupGuard), ProcessError> {
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    let child = run::spawn_isolated(command, &program).await?;
+    let guard = GroupGuard::new(child.id());
+    Ok((child, guard))
+}
 
 /// Default cap of each of stdout and stderr, in bytes.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;

@@ -73,6 +73,16 @@ async fn spawn(cmd: &Command, program: &str) -> Result<tokio::process::Child, Pr
         command.env_remove(name);
     }
     command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
+    spawn_isolated(command, program).await
+}
+
+/// Spawns `command` in a process group of its own that dies with this process, killed on drop
+/// (the child only: the caller guards the group). `ETXTBSY` is tried again a few times.
+pub(crate) async fn spawn_isolated(
+    mut command: tokio::process::Command,
+    program: &str,
+) -> Result<tokio::process::Child, ProcessError> {
+    command.kill_on_drop(true);
     #[cfg(unix)]
     command.process_group(0);
     #[cfg(target_os = "linux")]

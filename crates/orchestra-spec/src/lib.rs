@@ -15,6 +15,7 @@ mod instance;
 mod join;
 mod load;
 mod locate;
+mod mcp;
 mod pipeline;
 mod price;
 mod project;
@@ -34,6 +35,9 @@ pub use instance::{agent_of, instance_name, split_instance, task_order};
 pub use join::Join;
 pub use load::{MAX_ALIASES, MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, parse_yaml, read_source};
 pub use locate::span_at_path;
+pub use mcp::{
+    ExpandError, MCP_CALL_TIMEOUT, MCP_STARTUP_TIMEOUT, McpServerSpec, check_refs, expand_env,
+};
 pub use pipeline::{
     AgentSpec, ArgType, BASE_CHANNELS, END, ERRORS, EdgeSpec, FAIL, FieldType, LimitsSpec, Mode,
     OnConflict, OutputFileSpec, OutputSpec, PipelineSpec, Reducer, RepoSpec, START, ShellToolSpec,

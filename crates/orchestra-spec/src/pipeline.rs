@@ -65,6 +65,10 @@ pub struct PipelineSpec {
     /// cache_write } }`.
     #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
     pub prices: SpannedMap<crate::PriceSpec>,
+    /// MCP servers whose tools agents list as `SERVER:TOOL` or `SERVER:*`, merged over (and
+    /// replacing by name) those of `orchestra.yaml`.
+    #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
+    pub mcp_servers: SpannedMap<crate::McpServerSpec>,
 }
 
 /// A file written from the final state when a session completes.

@@ -41,6 +41,10 @@ pub struct ProjectConfig {
     /// cache_write } }`.
     #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
     pub prices: SpannedMap<crate::PriceSpec>,
+    /// MCP servers whose tools agents list as `SERVER:TOOL` or `SERVER:*`, for every pipeline
+    /// of the project (a pipeline's `mcp_servers:` entry of the same name replaces one).
+    #[serde(default, skip_serializing_if = "SpannedMap::is_empty")]
+    pub mcp_servers: SpannedMap<crate::McpServerSpec>,
 }
 
 impl ProjectConfig {
@@ -65,6 +69,7 @@ impl Default for ProjectConfig {
             database: Self::default_database(),
             snapshot_every: Self::default_snapshot_every(),
             prices: SpannedMap::default(),
+            mcp_servers: SpannedMap::default(),
         }
     }
 }

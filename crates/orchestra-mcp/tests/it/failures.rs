@@ -1,0 +1,131 @@
+//! Servers that misbehave: killed mid-call, never answering `initialize` (and leaving a child
+//! behind), printing garbage, or not starting at all. Each is an error naming the server, in
+//! bounded time, and no process is left behind.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{marker, rt, servers};
+use crate::install::{mcp_install, processes_with, wait_gone};
+
+#[test]
+fn a_server_killed_mid_call_is_a_tool_error_at_once() {
+    let Some(install) = mcp_install() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mark = marker("killed");
+    let bin = install.npm_bin("mcp-server-everything");
+    let yaml = format!("every: {{ command: {}, args: [stdio, {mark}], timeout: 60s }}\n", bin.display());
+    let s = servers(&yaml, tmp.path(), &[]);
+    rt().block_on(async {
+        s.tools("every").await.unwrap();
+        let pids = processes_with(&mark);
+        assert!(!pids.is_empty());
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for pid in pids {
+                let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        });
+        let t0 = Instant::now();
+        let (text, err) = s
+            .call("every", "trigger-long-running-operation", json!({"duration": 30, "steps": 3}))
+            .await;
+        killer.await.unwrap();
+        assert!(err, "{text}");
+        assert!(
+            text.starts_with("`every:trigger-long-running-operation` failed: MCP server `every` stopped: it was killed by signal 9"),
+            "{text}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+        // Later calls in the same run fail at once; the next agent run starts it again.
+        let (text, err) = s.call("every", "echo", json!({"message": "x"})).await;
+        assert!(err && text.contains("is not running"), "{text}");
+        let again = s.tools("every").await.unwrap();
+        assert!(!again.is_empty());
+        let (text, err) = s.call("every", "echo", json!({"message": "back"})).await;
+        assert!(!err && text.contains("back"), "{text}");
+        s.shutdown().await;
+    });
+    assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+}
+
+#[test]
+fn a_server_that_never_answers_initialize_times_out_and_its_group_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mark = marker("silent");
+    // It reads nothing and starts a child of its own that would outlive a plain kill.
+    let yaml = format!(
+        "mute: {{ command: bash, args: [-c, \"(exec -a {mark}-child sleep 300) & exec -a {mark}-main sleep 301\"], startup_timeout: 1s }}\n"
+    );
+    let s = servers(&yaml, tmp.path(), &[]);
+    let t0 = Instant::now();
+    let runtime = rt();
+    let e = runtime.block_on(async {
+        let started = s.tools("mute");
+        tokio::pin!(started);
+        // Both processes run while it waits for `initialize`.
+        tokio::select! {
+            r = &mut started => panic!("it ended early: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        assert_eq!(processes_with(&mark).len(), 2);
+        started.await
+    }).unwrap_err().to_string();
+    assert_eq!(e, "MCP server `mute` did not answer `initialize` within 1s");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // The program and the child it left in the background are killed with the group.
+    assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+}
+
+#[test]
+fn a_server_printing_garbage_fails_to_start_with_its_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mark = marker("garbage");
+    let script = "import sys, time\nsys.stderr.write('booting the garbage server\\n'); sys.stderr.flush()\nfor i in range(1000):\n    print('this is not JSON-RPC', flush=True)\n    time.sleep(0.05)\n";
+    let path = tmp.path().join("garbage.py");
+    std::fs::write(&path, script).unwrap();
+    let yaml = format!(
+        "junk: {{ command: python3, args: [\"{}\", {mark}], startup_timeout: 2s }}\n",
+        path.display()
+    );
+    let s = servers(&yaml, tmp.path(), &[]);
+    let e = rt().block_on(s.tools("junk")).unwrap_err().to_string();
+    assert!(e.starts_with("MCP server `junk` did not answer `initialize` within 2s; its stderr ends:\nbooting the garbage server"), "{e}");
+    assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+    // A call to it is a tool error, not a hang or a panic.
+    let (text, err) = rt().block_on(s.call("junk", "anything", json!({})));
+    assert!(err && text.starts_with("`junk:anything` failed: MCP server `junk` did not answer"), "{text}");
+    assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+}
+
+#[test]
+fn a_server_that_exits_at_once_says_how() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "gone: { command: sh, args: [-c, \"echo no config here >&2; exit 3\"] }\nnope: { command: /no/such/program }\n";
+    let s = servers(yaml, tmp.path(), &[]);
+    let e = rt().block_on(s.tools("gone")).unwrap_err().to_string();
+    assert!(e.starts_with("MCP server `gone` failed to initialize: it exited with status 3"), "{e}");
+    assert!(e.ends_with("its stderr ends:\nno config here"), "{e}");
+    let e = rt().block_on(s.tools("nope")).unwrap_err();
+    assert_eq!(e.to_string(), "MCP server `nope`: cannot start `/no/such/program`");
+    let e = rt().block_on(s.tools("other")).unwrap_err();
+    assert_eq!(e.to_string(), "unknown MCP server `other`");
+}
+
+#[test]
+fn dropping_the_servers_kills_their_groups() {
+    let Some(install) = mcp_install() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mark = marker("dropped");
+    let bin = install.npm_bin("mcp-server-everything");
+    let yaml = format!("every: {{ command: {}, args: [stdio, {mark}] }}\n", bin.display());
+    let runtime = rt();
+    let s = servers(&yaml, tmp.path(), &[]);
+    runtime.block_on(s.tools("every")).unwrap();
+    assert!(!processes_with(&mark).is_empty());
+    drop(s);
+    drop(runtime);
+    assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+}

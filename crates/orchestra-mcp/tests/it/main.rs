@@ -1,0 +1,9 @@
+//! Integration tests of orchestra-mcp against real MCP servers from npm and PyPI, and small
+//! misbehaving servers (a crash mid-call, no answer to `initialize`, garbage on stdout).
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+mod failures;
+mod install;
+mod real_servers;
