@@ -31,6 +31,7 @@ pub(crate) mod gitrepo;
 mod interactive;
 mod language;
 mod limits;
+mod mcp_client;
 mod mcp_server;
 mod otlp;
 mod pipelines;

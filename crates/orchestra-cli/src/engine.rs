@@ -212,7 +212,7 @@ pub(crate) fn ctrl_c() -> watch::Receiver<bool> {
 }
 
 /// An environment variable, unless it is unset or empty.
-fn env_var(name: &str) -> Option<String> {
+pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 

@@ -329,6 +329,7 @@ fn agent(o: &mut String, c: &Compiled, a: &ResolvedAgent, cwd: &Path) {
                     ToolKind::Builtin { .. } => "built-in",
                     ToolKind::Shell { .. } => "shell",
                     ToolKind::Registered => "registered",
+                    ToolKind::Mcp { .. } => "MCP",
                 };
                 format!("{} ({kind})", t.name)
             })

@@ -243,19 +243,20 @@ impl ToolIndex {
                     .copied()
                     .chain(self.mcp.iter().map(String::as_str))
                     .collect();
-                let mut d = base(format!(
+                let d = base(format!(
                     "unknown repository or MCP server `{repo}` in tool `{}`",
                     r.value
                 ))
                 .with_label("not a repository of `workspace.repos` nor a server of `mcp_servers`");
-                if let Some(best) = closest(repo, scopes.iter().copied()).first() {
-                    d = d.with_help(format!("did you mean `{best}:{tool}`?"));
-                }
-                Err(d.with_help(format!(
+                let mut help = format!(
                     "{}; MCP servers: {}",
                     known("repositories", &repos),
                     self.mcp.join(", ")
-                )))
+                );
+                if let Some(best) = closest(repo, scopes.iter().copied()).first() {
+                    help = format!("did you mean `{best}:{tool}`? ({help})");
+                }
+                Err(d.with_help(help))
             }
             Some((repo, tool)) if !spec.workspace.repos.contains_key(repo) => {
                 let repos: Vec<&str> = spec.workspace.repos.keys().collect();

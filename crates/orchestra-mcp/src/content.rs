@@ -19,14 +19,22 @@ pub(crate) fn render(result: &Value) -> (String, bool) {
         parts.push(block_text(block));
     }
     if let Some(structured) = result.get("structuredContent") {
-        // Servers should also send it as a text block; show it once.
-        let already = blocks.iter().any(|b| {
-            b.get("text")
-                .and_then(Value::as_str)
-                .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                .is_some_and(|v| &v == structured)
+        // Servers should also send it as text (its JSON, or its strings): show it once.
+        let texts: Vec<&str> = blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect();
+        let as_json = texts
+            .iter()
+            .any(|t| serde_json::from_str::<Value>(t).is_ok_and(|v| &v == structured));
+        let as_strings = structured.as_object().is_some_and(|o| {
+            !o.is_empty()
+                && o.values().all(|v| {
+                    v.as_str()
+                        .is_some_and(|s| texts.iter().any(|t| t.trim() == s.trim()))
+                })
         });
-        if !already {
+        if !(as_json || as_strings) {
             parts.push(format!("structured content: {structured}"));
         }
     }
@@ -97,6 +105,12 @@ mod tests {
             "structuredContent": {"x": 1}
         }));
         assert_eq!((t.as_str(), err), ("{\"x\": 1}", false));
+        // server-filesystem's shape: the text again under a key.
+        let (t, _) = render(&json!({
+            "content": [{"type": "text", "text": "line\n"}],
+            "structuredContent": {"content": "line\n"}
+        }));
+        assert_eq!(t, "line\n");
         let (t, err) = render(&json!({"content": [], "isError": true}));
         assert_eq!((t.as_str(), err), ("the tool failed without a message", true));
     }

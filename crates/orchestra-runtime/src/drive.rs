@@ -33,6 +33,7 @@ impl Engine {
         git: GitWorkspace,
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
+        let mcp = Arc::new(crate::plan::mcp_servers(&compiled, Arc::clone(&opts.env)));
         let setup = (|| {
             // CLI agents run where the session's changes go: the worktree of the only writable
             // repository, else the project root (never the user's checkout of a writable repo).
@@ -57,7 +58,7 @@ impl Engine {
                 opts.stream,
             )
             .map(|h| {
-                h.with_chat(crate::harness::ChatSetup {
+                h.with_mcp(Arc::clone(&mcp)).with_chat(crate::harness::ChatSetup {
                     human: opts.human.clone(),
                     store: Some(self.store.clone()),
                     channels: Arc::clone(&compiled.channels),
@@ -176,6 +177,9 @@ impl Engine {
         })
         .await;
         watcher.abort();
+        // The drive's MCP servers stop with it (a drive dropped midway kills their groups as
+        // they are dropped).
+        mcp.shutdown().await;
         let (finish, driven_pos) = match driven {
             Ok(done) => done,
             // A panic goes on as if the executor had run here.

@@ -11,7 +11,7 @@ use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
 use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
     Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, RequestVars, Role,
-    ToolDef, Usage, tool_input_error,
+    ToolDef, Usage,
 };
 use orchestra_tools::Registry;
 
@@ -19,6 +19,7 @@ use crate::events::{Event, EventSink};
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, add_cost, call_cost};
 
 mod chat;
+mod mcp;
 mod trace;
 pub use chat::ChatSetup;
 use trace::TurnCursor;
@@ -36,8 +37,11 @@ pub struct AgentPlan {
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
     pub temperature: Option<f64>,
-    /// The tools it may call (full names).
+    /// The tools it may call (full names), besides its MCP tools.
     pub tools: Vec<ToolDef>,
+    /// Its MCP tools: `(server, tool)`, `tool` being `*` for all of the server's; their
+    /// definitions come from the servers when it runs (see `mcp.rs`).
+    pub mcp: Vec<(String, String)>,
     /// How often an invalid answer is sent back.
     pub output_retries: u32,
     /// Most model turns in one run.
@@ -68,6 +72,7 @@ pub struct Harness {
     events: Arc<dyn EventSink>,
     stream: bool,
     chat: Option<ChatSetup>,
+    mcp: Option<Arc<orchestra_mcp::McpServers>>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -122,6 +127,7 @@ impl Harness {
             events,
             stream,
             chat: None,
+            mcp: None,
         })
     }
 
@@ -207,7 +213,7 @@ impl Harness {
                 model: Arc::clone(&plan.model),
                 system: self.system_prompt(call.agent_idx, call)?,
                 messages: vec![Message::user(kickoff(agent.output_schema.as_deref()))],
-                tools: plan.tools.clone(),
+                tools: self.agent_tools(call, plan).await?,
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
                 workdir: call.workdir.clone(),
@@ -264,7 +270,8 @@ impl Harness {
                 if !uses.is_empty() {
                     req.messages.push(Message::assistant(content));
                     tool_calls += uses.len() as u64;
-                    let results = Box::pin(self.call_tools(call, plan, turn, uses)).await;
+                    let results =
+                        Box::pin(self.call_tools(call, plan, &req.tools, turn, uses)).await;
                     req.messages.push(Message {
                         role: Role::User,
                         content: results,
@@ -346,6 +353,7 @@ impl Harness {
         &self,
         call: &NodeCall,
         plan: &AgentPlan,
+        offered: &[ToolDef],
         turn: u32,
         uses: Vec<(String, String, Value)>,
     ) -> Vec<Block> {
@@ -354,7 +362,7 @@ impl Harness {
         for (idx, (id, name, input)) in uses.into_iter().enumerate() {
             let started = std::time::Instant::now();
             let args = input.to_string();
-            let out = self.call_tool(tools, plan, &name, input).await;
+            let out = self.call_tool(tools, plan, offered, &name, input).await;
             self.record_tool(
                 call,
                 turn,
@@ -370,31 +378,6 @@ impl Harness {
             });
         }
         results
-    }
-
-    /// Runs one tool call on `tools`; (content, is_error). Bad calls become tool errors the
-    /// model can read.
-    async fn call_tool(
-        &self,
-        tools: &Registry,
-        plan: &AgentPlan,
-        name: &str,
-        input: Value,
-    ) -> (String, bool) {
-        if !plan.tools.iter().any(|t| t.name == name) {
-            let names: Vec<&str> = plan.tools.iter().map(|t| t.name.as_str()).collect();
-            let mut msg = format!("unknown tool `{name}`");
-            if let Some(h) = orchestra_spec::did_you_mean(name, names.iter().copied()) {
-                msg.push_str(&format!("; {h}"));
-            }
-            msg.push_str(&format!("; available tools: {}", names.join(", ")));
-            return (msg, true);
-        }
-        if let Some(err) = tool_input_error(&input) {
-            return (err, true);
-        }
-        let out = tools.call(name, input).await;
-        (out.content, out.is_error)
     }
 
     /// Turns the final text into the output and writes, or says what is wrong with it.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use orchestra_graph::conditions::ConditionSource;
 use orchestra_graph::state::State;
-use orchestra_graph::{Compiled, Edge};
+use orchestra_graph::{Compiled, Edge, ToolKind};
 use orchestra_providers::{Provider, RateLimitHook, RateLimited};
 use orchestra_tools::{Registry, RepoRoot};
 
@@ -137,6 +137,23 @@ pub fn build_tools(
     Ok(reg)
 }
 
+/// The MCP servers of a drive (none running yet): the compiled `mcp_servers`, run in the
+/// project root, `${VAR}`s looked up with `env`, provider API keys hidden from them.
+pub fn mcp_servers(
+    compiled: &Compiled,
+    env: crate::engine::EnvLookup,
+) -> orchestra_mcp::McpServers {
+    orchestra_mcp::McpServers::new(
+        compiled
+            .mcp_servers
+            .iter()
+            .map(|(name, s)| (name.clone(), s.spec.clone())),
+        compiled.project_root.clone(),
+        env,
+    )
+    .hide_env(key_env_names(compiled))
+}
+
 /// The plans of every agent, in declaration order (`None` for command nodes: no model).
 pub fn agent_plans(
     compiled: &Compiled,
@@ -158,7 +175,20 @@ pub fn agent_plans(
                 agent: agent.name.clone(),
                 provider: agent.model.provider.clone(),
             })?;
-        let names: Vec<&str> = agent.tools.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = agent
+            .tools
+            .iter()
+            .filter(|t| !matches!(t.kind, ToolKind::Mcp { .. }))
+            .map(|t| t.name.as_str())
+            .collect();
+        let mcp: Vec<(String, String)> = agent
+            .tools
+            .iter()
+            .filter_map(|t| match &t.kind {
+                ToolKind::Mcp { server } => Some((server.clone(), t.tool.clone())),
+                _ => None,
+            })
+            .collect();
         let defs = tools
             .definitions(&names)
             .map_err(|source| SetupError::AgentTools {
@@ -177,6 +207,7 @@ pub fn agent_plans(
             max_tokens: spec.and_then(|s| s.max_tokens),
             temperature: spec.and_then(|s| s.temperature),
             tools: defs,
+            mcp,
             output_retries: agent.output_max_retries,
             max_turns: agent.max_turns,
             mode: agent.mode,

@@ -4,7 +4,7 @@ use orchestra_process::Capture;
 
 /// `text` within `max` bytes: unchanged if it fits, else its start and end around a note saying
 /// how much was cut.
-pub(crate) fn cap_text(text: String, max: usize) -> String {
+pub fn cap_text(text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }

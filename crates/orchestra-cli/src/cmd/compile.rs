@@ -35,6 +35,12 @@ pub(crate) struct Args {
     /// Resolve every agent's model against this provider instead of its own.
     #[arg(long)]
     provider: Option<String>,
+    /// Also start the MCP servers the agents use (`mcp_servers:`), list their tools and check
+    /// that every `SERVER:TOOL` an agent names exists (with "did you mean"); then stop them.
+    /// Without it, compile starts nothing. A server that cannot start or a missing tool exits
+    /// with code 2.
+    #[arg(long)]
+    probe: bool,
 }
 
 /// Output formats.
@@ -75,7 +81,57 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    drop(out);
+    if args.probe {
+        return probe(&compiled, args.format == Format::Text);
+    }
     Ok(exit::SUCCESS)
+}
+
+/// `--probe`: starts the MCP servers the agents use and checks their tools. The summary goes
+/// to stdout after a text report (to stderr otherwise, so JSON, Mermaid and DOT stay clean);
+/// problems go to stderr.
+fn probe(compiled: &Compiled, text: bool) -> io::Result<u8> {
+    let rt = crate::engine::runtime()?;
+    let env: orchestra_runtime::EnvLookup = std::sync::Arc::new(crate::engine::env_var);
+    let probes = rt.block_on(orchestra_runtime::probe_mcp(compiled, env));
+    let mut summary = String::new();
+    let mut problems = String::new();
+    if probes.is_empty() {
+        summary.push_str("\nMCP servers: none used by the agents (nothing to probe)\n");
+    } else {
+        summary.push_str("\nMCP servers (probed)\n");
+    }
+    for p in &probes {
+        match &p.tools {
+            Ok(tools) => summary.push_str(&format!(
+                "  {:12} ok, {} tools: {}\n",
+                p.server,
+                tools.len(),
+                tools.join(", ")
+            )),
+            Err(e) => {
+                summary.push_str(&format!("  {:12} failed\n", p.server));
+                problems.push_str(&format!("error: {e}\n"));
+            }
+        }
+        for m in &p.missing {
+            problems.push_str(&format!("error: {m}\n"));
+        }
+    }
+    if text {
+        let mut out = io::stdout().lock();
+        out.write_all(summary.as_bytes())?;
+        out.flush()?;
+    } else {
+        io::stderr().write_all(summary.trim_start().as_bytes())?;
+    }
+    io::stderr().write_all(problems.as_bytes())?;
+    Ok(if probes.iter().all(orchestra_runtime::McpProbe::is_ok) {
+        exit::SUCCESS
+    } else {
+        exit::BAD_INPUT
+    })
 }
 
 fn warnings_json(diags: &[Diagnostic]) -> Value {

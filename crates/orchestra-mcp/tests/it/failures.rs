@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::{marker, rt, servers};
-use crate::install::{mcp_install, processes_with, wait_gone};
+use crate::install::{mcp_install, processes_with, wait_gone, wait_none_in};
 
 #[test]
 fn a_server_killed_mid_call_is_a_tool_error_at_once() {
@@ -128,4 +128,6 @@ fn dropping_the_servers_kills_their_groups() {
     drop(s);
     drop(runtime);
     assert_eq!(wait_gone(&mark), Vec::<u32>::new());
+    // Nothing else it started runs in its directory either.
+    assert_eq!(wait_none_in(tmp.path()), Vec::<u32>::new());
 }

@@ -96,3 +96,38 @@ pub fn wait_gone(marker: &str) -> Vec<u32> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Live processes (not zombies) whose working directory is `dir` or under it.
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+        if zombie || pid == std::process::id() {
+            continue;
+        }
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (up to 10 s) until no live process runs in `dir`; the ones left.
+pub fn wait_none_in(dir: &Path) -> Vec<u32> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_in(dir);
+        if left.is_empty() || std::time::Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

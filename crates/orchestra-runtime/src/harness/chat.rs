@@ -220,6 +220,10 @@ impl Harness {
         } else {
             plan.timeout
         };
+        let offered = match self.agent_tools(call, plan).await {
+            Ok(tools) => tools,
+            Err(e) => return Err(RoundError::Model(e.to_string())),
+        };
         let round = async {
             for _ in 0..plan.max_turns.max(1) {
                 let mut messages = vec![Message::user(self.chat_kickoff(call.agent_idx))];
@@ -230,7 +234,7 @@ impl Harness {
                     model: Arc::clone(&plan.model),
                     system: Arc::clone(system),
                     messages,
-                    tools: plan.tools.clone(),
+                    tools: offered.clone(),
                     max_tokens: plan.max_tokens,
                     temperature: plan.temperature,
                     workdir: call.workdir.clone(),
@@ -283,7 +287,8 @@ impl Harness {
                     let tools = call.tools.as_ref().unwrap_or(&self.tools);
                     let started = std::time::Instant::now();
                     let args = input.to_string();
-                    let (content, is_error) = self.call_tool(tools, plan, &name, input).await;
+                    let (content, is_error) =
+                        self.call_tool(tools, plan, &offered, &name, input).await;
                     self.record_tool(
                         call,
                         turn,
