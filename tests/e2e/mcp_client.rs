@@ -9,7 +9,10 @@ use super::fake_model::{FakeModel, text, tool_call};
 use super::project::Project;
 
 #[path = "../../crates/orchestra-mcp/tests/it/install.rs"]
-#[expect(dead_code, reason = "shared with orchestra-mcp's tests, which use all of it")]
+#[expect(
+    dead_code,
+    reason = "shared with orchestra-mcp's tests, which use all of it"
+)]
 mod install;
 
 use install::{mcp_install, wait_none_in};
@@ -30,7 +33,13 @@ fn tool_messages(request: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|m| m["role"] == "tool")
-        .map(|m| format!("{}: {}", m["tool_call_id"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .map(|m| {
+            format!(
+                "{}: {}",
+                m["tool_call_id"].as_str().unwrap(),
+                m["content"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -63,7 +72,11 @@ fn an_agent_calls_mcp_tools_and_reads_their_real_answers() {
             r#"{"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}"#,
         ),
         tool_call("c2", "every__get-sum", r#"{"a": 2, "b": 40}"#),
-        tool_call("c3", "every__get-structured-content", r#"{"location": "Chicago"}"#),
+        tool_call(
+            "c3",
+            "every__get-structured-content",
+            r#"{"location": "Chicago"}"#,
+        ),
         text("all done"),
     ]);
     let servers = format!(
@@ -81,17 +94,35 @@ fn an_agent_calls_mcp_tools_and_reads_their_real_answers() {
     assert_eq!(requests.len(), 4);
     // The model was offered the servers' tools under wire names, with their schemas.
     let offered: Vec<&Value> = requests[0]["tools"].as_array().unwrap().iter().collect();
-    let names: Vec<&str> = offered.iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = offered
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names[0], "time__convert_time", "{names:?}");
-    assert!(names.contains(&"every__echo") && names.contains(&"every__get-sum"), "{names:?}");
-    let sum = offered.iter().find(|t| t["function"]["name"] == "every__get-sum").unwrap();
-    assert!(sum["function"]["parameters"]["properties"]["a"].is_object(), "{sum}");
+    assert!(
+        names.contains(&"every__echo") && names.contains(&"every__get-sum"),
+        "{names:?}"
+    );
+    let sum = offered
+        .iter()
+        .find(|t| t["function"]["name"] == "every__get-sum")
+        .unwrap();
+    assert!(
+        sum["function"]["parameters"]["properties"]["a"].is_object(),
+        "{sum}"
+    );
     assert!(!sum["function"]["description"].as_str().unwrap().is_empty());
     // Their real answers came back as tool results.
     let told = tool_messages(&requests[3]);
     assert_eq!(told.len(), 3, "{told:?}");
-    assert!(told[0].starts_with("c1: ") && told[0].contains("21:00"), "{told:?}");
-    assert!(told[1].starts_with("c2: ") && told[1].contains("42"), "{told:?}");
+    assert!(
+        told[0].starts_with("c1: ") && told[0].contains("21:00"),
+        "{told:?}"
+    );
+    assert!(
+        told[1].starts_with("c2: ") && told[1].contains("42"),
+        "{told:?}"
+    );
     assert!(told[2].contains("drizzle"), "{told:?}");
     // Recorded like any tool call: `show` has the arguments, result and duration.
     let id = session_of(&run.stdout);
@@ -105,10 +136,18 @@ fn an_agent_calls_mcp_tools_and_reads_their_real_answers() {
     assert_eq!(calls.len(), 3, "{shown}");
     assert_eq!(calls[1]["tool"], "every:get-sum");
     assert_eq!(calls[1]["args"], r#"{"a":2,"b":40}"#);
-    assert!(calls[1]["result"].as_str().unwrap().contains("42"), "{}", calls[1]);
+    assert!(
+        calls[1]["result"].as_str().unwrap().contains("42"),
+        "{}",
+        calls[1]
+    );
     assert!(calls[1]["duration_ms"].is_u64(), "{}", calls[1]);
     assert_eq!(p.status(&id)["usage"][0]["tool_calls"], 3);
-    assert_eq!(wait_none_in(p.root()), Vec::<u32>::new(), "a server outlived the run");
+    assert_eq!(
+        wait_none_in(p.root()),
+        Vec::<u32>::new(),
+        "a server outlived the run"
+    );
 }
 
 #[test]
@@ -116,7 +155,11 @@ fn a_slow_call_is_a_tool_error_and_the_session_goes_on() {
     let Some(install) = mcp_install() else { return };
     let p = Project::new();
     let model = FakeModel::start(vec![
-        tool_call("c1", "every__trigger-long-running-operation", r#"{"duration": 30, "steps": 3}"#),
+        tool_call(
+            "c1",
+            "every__trigger-long-running-operation",
+            r#"{"duration": 30, "steps": 3}"#,
+        ),
         tool_call("c2", "every__echo", r#"{"message": "still there"}"#),
         text("done anyway"),
     ]);
@@ -126,11 +169,20 @@ fn a_slow_call_is_a_tool_error_and_the_session_goes_on() {
     );
     p.write(
         "mcp/slow.yaml",
-        &pipeline(&model.api_base(), &servers, "[every:trigger-long-running-operation, every:echo]"),
+        &pipeline(
+            &model.api_base(),
+            &servers,
+            "[every:trigger-long-running-operation, every:echo]",
+        ),
     );
     let run = p.run(&["run", "mcp/slow.yaml"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
-    assert!(run.stderr.contains("every:trigger-long-running-operation (error)"), "{}", run.transcript());
+    assert!(
+        run.stderr
+            .contains("every:trigger-long-running-operation (error)"),
+        "{}",
+        run.transcript()
+    );
     let told = tool_messages(&model.requests()[2]);
     assert_eq!(
         told,
@@ -146,17 +198,32 @@ fn a_slow_call_is_a_tool_error_and_the_session_goes_on() {
 fn a_server_that_never_answers_fails_the_agent_with_a_recorded_error() {
     let p = Project::new();
     let model = FakeModel::start(vec![text("never asked")]);
-    let servers = "  mute: { command: bash, args: [-c, \"sleep 300 & sleep 301\"], startup_timeout: 1s }\n";
-    p.write("mcp/mute.yaml", &pipeline(&model.api_base(), servers, "[mute:*]"));
+    let servers =
+        "  mute: { command: bash, args: [-c, \"sleep 300 & sleep 301\"], startup_timeout: 1s }\n";
+    p.write(
+        "mcp/mute.yaml",
+        &pipeline(&model.api_base(), servers, "[mute:*]"),
+    );
     let run = p.run(&["run", "mcp/mute.yaml"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     let expected = "agent `worker`: MCP server `mute` did not answer `initialize` within 1s";
-    assert!(run.stdout.contains(expected) || run.stderr.contains(expected), "{}", run.transcript());
+    assert!(
+        run.stdout.contains(expected) || run.stderr.contains(expected),
+        "{}",
+        run.transcript()
+    );
     let status = p.status(&session_of(&run.stdout));
     assert_eq!(status["status"], "failed");
-    assert!(status["error"].as_str().unwrap().contains(expected), "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains(expected),
+        "{status}"
+    );
     assert!(model.requests().is_empty());
-    assert_eq!(wait_none_in(p.root()), Vec::<u32>::new(), "the server's group outlived the run");
+    assert_eq!(
+        wait_none_in(p.root()),
+        Vec::<u32>::new(),
+        "the server's group outlived the run"
+    );
 }
 
 #[test]
@@ -212,7 +279,11 @@ fn compile_checks_mcp_servers_and_tool_names_without_starting_anything() {
         assert_eq!(run.code, 2, "{}", run.transcript());
         assert!(run.stderr.contains(message), "{}", run.transcript());
         assert!(run.stderr.contains(hint), "{}", run.transcript());
-        assert!(run.stderr.contains(&format!("--> {file}:")), "{}", run.transcript());
+        assert!(
+            run.stderr.contains(&format!("--> {file}:")),
+            "{}",
+            run.transcript()
+        );
     }
 }
 
@@ -224,25 +295,57 @@ fn compile_probe_starts_the_servers_and_names_a_missing_tool() {
         "  every: {{ command: {}, args: [stdio] }}\n",
         install.npm_bin("mcp-server-everything").display()
     );
-    p.write("mcp/probe.yaml", &pipeline("http://127.0.0.1:9/v1", &servers, "[every:ecko, every:get-sum]"));
+    p.write(
+        "mcp/probe.yaml",
+        &pipeline(
+            "http://127.0.0.1:9/v1",
+            &servers,
+            "[every:ecko, every:get-sum]",
+        ),
+    );
     // Without --probe nothing starts, so the typo is not known yet.
     let run = compile(&p, &["mcp/probe.yaml"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
-    assert!(run.stdout.contains("every:ecko (MCP), every:get-sum (MCP)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("every:ecko (MCP), every:get-sum (MCP)"),
+        "{}",
+        run.stdout
+    );
     let run = compile(&p, &["mcp/probe.yaml", "--probe"]);
     assert_eq!(run.code, 2, "{}", run.transcript());
-    assert!(run.stdout.contains("MCP servers (probed)\n  every        ok, "), "{}", run.transcript());
     assert!(
-        run.stderr.contains("error: agent `worker`: MCP server `every` has no tool `ecko`; did you mean `echo`?"),
+        run.stdout
+            .contains("MCP servers (probed)\n  every        ok, "),
         "{}",
         run.transcript()
     );
-    p.write("mcp/probe.yaml", &pipeline("http://127.0.0.1:9/v1", &servers, "[every:echo, every:get-sum]"));
+    assert!(
+        run.stderr.contains(
+            "error: agent `worker`: MCP server `every` has no tool `ecko`; did you mean `echo`?"
+        ),
+        "{}",
+        run.transcript()
+    );
+    p.write(
+        "mcp/probe.yaml",
+        &pipeline(
+            "http://127.0.0.1:9/v1",
+            &servers,
+            "[every:echo, every:get-sum]",
+        ),
+    );
     let run = compile(&p, &["mcp/probe.yaml", "--probe", "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
     let compiled: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(compiled["mcp_servers"]["every"]["spec"]["args"], json!(["stdio"]));
-    assert!(run.stderr.starts_with("MCP servers (probed)"), "{}", run.transcript());
+    assert_eq!(
+        compiled["mcp_servers"]["every"]["spec"]["args"],
+        json!(["stdio"])
+    );
+    assert!(
+        run.stderr.starts_with("MCP servers (probed)"),
+        "{}",
+        run.transcript()
+    );
     assert_eq!(wait_none_in(p.root()), Vec::<u32>::new());
 }
 
@@ -254,7 +357,10 @@ fn the_mcp_files_example_runs_offline_end_to_end() {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::copy(ws.join("orchestra.yaml"), dir.path().join("orchestra.yaml")).unwrap();
-    super::common::copy_dir(&ws.join("pipelines/examples"), &dir.path().join("pipelines/examples"));
+    super::common::copy_dir(
+        &ws.join("pipelines/examples"),
+        &dir.path().join("pipelines/examples"),
+    );
     // The example starts the server with `npx -y` (which may download it); the test runs the
     // copy the harness installed, with the same arguments.
     let file = dir.path().join("pipelines/examples/mcp-files.yaml");
@@ -269,17 +375,39 @@ fn the_mcp_files_example_runs_offline_end_to_end() {
     let orchestra = |args: &[&str]| super::common::orchestra(dir.path(), &home, args);
     let probe = orchestra(&["compile", "pipelines/examples/mcp-files.yaml", "--probe"]);
     assert_eq!(probe.code, 0, "{}", probe.transcript());
-    assert!(probe.stdout.contains("  fs           ok, 14 tools: "), "{}", probe.stdout);
-    let run = orchestra(&["run", "pipelines/examples/mcp-files.yaml", "--db", "s.db", "--json"]);
+    assert!(
+        probe.stdout.contains("  fs           ok, 14 tools: "),
+        "{}",
+        probe.stdout
+    );
+    let run = orchestra(&[
+        "run",
+        "pipelines/examples/mcp-files.yaml",
+        "--db",
+        "s.db",
+        "--json",
+    ]);
     assert_eq!(run.code, 0, "{}", run.transcript());
     let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(out["status"], "completed");
     let digest = out["state"]["digest"].as_str().unwrap();
     assert!(digest.starts_with("# Digest of the notes"), "{digest}");
-    assert!(digest.contains("[FILE] retro.md") && digest.contains("[FILE] standup.md"), "{digest}");
-    assert!(digest.contains("decided to ship the CSV export on Friday"), "{digest}");
-    assert!(digest.contains("who owns the flaky upload test?"), "{digest}");
+    assert!(
+        digest.contains("[FILE] retro.md") && digest.contains("[FILE] standup.md"),
+        "{digest}"
+    );
+    assert!(
+        digest.contains("decided to ship the CSV export on Friday"),
+        "{digest}"
+    );
+    assert!(
+        digest.contains("who owns the flaky upload test?"),
+        "{digest}"
+    );
     let report = out["outputs"][0].as_str().unwrap();
-    assert_eq!(std::fs::read_to_string(dir.path().join(report)).unwrap(), digest);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(report)).unwrap(),
+        digest
+    );
     assert_eq!(wait_none_in(dir.path()), Vec::<u32>::new());
 }

@@ -37,10 +37,9 @@ pub(crate) fn resolve(
             }
             let err = |msg: String| Diagnostic::error(msg).at(src, key_span);
             if !is_ident(name) {
-                diags.push(
-                    err(format!("invalid MCP server name `{name}`"))
-                        .with_label("use letters, digits, `-` and `_` (tools are named `SERVER:TOOL`)"),
-                );
+                diags.push(err(format!("invalid MCP server name `{name}`")).with_label(
+                    "use letters, digits, `-` and `_` (tools are named `SERVER:TOOL`)",
+                ));
             }
             if spec.workspace.repos.get(name).is_some() {
                 diags.push(
@@ -129,9 +128,11 @@ fn check_server(
         }
         if let Err(e) = check_refs(value) {
             diags.push(
-                Diagnostic::error(format!("bad `${{...}}` in `env.{key}` of MCP server `{name}`"))
-                    .at(src, span)
-                    .with_label(e.to_string()),
+                Diagnostic::error(format!(
+                    "bad `${{...}}` in `env.{key}` of MCP server `{name}`"
+                ))
+                .at(src, span)
+                .with_label(e.to_string()),
             );
         }
     }
@@ -142,9 +143,11 @@ fn check_server(
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
             diags.push(
-                Diagnostic::error(format!("invalid header name `{key}` of MCP server `{name}`"))
-                    .at(src, span)
-                    .with_label("an HTTP header name is letters, digits and `-`"),
+                Diagnostic::error(format!(
+                    "invalid header name `{key}` of MCP server `{name}`"
+                ))
+                .at(src, span)
+                .with_label("an HTTP header name is letters, digits and `-`"),
             );
         }
         if let Err(e) = check_refs(value) {

@@ -221,11 +221,15 @@ impl ToolIndex {
         match r.value.split_once(':') {
             Some((server, tool)) if self.mcp.iter().any(|s| s == server) => {
                 if !crate::mcp::valid_tool_pattern(tool) {
-                    return Err(base(format!(
-                        "invalid tool `{tool}` of MCP server `{server}`"
-                    ))
-                    .with_label("expected a tool name (letters, digits, `_`, `-`, `.`) or `*`")
-                    .with_help(format!("`{server}:*` gives the agent every tool of the server")));
+                    return Err(
+                        base(format!("invalid tool `{tool}` of MCP server `{server}`"))
+                            .with_label(
+                                "expected a tool name (letters, digits, `_`, `-`, `.`) or `*`",
+                            )
+                            .with_help(format!(
+                                "`{server}:*` gives the agent every tool of the server"
+                            )),
+                    );
                 }
                 Ok(ToolRef {
                     name: r.value.clone(),
@@ -236,7 +240,9 @@ impl ToolIndex {
                     },
                 })
             }
-            Some((repo, tool)) if !self.mcp.is_empty() && !spec.workspace.repos.contains_key(repo) => {
+            Some((repo, tool))
+                if !self.mcp.is_empty() && !spec.workspace.repos.contains_key(repo) =>
+            {
                 let repos: Vec<&str> = spec.workspace.repos.keys().collect();
                 let scopes: Vec<&str> = repos
                     .iter()

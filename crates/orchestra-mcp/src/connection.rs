@@ -10,13 +10,11 @@ use std::time::Duration;
 
 use orchestra_process::{Capture, GroupGuard};
 use orchestra_spec::{McpServerSpec, expand_env, fmt_duration};
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool,
-};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool};
 use rmcp::service::{Peer, RoleClient, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::ServiceExt;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -202,13 +200,19 @@ impl Connection {
                     .await
                     .unwrap_or_else(|| format!("its connection failed ({cause})"));
                 let stderr = child.stderr();
-                let mut msg = format!("`{full}` failed: MCP server `{}` stopped: {how}", self.server);
+                let mut msg = format!(
+                    "`{full}` failed: MCP server `{}` stopped: {how}",
+                    self.server
+                );
                 if !stderr.trim().is_empty() {
                     msg.push_str(&format!("; its stderr ends:\n{}", stderr.trim()));
                 }
                 msg
             }
-            None => format!("`{full}` failed: the connection to MCP server `{}` failed ({cause})", self.server),
+            None => format!(
+                "`{full}` failed: the connection to MCP server `{}` failed ({cause})",
+                self.server
+            ),
         }
     }
 
@@ -246,14 +250,13 @@ async fn start_stdio(
         cmd.env_remove(name);
     }
     cmd.envs(env);
-    let (mut process, group) =
-        orchestra_process::spawn_group(cmd)
-            .await
-            .map_err(|source| McpError::Spawn {
-                server: server.to_owned(),
-                program: program.to_owned(),
-                source,
-            })?;
+    let (mut process, group) = orchestra_process::spawn_group(cmd)
+        .await
+        .map_err(|source| McpError::Spawn {
+            server: server.to_owned(),
+            program: program.to_owned(),
+            source,
+        })?;
     let stderr = Arc::new(Mutex::new(Capture::new(STDERR_KEEP)));
     if let Some(mut pipe) = process.stderr.take() {
         let sink = Arc::clone(&stderr);
@@ -345,18 +348,18 @@ async fn start_http(
         let v = reqwest::header::HeaderValue::from_str(&value).map_err(|_| bad())?;
         headers.insert(n, v);
     }
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
     let transport = StreamableHttpClientTransport::from_config(config);
     let started = tokio::time::timeout(timeout, async {
         let service = client_info()
             .serve(transport)
             .await
             .map_err(|e| orchestra_spec::error_chain(&e))?;
-        let tools = service
-            .peer()
-            .list_all_tools()
-            .await
-            .map_err(|e| format!("cannot list its tools: {}", orchestra_spec::error_chain(&e)))?;
+        let tools =
+            service.peer().list_all_tools().await.map_err(|e| {
+                format!("cannot list its tools: {}", orchestra_spec::error_chain(&e))
+            })?;
         Ok::<_, String>((service, tools))
     })
     .await;

@@ -50,7 +50,12 @@ pub(crate) fn render(result: &Value) -> (String, bool) {
 
 fn block_text(block: &Value) -> String {
     let s = |k: &str| block.get(k).and_then(Value::as_str).unwrap_or_default();
-    let size = |k: &str| block.get(k).and_then(Value::as_str).map_or(0, |d| d.len() * 3 / 4);
+    let size = |k: &str| {
+        block
+            .get(k)
+            .and_then(Value::as_str)
+            .map_or(0, |d| d.len() * 3 / 4)
+    };
     match s("type") {
         "text" => s("text").to_owned(),
         "image" => format!("[image {}, {} bytes]", s("mimeType"), size("data")),
@@ -61,8 +66,14 @@ fn block_text(block: &Value) -> String {
             match r.get("text").and_then(Value::as_str) {
                 Some(text) => format!("[resource {uri}]\n{text}"),
                 None => {
-                    let mime = r.get("mimeType").and_then(Value::as_str).unwrap_or("binary");
-                    let len = r.get("blob").and_then(Value::as_str).map_or(0, |b| b.len() * 3 / 4);
+                    let mime = r
+                        .get("mimeType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("binary");
+                    let len = r
+                        .get("blob")
+                        .and_then(Value::as_str)
+                        .map_or(0, |b| b.len() * 3 / 4);
                     format!("[resource {uri}: {mime}, {len} bytes]")
                 }
             }
@@ -112,6 +123,9 @@ mod tests {
         }));
         assert_eq!(t, "line\n");
         let (t, err) = render(&json!({"content": [], "isError": true}));
-        assert_eq!((t.as_str(), err), ("the tool failed without a message", true));
+        assert_eq!(
+            (t.as_str(), err),
+            ("the tool failed without a message", true)
+        );
     }
 }

@@ -53,7 +53,10 @@ pub enum McpError {
         stderr: String,
     },
     /// `initialize` failed: the server exited, closed the connection, or refused.
-    #[error("MCP server `{server}` failed to initialize: {detail}{}", stderr_note(stderr))]
+    #[error(
+        "MCP server `{server}` failed to initialize: {detail}{}",
+        stderr_note(stderr)
+    )]
     Initialize {
         /// The server.
         server: String,

@@ -156,9 +156,7 @@ impl McpServers {
             Value::Null => serde_json::Map::new(),
             other => {
                 return (
-                    format!(
-                        "invalid arguments for `{full}`: expected a JSON object, got {other}"
-                    ),
+                    format!("invalid arguments for `{full}`: expected a JSON object, got {other}"),
                     true,
                 );
             }
@@ -169,7 +167,9 @@ impl McpServers {
         };
         if !conn.is_alive() {
             return (
-                format!("`{full}` failed: MCP server `{server}` is not running (it stopped during this agent's run; it starts again when an agent next runs)"),
+                format!(
+                    "`{full}` failed: MCP server `{server}` is not running (it stopped during this agent's run; it starts again when an agent next runs)"
+                ),
                 true,
             );
         }

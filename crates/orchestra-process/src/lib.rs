@@ -44,7 +44,11 @@ pub use group::{GroupGuard, kill_all};
 pub async fn spawn_group(
     command: tokio::process::Command,
 ) -> Result<(tokio::process::Child, GroupGuard), ProcessError> {
-    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
     let child = run::spawn_isolated(command, &program).await?;
     let guard = GroupGuard::new(child.id());
     Ok((child, guard))

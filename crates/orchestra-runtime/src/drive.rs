@@ -58,11 +58,12 @@ impl Engine {
                 opts.stream,
             )
             .map(|h| {
-                h.with_mcp(Arc::clone(&mcp)).with_chat(crate::harness::ChatSetup {
-                    human: opts.human.clone(),
-                    store: Some(self.store.clone()),
-                    channels: Arc::clone(&compiled.channels),
-                })
+                h.with_mcp(Arc::clone(&mcp))
+                    .with_chat(crate::harness::ChatSetup {
+                        human: opts.human.clone(),
+                        store: Some(self.store.clone()),
+                        channels: Arc::clone(&compiled.channels),
+                    })
             })
         })();
         let harness = match setup {

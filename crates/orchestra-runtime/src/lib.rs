@@ -46,8 +46,8 @@ pub use event_log::{EVENTS_VERSION, EventLog, Fanout, OnFailure, envelope, is_lo
 pub use events::{CollectEvents, Event, EventSink, NoEvents};
 pub use ids::{date_of_days, new_session_id};
 pub use lease::{LEASE_TTL, owner_is_dead};
-pub use outcome::{Finish, LimitSource, Outcome, SessionBranch, StopLimit, usd};
 pub use mcp_probe::{McpProbe, probe_mcp};
+pub use outcome::{Finish, LimitSource, Outcome, SessionBranch, StopLimit, usd};
 pub use plan::{ConditionFn, agent_price, check_providers};
 pub use restore::RestoreError;
 pub use retention::{CLEANUP_META, CleanupOptions, CleanupReport, Kept, Removed, SessionCleanup};

@@ -53,7 +53,12 @@ pub async fn probe_mcp(compiled: &Compiled, env: EnvLookup) -> Vec<McpProbe> {
             Ok(defs) => {
                 probe.tools = Ok(defs
                     .iter()
-                    .map(|d| d.name.split_once(':').map_or(&*d.name, |(_, t)| t).to_owned())
+                    .map(|d| {
+                        d.name
+                            .split_once(':')
+                            .map_or(&*d.name, |(_, t)| t)
+                            .to_owned()
+                    })
                     .collect());
                 for (agent, tool) in users.iter().filter(|(_, t)| *t != "*") {
                     if let Err(e) = servers

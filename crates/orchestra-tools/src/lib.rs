@@ -40,8 +40,8 @@ use std::time::Duration;
 pub use confine::RepoRoot;
 pub use error::{ToolError, ToolFailure};
 pub use names::valid_tool_name;
-pub use output::cap_text;
 pub use orchestra_spec::ToolDef;
+pub use output::cap_text;
 pub use registry::{Registry, ToolLimits, ToolOutput};
 
 /// Default timeout of shell tools.

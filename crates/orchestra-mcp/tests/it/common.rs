@@ -14,9 +14,8 @@ pub fn servers(yaml: &str, cwd: &Path, vars: &[(&str, &str)]) -> McpServers {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let env = Arc::new(move |name: &str| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    });
+    let env =
+        Arc::new(move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
     McpServers::new(
         map.iter().map(|(k, _, v)| (k.to_owned(), v.clone())),
         cwd,
@@ -26,7 +25,11 @@ pub fn servers(yaml: &str, cwd: &Path, vars: &[(&str, &str)]) -> McpServers {
 
 /// A string that appears in no other process's command line.
 pub fn marker(what: &str) -> String {
-    format!("orchestra-mcp-test-{what}-{}-{}", std::process::id(), nanos())
+    format!(
+        "orchestra-mcp-test-{what}-{}-{}",
+        std::process::id(),
+        nanos()
+    )
 }
 
 fn nanos() -> u128 {

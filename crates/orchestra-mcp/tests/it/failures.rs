@@ -15,7 +15,10 @@ fn a_server_killed_mid_call_is_a_tool_error_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let mark = marker("killed");
     let bin = install.npm_bin("mcp-server-everything");
-    let yaml = format!("every: {{ command: {}, args: [stdio, {mark}], timeout: 60s }}\n", bin.display());
+    let yaml = format!(
+        "every: {{ command: {}, args: [stdio, {mark}], timeout: 60s }}\n",
+        bin.display()
+    );
     let s = servers(&yaml, tmp.path(), &[]);
     rt().block_on(async {
         s.tools("every").await.unwrap();
@@ -62,17 +65,20 @@ fn a_server_that_never_answers_initialize_times_out_and_its_group_is_killed() {
     let s = servers(&yaml, tmp.path(), &[]);
     let t0 = Instant::now();
     let runtime = rt();
-    let e = runtime.block_on(async {
-        let started = s.tools("mute");
-        tokio::pin!(started);
-        // Both processes run while it waits for `initialize`.
-        tokio::select! {
-            r = &mut started => panic!("it ended early: {r:?}"),
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        assert_eq!(processes_with(&mark).len(), 2);
-        started.await
-    }).unwrap_err().to_string();
+    let e = runtime
+        .block_on(async {
+            let started = s.tools("mute");
+            tokio::pin!(started);
+            // Both processes run while it waits for `initialize`.
+            tokio::select! {
+                r = &mut started => panic!("it ended early: {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            assert_eq!(processes_with(&mark).len(), 2);
+            started.await
+        })
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "MCP server `mute` did not answer `initialize` within 1s");
     assert!(t0.elapsed() < Duration::from_secs(10));
     // The program and the child it left in the background are killed with the group.
@@ -96,7 +102,10 @@ fn a_server_printing_garbage_fails_to_start_with_its_stderr() {
     assert_eq!(wait_gone(&mark), Vec::<u32>::new());
     // A call to it is a tool error, not a hang or a panic.
     let (text, err) = rt().block_on(s.call("junk", "anything", json!({})));
-    assert!(err && text.starts_with("`junk:anything` failed: MCP server `junk` did not answer"), "{text}");
+    assert!(
+        err && text.starts_with("`junk:anything` failed: MCP server `junk` did not answer"),
+        "{text}"
+    );
     assert_eq!(wait_gone(&mark), Vec::<u32>::new());
 }
 
@@ -106,10 +115,16 @@ fn a_server_that_exits_at_once_says_how() {
     let yaml = "gone: { command: sh, args: [-c, \"echo no config here >&2; exit 3\"] }\nnope: { command: /no/such/program }\n";
     let s = servers(yaml, tmp.path(), &[]);
     let e = rt().block_on(s.tools("gone")).unwrap_err().to_string();
-    assert!(e.starts_with("MCP server `gone` failed to initialize: it exited with status 3"), "{e}");
+    assert!(
+        e.starts_with("MCP server `gone` failed to initialize: it exited with status 3"),
+        "{e}"
+    );
     assert!(e.ends_with("its stderr ends:\nno config here"), "{e}");
     let e = rt().block_on(s.tools("nope")).unwrap_err();
-    assert_eq!(e.to_string(), "MCP server `nope`: cannot start `/no/such/program`");
+    assert_eq!(
+        e.to_string(),
+        "MCP server `nope`: cannot start `/no/such/program`"
+    );
     let e = rt().block_on(s.tools("other")).unwrap_err();
     assert_eq!(e.to_string(), "unknown MCP server `other`");
 }
@@ -120,7 +135,10 @@ fn dropping_the_servers_kills_their_groups() {
     let tmp = tempfile::tempdir().unwrap();
     let mark = marker("dropped");
     let bin = install.npm_bin("mcp-server-everything");
-    let yaml = format!("every: {{ command: {}, args: [stdio, {mark}] }}\n", bin.display());
+    let yaml = format!(
+        "every: {{ command: {}, args: [stdio, {mark}] }}\n",
+        bin.display()
+    );
     let runtime = rt();
     let s = servers(&yaml, tmp.path(), &[]);
     runtime.block_on(s.tools("every")).unwrap();

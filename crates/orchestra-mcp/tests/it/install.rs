@@ -35,7 +35,9 @@ pub fn mcp_install() -> Option<&'static McpInstall> {
             .ok_or("cannot find .ci/mcp-test-servers above the crate")?;
         let cache = std::env::var_os("ORCHESTRA_TEST_CACHE")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/orchestra-test")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/orchestra-test"))
+            })
             .ok_or("neither ORCHESTRA_TEST_CACHE nor HOME is set")?;
         let dir = cache.join("mcp");
         let out = std::process::Command::new(root.join(".ci/mcp-test-servers"))
@@ -53,7 +55,10 @@ pub fn mcp_install() -> Option<&'static McpInstall> {
     match got {
         Ok(i) => Some(i),
         Err(reason) if std::env::var("ORCHESTRA_SKIP_MCP_TESTS").as_deref() == Ok("1") => {
-            eprintln!("skipped (ORCHESTRA_SKIP_MCP_TESTS=1): {reason}");
+            #[expect(clippy::print_stderr, reason = "a skipped test says why")]
+            {
+                eprintln!("skipped (ORCHESTRA_SKIP_MCP_TESTS=1): {reason}");
+            }
             None
         }
         Err(reason) => panic!("{reason} (set ORCHESTRA_SKIP_MCP_TESTS=1 to skip the MCP tests)"),
@@ -77,7 +82,10 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
             continue;
         };
         let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
         if !zombie && String::from_utf8_lossy(&cmdline).contains(marker) {
             out.push(pid);
         }
@@ -109,7 +117,10 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
             continue;
         };
         let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
         if zombie || pid == std::process::id() {
             continue;
         }

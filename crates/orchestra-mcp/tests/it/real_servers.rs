@@ -25,7 +25,11 @@ fn server_everything_tools_results_errors_and_timeouts() {
         let echo = all.iter().find(|d| d.name == "every:echo").unwrap();
         assert!(!echo.description.is_empty());
         assert_eq!(echo.parameters["type"], "object");
-        assert!(echo.parameters["properties"]["message"].is_object(), "{}", echo.parameters);
+        assert!(
+            echo.parameters["properties"]["message"].is_object(),
+            "{}",
+            echo.parameters
+        );
 
         // Chosen tools, in order, each once; a typo is an error with a suggestion.
         let defs = s
@@ -43,9 +47,14 @@ fn server_everything_tools_results_errors_and_timeouts() {
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("MCP server `every` has no tool `ecko`; did you mean `echo`?"), "{e}");
+        assert!(
+            e.starts_with("MCP server `every` has no tool `ecko`; did you mean `echo`?"),
+            "{e}"
+        );
 
-        let (text, err) = s.call("every", "echo", json!({"message": "hi there"})).await;
+        let (text, err) = s
+            .call("every", "echo", json!({"message": "hi there"}))
+            .await;
         assert!(!err, "{text}");
         assert!(text.contains("hi there"), "{text}");
         let (text, err) = s.call("every", "get-sum", json!({"a": 2, "b": 40})).await;
@@ -54,7 +63,11 @@ fn server_everything_tools_results_errors_and_timeouts() {
 
         // Structured content (the server also sends it as text: shown once).
         let (text, err) = s
-            .call("every", "get-structured-content", json!({"location": "Chicago"}))
+            .call(
+                "every",
+                "get-structured-content",
+                json!({"location": "Chicago"}),
+            )
             .await;
         assert!(!err, "{text}");
         assert!(text.contains("drizzle"), "{text}");
@@ -76,16 +89,29 @@ fn server_everything_tools_results_errors_and_timeouts() {
         // A slow tool past the call timeout: a tool error, and the server still answers.
         let t0 = std::time::Instant::now();
         let (text, err) = s
-            .call("every", "trigger-long-running-operation", json!({"duration": 30, "steps": 3}))
+            .call(
+                "every",
+                "trigger-long-running-operation",
+                json!({"duration": 30, "steps": 3}),
+            )
             .await;
         assert!(err, "{text}");
-        assert_eq!(text, "`every:trigger-long-running-operation` timed out after 2s (the call was cancelled)");
+        assert_eq!(
+            text,
+            "`every:trigger-long-running-operation` timed out after 2s (the call was cancelled)"
+        );
         assert!(t0.elapsed() < std::time::Duration::from_secs(10));
-        let (text, err) = s.call("every", "echo", json!({"message": "still here"})).await;
+        let (text, err) = s
+            .call("every", "echo", json!({"message": "still here"}))
+            .await;
         assert!(!err && text.contains("still here"), "{text}");
         s.shutdown().await;
     });
-    assert_eq!(wait_gone(&mark), Vec::<u32>::new(), "server-everything left behind");
+    assert_eq!(
+        wait_gone(&mark),
+        Vec::<u32>::new(),
+        "server-everything left behind"
+    );
 }
 
 #[test]
@@ -94,23 +120,40 @@ fn server_filesystem_reads_and_lists_a_temp_dir() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "the answer is 42\n").unwrap();
     let bin = install.npm_bin("mcp-server-filesystem");
-    let yaml = format!("fs: {{ command: {}, args: [\"{}\"] }}\n", bin.display(), tmp.path().display());
+    let yaml = format!(
+        "fs: {{ command: {}, args: [\"{}\"] }}\n",
+        bin.display(),
+        tmp.path().display()
+    );
     let s = servers(&yaml, tmp.path(), &[]);
     rt().block_on(async {
         let defs = s.definitions(&[("fs".into(), "*".into())]).await.unwrap();
-        assert!(defs.iter().any(|d| d.name == "fs:read_text_file"), "{defs:?}");
+        assert!(
+            defs.iter().any(|d| d.name == "fs:read_text_file"),
+            "{defs:?}"
+        );
         let path = tmp.path().join("notes.txt");
         let (text, err) = s
-            .call("fs", "read_text_file", json!({"path": path.display().to_string()}))
+            .call(
+                "fs",
+                "read_text_file",
+                json!({"path": path.display().to_string()}),
+            )
             .await;
         assert!(!err, "{text}");
         assert!(text.contains("the answer is 42"), "{text}");
         let (text, err) = s
-            .call("fs", "list_directory", json!({"path": tmp.path().display().to_string()}))
+            .call(
+                "fs",
+                "list_directory",
+                json!({"path": tmp.path().display().to_string()}),
+            )
             .await;
         assert!(!err && text.contains("notes.txt"), "{text}");
         // Outside the allowed directory: the server refuses (a tool error).
-        let (text, err) = s.call("fs", "read_text_file", json!({"path": "/etc/hostname"})).await;
+        let (text, err) = s
+            .call("fs", "read_text_file", json!({"path": "/etc/hostname"}))
+            .await;
         assert!(err, "{text}");
         s.shutdown().await;
     });
@@ -128,7 +171,10 @@ fn python_time_server_converts_time() {
     );
     let s = servers(&yaml, tmp.path(), &[]);
     rt().block_on(async {
-        let defs = s.definitions(&[("time".into(), "convert_time".into())]).await.unwrap();
+        let defs = s
+            .definitions(&[("time".into(), "convert_time".into())])
+            .await
+            .unwrap();
         assert_eq!(defs[0].name, "time:convert_time");
         let (text, err) = s
             .call(
