@@ -165,3 +165,40 @@ fn executable_conditions_are_found_with_any_extension() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn mcp_servers_of_the_pipeline_replace_the_projects_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        root,
+        "orchestra.yaml",
+        "defaults: { provider: cli }\nproviders:\n  cli: { kind: command, command: [cat], stdin: true }\nmcp_servers:\n  fs: { command: project-fs }\n  time: { command: uvx, args: [mcp-server-time], env: { TZ: \"${TZ:-UTC}\" } }\n",
+    );
+    write(
+        root,
+        "pipelines/p.yaml",
+        "name: p\nmcp_servers:\n  fs: { command: pipeline-fs, args: [docs] }\nagents:\n  a: { task: { text: 'Go.' }, tools: [fs:read_text_file, time:*] }\ngraph:\n  - { from: START, to: a }\n  - { from: a, to: END }\n",
+    );
+    let c = ok(load(Path::new("pipelines/p.yaml"), &opts(root, None)));
+    let names: Vec<&str> = c.mcp_servers.keys().map(String::as_str).collect();
+    assert_eq!(names, ["fs", "time"]);
+    let fs = &c.mcp_servers["fs"];
+    assert_eq!(fs.spec.command.as_ref().unwrap().value, "pipeline-fs");
+    assert!(fs.declared_in.ends_with("pipelines/p.yaml"));
+    let time = &c.mcp_servers["time"];
+    assert!(time.declared_in.ends_with("orchestra.yaml"));
+    assert_eq!(
+        time.spec.env.get("TZ").map(String::as_str),
+        Some("${TZ:-UTC}")
+    );
+    let kinds: Vec<(&str, &str)> = c.agents[0]
+        .tools
+        .iter()
+        .map(|t| match &t.kind {
+            ToolKind::Mcp { server } => (server.as_str(), t.tool.as_str()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [("fs", "read_text_file"), ("time", "*")]);
+}
