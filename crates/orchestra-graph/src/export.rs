@@ -1,10 +1,34 @@
 //! Drawing a compiled graph: Mermaid (`flowchart`) and Graphviz DOT.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::compiled::Compiled;
 use crate::conditions::ConditionSource;
 use crate::topology::{Edge, Node};
+
+/// The path a session took through the graph: how many times each node ran and each edge fired
+/// (by node names; `START` and `END` included).
+#[derive(Clone, Debug, Default)]
+pub struct PathTaken {
+    /// Runs per agent name.
+    pub runs: BTreeMap<String, u64>,
+    /// Firings per `(from, to)`.
+    pub edges: BTreeMap<(String, String), u64>,
+}
+
+/// One arrow of the drawn graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrawnEdge {
+    /// The source node's name (`START` or an agent).
+    pub from: String,
+    /// The target node's name (an agent or `END`).
+    pub to: String,
+    /// The label Mermaid and DOT show (join, condition and its rules, loop bound).
+    pub label: String,
+    /// Whether a condition chooses it (drawn dashed).
+    pub conditional: bool,
+}
 
 /// A short label for edge `e` into `target`: join, condition (with the rules of a rule file
 /// that choose this target: `if critic_routing: revise`), loop bound.
@@ -34,6 +58,43 @@ impl Compiled {
     /// The graph as a Mermaid flowchart. Conditional edges are dotted; `on_max_loops` routes
     /// are dotted and labelled.
     pub fn to_mermaid(&self) -> String {
+        self.mermaid(None)
+    }
+
+    /// The graph as a Mermaid flowchart with the path a session took: nodes that ran are drawn
+    /// bold with their run count, and edges that fired carry how many times they did.
+    pub fn to_mermaid_path(&self, path: &PathTaken) -> String {
+        self.mermaid(Some(path))
+    }
+
+    /// Every drawn edge (`on_max_loops` routes included) with its label, for other renderers
+    /// (the SVG of `orchestra report`).
+    pub fn drawn_edges(&self) -> Vec<DrawnEdge> {
+        let mut out = Vec::new();
+        for e in &self.topology.edges {
+            for &s in &e.sources {
+                for &t in &e.targets {
+                    out.push(DrawnEdge {
+                        from: self.topology.name(s).to_owned(),
+                        to: self.topology.name(t).to_owned(),
+                        label: edge_label(e, self, t),
+                        conditional: e.condition.is_some(),
+                    });
+                }
+                if let Some(o) = e.on_max_loops {
+                    out.push(DrawnEdge {
+                        from: self.topology.name(s).to_owned(),
+                        to: self.topology.name(o).to_owned(),
+                        label: "on_max_loops".to_owned(),
+                        conditional: true,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn mermaid(&self, path: Option<&PathTaken>) -> String {
         let id = |n: Node| match n {
             Node::Start => "START".to_owned(),
             Node::End => "END".to_owned(),
@@ -42,8 +103,18 @@ impl Compiled {
         };
         let mut out = String::from("flowchart TD\n");
         let _ = writeln!(out, "    START([START])");
+        let mut ran = Vec::new();
         for (i, a) in self.topology.agents.iter().enumerate() {
-            let _ = writeln!(out, "    a{i}[\"{}\"]", a.replace('"', "#quot;"));
+            let runs = path.and_then(|p| p.runs.get(a)).copied().unwrap_or(0);
+            let label = match runs {
+                0 => a.replace('"', "#quot;"),
+                1 => format!("{} ✓", a.replace('"', "#quot;")),
+                n => format!("{} ✓ ×{n}", a.replace('"', "#quot;")),
+            };
+            if runs > 0 {
+                ran.push(format!("a{i}"));
+            }
+            let _ = writeln!(out, "    a{i}[\"{label}\"]");
         }
         let _ = writeln!(out, "    END([END])");
         if self.leads_to_fail() {
@@ -54,7 +125,25 @@ impl Compiled {
             let from = from.join(" & ");
             let dotted = e.condition.is_some();
             for &t in &e.targets {
-                let label = edge_label(e, self, t);
+                let mut label = edge_label(e, self, t);
+                if let Some(p) = path {
+                    let taken: u64 = e
+                        .sources
+                        .iter()
+                        .filter_map(|&s| {
+                            p.edges.get(&(
+                                self.topology.name(s).to_owned(),
+                                self.topology.name(t).to_owned(),
+                            ))
+                        })
+                        .sum();
+                    if taken > 0 {
+                        if !label.is_empty() {
+                            label.push_str(", ");
+                        }
+                        label.push_str(&format!("taken ×{taken}"));
+                    }
+                }
                 let arrow = match (dotted, label.is_empty()) {
                     (false, true) => "-->".to_owned(),
                     (false, false) => format!("-->|\"{label}\"|"),
@@ -71,6 +160,10 @@ impl Compiled {
             if let Some(t) = t {
                 let _ = writeln!(out, "    a{a} -.->|\"on_error\"| {}", id(*t));
             }
+        }
+        if !ran.is_empty() {
+            out.push_str("    classDef ran stroke-width:3px,font-weight:bold\n");
+            let _ = writeln!(out, "    class {} ran", ran.join(","));
         }
         out
     }

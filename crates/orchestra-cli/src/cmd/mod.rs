@@ -43,6 +43,8 @@ commands! {
     Status => status,
     /// Show what a session did: state at a checkpoint, node runs, prompts, answers, tool calls, routing.
     Show => show,
+    /// Render a session for people: Markdown with a Mermaid graph, self-contained HTML, or JSON.
+    Report => report,
     /// Fork a session at a checkpoint (state and repositories) and continue from there.
     Replay => replay,
     /// Remove the branches and worktrees of finished sessions.

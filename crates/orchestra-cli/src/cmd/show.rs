@@ -322,7 +322,7 @@ fn ranges(steps: &[u64]) -> String {
 
 /// The steps up to `checkpoint` with their runs (only `node`'s, when given, with their turns)
 /// and routing.
-fn step_views(
+pub(crate) fn step_views(
     cps: &[orchestra_store::CheckpointInfo],
     runs: &[NodeRunRecord],
     trace: &SessionTrace,
@@ -413,7 +413,7 @@ fn run_view(r: &NodeRunRecord, attempt: u32) -> RunView {
 }
 
 /// Adds the turns and tool calls of `v`'s attempt.
-fn attach_turns(v: &mut RunView, turns: &[ModelTurnRecord], tools: &[ToolCallRecord]) {
+pub(crate) fn attach_turns(v: &mut RunView, turns: &[ModelTurnRecord], tools: &[ToolCallRecord]) {
     let same = |step: u64, node: &str, run: u32, attempt: u32| {
         step == v.step && node == v.node && run == v.run_index && attempt == v.attempt
     };

@@ -60,7 +60,7 @@ fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static st
 }
 
 /// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.
-fn when(ms: u64) -> String {
+pub(crate) fn when(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let id = orchestra_runtime::date_of_days(days);

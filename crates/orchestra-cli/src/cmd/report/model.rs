@@ -1,0 +1,440 @@
+//! The report's data, gathered once from the store and the session's repositories into a typed
+//! model that the Markdown, HTML and JSON renderings all draw from. Its JSON form is the
+//! `report --format json` shape (docs/ARCHITECTURE.md, "report --format json").
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use orchestra_graph::PathTaken;
+use orchestra_runtime::Engine;
+use orchestra_store::{ChatMessageRecord, SessionFilter, SessionRecord};
+
+use crate::cmd::show::{RouteView, ToolView, attach_turns, step_views};
+
+/// The version of the JSON shape; bumped when a field changes meaning or goes away.
+pub(crate) const JSON_VERSION: u32 = 1;
+
+/// How much of a tool's result the report keeps (the store keeps up to 64 KiB; `show --node`
+/// prints it all).
+pub(crate) const RESULT_EXCERPT: usize = 2000;
+
+/// Everything a report shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) version: u32,
+    pub(crate) session: Header,
+    pub(crate) graph: Graph,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) human_turns: Vec<Chat>,
+    pub(crate) repos: Vec<Repo>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) forks: Vec<Fork>,
+}
+
+/// The header: what ran, with what, how it ended and what it used.
+#[derive(Debug, Serialize)]
+pub(crate) struct Header {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) pipeline: String,
+    pub(crate) pipeline_path: String,
+    pub(crate) inputs: Value,
+    pub(crate) status: String,
+    /// Why it failed, stopped, paused or was interrupted.
+    pub(crate) note: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) started_at: u64,
+    /// From the start to the last change of status.
+    pub(crate) duration_ms: u64,
+    pub(crate) tokens_in: u64,
+    pub(crate) tokens_out: u64,
+    pub(crate) tool_calls: u64,
+    pub(crate) parent_session: Option<String>,
+    pub(crate) parent_checkpoint: Option<u64>,
+}
+
+/// The pipeline's graph and the path taken through it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Graph {
+    /// `START`, the agents in declaration order, `END`.
+    pub(crate) nodes: Vec<GraphNode>,
+    pub(crate) edges: Vec<GraphEdge>,
+    /// The Mermaid flowchart with the path highlighted.
+    pub(crate) mermaid: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct GraphNode {
+    pub(crate) name: String,
+    /// How many times it ran (0: not on the path).
+    pub(crate) runs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct GraphEdge {
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) label: String,
+    pub(crate) conditional: bool,
+    /// How many times it fired.
+    pub(crate) taken: u64,
+}
+
+/// One step: its node runs, the routing after it and the commits it made.
+#[derive(Debug, Serialize)]
+pub(crate) struct Step {
+    pub(crate) step: u64,
+    pub(crate) nodes: Vec<String>,
+    /// The longest run of the step (they run in parallel).
+    pub(crate) duration_ms: u64,
+    pub(crate) runs: Vec<Run>,
+    pub(crate) routes: Vec<RouteView>,
+    pub(crate) commits: Vec<Commit>,
+}
+
+/// One attempt of a node run.
+#[derive(Debug, Serialize)]
+pub(crate) struct Run {
+    pub(crate) node: String,
+    pub(crate) run_index: u32,
+    pub(crate) attempt: u32,
+    pub(crate) status: String,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
+    pub(crate) tokens_in: u64,
+    pub(crate) tokens_out: u64,
+    /// The text of the run's last answer (`None` without a trace).
+    pub(crate) answer: Option<String>,
+    /// Tool calls, with results cut at [`RESULT_EXCERPT`] bytes (`result_bytes` is the size).
+    pub(crate) tool_calls: Vec<ToolView>,
+}
+
+/// An interactive agent's conversation with a person.
+#[derive(Debug, Serialize)]
+pub(crate) struct Chat {
+    pub(crate) node: String,
+    pub(crate) run_index: u32,
+    pub(crate) messages: Vec<ChatLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ChatLine {
+    pub(crate) turn: u32,
+    pub(crate) role: String,
+    pub(crate) content: String,
+}
+
+/// A session repository with its branch.
+#[derive(Debug, Serialize)]
+pub(crate) struct Repo {
+    pub(crate) name: String,
+    pub(crate) branch: String,
+    /// Whether the branch is gone (`orchestra cleanup`); its commits are then not listed.
+    pub(crate) removed: bool,
+}
+
+/// A commit of a session branch with its diffstat.
+#[derive(Debug, Serialize)]
+pub(crate) struct Commit {
+    pub(crate) repo: String,
+    pub(crate) sha: String,
+    pub(crate) subject: String,
+    pub(crate) agent: Option<String>,
+    pub(crate) files_changed: usize,
+    pub(crate) insertions: usize,
+    pub(crate) deletions: usize,
+    pub(crate) files: Vec<FileStat>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FileStat {
+    pub(crate) path: String,
+    pub(crate) insertions: usize,
+    pub(crate) deletions: usize,
+}
+
+/// A session forked from this one.
+#[derive(Debug, Serialize)]
+pub(crate) struct Fork {
+    pub(crate) id: String,
+    pub(crate) checkpoint: Option<u64>,
+    pub(crate) status: String,
+}
+
+/// The text blocks of an answer, joined.
+fn answer_text(answer: &Value) -> String {
+    let texts: Vec<&str> = answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    texts.join("\n")
+}
+
+/// `s` cut at a char boundary at most `max` bytes in.
+fn excerpt(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
+/// Gathers the report of session `key` (an id or a unique prefix of it).
+pub(crate) async fn gather(
+    engine: &Engine,
+    key: &str,
+) -> Result<Report, orchestra_runtime::RuntimeError> {
+    let (rec, compiled): (SessionRecord, _) = engine.session_pipeline(key).await?;
+    let sid = rec.id.clone();
+    let (cps, runs, trace, forks) = engine
+        .store()
+        .call(move |s| {
+            let forks: Vec<_> = s
+                .list_sessions(&SessionFilter::default())?
+                .into_iter()
+                .filter(|x| x.parent_session.as_deref() == Some(sid.as_str()))
+                .collect();
+            Ok((s.checkpoints(&sid)?, s.node_runs(&sid)?, s.trace(&sid)?, forks))
+        })
+        .await?;
+    let last = cps.last().map_or(0, |c| c.step);
+    let mut views = step_views(&cps, &runs, &trace, last, None);
+    let mut chats: Vec<Chat> = Vec::new();
+    for agent in &compiled.topology.agents {
+        let (sid, node) = (rec.id.clone(), agent.clone());
+        let msgs: Vec<ChatMessageRecord> = engine
+            .store()
+            .call(move |s| s.messages(&sid, &node))
+            .await?;
+        for m in msgs {
+            let line = ChatLine {
+                turn: m.turn,
+                role: m.role,
+                content: m.content,
+            };
+            match chats
+                .iter_mut()
+                .find(|c| c.node == m.node && c.run_index == m.run_index)
+            {
+                Some(c) => c.messages.push(line),
+                None => chats.push(Chat {
+                    node: m.node,
+                    run_index: m.run_index,
+                    messages: vec![line],
+                }),
+            }
+        }
+    }
+
+    let mut path = PathTaken::default();
+    for r in &runs {
+        *path.runs.entry(r.node.clone()).or_default() += 1;
+    }
+    for r in &trace.routes {
+        for t in &r.targets {
+            *path.edges.entry((r.from.clone(), t.clone())).or_default() += 1;
+        }
+    }
+    // The edges from START fire once, into the first step's nodes.
+    if let Some(first) = cps.iter().find(|c| c.step > 0) {
+        for n in &first.nodes {
+            path.edges.insert(("START".to_owned(), n.clone()), 1);
+        }
+    }
+    let mut nodes = vec![GraphNode {
+        name: "START".to_owned(),
+        runs: 1,
+    }];
+    nodes.extend(compiled.topology.agents.iter().map(|a| GraphNode {
+        name: a.clone(),
+        runs: path.runs.get(a).copied().unwrap_or(0),
+    }));
+    let ended = u64::from(rec.status == orchestra_store::SessionStatus::Completed);
+    nodes.push(GraphNode {
+        name: "END".to_owned(),
+        runs: ended,
+    });
+    let edges = compiled
+        .drawn_edges()
+        .into_iter()
+        .map(|e| GraphEdge {
+            taken: path
+                .edges
+                .get(&(e.from.clone(), e.to.clone()))
+                .copied()
+                .unwrap_or(0),
+            from: e.from,
+            to: e.to,
+            label: e.label,
+            conditional: e.conditional,
+        })
+        .collect();
+    let graph = Graph {
+        nodes,
+        edges,
+        mermaid: compiled.to_mermaid_path(&path),
+    };
+
+    let (repos, mut commits) = git(&rec).await;
+    let mut steps = Vec::new();
+    for v in &mut views {
+        for r in &mut v.runs {
+            attach_turns(r, &trace.turns, &trace.tools);
+        }
+        let runs: Vec<Run> = v
+            .runs
+            .drain(..)
+            .map(|r| Run {
+                answer: r.turns.last().map(|t| answer_text(&t.answer)),
+                tool_calls: r
+                    .turns
+                    .into_iter()
+                    .flat_map(|t| t.tool_calls)
+                    .map(|mut c| {
+                        excerpt(&mut c.result, RESULT_EXCERPT);
+                        c.result_cut = (c.result.len() as u64) < c.result_bytes;
+                        c
+                    })
+                    .collect(),
+                node: r.node,
+                run_index: r.run_index,
+                attempt: r.attempt,
+                status: r.status,
+                error: r.error,
+                duration_ms: r.duration_ms,
+                tokens_in: r.tokens_in,
+                tokens_out: r.tokens_out,
+            })
+            .collect();
+        let step = v.step;
+        let (mine, rest): (Vec<_>, Vec<_>) = commits.drain(..).partition(|(s, _)| *s == Some(step));
+        commits = rest;
+        steps.push(Step {
+            step,
+            nodes: v.nodes.clone(),
+            duration_ms: runs.iter().map(|r| r.duration_ms).max().unwrap_or(0),
+            runs,
+            routes: std::mem::take(&mut v.routes),
+            commits: mine.into_iter().map(|(_, c)| c).collect(),
+        });
+    }
+
+    let outputs = rec
+        .meta
+        .get("last_drive")
+        .and_then(|d| d.get("outputs"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|p| {
+                    orchestra_spec::display_path(Path::new(p), &compiled.project_root)
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sum = |f: fn(&orchestra_store::NodeRunRecord) -> u64| {
+        runs.iter().fold(0u64, |acc, r| acc.saturating_add(f(r)))
+    };
+    let session = Header {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        pipeline: rec.pipeline.clone(),
+        pipeline_path: rec.pipeline_path.clone(),
+        inputs: rec.inputs.clone(),
+        status: rec.status.as_str().to_owned(),
+        note: rec.error.clone(),
+        started_at: rec.created_at,
+        duration_ms: rec.updated_at.saturating_sub(rec.created_at),
+        tokens_in: sum(|r| r.tokens_in),
+        tokens_out: sum(|r| r.tokens_out),
+        tool_calls: sum(|r| r.tool_calls),
+        parent_session: rec.parent_session.clone(),
+        parent_checkpoint: rec.parent_checkpoint,
+    };
+    Ok(Report {
+        version: JSON_VERSION,
+        session,
+        graph,
+        steps,
+        human_turns: chats,
+        repos,
+        outputs,
+        forks: forks
+            .into_iter()
+            .map(|f| Fork {
+                id: f.id,
+                checkpoint: f.parent_checkpoint,
+                status: f.status.as_str().to_owned(),
+            })
+            .collect(),
+    })
+}
+
+/// The session's repositories (`meta.git`) and their branches' commits, each with the step of
+/// its `Orchestra-Step:` trailer. A repository that cannot be read is reported as removed.
+async fn git(rec: &SessionRecord) -> (Vec<Repo>, Vec<(Option<u64>, Commit)>) {
+    let Some(Value::Object(git)) = rec.meta.get("git").cloned() else {
+        return (Vec::new(), Vec::new());
+    };
+    let work = tokio::task::spawn_blocking(move || {
+        let mut repos = Vec::new();
+        let mut commits = Vec::new();
+        for (name, g) in git {
+            let field = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let branch = field("branch");
+            let listed = orchestra_git::branch_commits(
+                Path::new(&field("repo_path")),
+                &branch,
+                &field("base"),
+            );
+            let (found, removed) = match listed {
+                Ok(Some(list)) => (list, false),
+                Ok(None) => (Vec::new(), true),
+                Err(e) => {
+                    tracing::warn!(repo = name, error = %e, "cannot list the session branch's commits");
+                    (Vec::new(), true)
+                }
+            };
+            for c in found {
+                commits.push((
+                    c.step,
+                    Commit {
+                        repo: name.clone(),
+                        sha: c.sha,
+                        subject: c.subject,
+                        agent: c.agent,
+                        files_changed: c.files_changed,
+                        insertions: c.insertions,
+                        deletions: c.deletions,
+                        files: c
+                            .files
+                            .into_iter()
+                            .map(|(path, insertions, deletions)| FileStat {
+                                path,
+                                insertions,
+                                deletions,
+                            })
+                            .collect(),
+                    },
+                ));
+            }
+            repos.push(Repo {
+                name,
+                branch,
+                removed,
+            });
+        }
+        (repos, commits)
+    });
+    work.await.unwrap_or_default()
+}

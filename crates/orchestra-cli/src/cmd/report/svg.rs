@@ -1,0 +1,189 @@
+//! The graph as an inline SVG: nodes in layers by their longest path from START (back edges of
+//! loops left out of the layering and drawn as curves on the right), the nodes that ran drawn
+//! bold with a solid border, the others dashed; edges that fired solid with their count, the
+//! others dashed — readable without colour.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::html::esc;
+use super::model::Graph;
+
+const ROW: f64 = 90.0;
+const GAP: f64 = 40.0;
+const HEIGHT: f64 = 36.0;
+const MARGIN: f64 = 30.0;
+
+/// A node's box width for its label.
+#[expect(clippy::cast_precision_loss, reason = "label lengths are small")]
+fn width(label: &str) -> f64 {
+    (label.chars().count() as f64).mul_add(7.5, 28.0)
+}
+
+/// Back edges: those that close a cycle in a depth-first walk from START.
+fn back_edges(n: usize, adj: &[Vec<(usize, usize)>], edges: usize) -> Vec<bool> {
+    let mut back = vec![false; edges];
+    // 0 = unseen, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; n];
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = 1;
+        while let Some(&mut (v, ref mut i)) = stack.last_mut() {
+            if let Some(&(w, e)) = adj[v].get(*i) {
+                *i += 1;
+                match state[w] {
+                    0 => {
+                        state[w] = 1;
+                        stack.push((w, 0));
+                    }
+                    1 => back[e] = true,
+                    _ => {}
+                }
+            } else {
+                state[v] = 2;
+                stack.pop();
+            }
+        }
+    }
+    back
+}
+
+/// The SVG of `g`.
+pub(super) fn render(g: &Graph) -> String {
+    let index: BTreeMap<&str, usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let n = g.nodes.len();
+    let mut adj: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    let ends: Vec<Option<(usize, usize)>> = g
+        .edges
+        .iter()
+        .map(|e| Some((*index.get(e.from.as_str())?, *index.get(e.to.as_str())?)))
+        .collect();
+    for (ei, &(a, b)) in ends.iter().enumerate().filter_map(|(i, e)| Some((i, e.as_ref()?))) {
+        adj[a].push((b, ei));
+    }
+    let back = back_edges(n, &adj, g.edges.len());
+    // Longest path from START over forward edges (Bellman-style relaxation; graphs are small).
+    let mut layer = vec![0usize; n];
+    for _ in 0..n {
+        let mut changed = false;
+        for (ei, &(a, b)) in ends.iter().enumerate().filter_map(|(i, e)| Some((i, e.as_ref()?))) {
+            if !back.get(ei).copied().unwrap_or(false) && a != b && layer[b] < layer[a] + 1 {
+                layer[b] = layer[a] + 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    // END goes below everything.
+    if let Some(&end) = index.get("END") {
+        layer[end] = layer.iter().copied().max().unwrap_or(0).max(1);
+        if (0..n).any(|i| i != end && layer[i] == layer[end]) {
+            layer[end] += 1;
+        }
+    }
+    let labels: Vec<String> = g
+        .nodes
+        .iter()
+        .map(|nd| match nd.runs {
+            0 => nd.name.clone(),
+            1 => format!("{} ✓", nd.name),
+            r => format!("{} ✓ ×{r}", nd.name),
+        })
+        .collect();
+    let layers = layer.iter().copied().max().unwrap_or(0) + 1;
+    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
+    for (i, &l) in layer.iter().enumerate() {
+        rows[l].push(i);
+    }
+    let row_width = |r: &Vec<usize>| {
+        r.iter().map(|&i| width(&labels[i])).sum::<f64>() + GAP * (r.len().saturating_sub(1)) as f64
+    };
+    let widest = rows.iter().map(row_width).fold(0.0, f64::max);
+    let mut pos = vec![(0.0f64, 0.0f64); n];
+    for (l, r) in rows.iter().enumerate() {
+        let mut x = MARGIN + (widest - row_width(r)) / 2.0;
+        for &i in r {
+            let w = width(&labels[i]);
+            pos[i] = (x + w / 2.0, MARGIN + ROW * l as f64 + HEIGHT / 2.0);
+            x += w + GAP;
+        }
+    }
+    let total_w = widest + 2.0 * MARGIN + 160.0;
+    let total_h = ROW * layers as f64 + MARGIN;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg role="img" aria-label="pipeline graph with the path taken" width="{total_w:.0}" height="{total_h:.0}" viewBox="0 0 {total_w:.0} {total_h:.0}">"#
+    );
+    o.push_str(r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#);
+    o.push('\n');
+    for (ei, e) in g.edges.iter().enumerate() {
+        let Some((a, b)) = ends[ei] else { continue };
+        let ((x1, y1), (x2, y2)) = (pos[a], pos[b]);
+        let class = if e.taken > 0 { "edge taken" } else { "edge" };
+        let mut label = e.label.clone();
+        if e.taken > 0 {
+            if !label.is_empty() {
+                label.push_str(", ");
+            }
+            label.push_str(&format!("taken ×{}", e.taken));
+        }
+        let is_back = back.get(ei).copied().unwrap_or(false) || layer[b] <= layer[a];
+        let (d, lx, ly) = if is_back {
+            // Out of the right side of the source, round to the right side of the target.
+            let (sx, tx) = (x1 + width(&labels[a]) / 2.0, x2 + width(&labels[b]) / 2.0);
+            let bend = sx.max(tx) + 70.0;
+            (
+                format!("M{sx:.1},{y1:.1} C{bend:.1},{y1:.1} {bend:.1},{y2:.1} {tx:.1},{y2:.1}"),
+                bend - 10.0,
+                f64::midpoint(y1, y2),
+            )
+        } else {
+            let (sy, ty) = (y1 + HEIGHT / 2.0, y2 - HEIGHT / 2.0);
+            (
+                format!("M{x1:.1},{sy:.1} L{x2:.1},{ty:.1}"),
+                f64::midpoint(x1, x2) + 4.0,
+                f64::midpoint(sy, ty),
+            )
+        };
+        let dash = if e.taken > 0 { "" } else { r#" stroke-dasharray="5,4""# };
+        let _ = writeln!(
+            o,
+            r#"<g class="{class}"><path d="{d}" fill="none"{dash} marker-end="url(#arrow)"/>"#
+        );
+        if !label.is_empty() {
+            let _ = write!(o, r#"<text x="{lx:.1}" y="{ly:.1}" class="elabel">{}</text>"#, esc(&label));
+        }
+        o.push_str("</g>\n");
+    }
+    for (i, nd) in g.nodes.iter().enumerate() {
+        let (cx, cy) = pos[i];
+        let w = width(&labels[i]);
+        let (class, dash) = if nd.runs > 0 {
+            ("node ran", "")
+        } else {
+            ("node", r#" stroke-dasharray="4,3""#)
+        };
+        let rx = if nd.name == "START" || nd.name == "END" { HEIGHT / 2.0 } else { 6.0 };
+        let _ = writeln!(
+            o,
+            r#"<g class="{class}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{HEIGHT}" rx="{rx}"{dash}/><text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text></g>"#,
+            cx - w / 2.0,
+            cy - HEIGHT / 2.0,
+            cy + 5.0,
+            esc(&labels[i])
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
