@@ -40,6 +40,7 @@ pub(crate) mod project;
 mod provider_faults;
 pub(crate) mod pty;
 pub(crate) mod readme;
+mod report;
 mod run;
 mod schema;
 mod show;

@@ -15,6 +15,8 @@ pub struct PathTaken {
     pub runs: BTreeMap<String, u64>,
     /// Firings per `(from, to)`.
     pub edges: BTreeMap<(String, String), u64>,
+    /// Firings of `on_max_loops` routes per `(from, to)` (not counted in `edges`).
+    pub max_loops_reached: BTreeMap<(String, String), u64>,
 }
 
 /// One arrow of the drawn graph.
@@ -28,6 +30,10 @@ pub struct DrawnEdge {
     pub label: String,
     /// Whether a condition chooses it (drawn dashed).
     pub conditional: bool,
+    /// The index of the pipeline edge it is drawn for (a fan-in draws one arrow per source).
+    pub edge: usize,
+    /// Whether it is an `on_max_loops` route (taken when a loop's bound is used up).
+    pub on_max_loops: bool,
 }
 
 /// A short label for edge `e` into `target`: join, condition (with the rules of a rule file
@@ -71,22 +77,26 @@ impl Compiled {
     /// (the SVG of `orchestra report`).
     pub fn drawn_edges(&self) -> Vec<DrawnEdge> {
         let mut out = Vec::new();
-        for e in &self.topology.edges {
+        for (edge, e) in self.topology.edges.iter().enumerate() {
             for &s in &e.sources {
                 for &t in &e.targets {
                     out.push(DrawnEdge {
+                        edge,
                         from: self.topology.name(s).to_owned(),
                         to: self.topology.name(t).to_owned(),
                         label: edge_label(e, self, t),
                         conditional: e.condition.is_some(),
+                        on_max_loops: false,
                     });
                 }
                 if let Some(o) = e.on_max_loops {
                     out.push(DrawnEdge {
+                        edge,
                         from: self.topology.name(s).to_owned(),
                         to: self.topology.name(o).to_owned(),
                         label: "on_max_loops".to_owned(),
                         conditional: true,
+                        on_max_loops: true,
                     });
                 }
             }
@@ -153,7 +163,23 @@ impl Compiled {
                 let _ = writeln!(out, "    {from} {arrow} {}", id(t));
             }
             if let Some(o) = e.on_max_loops {
-                let _ = writeln!(out, "    {from} -.->|\"on_max_loops\"| {}", id(o));
+                let taken: u64 = path.map_or(0, |p| {
+                    e.sources
+                        .iter()
+                        .filter_map(|&s| {
+                            p.max_loops_reached.get(&(
+                                self.topology.name(s).to_owned(),
+                                self.topology.name(o).to_owned(),
+                            ))
+                        })
+                        .sum()
+                });
+                let count = if taken > 0 {
+                    format!(", taken ×{taken}")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "    {from} -.->|\"on_max_loops{count}\"| {}", id(o));
             }
         }
         for (a, t) in self.topology.on_error.iter().enumerate() {

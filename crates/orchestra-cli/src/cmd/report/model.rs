@@ -238,8 +238,15 @@ pub(crate) async fn gather(
         *path.runs.entry(r.node.clone()).or_default() += 1;
     }
     for r in &trace.routes {
+        // A route with a bound but no round is the `on_max_loops` one.
+        let reached = r.loop_round.is_none() && r.loop_max.is_some();
+        let counts = if reached {
+            &mut path.max_loops_reached
+        } else {
+            &mut path.edges
+        };
         for t in &r.targets {
-            *path.edges.entry((r.from.clone(), t.clone())).or_default() += 1;
+            *counts.entry((r.from.clone(), t.clone())).or_default() += 1;
         }
     }
     // The edges from START fire once, into the first step's nodes.
@@ -261,18 +268,27 @@ pub(crate) async fn gather(
         name: "END".to_owned(),
         runs: ended,
     });
-    let edges = compiled
-        .drawn_edges()
-        .into_iter()
+    let drawn = compiled.drawn_edges();
+    // A fan-in fires once, recorded from one of its sources: each of its arrows counts it.
+    let fired = |e: &orchestra_graph::DrawnEdge| -> u64 {
+        let counts = if e.on_max_loops {
+            &path.max_loops_reached
+        } else {
+            &path.edges
+        };
+        drawn
+            .iter()
+            .filter(|x| x.edge == e.edge && x.to == e.to && x.on_max_loops == e.on_max_loops)
+            .filter_map(|x| counts.get(&(x.from.clone(), x.to.clone())))
+            .sum()
+    };
+    let edges = drawn
+        .iter()
         .map(|e| GraphEdge {
-            taken: path
-                .edges
-                .get(&(e.from.clone(), e.to.clone()))
-                .copied()
-                .unwrap_or(0),
-            from: e.from,
-            to: e.to,
-            label: e.label,
+            taken: fired(e),
+            from: e.from.clone(),
+            to: e.to.clone(),
+            label: e.label.clone(),
             conditional: e.conditional,
         })
         .collect();

@@ -20,35 +20,24 @@ fn width(label: &str) -> f64 {
     (label.chars().count() as f64).mul_add(7.5, 28.0)
 }
 
-/// Back edges: those that close a cycle in a depth-first walk from START.
-fn back_edges(n: usize, adj: &[Vec<(usize, usize)>], edges: usize) -> Vec<bool> {
-    let mut back = vec![false; edges];
-    // 0 = unseen, 1 = on the stack, 2 = done.
-    let mut state = vec![0u8; n];
-    for root in 0..n {
-        if state[root] != 0 {
-            continue;
-        }
-        let mut stack = vec![(root, 0usize)];
-        state[root] = 1;
-        while let Some(&mut (v, ref mut i)) = stack.last_mut() {
-            if let Some(&(w, e)) = adj[v].get(*i) {
-                *i += 1;
-                match state[w] {
-                    0 => {
-                        state[w] = 1;
-                        stack.push((w, 0));
-                    }
-                    1 => back[e] = true,
-                    _ => {}
-                }
-            } else {
-                state[v] = 2;
-                stack.pop();
+/// Back edges: those into a node no farther from START (in edges) than their source.
+fn back_edges(n: usize, ends: &[Option<(usize, usize)>]) -> Vec<bool> {
+    let mut dist = vec![usize::MAX; n];
+    let mut queue = std::collections::VecDeque::from([0]);
+    if n > 0 {
+        dist[0] = 0;
+    }
+    while let Some(v) = queue.pop_front() {
+        for &(a, b) in ends.iter().flatten() {
+            if a == v && dist[b] == usize::MAX {
+                dist[b] = dist[v] + 1;
+                queue.push_back(b);
             }
         }
     }
-    back
+    ends.iter()
+        .map(|e| e.is_some_and(|(a, b)| dist[b] <= dist[a]))
+        .collect()
 }
 
 /// The SVG of `g`.
@@ -60,16 +49,13 @@ pub(super) fn render(g: &Graph) -> String {
         .map(|(i, n)| (n.name.as_str(), i))
         .collect();
     let n = g.nodes.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
     let ends: Vec<Option<(usize, usize)>> = g
         .edges
         .iter()
         .map(|e| Some((*index.get(e.from.as_str())?, *index.get(e.to.as_str())?)))
         .collect();
-    for (ei, &(a, b)) in ends.iter().enumerate().filter_map(|(i, e)| Some((i, e.as_ref()?))) {
-        adj[a].push((b, ei));
-    }
-    let back = back_edges(n, &adj, g.edges.len());
+    // START is node 0.
+    let back = back_edges(n, &ends);
     // Longest path from START over forward edges (Bellman-style relaxation; graphs are small).
     let mut layer = vec![0usize; n];
     for _ in 0..n {
@@ -95,6 +81,7 @@ pub(super) fn render(g: &Graph) -> String {
         .nodes
         .iter()
         .map(|nd| match nd.runs {
+            _ if nd.name == "START" || nd.name == "END" => nd.name.clone(),
             0 => nd.name.clone(),
             1 => format!("{} ✓", nd.name),
             r => format!("{} ✓ ×{r}", nd.name),
@@ -118,15 +105,16 @@ pub(super) fn render(g: &Graph) -> String {
             x += w + GAP;
         }
     }
-    let total_w = widest + 2.0 * MARGIN + 160.0;
+    let total_w = widest + 2.0 * MARGIN + 360.0;
     let total_h = ROW * layers as f64 + MARGIN;
     let mut o = String::new();
     let _ = writeln!(
         o,
         r#"<svg role="img" aria-label="pipeline graph with the path taken" width="{total_w:.0}" height="{total_h:.0}" viewBox="0 0 {total_w:.0} {total_h:.0}">"#
     );
-    o.push_str(r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#);
+    o.push_str(r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>"#);
     o.push('\n');
+    let mut backs = 0.0;
     for (ei, e) in g.edges.iter().enumerate() {
         let Some((a, b)) = ends[ei] else { continue };
         let ((x1, y1), (x2, y2)) = (pos[a], pos[b]);
@@ -139,21 +127,28 @@ pub(super) fn render(g: &Graph) -> String {
             label.push_str(&format!("taken ×{}", e.taken));
         }
         let is_back = back.get(ei).copied().unwrap_or(false) || layer[b] <= layer[a];
+        // Edges between the same two nodes get their labels one line apart.
+        let nth = g.edges[..ei]
+            .iter()
+            .filter(|x| x.from == e.from && x.to == e.to)
+            .count() as f64;
         let (d, lx, ly) = if is_back {
-            // Out of the right side of the source, round to the right side of the target.
+            // Out of the source's right side, round the right of the whole graph, into the
+            // target's right side; each back edge a little farther out.
+            backs += 1.0;
             let (sx, tx) = (x1 + width(&labels[a]) / 2.0, x2 + width(&labels[b]) / 2.0);
-            let bend = sx.max(tx) + 70.0;
+            let bend = MARGIN + widest + 20.0 * backs;
             (
-                format!("M{sx:.1},{y1:.1} C{bend:.1},{y1:.1} {bend:.1},{y2:.1} {tx:.1},{y2:.1}"),
-                bend - 10.0,
-                f64::midpoint(y1, y2),
+                format!("M{sx:.1},{:.1} C{bend:.1},{y1:.1} {bend:.1},{y2:.1} {tx:.1},{:.1}", y1 + 6.0, y2 - 6.0),
+                bend - 4.0,
+                f64::midpoint(y1, y2) + 13.0 * (backs - 1.0),
             )
         } else {
             let (sy, ty) = (y1 + HEIGHT / 2.0, y2 - HEIGHT / 2.0);
             (
                 format!("M{x1:.1},{sy:.1} L{x2:.1},{ty:.1}"),
-                f64::midpoint(x1, x2) + 4.0,
-                f64::midpoint(sy, ty),
+                x1 + (x2 - x1) * 0.4 + 6.0,
+                sy + (ty - sy) * 0.4 + 13.0 * nth,
             )
         };
         let dash = if e.taken > 0 { "" } else { r#" stroke-dasharray="5,4""# };
