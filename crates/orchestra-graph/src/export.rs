@@ -30,7 +30,8 @@ pub struct DrawnEdge {
     pub label: String,
     /// Whether a condition chooses it (drawn dashed).
     pub conditional: bool,
-    /// The index of the pipeline edge it is drawn for (a fan-in draws one arrow per source).
+    /// The index of the pipeline edge it is drawn for (a fan-in draws one arrow per source);
+    /// an agent's `on_error` route is numbered after the edges.
     pub edge: usize,
     /// Whether it is an `on_max_loops` route (taken when a loop's bound is used up).
     pub on_max_loops: bool,
@@ -99,6 +100,18 @@ impl Compiled {
                         on_max_loops: true,
                     });
                 }
+            }
+        }
+        for (a, t) in self.topology.on_error.iter().enumerate() {
+            if let Some(t) = t {
+                out.push(DrawnEdge {
+                    edge: self.topology.edges.len() + a,
+                    from: self.topology.name(Node::Agent(a)).to_owned(),
+                    to: self.topology.name(*t).to_owned(),
+                    label: "on_error".to_owned(),
+                    conditional: true,
+                    on_max_loops: false,
+                });
             }
         }
         out

@@ -191,3 +191,16 @@ pub(super) fn render(r: &Report) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{cell, fenced};
+
+    #[test]
+    fn fences_outlast_the_backticks_inside_and_cells_hold_no_markup() {
+        let mut o = String::new();
+        fenced(&mut o, "text", "a ```` b");
+        assert_eq!(o, "`````text\na ```` b\n`````\n\n");
+        assert_eq!(cell("<b>x</b> | y\nz"), "&lt;b>x&lt;/b> \\| y z");
+    }
+}

@@ -269,6 +269,18 @@ pub(crate) async fn gather(
         runs: ended,
     });
     let drawn = compiled.drawn_edges();
+    if drawn.iter().any(|e| e.to == "FAIL") {
+        let failed = path
+            .edges
+            .iter()
+            .filter(|((_, to), _)| to == "FAIL")
+            .map(|(_, n)| n)
+            .sum();
+        nodes.push(GraphNode {
+            name: "FAIL".to_owned(),
+            runs: failed,
+        });
+    }
     // A fan-in fires once, recorded from one of its sources: each of its arrows counts it.
     let fired = |e: &orchestra_graph::DrawnEdge| -> u64 {
         let counts = if e.on_max_loops {

@@ -81,7 +81,7 @@ pub(super) fn render(g: &Graph) -> String {
         .nodes
         .iter()
         .map(|nd| match nd.runs {
-            _ if nd.name == "START" || nd.name == "END" => nd.name.clone(),
+            _ if matches!(nd.name.as_str(), "START" | "END" | "FAIL") => nd.name.clone(),
             0 => nd.name.clone(),
             1 => format!("{} ✓", nd.name),
             r => format!("{} ✓ ×{r}", nd.name),
@@ -169,7 +169,7 @@ pub(super) fn render(g: &Graph) -> String {
         } else {
             ("node", r#" stroke-dasharray="4,3""#)
         };
-        let rx = if nd.name == "START" || nd.name == "END" { HEIGHT / 2.0 } else { 6.0 };
+        let rx = if matches!(nd.name.as_str(), "START" | "END" | "FAIL") { HEIGHT / 2.0 } else { 6.0 };
         let _ = writeln!(
             o,
             r#"<g class="{class}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{HEIGHT}" rx="{rx}"{dash}/><text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text></g>"#,
@@ -181,4 +181,59 @@ pub(super) fn render(g: &Graph) -> String {
     }
     o.push_str("</svg>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{Graph, GraphEdge, GraphNode};
+    use super::*;
+
+    fn node(name: &str, runs: u64) -> GraphNode {
+        GraphNode {
+            name: name.to_owned(),
+            runs,
+        }
+    }
+
+    fn edge(from: &str, to: &str, taken: u64) -> GraphEdge {
+        GraphEdge {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            label: String::new(),
+            conditional: false,
+            taken,
+        }
+    }
+
+    #[test]
+    fn a_loop_is_layered_by_distance_from_start_and_its_back_edge_curves() {
+        let g = Graph {
+            nodes: vec![node("START", 1), node("a", 2), node("b", 2), node("c<x>", 0), node("END", 1)],
+            edges: vec![
+                edge("START", "a", 1),
+                edge("a", "b", 2),
+                edge("b", "a", 1),
+                edge("b", "END", 1),
+                edge("a", "c<x>", 0),
+            ],
+            mermaid: String::new(),
+        };
+        let ends = [Some((0, 1)), Some((1, 2)), Some((2, 1)), Some((2, 4)), Some((1, 3))];
+        assert_eq!(back_edges(5, &ends), [false, false, true, false, false]);
+        let svg = render(&g);
+        // One curve (the loop back), solid taken edges, a dashed node that did not run, and
+        // its name escaped.
+        assert_eq!(svg.matches(" C").count(), 1, "{svg}");
+        assert!(svg.contains(">a ✓ ×2<"), "{svg}");
+        assert!(svg.contains("taken ×2"), "{svg}");
+        assert!(svg.contains(r#"<g class="node"><rect"#), "{svg}");
+        assert!(svg.contains(">c&lt;x&gt;<"), "{svg}");
+        // START above a above b above END.
+        let y = |label: &str| {
+            let at = svg.find(label).unwrap();
+            let t = svg[..at].rfind("y=\"").unwrap();
+            svg[t + 3..].split('"').next().unwrap().parse::<f64>().unwrap()
+        };
+        assert!(y(">START<") < y(">a ✓") && y(">a ✓") < y(">b ✓") && y(">b ✓") < y(">END<"));
+    }
 }
