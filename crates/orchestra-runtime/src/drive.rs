@@ -218,8 +218,7 @@ impl Engine {
         };
         let (status, error) = (finish.status(), finish.note());
         let (sid, owner) = (id.to_owned(), self.owner.clone());
-        let meta_finish =
-            json!({ "steps": pos.sched.step, "tokens": pos.tokens, "cost": pos.cost, "outputs": outputs });
+        let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens, "cost": pos.cost, "outputs": outputs });
         self.store
             .call(move |s| {
                 s.set_status(&sid, status, error.as_deref())?;

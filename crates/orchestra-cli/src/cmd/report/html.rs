@@ -114,6 +114,16 @@ pub(super) fn render(r: &Report) -> String {
     row(&mut o, "Started", &when(h.started_at));
     row(&mut o, "Duration", &secs(h.duration_ms));
     row(&mut o, "Tokens", &format!("{} in / {} out", h.tokens_in, h.tokens_out));
+    if h.cache_read_tokens > 0 || h.cache_write_tokens > 0 {
+        let cache = format!(
+            "{} read / {} written",
+            h.cache_read_tokens, h.cache_write_tokens
+        );
+        row(&mut o, "Prompt cache", &cache);
+    }
+    if let Some(c) = h.cost_usd {
+        row(&mut o, "Cost", &format!("${c:.4}"));
+    }
     row(&mut o, "Tool calls", &h.tool_calls.to_string());
     if let (Some(p), Some(c)) = (&h.parent_session, h.parent_checkpoint) {
         row(&mut o, "Forked from", &format!("<code>{}</code> at checkpoint {c}", esc(p)));

@@ -101,6 +101,16 @@ pub(super) fn render(r: &Report) -> String {
         "| Tokens | {} in / {} out |",
         h.tokens_in, h.tokens_out
     );
+    if h.cache_read_tokens > 0 || h.cache_write_tokens > 0 {
+        let _ = writeln!(
+            o,
+            "| Prompt cache | {} read / {} written |",
+            h.cache_read_tokens, h.cache_write_tokens
+        );
+    }
+    if let Some(c) = h.cost_usd {
+        let _ = writeln!(o, "| Cost | ${c:.4} |");
+    }
     let _ = writeln!(o, "| Tool calls | {} |", h.tool_calls);
     if let (Some(p), Some(c)) = (&h.parent_session, h.parent_checkpoint) {
         let _ = writeln!(o, "| Forked from | `{}` at checkpoint {c} |", cell(p));

@@ -50,6 +50,11 @@ pub(crate) struct Header {
     pub(crate) duration_ms: u64,
     pub(crate) tokens_in: u64,
     pub(crate) tokens_out: u64,
+    /// Input tokens read from / written to the providers' prompt caches (parts of `tokens_in`).
+    pub(crate) cache_read_tokens: u64,
+    pub(crate) cache_write_tokens: u64,
+    /// US dollars over the runs whose cost is known; `None` when none is.
+    pub(crate) cost_usd: Option<f64>,
     pub(crate) tool_calls: u64,
     pub(crate) parent_session: Option<String>,
     pub(crate) parent_checkpoint: Option<u64>,
@@ -385,6 +390,12 @@ pub(crate) async fn gather(
         duration_ms: rec.updated_at.saturating_sub(rec.created_at),
         tokens_in: sum(|r| r.tokens_in),
         tokens_out: sum(|r| r.tokens_out),
+        cache_read_tokens: sum(|r| r.cache_read_tokens),
+        cache_write_tokens: sum(|r| r.cache_write_tokens),
+        cost_usd: runs
+            .iter()
+            .filter_map(|r| r.cost_usd)
+            .fold(None, |acc, c| Some(acc.unwrap_or(0.0) + c)),
         tool_calls: sum(|r| r.tool_calls),
         parent_session: rec.parent_session.clone(),
         parent_checkpoint: rec.parent_checkpoint,
