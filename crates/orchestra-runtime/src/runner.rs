@@ -125,12 +125,16 @@ impl TraceLog {
         }
     }
 
-    /// The records so far, taken.
+    /// The records so far, taken, without spare capacity: they wait in the store queue with
+    /// every other finished run's.
     pub fn take(&self) -> Vec<TraceRecord> {
-        self.records
+        let mut records = self
+            .records
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        records.shrink_to_fit();
+        records
     }
 }
 

@@ -62,9 +62,8 @@ pub(crate) fn insert_trace(
         match r {
             TraceRecord::Turn(t) => {
                 let system = text_id(conn, ctx, sid, t.system.as_bytes())?;
-                let messages = to_json("turn messages", &t.messages)?;
-                let messages = text_id(conn, ctx, sid, messages.as_bytes())?;
-                let answer = to_json("turn answer", &t.answer)?;
+                let messages = text_id(conn, ctx, sid, t.messages.as_str().as_bytes())?;
+                let answer = t.answer.as_str();
                 let nums = [
                     int("step", t.step)?,
                     int("tokens_in", t.tokens_in)?,

@@ -37,8 +37,8 @@ pub use records::{
 };
 pub use store::Store;
 pub use trace::{
-    ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceRecord,
-    cap_text,
+    ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceJson,
+    TraceRecord, cap_text,
 };
 pub use views::{
     CheckpointInfo, CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, RestorePoint, SessionFilter,

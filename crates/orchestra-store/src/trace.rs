@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// Most bytes of a tool call's arguments or result that are kept; the rest is cut, and the
@@ -27,6 +27,53 @@ pub fn cap_text(text: &str) -> (String, u64) {
         end -= 1;
     }
     (text[..end].to_owned(), len)
+}
+
+/// A JSON value kept as its compact text: a finished run's records wait in the store queue
+/// alongside every other run's, and text is a fraction of the size of a `Value` tree. It
+/// serializes as the JSON it holds (not as a string).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceJson(Box<str>);
+
+impl TraceJson {
+    /// The compact JSON text of `value` (`null` if it cannot be serialized).
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Self {
+        TraceJson(
+            serde_json::to_string(value)
+                .unwrap_or_else(|_| "null".to_owned())
+                .into_boxed_str(),
+        )
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value, parsed (`null` if the text is not JSON, which [`TraceJson::new`] and
+    /// deserializing never produce).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for TraceJson {
+    fn from(value: Value) -> Self {
+        TraceJson::new(&value)
+    }
+}
+
+impl Serialize for TraceJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let value: Value = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        value.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(TraceJson::from)
+    }
 }
 
 /// One model call of a node run.
@@ -50,9 +97,9 @@ pub struct ModelTurnRecord {
     pub system: Arc<str>,
     /// The messages appended since the previous turn, other than its answer and tool results
     /// (a JSON array of `{role, content: [blocks]}`).
-    pub messages: Value,
+    pub messages: TraceJson,
     /// The answer's content blocks (a JSON array).
-    pub answer: Value,
+    pub answer: TraceJson,
     /// Why the model stopped (`end_turn`, `tool_use`, ...).
     pub stop: String,
     /// Input tokens.
@@ -180,6 +227,26 @@ pub struct SessionTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_json_keeps_compact_text_and_serializes_as_the_json_it_holds() {
+        let v = serde_json::json!([{"type": "text", "text": "hi \"there\""}, {"n": 1.5}]);
+        let j = TraceJson::from(v.clone());
+        assert_eq!(j.as_str(), serde_json::to_string(&v).unwrap_or_default());
+        assert_eq!(j.value(), v);
+        let wrapped = serde_json::json!({"answer": v});
+        let text =
+            serde_json::to_string(&serde_json::json!({"answer": j.value()})).unwrap_or_default();
+        let back: std::collections::BTreeMap<String, TraceJson> =
+            serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back.get("answer"), Some(&j), "read back as the same text");
+        assert_eq!(
+            serde_json::to_value(&back).unwrap_or(Value::Null),
+            wrapped,
+            "written as JSON, not as a string"
+        );
+        assert_eq!(TraceJson::new(&Vec::<u8>::new()).as_str(), "[]");
+    }
 
     #[test]
     fn long_texts_are_cut_at_a_char_boundary_and_keep_their_size() {

@@ -432,8 +432,8 @@ pub(crate) fn attach_turns(v: &mut RunView, turns: &[ModelTurnRecord], tools: &[
         v.turns.push(TurnView {
             turn: t.turn,
             model: t.model.clone(),
-            messages: t.messages.clone(),
-            answer: t.answer.clone(),
+            messages: t.messages.value(),
+            answer: t.answer.value(),
             stop: t.stop.clone(),
             tokens_in: t.tokens_in,
             tokens_out: t.tokens_out,

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use orchestra_providers::{Block, ChatRequest, ChatResponse, Message, Role};
-use orchestra_store::{ModelTurnRecord, ToolCallRecord, TraceRecord, cap_text};
+use orchestra_store::{ModelTurnRecord, ToolCallRecord, TraceJson, TraceRecord, cap_text};
 
 use super::Harness;
 use crate::events::{Event, millis};
@@ -90,8 +88,8 @@ impl Harness {
             turn: cur.turn,
             model: req.model.to_string(),
             system: std::sync::Arc::clone(&req.system),
-            messages: serde_json::to_value(&new).unwrap_or(Value::Null),
-            answer: serde_json::to_value(&resp.content).unwrap_or(Value::Null),
+            messages: TraceJson::new(&new),
+            answer: TraceJson::new(&resp.content),
             stop: resp.stop.as_str().to_owned(),
             tokens_in: resp.usage.input_tokens,
             tokens_out: resp.usage.output_tokens,

@@ -259,7 +259,13 @@ async fn the_verdict_routes_and_every_turn_is_stored() {
         .turns
         .iter()
         .filter(|t| t.node == "reviewer")
-        .map(|t| (t.run_index, t.turn, t.messages.as_array().unwrap().len()))
+        .map(|t| {
+            (
+                t.run_index,
+                t.turn,
+                t.messages.value().as_array().unwrap().len(),
+            )
+        })
         .collect();
     assert_eq!(chat, [(0, 0, 1), (0, 1, 1), (1, 0, 1)]);
     let second = trace
@@ -269,7 +275,7 @@ async fn the_verdict_routes_and_every_turn_is_stored() {
         .nth(1)
         .unwrap();
     assert_eq!(
-        second.messages[0]["content"][0]["text"],
+        second.messages.value()[0]["content"][0]["text"],
         "what about tests?"
     );
     let routes: Vec<String> = trace

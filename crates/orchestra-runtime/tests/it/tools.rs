@@ -215,13 +215,13 @@ async fn a_tool_registered_at_run_time_is_called_by_every_agent_listing_it() {
     );
     assert!(first.system.contains("You read notes."), "{}", first.system);
     assert!(first.system.contains("Summarize today's notes."));
-    assert_eq!(first.messages[0]["role"], "user");
-    assert_eq!(first.answer[0]["type"], "tool_use");
-    assert_eq!(first.answer[0]["input"], json!({"day": "today"}));
+    assert_eq!(first.messages.value()[0]["role"], "user");
+    assert_eq!(first.answer.value()[0]["type"], "tool_use");
+    assert_eq!(first.answer.value()[0]["input"], json!({"day": "today"}));
     // The second turn adds nothing but the answer and the tool results (kept elsewhere).
-    assert_eq!(trace.turns[1].messages, json!([]));
+    assert_eq!(trace.turns[1].messages.value(), json!([]));
     assert_eq!(
-        trace.turns[1].answer[0]["text"],
+        trace.turns[1].answer.value()[0]["text"],
         "summary: ship the release"
     );
     assert!(Arc::ptr_eq(&trace.turns[0].system, &trace.turns[1].system));
