@@ -87,9 +87,10 @@ pub(super) fn trace_round_trip_and_order(s: &mut dyn Store, cx: &Ctx) {
     let system = "You are the critic.\n\nCheck the findings.";
     let t2 = model_turn(&sid, 2, "critic", 0, system);
     let mut t2b = model_turn(&sid, 2, "critic", 1, system);
-    t2b.messages = json!([]);
+    t2b.messages = json!([]).into();
     t2b.answer =
-        json!([{"type": "tool_use", "id": "c1", "name": "app:read-file", "input": {"path": "a"}}]);
+        json!([{"type": "tool_use", "id": "c1", "name": "app:read-file", "input": {"path": "a"}}])
+            .into();
     t2b.stop = "tool_use".to_owned();
     let t1 = model_turn(&sid, 1, "writer", 0, "You write.");
     let mut t1_retry = model_turn(&sid, 1, "writer", 0, "You write.");
@@ -195,7 +196,7 @@ pub(super) fn trace_texts_come_back_exactly(s: &mut dyn Store, cx: &Ctx) {
         turns.push(TraceRecord::Turn(t));
     }
     let mut other = model_turn(&sid, 21, "b", 0, "Another prompt.");
-    other.messages = json!([]);
+    other.messages = json!([]).into();
     turns.push(TraceRecord::Turn(other.clone()));
     turns.push(TraceRecord::Tool(big.clone()));
     s.record_trace(&turns).unwrap();
