@@ -211,6 +211,28 @@ fn inline_chat_rejects_then_approves_and_the_state_routes_on_the_verdict() {
         "{plan}"
     );
     assert!(plan.contains("Rollback: turn the flag off"), "{plan}");
+
+    // The report has both chats, with the person's lines, and the plan as an output file.
+    let report = p.run(&["report", id]);
+    assert_eq!(report.code, 0, "{}", report.transcript());
+    let md = &report.stdout;
+    let chats = md
+        .split_once("\n## Human turns\n")
+        .unwrap_or_else(|| panic!("no human turns: {md}"))
+        .1;
+    for part in [
+        "### reviewer #0\n",
+        "**user** (turn 1):\n\n```text\nwhat happens when redis is down?\n```",
+        "**command** (turn 3):\n\n```text\n/reject add a rollback\n```",
+        "### reviewer #1\n",
+        "/approve ship it",
+    ] {
+        assert!(chats.contains(part), "{part:?} in {chats}");
+    }
+    assert!(
+        md.contains(&format!("## Output files\n\n- `{plan_rel}`\n")),
+        "{md}"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! HTML file that loads nothing from outside and escapes a hostile answer; the HTML opened in
 //! a real headless Chromium, whose DOM has the graph's node labels; `-o` and its errors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -52,7 +52,7 @@ fn redact_json(v: &mut Value, id: &str) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if matches!(k.as_str(), "duration_ms" | "started_at") {
+                if matches!(k.as_str(), "duration_ms" | "started_at" | "at_ms") {
                     *x = Value::from("TIME");
                 } else if k == "sha" || k == "call_id" {
                     *x = Value::from("SHA");
@@ -233,17 +233,6 @@ fn the_html_report_is_self_contained_and_escapes_what_the_agents_said() {
     assert_eq!(unknown.code, 2, "{}", unknown.transcript());
 }
 
-/// The Chromium to render with: `$CHROMIUM`, else `chromium` on the PATH (Debian's package;
-/// `.ci/run` installs it).
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("chromium"))
-        .find(|p| p.is_file())
-}
-
 fn dump_dom(chromium: &Path, file: &Path, profile: &Path) -> String {
     let out = Command::new(chromium)
         .args([
@@ -269,13 +258,27 @@ fn dump_dom(chromium: &Path, file: &Path, profile: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-#[cfg_attr(
-    not(chromium),
-    ignore = "needs Debian's `chromium` (.ci/run installs it; or set CHROMIUM=/path/to/chromium)"
-)]
-fn the_html_report_renders_its_graph_in_a_headless_chromium() {
-    let chromium = chromium().expect("chromium was found when the tests were built");
+/// The browser test: with the Chromium that tests/build.rs found or installed, or ignored with
+/// the reason it has none (run with `--ignored`, it fails with that reason).
+macro_rules! browser_test {
+    (found $path:literal) => {
+        #[test]
+        fn the_html_report_renders_its_graph_in_a_headless_chromium() {
+            renders_its_graph(Path::new($path));
+        }
+    };
+    (ignored $why:literal) => {
+        #[test]
+        #[ignore = $why]
+        fn the_html_report_renders_its_graph_in_a_headless_chromium() {
+            panic!("{}", $why);
+        }
+    };
+}
+
+include!(concat!(env!("OUT_DIR"), "/chromium.rs"));
+
+fn renders_its_graph(chromium: &Path) {
     let repo = Repo::new();
     let run = repo.orchestra(&["run", "pipelines/pr-review.yaml"], "");
     assert_eq!(run.code, 0, "{}", run.transcript());
@@ -283,7 +286,7 @@ fn the_html_report_renders_its_graph_in_a_headless_chromium() {
     let wrote = repo.orchestra(&["report", &id, "--format", "html", "-o", "r.html"], "");
     assert_eq!(wrote.code, 0, "{}", wrote.transcript());
     let profile = tempfile::tempdir().unwrap();
-    let dom = dump_dom(&chromium, &repo.root.join("r.html"), profile.path());
+    let dom = dump_dom(chromium, &repo.root.join("r.html"), profile.path());
     // The browser parsed an SVG with every node's label and the path's marks.
     let svg_at = dom
         .find("<svg")

@@ -3,6 +3,7 @@
 //! forks — as Markdown (with a Mermaid graph), a self-contained HTML file (with an inline SVG
 //! graph) or JSON (documented in docs/ARCHITECTURE.md, "report --format json").
 
+mod commits;
 mod html;
 mod md;
 mod model;

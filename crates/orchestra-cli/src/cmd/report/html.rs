@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::model::{Report, Run};
+use super::model::{Report, Run, step_tokens};
 use crate::cmd::status::when;
 use crate::engine::secs;
 use crate::route::route_line;
@@ -41,9 +41,10 @@ fn run(o: &mut String, r: &Run) {
     } else {
         String::new()
     };
+    let cost = r.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
     let _ = writeln!(
         o,
-        "<div class=\"run\"><h4>{} #{}{attempt}</h4><p>{} · {} · tokens {} in / {} out</p>",
+        "<div class=\"run\"><h4>{} #{}{attempt}</h4><p>{} · {} · tokens {} in / {} out{cost}</p>",
         esc(&r.node),
         r.run_index,
         esc(&r.status),
@@ -130,12 +131,14 @@ pub(super) fn render(r: &Report) -> String {
     }
     o.push_str("</table>\n<h2>Graph</h2>\n<p>Nodes that ran have a solid bold border and a ✓ (×N when they ran N times); the others are dashed. Edges that were taken are solid and say how often; the others are dashed.</p>\n<div class=\"graph\">\n");
     o.push_str(&super::svg::render(&r.graph));
-    o.push_str("</div>\n<h2>Timeline</h2>\n<table><tr><th>Step</th><th>Nodes</th><th>Duration</th><th>Commits</th></tr>\n");
+    o.push_str("</div>\n<h2>Timeline</h2>\n<table><tr><th>Step</th><th>Start</th><th>Nodes</th><th>Duration</th><th>Tokens</th><th>Commits</th></tr>\n");
     for s in &r.steps {
+        let (tin, tout) = step_tokens(s);
         let _ = writeln!(
             o,
-            "<tr><td><a href=\"#step-{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td></tr>",
+            "<tr><td><a href=\"#step-{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{tin} in / {tout} out</td><td>{4}</td></tr>",
             s.step,
+            s.at_ms.map_or_else(|| "—".to_owned(), secs),
             esc(&s.nodes.join(", ")),
             secs(s.duration_ms),
             s.commits.len()

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::model::{Report, Run};
+use super::model::{Report, Run, step_tokens};
 use crate::cmd::status::when;
 use crate::engine::secs;
 use crate::route::route_line;
@@ -49,9 +49,10 @@ fn run(o: &mut String, r: &Run) {
     } else {
         String::new()
     };
+    let cost = r.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
     let _ = writeln!(
         o,
-        "#### {} #{}{attempt}\n\n{} · {} · tokens {} in / {} out\n",
+        "#### {} #{}{attempt}\n\n{} · {} · tokens {} in / {} out{cost}\n",
         cell(&r.node),
         r.run_index,
         r.status,
@@ -122,12 +123,17 @@ pub(super) fn render(r: &Report) -> String {
     fenced(&mut o, "mermaid", &r.graph.mermaid);
 
     let _ = writeln!(o, "## Timeline\n");
-    let _ = writeln!(o, "| Step | Nodes | Duration | Commits |\n|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| Step | Start | Nodes | Duration | Tokens | Commits |\n|---|---|---|---|---|---|"
+    );
     for s in &r.steps {
+        let (tin, tout) = step_tokens(s);
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {tin} in / {tout} out | {} |",
             s.step,
+            s.at_ms.map_or_else(|| "—".to_owned(), secs),
             cell(&s.nodes.join(", ")),
             secs(s.duration_ms),
             s.commits.len()

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use orchestra_graph::PathTaken;
 use orchestra_runtime::Engine;
-use orchestra_store::{ChatMessageRecord, SessionFilter, SessionRecord};
+use orchestra_store::{ChatMessageRecord, NodeRunRecord, SessionFilter, SessionRecord};
 
-use crate::cmd::show::{RouteView, ToolView, attach_turns, step_views};
+use crate::cmd::show::{RouteView, RunView, ToolView, attach_turns, step_views};
 
 /// The version of the JSON shape; bumped when a field changes meaning or goes away.
 pub(crate) const JSON_VERSION: u32 = 1;
@@ -92,6 +92,9 @@ pub(crate) struct GraphEdge {
 pub(crate) struct Step {
     pub(crate) step: u64,
     pub(crate) nodes: Vec<String>,
+    /// When its first run started, in milliseconds from the session's start (`None`: no run
+    /// was recorded, as for a chat that paused).
+    pub(crate) at_ms: Option<u64>,
     /// The longest run of the step (they run in parallel).
     pub(crate) duration_ms: u64,
     pub(crate) runs: Vec<Run>,
@@ -110,6 +113,8 @@ pub(crate) struct Run {
     pub(crate) duration_ms: u64,
     pub(crate) tokens_in: u64,
     pub(crate) tokens_out: u64,
+    /// US dollars; `None` when unknown (a model without a price).
+    pub(crate) cost_usd: Option<f64>,
     /// The text of the run's last answer (`None` without a trace).
     pub(crate) answer: Option<String>,
     /// Tool calls, with results cut at [`RESULT_EXCERPT`] bytes (`result_bytes` is the size).
@@ -178,6 +183,20 @@ fn answer_text(answer: &Value) -> String {
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
     texts.join("\n")
+}
+
+/// The input and output tokens of a step's runs.
+pub(crate) fn step_tokens(s: &Step) -> (u64, u64) {
+    s.runs.iter().fold((0, 0), |(i, o), r| {
+        (i.saturating_add(r.tokens_in), o.saturating_add(r.tokens_out))
+    })
+}
+
+/// The usage record of a run's attempt: the attempt-th record of its (step, node, run).
+fn record<'a>(runs: &'a [NodeRunRecord], v: &RunView) -> Option<&'a NodeRunRecord> {
+    runs.iter()
+        .filter(|r| r.step == v.step && r.node == v.node && r.run_index == v.run_index)
+        .nth(usize::try_from(v.attempt).ok()?)
 }
 
 /// `s` cut at a char boundary at most `max` bytes in.
@@ -315,16 +334,22 @@ pub(crate) async fn gather(
         mermaid: compiled.to_mermaid_path(&path),
     };
 
-    let (repos, mut commits) = git(&rec).await;
+    let (repos, mut commits) = super::commits::git(&rec).await;
     let mut steps = Vec::new();
     for v in &mut views {
         for r in &mut v.runs {
             attach_turns(r, &trace.turns, &trace.tools);
         }
-        let runs: Vec<Run> = v
+        let at_ms = runs
+            .iter()
+            .filter(|r| r.step == v.step)
+            .map(|r| r.started_at.saturating_sub(rec.created_at))
+            .min();
+        let step_runs: Vec<Run> = v
             .runs
             .drain(..)
             .map(|r| Run {
+                cost_usd: record(&runs, &r).and_then(|x| x.cost_usd),
                 answer: r.turns.last().map(|t| answer_text(&t.answer)),
                 tool_calls: r
                     .turns
@@ -352,8 +377,9 @@ pub(crate) async fn gather(
         steps.push(Step {
             step,
             nodes: v.nodes.clone(),
-            duration_ms: runs.iter().map(|r| r.duration_ms).max().unwrap_or(0),
-            runs,
+            at_ms,
+            duration_ms: step_runs.iter().map(|r| r.duration_ms).max().unwrap_or(0),
+            runs: step_runs,
             routes: std::mem::take(&mut v.routes),
             commits: mine.into_iter().map(|(_, c)| c).collect(),
         });
@@ -375,7 +401,7 @@ pub(crate) async fn gather(
                 .collect()
         })
         .unwrap_or_default();
-    let sum = |f: fn(&orchestra_store::NodeRunRecord) -> u64| {
+    let sum = |f: fn(&NodeRunRecord) -> u64| {
         runs.iter().fold(0u64, |acc, r| acc.saturating_add(f(r)))
     };
     let session = Header {
@@ -417,63 +443,4 @@ pub(crate) async fn gather(
             })
             .collect(),
     })
-}
-
-/// The session's repositories (`meta.git`) and their branches' commits, each with the step of
-/// its `Orchestra-Step:` trailer. A repository that cannot be read is reported as removed.
-async fn git(rec: &SessionRecord) -> (Vec<Repo>, Vec<(Option<u64>, Commit)>) {
-    let Some(Value::Object(git)) = rec.meta.get("git").cloned() else {
-        return (Vec::new(), Vec::new());
-    };
-    let work = tokio::task::spawn_blocking(move || {
-        let mut repos = Vec::new();
-        let mut commits = Vec::new();
-        for (name, g) in git {
-            let field = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            let branch = field("branch");
-            let listed = orchestra_git::branch_commits(
-                Path::new(&field("repo_path")),
-                &branch,
-                &field("base"),
-            );
-            let (found, removed) = match listed {
-                Ok(Some(list)) => (list, false),
-                Ok(None) => (Vec::new(), true),
-                Err(e) => {
-                    tracing::warn!(repo = name, error = %e, "cannot list the session branch's commits");
-                    (Vec::new(), true)
-                }
-            };
-            for c in found {
-                commits.push((
-                    c.step,
-                    Commit {
-                        repo: name.clone(),
-                        sha: c.sha,
-                        subject: c.subject,
-                        agent: c.agent,
-                        files_changed: c.files_changed,
-                        insertions: c.insertions,
-                        deletions: c.deletions,
-                        files: c
-                            .files
-                            .into_iter()
-                            .map(|(path, insertions, deletions)| FileStat {
-                                path,
-                                insertions,
-                                deletions,
-                            })
-                            .collect(),
-                    },
-                ));
-            }
-            repos.push(Repo {
-                name,
-                branch,
-                removed,
-            });
-        }
-        (repos, commits)
-    });
-    work.await.unwrap_or_default()
 }
