@@ -126,6 +126,18 @@ pub fn carry(
             .failed
             .and_then(|ei| edge(&ei))
             .filter(|&ni| leads_to_fail(nt, ni)),
+        // A pending fan-out stays one when its agent and edge are still there and the edge
+        // still has `for_each`; otherwise the agent runs once, like any ready agent.
+        for_each: sched
+            .for_each
+            .iter()
+            .filter_map(|(&a, ei)| {
+                let a = agent_map.get(a).copied().flatten()?;
+                let ei = edge(ei)?;
+                nt.edges.get(ei)?.for_each.as_ref()?;
+                Some((a, ei))
+            })
+            .collect(),
     };
     let mut new_runs = vec![0; nt.agents.len()];
     for (i, r) in runs.iter().enumerate() {
