@@ -73,7 +73,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let mut out = io::stdout().lock();
     for (rel, text, executable) in &files {
-        write_file(&ctx.cwd.join(rel), text, *executable)?;
+        // In this repository the examples sit in `pipelines/examples/`; in the new project they
+        // sit at its root, so paths and commands naming them drop that prefix.
+        let text = text.replace(EXAMPLES_DIR, "");
+        write_file(&ctx.cwd.join(rel), &text, *executable)?;
         writeln!(out, "wrote {rel}")?;
     }
     let pipeline = format!("{name}.yaml");
@@ -101,6 +104,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     )?;
     Ok(exit::SUCCESS)
 }
+
+/// Where the examples are in this repository (paths in their files name it).
+const EXAMPLES_DIR: &str = "pipelines/examples/";
 
 /// The names of the shipped examples: the pipelines at the top of `pipelines/examples/`.
 pub(crate) fn examples() -> Vec<&'static str> {
@@ -130,7 +136,8 @@ fn description(text: &str) -> Option<&str> {
 
 /// The files example `name` needs: its pipeline and responses, then every other file (not
 /// another example's pipeline or responses) whose name (without extension) is mentioned by a
-/// file already chosen — its prompt layers, conditions, sub-pipelines and theirs.
+/// file already chosen — its prompt layers, conditions, sub-pipelines and theirs — or whose
+/// directory a chosen file names by its path (`pipelines/examples/notes`).
 fn files_of(name: &str) -> Vec<(&'static str, &'static str, bool)> {
     let own = [format!("{name}.yaml"), format!("{name}.responses.yaml")];
     let top_level = |rel: &str| !rel.contains('/') && rel.ends_with(".yaml");
@@ -149,7 +156,11 @@ fn files_of(name: &str) -> Vec<(&'static str, &'static str, bool)> {
         let mut i = 0;
         while i < rest.len() {
             let stem = file_stem(rest[i].0);
-            if chosen.iter().any(|(_, text, _)| mentions(text, stem)) {
+            let dir = rest[i].0.split_once('/').map(|(d, _)| format!("{EXAMPLES_DIR}{d}"));
+            let named = |text: &str| {
+                mentions(text, stem) || dir.as_deref().is_some_and(|d| mentions(text, d))
+            };
+            if chosen.iter().any(|(_, text, _)| named(text)) {
                 chosen.push(rest.remove(i));
             } else {
                 i += 1;
