@@ -6,6 +6,7 @@
 
 mod bad_output;
 pub(crate) mod binary;
+pub(crate) mod browser;
 mod calls;
 mod cli_agents;
 mod command_nodes;
@@ -45,3 +46,4 @@ mod run;
 mod schema;
 mod show;
 mod usage;
+mod web_ui;

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
-
-use orchestra_store::{SessionRecord, SessionSummary};
+use orchestra_store::SessionSummary;
 
 /// `sessions` (newest first) with each child after its parent, oldest call first; `(depth,
 /// session)`. A child whose parent is not listed is shown at the top level.
@@ -46,33 +44,6 @@ pub(crate) fn id_cell(depth: usize, id: &str) -> String {
         0 => id.to_owned(),
         d => format!("{}└ {id}", "  ".repeat(d - 1)),
     }
-}
-
-/// The children of `parent` among `all`, with the call node and step that ran each (from the
-/// parent's meta), in call order.
-pub(crate) fn children_of<'a>(
-    parent: &SessionRecord,
-    all: &'a [SessionSummary],
-) -> Vec<(u64, &'a SessionSummary)> {
-    let steps: HashMap<String, u64> = orchestra_runtime::child_calls(&parent.meta)
-        .into_iter()
-        .map(|(id, _, step)| (id, step))
-        .collect();
-    let mut out: Vec<(u64, &SessionSummary)> = all
-        .iter()
-        .filter(|s| s.parent_node.is_some() && s.parent_session.as_deref() == Some(&parent.id))
-        .map(|s| (steps.get(&s.id).copied().unwrap_or(0), s))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.created_at.cmp(&b.1.created_at)));
-    out
-}
-
-/// A child as JSON: `{id, node, step, pipeline, status, tokens}`.
-pub(crate) fn child_json(step: u64, s: &SessionSummary) -> Value {
-    json!({
-        "id": s.id, "node": s.parent_node, "step": step, "pipeline": s.pipeline,
-        "status": s.status.as_str(), "tokens": s.tokens_in.saturating_add(s.tokens_out),
-    })
 }
 
 /// A child as a line: `design  step 1  20261203-...  tracked-phase  completed  809 tokens`.

@@ -1,4 +1,5 @@
-//! Drawing a compiled graph: Mermaid (`flowchart`) and Graphviz DOT.
+//! Drawing a compiled graph: Mermaid (`flowchart`), Graphviz DOT, and the nodes and edges as
+//! data (`Drawing`, which the web UI lays out).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,8 +20,8 @@ pub struct PathTaken {
     pub max_loops_reached: BTreeMap<(String, String), u64>,
 }
 
-/// One arrow of the drawn graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One arrow of the drawn graph (the report's SVG, the web UI).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DrawnEdge {
     /// The source node's name (`START` or an agent).
     pub from: String,
@@ -35,6 +36,8 @@ pub struct DrawnEdge {
     pub edge: usize,
     /// Whether it is an `on_max_loops` route (taken when a loop's bound is used up).
     pub on_max_loops: bool,
+    /// `edge` (plain), `condition` (chosen by a condition), `on_max_loops` or `on_error`.
+    pub kind: &'static str,
 }
 
 /// A short label for edge `e` into `target`: join, condition (with the rules of a rule file
@@ -61,7 +64,29 @@ fn edge_label(e: &Edge, c: &Compiled, target: Node) -> String {
     parts.join(", ")
 }
 
+/// A graph's nodes and edges as data, for a program that draws it (the web UI).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drawing {
+    /// `START`, the agents in declaration order, `END`, and `FAIL` when an edge leads there.
+    pub nodes: Vec<String>,
+    /// One edge per (source, target) pair.
+    pub edges: Vec<DrawnEdge>,
+}
+
 impl Compiled {
+    /// The graph's nodes and edges as data.
+    pub fn to_drawing(&self) -> Drawing {
+        let t = &self.topology;
+        let mut nodes = vec![t.name(Node::Start).to_owned()];
+        nodes.extend(t.agents.iter().cloned());
+        nodes.push(t.name(Node::End).to_owned());
+        if self.leads_to_fail() {
+            nodes.push(t.name(Node::Fail).to_owned());
+        }
+        let edges = self.drawn_edges();
+        Drawing { nodes, edges }
+    }
+
     /// The graph as a Mermaid flowchart. Conditional edges are dotted; `on_max_loops` routes
     /// are dotted and labelled.
     pub fn to_mermaid(&self) -> String {
@@ -88,6 +113,11 @@ impl Compiled {
                         label: edge_label(e, self, t),
                         conditional: e.condition.is_some(),
                         on_max_loops: false,
+                        kind: if e.condition.is_some() {
+                            "condition"
+                        } else {
+                            "edge"
+                        },
                     });
                 }
                 if let Some(o) = e.on_max_loops {
@@ -98,6 +128,7 @@ impl Compiled {
                         label: "on_max_loops".to_owned(),
                         conditional: true,
                         on_max_loops: true,
+                        kind: "on_max_loops",
                     });
                 }
             }
@@ -111,6 +142,7 @@ impl Compiled {
                     label: "on_error".to_owned(),
                     conditional: true,
                     on_max_loops: false,
+                    kind: "on_error",
                 });
             }
         }

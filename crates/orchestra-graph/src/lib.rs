@@ -39,7 +39,7 @@ pub use compiled::{
 pub use conditions::{
     ConditionError, ConditionSource, DEFAULT_RULE, ResolvedCondition, Rule, RuleSet,
 };
-pub use export::{DrawnEdge, PathTaken};
+pub use export::{Drawing, DrawnEdge, PathTaken};
 pub use foreach::fan_out_items;
 pub use inputs::{InputValues, ResolvedInput};
 pub use load::{LoadOptions, load};

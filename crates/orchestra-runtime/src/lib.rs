@@ -37,6 +37,7 @@ mod runner;
 mod session;
 mod store_worker;
 mod stored;
+pub mod views;
 
 pub use call_node::{CALL_META, child_calls};
 pub use edit::{EDITS_META, Edit, EditCheck};

@@ -51,4 +51,6 @@ commands! {
     Cleanup => cleanup,
     /// Serve orchestra over stdio as an MCP server, for an IDE or a coding agent.
     Mcp => mcp,
+    /// Serve the web UI: sessions, a session's graph, checkpoints, node runs and state.
+    Ui => ui,
 }

@@ -1,22 +1,21 @@
 //! `orchestra status`: the sessions of the database, or one session in detail (checkpoints,
 //! per-agent usage, forks, branches).
 
-mod data;
-
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
 use orchestra_runtime::Engine;
-use orchestra_runtime::owner_is_dead;
-use orchestra_store::{SessionFilter, SessionStatus, SessionSummary};
+use orchestra_runtime::views::sessions::{
+    Detail, gather, shown_status, summaries as sessions,
+};
+use orchestra_store::SessionStatus;
 use serde_json::Value;
 
 use crate::cli::Ctx;
 use crate::cost::{cost_cell, total_cost};
 use crate::engine::{sessions_root, db_path, report_error, runtime, secs, session_db};
 
-use data::{Detail, gather};
-pub(crate) use data::{SessionRow, detail_json};
+pub(crate) use orchestra_runtime::views::sessions::{SessionRow, detail_json, list_rows};
 
 /// List sessions, or show one session's checkpoints and per-agent usage.
 ///
@@ -44,19 +43,6 @@ pub(crate) struct Args {
     /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
     #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
-}
-
-/// The status to show: the stored one (`stopped` and `interrupted` are statuses of their own;
-/// the store migrates release 0.1's `failed` rows to them), except that `running` without a
-/// live driver (its lease expired, or its process is gone) is `interrupted`.
-fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
-    match (status, lease_owner) {
-        (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
-        (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
-            "interrupted"
-        }
-        (s, _) => s.as_str(),
-    }
 }
 
 /// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.
@@ -110,33 +96,6 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Err(e) => report_error(&e),
         }
     })
-}
-
-/// The newest `limit` sessions of the database, newest first.
-async fn sessions(
-    engine: &Engine,
-    limit: usize,
-) -> Result<Vec<SessionSummary>, orchestra_runtime::RuntimeError> {
-    let filter = SessionFilter {
-        limit: Some(limit),
-        ..SessionFilter::default()
-    };
-    Ok(engine
-        .store()
-        .call(move |s| s.list_sessions(&filter))
-        .await?)
-}
-
-/// The rows of `status --json`: the newest `limit` sessions (the MCP server's list too).
-pub(crate) async fn list_rows(
-    engine: &Engine,
-    limit: usize,
-) -> Result<Vec<SessionRow>, orchestra_runtime::RuntimeError> {
-    Ok(sessions(engine, limit)
-        .await?
-        .iter()
-        .map(SessionRow::from)
-        .collect())
 }
 
 async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::RuntimeError> {
@@ -358,7 +317,7 @@ async fn detail(
         "COST"
     );
     for (n, u) in &usage {
-        let shown = if data::is_command(&commands, n) {
+        let shown = if orchestra_runtime::views::sessions::is_command(&commands, n) {
             format!("{n} (command)")
         } else {
             n.clone()

@@ -11,7 +11,7 @@ use orchestra_graph::PathTaken;
 use orchestra_runtime::Engine;
 use orchestra_store::{ChatMessageRecord, NodeRunRecord, SessionFilter, SessionRecord};
 
-use crate::cmd::show::{RouteView, RunView, ToolView, attach_turns, step_views};
+use orchestra_runtime::views::show::{RouteView, RunView, ToolView, attach_turns, step_views};
 
 /// The version of the JSON shape; bumped when a field changes meaning or goes away.
 pub(crate) const JSON_VERSION: u32 = 1;

@@ -1,18 +1,83 @@
-//! What `status` knows of sessions, as data: the rows of the list and the detail of one
-//! session (usage by agent, cost, checkpoints, forks), shared by its text and `--json` output
-//! and by the MCP server.
+//! What is known of sessions, as data: the rows of the list and the detail of one session
+//! (usage by agent, cost, checkpoints, forks, children) — `orchestra status` (text and
+//! `--json`), `show`, the MCP server and the web UI show them.
 
 use std::collections::BTreeMap;
 
-use orchestra_runtime::Engine;
-use orchestra_store::{CostTally, SessionFilter, SessionRecord, SessionSummary, system_now_ms};
+use std::collections::HashMap;
+
+use orchestra_store::{
+    CostTally, SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms,
+};
 use serde_json::{Value, json};
 
-use super::shown_status;
+use crate::{Engine, RuntimeError, owner_is_dead};
+
+/// The status to show: the stored one (`stopped` and `interrupted` are statuses of their own;
+/// the store migrates release 0.1's `failed` rows to them), except that `running` without a
+/// live driver (its lease expired, or its process is gone) is `interrupted`.
+pub fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
+    match (status, lease_owner) {
+        (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
+        (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
+            "interrupted"
+        }
+        (s, _) => s.as_str(),
+    }
+}
+
+/// The newest `limit` sessions of the database, newest first.
+pub async fn summaries(engine: &Engine, limit: usize) -> Result<Vec<SessionSummary>, RuntimeError> {
+    let filter = SessionFilter {
+        limit: Some(limit),
+        ..SessionFilter::default()
+    };
+    Ok(engine
+        .store()
+        .call(move |s| s.list_sessions(&filter))
+        .await?)
+}
+
+/// The rows of `status --json`: the newest `limit` sessions (the MCP server's and the web UI's
+/// list too).
+pub async fn list_rows(engine: &Engine, limit: usize) -> Result<Vec<SessionRow>, RuntimeError> {
+    Ok(summaries(engine, limit)
+        .await?
+        .iter()
+        .map(SessionRow::from)
+        .collect())
+}
+
+/// The children of `parent` among `all`, with the call node and step that ran each (from the
+/// parent's meta), in call order.
+pub fn children_of<'a>(
+    parent: &SessionRecord,
+    all: &'a [SessionSummary],
+) -> Vec<(u64, &'a SessionSummary)> {
+    let steps: HashMap<String, u64> = crate::child_calls(&parent.meta)
+        .into_iter()
+        .map(|(id, _, step)| (id, step))
+        .collect();
+    let mut out: Vec<(u64, &SessionSummary)> = all
+        .iter()
+        .filter(|s| s.parent_node.is_some() && s.parent_session.as_deref() == Some(&parent.id))
+        .map(|s| (steps.get(&s.id).copied().unwrap_or(0), s))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.created_at.cmp(&b.1.created_at)));
+    out
+}
+
+/// A child as JSON: `{id, node, step, pipeline, status, tokens}`.
+pub fn child_json(step: u64, s: &SessionSummary) -> Value {
+    json!({
+        "id": s.id, "node": s.parent_node, "step": step, "pipeline": s.pipeline,
+        "status": s.status.as_str(), "tokens": s.tokens_in.saturating_add(s.tokens_out),
+    })
+}
 
 /// A row of `status --json` (and of the MCP server's `list_sessions`).
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub(crate) struct SessionRow {
+pub struct SessionRow {
     /// The session id.
     id: String,
     /// Its `--session-name`.
@@ -71,38 +136,41 @@ impl From<&SessionSummary> for SessionRow {
     }
 }
 
-#[derive(Default)]
-pub(super) struct Usage {
-    pub(super) runs: u64,
-    pub(super) tokens_in: u64,
-    pub(super) tokens_out: u64,
-    pub(super) cache_read: u64,
-    pub(super) cache_write: u64,
-    pub(super) cost: CostTally,
-    pub(super) tool_calls: u64,
-    pub(super) retries: u64,
-    pub(super) ms: u64,
-    pub(super) errors: u64,
+/// What one agent used over a session's runs.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub runs: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub cost: CostTally,
+    pub tool_calls: u64,
+    pub retries: u64,
+    pub ms: u64,
+    pub errors: u64,
 }
 
 /// What `status ID` shows of one session.
-pub(super) struct Detail {
-    pub(super) rec: SessionRecord,
-    pub(super) status: &'static str,
-    pub(super) lease_owner: Option<String>,
-    pub(super) cps: Vec<orchestra_store::CheckpointInfo>,
+#[derive(Debug)]
+pub struct Detail {
+    pub rec: SessionRecord,
+    pub status: &'static str,
+    pub lease_owner: Option<String>,
+    pub cps: Vec<orchestra_store::CheckpointInfo>,
     /// By node name, a `for_each` target's instances in item order (`count[2]` before
     /// `count[10]`).
-    pub(super) usage: Vec<(String, Usage)>,
-    pub(super) session_cost: CostTally,
+    pub usage: Vec<(String, Usage)>,
+    pub session_cost: CostTally,
     /// The command nodes of the stored pipeline (no model: their tokens are 0 by nature).
-    pub(super) commands: Vec<String>,
-    pub(super) forks: Vec<SessionSummary>,
+    pub commands: Vec<String>,
+    pub forks: Vec<SessionSummary>,
     /// Its child sessions (run by call nodes), with the step that called each.
-    pub(super) children: Vec<(u64, SessionSummary)>,
+    pub children: Vec<(u64, SessionSummary)>,
 }
 
-pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestra_runtime::RuntimeError> {
+/// The detail of session `id` (or a unique prefix of it).
+pub async fn gather(engine: &Engine, id: &str) -> Result<Detail, RuntimeError> {
     let key = id.to_owned();
     let rec: SessionRecord = engine.store().call(move |s| s.find_session(&key)).await?;
     let sid = rec.id.clone();
@@ -119,7 +187,7 @@ pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestr
             Ok((cps, runs, below))
         })
         .await?;
-    let children: Vec<(u64, SessionSummary)> = crate::children::children_of(&rec, &below)
+    let children: Vec<(u64, SessionSummary)> = children_of(&rec, &below)
         .into_iter()
         .map(|(step, c)| (step, c.clone()))
         .collect();
@@ -173,7 +241,8 @@ pub(super) async fn gather(engine: &Engine, id: &str) -> Result<Detail, orchestr
 }
 
 impl Detail {
-    pub(super) fn json(&self) -> Value {
+    /// `status ID --json`.
+    pub fn json(&self) -> Value {
         let Detail {
             rec,
             status,
@@ -190,9 +259,9 @@ impl Detail {
             "status": status, "error": rec.error, "created_at": rec.created_at, "updated_at": rec.updated_at,
             "parent_session": rec.parent_session, "parent_checkpoint": rec.parent_checkpoint,
             "parent_node": rec.parent_node,
-            "children": children.iter().map(|(step, c)| crate::children::child_json(*step, c)).collect::<Vec<_>>(),
+            "children": children.iter().map(|(step, c)| child_json(*step, c)).collect::<Vec<_>>(),
             "tokens": usage.iter().map(|(_, u)| u).fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
-            "inherited_tokens": orchestra_runtime::inherited_tokens(&rec.meta),
+            "inherited_tokens": crate::inherited_tokens(&rec.meta),
             "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
             "checkpoints": cps.iter().map(|c| json!({
                 "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
@@ -212,15 +281,11 @@ impl Detail {
 }
 
 /// Whether node `n` is one of the `commands` nodes, or an instance of one (`count[3]`).
-pub(super) fn is_command(commands: &[String], n: &str) -> bool {
+pub fn is_command(commands: &[String], n: &str) -> bool {
     commands.iter().any(|c| c == orchestra_spec::agent_of(n))
 }
 
 /// `status ID --json` of one session (the MCP server's too).
-pub(crate) async fn detail_json(
-    engine: &Engine,
-    id: &str,
-) -> Result<Value, orchestra_runtime::RuntimeError> {
+pub async fn detail_json(engine: &Engine, id: &str) -> Result<Value, RuntimeError> {
     Ok(gather(engine, id).await?.json())
 }
-

@@ -1,0 +1,81 @@
+//! `orchestra ui`: the web UI (crate `orchestra-ui`) over the project's session database.
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cli::Ctx;
+use crate::engine::{runtime, session_db, sessions_root};
+use crate::exit;
+
+/// Serve the web UI: the sessions with their live status, a session's graph with the path
+/// taken, its checkpoints, the state at each one, and each node run's prompt as sent, answers,
+/// tool calls, routing, tokens and cost.
+///
+/// It prints its URL and serves until Ctrl-C. On a loopback address (the default) anyone on
+/// this machine may open it; on any other address it prints a token that every request must
+/// carry (the printed URL holds it; `Authorization: Bearer TOKEN` for programs): without it the
+/// answer is 401. The UI reads the session database only; it serves no other file.
+///
+/// Exit codes: 0 after Ctrl-C, 2 when the address cannot be listened on or there is no
+/// session database, 5 when the database cannot be read.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The address to listen on (a port of 0 picks a free one).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878")]
+    addr: SocketAddr,
+    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
+    /// current directory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let db = match session_db(args.db.clone(), ctx)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(args.addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                writeln!(io::stderr(), "error: cannot listen on {}: {e}", args.addr)?;
+                return Ok(exit::BAD_INPUT);
+            }
+        };
+        let addr = listener.local_addr()?;
+        let engine = match crate::store::engine(&db, &sessions_root(&db, &ctx.cwd)) {
+            Ok(e) => Arc::new(e),
+            Err(e) => return crate::store::report(&e),
+        };
+        let ui = orchestra_ui::Ui::new(Arc::clone(&engine), addr);
+        {
+            let mut out = io::stdout().lock();
+            writeln!(out, "orchestra ui: {}", ui.url(addr))?;
+            if let Some(token) = ui.token() {
+                writeln!(
+                    out,
+                    "not a loopback address: every request needs the token {token} (it is in the URL above; programs send `Authorization: Bearer {token}`)"
+                )?;
+            }
+            writeln!(out, "database: {} (Ctrl-C stops)", db.display())?;
+            out.flush()?;
+        }
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let served = orchestra_ui::serve(listener, ui, stop).await;
+        if let Ok(engine) = Arc::try_unwrap(engine) {
+            engine.close().await;
+        }
+        match served {
+            Ok(()) => Ok(exit::SUCCESS),
+            Err(e) => {
+                writeln!(io::stderr(), "error: the web UI stopped: {e}")?;
+                Ok(exit::INTERNAL)
+            }
+        }
+    })
+}

@@ -1,0 +1,146 @@
+//! The checks in front of every route: a loopback `Host` on a loopback address, the token on
+//! any other, and the same origin for requests that change something.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::Ui;
+
+/// The cookie that carries the token once `?token=` was given.
+const COOKIE: &str = "orchestra_token";
+
+pub(crate) async fn check(State(ui): State<Ui>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if ui.loopback && !is_loopback_host(host) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this server answers requests for 127.0.0.1 or localhost only",
+        );
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) && !same_origin(headers, host) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a request that changes something must come from this server's own page (Origin)",
+        );
+    }
+    let Some(token) = ui.token.as_deref() else {
+        return next.run(req).await;
+    };
+    if bearer(headers).is_some_and(|t| equal(t, token))
+        || cookie(headers).is_some_and(|t| equal(t, token))
+    {
+        return next.run(req).await;
+    }
+    if query_token(req.uri().query()).is_some_and(|t| equal(&t, token)) {
+        let mut resp = next.run(req).await;
+        let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(v) = cookie.parse() {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return resp;
+    }
+    refuse(
+        StatusCode::UNAUTHORIZED,
+        "this server needs the token it printed: open the URL it printed, or send `Authorization: Bearer TOKEN`",
+    )
+}
+
+fn refuse(status: StatusCode, why: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `Origin` is present and names `host` (`http://HOST`).
+fn same_origin(headers: &HeaderMap, host: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    !host.is_empty() && origin.strip_prefix("http://") == Some(host)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in [
+            "127.0.0.1:7878",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:7878",
+            "127.0.0.2",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "evil.example:7878",
+            "10.0.0.1",
+            "[::2]:1",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_compared_whole() {
+        assert!(equal("abc", "abc"));
+        assert!(!equal("abc", "abd"));
+        assert!(!equal("abc", "ab"));
+        assert_eq!(query_token(Some("a=1&token=xyz")), Some("xyz".to_owned()));
+        assert_eq!(query_token(Some("tokens=xyz")), None);
+    }
+}

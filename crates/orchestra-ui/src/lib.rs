@@ -1,0 +1,94 @@
+//! The web UI of orchestra (`orchestra ui`): an HTTP server (axum) with a JSON API under
+//! `/api/` and one page app (plain HTML, CSS and JavaScript embedded in the binary).
+//!
+//! - `GET /api/sessions` — the sessions (the rows of `orchestra status --json`, plus
+//!   `duration_ms`), newest first; `?status=` and `?pipeline=` filter them.
+//! - `GET /api/sessions/ID` — `status ID --json` (`detail`), `show ID --json` (`shown`: state,
+//!   steps, runs, routing), the stored pipeline's graph (`graph`) and the nodes that ran at
+//!   each step (`path`).
+//! - `GET /api/sessions/ID/nodes/NODE` — that node's runs in full: prompt as sent, answers, tool
+//!   calls, routing (`show ID --node NODE --json`).
+//! - `GET /api/sessions/ID/checkpoints/N` — the state at checkpoint N.
+//! - `GET /api/sessions/ID/events` — server-sent events: a `session` event (status, updated
+//!   time, checkpoints) at once and whenever one of them changes.
+//!
+//! Security: on a loopback address requests must name a loopback host (no DNS rebinding); on
+//! any other address every request needs the [`Ui::token`] (`Authorization: Bearer`, or
+//! `?token=` which sets a cookie), else 401. Requests other than GET and HEAD must also come
+//! from the same origin (`Origin` matching `Host`), else 403. The API reads the session
+//! database only: it serves no files, and no API key is in what it shows.
+
+mod api;
+mod assets;
+mod auth;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use orchestra_runtime::Engine;
+
+/// The server's shared state: the engine over the session database, and the token when one
+/// is required.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    engine: Arc<Engine>,
+    token: Option<Arc<str>>,
+    loopback: bool,
+}
+
+impl Ui {
+    /// A UI over `engine` to be served on `addr`: on a non-loopback address it requires a new
+    /// random token (see [`Ui::token`]).
+    pub fn new(engine: Arc<Engine>, addr: SocketAddr) -> Ui {
+        let loopback = addr.ip().is_loopback();
+        let token = (!loopback).then(|| Arc::from(new_token()));
+        Ui {
+            engine,
+            token,
+            loopback,
+        }
+    }
+
+    /// The token requests must carry, when the address is not a loopback one.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The URL to open: `http://ADDR/`, with `?token=` when one is required.
+    pub fn url(&self, addr: SocketAddr) -> String {
+        match &self.token {
+            Some(t) => format!("http://{addr}/?token={t}"),
+            None => format!("http://{addr}/"),
+        }
+    }
+
+    /// The router: the API, the page app, and the security checks in front of both.
+    pub fn router(self) -> Router {
+        let checked = self.clone();
+        api::routes()
+            .merge(assets::routes())
+            .layer(axum::middleware::from_fn_with_state(checked, auth::check))
+            .with_state(self)
+    }
+}
+
+/// Serves `ui` on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ui: Ui,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, ui.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// 32 random hex digits (128 bits).
+fn new_token() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
