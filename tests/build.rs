@@ -24,6 +24,11 @@ fn main() {
         Ok(path) => {
             // Run again (and reinstall) when it goes away.
             println!("cargo::rerun-if-changed={}", path.display());
+            // For the other browser tests (`tests/e2e/browser.rs`): one place finds or installs it.
+            println!(
+                "cargo::rustc-env=ORCHESTRA_TEST_CHROMIUM={}",
+                path.display()
+            );
             format!("browser_test!(found {:?});\n", path.display().to_string())
         }
         Err(why) => {
@@ -31,6 +36,7 @@ fn main() {
             // build tries the install again.
             println!("cargo::rerun-if-changed=/usr/bin/chromium");
             println!("cargo::warning=the headless Chromium report test is ignored: {why}");
+            println!("cargo::rustc-env=ORCHESTRA_TEST_CHROMIUM_MISSING={why}");
             format!("browser_test!(ignored {why:?});\n")
         }
     };

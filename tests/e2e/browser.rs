@@ -1,50 +1,22 @@
-//! A headless Chromium for the tests that look at pages as a browser shows them: `$CHROMIUM`,
-//! else `chromium` on the PATH, else Debian's package installed on first use (`apt-get install
-//! chromium`, as root). A machine where none can be had fails the test, naming why.
+//! A headless Chromium for the tests that look at pages as a browser shows them: the one
+//! `tests/build.rs` found or installed on first use.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use super::common::PATIENCE;
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn find() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Ok(PathBuf::from(p));
-    }
-    if let Some(p) = on_path("chromium") {
-        return Ok(p);
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("apt-get could not be run ({e}): install Debian's `chromium`"))
-    };
-    apt(&["update", "-q"])?;
-    let ok = apt(&["install", "-y", "-q", "chromium"])?;
-    if !ok.success() {
-        return Err(format!("`apt-get install chromium` failed ({ok})"));
-    }
-    on_path("chromium")
-        .ok_or_else(|| "apt-get installed chromium, but it is not on the PATH".into())
-}
-
-/// The browser, found or installed once per test run.
+/// The browser `tests/build.rs` found or installed (`$CHROMIUM`, `chromium` on the PATH, or
+/// Debian's package installed with apt-get on the first build); a machine where none could be
+/// had fails the test, naming why.
 pub(crate) fn chromium() -> &'static Path {
-    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match FOUND.get_or_init(find) {
-        Ok(p) => p,
-        Err(why) => panic!("no headless Chromium for this test: {why}"),
+    match option_env!("ORCHESTRA_TEST_CHROMIUM") {
+        Some(p) => Path::new(p),
+        None => panic!(
+            "no headless Chromium for this test: {}",
+            option_env!("ORCHESTRA_TEST_CHROMIUM_MISSING").unwrap_or("tests/build.rs found none")
+        ),
     }
 }
 
