@@ -6,6 +6,11 @@
 //! as root or through passwordless `sudo`, one install at a time under a file lock). This writes
 //! `OUT_DIR/chromium.rs`: the test with the browser's path, or — when there is none and the
 //! install failed — the test marked ignored with the reason, which `cargo test` prints.
+//!
+//! The same for the MCP conformance test: `.ci/mcp-conformance install` puts the official suite
+//! (`@modelcontextprotocol/conformance`) and the Node.js 22 it needs (npm's `node` package) under
+//! `~/.cache/orchestra-test/conformance` once; this writes `OUT_DIR/conformance.rs`: the test, or
+//! the test marked ignored with the reason the install failed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,40 @@ fn main() {
     };
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("chromium.rs"), test).expect("OUT_DIR is writable");
+    std::fs::write(out.join("conformance.rs"), conformance()).expect("OUT_DIR is writable");
+}
+
+/// The MCP conformance test, its suite installed by `.ci/mcp-conformance install`; or the test
+/// ignored with the reason it cannot be.
+fn conformance() -> String {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let script = manifest.join("../.ci/mcp-conformance");
+    println!("cargo::rerun-if-changed={}", script.display());
+    println!("cargo::rerun-if-env-changed=ORCHESTRA_CONFORMANCE_DIR");
+    let installed = Command::new(&script)
+        .arg("install")
+        .output()
+        .map_err(|e| format!("cannot run .ci/mcp-conformance: {e}"))
+        .and_then(|out| {
+            if out.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+            Err(format!(
+                "`.ci/mcp-conformance install` failed ({}): {last}",
+                out.status
+            ))
+        });
+    match installed {
+        Ok(()) => "conformance_test!(found);\n".to_owned(),
+        Err(why) => {
+            // A path that does not exist: the next build tries the install again.
+            println!("cargo::rerun-if-changed=/nonexistent/orchestra-conformance");
+            println!("cargo::warning=the MCP conformance test is ignored: {why}");
+            format!("conformance_test!(ignored {why:?});\n")
+        }
+    }
 }
 
 /// The Chromium to render with, installed if need be; or why there is none.

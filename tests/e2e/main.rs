@@ -33,6 +33,8 @@ mod interactive;
 mod language;
 mod limits;
 mod mcp_client;
+mod mcp_conformance;
+mod mcp_http;
 mod mcp_server;
 mod otlp;
 mod pipelines;

@@ -79,7 +79,7 @@ fn python_sdk() -> Result<PathBuf, String> {
     clippy::print_stderr,
     reason = "a skipped test says so, with the reason"
 )]
-fn python_or_skip(test: &str) -> Option<PathBuf> {
+pub(super) fn python_or_skip(test: &str) -> Option<PathBuf> {
     match python_sdk() {
         Ok(p) => Some(p),
         Err(why) if std::env::var_os("CI").is_none() => {
@@ -97,11 +97,7 @@ fn the_python_sdk_compiles_runs_follows_and_answers_a_human_review() {
     else {
         return;
     };
-    let repo = Repo::new();
-    let review = std::fs::read_to_string(repo.root.join("pipelines/pr-review.yaml")).unwrap();
-    let broken = review.replacen("to: critic, join: all", "to: critc, join: all", 1);
-    assert_ne!(broken, review, "pr-review changed shape");
-    std::fs::write(repo.root.join("pipelines/broken.yaml"), broken).unwrap();
+    let repo = client_project();
     let out = repo
         .env(&mut Command::new(python))
         .arg(tests_dir().join("mcp/client.py"))
@@ -118,6 +114,16 @@ fn the_python_sdk_compiles_runs_follows_and_answers_a_human_review() {
         "{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
+}
+
+/// The project `tests/mcp/client.py` expects: the repository plus `pipelines/broken.yaml`.
+pub(super) fn client_project() -> Repo {
+    let repo = Repo::new();
+    let review = std::fs::read_to_string(repo.root.join("pipelines/pr-review.yaml")).unwrap();
+    let broken = review.replacen("to: critic, join: all", "to: critc, join: all", 1);
+    assert_ne!(broken, review, "pr-review changed shape");
+    std::fs::write(repo.root.join("pipelines/broken.yaml"), broken).unwrap();
+    repo
 }
 
 /// `orchestra mcp` spoken to line by line.

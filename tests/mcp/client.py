@@ -1,6 +1,10 @@
 """Drives `orchestra mcp` with the official MCP Python SDK (`mcp` on PyPI), as an IDE would.
 
-    python client.py ORCHESTRA_BINARY PROJECT_DIR
+    python client.py ORCHESTRA_BINARY PROJECT_DIR [--url URL [--token TOKEN]] [--quick]
+
+Without --url it starts `ORCHESTRA_BINARY mcp` in PROJECT_DIR and speaks stdio; with --url it
+connects to an `orchestra mcp --http` serving PROJECT_DIR over streamable HTTP (sending
+`Authorization: Bearer TOKEN` with --token). --quick stops after the tools and compiling.
 
 PROJECT_DIR is a git repository holding pipelines/pr-review.yaml, pipelines/plan-with-human.yaml,
 pipelines/broken.yaml (a pr-review with an unknown agent) and what they use. The script lists
@@ -11,14 +15,18 @@ result is validated against the tool's output schema. It prints `ok: N checks` a
 exits non-zero on the first failed check.
 """
 
+import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 
+import httpx2
 import jsonschema
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 TOOLS = {
     "compile_pipeline": ["pipeline"],
@@ -78,9 +86,16 @@ class Orchestra:
             await asyncio.sleep(0.05)
 
 
-async def main(binary, project):
-    params = StdioServerParameters(command=binary, args=["mcp"], cwd=project)
-    async with Client(params) as client:
+async def main(binary, project, url=None, token=None, quick=False):
+    async with contextlib.AsyncExitStack() as stack:
+        if url is None:
+            server = StdioServerParameters(command=binary, args=["mcp"], cwd=project)
+        else:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)))
+            server = streamable_http_client(url, http_client=http)
+        client = await stack.enter_async_context(Client(server))
         listed = (await client.list_tools()).tools
         check({t.name for t in listed} == set(TOOLS), f"tools: {[t.name for t in listed]}")
         schemas = {}
@@ -108,6 +123,9 @@ async def main(binary, project):
         check(broken.endswith("error: `pipelines/broken.yaml` is not a valid pipeline: 1 error"), broken)
         missing = await o.fail("compile_pipeline", {"pipeline": "pipelines/nope.yaml"})
         check("cannot read `pipelines/nope.yaml`" in missing, missing)
+        if quick:
+            print(f"ok: {checks} checks")
+            return
 
         # Bad input is a tool error with the CLI's text, and the server lives on.
         unknown = await o.fail("run_pipeline", {"pipeline": "pipelines/pr-review.yaml", "inputs": {"bse": "HEAD~1"}})
@@ -194,8 +212,15 @@ async def main(binary, project):
 
 
 if __name__ == "__main__":
+    cli = argparse.ArgumentParser()
+    cli.add_argument("binary")
+    cli.add_argument("project")
+    cli.add_argument("--url")
+    cli.add_argument("--token")
+    cli.add_argument("--quick", action="store_true")
+    a = cli.parse_args()
     try:
-        asyncio.run(main(sys.argv[1], sys.argv[2]))
+        asyncio.run(main(a.binary, a.project, a.url, a.token, a.quick))
     except* AssertionError as group:
         # The client's task groups wrap what a check raised.
         failed = group

@@ -1,35 +1,86 @@
-//! The checks in front of every route: a loopback `Host` on a loopback address, the token on
-//! any other, and the same origin for requests that change something.
+//! Who may use an HTTP server of orchestra (the web UI, `orchestra mcp --http`): on a loopback
+//! address a loopback `Host` (no DNS rebinding), on any other address the token it printed,
+//! and an `Origin` naming the server itself ([`Origins`] says when one is needed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use crate::Ui;
 
 /// The cookie that carries the token once `?token=` was given.
 const COOKIE: &str = "orchestra_token";
 
-pub(crate) async fn check(State(ui): State<Ui>, req: Request, next: Next) -> Response {
+/// When a request must carry an `Origin` naming this server (`http://` + its `Host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origins {
+    /// Every request other than GET and HEAD must carry one: the server's own page app sends
+    /// it, a page elsewhere cannot (the web UI).
+    ChangesFromOwnPage,
+    /// A request that carries one must name this server; programs send none, a page of another
+    /// site is refused (the MCP spec's rule for HTTP servers).
+    WhenPresent,
+}
+
+/// The checks in front of every route of a server listening on one address.
+#[derive(Debug, Clone)]
+pub struct Access {
+    token: Option<Arc<str>>,
+    loopback: bool,
+    origins: Origins,
+}
+
+impl Access {
+    /// The checks for a server on `addr`: on a non-loopback address a new random token (128
+    /// bits) is required (see [`Access::token`]).
+    pub fn new(addr: SocketAddr, origins: Origins) -> Access {
+        let loopback = addr.ip().is_loopback();
+        let token = (!loopback).then(|| Arc::from(new_token()));
+        Access {
+            token,
+            loopback,
+            origins,
+        }
+    }
+
+    /// The token requests must carry, when the address is not a loopback one.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// The middleware (`axum::middleware::from_fn_with_state(access, check)`): 403 for a host or
+/// origin it refuses, 401 without the token where one is required, else the route.
+pub async fn check(State(access): State<Access>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if ui.loopback && !is_loopback_host(host) {
+    if access.loopback && !is_loopback_host(host) {
         return refuse(
             StatusCode::FORBIDDEN,
             "this server answers requests for 127.0.0.1 or localhost only",
         );
     }
-    if !matches!(*req.method(), Method::GET | Method::HEAD) && !same_origin(headers, host) {
+    let origin_needed = match access.origins {
+        Origins::ChangesFromOwnPage => !matches!(*req.method(), Method::GET | Method::HEAD),
+        Origins::WhenPresent => headers.contains_key(header::ORIGIN),
+    };
+    if origin_needed && !same_origin(headers, host) {
         return refuse(
             StatusCode::FORBIDDEN,
-            "a request that changes something must come from this server's own page (Origin)",
+            match access.origins {
+                Origins::ChangesFromOwnPage => {
+                    "a request that changes something must come from this server's own page (Origin)"
+                }
+                Origins::WhenPresent => "requests from another site's page are refused (Origin)",
+            },
         );
     }
-    let Some(token) = ui.token.as_deref() else {
+    let Some(token) = access.token.as_deref() else {
         return next.run(req).await;
     };
     if bearer(headers).is_some_and(|t| equal(t, token))
@@ -45,10 +96,15 @@ pub(crate) async fn check(State(ui): State<Ui>, req: Request, next: Next) -> Res
         }
         return resp;
     }
-    refuse(
+    let mut resp = refuse(
         StatusCode::UNAUTHORIZED,
         "this server needs the token it printed: open the URL it printed, or send `Authorization: Bearer TOKEN`",
-    )
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"orchestra\""),
+    );
+    resp
 }
 
 fn refuse(status: StatusCode, why: &str) -> Response {
@@ -107,6 +163,12 @@ fn equal(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// 32 random hex digits (128 bits).
+fn new_token() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 
 mod api;
 mod assets;
-mod auth;
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,36 +28,33 @@ use std::sync::Arc;
 use axum::Router;
 use orchestra_runtime::Engine;
 
-/// The server's shared state: the engine over the session database, and the token when one
-/// is required.
+use crate::auth::{Access, Origins};
+
+/// The server's shared state: the engine over the session database, and who may use it.
 #[derive(Debug, Clone)]
 pub struct Ui {
     engine: Arc<Engine>,
-    token: Option<Arc<str>>,
-    loopback: bool,
+    access: Access,
 }
 
 impl Ui {
     /// A UI over `engine` to be served on `addr`: on a non-loopback address it requires a new
     /// random token (see [`Ui::token`]).
     pub fn new(engine: Arc<Engine>, addr: SocketAddr) -> Ui {
-        let loopback = addr.ip().is_loopback();
-        let token = (!loopback).then(|| Arc::from(new_token()));
         Ui {
             engine,
-            token,
-            loopback,
+            access: Access::new(addr, Origins::ChangesFromOwnPage),
         }
     }
 
     /// The token requests must carry, when the address is not a loopback one.
     pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+        self.access.token()
     }
 
     /// The URL to open: `http://ADDR/`, with `?token=` when one is required.
     pub fn url(&self, addr: SocketAddr) -> String {
-        match &self.token {
+        match self.token() {
             Some(t) => format!("http://{addr}/?token={t}"),
             None => format!("http://{addr}/"),
         }
@@ -65,10 +62,10 @@ impl Ui {
 
     /// The router: the API, the page app, and the security checks in front of both.
     pub fn router(self) -> Router {
-        let checked = self.clone();
+        let access = self.access.clone();
         api::routes()
             .merge(assets::routes())
-            .layer(axum::middleware::from_fn_with_state(checked, auth::check))
+            .layer(axum::middleware::from_fn_with_state(access, auth::check))
             .with_state(self)
     }
 }
@@ -85,10 +82,4 @@ pub async fn serve(
     axum::serve(listener, ui.router())
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// 32 random hex digits (128 bits).
-fn new_token() -> String {
-    let n: u128 = rand::random();
-    format!("{n:032x}")
 }

@@ -1,14 +1,16 @@
-//! `orchestra mcp`: orchestra itself as an MCP server over stdio (the official Rust SDK,
-//! `rmcp`), so an IDE or a coding agent drives pipelines: compile one, start a run (detached),
-//! list sessions and show one, resume one, and answer a paused human turn. stdout carries the
-//! protocol only; logs go to stderr.
+//! `orchestra mcp`: orchestra itself as an MCP server over stdio, or streamable HTTP with
+//! `--http` (the official Rust SDK, `rmcp`), so an IDE or a coding agent drives pipelines: compile one, start a run (detached),
+//! list sessions and show one, resume one, and answer a paused human turn. Over stdio, stdout
+//! carries the protocol only; logs go to stderr.
 
 mod answer;
 mod detached;
+mod http;
 mod server;
 mod types;
 
 use std::io::{self, Write as _};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,8 +21,8 @@ use crate::cli::Ctx;
 use crate::engine::runtime;
 use crate::exit;
 
-/// Serve orchestra over stdio as an MCP server (Model Context Protocol), for an IDE or a
-/// coding agent.
+/// Serve orchestra as an MCP server (Model Context Protocol), for an IDE or a coding agent:
+/// over stdio, or over streamable HTTP with `--http`.
 ///
 /// Tools: `compile_pipeline`, `run_pipeline` (detached: returns the session id at once),
 /// `list_sessions`, `show_session`, `resume_session` (detached) and `answer_session` (a line
@@ -31,11 +33,18 @@ use crate::exit;
 /// process group): they go on when the server exits. Their output goes to
 /// `.orchestra/mcp/SESSION.log` beside the database, their events to
 /// `.orchestra/mcp/SESSION.events.jsonl`. Paths are relative to the directory the server was
-/// started in. The server exits when its stdin closes. Add it to a client's `mcpServers`
-/// as `{"command": "orchestra", "args": ["mcp"]}` (see docs/mcp.md).
+/// started in. Over stdio the server exits when its stdin closes. Add it to a client's
+/// `mcpServers` as `{"command": "orchestra", "args": ["mcp"]}` (see docs/mcp.md).
 ///
-/// Exit codes: 0 when stdin closes (before or after a client said hello), 2 when what came
-/// first was not an MCP handshake.
+/// With `--http` it serves `http://ADDR/mcp` until Ctrl-C or SIGTERM and prints that URL on
+/// stderr. On a loopback address (the default) requests must name a loopback host (no DNS
+/// rebinding); on any other address it prints a token every request must carry
+/// (`Authorization: Bearer TOKEN`), else 401. A request whose `Origin` is not this server
+/// (a page of another site) is refused (403).
+///
+/// Exit codes: 0 when stdin closes (before or after a client said hello) or, with `--http`,
+/// after Ctrl-C or SIGTERM; 2 when what came first was not an MCP handshake, or the address
+/// cannot be listened on.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
@@ -43,36 +52,51 @@ pub(crate) struct Args {
     /// project's found from the current directory).
     #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
+    /// Serve MCP over streamable HTTP at `http://ADDR/mcp` instead of stdio (a port of 0 picks
+    /// a free one).
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        num_args = 0..=1,
+        default_missing_value = http::DEFAULT_ADDR
+    )]
+    http: Option<SocketAddr>,
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let rt = runtime()?;
     let server = server::Orchestra::new(ctx.clone(), args.db);
-    let code = rt.block_on(async move {
-        let running = match server.serve(rmcp::transport::stdio()).await {
-            Ok(r) => r,
-            // Stdin closed before a client said hello: nothing to serve.
-            Err(ServerInitializeError::ConnectionClosed(why)) => {
-                tracing::debug!(%why, "stdin closed before the MCP handshake");
-                return Ok::<u8, io::Error>(exit::SUCCESS);
-            }
-            Err(e) => {
-                writeln!(io::stderr(), "error: the MCP handshake failed: {e}")?;
-                return Ok(exit::BAD_INPUT);
-            }
-        };
-        match running.waiting().await {
-            Ok(reason) => {
-                tracing::debug!(?reason, "MCP client gone");
-                Ok(exit::SUCCESS)
-            }
-            Err(e) => {
-                writeln!(io::stderr(), "error: the MCP server stopped: {e}")?;
-                Ok(exit::INTERNAL)
-            }
-        }
-    })?;
+    let code = match args.http {
+        Some(addr) => rt.block_on(http::serve(server, addr))?,
+        None => rt.block_on(stdio(server))?,
+    };
     // Tasks still waiting on a detached run's first event do not hold up the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     Ok(code)
+}
+
+/// Serves `server` on stdin/stdout until stdin closes; the exit code.
+async fn stdio(server: server::Orchestra) -> io::Result<u8> {
+    let running = match server.serve(rmcp::transport::stdio()).await {
+        Ok(r) => r,
+        // Stdin closed before a client said hello: nothing to serve.
+        Err(ServerInitializeError::ConnectionClosed(why)) => {
+            tracing::debug!(%why, "stdin closed before the MCP handshake");
+            return Ok(exit::SUCCESS);
+        }
+        Err(e) => {
+            writeln!(io::stderr(), "error: the MCP handshake failed: {e}")?;
+            return Ok(exit::BAD_INPUT);
+        }
+    };
+    match running.waiting().await {
+        Ok(reason) => {
+            tracing::debug!(?reason, "MCP client gone");
+            Ok(exit::SUCCESS)
+        }
+        Err(e) => {
+            writeln!(io::stderr(), "error: the MCP server stopped: {e}")?;
+            Ok(exit::INTERNAL)
+        }
+    }
 }

@@ -49,7 +49,7 @@ commands! {
     Replay => replay,
     /// Remove the branches and worktrees of finished sessions.
     Cleanup => cleanup,
-    /// Serve orchestra over stdio as an MCP server, for an IDE or a coding agent.
+    /// Serve orchestra as an MCP server (stdio, or HTTP with `--http`) for an IDE or a coding agent.
     Mcp => mcp,
     /// Serve the web UI: sessions, a session's graph, checkpoints, node runs and state.
     Ui => ui,
