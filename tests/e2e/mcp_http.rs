@@ -339,3 +339,30 @@ fn mcp_over_http_on_another_address_requires_the_token_it_prints() {
     };
     python_client(&python, &repo, &served, true);
 }
+
+#[test]
+fn mcp_over_http_on_an_address_it_cannot_listen_on_is_bad_input() {
+    let repo = Repo::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = repo
+        .command(&["mcp", "--http", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = repo
+        .command(&["mcp", "--http", "localhost:http"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid value 'localhost:http'"), "{stderr}");
+}
