@@ -364,5 +364,8 @@ fn mcp_over_http_on_an_address_it_cannot_listen_on_is_bad_input() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("invalid value 'localhost:http'"), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'localhost:http'"),
+        "{stderr}"
+    );
 }
