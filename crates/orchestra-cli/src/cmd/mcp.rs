@@ -52,8 +52,8 @@ pub(crate) struct Args {
     /// project's found from the current directory).
     #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
-    /// Serve MCP over streamable HTTP at `http://ADDR/mcp` instead of stdio (a port of 0 picks
-    /// a free one).
+    /// Serve MCP over streamable HTTP at `http://ADDR/mcp` instead of stdio; `--http` alone
+    /// listens on 127.0.0.1:7879 (a port of 0 picks a free one).
     #[arg(
         long,
         value_name = "IP:PORT",
