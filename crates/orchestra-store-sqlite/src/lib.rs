@@ -241,14 +241,16 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
     // deleted sessions give their pages back (see `delete_session`). A no-op otherwise.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(ctx.err("enable incremental vacuum"))?;
+    // Before WAL mode: a new file is switched to it by a transaction in the rollback journal,
+    // which `FULL` would flush to disk four times (the journal twice, its directory, the file).
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(ctx.err("set synchronous mode"))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(ctx.err("enable write-ahead logging"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %ctx.path.display(), %mode, "the database is not in WAL mode");
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(ctx.err("set synchronous mode"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(ctx.err("enable foreign keys"))?;
     // A step touches a handful of pages (the right edges of a few b-trees); SQLite's default
