@@ -155,10 +155,7 @@ pub fn render_task(layer: &ResolvedLayer, ctx: &PromptContext<'_>) -> Result<Str
 }
 
 /// [`render_task`] through minijinja.
-fn render_template(
-    layer: &ResolvedLayer,
-    ctx: &PromptContext<'_>,
-) -> Result<String, PromptError> {
+fn render_template(layer: &ResolvedLayer, ctx: &PromptContext<'_>) -> Result<String, PromptError> {
     let env = environment();
     let path = layer.path.clone();
     let tmpl = env
@@ -422,7 +419,11 @@ mod tests {
                 "{text:?}"
             );
         }
-        for text in ["{{ agent.name }}", "{% if true %}x{% endif %}", "a{# note #}b"] {
+        for text in [
+            "{{ agent.name }}",
+            "{% if true %}x{% endif %}",
+            "a{# note #}b",
+        ] {
             assert!(is_template(text), "{text:?}");
         }
         let l = layer(LayerKind::Task, "a{# note #}b\n", 1);
