@@ -241,8 +241,8 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
     // deleted sessions give their pages back (see `delete_session`). A no-op otherwise.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(ctx.err("enable incremental vacuum"))?;
-    // Before WAL mode: a new file is switched to it by a transaction in the rollback journal,
-    // which `FULL` would flush to disk four times (the journal twice, its directory, the file).
+    // Before WAL mode: a new file is set up by transactions in the rollback journal, and
+    // under `FULL` each flushes its journal twice (one flush fewer per new file).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(ctx.err("set synchronous mode"))?;
     let mode: String = conn
