@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use orchestra_store::StoreError;
 
+use crate::url::SslMode;
+
 /// The operation of connecting (errors of it are [`StoreError::Unreachable`]).
 pub(crate) const CONNECT: &str = "connect";
 
@@ -23,16 +25,24 @@ pub(crate) struct Ctx {
     pub(crate) server: String,
     /// The user, for authentication errors.
     pub(crate) user: String,
+    /// The `sslmode`, for TLS errors.
+    pub(crate) sslmode: SslMode,
     /// How long a statement waits for a lock before failing with `Busy`.
     pub(crate) lock_timeout: Duration,
 }
 
 impl Ctx {
-    pub(crate) fn new(database: String, config: &Config, lock_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        database: String,
+        config: &Config,
+        sslmode: SslMode,
+        lock_timeout: Duration,
+    ) -> Self {
         Self {
             database,
             server: crate::url::server(config),
             user: config.get_user().unwrap_or("(the login name)").to_owned(),
+            sslmode,
             lock_timeout,
         }
     }
@@ -127,6 +137,17 @@ impl Ctx {
             return Some(format!("the connection to {server} was closed"));
         }
         let text = chain(e);
+        if let Some(tls) = text.strip_prefix("error performing TLS handshake: ") {
+            let mode = self.sslmode.name();
+            return Some(if tls == "server does not support TLS" {
+                format!(
+                    "the server at {server} does not accept TLS connections (sslmode={mode}); \
+                     turn ssl on at the server, or give sslmode=prefer or disable"
+                )
+            } else {
+                format!("the TLS handshake with {server} failed (sslmode={mode}): {tls}")
+            });
+        }
         if let Some(io) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>()) {
             return Some(match io.kind() {
                 io::ErrorKind::ConnectionRefused => format!(

@@ -1,8 +1,12 @@
 //! `PgStore`: the [`Store`] of Orchestra on PostgreSQL, for teams that keep every session in
 //! one server database (rust-postgres: the blocking `postgres` client over `tokio-postgres`).
 //!
-//! - **Where.** A `postgres://` URL; its password comes from the URL or `PGPASSWORD`, and is
-//!   never shown: errors name the database by [`mask_password`] of the URL.
+//! - **Where.** A `postgres://` URL, what it leaves out taken from the `PG*` variables as libpq
+//!   does ([`PgEnv`]); its password comes from the URL or `PGPASSWORD`, and is never shown:
+//!   errors name the database by [`mask_password`] of the URL.
+//! - **TLS.** `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`,
+//!   `verify-full`) and `sslrootcert`, in the URL or `PGSSLMODE`/`PGSSLROOTCERT`; rustls (see
+//!   `tls`).
 //! - **Schema.** Tables live in the schema `orchestra` of the database, at a version recorded
 //!   in `orchestra.schema_version`; the first connection creates them, and connections that
 //!   start together migrate once (an advisory lock, see `schema`).
@@ -15,6 +19,7 @@ mod ctx;
 mod schema;
 mod sessions;
 mod steps;
+mod tls;
 mod trace;
 mod url;
 
@@ -24,7 +29,7 @@ pub mod testing;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 use serde_json::Value;
 
 use orchestra_store::validate;
@@ -38,7 +43,7 @@ use orchestra_store::{Clock, Store, StoreError};
 use crate::conn::Conn;
 use crate::ctx::Ctx;
 pub use crate::schema::{SCHEMA, SCHEMA_VERSION};
-pub use crate::url::{is_postgres_url, mask_password, without_password};
+pub use crate::url::{PgEnv, is_postgres_url, mask_password, without_password};
 
 /// How long connecting waits for the server when the URL sets no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +57,8 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgOptions {
     /// The password when the URL has none (the CLI passes `PGPASSWORD`).
     pub password: Option<String>,
+    /// What the URL leaves out (host, port, user, database, TLS), as libpq takes it.
+    pub env: PgEnv,
     /// How long connecting waits when the URL sets no `connect_timeout`.
     pub connect_timeout: Duration,
     /// How long a statement waits for a lock.
@@ -61,10 +68,12 @@ pub struct PgOptions {
 }
 
 impl Default for PgOptions {
-    /// The password from `PGPASSWORD`, the default timeouts, the system clock.
+    /// The password from `PGPASSWORD`, the other `PG*` variables of this process, the default
+    /// timeouts, the system clock.
     fn default() -> Self {
         Self {
             password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+            env: PgEnv::from_process(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             clock: Clock::system(),
@@ -82,8 +91,8 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (password from the URL or `PGPASSWORD`) and brings
-    /// its schema up to date.
+    /// Connects to the database at `url` (what it leaves out from the `PG*` variables, the
+    /// password from the URL or `PGPASSWORD`) and brings its schema up to date.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, PgOptions::default())
     }
@@ -96,16 +105,25 @@ impl PgStore {
     /// program's tables.
     pub fn connect_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let database = mask_password(url);
-        let config = url::config(url, options.password.as_deref(), options.connect_timeout)
-            .map_err(|e| StoreError::Unreachable {
-                database: database.clone(),
-                reason: format!("the URL is not a valid PostgreSQL URL ({e})"),
-                source: None,
-            })?;
-        let ctx = Ctx::new(database.clone(), &config, options.lock_timeout);
+        let bad = |reason: String| StoreError::Unreachable {
+            database: database.clone(),
+            reason,
+            source: None,
+        };
+        let (config, tls) = url::config(
+            url,
+            options.password.as_deref(),
+            &options.env,
+            options.connect_timeout,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let connector = tls::connector(&tls).map_err(|e| bad(e.to_string()))?;
+        let ctx = Ctx::new(database.clone(), &config, tls.mode, options.lock_timeout);
         let lock_ms = options.lock_timeout.as_millis();
         let conn = Conn::start(ctx, move |ctx| {
-            let mut client: Client = config.connect(NoTls).map_err(ctx.err(ctx::CONNECT))?;
+            let mut client: Client = config
+                .connect(connector.clone())
+                .map_err(ctx.err(ctx::CONNECT))?;
             client
                 .batch_execute(&format!("SET lock_timeout = {lock_ms}"))
                 .map_err(ctx.err("set the lock timeout"))?;
