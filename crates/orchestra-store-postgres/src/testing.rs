@@ -13,6 +13,9 @@
 //!   binary to exit, however it exits, then shuts the server down and removes the temp dir:
 //!   nothing of a run is left for the next one.
 //!
+//! - **TLS.** [`start_tls_server`] starts another server with `ssl = on` and the certificate a
+//!   test made, taking TCP connections over TLS only.
+//!
 //! [`server`] returns why no server could be had, and callers fail the test with it: a test
 //! that needs PostgreSQL never passes without one.
 
@@ -41,9 +44,26 @@ pub struct TestServer {
 pub fn server() -> Result<&'static TestServer, String> {
     static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
     SERVER
-        .get_or_init(|| start().map_err(|e| format!("no PostgreSQL server for the tests: {e}")))
+        .get_or_init(|| start(None).map_err(|e| format!("no PostgreSQL server for the tests: {e}")))
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// The certificate of a TLS server: the chain (PEM, the server's certificate first) and its
+/// private key (PEM).
+#[derive(Debug)]
+pub struct ServerCert {
+    /// The certificate chain, PEM.
+    pub chain: String,
+    /// The private key, PEM.
+    pub key: String,
+}
+
+/// Starts another server, with `ssl = on` and `cert`, which TCP clients must reach over TLS
+/// (`hostssl` in its `pg_hba.conf`); it is stopped when the test binary ends. Its Unix socket
+/// takes plain connections.
+pub fn start_tls_server(cert: &ServerCert) -> Result<TestServer, String> {
+    start(Some(cert)).map_err(|e| format!("no PostgreSQL TLS server for the tests: {e}"))
 }
 
 /// A fresh, empty database on the test server: its URL, with the password in it.
@@ -197,7 +217,7 @@ fn random_password() -> String {
     format!("pw{:016x}", h.finish())
 }
 
-fn start() -> Result<TestServer, String> {
+fn start(tls: Option<&ServerCert>) -> Result<TestServer, String> {
     let bin = ensure_installed()?;
     let owner = if is_root() {
         Some(user_ids("nobody").ok_or("tests run as root and there is no user `nobody`")?)
@@ -263,13 +283,17 @@ fn start() -> Result<TestServer, String> {
             "--no-sync",
         ],
     )?;
+    let tls_options = match tls {
+        Some(cert) => tls_files(&dir, &data, cert, owner)?,
+        None => String::new(),
+    };
     let mut last = String::new();
     // A free port may be taken by someone else before the server binds it: try a few.
     for _ in 0..5 {
         let port = free_port()?;
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{tls_options}",
             dir.display()
         );
         match run(
@@ -291,6 +315,38 @@ fn start() -> Result<TestServer, String> {
     }
     let _ = fs::remove_dir_all(&dir);
     Err(last)
+}
+
+/// Writes `cert` into `dir` (the key readable by the server only, as PostgreSQL demands) and
+/// makes TCP connections use TLS; returns the server's options for it.
+fn tls_files(
+    dir: &Path,
+    data: &Path,
+    cert: &ServerCert,
+    owner: Option<(u32, u32)>,
+) -> Result<String, String> {
+    let io = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", dir.display());
+    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+    fs::write(&crt, &cert.chain).map_err(|e| io("write the certificate", e))?;
+    fs::write(&key, &cert.key).map_err(|e| io("write the key", e))?;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
+    if let Some((uid, gid)) = owner {
+        for p in [&crt, &key] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| io("chown", e))?;
+        }
+    }
+    // Only TLS over TCP: a client that asks for none is refused, not served in plain text.
+    let hba = data.join("pg_hba.conf");
+    fs::write(
+        &hba,
+        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .map_err(|e| io("write pg_hba.conf", e))?;
+    Ok(format!(
+        " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        crt.display(),
+        key.display()
+    ))
 }
 
 /// Starts the process that stops the server and removes `dir` once this process has exited.

@@ -84,7 +84,10 @@ pub(crate) fn server(config: &Config) -> String {
     match config.get_hosts().first() {
         Some(Host::Tcp(host)) => format!("{host}:{port}"),
         Some(Host::Unix(dir)) => format!("{}/.s.PGSQL.{port}", dir.display()),
-        None => format!("localhost:{port}"),
+        None => match config.get_hostaddrs().first() {
+            Some(addr) => format!("{addr}:{port}"),
+            None => format!("localhost:{port}"),
+        },
     }
 }
 
@@ -230,11 +233,13 @@ pub(crate) fn config(
             config.port(*port);
         }
     }
-    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+    if config.get_hosts().is_empty() {
         match &env.host {
             Some(hosts) => hosts.split(',').for_each(|h| {
                 config.host(h.trim());
             }),
+            // With only `hostaddr`, that address is the server.
+            None if !config.get_hostaddrs().is_empty() => {}
             None => {
                 let port = config.get_ports().first().copied().unwrap_or(5432);
                 match default_socket_dir(port) {

@@ -5,7 +5,7 @@ use std::thread;
 
 use orchestra_store::{Store, StoreError};
 use orchestra_store_postgres::testing::{fresh_database, server};
-use orchestra_store_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
+use orchestra_store_postgres::{PgEnv, PgOptions, PgStore, SCHEMA_VERSION};
 
 fn admin(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("the test server takes connections")
@@ -37,6 +37,7 @@ fn processes_starting_together_migrate_a_new_database_once() {
 fn options() -> PgOptions {
     PgOptions {
         password: None,
+        env: PgEnv::default(),
         ..PgOptions::default()
     }
 }
@@ -217,4 +218,55 @@ fn a_lost_connection_is_reported_then_made_again() {
         }
     };
     assert!(found.is_some());
+}
+
+#[test]
+fn what_the_url_leaves_out_comes_from_the_pg_variables() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    let env = PgEnv {
+        host: Some("127.0.0.1".into()),
+        port: Some(server.port.to_string()),
+        user: Some("postgres".into()),
+        dbname: Some(db.clone()),
+        ..PgEnv::default()
+    };
+    let with_env = |env: PgEnv, password: Option<String>| PgOptions {
+        password,
+        env,
+        ..options()
+    };
+    // Everything from the variables, the password from PGPASSWORD.
+    let mut s = PgStore::connect_with(
+        "postgres://",
+        with_env(env.clone(), Some(server.password.clone())),
+    )
+    .unwrap();
+    s.create_session(&orchestra_store::conformance::new_session("from-env", 1))
+        .unwrap();
+    drop(s);
+    // The URL's parts win: its database, here one that is not there.
+    let e = PgStore::connect_with(
+        "postgres:///no_such_db",
+        with_env(env.clone(), Some(server.password.clone())),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"no_such_db\" does not exist"), "{e}");
+    // The server's Unix socket (its directory as the `host` parameter; trusted, no password).
+    let url = format!(
+        "postgres:///{db}?host={}&port={}&user=postgres",
+        server.dir.display(),
+        server.port
+    );
+    let s = PgStore::connect_with(&url, with_env(PgEnv::default(), None)).unwrap();
+    assert!(s.session("from-env").unwrap().is_some());
+    drop(s);
+    // PGHOST naming the socket directory, PGSSLMODE=require (no TLS on a socket, as libpq).
+    let socket_env = PgEnv {
+        host: Some(server.dir.display().to_string()),
+        sslmode: Some("require".into()),
+        ..env
+    };
+    let s = PgStore::connect_with("postgres://", with_env(socket_env, None)).unwrap();
+    assert!(s.session("from-env").unwrap().is_some());
 }
