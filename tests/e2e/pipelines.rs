@@ -119,7 +119,7 @@ fn another_provider_resolves_the_model_aliases() {
         "anthropic",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("    provider     anthropic (anthropic)\n    model        claude-opus-4-1 (alias smart)\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("    provider     anthropic (anthropic)\n    model        claude-opus-5-5 (alias smart)\n"), "{}", run.stdout);
     let bad = self::run(&[
         "compile",
         "pipelines/pr-review.yaml",

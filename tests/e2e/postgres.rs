@@ -291,3 +291,60 @@ fn the_mcp_server_runs_sessions_on_postgres_without_the_url_on_command_lines() {
     assert!(!text.contains(pw), "the password is in the drive's output");
     mcp.close();
 }
+
+#[test]
+fn the_pg_variables_name_the_database_as_for_every_postgresql_tool() {
+    let server = server().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.create_database().unwrap();
+    let repo = Repo::new();
+    let port = server.port.to_string();
+    let env = [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", port.as_str()),
+        ("PGUSER", "postgres"),
+        ("PGDATABASE", db.as_str()),
+        ("PGPASSWORD", server.password.as_str()),
+    ];
+    // `postgres://` alone: everything from PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
+    let run = orchestra_env(
+        &repo,
+        &["run", "pipelines/pr-review.yaml", "--db", "postgres://"],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(!run.stdout.contains(&server.password), "{}", run.stdout);
+    let id = session_of(&run).unwrap();
+    // Another process finds it by the full URL: it is in that database.
+    let status = orchestra_env(
+        &repo,
+        &["status", &id, "--json", "--db", &server.url(&db)],
+        &[],
+    );
+    assert_eq!(status.code, 0, "{}", status.transcript());
+    assert!(status.stdout.contains("\"completed\""), "{}", status.stdout);
+
+    // PGSSLMODE=require against a server without TLS: exit 2, and why.
+    let mut tls_env = env.to_vec();
+    tls_env.push(("PGSSLMODE", "require"));
+    let refused = orchestra_env(&repo, &["status", "--db", "postgres://"], &tls_env);
+    assert_eq!(refused.code, 2, "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains(&format!(
+            "the server at 127.0.0.1:{port} does not accept TLS connections (sslmode=require)"
+        )),
+        "{}",
+        refused.stderr
+    );
+    // A PGSSLMODE libpq does not know either.
+    tls_env.pop();
+    tls_env.push(("PGSSLMODE", "sometimes"));
+    let bad = orchestra_env(&repo, &["status", "--db", "postgres://"], &tls_env);
+    assert_eq!(bad.code, 2, "{}", bad.transcript());
+    assert!(
+        bad.stderr
+            .contains("invalid sslmode `sometimes` (from PGSSLMODE)"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad.stderr.contains(&server.password), "{}", bad.stderr);
+}

@@ -54,17 +54,36 @@ const fn price(input: f64, output: f64, cache_read: f64, cache_write: f64) -> Pr
     }
 }
 
-/// Built-in prices of the models the shipped configurations name, in USD per million tokens:
-/// input, output, cache read, cache write.
+/// Built-in prices, in USD per million tokens: input, output, cache read, cache write. First the
+/// models the shipped configurations name, then the ones they named before, kept so that the
+/// sessions that used them still show what they cost.
 ///
-/// Source: the providers' published list prices for these models (set at their release in
-/// 2025; this table was written on 2026-12-03) —
-/// <https://docs.anthropic.com/en/docs/about-claude/pricing> (standard
-/// tier, prompts up to 200K tokens, 5-minute cache writes) and
-/// <https://platform.openai.com/docs/pricing> (standard tier; OpenAI charges nothing extra to
-/// write its cache, so a write costs plain input). Batch, long-context and priority rates are
-/// not modelled: override them with `prices:` when they apply.
-const BUILT_IN: [(&str, Price); 6] = [
+/// Sources (checked 2026-12-03, in the stored copies of the providers' pages):
+/// - Anthropic, <https://platform.claude.com/docs/en/about-claude/pricing> and the model pages
+///   under <https://platform.claude.com/docs/en/models/> (`opus-5-5`, `sonnet-5-5`,
+///   `haiku-5-5`): standard tier, 5-minute cache writes (1-hour writes cost more: override with
+///   `prices:` when they apply). Opus 5.5 (released 2026-09-22) $4 / $20, cache read $0.20,
+///   write $5. Sonnet 5.5 $2 / $10, write $2.50, cache read $0.10 since 2026-10-07 (it was
+///   $0.20). Haiku 5.5 is priced by prompt length: the rates here are those of prompts up to
+///   100,000 tokens ($0.10 / $0.50, read $0.01, write $0.125); a longer prompt costs 5 times
+///   as much ($0.50 / $2.50), which this table does not model. Every model is 1M-context with
+///   no long-context surcharge.
+/// - OpenAI, <https://platform.openai.com/docs/pricing>: standard tier, contexts under 270K
+///   tokens; OpenAI charges nothing extra to write its cache, so a write costs plain input.
+///   gpt-5.5 $5 / $30, cached $0.50; gpt-5.4-mini $0.75 / $4.50, cached $0.075; gpt-5.4-nano
+///   $0.20 / $1.25, cached $0.02.
+/// - The older models at their list prices of 2025 (claude-opus-4-1 is retired, gpt-5-nano
+///   deprecated).
+///
+/// Batch, priority and data-residency rates are not modelled either.
+const BUILT_IN: [(&str, Price); 12] = [
+    ("claude-opus-5-5", price(4.0, 20.0, 0.2, 5.0)),
+    ("claude-sonnet-5-5", price(2.0, 10.0, 0.1, 2.5)),
+    ("claude-haiku-5-5", price(0.1, 0.5, 0.01, 0.125)),
+    ("gpt-5.5", price(5.0, 30.0, 0.5, 5.0)),
+    ("gpt-5.4-mini", price(0.75, 4.5, 0.075, 0.75)),
+    ("gpt-5.4-nano", price(0.2, 1.25, 0.02, 0.2)),
+    // Named by earlier shipped configurations.
     ("claude-opus-4-1", price(15.0, 75.0, 1.5, 18.75)),
     ("claude-sonnet-4-5", price(3.0, 15.0, 0.3, 3.75)),
     ("claude-haiku-4-5", price(1.0, 5.0, 0.1, 1.25)),
@@ -123,6 +142,19 @@ mod tests {
     #[test]
     fn the_shipped_models_have_prices_and_snapshots_share_them() {
         let none = SpannedMap::default();
+        // Every model an alias of the shipped orchestra.yaml names has a price.
+        let shipped = include_str!("../../../orchestra.yaml");
+        let aliased: Vec<&str> = shipped
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("models: {"))
+            .flat_map(|l| l.trim_end_matches('}').split(','))
+            .filter_map(|pair| pair.split_once(':').map(|(_, m)| m.trim()))
+            .collect();
+        assert_eq!(aliased.len(), 6, "{aliased:?}");
+        for model in aliased {
+            assert!(price_of(model, &none).is_some(), "{model}");
+        }
+        // And so do the ones earlier configurations named, for the sessions that used them.
         for model in [
             "claude-opus-4-1",
             "claude-sonnet-4-5",
@@ -144,8 +176,26 @@ mod tests {
         // Another model that merely starts with a known name is not that model.
         assert_eq!(price_of("gpt-5-pro", &none), None);
         assert_eq!(price_of("gpt-5-mini-x", &none), None);
+        assert_eq!(price_of("gpt-5.5-pro", &none), None);
         assert_eq!(price_of("worker", &none), None);
         assert_eq!(price_of("qwen2.5-coder:14b", &none), None);
+        // gpt-5.5 is not gpt-5.
+        assert_ne!(price_of("gpt-5.5", &none), price_of("gpt-5", &none));
+    }
+
+    #[test]
+    fn the_current_models_cost_what_their_providers_list() {
+        let none = SpannedMap::default();
+        let p = |m| {
+            let p = price_of(m, &none).unwrap();
+            (p.input, p.output, p.cache_read, p.cache_write)
+        };
+        assert_eq!(p("claude-opus-5-5"), (4.0, 20.0, 0.2, 5.0));
+        assert_eq!(p("claude-sonnet-5-5"), (2.0, 10.0, 0.1, 2.5));
+        assert_eq!(p("claude-haiku-5-5"), (0.1, 0.5, 0.01, 0.125));
+        assert_eq!(p("gpt-5.5"), (5.0, 30.0, 0.5, 5.0));
+        assert_eq!(p("gpt-5.4-mini"), (0.75, 4.5, 0.075, 0.75));
+        assert_eq!(p("gpt-5.4-nano"), (0.2, 1.25, 0.02, 0.2));
     }
 
     #[test]

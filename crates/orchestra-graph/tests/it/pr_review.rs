@@ -104,10 +104,10 @@ fn another_provider_resolves_aliases() {
     let mut c = compile();
     c.use_provider("anthropic").unwrap();
     let critic = c.agent("critic").unwrap();
-    assert_eq!(critic.model.model.as_deref(), Some("claude-opus-4-1"));
+    assert_eq!(critic.model.model.as_deref(), Some("claude-opus-5-5"));
     assert_eq!(critic.model.alias.as_deref(), Some("smart"));
     let synth = c.agent("synthesizer").unwrap();
-    assert_eq!(synth.model.model.as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(synth.model.model.as_deref(), Some("claude-sonnet-5-5"));
     let err = c.use_provider("antropic").unwrap_err();
     assert_eq!(err.help[0], "did you mean `anthropic`?");
 }
