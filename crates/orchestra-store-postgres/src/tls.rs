@@ -13,7 +13,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::url::{SslMode, Tls};
@@ -43,7 +45,9 @@ pub(crate) fn connector(tls: &Tls) -> Result<MakeRustlsConnect, TlsError> {
         .with_safe_default_protocol_versions()?;
     let file = tls.root_cert.as_deref().filter(|r| *r != "system");
     let verifier: Arc<dyn ServerCertVerifier> = match tls.mode {
-        SslMode::Disable | SslMode::Prefer => Arc::new(Unchecked(provider.signature_verification_algorithms)),
+        SslMode::Disable | SslMode::Prefer => {
+            Arc::new(Unchecked(provider.signature_verification_algorithms))
+        }
         SslMode::Require if file.is_none() => {
             Arc::new(Unchecked(provider.signature_verification_algorithms))
         }
@@ -58,10 +62,7 @@ pub(crate) fn connector(tls: &Tls) -> Result<MakeRustlsConnect, TlsError> {
 }
 
 /// rustls's verifier of the chain and the name, on the roots of `tls`.
-fn webpki(
-    tls: &Tls,
-    provider: Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+fn webpki(tls: &Tls, provider: Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in root_certs(tls)? {
         // A certificate rustls cannot use as a root is left out, as libpq's OpenSSL does.

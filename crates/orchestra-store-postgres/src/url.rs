@@ -364,7 +364,11 @@ fn percent_decode(value: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
                 i += 3;
@@ -382,7 +386,11 @@ fn percent_decode(value: &str) -> String {
 fn default_socket_dir(port: u16) -> Option<&'static str> {
     ["/run/postgresql", "/var/run/postgresql", "/tmp"]
         .into_iter()
-        .find(|dir| std::path::Path::new(dir).join(format!(".s.PGSQL.{port}")).exists())
+        .find(|dir| {
+            std::path::Path::new(dir)
+                .join(format!(".s.PGSQL.{port}"))
+                .exists()
+        })
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ async fn real_llm_tool_round_trip() {
         "ORCHESTRA_REAL_LLM=1 needs ANTHROPIC_API_KEY or OPENAI_API_KEY"
     );
     if key("ANTHROPIC_API_KEY") {
-        let model = std::env::var("ORCHESTRA_ANTHROPIC_MODEL").unwrap_or("claude-haiku-4-5".into());
+        let model = std::env::var("ORCHESTRA_ANTHROPIC_MODEL").unwrap_or("claude-haiku-5-5".into());
         round_trip("anthropic", "ANTHROPIC_API_KEY", model).await;
     }
     if key("OPENAI_API_KEY") {

@@ -251,7 +251,10 @@ fn what_the_url_leaves_out_comes_from_the_pg_variables() {
         with_env(env.clone(), Some(server.password.clone())),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("\"no_such_db\" does not exist"), "{e}");
+    assert!(
+        e.to_string().contains("\"no_such_db\" does not exist"),
+        "{e}"
+    );
     // The server's Unix socket (its directory as the `host` parameter; trusted, no password).
     let url = format!(
         "postgres:///{db}?host={}&port={}&user=postgres",

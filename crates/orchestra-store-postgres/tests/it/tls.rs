@@ -70,7 +70,10 @@ fn every_sslmode_against_a_server_that_takes_only_tls() {
         std::fs::write(&path, pem).unwrap();
         path.display().to_string()
     };
-    let (root, other_root) = (write("root.pem", &ca_pem), write("other.pem", &other_ca_pem));
+    let (root, other_root) = (
+        write("root.pem", &ca_pem),
+        write("other.pem", &other_ca_pem),
+    );
     let pw = &server.password;
 
     // Without TLS the server refuses (its pg_hba.conf has only `hostssl`): the modes below that
