@@ -8,22 +8,26 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A CA's certificate (PEM) and the issuer that signs with its key.
 fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let key = KeyPair::generate().expect("a key pair");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).unwrap();
+    let cert = params
+        .self_signed(&key)
+        .expect("a self-signed CA certificate");
     (cert.pem(), Issuer::new(params, key))
 }
 
 /// The server's certificate for `db.test`, signed by `issuer`, with the CA's after it.
 fn server_cert(ca_pem: &str, issuer: &Issuer<'_, KeyPair>) -> ServerCert {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["db.test".to_owned()]).unwrap();
+    let key = KeyPair::generate().expect("a key pair");
+    let mut params = CertificateParams::new(vec!["db.test".to_owned()]).expect("server parameters");
     params
         .distinguished_name
         .push(DnType::CommonName, "db.test");
-    let cert = params.signed_by(&key, issuer).unwrap();
+    let cert = params
+        .signed_by(&key, issuer)
+        .expect("a certificate signed by the CA");
     ServerCert {
         chain: format!("{}{ca_pem}", cert.pem()),
         key: key.serialize_pem(),
