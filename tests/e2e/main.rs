@@ -4,6 +4,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly by unwrapping")]
 
+mod attach_race;
 mod bad_output;
 pub(crate) mod binary;
 pub(crate) mod browser;

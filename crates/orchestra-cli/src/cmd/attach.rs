@@ -4,12 +4,13 @@
 use std::io::{self, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use orchestra_runtime::attach::{
     AttachError, Incoming, Joined, Outcome, Outgoing, ServerMsg, connect, socket_path,
 };
-use orchestra_runtime::{Engine, EventSink as _, RuntimeError};
-use orchestra_store::SessionStatus;
+use orchestra_runtime::{Engine, EventSink as _, RuntimeError, WorkerError};
+use orchestra_store::{SessionRecord, SessionStatus, StoreError};
 
 use crate::cli::Ctx;
 use crate::engine::{sessions_root, 
@@ -63,9 +64,30 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     })
 }
 
+/// How long `attach` waits for the record of a session whose attach socket is there: `run`
+/// listens before the engine records the session, so an `attach` of it can come in between.
+const RECORD_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The session `wanted` names. While none matches but the attach socket of a session of that
+/// id exists, asks again (for at most [`RECORD_PATIENCE`]).
+async fn find(engine: &Engine, db: &Path, wanted: &str) -> Result<SessionRecord, WorkerError> {
+    let socket = socket_path(&crate::store::socket_anchor(db, engine.root()), wanted);
+    let deadline = Instant::now() + RECORD_PATIENCE;
+    loop {
+        let w = wanted.to_owned();
+        match engine.store().call(move |s| s.find_session(&w)).await {
+            Err(WorkerError::Store(StoreError::NotFound { .. }))
+                if socket.exists() && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            found => return found,
+        }
+    }
+}
+
 async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
-    let wanted = args.session.clone();
-    let rec = match engine.store().call(move |s| s.find_session(&wanted)).await {
+    let rec = match find(engine, db, &args.session).await {
         Ok(r) => r,
         Err(e) => return report_error(&RuntimeError::Store(e)),
     };
