@@ -62,7 +62,8 @@ pub(crate) fn help() -> String {
 /// session ended to an exit code (`run`, `resume`, `replay` and `attach` all use it).
 pub(crate) fn of_status(status: SessionStatus) -> u8 {
     match status {
-        SessionStatus::Completed | SessionStatus::Paused => SUCCESS,
+        // Queued: `attach` handed the session back to the workers after the human's turn.
+        SessionStatus::Completed | SessionStatus::Paused | SessionStatus::Queued => SUCCESS,
         SessionStatus::Failed => SESSION_FAILED,
         SessionStatus::Stopped => STOPPED_AT_LIMIT,
         SessionStatus::Interrupted => INTERRUPTED,

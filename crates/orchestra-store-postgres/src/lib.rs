@@ -214,6 +214,18 @@ impl Store for PgStore {
             .call(move |c, cx| sessions::acquire_lease(c, cx, &id, &owner, now, until))
     }
 
+    fn claim_session(
+        &mut self,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = self.now();
+        let until = validate::lease_until(now, ttl);
+        let owner = owner.to_owned();
+        self.conn
+            .call(move |c, cx| sessions::claim(c, cx, &owner, now, until))
+    }
+
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let until = validate::lease_until(self.now(), ttl);
         let (id, owner) = (id.to_owned(), owner.to_owned());

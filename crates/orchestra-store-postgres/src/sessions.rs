@@ -340,6 +340,47 @@ pub(crate) fn acquire_lease(
     Ok(LeaseOutcome::Acquired { until })
 }
 
+/// See [`orchestra_store::Store::claim_session`]: the oldest claimable row is locked with
+/// `FOR UPDATE SKIP LOCKED` (a row another claimer holds is passed over, never waited for) and
+/// taken by the same statement; the record is read back in the same transaction.
+pub(crate) fn claim(
+    client: &mut Client,
+    cx: &Ctx,
+    owner: &str,
+    now: u64,
+    until: u64,
+) -> Result<Option<SessionRecord>, StoreError> {
+    let (now, until) = (int("now", now)?, int("lease_until", until)?);
+    let err = cx.err("claim a queued session");
+    let mut tx = client.transaction().map_err(&err)?;
+    let row = tx
+        .query_opt(
+            "WITH c AS (SELECT sid FROM sessions \
+                 WHERE status IN ($4, $5) AND (lease_until IS NULL OR lease_until <= $2) \
+                 AND (meta::jsonb -> $6::text) IS NOT NULL \
+                 ORDER BY created_at, id COLLATE \"C\" LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             UPDATE sessions s SET lease_owner = $1, lease_until = $3, status = $5, \
+                 error = NULL, updated_at = $2 \
+             FROM c WHERE s.sid = c.sid RETURNING s.id",
+            &[
+                &owner,
+                &now,
+                &until,
+                &SessionStatus::Queued.as_str(),
+                &SessionStatus::Running.as_str(),
+                &orchestra_store::QUEUE_META,
+            ],
+        )
+        .map_err(&err)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: String = row.get(0);
+    let rec = get(&mut tx, cx, &id)?;
+    tx.commit().map_err(err)?;
+    Ok(rec)
+}
+
 pub(crate) fn renew_lease(
     client: &mut Client,
     cx: &Ctx,

@@ -320,6 +320,14 @@ impl Store for SqliteStore {
         self.acquire_lease_impl(id, owner, ttl)
     }
 
+    fn claim_session(
+        &mut self,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.claim_session_impl(owner, ttl)
+    }
+
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.renew_lease_impl(id, owner, ttl)
     }

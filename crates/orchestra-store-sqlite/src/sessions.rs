@@ -330,6 +330,62 @@ impl SqliteStore {
         Ok(LeaseOutcome::Acquired { until })
     }
 
+    /// See [`orchestra_store::Store::claim_session`]: one `BEGIN IMMEDIATE` transaction (SQLite
+    /// has one writer at a time) finds the session and takes it.
+    pub(crate) fn claim_session_impl(
+        &mut self,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let (now_sql, until) = (
+            int("now", now)?,
+            int("lease_until", validate::lease_until(now, ttl))?,
+        );
+        let (tx, ctx) = self.write_tx("claim a queued session")?;
+        let err = ctx.err("claim a queued session");
+        let found: Option<i64> = tx
+            .prepare_cached(
+                "SELECT sid FROM sessions \
+                 WHERE status IN (?1, ?2) AND (lease_until IS NULL OR lease_until <= ?3) \
+                 AND json_extract(meta, '$.' || ?4) IS NOT NULL \
+                 ORDER BY created_at, id LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        SessionStatus::Queued.as_str(),
+                        SessionStatus::Running.as_str(),
+                        now_sql,
+                        orchestra_store::QUEUE_META
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(&err)?;
+        let Some(sid) = found else {
+            return Ok(None);
+        };
+        tx.prepare_cached(
+            "UPDATE sessions SET lease_owner = ?2, lease_until = ?3, status = ?4, error = NULL, \
+             updated_at = ?5 WHERE sid = ?1",
+        )
+        .and_then(|mut st| {
+            st.execute(params![sid, owner, until, SessionStatus::Running.as_str(), now_sql])
+        })
+        .map_err(&err)?;
+        let rec = tx
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN pipelines p ON p.sid = s.sid \
+                 WHERE s.sid = ?1"
+            ))
+            .and_then(|mut st| st.query_row([sid], session_from_row))
+            .map_err(&err)?;
+        tx.commit().map_err(err)?;
+        Ok(Some(rec))
+    }
+
     pub(crate) fn renew_lease_impl(
         &mut self,
         id: &str,

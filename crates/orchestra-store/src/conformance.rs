@@ -19,6 +19,7 @@
 //! Listings are checked on the case's own sessions only.
 
 mod lifecycle;
+mod queue;
 mod records;
 mod sessions;
 mod steps;
@@ -119,6 +120,8 @@ cases!(
     sessions::a_session_goes_on_with_another_pipeline,
     sessions::leases,
     sessions::delete_session_removes_everything,
+    queue::queued_sessions_are_claimed_oldest_first_and_once,
+    queue::a_session_whose_worker_died_is_claimed_again,
     sessions::unknown_sessions_are_not_found,
     lifecycle::stopped_and_interrupted_are_statuses_of_their_own,
     lifecycle::every_status_is_stored_and_filtered,
@@ -187,6 +190,8 @@ macro_rules! conformance_tests {
             a_session_goes_on_with_another_pipeline,
             leases,
             delete_session_removes_everything,
+            queued_sessions_are_claimed_oldest_first_and_once,
+            a_session_whose_worker_died_is_claimed_again,
             unknown_sessions_are_not_found,
             stopped_and_interrupted_are_statuses_of_their_own,
             every_status_is_stored_and_filtered,

@@ -22,6 +22,7 @@ mod clock;
 pub mod conformance;
 mod error;
 mod memory;
+mod queue;
 mod records;
 mod store;
 mod trace;
@@ -35,6 +36,7 @@ pub use records::{
     ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionPipeline, SessionRecord,
     SessionStatus, TaskRecord, TaskStatus, UnknownStatus,
 };
+pub use queue::{QUEUE_META, claimable};
 pub use store::Store;
 pub use trace::{
     ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceJson,

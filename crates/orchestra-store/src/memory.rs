@@ -219,6 +219,30 @@ impl Store for MemoryStore {
         Ok(LeaseOutcome::Acquired { until })
     }
 
+    fn claim_session(
+        &mut self,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let Some(r) = inner
+            .sessions
+            .values_mut()
+            .map(|d| &mut d.record)
+            .filter(|r| crate::claimable(r, now))
+            .min_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+        else {
+            return Ok(None);
+        };
+        r.lease_owner = Some(owner.to_owned());
+        r.lease_until = Some(validate::lease_until(now, ttl));
+        r.status = SessionStatus::Running;
+        r.error = None;
+        r.updated_at = now;
+        Ok(Some(r.clone()))
+    }
+
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();

@@ -141,6 +141,8 @@ impl SessionRecord {
 pub enum SessionStatus {
     /// The row exists; no node has finished yet.
     Created,
+    /// Waiting in the queue for a worker (`run --queue`, or handed back after a human's turn).
+    Queued,
     /// A process is driving it (or was, until it crashed: check the lease).
     Running,
     /// Waiting for a human (`attach`).
@@ -157,8 +159,9 @@ pub enum SessionStatus {
 
 impl SessionStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Created,
+        Self::Queued,
         Self::Running,
         Self::Paused,
         Self::Completed,
@@ -171,6 +174,7 @@ impl SessionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
+            Self::Queued => "queued",
             Self::Running => "running",
             Self::Paused => "paused",
             Self::Completed => "completed",

@@ -67,6 +67,27 @@ pub trait Store: Send {
     /// Releases `owner`'s lease; does nothing when someone else holds it.
     fn release_lease(&mut self, id: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Creates a session waiting in the queue: status `queued` and the meta key
+    /// [`QUEUE_META`](crate::QUEUE_META) `{"queued_at": created_at}`. Fails with `AlreadyExists`
+    /// if the id is taken. (The default runs three writes; a session caught half-way is
+    /// `created` and never claimed.)
+    fn enqueue_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
+        self.create_session(s)?;
+        let queued = serde_json::json!({ "queued_at": s.created_at });
+        self.set_session_meta(&s.id, crate::QUEUE_META, &queued)?;
+        self.set_status(&s.id, SessionStatus::Queued, None)
+    }
+
+    /// Claims the oldest (by `created_at`, then id) session a worker may take
+    /// ([`claimable`](crate::claimable): `queued`, or `running` with an expired lease) in ONE
+    /// atomic write: its lease goes to `owner` for `ttl` from now, its status to `running`
+    /// (error cleared). Two claimers never get the same session; `None` when none is claimable.
+    fn claim_session(
+        &mut self,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
     /// Stores finished tasks and node-run usage in ONE transaction. Task records replace any
     /// record with the same `(session, step, task_idx)` (a re-run after a crash overwrites the
     /// partial one); node runs are appended.

@@ -1,5 +1,6 @@
 //! Tests of the PostgreSQL store against a real server (see `orchestra_store_postgres::testing`).
 
+mod claim;
 mod conformance;
 mod connect;
 mod tls;
