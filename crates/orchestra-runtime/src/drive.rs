@@ -79,7 +79,7 @@ impl Engine {
         let watcher = watch_lease(
             self.store.clone(),
             id.to_owned(),
-            self.owner.clone(),
+            (self.owner.clone(), self.lease_ttl),
             opts.cancel.clone(),
             cancel_tx,
         );

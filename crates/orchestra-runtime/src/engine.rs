@@ -23,6 +23,9 @@ pub struct Engine {
     pub(crate) store: StoreHandle,
     pub(crate) owner: String,
     pub(crate) root: PathBuf,
+    /// How long a lease lasts without renewal ([`LEASE_TTL`](crate::LEASE_TTL) unless set);
+    /// drives renew it every third of that.
+    pub(crate) lease_ttl: Duration,
 }
 
 impl Engine {
@@ -39,7 +42,16 @@ impl Engine {
             store,
             owner: lease_owner(),
             root: PathBuf::new(),
+            lease_ttl: crate::LEASE_TTL,
         }
+    }
+
+    /// The same engine taking its leases for `ttl` (renewed every third of it): how soon
+    /// another worker takes over a session of a worker that died (`orchestra worker
+    /// --lease-ttl`).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 
     /// The same engine for the project at `root`.
@@ -59,7 +71,7 @@ impl Engine {
     }
 
     /// Who this engine takes leases as (`pid@host`).
-    pub(crate) fn owner(&self) -> &str {
+    pub fn owner(&self) -> &str {
         &self.owner
     }
 

@@ -52,10 +52,10 @@ pub fn owner_is_dead(owner: &str) -> bool {
 impl Engine {
     /// Takes the lease of `session` (taking it over from a dead process of this machine).
     pub(crate) async fn acquire(&self, session: &str) -> Result<(), RuntimeError> {
-        let (id, owner) = (session.to_owned(), self.owner.clone());
+        let (id, owner, ttl) = (session.to_owned(), self.owner.clone(), self.lease_ttl);
         let outcome = self
             .store
-            .call(move |s| s.acquire_lease(&id, &owner, LEASE_TTL))
+            .call(move |s| s.acquire_lease(&id, &owner, ttl))
             .await?;
         match outcome {
             LeaseOutcome::Acquired { .. } => Ok(()),
@@ -65,7 +65,7 @@ impl Engine {
                     .store
                     .call(move |s| {
                         s.release_lease(&id, &dead)?;
-                        s.acquire_lease(&id, &me, LEASE_TTL)
+                        s.acquire_lease(&id, &me, ttl)
                     })
                     .await?;
                 match again {
@@ -84,17 +84,17 @@ impl Engine {
     }
 }
 
-/// Renews `owner`'s lease of `session` every third of [`LEASE_TTL`] until aborted, and cancels
+/// Renews `owner`'s lease of `session` for `ttl` every third of it until aborted, and cancels
 /// the drive (through `cancel_tx`) when the lease is lost or `user_cancel` turns true.
 pub(crate) fn watch_lease(
     store: StoreHandle,
     session: String,
-    owner: String,
+    (owner, ttl): (String, Duration),
     mut user_cancel: watch::Receiver<bool>,
     cancel_tx: watch::Sender<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(LEASE_TTL / 3);
+        let mut tick = tokio::time::interval(ttl / 3);
         tick.tick().await;
         // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
         let mut watch_user = true;
@@ -106,7 +106,7 @@ pub(crate) fn watch_lease(
                 }
                 _ = tick.tick() => {
                     let (sid, o) = (session.clone(), owner.clone());
-                    match store.call(move |s| s.renew_lease(&sid, &o, LEASE_TTL)).await {
+                    match store.call(move |s| s.renew_lease(&sid, &o, ttl)).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!(session, "lost the session lease; stopping");

@@ -57,26 +57,7 @@ impl Engine {
         parent: Option<(String, String)>,
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
-        let (parent_session, parent_node) = parent.unzip();
-        let (resolved, hash) =
-            stored_pipeline(&compiled).map_err(|source| RuntimeError::Stored {
-                session: id.clone(),
-                source,
-            })?;
-        let new = NewSession {
-            id: id.clone(),
-            name,
-            pipeline: compiled.name.clone(),
-            pipeline_path: self.relative(&compiled.pipeline_path),
-            pipeline_source: compiled.source.text.to_string(),
-            pipeline_hash: hash,
-            resolved,
-            inputs: Value::Object(inputs.clone()),
-            parent_session,
-            parent_checkpoint: None,
-            parent_node,
-            created_at: orchestra_store::system_now_ms(),
-        };
+        let new = self.new_session(&id, &compiled, &inputs, name, parent)?;
         self.store.call(move |s| s.create_session(&new)).await?;
         let started = std::time::Instant::now();
         self.acquire(&id).await?;
@@ -90,6 +71,37 @@ impl Engine {
         .await;
         self.report_finished(&id, started, &driven, opts).await;
         driven
+    }
+
+    /// The record of a new session `id` of `compiled` (its pipeline stored with it, paths
+    /// relative to the project root).
+    pub(crate) fn new_session(
+        &self,
+        id: &str,
+        compiled: &Compiled,
+        inputs: &Map<String, Value>,
+        name: Option<String>,
+        parent: Option<(String, String)>,
+    ) -> Result<NewSession, RuntimeError> {
+        let (parent_session, parent_node) = parent.unzip();
+        let (resolved, hash) = stored_pipeline(compiled).map_err(|source| RuntimeError::Stored {
+            session: id.to_owned(),
+            source,
+        })?;
+        Ok(NewSession {
+            id: id.to_owned(),
+            name,
+            pipeline: compiled.name.clone(),
+            pipeline_path: self.relative(&compiled.pipeline_path),
+            pipeline_source: compiled.source.text.to_string(),
+            pipeline_hash: hash,
+            resolved,
+            inputs: Value::Object(inputs.clone()),
+            parent_session,
+            parent_checkpoint: None,
+            parent_node,
+            created_at: orchestra_store::system_now_ms(),
+        })
     }
 
     /// Commits checkpoint 0 (the initial state and the edges out of `START`) of a new session

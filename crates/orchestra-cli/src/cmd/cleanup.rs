@@ -34,7 +34,7 @@ pub(crate) struct Args {
     db: Option<PathBuf>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; write e.g. `7d`, `12h` or `30m`"))
 }
 

@@ -35,6 +35,8 @@ commands! {
     Schema => schema,
     /// Compile and run a pipeline; every step is checkpointed.
     Run => run,
+    /// Drive the sessions of the queue (`run --queue`): claim and drive up to N at once.
+    Worker => worker,
     /// Continue an interrupted, failed or paused session.
     Resume => resume,
     /// Join a session's interactive agent: resume a paused one here, or connect to a live one.

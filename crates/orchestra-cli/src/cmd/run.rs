@@ -42,6 +42,15 @@ pub(crate) struct Args {
     /// before the run starts): letters, digits and `-`. Default: a new id.
     #[arg(long, hide = true, value_parser = parse_session_id)]
     session_id: Option<String>,
+    /// Do not drive the session here: store it in the queue (status `queued`, with its inputs
+    /// and the resolved pipeline), print its id on stdout and exit 0. `orchestra worker`
+    /// processes sharing the database drive it (see docs/queue.md). The pipeline's providers
+    /// are set up on the worker, so API keys are needed there, not here.
+    #[arg(long, conflicts_with_all = [
+        "session_id", "stream", "json", "detach", "events", "max_steps", "max_tokens",
+        "max_cost", "human_stdin",
+    ])]
+    queue: bool,
     #[command(flatten)]
     drive: DriveArgs,
 }
@@ -57,6 +66,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let mut err = io::stderr().lock();
     let inputs: Map<String, Value> = given.values;
+    if args.queue {
+        drop(err);
+        return enqueue(compiled, inputs, args.session_name, args.db, args.drive.quiet());
+    }
     if let Some(problem) = providers_problem(&compiled) {
         writeln!(err, "error: {problem}")?;
         return Ok(exit::BAD_INPUT);
@@ -91,6 +104,44 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             .await;
         engine.close().await;
         code
+    })
+}
+
+/// `run --queue`: stores the session as queued in the database and prints its id.
+fn enqueue(
+    compiled: orchestra_graph::Compiled,
+    inputs: Map<String, Value>,
+    name: Option<String>,
+    db: Option<PathBuf>,
+    quiet: bool,
+) -> io::Result<u8> {
+    let db = db.unwrap_or_else(|| {
+        crate::engine::project_database(&compiled.project_root, &compiled.project.database)
+    });
+    let db = match crate::engine::locate_db(&db)? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    runtime()?.block_on(async move {
+        let engine = match crate::store::engine(&db, &compiled.project_root) {
+            Ok(e) => e,
+            Err(e) => return crate::store::report(&e),
+        };
+        let queued = engine.enqueue(&compiled, inputs, name).await;
+        engine.close().await;
+        match queued {
+            Ok(id) => {
+                if !quiet {
+                    writeln!(
+                        io::stderr(),
+                        "queued session {id}; an `orchestra worker` on this database drives it (`orchestra status {id}`)"
+                    )?;
+                }
+                writeln!(io::stdout(), "{id}")?;
+                Ok(exit::SUCCESS)
+            }
+            Err(e) => crate::engine::report_error(&e),
+        }
     })
 }
 
