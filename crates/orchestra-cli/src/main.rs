@@ -12,6 +12,7 @@ mod exit;
 mod human;
 mod load;
 mod progress;
+mod queue;
 mod report;
 mod route;
 mod store;

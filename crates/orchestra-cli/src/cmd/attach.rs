@@ -132,17 +132,24 @@ async fn attach(engine: &Engine, db: &Path, args: &Args) -> io::Result<u8> {
 async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::Result<u8> {
     // As `resume` does: a provider that cannot be set up here is bad input, found before the
     // session is taken over.
-    match engine.session_pipeline(id).await {
-        Ok((_, stored)) => {
-            if let Some(problem) = providers_problem(&stored) {
-                writeln!(io::stderr(), "error: {problem}")?;
-                return Ok(exit::BAD_INPUT);
-            }
-        }
+    let (rec, stored) = match engine.session_pipeline(id).await {
+        Ok(found) => found,
         Err(e) => return report_error(&e),
+    };
+    if let Some(problem) = providers_problem(&stored) {
+        writeln!(io::stderr(), "error: {problem}")?;
+        return Ok(exit::BAD_INPUT);
     }
     let progress = Arc::new(Progress::new(args.quiet));
     let mut opts = drive_options(progress.clone(), args.stream, ctrl_c());
+    // A session of the queue goes back to the workers once the human's step is over.
+    let hand_back = match crate::queue::human_turn_limit(engine, &rec, &stored).await {
+        Ok(limit) => limit,
+        Err(e) => return report_error(&e),
+    };
+    if let Some(limit) = hand_back {
+        opts.limits.max_steps = Some(limit);
+    }
     let host = Host::start(
         &crate::store::socket_anchor(db, engine.root()),
         id,
@@ -153,6 +160,13 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
     host.wire(&mut opts);
     let result = engine.resume(id, &opts).await;
     host.finish(&result).await;
+    if let (Some(limit), Ok(out)) = (hand_back, &result) {
+        match crate::queue::hand_back(engine, out, limit).await {
+            Ok(true) => return Ok(exit::SUCCESS),
+            Ok(false) => {}
+            Err(e) => return report_error(&e),
+        }
+    }
     match result {
         Ok(out) => report_outcome(&out, progress.elapsed_ms(), db, false),
         Err(e) => report_error(&e),
