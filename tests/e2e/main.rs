@@ -42,6 +42,7 @@ mod pipelines;
 mod postgres;
 pub(crate) mod project;
 mod provider_faults;
+mod queue;
 pub(crate) mod pty;
 pub(crate) mod readme;
 mod report;

@@ -28,7 +28,8 @@ pub(crate) use orchestra_runtime::views::sessions::{SessionRow, detail_json, lis
 /// them in the session's detail).
 ///
 /// A session marked `running` whose process is gone (its lease expired) is shown as
-/// `interrupted`: resume it with `orchestra resume ID`.
+/// `interrupted`: resume it with `orchestra resume ID` (a session of the queue is taken over by
+/// an `orchestra worker` instead). `queued` sessions wait for a worker (`run --queue`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A session id (or a unique prefix of it or of its random tail, `7e2c63`) to show in detail.

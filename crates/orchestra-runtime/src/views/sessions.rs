@@ -84,8 +84,8 @@ pub struct SessionRow {
     name: Option<String>,
     /// The pipeline's name.
     pipeline: String,
-    /// `created`, `running`, `paused`, `completed`, `failed`, `stopped` or `interrupted`
-    /// (`running` without a live process is shown as `interrupted`).
+    /// `created`, `queued`, `running`, `paused`, `completed`, `failed`, `stopped` or
+    /// `interrupted` (`running` without a live process is shown as `interrupted`).
     status: String,
     /// Milliseconds since the Unix epoch.
     created_at: u64,

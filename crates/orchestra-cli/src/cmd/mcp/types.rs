@@ -154,7 +154,7 @@ pub(crate) struct ShowParams {
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct ShowOut {
     /// The session as `orchestra status ID --json` shows it: id, pipeline, status (`running`,
-    /// `paused`, `completed`, `failed`, `stopped`, `interrupted`), error or note, tokens, cost,
+    /// `queued`, `paused`, `completed`, `failed`, `stopped`, `interrupted`), error or note, tokens, cost,
     /// checkpoints, usage by agent, forks.
     pub(crate) session: Value,
     /// The checkpoint shown (`null` before the first one).
