@@ -80,6 +80,16 @@ impl DriveArgs {
         self.quiet || self.json
     }
 
+    /// Whether a human answers on stdin (`--human-stdin`, the answers of `orchestra mcp`).
+    pub(crate) fn human_stdin(&self) -> bool {
+        self.human_stdin
+    }
+
+    /// Stops this drive once the session has made `n` steps in all (as `--max-steps`).
+    pub(crate) fn limit_steps(&mut self, n: u32) {
+        self.max_steps = Some(n);
+    }
+
     /// Whether `--events -` writes the events to stdout.
     fn events_to_stdout(&self) -> bool {
         self.events.as_deref() == Some(Path::new("-"))

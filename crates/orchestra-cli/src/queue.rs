@@ -4,8 +4,8 @@
 use std::io::{self, Write as _};
 
 use orchestra_graph::Compiled;
-use orchestra_runtime::{Engine, Finish, Outcome, RuntimeError};
-use orchestra_store::{QUEUE_META, SessionRecord};
+use orchestra_runtime::{Engine, RuntimeError};
+use orchestra_store::{QUEUE_META, SessionRecord, SessionStatus};
 
 /// For a session of the queue: the `max_steps` that ends this drive after the step the human
 /// answers (the last checkpoint + 1, never above the pipeline's own limit); `None` for other
@@ -29,26 +29,27 @@ pub(crate) async fn human_turn_limit(
     Ok(Some(next.min(compiled.limits.max_steps)))
 }
 
-/// After a drive limited by [`human_turn_limit`]: when it stopped at that limit, puts the session
-/// back in the queue, says so and returns true; otherwise (it completed, failed, paused again)
-/// returns false and the outcome is reported as usual.
-pub(crate) async fn hand_back(
-    engine: &Engine,
-    out: &Outcome,
-    limit: u32,
-) -> Result<bool, RuntimeError> {
-    if !matches!(out.finish, Finish::Stopped { .. }) || out.steps != u64::from(limit) {
+/// After a drive of session `id` limited by [`human_turn_limit`]: when it stopped at that
+/// limit, puts the session back in the queue, says so on stdout and returns true; otherwise (it
+/// completed, failed, paused again) returns false and the outcome stands.
+pub(crate) async fn hand_back(engine: &Engine, id: &str, limit: u32) -> Result<bool, RuntimeError> {
+    let sid = id.to_owned();
+    let (rec, last) = engine
+        .store()
+        .call(move |s| {
+            let rec = s.find_session(&sid)?;
+            let last = s.checkpoints(&sid)?.last().map(|c| c.step);
+            Ok((rec, last))
+        })
+        .await?;
+    if rec.status != SessionStatus::Stopped || last != Some(u64::from(limit)) {
         return Ok(false);
     }
-    let note = "queued again after a human's turn";
-    if !engine.requeue(&out.session, note).await? {
+    if !engine.requeue(id, "queued again after a human's turn").await? {
         return Ok(false);
     }
     let mut w = io::stdout().lock();
-    let _ = writeln!(
-        w,
-        "queued: your turn is over; a worker goes on with the session"
-    );
-    let _ = writeln!(w, "session {}", out.session);
+    let _ = writeln!(w, "queued: your turn is over; a worker goes on with the session");
+    let _ = writeln!(w, "session {id}");
     Ok(true)
 }

@@ -160,8 +160,8 @@ async fn resume_here(engine: &Engine, db: &Path, id: &str, args: &Args) -> io::R
     host.wire(&mut opts);
     let result = engine.resume(id, &opts).await;
     host.finish(&result).await;
-    if let (Some(limit), Ok(out)) = (hand_back, &result) {
-        match crate::queue::hand_back(engine, out, limit).await {
+    if let (Some(limit), Ok(_)) = (hand_back, &result) {
+        match crate::queue::hand_back(engine, id, limit).await {
             Ok(true) => return Ok(exit::SUCCESS),
             Ok(false) => {}
             Err(e) => return report_error(&e),

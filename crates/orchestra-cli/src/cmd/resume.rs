@@ -31,7 +31,7 @@ pub(crate) struct Args {
     drive: DriveArgs,
 }
 
-pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+pub(crate) fn run(mut args: Args, ctx: &Ctx) -> io::Result<u8> {
     let db = match session_db(args.db.clone(), ctx)? {
         Ok(db) => db,
         Err(code) => return Ok(code),
@@ -52,6 +52,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Err(e) => return crate::store::report(&e),
         };
         let mut full_id = None;
+        let mut hand_back = None;
         if let Ok((rec, stored)) = engine.session_pipeline(&args.session).await {
             if edit.pipeline.is_none() {
                 warn_if_changed(&stored, &rec.pipeline_hash, &ctx, "resuming");
@@ -62,6 +63,22 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
                 let _ = writeln!(io::stderr(), "error: {problem}");
                 engine.close().await;
                 return Ok(crate::exit::BAD_INPUT);
+            }
+            // An answer to a paused session of the queue (`orchestra mcp`): the human's step
+            // here, then the session goes back to the workers.
+            if args.drive.human_stdin() && edit.is_empty() {
+                match crate::queue::human_turn_limit(&engine, &rec, &stored).await {
+                    Ok(Some(limit)) => {
+                        args.drive.limit_steps(limit);
+                        hand_back = Some(limit);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let code = report_error(&e);
+                        engine.close().await;
+                        return code;
+                    }
+                }
             }
             full_id = Some(rec.id);
         }
@@ -82,6 +99,14 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
                 e.resume_edited(&wanted, edit, &opts).await
             })
             .await;
+        let code = match (hand_back, &full_id) {
+            (Some(limit), Some(id)) => match crate::queue::hand_back(&engine, id, limit).await {
+                Ok(true) => Ok(crate::exit::SUCCESS),
+                Ok(false) => code,
+                Err(e) => report_error(&e),
+            },
+            _ => code,
+        };
         engine.close().await;
         code
     })
