@@ -99,7 +99,15 @@ impl Queue {
     fn worker(&self, n: usize, extra: &[&str]) -> Child {
         let err = std::fs::File::create(self.root().join(format!("worker-{n}.err"))).unwrap();
         Command::new(orchestra_bin())
-            .args(["worker", "--db", &self.db, "--lease-ttl", "2s", "--poll", "100ms"])
+            .args([
+                "worker",
+                "--db",
+                &self.db,
+                "--lease-ttl",
+                "2s",
+                "--poll",
+                "100ms",
+            ])
             .args(extra)
             .current_dir(self.root())
             .env_clear()
@@ -170,18 +178,49 @@ fn unfinished(err: &str) -> Vec<String> {
 #[test]
 fn three_workers_drive_fifty_sessions_and_a_worker_killed_mid_step_loses_nothing() {
     let q = Queue::new("0.1");
-    let ids: Vec<String> = (0..50).map(|i| q.enqueue(&format!("s{i:02}"))).collect();
+    // Queued from 5 processes at a time (the order of the ids is the order of the tags).
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let q = &q;
+        let handles: Vec<_> = (0..5)
+            .map(|k| {
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|j| {
+                            let i = k * 10 + j;
+                            (i, q.enqueue(&format!("s{i:02}")))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, String)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        all.into_iter().map(|(_, id)| id).collect()
+    });
     let listed = q.statuses();
     assert!(ids.iter().all(|id| listed[id] == "queued"), "{listed:?}");
 
+    let tag_of: BTreeMap<&str, String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), format!("s{i:02}")))
+        .collect();
     let mut workers: Vec<Child> = (0..3).map(|n| q.worker(n, &["-j", "4"])).collect();
-    // Kill worker 0 once it is well into its work: it has sessions running (their commands
-    // sleep), some of them past their first steps.
+    // Kill worker 0 once it has finished a session and is in the middle of step `b` of another
+    // (its command has started and the next one has not).
     wait_until("worker 0 to finish a session", || {
         q.worker_err(0).contains("completed ").then_some(())
     });
-    wait_until("worker 0 to be mid-session", || {
-        (!unfinished(&q.worker_err(0)).is_empty()).then_some(())
+    wait_until("worker 0 to be mid-step", || {
+        let runs = q.runs();
+        let ran = |tag: &str, node: &str| runs.contains_key(&(tag.to_owned(), node.to_owned()));
+        unfinished(&q.worker_err(0))
+            .iter()
+            .any(|id| ran(&tag_of[id.as_str()], "b") && !ran(&tag_of[id.as_str()], "c"))
+            .then_some(())
     });
     workers[0].kill().unwrap();
     workers[0].wait().unwrap();
@@ -221,7 +260,11 @@ fn three_workers_drive_fifty_sessions_and_a_worker_killed_mid_step_loses_nothing
             );
         }
     }
-    assert!(taken > 0, "no session was taken over: {orphans:?}\n{others}");
+    assert!(
+        taken > 0,
+        "no session was taken over: {orphans:?}\n{}\n{others}",
+        q.worker_err(0)
+    );
 
     // Every command ran, and only a step cut short by the kill ran twice.
     let runs = q.runs();
@@ -260,7 +303,10 @@ fn three_workers_drive_fifty_sessions_and_a_worker_killed_mid_step_loses_nothing
     for w in &mut workers[1..] {
         assert_eq!(terminate(w), 0);
     }
-    assert!(ids.iter().all(|id| q.lease(id).is_none()), "leases are released");
+    assert!(
+        ids.iter().all(|id| q.lease(id).is_none()),
+        "leases are released"
+    );
 }
 
 #[test]
@@ -351,5 +397,8 @@ fn a_queued_session_paused_for_a_human_is_answered_by_attach_and_handed_back() {
     assert_eq!(q.statuses()[&id], "paused");
     let out = attach("/approve\n");
     assert!(out.contains("completed:"), "{out}");
-    assert_eq!((q.statuses()[&id].as_str(), q.lease(&id)), ("completed", None));
+    assert_eq!(
+        (q.statuses()[&id].as_str(), q.lease(&id)),
+        ("completed", None)
+    );
 }

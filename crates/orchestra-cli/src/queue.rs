@@ -45,11 +45,17 @@ pub(crate) async fn hand_back(engine: &Engine, id: &str, limit: u32) -> Result<b
     if rec.status != SessionStatus::Stopped || last != Some(u64::from(limit)) {
         return Ok(false);
     }
-    if !engine.requeue(id, "queued again after a human's turn").await? {
+    if !engine
+        .requeue(id, "queued again after a human's turn")
+        .await?
+    {
         return Ok(false);
     }
     let mut w = io::stdout().lock();
-    let _ = writeln!(w, "queued: your turn is over; a worker goes on with the session");
+    let _ = writeln!(
+        w,
+        "queued: your turn is over; a worker goes on with the session"
+    );
     let _ = writeln!(w, "session {id}");
     Ok(true)
 }

@@ -121,7 +121,10 @@ impl Engine {
     /// Claims a session of the queue for this engine's owner, if one is claimable.
     pub async fn claim(&self) -> Result<Option<SessionRecord>, RuntimeError> {
         let (owner, ttl) = (self.owner.clone(), self.lease_ttl);
-        Ok(self.store.call(move |s| s.claim_session(&owner, ttl)).await?)
+        Ok(self
+            .store
+            .call(move |s| s.claim_session(&owner, ttl))
+            .await?)
     }
 
     /// The worker loop: claims sessions of the queue and drives up to `wopts.concurrency` at
@@ -151,8 +154,11 @@ impl Engine {
                                 .and_then(Value::as_str)
                                 .map(str::to_owned),
                         });
-                        let opts = drive(&rec);
-                        running.push(self.drive_claimed(rec, opts));
+                        let (engine, opts) = (self.clone(), drive(&rec));
+                        // A task of its own: it goes on while this loop claims or reports.
+                        running.push(tokio::spawn(async move {
+                            engine.drive_claimed(rec, opts).await
+                        }));
                     }
                     Ok(None) => {
                         idle = true;
@@ -172,9 +178,15 @@ impl Engine {
                 return;
             }
             tokio::select! {
-                Some((id, started, driven)) = running.next(), if !running.is_empty() => {
-                    self.finished(&id, started, driven, stopping, on).await;
-                }
+                Some(joined) = running.next(), if !running.is_empty() => match joined {
+                    Ok((id, started, driven)) => {
+                        self.finished(&id, started, driven, stopping, on).await;
+                    }
+                    Err(e) => on(WorkerEvent::Trouble {
+                        session: None,
+                        error: format!("a drive panicked: {e}"),
+                    }),
+                },
                 changed = stop.changed(), if !stopping => {
                     // A dropped sender stops the worker too.
                     stopping = changed.is_err() || *stop.borrow();

@@ -84,10 +84,11 @@ impl Engine {
         parent: Option<(String, String)>,
     ) -> Result<NewSession, RuntimeError> {
         let (parent_session, parent_node) = parent.unzip();
-        let (resolved, hash) = stored_pipeline(compiled).map_err(|source| RuntimeError::Stored {
-            session: id.to_owned(),
-            source,
-        })?;
+        let (resolved, hash) =
+            stored_pipeline(compiled).map_err(|source| RuntimeError::Stored {
+                session: id.to_owned(),
+                source,
+            })?;
         Ok(NewSession {
             id: id.to_owned(),
             name,

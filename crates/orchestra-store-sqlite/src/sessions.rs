@@ -372,7 +372,13 @@ impl SqliteStore {
              updated_at = ?5 WHERE sid = ?1",
         )
         .and_then(|mut st| {
-            st.execute(params![sid, owner, until, SessionStatus::Running.as_str(), now_sql])
+            st.execute(params![
+                sid,
+                owner,
+                until,
+                SessionStatus::Running.as_str(),
+                now_sql
+            ])
         })
         .map_err(&err)?;
         let rec = tx

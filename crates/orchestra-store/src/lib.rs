@@ -32,11 +32,11 @@ mod views;
 pub use clock::{Clock, system_now_ms};
 pub use error::{BoxError, ErrorClass, StoreError};
 pub use memory::MemoryStore;
+pub use queue::{QUEUE_META, claimable};
 pub use records::{
     ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionPipeline, SessionRecord,
     SessionStatus, TaskRecord, TaskStatus, UnknownStatus,
 };
-pub use queue::{QUEUE_META, claimable};
 pub use store::Store;
 pub use trace::{
     ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceJson,

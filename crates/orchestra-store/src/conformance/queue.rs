@@ -15,7 +15,11 @@ const TTL: Duration = Duration::from_secs(5);
 /// others' queues: those are released again untouched but for their lease).
 fn claim_own(s: &mut dyn Store, cx: &Ctx, owner: &str) -> Option<String> {
     let rec = s.claim_session(owner, TTL).unwrap()?;
-    assert!(cx.owns(&rec.id), "claimed a session of another run: {}", rec.id);
+    assert!(
+        cx.owns(&rec.id),
+        "claimed a session of another run: {}",
+        rec.id
+    );
     Some(rec.id)
 }
 
@@ -35,7 +39,10 @@ pub(super) fn queued_sessions_are_claimed_oldest_first_and_once(s: &mut dyn Stor
     ));
     s.create_session(&new_session(&plain, 1)).unwrap();
     s.set_status(&plain, SessionStatus::Queued, None).unwrap();
-    for (id, status) in [(&paused, SessionStatus::Paused), (&done, SessionStatus::Completed)] {
+    for (id, status) in [
+        (&paused, SessionStatus::Paused),
+        (&done, SessionStatus::Completed),
+    ] {
         s.enqueue_session(&new_session(id, 2)).unwrap();
         s.set_status(id, status, None).unwrap();
     }
@@ -49,7 +56,11 @@ pub(super) fn queued_sessions_are_claimed_oldest_first_and_once(s: &mut dyn Stor
     assert_eq!(first.status, SessionStatus::Running);
     assert_eq!(first.lease_owner.as_deref(), Some("1@a"));
     assert_eq!(first.lease_until, Some(cx.now() + 5_000));
-    assert_eq!(s.session(&old).unwrap().unwrap(), first, "the claim is stored");
+    assert_eq!(
+        s.session(&old).unwrap().unwrap(),
+        first,
+        "the claim is stored"
+    );
     assert_eq!(claim_own(s, cx, "2@b").as_deref(), Some(new.as_str()));
     assert_eq!(
         claim_own(s, cx, "3@c"),
@@ -91,5 +102,9 @@ pub(super) fn a_session_whose_worker_died_is_claimed_again(s: &mut dyn Store, cx
     s.set_status(&id, SessionStatus::Queued, Some("handed back"))
         .unwrap();
     let back = s.claim_session("3@c", TTL).unwrap().unwrap();
-    assert_eq!((back.id, back.error), (id, None), "a re-queued session is claimed");
+    assert_eq!(
+        (back.id, back.error),
+        (id, None),
+        "a re-queued session is claimed"
+    );
 }
