@@ -3,9 +3,10 @@
 # worker` processes on sessions of 5 steps x 50 ms model latency (scripted provider), and the
 # time from a worker's death (SIGKILL) to its sessions running again on another worker.
 #
-# The database is $QUEUE_DB (a postgres:// URL) if set; otherwise a PostgreSQL server of its own
+# The database is $QUEUE_DB (a postgres:// URL, or a SQLite file for comparison) if set; otherwise a PostgreSQL server of its own
 # is started on loopback from Debian's postgresql package (initdb + pg_ctl in a temp dir, as
 # `nobody` when run as root) and stopped at the end.
+# $QUEUE_PG_OPTS adds server options (e.g. "-c synchronous_commit=off" to see what WAL flushes cost).
 # Usage, from the project root:  bench/queue.sh [SESSIONS (40)] [CONCURRENCY per worker (8)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +34,7 @@ else
   as_pg "$pg/initdb" -D "$work/data" -A trust -U orchestra >/dev/null
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   as_pg "$pg/pg_ctl" -D "$work/data" -l "$work/data/log" -w \
-    -o "-p $port -k $work/data -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    -o "-p $port -k $work/data -c listen_addresses=127.0.0.1 -c max_connections=200 ${QUEUE_PG_OPTS:-}" start >/dev/null
   db="postgres://orchestra@127.0.0.1:$port/postgres"
 fi
 
