@@ -252,6 +252,22 @@ impl Engine {
                 note: out.finish.note(),
                 duration,
             }),
+            Err(RuntimeError::Store(crate::WorkerError::Store(
+                orchestra_store::StoreError::CheckpointExists { .. },
+            ))) => {
+                // Another driver committed this step first (it held the lease until it lost
+                // it): nothing is lost, the session goes back to the queue.
+                let requeued = self.requeue(id, "requeued: another worker raced it").await;
+                on(match requeued {
+                    Ok(_) => WorkerEvent::Requeued {
+                        session: id.to_owned(),
+                    },
+                    Err(e) => WorkerEvent::Trouble {
+                        session: Some(id.to_owned()),
+                        error: crate::error::error_chain(&e),
+                    },
+                });
+            }
             Err(e) => {
                 // The drive could not start or the store failed: fail the session while this
                 // worker still holds it, so it is not claimed again and again.
