@@ -47,6 +47,15 @@ pub enum Removed {
         /// The commit it pointed at (to restore it by hand: `git branch NAME SHA`).
         sha: String,
     },
+    /// A branch of the remote of a repository with `url:`.
+    RemoteBranch {
+        /// The remote (a password in it shown as `***`).
+        url: String,
+        /// The branch name.
+        name: String,
+        /// The commit it pointed at.
+        sha: String,
+    },
     /// git's record of a worktree whose directory was already gone (`git worktree prune`).
     StaleRecord {
         /// The record's name.

@@ -108,6 +108,73 @@ pub enum GitError {
         /// The changed files (at most a few).
         files: Vec<String>,
     },
+    /// A network operation on a repository's remote (`url:`) failed.
+    #[error("cannot {op} {url}")]
+    Remote {
+        /// What was being done ("clone", "fetch from", "push to", ...).
+        op: &'static str,
+        /// The remote (a password in it shown as `***`).
+        url: String,
+        /// What libgit2 said.
+        #[source]
+        source: LibError,
+    },
+    /// The directory meant for the clone of a remote holds something else.
+    #[error("{} is not a clone of {url}: {}", path.display(), match found {
+        None => "it exists and is not a git repository (give the clone another `path:`, or empty it)".to_owned(),
+        Some(f) if f.is_empty() => "it is a git repository without an `origin` remote".to_owned(),
+        Some(f) => format!("its origin is {f}"),
+    })]
+    CloneConflict {
+        /// The clone's directory.
+        path: PathBuf,
+        /// The remote it should be a clone of.
+        url: String,
+        /// Its `origin` (empty: none; None: not a git repository).
+        found: Option<String>,
+    },
+    /// A push was not made because the remote branch moved since this clone last saw it.
+    #[error(
+        "not pushing {branch} to {url}: the remote branch is at {found}, not at {expected} where this clone last saw it (another process moved it); nothing was overwritten"
+    )]
+    PushRejected {
+        /// The branch.
+        branch: String,
+        /// The remote.
+        url: String,
+        /// Where this clone last saw it.
+        expected: String,
+        /// Where it is.
+        found: String,
+    },
+    /// The remote refused to update a branch.
+    #[error("{url} refused to update {refname}: {reason}")]
+    PushFailed {
+        /// The remote ref.
+        refname: String,
+        /// The remote.
+        url: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// A commit a checkpoint recorded is neither in this clone nor on the remote.
+    #[error(
+        "commit {sha} is neither in this clone nor on {url}: it was never pushed (its process stopped before pushing it, or the session ran without `url:`)"
+    )]
+    CommitNotPushed {
+        /// The commit.
+        sha: String,
+        /// The remote.
+        url: String,
+    },
+    /// A session branch to resume is neither in this clone nor on the remote.
+    #[error("branch {branch} is neither in this clone nor on {url}")]
+    NotOnRemote {
+        /// The branch.
+        branch: String,
+        /// The remote.
+        url: String,
+    },
     /// A paused merge is being continued but conflict markers are still in files.
     #[error("conflicts are not resolved in {}: {}", path.display(), files.join(", "))]
     UnresolvedConflicts {

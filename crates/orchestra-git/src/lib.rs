@@ -9,6 +9,9 @@
 //! - [`fork_worktree`] / [`merge_back`]: parallel writers work in forks that are merged back at
 //!   the join, with conflicts handled per [`ConflictMode`].
 //! - [`list_session_branches`] / [`remove_session`] / [`cleanup`]: retention.
+//! - [`start_remote_session`] / [`fork_remote_session`] / [`reopen_remote_session`] /
+//!   [`push_branch`] / [`remove_remote_session`]: repositories that live in a remote (`url:`),
+//!   worked on in this process's clone, the session branches pushed with force-with-lease.
 //!
 //! Everything is synchronous (libgit2); call it from `spawn_blocking` in async code. Each call
 //! opens the repositories it needs, so values here are plain data that can be stored and sent
@@ -22,7 +25,9 @@ mod fork;
 mod log;
 mod merge;
 mod names;
+mod push;
 mod recover;
+mod remote;
 mod scan;
 mod session;
 mod tree;
@@ -40,7 +45,13 @@ pub use fork::{AgentWorktree, fork_worktree, remove_fork};
 pub use log::{BranchCommit, branch_commits};
 pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
 pub use names::GitSettings;
+pub use push::{
+    delete_remote_branches, push_branch, remote_session_branches, remove_remote_session,
+};
 pub use recover::{Recovery, recover_session};
+pub use remote::{
+    fork_remote_session, reopen_remote_session, shown_url, start_remote_session, sync_clone,
+};
 pub use session::{SessionRepo, open_session, restore_fork, start_session, uncommitted_files};
 
 /// Adds `pattern` to the repository's `.git/info/exclude` if it is not there yet (for example

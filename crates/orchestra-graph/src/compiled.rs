@@ -216,6 +216,10 @@ pub struct ResolvedRepo {
     pub path: PathBuf,
     /// Whether agents may change it.
     pub write: bool,
+    /// The git remote it lives in (`url:`): `path` is then this process's clone of it, made on
+    /// first use. Paths are absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// What happens on a merge conflict between parallel writers.
     pub on_conflict: OnConflict,
     /// What it is.

@@ -44,37 +44,113 @@ pub(crate) fn repos(
                     .with_label("use letters, digits, `-` and `_` (tools are named `repo:tool`)"),
             );
         }
-        let path = project_root.join(&repo.path.value);
-        if !path.is_dir() {
-            diags.push(
-                Diagnostic::error(format!(
-                    "the path of repository `{name}` is not a directory: `{}`",
-                    repo.path.value
-                ))
-                .at(src, repo.path.span)
-                .with_label("no such directory")
-                .with_help(format!(
-                    "repository paths are relative to the project root `{}`",
-                    project_root.display()
-                )),
-            );
-        } else if repo.write && !in_git_repo(&path) {
-            diags.push(
-                Diagnostic::error(format!("writable repository `{name}` is not a git repository"))
-                    .at(src, repo.path.span)
-                    .with_label("no `.git` here or above")
-                    .with_help("agents' changes are kept on git session branches: run `git init` there, or set `write: false`"),
-            );
+        let url = remote_url(name, repo, src, project_root, diags);
+        let path = match (&repo.path, &url) {
+            (Some(p), _) => project_root.join(&p.value),
+            (None, Some(_)) => project_root.join(CLONES_DIR).join(name),
+            (None, None) => {
+                diags.push(
+                    Diagnostic::error(format!("repository `{name}` has neither `path:` nor `url:`"))
+                        .at(src, key_span)
+                        .with_label("where is it?")
+                        .with_help("give `path:` (a directory of the project) or `url:` (a git remote to clone)"),
+                );
+                project_root.to_path_buf()
+            }
+        };
+        // A remote's clone is made on first use; a `path:` of one is checked then.
+        if let (Some(p), None) = (&repo.path, &url) {
+            check_local_path(name, repo.write, p, &path, src, project_root, diags);
         }
         out.push(ResolvedRepo {
             name: name.to_owned(),
             path,
             write: repo.write,
+            url,
             on_conflict: repo.on_conflict,
             description: repo.description.clone(),
         });
     }
     out
+}
+
+/// Where the clone of a repository with `url:` and no `path:` goes, under the project root.
+pub(crate) const CLONES_DIR: &str = ".orchestra/clones";
+
+/// Checks the directory of a repository without `url:`.
+fn check_local_path(
+    name: &str,
+    write: bool,
+    given: &Spanned<String>,
+    path: &Path,
+    src: &SourceFile,
+    project_root: &Path,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if !path.is_dir() {
+        diags.push(
+            Diagnostic::error(format!(
+                "the path of repository `{name}` is not a directory: `{}`",
+                given.value
+            ))
+            .at(src, given.span)
+            .with_label("no such directory")
+            .with_help(format!(
+                "repository paths are relative to the project root `{}`",
+                project_root.display()
+            )),
+        );
+    } else if write && !in_git_repo(path) {
+        diags.push(
+            Diagnostic::error(format!("writable repository `{name}` is not a git repository"))
+                .at(src, given.span)
+                .with_label("no `.git` here or above")
+                .with_help("agents' changes are kept on git session branches: run `git init` there, or set `write: false`"),
+        );
+    }
+}
+
+/// The `url:` of a repository, checked: only writable repositories have one, and a remote
+/// given as a relative path is made absolute against the project root.
+fn remote_url(
+    name: &str,
+    repo: &orchestra_spec::RepoSpec,
+    src: &SourceFile,
+    project_root: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let url = repo.url.as_ref()?;
+    let value = url.value.trim();
+    if value.is_empty() {
+        diags.push(
+            Diagnostic::error(format!("the `url:` of repository `{name}` is empty"))
+                .at(src, url.span)
+                .with_label("a git remote: a path to a bare repository, file://, ssh:// or https://"),
+        );
+        return None;
+    }
+    if !repo.write {
+        diags.push(
+            Diagnostic::error(format!("repository `{name}` has `url:` but not `write: true`"))
+                .at(src, url.span)
+                .with_label("remotes are cloned for session branches only")
+                .with_help("set `write: true`, or give the local clone as `path:` instead"),
+        );
+        return None;
+    }
+    Some(absolute_remote(value, project_root))
+}
+
+/// A remote as git understands it from any directory: a URL (`scheme://...`) or an scp-like
+/// `host:path` is kept; a filesystem path is made absolute against the project root.
+pub(crate) fn absolute_remote(url: &str, project_root: &Path) -> String {
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(host, _)| !host.contains('/') && host.len() > 1);
+    if url.contains("://") || scp_like || Path::new(url).is_absolute() {
+        return url.to_owned();
+    }
+    project_root.join(url).display().to_string()
 }
 
 fn in_git_repo(path: &Path) -> bool {

@@ -108,8 +108,18 @@ pub struct WorkspaceSpec {
 #[serde(deny_unknown_fields)]
 pub struct RepoSpec {
     /// Path to the repository, relative to the pipeline file's directory's project root
-    /// (the directory holding `orchestra.yaml`, else the current directory).
-    pub path: Spanned<String>,
+    /// (the directory holding `orchestra.yaml`, else the current directory). Required unless
+    /// `url:` is given; with `url:` it is where this process keeps its clone (default
+    /// `.orchestra/clones/NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Spanned<String>>,
+    /// A git remote the repository lives in (a path to a bare repository, `file://`, `ssh://`,
+    /// `https://`): each process works in its own clone (see `path:`), fetches before a session
+    /// starts or resumes, and pushes the session branch after every commit, so a session can
+    /// go on on another machine. Needs `write: true`. A relative path is relative to the
+    /// project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Spanned<String>>,
     /// Whether agents may change it. Writable repos get a session branch and worktree, and the
     /// `write-file` tool.
     #[serde(default)]
