@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    AgentWorktree, CommitInfo, Conflict, ConflictFile, ConflictMode, GitError, GitSettings,
+    AgentWorktree, CommitInfo, Conflict, ConflictMode, GitError, GitSettings,
     MergeOutcome, SessionRepo, commit_all, fork_worktree, head_sha, merge_back,
 };
 use orchestra_graph::Compiled;
@@ -32,9 +32,10 @@ use crate::hooks::{HookError, StepEffects, StepHooks};
 use crate::plan::build_tools;
 use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner};
 
-/// Conflicted file texts put into state are cut at this many bytes (the agent can read the
-/// whole file with its tools).
-const MAX_TEXT_IN_STATE: usize = 16 * 1024;
+mod push;
+mod state;
+
+use state::{conflict_json, has_conflicts};
 
 /// One writable repository of the session.
 struct RepoGit {
@@ -42,6 +43,8 @@ struct RepoGit {
     mode: ConflictMode,
     /// The agents that can change it, in declaration order.
     writers: Vec<String>,
+    /// Its remote (`url:`): its branches are pushed there after each commit.
+    url: Option<String>,
     /// Serializes git work on the repository (held inside the blocking task, so an agent
     /// cut off by a timeout cannot overlap its git work with the next attempt's).
     lock: Arc<Mutex<()>>,
@@ -94,6 +97,7 @@ impl GitStep {
                     .map(|a| a.name.clone())
                     .collect();
                 RepoGit {
+                    url: resolved.and_then(|r| r.url.clone()),
                     session,
                     mode,
                     writers,
@@ -168,7 +172,7 @@ impl GitStep {
         for &i in &mine {
             let repo = &self.repos[i];
             if !forking.contains(&i) {
-                dirs.push((i, repo.session.worktree.clone()));
+                dirs.push((i, repo.session.worktree.clone(), repo.session.branch.clone()));
                 continue;
             }
             let (sr, a, st) = (repo.session.clone(), agent.clone(), self.settings.clone());
@@ -193,7 +197,7 @@ impl GitStep {
                     ))
                 })?;
             roots.insert(repo.session.repo_name.clone(), fork.work_dir());
-            dirs.push((i, fork.path));
+            dirs.push((i, fork.path, fork.branch));
         }
         // A command-line agent runs in the (first) repository it writes: in its fork, or the
         // session worktree.
@@ -218,7 +222,7 @@ impl GitStep {
             };
             inner.run(&forked).await?
         };
-        for (i, dir) in dirs {
+        for (i, dir, branch) in dirs {
             let (info_agent, session, pipeline) = (
                 agent.clone(),
                 self.session.clone(),
@@ -239,6 +243,12 @@ impl GitStep {
             if let Err(e) = committed {
                 return Err(NodeError::Fatal(format!(
                     "cannot commit the changes of `{agent}` in repository `{}`: {e}",
+                    self.repos[i].session.repo_name
+                )));
+            }
+            if let Err(e) = self.push(i, &branch).await {
+                return Err(NodeError::Fatal(format!(
+                    "cannot push the changes of `{agent}` in repository `{}` (they are committed in this clone on {branch}): {e}",
                     self.repos[i].session.repo_name
                 )));
             }
@@ -324,52 +334,6 @@ fn quoted(paths: &[&str]) -> String {
         .join(", ")
 }
 
-/// Cuts a text put into state at [`MAX_TEXT_IN_STATE`] bytes (on a character boundary).
-fn capped(text: Option<&String>) -> Value {
-    let Some(text) = text else {
-        return Value::Null;
-    };
-    if text.len() <= MAX_TEXT_IN_STATE {
-        return json!(text);
-    }
-    let mut end = MAX_TEXT_IN_STATE;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    json!(format!(
-        "{}\n[... {} more bytes; read the file for the rest]",
-        &text[..end],
-        text.len() - end
-    ))
-}
-
-/// A conflict as `metadata.conflicts` holds it.
-fn conflict_json(repo: &str, c: &Conflict) -> Value {
-    let files: Vec<Value> = c
-        .files
-        .iter()
-        .map(|f: &ConflictFile| {
-            json!({
-                "path": f.path,
-                "base": capped(f.base.as_ref()),
-                "ours": capped(f.ours.as_ref()),
-                "theirs": capped(f.theirs.as_ref()),
-                "with_markers": capped(f.with_markers.as_ref()),
-            })
-        })
-        .collect();
-    json!({ "repo": repo, "agent": c.agent, "step": c.step, "branch": c.branch, "files": files })
-}
-
-/// Whether `state.metadata.conflicts` lists anything.
-fn has_conflicts(state: &State) -> bool {
-    state
-        .get("metadata")
-        .and_then(|m| m.get("conflicts"))
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-}
-
 impl StepHooks for GitStep {
     fn before_step<'a>(
         &'a self,
@@ -425,6 +389,24 @@ impl StepHooks for GitStep {
                     .on_repo(i, move || head_sha(&worktree))
                     .await
                     .map_err(|e| HookError::Failed(format!("repository `{name}`: {e}")))?;
+                let branch = repo.session.branch.clone();
+                self.push(i, &branch).await.map_err(|e| {
+                    HookError::Failed(format!(
+                        "cannot push {branch} of repository `{name}` (the step's commits are in this clone): {e}"
+                    ))
+                })?;
+                if writers.len() >= 2 {
+                    let forks = writers
+                        .iter()
+                        .map(|a| AgentWorktree::describe(&repo.session, a, step, &self.settings).branch)
+                        .collect();
+                    if let Err(e) = self.forget_forks(i, forks).await {
+                        // Their commits are on the pushed session branch; cleanup removes them.
+                        self.events.emit(Event::Warning {
+                            message: format!("cannot delete the merged forks' branches of repository `{name}` from its remote: {e}"),
+                        });
+                    }
+                }
                 let mut last = lock(&self.last);
                 if last.get(&name) != Some(&head) {
                     shas.insert(name.clone(), json!(head));
@@ -460,38 +442,5 @@ impl GitRunner {
 impl NodeRunner for GitRunner {
     fn run<'a>(&'a self, call: &'a NodeCall) -> BoxFuture<'a, Result<NodeResult, NodeError>> {
         Box::pin(self.git.run_agent(self.inner.as_ref(), call))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_texts_are_cut_on_a_char_boundary_with_a_note() {
-        let short = "ok".to_owned();
-        assert_eq!(capped(Some(&short)), json!("ok"));
-        assert_eq!(capped(None), Value::Null);
-        let long = "é".repeat(MAX_TEXT_IN_STATE);
-        let cut = capped(Some(&long));
-        let cut = cut.as_str().unwrap();
-        assert!(cut.len() < long.len());
-        assert!(
-            cut.ends_with("more bytes; read the file for the rest]"),
-            "{cut}"
-        );
-    }
-
-    #[test]
-    fn conflicts_in_state_are_detected() {
-        let mut state = State::new();
-        assert!(!has_conflicts(&state));
-        state.insert("metadata".into(), json!({ "conflicts": [] }));
-        assert!(!has_conflicts(&state));
-        state.insert(
-            "metadata".into(),
-            json!({ "conflicts": [{ "repo": "app" }] }),
-        );
-        assert!(has_conflicts(&state));
     }
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    GitSettings, SessionRepo, ensure_excluded, open_session, recover_session, restore_fork,
-    start_session, uncommitted_files,
+    GitSettings, SessionRepo, ensure_excluded, fork_remote_session, open_session,
+    recover_session, reopen_remote_session, restore_fork, start_remote_session, start_session,
+    uncommitted_files,
 };
 use orchestra_graph::Compiled;
 use orchestra_store::{SessionRecord, SessionStatus};
@@ -27,6 +28,9 @@ use crate::runner::NodeRunner;
 #[derive(Clone, Debug, Default)]
 pub struct GitWorkspace {
     repos: Vec<SessionRepo>,
+    /// Per repository of `repos`: its remote (`url:`) and where its clone is, relative to the
+    /// project root (`meta.git` keeps both, so cleanup finds this machine's clone).
+    remotes: Vec<Option<(String, PathBuf)>>,
     settings: GitSettings,
     /// For a session started at the user's HEAD: what its agents will not see, per repository
     /// (a warning each; see [`GitWorkspace::unseen_changes`]).
@@ -105,7 +109,7 @@ impl GitWorkspace {
         let mut repos = Vec::new();
         let mut unseen = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
-            let (path, name, pipeline, sid, st, sha, db) = (
+            let (path, name, pipeline, sid, st, sha, db, url) = (
                 r.path.clone(),
                 r.name.clone(),
                 compiled.name.clone(),
@@ -113,12 +117,18 @@ impl GitWorkspace {
                 settings.clone(),
                 at(&r.name),
                 database.clone(),
+                r.url.clone(),
             );
             let (repo, warning) = blocking(move || {
-                let from_head = sha.is_none();
-                let res = match sha {
-                    Some(sha) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
-                    None => start_session(&path, &name, &pipeline, &sid, &st),
+                // A clone of a remote is Orchestra's own: no user's changes to warn about.
+                let from_head = sha.is_none() && url.is_none();
+                let res = match (sha, &url) {
+                    (Some(sha), Some(url)) => {
+                        fork_remote_session(&path, url, &name, &pipeline, &sid, &sha, &st)
+                    }
+                    (None, Some(url)) => start_remote_session(&path, url, &name, &pipeline, &sid, &st),
+                    (Some(sha), None) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
+                    (None, None) => start_session(&path, &name, &pipeline, &sid, &st),
                 };
                 let repo = res.map_err(|source| SetupError::Git {
                     repo: name.clone(),
@@ -133,6 +143,7 @@ impl GitWorkspace {
             unseen.extend(warning);
         }
         Ok(GitWorkspace {
+            remotes: remotes_of(compiled, &repos),
             repos,
             settings,
             unseen,
@@ -159,12 +170,13 @@ impl GitWorkspace {
         let recover = rec.status != SessionStatus::Paused;
         let mut repos = Vec::new();
         for r in compiled.repos.iter().filter(|r| r.write) {
-            let (path, name, pipeline, sid, st) = (
+            let (path, name, pipeline, sid, st, url) = (
                 r.path.clone(),
                 r.name.clone(),
                 compiled.name.clone(),
                 rec.id.clone(),
                 settings.clone(),
+                r.url.clone(),
             );
             let last = last_shas
                 .get(&r.name)
@@ -175,6 +187,11 @@ impl GitWorkspace {
                     repo: name.clone(),
                     source,
                 };
+                if let Some(url) = &url {
+                    // Another process may have driven the session: its pushed commits first.
+                    reopen_remote_session(&path, url, &name, &pipeline, &sid, &st, last.as_deref())
+                        .map_err(failed)?;
+                }
                 if recover {
                     recover_session(&path, &name, &pipeline, &sid, &st, last.as_deref())
                         .map_err(failed)?;
@@ -185,6 +202,7 @@ impl GitWorkspace {
             repos.push(repo);
         }
         Ok(GitWorkspace {
+            remotes: remotes_of(compiled, &repos),
             repos,
             settings,
             unseen: Vec::new(),
@@ -224,11 +242,14 @@ impl GitWorkspace {
         let m: Map<String, Value> = self
             .repos
             .iter()
-            .map(|r| {
-                (
-                    r.repo_name.clone(),
-                    json!({ "branch": r.branch, "worktree": r.worktree, "base": r.base_sha, "repo_path": r.repo_path }),
-                )
+            .zip(&self.remotes)
+            .map(|(r, remote)| {
+                let mut m = json!({ "branch": r.branch, "worktree": r.worktree, "base": r.base_sha, "repo_path": r.repo_path });
+                if let Some((url, clone)) = remote {
+                    m["url"] = json!(url);
+                    m["clone"] = json!(clone);
+                }
+                (r.repo_name.clone(), m)
             })
             .collect();
         Some(Value::Object(m))
@@ -280,6 +301,22 @@ impl GitWorkspace {
         let runner = Arc::new(GitRunner::new(inner, Arc::clone(&step)));
         (runner, Some(step))
     }
+}
+
+/// The remote and the clone (relative to the project root) of each of `repos` with `url:`.
+fn remotes_of(compiled: &Compiled, repos: &[SessionRepo]) -> Vec<Option<(String, PathBuf)>> {
+    repos
+        .iter()
+        .map(|s| {
+            let r = compiled.repo(&s.repo_name)?;
+            let url = r.url.clone()?;
+            let clone = r
+                .path
+                .strip_prefix(&compiled.project_root)
+                .map_or_else(|_| r.path.clone(), Path::to_path_buf);
+            Some((url, clone))
+        })
+        .collect()
 }
 
 /// Keeps the session database out of the user's `git status` when it lies inside the

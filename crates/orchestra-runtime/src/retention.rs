@@ -1,10 +1,11 @@
 //! Retention (`orchestra cleanup`): removes the git branches and worktrees of finished sessions
 //! that have been idle longer than a threshold, and prunes git's records of Orchestra worktrees
-//! whose directories are gone. A running session (live lease) or a paused one is never touched,
+//! whose directories are gone; for a repository with `url:`, the session's branches on the remote
+//! too (from any machine: the local clone is this project's). A running session (live lease) or a paused one is never touched,
 //! nor is any branch outside the configured prefix; the sessions' records stay in the database.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -75,14 +76,30 @@ pub struct CleanupReport {
     pub pruned: Vec<(PathBuf, Removed)>,
 }
 
-/// The repositories of a session (`meta.git`): repo name -> top of the user's working tree.
-fn repo_paths(rec: &SessionRecord) -> Vec<PathBuf> {
+/// One repository of a session, as its `meta.git` entry has it.
+struct SessionGit {
+    /// The top of the working tree: the user's, or this machine's clone of the remote.
+    path: PathBuf,
+    /// For a repository with `url:`: the remote and the session branch.
+    remote: Option<(String, String)>,
+}
+
+/// The repositories of a session (`meta.git`). A repository with a remote is looked for in this
+/// machine's clone (`clone`, relative to the project root `root`), whichever machine drove it.
+fn session_repos(rec: &SessionRecord, root: &Path) -> Vec<SessionGit> {
     let Some(Value::Object(git)) = rec.meta.get("git") else {
         return Vec::new();
     };
+    let field = |g: &Value, k: &str| g.get(k).and_then(Value::as_str).map(str::to_owned);
     git.values()
-        .filter_map(|g| g.get("repo_path").and_then(Value::as_str))
-        .map(PathBuf::from)
+        .filter_map(|g| {
+            let remote = field(g, "url").zip(field(g, "branch"));
+            let path = match (&remote, field(g, "clone")) {
+                (Some(_), Some(clone)) => root.join(clone),
+                _ => PathBuf::from(field(g, "repo_path")?),
+            };
+            Some(SessionGit { path, remote })
+        })
         .collect()
 }
 
@@ -117,12 +134,14 @@ impl Engine {
         let mut report = CleanupReport::default();
         let mut repos: BTreeMap<PathBuf, GitSettings> = BTreeMap::new();
         for rec in records {
-            let paths = repo_paths(&rec);
+            let paths = session_repos(&rec, self.root());
             if paths.is_empty() {
                 continue;
             }
             for p in &paths {
-                repos.entry(p.clone()).or_insert_with(|| settings(&rec));
+                repos
+                    .entry(p.path.clone())
+                    .or_insert_with(|| settings(&rec));
             }
             if rec.meta.contains_key(CLEANUP_META) {
                 continue;
@@ -175,7 +194,7 @@ impl Engine {
     async fn remove(
         &self,
         rec: &SessionRecord,
-        paths: &[PathBuf],
+        paths: &[SessionGit],
         dry_run: bool,
         entry: &mut SessionCleanup,
     ) -> Result<(), RuntimeError> {
@@ -191,8 +210,20 @@ impl Engine {
         }
         let st = settings(rec);
         let mut errors = Vec::new();
-        for path in paths {
-            if !path.exists() {
+        for SessionGit { path, remote } in paths {
+            if let Some((url, branch)) = remote {
+                // The remote's branches go whichever machine made them; this clone's below.
+                let (p, u, b) = (path.clone(), url.clone(), branch.clone());
+                let removed =
+                    git(move || orchestra_git::remove_remote_session(&p, &u, &b, dry_run)).await;
+                match removed {
+                    Ok(items) => entry.removed.extend(items),
+                    Err(e) => errors.push(e),
+                }
+                if !path.exists() {
+                    continue;
+                }
+            } else if !path.exists() {
                 errors.push(format!("repository {} no longer exists", path.display()));
                 continue;
             }

@@ -19,7 +19,9 @@ use crate::exit;
 /// paused ones are never touched, nor is any branch outside the configured prefix, nor a
 /// worktree with uncommitted changes (a warning names it; its branch stays too). The
 /// sessions' records stay in the database (`status` still shows them); each removed branch is
-/// printed with its commit, so it can be restored with `git branch NAME SHA`.
+/// printed with its commit, so it can be restored with `git branch NAME SHA`. For a repository
+/// with `url:`, the session's branches on the remote are deleted too (from any machine; each
+/// only while it is still at the commit listed), and --dry-run lists them.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Only sessions idle for longer than this (`7d`, `12h`, `30m`, `0s` for all).
@@ -115,6 +117,10 @@ fn print(report: &CleanupReport, args: &Args) -> io::Result<u8> {
                 }
                 Removed::StaleRecord { name } => {
                     writeln!(out, "  stale worktree record {name}")?;
+                }
+                Removed::RemoteBranch { url, name, sha } => {
+                    branches += 1;
+                    writeln!(out, "  branch   {name} (at {sha}) on {url}")?;
                 }
             }
         }
