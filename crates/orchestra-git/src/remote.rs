@@ -14,7 +14,7 @@
 use std::fs;
 use std::path::Path;
 
-use git2::build::RepoBuilder;
+use git2::build::{CloneLocal, RepoBuilder};
 use git2::{Cred, CredentialType, FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository};
 
 use crate::error::{Context as _, GitError, Result, io_error};
@@ -111,7 +111,10 @@ fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
         }
         let mut fetch = FetchOptions::new();
         fetch.remote_callbacks(callbacks());
+        // Through git's transport even for a path: only what the remote's branches reach is
+        // copied, as from any remote (a local copy would bring unreachable objects too).
         let repo = RepoBuilder::new()
+            .clone_local(CloneLocal::None)
             .fetch_options(fetch)
             .clone(url, clone)
             .map_err(remote_error("clone", url))?;
