@@ -116,7 +116,11 @@ impl Remote {
             .replace("URL", self.url.to_str().unwrap())
             .replace("LATENCY", &latency.to_string());
         std::fs::write(root.join("pipelines/remote-edit.yaml"), pipeline).unwrap();
-        std::fs::write(root.join("fixtures/remote-edit.responses.yaml"), responses()).unwrap();
+        std::fs::write(
+            root.join("fixtures/remote-edit.responses.yaml"),
+            responses(),
+        )
+        .unwrap();
         Machine {
             root,
             home,
@@ -280,6 +284,15 @@ fn two_machines(remote: &Remote) {
     assert!(!b.clone_dir().exists());
     let resumed = b.orchestra(&["resume", &id]);
     assert_eq!(resumed.code, 0, "{}", resumed.transcript());
+    let pushed = format!(
+        "branch {branch} holds the work on repository `app`, pushed to {}",
+        remote.url.display()
+    );
+    assert!(
+        resumed.transcript().contains(&pushed),
+        "{}",
+        resumed.transcript()
+    );
     assert_eq!(
         remote.agents(&branch),
         ["writer-1", "writer-2", "writer-3"],
@@ -340,7 +353,11 @@ fn two_machines(remote: &Remote) {
         clean.transcript()
     );
     remote.git(&["fsck", "--strict"]);
-    assert_eq!(remote.git(&["rev-parse", "main"]), main, "main is never touched");
+    assert_eq!(
+        remote.git(&["rev-parse", "main"]),
+        main,
+        "main is never touched"
+    );
 
     // A third machine cannot replay a checkpoint whose commit is on no branch of the remote
     // any more: the error names the commit.

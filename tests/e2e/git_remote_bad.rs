@@ -71,7 +71,14 @@ fn a_session_branch_another_machine_advanced_is_never_overwritten() {
     let top = remote.url.parent().unwrap().to_path_buf();
     git(
         &top,
-        &["clone", "-q", "-b", &branch, remote.url.to_str().unwrap(), "other"],
+        &[
+            "clone",
+            "-q",
+            "-b",
+            &branch,
+            remote.url.to_str().unwrap(),
+            "other",
+        ],
     );
     let other = top.join("other");
     std::fs::write(other.join("theirs.txt"), "theirs\n").unwrap();
@@ -94,10 +101,7 @@ fn a_session_branch_another_machine_advanced_is_never_overwritten() {
         "the other machine's commit stays"
     );
     // writer-1's commit is kept in A's clone, on the session branch.
-    let mine = git(
-        &a.clone_dir(),
-        &["log", "--format=%s", "-1", &branch],
-    );
+    let mine = git(&a.clone_dir(), &["log", "--format=%s", "-1", &branch]);
     assert!(mine.starts_with("writer-1: step 1"), "{mine}");
 }
 

@@ -432,7 +432,13 @@ pub(crate) async fn report_json(engine: &Engine, out: &Outcome) -> io::Result<u8
         branches: out
             .branches
             .iter()
-            .map(|b| serde_json::json!({ "repo": b.repo, "branch": b.branch, "repo_path": b.repo_path }))
+            .map(|b| {
+                let mut j = serde_json::json!({ "repo": b.repo, "branch": b.branch, "repo_path": b.repo_path });
+                if let Some(url) = &b.url {
+                    j["url"] = serde_json::json!(url);
+                }
+                j
+            })
             .collect(),
         state: &out.state,
     };

@@ -17,8 +17,20 @@ pub(crate) fn tokens(own: u64, inherited: u64) -> String {
 }
 
 /// Where a writable repository's work is; for a completed session, how to merge it (with
-/// `git -C PATH` when the repository is not the current directory).
+/// `git -C PATH` when the repository is not the current directory); for a repository with
+/// `url:`, the remote it was pushed to.
 pub(crate) fn branch_line(b: &SessionBranch, completed: bool, cwd: &Path) -> String {
+    if let Some(url) = &b.url {
+        let what = if completed {
+            "the work"
+        } else {
+            "the work so far"
+        };
+        return format!(
+            "branch {} holds {what} on repository `{}`, pushed to {url}; get it with `git fetch {url} {}`",
+            b.branch, b.repo, b.branch
+        );
+    }
     let here = match (b.repo_path.canonicalize(), cwd.canonicalize()) {
         (Ok(a), Ok(c)) => a == c,
         _ => false,

@@ -82,7 +82,9 @@ pub fn remote_session_branches(url: &str, branch: &str) -> Result<Vec<(String, S
     let conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks()), None)
         .map_err(remote_error("connect to", url))?;
-    let heads = conn.list().map_err(remote_error("list the branches of", url))?;
+    let heads = conn
+        .list()
+        .map_err(remote_error("list the branches of", url))?;
     let full = format!("refs/heads/{branch}");
     let mut out: Vec<(String, String)> = heads
         .iter()
@@ -150,7 +152,9 @@ fn push(repo: &Repository, url: &str, updates: &[Update]) -> Result<()> {
                     *stale.borrow_mut() = Some(GitError::PushRejected {
                         branch: u.branch.clone(),
                         url: shown_url(url),
-                        expected: u.old.map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
+                        expected: u
+                            .old
+                            .map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
                         found: if p.src().is_zero() {
                             "nowhere".to_owned()
                         } else {

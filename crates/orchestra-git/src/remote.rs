@@ -152,7 +152,9 @@ fn same_remote(a: &str, b: &str) -> bool {
 
 /// Fetches every branch of the remote into `refs/remotes/origin/`.
 fn fetch(repo: &Repository, url: &str) -> Result<()> {
-    let mut remote = repo.find_remote(ORIGIN).map_err(remote_error("fetch from", url))?;
+    let mut remote = repo
+        .find_remote(ORIGIN)
+        .map_err(remote_error("fetch from", url))?;
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks()).prune(FetchPrune::On);
     let refspec = format!("+refs/heads/*:refs/remotes/{ORIGIN}/*");
@@ -190,7 +192,14 @@ pub fn start_remote_session(
     sync_clone(clone, url)?;
     let repo = Repository::open(clone).ctx("open repository", clone)?;
     let base = remote_default_tip(&repo, clone)?;
-    let made = restore_fork(clone, repo_name, pipeline, session, &base.to_string(), settings)?;
+    let made = restore_fork(
+        clone,
+        repo_name,
+        pipeline,
+        session,
+        &base.to_string(),
+        settings,
+    )?;
     push_branch(clone, url, &made.branch)?;
     Ok(made)
 }
@@ -249,9 +258,8 @@ pub fn reopen_remote_session(
     }
     for (name, tip) in remote_tips {
         found |= name == branch;
-        let worktree = (name == branch).then(|| {
-            session_worktree_path(&settings.worktrees_root(clone), session, repo_name)
-        });
+        let worktree = (name == branch)
+            .then(|| session_worktree_path(&settings.worktrees_root(clone), session, repo_name));
         follow_remote(&repo, clone, &name, tip, worktree.as_deref())?;
     }
     if let Some(sha) = last {
@@ -296,7 +304,11 @@ fn follow_remote(
     // A checked-out branch moves with its worktree's files and index.
     if let Some(dir) = worktree.filter(|d| d.exists())
         && let Ok(wt) = Repository::open(dir)
-        && wt.head().ok().and_then(|h| h.name().ok().map(str::to_owned)).as_deref()
+        && wt
+            .head()
+            .ok()
+            .and_then(|h| h.name().ok().map(str::to_owned))
+            .as_deref()
             == Some(&format!("refs/heads/{branch}"))
     {
         let target = wt.find_object(tip, None).ctx("find commit", dir)?;

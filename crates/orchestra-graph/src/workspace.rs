@@ -125,16 +125,20 @@ fn remote_url(
         diags.push(
             Diagnostic::error(format!("the `url:` of repository `{name}` is empty"))
                 .at(src, url.span)
-                .with_label("a git remote: a path to a bare repository, file://, ssh:// or https://"),
+                .with_label(
+                    "a git remote: a path to a bare repository, file://, ssh:// or https://",
+                ),
         );
         return None;
     }
     if !repo.write {
         diags.push(
-            Diagnostic::error(format!("repository `{name}` has `url:` but not `write: true`"))
-                .at(src, url.span)
-                .with_label("remotes are cloned for session branches only")
-                .with_help("set `write: true`, or give the local clone as `path:` instead"),
+            Diagnostic::error(format!(
+                "repository `{name}` has `url:` but not `write: true`"
+            ))
+            .at(src, url.span)
+            .with_label("remotes are cloned for session branches only")
+            .with_help("set `write: true`, or give the local clone as `path:` instead"),
         );
         return None;
     }

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    AgentWorktree, CommitInfo, Conflict, ConflictMode, GitError, GitSettings,
-    MergeOutcome, SessionRepo, commit_all, fork_worktree, head_sha, merge_back,
+    AgentWorktree, CommitInfo, Conflict, ConflictMode, GitError, GitSettings, MergeOutcome,
+    SessionRepo, commit_all, fork_worktree, head_sha, merge_back,
 };
 use orchestra_graph::Compiled;
 use orchestra_graph::state::State;
@@ -172,7 +172,11 @@ impl GitStep {
         for &i in &mine {
             let repo = &self.repos[i];
             if !forking.contains(&i) {
-                dirs.push((i, repo.session.worktree.clone(), repo.session.branch.clone()));
+                dirs.push((
+                    i,
+                    repo.session.worktree.clone(),
+                    repo.session.branch.clone(),
+                ));
                 continue;
             }
             let (sr, a, st) = (repo.session.clone(), agent.clone(), self.settings.clone());
@@ -398,7 +402,9 @@ impl StepHooks for GitStep {
                 if writers.len() >= 2 {
                     let forks = writers
                         .iter()
-                        .map(|a| AgentWorktree::describe(&repo.session, a, step, &self.settings).branch)
+                        .map(|a| {
+                            AgentWorktree::describe(&repo.session, a, step, &self.settings).branch
+                        })
                         .collect();
                     if let Err(e) = self.forget_forks(i, forks).await {
                         // Their commits are on the pushed session branch; cleanup removes them.

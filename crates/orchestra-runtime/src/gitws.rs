@@ -10,9 +10,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use orchestra_git::{
-    GitSettings, SessionRepo, ensure_excluded, fork_remote_session, open_session,
-    recover_session, reopen_remote_session, restore_fork, start_remote_session, start_session,
-    uncommitted_files,
+    GitSettings, SessionRepo, ensure_excluded, fork_remote_session, open_session, recover_session,
+    reopen_remote_session, restore_fork, start_remote_session, start_session, uncommitted_files,
 };
 use orchestra_graph::Compiled;
 use orchestra_store::{SessionRecord, SessionStatus};
@@ -126,7 +125,9 @@ impl GitWorkspace {
                     (Some(sha), Some(url)) => {
                         fork_remote_session(&path, url, &name, &pipeline, &sid, &sha, &st)
                     }
-                    (None, Some(url)) => start_remote_session(&path, url, &name, &pipeline, &sid, &st),
+                    (None, Some(url)) => {
+                        start_remote_session(&path, url, &name, &pipeline, &sid, &st)
+                    }
                     (Some(sha), None) => restore_fork(&path, &name, &pipeline, &sid, &sha, &st),
                     (None, None) => start_session(&path, &name, &pipeline, &sid, &st),
                 };
@@ -213,10 +214,14 @@ impl GitWorkspace {
     pub fn branches(&self) -> Vec<crate::outcome::SessionBranch> {
         self.repos
             .iter()
-            .map(|r| crate::outcome::SessionBranch {
+            .zip(&self.remotes)
+            .map(|(r, remote)| crate::outcome::SessionBranch {
                 repo: r.repo_name.clone(),
                 repo_path: r.repo_path.clone(),
                 branch: r.branch.clone(),
+                url: remote
+                    .as_ref()
+                    .map(|(url, _)| orchestra_git::shown_url(url)),
             })
             .collect()
     }

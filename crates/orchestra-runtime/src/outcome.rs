@@ -246,6 +246,9 @@ pub struct SessionBranch {
     pub repo_path: PathBuf,
     /// The branch, `{prefix}{pipeline}/{session}`.
     pub branch: String,
+    /// The remote it is pushed to, for a repository with `url:` (`repo_path` is then this
+    /// process's clone); a password in it shown as `***`.
+    pub url: Option<String>,
 }
 
 #[cfg(test)]

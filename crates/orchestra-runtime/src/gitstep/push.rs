@@ -23,7 +23,11 @@ impl GitStep {
 
     /// Deletes the merged forks' branches of repository `idx` from its remote (their commits are
     /// on the session branch, pushed first).
-    pub(super) async fn forget_forks(&self, idx: usize, branches: Vec<String>) -> Result<(), Failure> {
+    pub(super) async fn forget_forks(
+        &self,
+        idx: usize,
+        branches: Vec<String>,
+    ) -> Result<(), Failure> {
         let repo = &self.repos[idx];
         let Some(url) = repo.url.clone() else {
             return Ok(());

@@ -55,7 +55,6 @@ pub(super) fn has_conflicts(state: &State) -> bool {
         .is_some_and(|a| !a.is_empty())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
