@@ -73,6 +73,14 @@ pub enum McpError {
         /// What happened.
         detail: String,
     },
+    /// It stopped again after it was started again once in this drive.
+    #[error(
+        "MCP server `{server}` stopped again after it was restarted; it is not started again in this drive"
+    )]
+    StoppedAgain {
+        /// The server.
+        server: String,
+    },
     /// An agent names a tool the server does not have.
     #[error("MCP server `{server}` has no tool `{tool}`{hint}")]
     UnknownTool {
@@ -83,6 +91,34 @@ pub enum McpError {
         /// "did you mean ...?" and the tools it has.
         hint: String,
     },
+}
+
+impl McpError {
+    /// The message without the end of the server's stderr (one line, for a tool's description
+    /// or a system prompt).
+    pub fn brief(&self) -> String {
+        match self {
+            McpError::StartTimeout {
+                server, timeout, ..
+            } => McpError::StartTimeout {
+                server: server.clone(),
+                timeout: *timeout,
+                stderr: String::new(),
+            }
+            .to_string(),
+            McpError::Initialize { server, detail, .. } => McpError::Initialize {
+                server: server.clone(),
+                detail: detail.clone(),
+                stderr: String::new(),
+            }
+            .to_string(),
+            other => other.to_string(),
+        }
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+    }
 }
 
 fn stderr_note(stderr: &str) -> String {

@@ -207,13 +207,15 @@ impl Harness {
                     call.agent
                 )));
             };
+            let system = self.system_prompt(call.agent_idx, call)?;
+            let (tools, system) = self.agent_tools(call, plan, system).await?;
             let mut req = ChatRequest {
                 agent: Arc::clone(&call.agent),
                 run_index: call.run_index,
                 model: Arc::clone(&plan.model),
-                system: self.system_prompt(call.agent_idx, call)?,
+                system,
                 messages: vec![Message::user(kickoff(agent.output_schema.as_deref()))],
-                tools: self.agent_tools(call, plan).await?,
+                tools,
                 max_tokens: plan.max_tokens,
                 temperature: plan.temperature,
                 workdir: call.workdir.clone(),

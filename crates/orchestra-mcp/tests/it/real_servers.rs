@@ -40,7 +40,8 @@ fn server_everything_tools_results_errors_and_timeouts() {
             ])
             .await
             .unwrap();
-        let got: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        assert!(defs.unavailable.is_empty(), "{defs:?}");
+        let got: Vec<&str> = defs.tools.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(got, ["every:get-sum", "every:echo"]);
         let e = s
             .definitions(&[("every".into(), "ecko".into())])
@@ -129,7 +130,7 @@ fn server_filesystem_reads_and_lists_a_temp_dir() {
     rt().block_on(async {
         let defs = s.definitions(&[("fs".into(), "*".into())]).await.unwrap();
         assert!(
-            defs.iter().any(|d| d.name == "fs:read_text_file"),
+            defs.tools.iter().any(|d| d.name == "fs:read_text_file"),
             "{defs:?}"
         );
         let path = tmp.path().join("notes.txt");
@@ -175,7 +176,7 @@ fn python_time_server_converts_time() {
             .definitions(&[("time".into(), "convert_time".into())])
             .await
             .unwrap();
-        assert_eq!(defs[0].name, "time:convert_time");
+        assert_eq!(defs.tools[0].name, "time:convert_time");
         let (text, err) = s
             .call(
                 "time",

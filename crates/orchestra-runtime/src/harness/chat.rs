@@ -220,8 +220,8 @@ impl Harness {
         } else {
             plan.timeout
         };
-        let offered = match self.agent_tools(call, plan).await {
-            Ok(tools) => tools,
+        let (offered, system) = match self.agent_tools(call, plan, Arc::clone(system)).await {
+            Ok(found) => found,
             Err(e) => return Err(RoundError::Model(e.to_string())),
         };
         let round = async {
@@ -232,7 +232,7 @@ impl Harness {
                     agent: Arc::clone(&call.agent),
                     run_index: call.run_index,
                     model: Arc::clone(&plan.model),
-                    system: Arc::clone(system),
+                    system: Arc::clone(&system),
                     messages,
                     tools: offered.clone(),
                     max_tokens: plan.max_tokens,

@@ -21,16 +21,21 @@ impl Harness {
         self
     }
 
-    /// The tools offered to the model in this run: the plan's, then its MCP tools. A server
-    /// that cannot start (or lacks a named tool) fails the run, naming the server: node
-    /// retries and `on_error` apply, and the next attempt starts it again.
+    /// The tools offered to the model in this run, the plan's then its MCP tools, and the
+    /// system prompt to send with them. An MCP server that cannot start does not fail the run:
+    /// its tools named `SERVER:TOOL` are offered as stand-ins whose calls return the start
+    /// failure (traced like any failed call), a `SERVER:*` gives no tools, and the prompt gets
+    /// one line per such server saying it is unavailable; the first run that finds it so
+    /// emits a warning. A tool a running server lacks fails the run, naming it (node retries
+    /// and `on_error` apply).
     pub(super) async fn agent_tools(
         &self,
         call: &NodeCall,
         plan: &AgentPlan,
-    ) -> Result<Vec<ToolDef>, NodeError> {
+        system: Arc<str>,
+    ) -> Result<(Vec<ToolDef>, Arc<str>), NodeError> {
         if plan.mcp.is_empty() {
-            return Ok(plan.tools.clone());
+            return Ok((plan.tools.clone(), system));
         }
         let Some(servers) = &self.mcp else {
             return Err(NodeError::Fatal(format!(
@@ -41,20 +46,34 @@ impl Harness {
         // Boxed: starting a server is a large future (the MCP client's), and this one is
         // part of every running agent's, MCP or not (9.6 KB each, 9.6 MB over a 1000-agent
         // fan-out, when it was inline).
-        match Box::pin(servers.definitions(&plan.mcp)).await {
-            Ok(mcp) => {
-                let mut tools = plan.tools.clone();
-                tools.extend(mcp);
-                Ok(tools)
-            }
+        let found = match Box::pin(servers.definitions(&plan.mcp)).await {
+            Ok(found) => found,
             Err(e) => {
                 let message = format!("agent `{}`: {e}", call.agent);
                 self.events.emit(Event::Warning {
                     message: message.clone(),
                 });
-                Err(NodeError::Retryable(message))
+                return Err(NodeError::Retryable(message));
             }
+        };
+        let mut tools = plan.tools.clone();
+        tools.extend(found.tools);
+        if found.unavailable.is_empty() {
+            return Ok((tools, system));
         }
+        let mut prompt = format!("{system}\n");
+        for u in &found.unavailable {
+            if u.new {
+                self.events.emit(Event::Warning {
+                    message: format!(
+                        "agent `{}` goes on without the tools of MCP server `{}`, unavailable for the rest of this drive: {}",
+                        call.agent, u.server, u.error
+                    ),
+                });
+            }
+            prompt.push_str(&unavailable_note(&u.server, &u.error.brief()));
+        }
+        Ok((tools, Arc::from(prompt)))
     }
 
     /// Runs one tool call; (content, is_error). A tool not `offered` to the model, bad
@@ -92,4 +111,9 @@ impl Harness {
         let out = tools.call(name, input).await;
         (out.content, out.is_error)
     }
+}
+
+/// The system prompt's line about an MCP server that is unavailable.
+fn unavailable_note(server: &str, why: &str) -> String {
+    format!("\nNote: the tools of MCP server `{server}` are unavailable in this run ({why}).")
 }
