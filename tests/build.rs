@@ -11,6 +11,14 @@
 //! (`@modelcontextprotocol/conformance`) and the Node.js 22 it needs (npm's `node` package) under
 //! `~/.cache/orchestra-test/conformance` once; this writes `OUT_DIR/conformance.rs`: the test, or
 //! the test marked ignored with the reason the install failed.
+//!
+//! The test that drives `orchestra mcp` with the official MCP Python SDK needs it: installed
+//! here on first use (`python3 -m venv` and `pip install mcp==PY_MCP jsonschema`) into a venv
+//! cached in `~/.cache/orchestra-test/py-mcp`, one install at a time under a file lock. This
+//! writes `OUT_DIR/py_mcp.rs`: the test with the venv's python, or ignored with the reason.
+//!
+//! With `CI` set (not empty), a browser or SDK that cannot be had fails the build, naming why:
+//! on CI every test runs, none is ignored for want of something.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,6 +45,7 @@ fn main() {
             format!("browser_test!(found {:?});\n", path.display().to_string())
         }
         Err(why) => {
+            missing_on_ci("a headless Chromium", &why);
             // A path that does not exist: cargo runs this again on every build, so the next
             // build tries the install again.
             println!("cargo::rerun-if-changed=/usr/bin/chromium");
@@ -48,6 +57,123 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("chromium.rs"), test).expect("OUT_DIR is writable");
     std::fs::write(out.join("conformance.rs"), conformance()).expect("OUT_DIR is writable");
+
+    println!("cargo::rerun-if-env-changed=HOME");
+    println!("cargo::rustc-check-cfg=cfg(py_mcp_missing)");
+    let test = match python_mcp_sdk() {
+        Ok(python) => {
+            println!("cargo::rustc-env=ORCHESTRA_TEST_PY_MCP={}", python.display());
+            // Run again (and reinstall) when the venv goes away.
+            println!("cargo::rerun-if-changed={}", python.display());
+            format!(
+                "python_sdk_test!(found {:?});\n",
+                python.display().to_string()
+            )
+        }
+        Err(why) => {
+            missing_on_ci("the MCP Python SDK", &why);
+            println!("cargo::rustc-cfg=py_mcp_missing");
+            // Its marker does not exist: the next build tries the install again.
+            println!(
+                "cargo::rerun-if-changed={}",
+                cache_dir().join("py-mcp").join(ready_marker()).display()
+            );
+            println!("cargo::warning=the MCP Python SDK test of `orchestra mcp` is ignored: {why}");
+            format!(
+                "python_sdk_test!(ignored {:?});\n",
+                format!("the MCP Python SDK cannot be installed here: {why}")
+            )
+        }
+    };
+    std::fs::write(out.join("py_mcp.rs"), test).expect("OUT_DIR is writable");
+}
+
+/// On CI (`CI` set and not empty) a test must not be ignored for want of `what`: the build
+/// fails, naming why it is missing.
+fn missing_on_ci(what: &str, why: &str) {
+    println!("cargo::rerun-if-env-changed=CI");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        eprintln!("error: CI is set, and the tests need {what}: {why}");
+        std::process::exit(1);
+    }
+}
+
+/// Where installs are cached: `~/.cache/orchestra-test` (or the temp dir's `orchestra-test`
+/// without a HOME).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| Path::new(&h).join(".cache/orchestra-test"))
+        .unwrap_or_else(|| std::env::temp_dir().join("orchestra-test"))
+}
+
+/// The MCP Python SDK version `tests/mcp/client.py` is written for.
+const PY_MCP: &str = "2.3.0";
+
+/// The file that says the venv holds this SDK version.
+fn ready_marker() -> String {
+    format!(".ready-{PY_MCP}")
+}
+
+/// The python of a venv with the MCP Python SDK (and `jsonschema`), installed once per
+/// machine under a lock that parallel builds share; or why it could not be.
+fn python_mcp_sdk() -> Result<PathBuf, String> {
+    let dir = cache_dir().join("py-mcp");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lock_path = dir.join(".lock");
+    let lock = File::create(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let python = dir.join("venv/bin/python");
+    let ready = dir.join(ready_marker());
+    if ready.exists() && python.exists() {
+        return Ok(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {what}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = said
+            .lines()
+            .rev()
+            .filter(|l| !l.trim().is_empty())
+            .take(3)
+            .collect();
+        Err(format!(
+            "`{what}` failed ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ))
+    };
+    run(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(dir.join("venv")),
+        "python3 -m venv",
+    )?;
+    let sdk = format!("mcp=={PY_MCP}");
+    run(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &sdk,
+            "jsonschema",
+        ]),
+        &format!("pip install {sdk} jsonschema"),
+    )?;
+    File::create(&ready).map_err(|e| format!("cannot create {}: {e}", ready.display()))?;
+    println!(
+        "cargo::warning=installed the MCP Python SDK ({sdk}, pip) for the `orchestra mcp` test"
+    );
+    Ok(python)
 }
 
 /// The MCP conformance test, its suite installed by `.ci/mcp-conformance install`; or the test
@@ -124,9 +250,7 @@ fn install() -> Result<(), String> {
             return Err("chromium is missing, and installing it needs root or sudo".to_owned());
         }
     };
-    let dir = std::env::var_os("HOME")
-        .map(|h| Path::new(&h).join(".cache/orchestra-test"))
-        .unwrap_or_else(|| std::env::temp_dir().join("orchestra-test"));
+    let dir = cache_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let lock_path = dir.join("apt.lock");
     let lock = File::create(&lock_path)

@@ -1,10 +1,10 @@
 //! `orchestra mcp`, driven by MCP clients: the official Python SDK (`mcp` on PyPI, which nobody
-//! here wrote), installed on first use into a cached venv (`~/.cache/orchestra-test/py-mcp`,
-//! under a file lock), runs `tests/mcp/client.py` against the real binary; and JSON-RPC lines
+//! here wrote), installed by `tests/build.rs` into a cached venv
+//! (`~/.cache/orchestra-test/py-mcp`; the test is ignored with the reason when it cannot be),
+//! runs `tests/mcp/client.py` against the real binary; and JSON-RPC lines
 //! written here reach a session a live process drives through its attach socket, then resume
 //! it paused, and close stdin to end the server — whose stdout carries nothing but protocol.
 
-use std::fs::File;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -16,87 +16,37 @@ use serde_json::{Value, json};
 use super::common::{PATIENCE, tests_dir, wait_until};
 use super::readme::Repo;
 
-/// The MCP Python SDK version the client script is written for.
-const PY_MCP: &str = "2.3.0";
-
-/// The venv's python with the SDK (and `jsonschema`), installed once per machine, or why it
-/// could not be.
-fn python_sdk() -> Result<PathBuf, String> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = home.join(".cache/orchestra-test/py-mcp");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // One installer at a time: test binaries run in parallel.
-    let lock = File::create(dir.join(".lock")).map_err(|e| e.to_string())?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
-    let python = dir.join("venv/bin/python");
-    let ready = dir.join(format!(".ready-{PY_MCP}"));
-    if ready.exists() && python.exists() {
-        return Ok(python);
-    }
-    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {what}: {e}"))?;
-        if out.status.success() {
-            return Ok(());
+/// The test with the python of the MCP Python SDK's venv that `tests/build.rs` found or
+/// installed, or ignored with the reason it could not (run with `--ignored`, it fails with
+/// that reason).
+macro_rules! python_sdk_test {
+    (found $python:literal) => {
+        #[test]
+        fn the_python_sdk_compiles_runs_forks_follows_and_answers_a_human_review() {
+            python_sdk_drives_orchestra(Path::new($python));
         }
-        let said = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = said.lines().rev().take(5).collect();
-        Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ))
     };
-    run(
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(dir.join("venv")),
-        "python3 -m venv",
-    )?;
-    run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("mcp=={PY_MCP}"),
-            "jsonschema",
-        ]),
-        &format!("pip install mcp=={PY_MCP}"),
-    )?;
-    File::create(&ready).map_err(|e| e.to_string())?;
-    Ok(python)
+    (ignored $why:literal) => {
+        #[test]
+        #[ignore = $why]
+        fn the_python_sdk_compiles_runs_forks_follows_and_answers_a_human_review() {
+            panic!("{}", $why);
+        }
+    };
 }
 
-/// The SDK, or `None` when it cannot be installed here (the test then says it is skipped, with
-/// the reason; on CI, where PyPI is reachable, that is a failure).
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test says so, with the reason"
-)]
-pub(super) fn python_or_skip(test: &str) -> Option<PathBuf> {
-    match python_sdk() {
-        Ok(p) => Some(p),
-        Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipped: {test}: the MCP Python SDK cannot be installed here: {why}");
-            None
-        }
-        Err(why) => panic!("the MCP Python SDK cannot be installed: {why}"),
-    }
+include!(concat!(env!("OUT_DIR"), "/py_mcp.rs"));
+
+/// The python of the MCP Python SDK's venv that `tests/build.rs` found or installed. A test that
+/// calls it carries `#[cfg_attr(py_mcp_missing, ignore = ...)]`: without the SDK it is ignored.
+pub(super) fn sdk_python() -> PathBuf {
+    PathBuf::from(
+        option_env!("ORCHESTRA_TEST_PY_MCP")
+            .expect("tests/build.rs sets ORCHESTRA_TEST_PY_MCP, or py_mcp_missing"),
+    )
 }
 
-#[test]
-fn the_python_sdk_compiles_runs_follows_and_answers_a_human_review() {
-    let Some(python) =
-        python_or_skip("the_python_sdk_compiles_runs_follows_and_answers_a_human_review")
-    else {
-        return;
-    };
+fn python_sdk_drives_orchestra(python: &Path) {
     let repo = client_project();
     let out = repo
         .env(&mut Command::new(python))

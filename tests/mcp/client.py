@@ -9,8 +9,11 @@ connects to an `orchestra mcp --http` serving PROJECT_DIR over streamable HTTP (
 PROJECT_DIR is a git repository holding pipelines/pr-review.yaml, pipelines/plan-with-human.yaml,
 pipelines/broken.yaml (a pr-review with an unknown agent) and what they use. The script lists
 the tools and checks their schemas, compiles pipelines, runs pr-review and follows it to its end,
-then takes plan-with-human through its human review (a question, a rejection, an approval) with
-answer_session, and checks the failures are tool errors with the CLI's text. Every structured
+forks it at checkpoints (replay_session, with an edited pipeline and state), resumes a stopped run
+with an edited pipeline and state, then takes plan-with-human through its human review (a
+question, a rejection, an approval) with answer_session, and checks the failures are tool errors
+with the CLI's text. It writes pipelines/edited.yaml (pr-review with another personality for the
+critic). Every structured
 result is validated against the tool's output schema. It prints `ok: N checks` at the end and
 exits non-zero on the first failed check.
 """
@@ -34,6 +37,7 @@ TOOLS = {
     "list_sessions": [],
     "show_session": ["session"],
     "resume_session": ["session"],
+    "replay_session": ["session", "checkpoint"],
     "answer_session": ["session", "text"],
 }
 PATIENCE = 60.0
@@ -154,14 +158,70 @@ async def main(binary, project, url=None, token=None, quick=False):
         check(row["status"] == "completed" and row["pipeline"] == "pr-review", json.dumps(row))
         check(row["tokens_in"] > 0 and row["steps"] >= 4, json.dumps(row))
 
-        # A stopped run, resumed.
+        # Forks, as `orchestra replay`: refused edits and checkpoints are the CLI's errors.
+        review = open(os.path.join(project, "pipelines/pr-review.yaml")).read()
+        edited = review.replace("    personality: skeptical\n    task: critique-findings",
+                                "    personality: blunt\n    task: critique-findings", 1)
+        check(edited != review, "pr-review changed shape")
+        with open(os.path.join(project, "pipelines/edited.yaml"), "w") as f:
+            f.write(edited)
+        far = await o.fail("replay_session", {"session": sid, "checkpoint": 99})
+        check(far.startswith("error: ") and "99" in far, far)
+        unknown = await o.fail("replay_session", {"session": sid, "checkpoint": 1, "set": {"nosuch": 1}})
+        check(unknown.startswith("error: ") and "--set nosuch: the pipeline has no state field `nosuch`" in unknown,
+              unknown)
+        nofile = await o.fail("replay_session", {"session": sid, "checkpoint": 1, "pipeline": "pipelines/nope.yaml"})
+        check("cannot read `pipelines/nope.yaml`" in nofile, nofile)
+        fork = await o.call("replay_session", {"session": sid, "checkpoint": 1, "no_run": True,
+                                               "pipeline": "pipelines/edited.yaml", "set": {"critique": "from MCP"}})
+        check(fork["parent"] == sid and fork["checkpoint"] == 1 and fork["session"] != sid, json.dumps(fork))
+        check(fork["started"] is None and fork["session"] in fork["next"], json.dumps(fork))
+        check(any("critic" in c for c in fork["changes"]), json.dumps(fork["changes"]))
+        shown = await o.call("show_session", {"session": fork["session"]})
+        check(shown["session"]["parent_session"] == sid and shown["session"]["parent_checkpoint"] == 1,
+              json.dumps(shown["session"]))
+        check(shown["session"]["status"] not in ("running", "completed"), json.dumps(shown["session"]))
+        check(shown["state"].get("critique") == "from MCP", json.dumps(shown["state"]))
+        again = await o.call("resume_session", {"session": fork["session"]})
+        check(again["session"] == fork["session"], json.dumps(again))
+        done = await o.until_settled(fork["session"])
+        check(done["session"]["status"] == "completed", json.dumps(done["session"]))
+        fork = await o.call("replay_session", {"session": sid, "checkpoint": 2})
+        check(fork["started"] is not None and fork["started"]["session"] == fork["session"], json.dumps(fork))
+        check(fork["changes"] == [], json.dumps(fork))
+        done = await o.until_settled(fork["session"])
+        check(done["session"]["status"] == "completed", json.dumps(done["session"]))
+        check(done["session"]["parent_checkpoint"] == 2, json.dumps(done["session"]))
+
+        # A stopped run, resumed: first with refused edits (the CLI's text; nothing changes),
+        # then with an edited pipeline and state, as `--pipeline` and `--set`.
         started = await o.call("run_pipeline", {"pipeline": "pipelines/pr-review.yaml", "max_steps": 1})
         stopped = await o.until_settled(started["session"])
         check(stopped["session"]["status"] == "stopped", json.dumps(stopped["session"]))
-        again = await o.call("resume_session", {"session": started["session"]})
+        unknown = await o.fail("resume_session", {"session": started["session"], "set": {"nosuch": 1}})
+        check(unknown.startswith("error: ") and "--set nosuch: the pipeline has no state field `nosuch`" in unknown,
+              unknown)
+        badvalue = await o.fail("resume_session", {"session": started["session"], "set": {"verdict": 3}})
+        check("--set verdict=3: state field `verdict`" in badvalue, badvalue)
+        nofile = await o.fail("resume_session", {"session": started["session"], "pipeline": "pipelines/nope.yaml"})
+        check("cannot read `pipelines/nope.yaml`" in nofile, nofile)
+        same = await o.call("show_session", {"session": started["session"]})
+        check(same["session"]["checkpoints"] == stopped["session"]["checkpoints"], "a refused edit changed nothing")
+        again = await o.call("resume_session", {"session": started["session"], "pipeline": "pipelines/edited.yaml",
+                                                "set": {"critique": "from MCP"}})
         check(again["session"] == started["session"], json.dumps(again))
         resumed = await o.until_settled(started["session"])
         check(resumed["session"]["status"] == "completed", json.dumps(resumed["session"]))
+        log = open(os.path.join(project, again["log"])).read()
+        check("pipeline pipelines/edited.yaml (changes from the session's pipeline" in log and
+              "set critique = " in log, log)
+        steps = [c["step"] for c in resumed["session"]["checkpoints"]]
+        edits = []
+        for step in steps:
+            at = await o.call("show_session", {"session": started["session"], "checkpoint": step})
+            if at["state"].get("critique") == "from MCP":
+                edits.append(step)
+        check(edits, f"no checkpoint of {steps} holds the edited critique")
         done = await o.fail("resume_session", {"session": started["session"]})
         check(done.startswith(f"error: session `{started['session']}` is already completed"), done)
 

@@ -1,11 +1,13 @@
 //! `orchestra mcp`: orchestra itself as an MCP server over stdio, or streamable HTTP with
-//! `--http` (the official Rust SDK, `rmcp`), so an IDE or a coding agent drives pipelines: compile one, start a run (detached),
-//! list sessions and show one, resume one, and answer a paused human turn. Over stdio, stdout
-//! carries the protocol only; logs go to stderr.
+//! `--http` (the official Rust SDK, `rmcp`), so an IDE or a coding agent drives pipelines:
+//! compile one, start a run (detached), list sessions and show one, resume one, fork one at a
+//! checkpoint, and answer a paused human turn. Over stdio, stdout carries the protocol only;
+//! logs go to stderr.
 
 mod answer;
 mod detached;
 mod http;
+mod replay;
 mod server;
 mod types;
 
@@ -25,9 +27,10 @@ use crate::exit;
 /// over stdio, or over streamable HTTP with `--http`.
 ///
 /// Tools: `compile_pipeline`, `run_pipeline` (detached: returns the session id at once),
-/// `list_sessions`, `show_session`, `resume_session` (detached) and `answer_session` (a line
-/// for a paused interactive agent: a message, `/approve` or `/reject`). Their inputs and outputs
-/// have JSON Schemas; a failure is a tool error with the text the CLI prints for it.
+/// `list_sessions`, `show_session`, `resume_session` (detached; `pipeline` and `set` as
+/// `--pipeline` and `--set`), `replay_session` (a fork at a checkpoint, run detached unless
+/// `no_run`) and `answer_session` (a line for a paused interactive agent: a message,
+/// `/approve` or `/reject`). Their inputs and outputs have JSON Schemas; a failure is a tool error with the text the CLI prints for it.
 ///
 /// Runs and resumes are `orchestra run` / `orchestra resume` processes of their own (own
 /// process group): they go on when the server exits. Their output goes to

@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::detached::{self, Drive};
 use super::types::{
     AnswerParams, Answered, ChatLineOut, ChatOut, CompileParams, Compiled, DiagnosticOut,
-    ListParams, ResumeParams, RunParams, SessionList, ShowOut, ShowParams, Started,
+    Forked, ListParams, ReplayParams, ResumeParams, RunParams, SessionList, ShowOut, ShowParams,
+    Started,
 };
 use crate::cli::Ctx;
 use crate::cmd::{show, status};
@@ -175,7 +176,7 @@ impl Orchestra {
     }
 
     #[tool(
-        description = "Resume an interrupted, failed, stopped or paused session from its last checkpoint, detached: an `orchestra resume` process of its own drives it. Returns as soon as the drive started; follow it with show_session."
+        description = "Resume an interrupted, failed, stopped or paused session from its last checkpoint, detached: an `orchestra resume` process of its own drives it. With `pipeline` it goes on with that (edited) pipeline file, with `set` it sets state fields first (as `--pipeline` and `--set`). Returns as soon as the drive started; follow it with show_session."
     )]
     async fn resume_session(&self, Parameters(p): Parameters<ResumeParams>) -> Result<Json<Started>, String> {
         let db = self.session_db()?;
@@ -186,6 +187,12 @@ impl Orchestra {
             "--db".into(),
             db.clone().into(),
         ];
+        if let Some(pipeline) = p.pipeline {
+            args.extend(["--pipeline".into(), pipeline.into()]);
+        }
+        for (field, value) in &p.set {
+            args.extend(["--set".into(), format!("{field}={value}").into()]);
+        }
         limit_args(&mut args, p.max_steps, p.max_tokens, p.max_cost);
         let drive = Drive {
             command: "resume",
@@ -199,6 +206,13 @@ impl Orchestra {
     }
 
     #[tool(
+        description = "Fork a session at one of its checkpoints, as `orchestra replay` does: the new session starts with that checkpoint's state (edited with `set`, and going on with the pipeline file `pipeline` when given) and new branches and worktrees at its commits; the original is not changed. Unless `no_run`, the fork then runs detached (an `orchestra resume` process of its own). Returns the new session's id; follow it with show_session."
+    )]
+    async fn replay_session(&self, Parameters(p): Parameters<ReplayParams>) -> Result<Json<Forked>, String> {
+        super::replay::replay(self, p).await.map(Json)
+    }
+
+    #[tool(
         description = "Answer a session's interactive agent with one line, as a human in `orchestra attach`: a message for the agent, or `/approve`, `/reject` or `/done` (with an optional comment) to end the chat. A paused session is resumed by a detached `orchestra resume` with the line (it pauses again when the agent next waits for a human); a session another process runs takes the line through its attach socket, and the agent's replies come back."
     )]
     async fn answer_session(&self, Parameters(p): Parameters<AnswerParams>) -> Result<Json<Answered>, String> {
@@ -208,7 +222,7 @@ impl Orchestra {
 
 #[tool_handler(
     name = "orchestra",
-    instructions = "Orchestra runs declarative multi-agent pipelines (YAML) with checkpoints. compile_pipeline checks a pipeline; run_pipeline starts one and returns the session id; show_session follows a session (status, state, node runs, a paused chat); answer_session gives a paused interactive agent a human line (/approve, /reject or a message); resume_session continues a stopped, failed or interrupted session; list_sessions lists them."
+    instructions = "Orchestra runs declarative multi-agent pipelines (YAML) with checkpoints. compile_pipeline checks a pipeline; run_pipeline starts one and returns the session id; show_session follows a session (status, state, node runs, a paused chat); answer_session gives a paused interactive agent a human line (/approve, /reject or a message); resume_session continues a stopped, failed or interrupted session (optionally with an edited pipeline or state); replay_session forks one at a checkpoint; list_sessions lists them."
 )]
 impl ServerHandler for Orchestra {}
 
@@ -261,7 +275,7 @@ pub(super) fn runtime_failure(e: &RuntimeError) -> String {
 }
 
 /// `--max-steps N`, `--max-tokens N`, `--max-cost USD` for the limits given.
-fn limit_args(
+pub(super) fn limit_args(
     args: &mut Vec<OsString>,
     steps: Option<u32>,
     tokens: Option<u64>,

@@ -88,6 +88,16 @@ pub(crate) struct RunParams {
 pub(crate) struct ResumeParams {
     /// The session id, or a unique prefix of it or of its random tail.
     pub(crate) session: String,
+    /// Go on with this pipeline file (relative to the server's directory) instead of the one
+    /// stored with the session (`--pipeline`); the session keeps it from then on. An agent
+    /// that ran or is due to run and was removed, or a state field whose value no longer fits,
+    /// is refused and nothing changes.
+    #[serde(default)]
+    pub(crate) pipeline: Option<String>,
+    /// State fields to set before going on, each the whole value as JSON (`--set FIELD=JSON`),
+    /// checked against the field's type.
+    #[serde(default)]
+    pub(crate) set: Map<String, Value>,
     /// Stop once the session has made this many steps in all (`--max-steps`).
     #[serde(default)]
     pub(crate) max_steps: Option<u32>,
@@ -99,6 +109,57 @@ pub(crate) struct ResumeParams {
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub(crate) max_cost: Option<f64>,
+}
+
+/// `replay_session`'s input.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayParams {
+    /// The session to fork: its id, or a unique prefix of it or of its random tail.
+    pub(crate) session: String,
+    /// The checkpoint to fork at (0 is the initial state, N the state after step N;
+    /// show_session lists them).
+    pub(crate) checkpoint: u64,
+    /// Go on with this pipeline file (relative to the server's directory) instead of the one
+    /// of that checkpoint (`--pipeline`).
+    #[serde(default)]
+    pub(crate) pipeline: Option<String>,
+    /// State fields to set in the fork, each the whole value as JSON (`--set FIELD=JSON`),
+    /// checked against the field's type.
+    #[serde(default)]
+    pub(crate) set: Map<String, Value>,
+    /// Only create the fork (state and worktrees); run it later with resume_session
+    /// (`--no-run`).
+    #[serde(default)]
+    pub(crate) no_run: bool,
+    /// Stop once the fork has made this many steps in all (`--max-steps`).
+    #[serde(default)]
+    pub(crate) max_steps: Option<u32>,
+    /// Stop once the fork has spent this many tokens in all (`--max-tokens`).
+    #[serde(default)]
+    pub(crate) max_tokens: Option<u64>,
+    /// Stop once the fork's model calls have cost this many US dollars in all (`--max-cost`).
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub(crate) max_cost: Option<f64>,
+}
+
+/// `replay_session`'s output.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Forked {
+    /// The new session's id.
+    pub(crate) session: String,
+    /// The session it was forked from (its full id).
+    pub(crate) parent: String,
+    /// The checkpoint it was forked at.
+    pub(crate) checkpoint: u64,
+    /// What the edited pipeline changes from the one of that checkpoint (empty without
+    /// `pipeline`).
+    pub(crate) changes: Vec<String>,
+    /// The process running the fork (`orchestra resume NEW_ID`); none with `no_run`.
+    pub(crate) started: Option<Started>,
+    /// What to do next.
+    pub(crate) next: String,
 }
 
 /// What `run_pipeline`, `resume_session` and `answer_session` (of a paused session) started.
