@@ -30,7 +30,8 @@ use crate::exit;
 /// `list_sessions`, `show_session`, `resume_session` (detached; `pipeline` and `set` as
 /// `--pipeline` and `--set`), `replay_session` (a fork at a checkpoint, run detached unless
 /// `no_run`) and `answer_session` (a line for a paused interactive agent: a message,
-/// `/approve` or `/reject`). Their inputs and outputs have JSON Schemas; a failure is a tool error with the text the CLI prints for it.
+/// `/approve` or `/reject`). Their inputs and outputs have JSON Schemas; a failure is a tool
+/// error with the text the CLI prints for it.
 ///
 /// Runs and resumes are `orchestra run` / `orchestra resume` processes of their own (own
 /// process group): they go on when the server exits. Their output goes to
