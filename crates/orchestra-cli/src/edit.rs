@@ -27,7 +27,7 @@ pub(crate) struct EditArgs {
     /// Set a state field before going on, as FIELD=JSON (repeatable): the whole value, whatever
     /// the field's reducer, checked against its type (`--set verdict='"approve"'`, `--set
     /// notes='["a"]'`). Edges already routed at the checkpoint are not routed again.
-    #[arg(long = "set", value_name = "FIELD=JSON", value_parser = parse_set)]
+    #[arg(long = "set", value_name = "FIELD=JSON", value_parser = orchestra_runtime::parse_set)]
     set: Vec<(String, Value)>,
 }
 
@@ -53,22 +53,6 @@ impl EditArgs {
             set: self.set.clone(),
         }))
     }
-}
-
-/// Parses `FIELD=JSON` (of `--set`); a value that is not JSON is refused with the parser's
-/// message and position.
-fn parse_set(s: &str) -> Result<(String, Value), String> {
-    let Some((field, json)) = s.split_once('=') else {
-        return Err(format!("expected FIELD=JSON, got `{s}`"));
-    };
-    let field = field.trim();
-    if field.is_empty() {
-        return Err(format!("expected FIELD=JSON, got `{s}`"));
-    }
-    let value = serde_json::from_str(json).map_err(|e| {
-        format!("the value of `{field}` is not JSON ({e}): `{json}`; a string is quoted: {field}='\"text\"'")
-    })?;
-    Ok((field.to_owned(), value))
 }
 
 /// Prints what `edit` changes (to stderr), as checked against checkpoint `check.step`.
@@ -152,7 +136,7 @@ pub(crate) fn edit_label(meta: &serde_json::Map<String, Value>, step: u64) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::parse_set;
+    use orchestra_runtime::parse_set;
     use serde_json::json;
 
     #[test]

@@ -112,6 +112,28 @@ pub(crate) fn socket_anchor(db: &Path, root: &Path) -> PathBuf {
     }
 }
 
+/// How `command` (`orchestra mcp`, `orchestra ui`) starts drives of sessions of `db` detached
+/// (this executable, in `cwd`), their logs and event files in `DIR/` beside the database (for a
+/// database on a server, in the project's `.orchestra/`).
+pub(crate) fn launcher(
+    db: &Path,
+    cwd: &Path,
+    dir: &str,
+    command: &str,
+) -> io::Result<orchestra_runtime::interaction::Launcher> {
+    let anchor = socket_anchor(db, &crate::engine::sessions_root(db, cwd));
+    let logs = anchor.parent().unwrap_or_else(|| Path::new(".")).join(dir);
+    Ok(orchestra_runtime::interaction::Launcher {
+        program: std::env::current_exe()?,
+        cwd: cwd.to_path_buf(),
+        db: db.to_path_buf(),
+        db_env: is_server(db).then_some(crate::engine::DATABASE_ENV),
+        socket_anchor: anchor,
+        logs,
+        who: crate::human::describe(command),
+    })
+}
+
 /// An engine over the database `db` (a value [`locate`] accepts; relative to the current
 /// directory), for the project at `root`. A PostgreSQL password comes from the URL or
 /// `PGPASSWORD`.

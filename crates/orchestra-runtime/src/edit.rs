@@ -54,6 +54,22 @@ pub struct EditCheck {
     pub diff: PipelineDiff,
 }
 
+/// Parses `FIELD=JSON` (`--set` of `resume` and `replay`, the fork of the web UI); a value that is not JSON is refused with the parser's
+/// message and position.
+pub fn parse_set(s: &str) -> Result<(String, Value), String> {
+    let Some((field, json)) = s.split_once('=') else {
+        return Err(format!("expected FIELD=JSON, got `{s}`"));
+    };
+    let field = field.trim();
+    if field.is_empty() {
+        return Err(format!("expected FIELD=JSON, got `{s}`"));
+    }
+    let value = serde_json::from_str(json).map_err(|e| {
+        format!("the value of `{field}` is not JSON ({e}): `{json}`; a string is quoted: {field}='\"text\"'")
+    })?;
+    Ok((field.to_owned(), value))
+}
+
 impl Engine {
     /// Checks that `session` can go on from checkpoint `at` (its last one when `None`) with
     /// `edit`, without changing anything; says what the edit changes.

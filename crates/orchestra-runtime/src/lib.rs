@@ -25,6 +25,7 @@ mod gitws;
 mod harness;
 mod hooks;
 mod ids;
+pub mod interaction;
 pub mod interactive;
 mod lease;
 mod mcp_probe;
@@ -41,7 +42,7 @@ mod stored;
 pub mod views;
 
 pub use call_node::{CALL_META, child_calls};
-pub use edit::{EDITS_META, Edit, EditCheck};
+pub use edit::{EDITS_META, Edit, EditCheck, parse_set};
 pub use engine::{DriveOptions, Engine, EnvLookup, LimitOverrides};
 pub use error::{RuntimeError, SetupError, error_chain};
 pub use event_log::{EVENTS_VERSION, EventLog, Fanout, OnFailure, envelope, is_logged};

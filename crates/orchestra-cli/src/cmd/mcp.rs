@@ -4,8 +4,6 @@
 //! checkpoint, and answer a paused human turn. Over stdio, stdout carries the protocol only;
 //! logs go to stderr.
 
-mod answer;
-mod detached;
 mod http;
 mod replay;
 mod server;

@@ -9,8 +9,11 @@ use std::sync::Arc;
 
 use orchestra_runtime::{Edit, Engine};
 
-use super::detached::{self, Drive};
-use super::server::{Orchestra, io_failure, limit_args, runtime_failure, text};
+use orchestra_runtime::interaction::{self, Drive};
+
+use super::server::{
+    Orchestra, interaction_failure, io_failure, limit_args, runtime_failure, text,
+};
 use super::types::{Forked, ReplayParams};
 use crate::engine::providers_problem;
 use crate::load::compile_pipeline;
@@ -43,13 +46,14 @@ pub(super) async fn replay(server: &Orchestra, p: ReplayParams) -> Result<Forked
     limit_args(&mut args, p.max_steps, p.max_tokens, p.max_cost);
     let drive = Drive {
         command: "resume",
-        cwd: &server.ctx.cwd,
-        db: &db,
         session: &id,
         args,
         stdin: None,
     };
-    let started = detached::start(drive).await?;
+    let launcher = server.launcher(&db)?;
+    let started = interaction::start(&launcher, drive)
+        .await
+        .map_err(|e| interaction_failure(&e))?;
     out.next = started.next.clone();
     out.started = Some(started);
     Ok(out)

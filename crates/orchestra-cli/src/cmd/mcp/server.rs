@@ -11,11 +11,11 @@ use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::Value;
 
-use super::detached::{self, Drive};
+use orchestra_runtime::interaction::{self, Drive, InteractionError, Launcher};
+
 use super::types::{
-    AnswerParams, Answered, ChatLineOut, ChatOut, CompileParams, Compiled, DiagnosticOut,
-    Forked, ListParams, ReplayParams, ResumeParams, RunParams, SessionList, ShowOut, ShowParams,
-    Started,
+    AnswerParams, Answered, CompileParams, Compiled, DiagnosticOut, Forked, ListParams,
+    ReplayParams, ResumeParams, RunParams, SessionList, ShowOut, ShowParams, Started,
 };
 use crate::cli::Ctx;
 use crate::cmd::{show, status};
@@ -132,13 +132,15 @@ impl Orchestra {
         limit_args(&mut args, p.max_steps, p.max_tokens, p.max_cost);
         let drive = Drive {
             command: "run",
-            cwd: &self.ctx.cwd,
-            db: &db,
             session: &id,
             args,
             stdin: None,
         };
-        detached::start(drive).await.map(Json)
+        let launcher = self.launcher(&db)?;
+        interaction::start(&launcher, drive)
+            .await
+            .map(Json)
+            .map_err(|e| interaction_failure(&e))
     }
 
     #[tool(
@@ -170,7 +172,8 @@ impl Orchestra {
     async fn show_session(&self, Parameters(p): Parameters<ShowParams>) -> Result<Json<ShowOut>, String> {
         let db = self.session_db()?;
         let engine = self.engine(&db)?;
-        let out = show_session(&engine, &db, &p).await;
+        let launcher = self.launcher(&db)?;
+        let out = show_session(&engine, &launcher, &p).await;
         engine.close().await;
         out.map(Json)
     }
@@ -196,13 +199,15 @@ impl Orchestra {
         limit_args(&mut args, p.max_steps, p.max_tokens, p.max_cost);
         let drive = Drive {
             command: "resume",
-            cwd: &self.ctx.cwd,
-            db: &db,
             session: &id,
             args,
             stdin: None,
         };
-        detached::start(drive).await.map(Json)
+        let launcher = self.launcher(&db)?;
+        interaction::start(&launcher, drive)
+            .await
+            .map(Json)
+            .map_err(|e| interaction_failure(&e))
     }
 
     #[tool(
@@ -216,7 +221,13 @@ impl Orchestra {
         description = "Answer a session's interactive agent with one line, as a human in `orchestra attach`: a message for the agent, or `/approve`, `/reject` or `/done` (with an optional comment) to end the chat. A paused session is resumed by a detached `orchestra resume` with the line (it pauses again when the agent next waits for a human); a session another process runs takes the line through its attach socket, and the agent's replies come back."
     )]
     async fn answer_session(&self, Parameters(p): Parameters<AnswerParams>) -> Result<Json<Answered>, String> {
-        super::answer::answer(self, p).await.map(Json)
+        let db = self.session_db()?;
+        let launcher = self.launcher(&db)?;
+        let engine = self.engine(&db)?;
+        let wait = p.wait_seconds.map_or(interaction::DEFAULT_WAIT, std::time::Duration::from_secs);
+        let answered = interaction::answer(&engine, &launcher, &p.session, &p.text, wait).await;
+        engine.close().await;
+        answered.map(Json).map_err(|e| interaction_failure(&e))
     }
 }
 
@@ -236,9 +247,9 @@ impl Orchestra {
         }
     }
 
-    /// The project root of the sessions of `db`.
-    pub(super) fn root_of(&self, db: &Path) -> PathBuf {
-        sessions_root(db, &self.ctx.cwd)
+    /// How this server starts drives of sessions of `db` (logs in `mcp/`).
+    pub(super) fn launcher(&self, db: &Path) -> Result<Launcher, String> {
+        crate::store::launcher(db, &self.ctx.cwd, "mcp", "orchestra mcp").map_err(|e| io_failure(&e))
     }
 
     /// An engine over `db` for the sessions of its project.
@@ -274,6 +285,15 @@ pub(super) fn runtime_failure(e: &RuntimeError) -> String {
     }
 }
 
+/// The CLI's text for a failed interaction: the drive's own output when it ended early.
+pub(super) fn interaction_failure(e: &InteractionError) -> String {
+    match e {
+        InteractionError::Runtime(e) => runtime_failure(e),
+        InteractionError::Ended { output, .. } => output.clone(),
+        e => format!("error: {}", orchestra_runtime::error_chain(e)),
+    }
+}
+
 /// `--max-steps N`, `--max-tokens N`, `--max-cost USD` for the limits given.
 pub(super) fn limit_args(
     args: &mut Vec<OsString>,
@@ -304,7 +324,11 @@ fn diagnostic(d: &orchestra_spec::Diagnostic) -> DiagnosticOut {
 }
 
 /// `show_session` of the session `p` names.
-async fn show_session(engine: &Engine, db: &Path, p: &ShowParams) -> Result<ShowOut, String> {
+async fn show_session(
+    engine: &Engine,
+    launcher: &Launcher,
+    p: &ShowParams,
+) -> Result<ShowOut, String> {
     let session = status::detail_json(engine, &p.session)
         .await
         .map_err(|e| runtime_failure(&e))?;
@@ -322,13 +346,17 @@ async fn show_session(engine: &Engine, db: &Path, p: &ShowParams) -> Result<Show
         (None, Value::Null, Vec::new())
     };
     let chat = if session["status"] == "paused" {
-        paused_chat(engine, &session).await?
+        let note = session["error"].as_str().unwrap_or_default();
+        interaction::paused_chat(engine, &id, note)
+            .await
+            .map_err(|e| runtime_failure(&e))?
     } else {
         None
     };
     let keep = p.steps.unwrap_or(5);
     steps.drain(..steps.len().saturating_sub(keep));
-    let events = detached::last_events(db, &id, p.events.unwrap_or(20));
+    let logs = launcher.logs.as_path();
+    let events = interaction::last_events(logs, &id, p.events.unwrap_or(20));
     Ok(ShowOut {
         session,
         checkpoint,
@@ -337,50 +365,4 @@ async fn show_session(engine: &Engine, db: &Path, p: &ShowParams) -> Result<Show
         chat,
         events,
     })
-}
-
-/// The chat of the interactive agent a paused session waits at (its current run's lines; none
-/// yet when it paused before its first answer), if it waits at one.
-async fn paused_chat(engine: &Engine, session: &Value) -> Result<Option<ChatOut>, String> {
-    let note = session["error"].as_str().unwrap_or_default();
-    let Some(node) = orchestra_runtime::Finish::paused_at(note) else {
-        return Ok(None);
-    };
-    let (sid, n) = (
-        session["id"].as_str().unwrap_or_default().to_owned(),
-        node.to_owned(),
-    );
-    let (runs, records) = engine
-        .store()
-        .call(move |s| Ok((s.node_runs(&sid)?, s.messages(&sid, &n)?)))
-        .await
-        .map_err(|e| runtime_failure(&RuntimeError::Store(e)))?;
-    // The waiting run comes after the node's finished ones (a paused attempt has no record).
-    let run_index = runs
-        .iter()
-        .filter(|r| r.node == node)
-        .map(|r| r.run_index + 1)
-        .max()
-        .unwrap_or(0);
-    let lines = records
-        .iter()
-        .filter(|m| m.run_index == run_index)
-        .filter_map(|m| {
-            let who = match m.role.as_str() {
-                "assistant" => "agent",
-                "user" => "human",
-                "command" => "command",
-                _ => return None,
-            };
-            Some(ChatLineOut {
-                who: who.to_owned(),
-                text: m.content.clone(),
-            })
-        })
-        .collect();
-    Ok(Some(ChatOut {
-        node: node.to_owned(),
-        run_index,
-        lines,
-    }))
 }

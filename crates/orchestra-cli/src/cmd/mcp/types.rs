@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::cmd::show::StepView;
 use crate::cmd::status::SessionRow;
+// What drives started and answers did: the interaction layer's own types.
+pub(crate) use orchestra_runtime::interaction::{
+    Answered, PausedChat as ChatOut, Started,
+};
 
 /// `compile_pipeline`'s input.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -162,21 +166,6 @@ pub(crate) struct Forked {
     pub(crate) next: String,
 }
 
-/// What `run_pipeline`, `resume_session` and `answer_session` (of a paused session) started.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct Started {
-    /// The session id.
-    pub(crate) session: String,
-    /// The process driving it (`orchestra run` or `orchestra resume`, its own process group).
-    pub(crate) pid: u32,
-    /// Its output (progress lines, chats, the outcome).
-    pub(crate) log: String,
-    /// Its events, one JSON object per line (docs/events.md).
-    pub(crate) events: String,
-    /// What to do next.
-    pub(crate) next: String,
-}
-
 /// `list_sessions`'s input.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -230,30 +219,6 @@ pub(crate) struct ShowOut {
     pub(crate) events: Vec<Value>,
 }
 
-/// The chat of the interactive agent a paused session waits at: answer it with
-/// `answer_session`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct ChatOut {
-    /// The agent.
-    pub(crate) node: String,
-    /// Which run of it (0 for its first).
-    pub(crate) run_index: u32,
-    /// The conversation of this run so far, oldest first. Empty when the session paused before
-    /// the agent spoke: it speaks first when the chat opens, so `/help` opens it without saying
-    /// anything to it.
-    pub(crate) lines: Vec<ChatLineOut>,
-}
-
-/// One line of a chat.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct ChatLineOut {
-    /// `agent`, `human`, `notice` (from Orchestra, not the agent), or `command` (the
-    /// `/approve`, `/reject` or `/done` that ended the chat).
-    pub(crate) who: String,
-    /// What was said.
-    pub(crate) text: String,
-}
-
 /// `answer_session`'s input.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -269,19 +234,3 @@ pub(crate) struct AnswerParams {
     pub(crate) wait_seconds: Option<u64>,
 }
 
-/// `answer_session`'s output.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct Answered {
-    /// The session id.
-    pub(crate) session: String,
-    /// `resumed`: the session was paused and a process now resumes it with the line (see
-    /// `started`); `live`: the process running it took the line.
-    pub(crate) delivered: String,
-    /// For `live`: what the chat said after the line (the agent's answers, notices), and
-    /// `/approve` etc. when it ended.
-    pub(crate) replies: Vec<ChatLineOut>,
-    /// For `live`: how the drive ended, when it ended while the server listened.
-    pub(crate) finished: Option<String>,
-    /// For `resumed`: the process resuming the session.
-    pub(crate) started: Option<Started>,
-}

@@ -1,8 +1,8 @@
-//! Drives started by the MCP server: `orchestra run` / `orchestra resume` of this executable as
-//! processes of their own (own process group, stdout and stderr to `mcp/SESSION.log` beside
-//! the database, events to `mcp/SESSION.events.jsonl`). The server waits only until the drive
-//! wrote its first event (the session exists and this drive holds it), never for its end; a
-//! drive that exits before that failed, and its output is the tool error.
+//! Drives started detached: `orchestra run` / `orchestra resume` of the [`Launcher`]'s
+//! executable as processes of their own (own process group, stdout and stderr to
+//! `LOGS/SESSION.log`, events to `LOGS/SESSION.events.jsonl`). The caller waits only until the
+//! drive wrote its first event (the session exists and this drive holds it), never for its end;
+//! a drive that exits before that failed, and its output is the error.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -14,37 +14,27 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
-use super::server::io_failure;
-use super::types::Started;
+use super::{InteractionError, Launcher, Started};
 
 /// How long a drive may take to start its session (open the database, take the lease,
-/// restore the state) before the tool gives up waiting for it.
+/// restore the state) before the caller gives up waiting for it.
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// A drive to start.
 #[derive(Debug)]
-pub(super) struct Drive<'a> {
+pub struct Drive<'a> {
     /// `run` or `resume` (for messages).
-    pub(super) command: &'static str,
-    /// The directory it runs in (the server's).
-    pub(super) cwd: &'a Path,
-    /// The session database.
-    pub(super) db: &'a Path,
+    pub command: &'static str,
     /// The session it drives.
-    pub(super) session: &'a str,
-    /// Its arguments (the subcommand first); `--events FILE` is added.
-    pub(super) args: Vec<OsString>,
+    pub session: &'a str,
+    /// Its arguments (the subcommand first, `--db` among them); `--events FILE` is added.
+    pub args: Vec<OsString>,
     /// One line for its stdin (the human's answer), or nothing (stdin is empty).
-    pub(super) stdin: Option<String>,
+    pub stdin: Option<String>,
 }
 
-/// The directory of the logs and event files of drives the server started.
-fn dir(db: &Path) -> PathBuf {
-    db.parent().unwrap_or_else(|| Path::new(".")).join("mcp")
-}
-
-fn events_file(db: &Path, session: &str) -> PathBuf {
-    dir(db).join(format!("{session}.events.jsonl"))
+fn events_file(logs: &Path, session: &str) -> PathBuf {
+    logs.join(format!("{session}.events.jsonl"))
 }
 
 fn len(path: &Path) -> u64 {
@@ -71,34 +61,33 @@ fn started(path: &Path, from: u64, session: &str) -> bool {
         .any(|e| e["session"] == session)
 }
 
-/// Starts `d` and waits until its session started; the tool error is the drive's own output
-/// when it ended before that.
-pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
-    // Beside the SQLite file; for a database on a server, in the project's `.orchestra/`.
-    let anchor =
-        crate::store::socket_anchor(d.db, &crate::engine::sessions_root(d.db, d.cwd));
-    let dir = dir(&anchor);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("error: cannot create {}: {e}", dir.display()))?;
+fn logs_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InteractionError {
+    let path = path.to_path_buf();
+    move |source| InteractionError::Logs { what, path, source }
+}
+
+/// Starts `d` and waits until its session started; the error is the drive's own output when
+/// it ended before that.
+pub async fn start(l: &Launcher, d: Drive<'_>) -> Result<Started, InteractionError> {
+    let dir = &l.logs;
+    std::fs::create_dir_all(dir).map_err(logs_error("create", dir))?;
     // Logs are not the project's files: kept out of `git status` of a repository holding them.
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
-        std::fs::write(&ignore, "*\n")
-            .map_err(|e| format!("error: cannot write {}: {e}", ignore.display()))?;
+        std::fs::write(&ignore, "*\n").map_err(logs_error("write", &ignore))?;
     }
     let log = dir.join(format!("{}.log", d.session));
-    let events = events_file(&anchor, d.session);
+    let events = events_file(dir, d.session);
     let (log_from, events_from) = (len(&log), len(&events));
     let out = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
-        .map_err(|e| format!("error: cannot open {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| io_failure(&e))?;
-    let exe = std::env::current_exe().map_err(|e| io_failure(&e))?;
-    let mut cmd = tokio::process::Command::new(exe);
+        .map_err(logs_error("open", &log))?;
+    let err = out.try_clone().map_err(logs_error("open", &log))?;
+    let mut cmd = tokio::process::Command::new(&l.program);
     let mut args = d.args.clone();
-    if crate::store::is_server(d.db) {
+    if let Some(var) = l.db_env {
         // A URL may hold a password: it goes in the environment, never on a command line
         // (which other users of the machine can read).
         if let Some(i) = args.iter().position(|a| a == "--db")
@@ -106,12 +95,12 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
         {
             args.drain(i..=i + 1);
         }
-        cmd.env(crate::engine::DATABASE_ENV, d.db);
+        cmd.env(var, &l.db);
     }
     cmd.args(&args)
         .arg("--events")
         .arg(&events)
-        .current_dir(d.cwd)
+        .current_dir(&l.cwd)
         .stdin(if d.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -119,12 +108,14 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
         })
         .stdout(out)
         .stderr(err)
-        // Its own process group: a Ctrl-C or a hang-up of the server's client is not its.
+        // Its own process group: a Ctrl-C or a hang-up of the caller's terminal is not its.
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("error: cannot start `orchestra {}`: {e}", d.command))?;
+    let spawn = |source| InteractionError::Spawn {
+        command: d.command,
+        source,
+    };
+    let mut child = cmd.spawn().map_err(spawn)?;
     let pid = child.id().unwrap_or_default();
     if let (Some(line), Some(mut stdin)) = (d.stdin, child.stdin.take()) {
         // The line, then the end of input: the chat takes it and pauses at the next read.
@@ -136,7 +127,7 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
     let deadline = tokio::time::Instant::now() + STARTUP;
     loop {
         if started(&events, events_from, d.session) {
-            // Reaped when it ends, while the server runs; after that, by init.
+            // Reaped when it ends, while the caller runs; after that, by init.
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
@@ -151,13 +142,17 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
                 ),
             });
         }
-        if let Some(status) = child.try_wait().map_err(|e| io_failure(&e))? {
+        let status = child.try_wait().map_err(|source| InteractionError::Spawn {
+            command: d.command,
+            source,
+        })?;
+        if let Some(status) = status {
             if started(&events, events_from, d.session) {
                 continue;
             }
             let said = read_from(&log, log_from);
             let said = said.trim_end();
-            return Err(if said.is_empty() {
+            let output = if said.is_empty() {
                 format!(
                     "error: `orchestra {}` ended ({status}) before session {} started; see {}",
                     d.command,
@@ -166,28 +161,32 @@ pub(super) async fn start(d: Drive<'_>) -> Result<Started, String> {
                 )
             } else {
                 said.to_owned()
+            };
+            return Err(InteractionError::Ended {
+                code: status.code(),
+                output,
             });
         }
         if tokio::time::Instant::now() >= deadline {
             tokio::spawn(async move {
                 let _ = child.wait().await;
             });
-            return Err(format!(
-                "error: `orchestra {}` (pid {pid}) did not start session {} within {}; see {}",
-                d.command,
-                d.session,
-                orchestra_spec::fmt_duration(STARTUP),
-                shown(&log)
-            ));
+            return Err(InteractionError::Slow {
+                command: d.command,
+                pid,
+                session: d.session.to_owned(),
+                waited: STARTUP,
+                log: shown(&log),
+            });
         }
         // A file written by another process: looked at, as `tail -f` does.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// The last `n` events the server's drives of `session` wrote.
-pub(super) fn last_events(db: &Path, session: &str, n: usize) -> Vec<Value> {
-    let text = read_from(&events_file(db, session), 0);
+/// The last `n` events the drives of `session` started with logs in `logs` wrote.
+pub fn last_events(logs: &Path, session: &str, n: usize) -> Vec<Value> {
+    let text = read_from(&events_file(logs, session), 0);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()

@@ -1,79 +1,76 @@
-//! `answer_session`: one human line for a session's interactive agent, the way `orchestra
-//! attach` gives it. A session a live process drives is reached through its attach socket: the
-//! server attaches, sends the line, and leaves once the agent took it and answered (or the chat
-//! ended). A paused session is resumed by a detached `orchestra resume --human-stdin` with the
-//! line on its stdin: the chat takes it, and the end of input pauses the session again at the
-//! agent's next question.
+//! One human line for a session's interactive agent, the way `orchestra attach` gives it. A
+//! session a live process drives is reached through its attach socket: the caller attaches,
+//! sends the line, and leaves once the agent took it and answered (or the chat ended). A paused
+//! session is resumed by a detached `orchestra resume --human-stdin` with the line on its
+//! stdin: the chat takes it, and the end of input pauses the session again at the agent's next
+//! question.
 
 use std::ffi::OsString;
 use std::time::Duration;
 
-use orchestra_runtime::attach::{
-    AttachError, Incoming, Joined, Outgoing, ServerMsg, connect, socket_path,
-};
-use orchestra_runtime::interactive::ChatEvent;
 use orchestra_store::SessionStatus;
 
 use super::detached::{self, Drive};
-use super::server::{Orchestra, runtime_failure};
-use super::types::{AnswerParams, Answered, ChatLineOut};
-use crate::human::describe;
+use super::{Answered, ChatLine, InteractionError, Launcher};
+use crate::Engine;
+use crate::attach::{AttachError, Incoming, Joined, Outgoing, ServerMsg, connect, socket_path};
+use crate::interactive::ChatEvent;
 
 /// How long a live session's agent has to take the line, by default.
-const WAIT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
-pub(super) async fn answer(server: &Orchestra, p: AnswerParams) -> Result<Answered, String> {
-    if p.text.contains(['\n', '\r']) {
-        return Err(
-            "error: an answer is one line (as typed in `orchestra attach`); send each line with its own call"
-                .to_owned(),
-        );
-    }
-    if p.text.trim().is_empty() {
-        return Err("error: the answer is empty".to_owned());
-    }
-    let db = server.session_db()?;
-    let engine = server.engine(&db)?;
-    let wanted = p.session.clone();
-    let found = engine.store().call(move |s| s.find_session(&wanted)).await;
-    engine.close().await;
-    let rec = found.map_err(|e| runtime_failure(&orchestra_runtime::RuntimeError::Store(e)))?;
-    if rec.status == SessionStatus::Completed {
-        return Err(format!(
-            "error: session {} is completed; there is nothing to attach to (see `orchestra status {}`)",
-            rec.id, rec.id
+/// Gives `text` (one line: a message, `/approve`, `/reject` or `/done`) to the interactive
+/// agent of `session` (an id or a unique prefix) of `engine`'s database: live through the
+/// attach socket, waiting up to `wait` for the agent to take it; or, when nobody drives the
+/// session, by a detached resume with the line.
+pub async fn answer(
+    engine: &Engine,
+    launcher: &Launcher,
+    session: &str,
+    text: &str,
+    wait: Duration,
+) -> Result<Answered, InteractionError> {
+    if text.contains(['\n', '\r']) {
+        return Err(InteractionError::BadLine(
+            "an answer is one line (as typed in `orchestra attach`); send each line with its own call",
         ));
     }
-    let anchor = crate::store::socket_anchor(&db, &server.root_of(&db));
-    match connect(&socket_path(&anchor, &rec.id), &describe("orchestra mcp")).await {
+    if text.trim().is_empty() {
+        return Err(InteractionError::BadLine("the answer is empty"));
+    }
+    let wanted = session.to_owned();
+    let rec = engine
+        .store()
+        .call(move |s| s.find_session(&wanted))
+        .await
+        .map_err(|e| InteractionError::Runtime(crate::RuntimeError::Store(e)))?;
+    if rec.status == SessionStatus::Completed {
+        return Err(InteractionError::Completed(rec.id));
+    }
+    match connect(&socket_path(&launcher.socket_anchor, &rec.id), &launcher.who).await {
         Ok(Joined::Attached {
             incoming, outgoing, ..
-        }) => {
-            let wait = p.wait_seconds.map_or(WAIT, Duration::from_secs);
-            live(&rec.id, &p.text, incoming, outgoing, wait).await
-        }
-        Ok(Joined::Busy { holder }) => Err(format!(
-            "error: session {} is held by {holder}; only one human can be attached at a time",
-            rec.id
-        )),
+        }) => live(&rec.id, text, incoming, outgoing, wait).await,
+        Ok(Joined::Busy { holder }) => Err(InteractionError::Held {
+            session: rec.id,
+            holder,
+        }),
         // Nobody drives the session: resume it with the line.
         Err(AttachError::Connect { .. }) => {
             let args: Vec<OsString> = vec![
                 "resume".into(),
                 rec.id.clone().into(),
                 "--db".into(),
-                db.clone().into(),
+                launcher.db.clone().into(),
                 "--human-stdin".into(),
             ];
             let drive = Drive {
                 command: "resume",
-                cwd: &server.ctx.cwd,
-                db: &db,
                 session: &rec.id,
                 args,
-                stdin: Some(p.text),
+                stdin: Some(text.to_owned()),
             };
-            let started = detached::start(drive).await?;
+            let started = detached::start(launcher, drive).await?;
             Ok(Answered {
                 session: rec.id,
                 delivered: "resumed".to_owned(),
@@ -82,7 +79,10 @@ pub(super) async fn answer(server: &Orchestra, p: AnswerParams) -> Result<Answer
                 started: Some(started),
             })
         }
-        Err(e) => Err(format!("error: cannot attach to session {}: {e}", rec.id)),
+        Err(source) => Err(InteractionError::Attach {
+            session: rec.id,
+            source,
+        }),
     }
 }
 
@@ -94,18 +94,14 @@ async fn live(
     mut incoming: Incoming,
     mut outgoing: Outgoing,
     wait: Duration,
-) -> Result<Answered, String> {
-    let gone = || {
-        format!(
-            "error: the process running session {id} went away without saying how it ended; see `orchestra status {id}`"
-        )
-    };
+) -> Result<Answered, InteractionError> {
+    let gone = || InteractionError::Gone(id.to_owned());
     // Queued until the chat reads: the agent's next question takes it.
     outgoing.line(line).await.map_err(|_| gone())?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut prompts = 0;
     let mut replies = Vec::new();
-    let reply = |who: &str, text: String| ChatLineOut {
+    let reply = |who: &str, text: String| ChatLine {
         who: who.to_owned(),
         text,
     };
@@ -119,10 +115,10 @@ async fn live(
     loop {
         let msg = match tokio::time::timeout_at(deadline, incoming.next()).await {
             Err(_) if prompts == 0 => {
-                return Err(format!(
-                    "error: session {id} did not ask for a human within {}; the line was not delivered",
-                    orchestra_spec::fmt_duration(wait)
-                ));
+                return Err(InteractionError::NoPrompt {
+                    session: id.to_owned(),
+                    waited: wait,
+                });
             }
             // The agent took the line and is still at work: what it said so far.
             Err(_) => return Ok(answered(replies, None)),
