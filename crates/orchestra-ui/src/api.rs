@@ -37,12 +37,12 @@ pub(crate) fn routes() -> Router<Ui> {
 }
 
 /// An error as `{"error": ...}` with its status.
-fn problem(status: StatusCode, error: String) -> Response {
+pub(crate) fn problem(status: StatusCode, error: String) -> Response {
     (status, Json(json!({ "error": error }))).into_response()
 }
 
 /// 404 for an unknown (or ambiguous) session, 500 for anything else.
-fn failed(e: &RuntimeError) -> Response {
+pub(crate) fn failed(e: &RuntimeError) -> Response {
     let usage = matches!(e, RuntimeError::Store(WorkerError::Store(s)) if s.exit_class() == ErrorClass::Usage);
     let status = if usage {
         StatusCode::NOT_FOUND

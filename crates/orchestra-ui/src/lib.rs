@@ -12,15 +12,27 @@
 //! - `GET /api/sessions/ID/events` — server-sent events: a `session` event (status, updated
 //!   time, checkpoints) at once and whenever one of them changes.
 //!
+//! - `GET /api/pipelines` — the project's pipelines (`pipelines/**/*.yaml`) with their typed
+//!   inputs, for the form that starts a run.
+//! - The actions (see [`Actions`]), all POSTs: `/api/pipelines/run` (`{pipeline, inputs}`),
+//!   `/api/sessions/ID/resume`, `/api/sessions/ID/fork` (`{checkpoint, set: ["FIELD=JSON"]}`),
+//!   `/api/sessions/ID/stop`, `/api/sessions/ID/answer` (`{text}`); `GET
+//!   /api/sessions/ID/chat` is the chat a paused session waits at.
+//!
 //! Security: on a loopback address requests must name a loopback host (no DNS rebinding); on
 //! any other address every request needs the [`Ui::token`] (`Authorization: Bearer`, or
 //! `?token=` which sets a cookie), else 401. Requests other than GET and HEAD must also come
-//! from the same origin (`Origin` matching `Host`), else 403. The API reads the session
-//! database only: it serves no files, and no API key is in what it shows.
+//! from the same origin (`Origin` matching `Host`), else 403. The API serves no files, and no
+//! API key is in what it shows; the actions start `orchestra` processes on the project's own
+//! pipelines and sessions only.
 
+mod actions;
 mod api;
 mod assets;
 pub mod auth;
+mod pipelines;
+
+pub use actions::Actions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +47,7 @@ use crate::auth::{Access, Origins};
 pub struct Ui {
     engine: Arc<Engine>,
     access: Access,
+    actions: Option<Arc<Actions>>,
 }
 
 impl Ui {
@@ -44,7 +57,15 @@ impl Ui {
         Ui {
             engine,
             access: Access::new(addr, Origins::ChangesFromOwnPage),
+            actions: None,
         }
+    }
+
+    /// The UI with its actions (start, resume, fork, stop, answer); without them it is read
+    /// only (the actions answer 503).
+    pub fn with_actions(mut self, actions: Actions) -> Ui {
+        self.actions = Some(Arc::new(actions));
+        self
     }
 
     /// The token requests must carry, when the address is not a loopback one.
@@ -64,6 +85,7 @@ impl Ui {
     pub fn router(self) -> Router {
         let access = self.access.clone();
         api::routes()
+            .merge(actions::routes())
             .merge(assets::routes())
             .layer(axum::middleware::from_fn_with_state(access, auth::check))
             .with_state(self)

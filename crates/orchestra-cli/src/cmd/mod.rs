@@ -39,6 +39,8 @@ commands! {
     Worker => worker,
     /// Continue an interrupted, failed or paused session.
     Resume => resume,
+    /// Stop a running session cleanly, as Ctrl-C in the process driving it does.
+    Stop => stop,
     /// Join a session's interactive agent: resume a paused one here, or connect to a live one.
     Attach => attach,
     /// List sessions, or show one in detail.

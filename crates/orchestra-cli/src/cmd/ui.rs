@@ -13,10 +13,17 @@ use crate::exit;
 /// taken, its checkpoints, the state at each one, and each node run's prompt as sent, answers,
 /// tool calls, routing, tokens and cost.
 ///
+/// Its actions: start a run of a pipeline of the project (`pipelines/`) with its inputs, resume
+/// a session, fork one at a checkpoint (optionally setting state fields, as `replay --set`),
+/// stop a running one (as `orchestra stop`), and chat with a paused or running interactive
+/// agent (a message, `/approve`, `/reject`, `/done`, as in `orchestra attach`). Runs, resumes
+/// and forks are `orchestra` processes of their own that go on when the UI stops (their logs
+/// in `ui/` beside the database).
+///
 /// It prints its URL and serves until Ctrl-C. On a loopback address (the default) anyone on
 /// this machine may open it; on any other address it prints a token that every request must
 /// carry (the printed URL holds it; `Authorization: Bearer TOKEN` for programs): without it the
-/// answer is 401. The UI reads the session database only; it serves no other file.
+/// answer is 401; actions also need the page's own origin. It serves no other file.
 ///
 /// Exit codes: 0 after Ctrl-C, 2 when the address cannot be listened on or there is no
 /// session database, 5 when the database cannot be read.
@@ -50,7 +57,17 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => Arc::new(e),
             Err(e) => return crate::store::report(&e),
         };
-        let ui = orchestra_ui::Ui::new(Arc::clone(&engine), addr);
+        let root = sessions_root(&db, &ctx.cwd);
+        let actions = orchestra_ui::Actions {
+            launcher: crate::store::launcher(&db, &ctx.cwd, "ui", "orchestra ui")?,
+            load: orchestra_graph::LoadOptions {
+                cwd: ctx.cwd.clone(),
+                home: ctx.home.clone(),
+                ..orchestra_graph::LoadOptions::default()
+            },
+            root,
+        };
+        let ui = orchestra_ui::Ui::new(Arc::clone(&engine), addr).with_actions(actions);
         {
             let mut out = io::stdout().lock();
             writeln!(out, "orchestra ui: {}", ui.url(addr))?;
