@@ -19,6 +19,10 @@
 //!
 //! With `CI` set (not empty), a browser or SDK that cannot be had fails the build, naming why:
 //! on CI every test runs, none is ignored for want of something.
+//!
+//! The web UI's tests that click and type need chromedriver too (`$CHROMEDRIVER`, else
+//! `chromedriver` on the PATH, else Debian's `chromium-driver`, installed the same way); without
+//! it they are ignored (`--cfg no_chromedriver`) and the build warns why.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,24 @@ fn main() {
             format!("browser_test!(ignored {why:?});\n")
         }
     };
+    // The web UI's browser tests that click and type drive the browser through chromedriver
+    // (WebDriver over loopback HTTP): Debian's `chromium-driver`, installed the same way.
+    println!("cargo::rustc-check-cfg=cfg(no_chromedriver)");
+    println!("cargo::rerun-if-env-changed=CHROMEDRIVER");
+    match chromedriver() {
+        Ok(path) => {
+            println!("cargo::rerun-if-changed={}", path.display());
+            println!(
+                "cargo::rustc-env=ORCHESTRA_TEST_CHROMEDRIVER={}",
+                path.display()
+            );
+        }
+        Err(why) => {
+            println!("cargo::rerun-if-changed=/usr/bin/chromedriver");
+            println!("cargo::warning=the web UI's chromedriver tests are ignored: {why}");
+            println!("cargo::rustc-cfg=no_chromedriver");
+        }
+    }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("chromium.rs"), test).expect("OUT_DIR is writable");
     std::fs::write(out.join("conformance.rs"), conformance()).expect("OUT_DIR is writable");
@@ -228,9 +250,29 @@ fn chromium() -> Result<PathBuf, String> {
     if let Some(p) = on_path("chromium") {
         return Ok(p);
     }
-    install()?;
+    install("chromium", "chromium")?;
     on_path("chromium")
         .ok_or_else(|| "apt-get installed chromium, but `chromium` is not on the PATH".to_owned())
+}
+
+/// The chromedriver of that Chromium (`$CHROMEDRIVER`, `chromedriver` on the PATH, or Debian's
+/// `chromium-driver` installed if need be); or why there is none.
+fn chromedriver() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("CHROMEDRIVER").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("CHROMEDRIVER={} is not a file", p.display()))
+        };
+    }
+    if let Some(p) = on_path("chromedriver") {
+        return Ok(p);
+    }
+    install("chromium-driver", "chromedriver")?;
+    on_path("chromedriver").ok_or_else(|| {
+        "apt-get installed chromium-driver, but `chromedriver` is not on the PATH".to_owned()
+    })
 }
 
 /// `name` in a directory of the PATH.
@@ -240,11 +282,14 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Installs Debian's `chromium` with apt-get, once: under a lock that parallel builds (other
-/// checkouts, other target directories) share, after which the first one's install is seen.
-fn install() -> Result<(), String> {
+/// Installs Debian's `package` (which puts `program` on the PATH) with apt-get, once: under a
+/// lock that parallel builds (other checkouts, other target directories) share, after which the
+/// first one's install is seen.
+fn install(package: &str, program: &str) -> Result<(), String> {
     let Some(apt) = on_path("apt-get") else {
-        return Err("chromium is missing and there is no apt-get to install it with".to_owned());
+        return Err(format!(
+            "{program} is missing and there is no apt-get to install it with"
+        ));
     };
     let root = std::os::unix::fs::MetadataExt::uid(
         &std::fs::metadata("/proc/self").map_err(|e| format!("cannot read /proc/self: {e}"))?,
@@ -253,7 +298,9 @@ fn install() -> Result<(), String> {
         (true, _) => None,
         (false, Some(s)) => Some(s),
         (false, None) => {
-            return Err("chromium is missing, and installing it needs root or sudo".to_owned());
+            return Err(format!(
+                "{program} is missing, and installing it needs root or sudo"
+            ));
         }
     };
     let dir = cache_dir();
@@ -263,7 +310,7 @@ fn install() -> Result<(), String> {
         .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
     lock.lock()
         .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    if on_path("chromium").is_some() {
+    if on_path(program).is_some() {
         return Ok(());
     }
     let apt_get = |args: &[&str]| -> Result<(), String> {
@@ -293,12 +340,12 @@ fn install() -> Result<(), String> {
             out.status
         ))
     };
-    let install = ["install", "-y", "--no-install-recommends", "chromium"];
+    let install = ["install", "-y", "--no-install-recommends", package];
     // Package lists may be missing or stale on a fresh machine: update them once, then retry.
     apt_get(&install).or_else(|_| {
         apt_get(&["update"])?;
         apt_get(&install)
     })?;
-    println!("cargo::warning=installed Debian's chromium (apt-get) for the headless report test");
+    println!("cargo::warning=installed Debian's {package} (apt-get) for the headless browser tests");
     Ok(())
 }

@@ -52,4 +52,6 @@ mod run;
 mod schema;
 mod show;
 mod usage;
-mod web_ui;
+pub(crate) mod web_ui;
+mod web_ui_actions;
+pub(crate) mod webdriver;

@@ -12,10 +12,10 @@ use super::browser::headless;
 use super::readme::{Repo, session_of};
 
 /// A running `orchestra ui`; killed when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     /// `127.0.0.1:PORT`.
-    addr: String,
+    pub(crate) addr: String,
     /// The lines it printed before serving.
     banner: String,
 }
@@ -27,7 +27,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(repo: &Repo, addr: &str) -> Served {
+pub(crate) fn serve(repo: &Repo, addr: &str) -> Served {
     let mut child = repo
         .command(&["ui", "--addr", addr])
         .stdin(Stdio::null())
@@ -59,7 +59,23 @@ fn serve(repo: &Repo, addr: &str) -> Served {
 
 /// One HTTP/1.1 exchange: the status, the head and the body (a server-sent event stream is
 /// read up to its first event).
-fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    http_with(addr, method, path, headers, "")
+}
+
+/// [`http`] with a request body.
+pub(crate) fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(super::common::PATIENCE)).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -69,7 +85,7 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16,
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("Content-Length: 0\r\n\r\n");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
@@ -85,6 +101,18 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16,
                 .split("\r\n\r\n")
                 .nth(1)
                 .is_some_and(|b| b.contains("\n\n"))
+        {
+            break;
+        }
+        // A server that keeps the connection open (chromedriver): the body's length says when
+        // the answer is whole.
+        if let Some((head, body)) = text.split_once("\r\n\r\n")
+            && let Some(len) = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            && body.len() >= len
         {
             break;
         }
@@ -121,14 +149,14 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-fn get_json(addr: &str, path: &str) -> Value {
+pub(crate) fn get_json(addr: &str, path: &str) -> Value {
     let (status, head, body) = http(addr, "GET", path, &[]);
     assert_eq!(status, 200, "GET {path}: {head}\n{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
 /// A project with one completed pr-review session and a fork of it at checkpoint 2.
-fn reviewed() -> (Repo, String, String) {
+pub(crate) fn reviewed() -> (Repo, String, String) {
     let repo = Repo::new();
     let run = repo.orchestra(&["run", "pipelines/pr-review.yaml"], "");
     assert_eq!(run.code, 0, "{}", run.transcript());

@@ -73,7 +73,8 @@ function listPage() {
         h("th", { class: "num" }, "Duration"), h("th", { class: "num" }, "Steps"),
         h("th", { class: "num" }, "Tokens"), h("th", { class: "num" }, "Cost"), h("th", {}, "Parent"))),
       body),
-    note);
+    note,
+    Actions.runPanel());
   const fill = (sel, values, chosen, all) => {
     const opts = [h("option", { value: "" }, all)].concat(
       [...values].sort().map((v) => h("option", { value: v, selected: v === chosen }, v)));
@@ -247,6 +248,7 @@ function sessionPage(id) {
       h("h1", {}, `Session ${detail.id}`),
       h("div", { class: "grid" },
         h("div", {},
+          Actions.sessionPanel(detail),
           h("section", { "aria-labelledby": "h-facts" }, h("h2", { id: "h-facts" }, "Summary"), facts),
           h("section", { "aria-labelledby": "h-usage" }, h("h2", { id: "h-usage" }, "Usage by node"), usage),
           h("section", { "aria-labelledby": "h-runs" }, h("h2", { id: "h-runs" }, "Steps and node runs"),

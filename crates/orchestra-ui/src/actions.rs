@@ -261,14 +261,15 @@ async fn fork(State(ui): State<Ui>, Path(id): Path<String>, bytes: Bytes) -> Res
             Err(why) => return problem(StatusCode::BAD_REQUEST, why),
         }
     }
-    if let Err(r) = record(&ui, &id).await {
-        return r;
-    }
+    let parent = match record(&ui, &id).await {
+        Ok(r) => r.id,
+        Err(r) => return r,
+    };
     let edit = Edit {
         pipeline: None,
         set,
     };
-    let new = match ui.engine.fork_edited(&id, b.checkpoint, &edit).await {
+    let new = match ui.engine.fork_edited(&parent, b.checkpoint, &edit).await {
         Ok(new) => new,
         Err(e) => return runtime_refused(&e),
     };
@@ -288,7 +289,7 @@ async fn fork(State(ui): State<Ui>, Path(id): Path<String>, bytes: Bytes) -> Res
         Ok(s) => (
             StatusCode::CREATED,
             Json(json!({
-                "session": new, "parent": id, "checkpoint": b.checkpoint,
+                "session": new, "parent": parent, "checkpoint": b.checkpoint,
                 "pid": s.pid, "log": s.log,
             })),
         )

@@ -1,4 +1,5 @@
-//! The page app: one HTML page, its script and its style sheet, embedded in the binary.
+//! The page app: one HTML page, its scripts (the views, the actions) and its style sheet,
+//! embedded in the binary.
 
 use axum::Router;
 use axum::http::header;
@@ -9,6 +10,7 @@ use crate::Ui;
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
+const ACTIONS: &str = include_str!("../assets/actions.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 /// Nothing is loaded from elsewhere: scripts, styles, images and connections are this
@@ -24,6 +26,10 @@ pub(crate) fn routes() -> Router<Ui> {
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/actions.js",
+            get(|| async { asset("text/javascript; charset=utf-8", ACTIONS) }),
         )
         .route(
             "/app.css",

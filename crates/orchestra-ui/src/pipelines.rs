@@ -1,5 +1,6 @@
 //! The project's pipelines for the page's "start a run" form: every `*.yaml` under the
-//! project's `pipelines/` (not the `*.responses.yaml` of scripted providers), compiled, with
+//! project's `pipelines/` (not the `*.responses.yaml` of scripted providers, nor what is in a
+//! `prompts/` or `conditions/` directory there), compiled, with
 //! their typed inputs; one that does not compile is listed with its first error.
 
 use std::path::{Component, Path, PathBuf};
@@ -27,7 +28,8 @@ fn files(root: &Path) -> Vec<PathBuf> {
                 continue;
             }
             if path.is_dir() {
-                if depth + 1 < DEPTH {
+                // Discovered layers and conditions beside pipelines are not pipelines.
+                if depth + 1 < DEPTH && !matches!(name.as_str(), "prompts" | "conditions") {
                     dirs.push((path, depth + 1));
                 }
             } else if is_pipeline_name(&name)
