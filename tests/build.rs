@@ -346,6 +346,8 @@ fn install(package: &str, program: &str) -> Result<(), String> {
         apt_get(&["update"])?;
         apt_get(&install)
     })?;
-    println!("cargo::warning=installed Debian's {package} (apt-get) for the headless browser tests");
+    println!(
+        "cargo::warning=installed Debian's {package} (apt-get) for the headless browser tests"
+    );
     Ok(())
 }

@@ -26,7 +26,9 @@ fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
 
 /// The error text of a refused action.
 fn error_of(v: &Value) -> &str {
-    v["error"].as_str().unwrap_or_else(|| panic!("no error in {v}"))
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {v}"))
 }
 
 /// Waits until session `id` has `status` (as the API shows it).
@@ -88,7 +90,11 @@ fn ui_actions_fork_resume_and_answer_refuse_bad_input_with_the_clis_text() {
     assert_eq!(status, 400, "{v}");
     assert!(error_of(&v).contains("has no state field `nope`"), "{v}");
     assert!(error_of(&v).contains("nothing was changed"), "{v}");
-    let (status, v) = post(a, &fork, &json!({ "checkpoint": 2, "set": ["critique=[1,"] }));
+    let (status, v) = post(
+        a,
+        &fork,
+        &json!({ "checkpoint": 2, "set": ["critique=[1,"] }),
+    );
     assert_eq!(status, 400, "{v}");
     assert!(
         error_of(&v).contains("the value of `critique` is not JSON"),
@@ -111,8 +117,7 @@ fn ui_actions_fork_resume_and_answer_refuse_bad_input_with_the_clis_text() {
         if let Some(o) = origin {
             headers.push(("Origin", o));
         }
-        let (status, _, body) =
-            http_with(a, "POST", &fork, &headers, r#"{"checkpoint": 2}"#);
+        let (status, _, body) = http_with(a, "POST", &fork, &headers, r#"{"checkpoint": 2}"#);
         assert_eq!(status, 403, "{body}");
     }
     assert_eq!(get_json(a, "/api/sessions").as_array().unwrap().len(), 2);
@@ -145,7 +150,10 @@ fn ui_actions_fork_resume_and_answer_refuse_bad_input_with_the_clis_text() {
     assert!(error_of(&v).contains("is completed"), "{v}");
     let (status, v) = post(a, &format!("/api/sessions/{id}/stop"), &json!({}));
     assert_eq!(status, 409, "{v}");
-    assert!(error_of(&v).contains("is not running (it is completed)"), "{v}");
+    assert!(
+        error_of(&v).contains("is not running (it is completed)"),
+        "{v}"
+    );
     let answer = format!("/api/sessions/{id}/answer");
     let (status, v) = post(a, &answer, &json!({ "text": "/approve" }));
     assert_eq!(status, 409, "{v}");
@@ -158,7 +166,10 @@ fn ui_actions_fork_resume_and_answer_refuse_bad_input_with_the_clis_text() {
     assert_eq!(status, 404, "{v}");
     let (status, v) = post(a, "/api/sessions/no-such/stop", &json!({}));
     assert_eq!(status, 404, "{v}");
-    assert_eq!(get_json(a, &format!("/api/sessions/{id}/chat")), Value::Null);
+    assert_eq!(
+        get_json(a, &format!("/api/sessions/{id}/chat")),
+        Value::Null
+    );
 }
 
 #[test]
@@ -182,11 +193,22 @@ fn ui_actions_start_stop_and_resume_a_run() {
         &json!({ "pipeline": "pipelines/gate.yaml", "inputs": { "topic": "t", "nope": "x" } }),
     );
     assert_eq!(status, 400, "{v}");
-    assert!(error_of(&v).contains("the pipeline has no input `nope`"), "{v}");
-    for outside in ["../gate.yaml", "/etc/passwd", "fixtures/x.yaml", "pipelines/none.yaml"] {
+    assert!(
+        error_of(&v).contains("the pipeline has no input `nope`"),
+        "{v}"
+    );
+    for outside in [
+        "../gate.yaml",
+        "/etc/passwd",
+        "fixtures/x.yaml",
+        "pipelines/none.yaml",
+    ] {
         let (status, v) = post(a, run, &json!({ "pipeline": outside }));
         assert_eq!(status, 400, "{outside}: {v}");
-        assert!(error_of(&v).contains("is not a pipeline of this project"), "{v}");
+        assert!(
+            error_of(&v).contains("is not a pipeline of this project"),
+            "{v}"
+        );
     }
     assert_eq!(get_json(a, "/api/sessions").as_array().unwrap().len(), 1);
 
@@ -213,6 +235,38 @@ fn ui_actions_start_stop_and_resume_a_run() {
     wait_status(a, &id, "interrupted");
     let (status, v) = post(a, &format!("/api/sessions/{id}/stop"), &json!({}));
     assert_eq!(status, 409, "{v}");
+
+    // Resume it; `orchestra stop` stops it the same way, and waits for it.
+    let (status, v) = post(a, &format!("/api/sessions/{id}/resume"), &json!({}));
+    assert_eq!(status, 202, "{v}");
+    wait_status(a, &id, "running");
+    let stop = repo.orchestra(&["stop", &id], "");
+    assert_eq!(stop.code, 0, "{}", stop.transcript());
+    assert!(
+        stop.stdout
+            .contains(&format!("session {id} stopped: interrupted")),
+        "{}",
+        stop.transcript()
+    );
+    assert!(
+        stop.stdout.contains("orchestra resume"),
+        "{}",
+        stop.transcript()
+    );
+    let again = repo.orchestra(&["stop", &id], "");
+    assert_eq!(again.code, 2, "{}", again.transcript());
+    assert!(
+        again.stderr.contains("is not running (it is interrupted)"),
+        "{}",
+        again.transcript()
+    );
+    let unknown = repo.orchestra(&["stop", "no-such"], "");
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.contains("no session matches"),
+        "{}",
+        unknown.transcript()
+    );
 
     // Resume it, let the gate through: it completes.
     let (status, v) = post(a, &format!("/api/sessions/{id}/resume"), &json!({}));
@@ -303,7 +357,11 @@ fn ui_in_a_browser_starts_plan_with_human_and_approves_it_until_it_completes() {
     b.type_into("#chat-text", "What about a rollback?");
     b.click("#chat-send");
     b.wait_text("Changes requested");
-    assert!(b.text().contains("agent: Two things matter"), "{}", b.text());
+    assert!(
+        b.text().contains("agent: Two things matter"),
+        "{}",
+        b.text()
+    );
     b.click("button[data-command=\"/approve\"]");
     wait_status(a, &id, "completed");
     b.wait_text("completed");

@@ -97,8 +97,8 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: &Value) -> Value {
         let path = format!("/session/{}{path}", self.session);
         let (status, _, text) = http_with(&self.addr, method, &path, &[], &body.to_string());
-        let v: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
         assert_eq!(status, 200, "{method} {path}: {text}");
         v["value"].clone()
     }
@@ -160,7 +160,11 @@ impl Browser {
     /// Types `text` into the element `css` selects (keyboard input, as a user does).
     pub(crate) fn type_into(&self, css: &str, text: &str) {
         let e = self.element(css);
-        self.call("POST", &format!("/element/{e}/value"), &json!({ "text": text }));
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            &json!({ "text": text }),
+        );
     }
 
     /// Chooses the option with `value` of the `<select>` `css` selects.

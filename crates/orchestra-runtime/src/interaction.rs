@@ -181,9 +181,7 @@ pub enum InteractionError {
         status: String,
     },
     /// The session is driven by a process of another machine.
-    #[error(
-        "session {session} is driven by {owner}, a process of another machine; stop it there"
-    )]
+    #[error("session {session} is driven by {owner}, a process of another machine; stop it there")]
     Elsewhere {
         /// The session.
         session: String,

@@ -16,9 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use orchestra_graph::LoadOptions;
-use orchestra_runtime::interaction::{
-    self, Drive, ErrorKind, InteractionError, Launcher, Started,
-};
+use orchestra_runtime::interaction::{self, Drive, ErrorKind, InteractionError, Launcher, Started};
 use orchestra_runtime::{Edit, RuntimeError, error_chain, parse_set};
 use orchestra_store::SessionStatus;
 use serde::Deserialize;
@@ -120,7 +118,11 @@ fn runtime_refused(e: &RuntimeError) -> Response {
 }
 
 fn started(status: StatusCode, s: &Started) -> Response {
-    (status, Json(json!({ "session": s.session, "pid": s.pid, "log": s.log }))).into_response()
+    (
+        status,
+        Json(json!({ "session": s.session, "pid": s.pid, "log": s.log })),
+    )
+        .into_response()
 }
 
 async fn list_pipelines(State(ui): State<Ui>) -> Response {
@@ -214,7 +216,10 @@ async fn resume(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
     if rec.status == SessionStatus::Completed {
         return problem(
             StatusCode::CONFLICT,
-            format!("session {} is completed; there is nothing to resume", rec.id),
+            format!(
+                "session {} is completed; there is nothing to resume",
+                rec.id
+            ),
         );
     }
     let args: Vec<OsString> = vec![

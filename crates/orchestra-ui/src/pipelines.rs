@@ -54,8 +54,7 @@ pub(crate) fn is_listed(root: &Path, rel: &str) -> bool {
     let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
     plain
         && p.starts_with(DIR)
-        && p
-            .file_name()
+        && p.file_name()
             .is_some_and(|n| is_pipeline_name(&n.to_string_lossy()))
         && root.join(p).is_file()
 }

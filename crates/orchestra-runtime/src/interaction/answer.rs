@@ -47,7 +47,12 @@ pub async fn answer(
     if rec.status == SessionStatus::Completed {
         return Err(InteractionError::Completed(rec.id));
     }
-    match connect(&socket_path(&launcher.socket_anchor, &rec.id), &launcher.who).await {
+    match connect(
+        &socket_path(&launcher.socket_anchor, &rec.id),
+        &launcher.who,
+    )
+    .await
+    {
         Ok(Joined::Attached {
             incoming, outgoing, ..
         }) => live(&rec.id, text, incoming, outgoing, wait).await,
@@ -148,7 +153,10 @@ async fn live(
             },
             ServerMsg::Finished { outcome } => {
                 let detail = outcome.detail.map(|d| format!(": {d}")).unwrap_or_default();
-                return Ok(answered(replies, Some(format!("{}{detail}", outcome.status))));
+                return Ok(answered(
+                    replies,
+                    Some(format!("{}{detail}", outcome.status)),
+                ));
             }
             _ => {}
         }
