@@ -86,7 +86,12 @@ impl Browser {
             },
         }}});
         let (status, _, body) = http_with(&addr, "POST", "/session", &[], &caps.to_string());
-        assert_eq!(status, 200, "new WebDriver session: {body}");
+        if status != 200 {
+            // Not left behind by the failing test.
+            let _ = driver.kill();
+            let _ = driver.wait();
+            panic!("new WebDriver session: {status} {body}");
+        }
         let v: Value = serde_json::from_str(&body).unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
         Browser {
