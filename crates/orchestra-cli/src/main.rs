@@ -14,7 +14,6 @@ mod load;
 mod progress;
 mod queue;
 mod report;
-mod route;
 mod store;
 mod summary;
 

@@ -186,7 +186,7 @@ impl Progress {
                         pad,
                         &format!(
                             "  route  {}",
-                            crate::route::route_line(
+                            orchestra_runtime::views::route::route_line(
                                 &from,
                                 decision.as_deref(),
                                 &targets,

@@ -42,7 +42,7 @@ pub use commit::{CommitInfo, commit_all, head_sha};
 pub use conflict::{Conflict, ConflictFile};
 pub use error::{GitError, LibError, Result};
 pub use fork::{AgentWorktree, fork_worktree, remove_fork};
-pub use log::{BranchCommit, branch_commits};
+pub use log::{BranchCommit, CommitPatch, branch_commits, commit_patch};
 pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
 pub use names::GitSettings;
 pub use push::{

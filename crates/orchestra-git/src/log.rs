@@ -100,3 +100,114 @@ pub fn branch_commits(
     }
     Ok(Some(out))
 }
+
+/// The patch of one commit against its first parent, as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitPatch {
+    /// Unified diff: file headers, `@@` hunk headers, and each line prefixed with `+`, `-` or a
+    /// space (readable without colour). Cut at a line boundary when [`CommitPatch::cut`].
+    pub text: String,
+    /// Whether the patch was longer than asked for.
+    pub cut: bool,
+    /// The length in bytes of the whole patch (when `cut`, at least the cut length).
+    pub bytes: usize,
+}
+
+/// The patch of commit `sha` of the repository at `repo_path` against its first parent (the
+/// empty tree for a root commit), at most `max_bytes` of it. `None` when the repository has no
+/// such commit.
+pub fn commit_patch(repo_path: &Path, sha: &str, max_bytes: usize) -> Result<Option<CommitPatch>> {
+    let repo = Repository::open(repo_path).ctx("open repository", repo_path)?;
+    let Ok(oid) = Oid::from_str(sha) else {
+        return Ok(None);
+    };
+    let commit = match repo.find_commit(oid) {
+        Ok(c) => c,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(e).ctx(format!("read commit {sha}"), repo_path),
+    };
+    let tree = commit.tree().ctx("read tree", repo_path)?;
+    let parent = match commit.parent(0) {
+        Ok(p) => Some(p.tree().ctx("read tree", repo_path)?),
+        Err(_) => None,
+    };
+    let diff = repo
+        .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
+        .ctx("diff commit", repo_path)?;
+    let mut text = String::new();
+    let mut bytes = 0usize;
+    let mut cut = false;
+    let printed = diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        let content = String::from_utf8_lossy(line.content());
+        let origin = line.origin();
+        let mut piece = String::with_capacity(content.len() + 1);
+        if matches!(origin, '+' | '-' | ' ') {
+            piece.push(origin);
+        }
+        piece.push_str(&content);
+        if !piece.ends_with('\n') {
+            piece.push('\n');
+        }
+        bytes = bytes.saturating_add(piece.len());
+        if text.len() + piece.len() > max_bytes {
+            cut = true;
+            // Stop walking the diff: the rest is not shown.
+            return false;
+        }
+        text.push_str(&piece);
+        true
+    });
+    if !cut {
+        printed.ctx("diff commit", repo_path)?;
+    }
+    Ok(Some(CommitPatch { text, cut, bytes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn a_commit_patch_has_prefixed_lines_and_is_cut_when_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        git(p, &["init", "-q", "-b", "main"]);
+        std::fs::write(p.join("a.txt"), "one\ntwo\n").unwrap();
+        git(p, &["add", "."]);
+        git(p, &["commit", "-q", "-m", "first"]);
+        std::fs::write(p.join("a.txt"), "one\nthree\n").unwrap();
+        std::fs::write(p.join("b.txt"), "x\n".repeat(500)).unwrap();
+        git(p, &["add", "."]);
+        git(p, &["commit", "-q", "-m", "second"]);
+        let head = crate::head_sha(p).unwrap();
+
+        let whole = commit_patch(p, &head, 1 << 20).unwrap().unwrap();
+        assert!(!whole.cut);
+        assert_eq!(whole.bytes, whole.text.len());
+        assert!(whole.text.contains("diff --git a/a.txt b/a.txt\n"), "{}", whole.text);
+        assert!(whole.text.contains("\n-two\n+three\n"), "{}", whole.text);
+        assert!(whole.text.contains("@@ "), "{}", whole.text);
+        assert!(whole.text.contains("+++ b/b.txt\n"), "{}", whole.text);
+
+        let part = commit_patch(p, &head, 200).unwrap().unwrap();
+        assert!(part.cut);
+        assert!(part.text.len() <= 200, "{}", part.text.len());
+        assert!(part.text.ends_with('\n'));
+        assert!(whole.text.starts_with(&part.text));
+
+        assert_eq!(commit_patch(p, &"0".repeat(40), 100).unwrap(), None);
+        assert_eq!(commit_patch(p, "not-a-sha", 100).unwrap(), None);
+    }
+}

@@ -1,16 +1,13 @@
 //! `orchestra report`: a session rendered for people — header, the graph with the path taken,
 //! the steps with their answers, tool calls, routing and commits, human turns, output files and
 //! forks — as Markdown (with a Mermaid graph), a self-contained HTML file (with an inline SVG
-//! graph) or JSON (documented in docs/ARCHITECTURE.md, "report --format json").
-
-mod commits;
-mod html;
-mod md;
-mod model;
-mod svg;
+//! graph) or JSON (documented in docs/ARCHITECTURE.md, "report --format json"). The report
+//! itself is `orchestra_runtime::views::report` (the web UI serves it too).
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
+
+use orchestra_runtime::views::report;
 
 use crate::cli::Ctx;
 use crate::engine::{report_error, runtime, session_db, sessions_root};
@@ -58,21 +55,18 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             Ok(e) => e,
             Err(e) => return crate::store::report(&e),
         };
-        let r = model::gather(&engine, &args.session).await;
+        let r = report::gather(&engine, &args.session).await;
         engine.close().await;
         let report = match r {
             Ok(report) => report,
             Err(e) => return report_error(&e),
         };
-        let text = match args.format {
-            Format::Md => md::render(&report),
-            Format::Html => html::render(&report),
-            Format::Json => {
-                let mut s = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
-                s.push('\n');
-                s
-            }
+        let format = match args.format {
+            Format::Md => report::Format::Md,
+            Format::Html => report::Format::Html,
+            Format::Json => report::Format::Json,
         };
+        let text = report::render(&report, format).map_err(io::Error::other)?;
         match &args.output {
             None => io::stdout().lock().write_all(text.as_bytes())?,
             Some(path) => {

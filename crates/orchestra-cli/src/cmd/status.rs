@@ -46,18 +46,7 @@ pub(crate) struct Args {
     db: Option<PathBuf>,
 }
 
-/// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.
-pub(crate) fn when(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let id = orchestra_runtime::date_of_days(days);
-    format!(
-        "{id} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+pub(crate) use orchestra_runtime::views::when;
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     let db = match &args.session {

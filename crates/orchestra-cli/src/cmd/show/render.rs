@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{RouteView, RunView, Shown, ToolView, TurnView};
 use crate::engine::secs;
-use crate::route::route_line;
+use orchestra_runtime::views::route::route_line;
 
 /// Sizes as people read them: `812 B`, `64.0 KiB`, `1.5 MiB`.
 fn size(bytes: u64) -> String {

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::{Report, Run, step_tokens};
-use crate::cmd::status::when;
-use crate::engine::secs;
-use crate::route::route_line;
+use crate::views::when;
+use super::secs;
+use crate::views::route::route_line;
 
 /// `s` escaped for HTML text and attribute values.
-pub(super) fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -91,7 +91,7 @@ fn inputs(v: &Value) -> String {
 }
 
 /// The whole report as an HTML document.
-pub(super) fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let h = &r.session;
     let mut o = String::new();
     let title = format!("{} — session {}", h.pipeline, h.id);

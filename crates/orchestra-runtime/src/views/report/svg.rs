@@ -41,7 +41,7 @@ fn back_edges(n: usize, ends: &[Option<(usize, usize)>]) -> Vec<bool> {
 }
 
 /// The SVG of `g`.
-pub(super) fn render(g: &Graph) -> String {
+pub(crate) fn render(g: &Graph) -> String {
     let index: BTreeMap<&str, usize> = g
         .nodes
         .iter()

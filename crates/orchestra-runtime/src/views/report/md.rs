@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::{Report, Run, step_tokens};
-use crate::cmd::status::when;
-use crate::engine::secs;
-use crate::route::route_line;
+use crate::views::when;
+use super::secs;
+use crate::views::route::route_line;
 
 /// Text safe in a table cell or a line of Markdown: no raw HTML, no column breaks.
 fn cell(s: &str) -> String {
@@ -82,7 +82,7 @@ fn run(o: &mut String, r: &Run) {
 }
 
 /// The whole report as Markdown.
-pub(super) fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let h = &r.session;
     let mut o = String::new();
     let _ = writeln!(o, "# {} — session {}\n", cell(&h.pipeline), cell(&h.id));

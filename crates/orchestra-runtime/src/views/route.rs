@@ -1,8 +1,8 @@
-//! Routing decisions as people read them, in progress lines and `show`.
+//! Routing decisions as people read them, in progress lines, `show` and reports.
 
 /// A routing decision as people read it: `critic -> revise -> security-reviewer,
 /// architecture-reviewer (loop 1/2)`; when the loop bound was reached, `(max_loops 2 reached)`.
-pub(crate) fn route_line(
+pub fn route_line(
     from: &str,
     decision: Option<&str>,
     targets: &[String],

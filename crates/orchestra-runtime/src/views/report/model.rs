@@ -8,169 +8,169 @@ use serde::Serialize;
 use serde_json::Value;
 
 use orchestra_graph::PathTaken;
-use orchestra_runtime::Engine;
+use crate::Engine;
 use orchestra_store::{ChatMessageRecord, NodeRunRecord, SessionFilter, SessionRecord};
 
-use orchestra_runtime::views::show::{RouteView, RunView, ToolView, attach_turns, step_views};
+use crate::views::show::{RouteView, RunView, ToolView, attach_turns, step_views};
 
 /// The version of the JSON shape; bumped when a field changes meaning or goes away.
-pub(crate) const JSON_VERSION: u32 = 1;
+pub const JSON_VERSION: u32 = 1;
 
 /// How much of a tool's result the report keeps (the store keeps up to 64 KiB; `show --node`
 /// prints it all).
-pub(crate) const RESULT_EXCERPT: usize = 2000;
+pub const RESULT_EXCERPT: usize = 2000;
 
 /// Everything a report shows.
 #[derive(Debug, Serialize)]
-pub(crate) struct Report {
-    pub(crate) version: u32,
-    pub(crate) session: Header,
-    pub(crate) graph: Graph,
-    pub(crate) steps: Vec<Step>,
-    pub(crate) human_turns: Vec<Chat>,
-    pub(crate) repos: Vec<Repo>,
-    pub(crate) outputs: Vec<String>,
-    pub(crate) forks: Vec<Fork>,
+pub struct Report {
+    pub version: u32,
+    pub session: Header,
+    pub graph: Graph,
+    pub steps: Vec<Step>,
+    pub human_turns: Vec<Chat>,
+    pub repos: Vec<Repo>,
+    pub outputs: Vec<String>,
+    pub forks: Vec<Fork>,
 }
 
 /// The header: what ran, with what, how it ended and what it used.
 #[derive(Debug, Serialize)]
-pub(crate) struct Header {
-    pub(crate) id: String,
-    pub(crate) name: Option<String>,
-    pub(crate) pipeline: String,
-    pub(crate) pipeline_path: String,
-    pub(crate) inputs: Value,
-    pub(crate) status: String,
+pub struct Header {
+    pub id: String,
+    pub name: Option<String>,
+    pub pipeline: String,
+    pub pipeline_path: String,
+    pub inputs: Value,
+    pub status: String,
     /// Why it failed, stopped, paused or was interrupted.
-    pub(crate) note: Option<String>,
+    pub note: Option<String>,
     /// Milliseconds since the Unix epoch.
-    pub(crate) started_at: u64,
+    pub started_at: u64,
     /// From the start to the last change of status.
-    pub(crate) duration_ms: u64,
-    pub(crate) tokens_in: u64,
-    pub(crate) tokens_out: u64,
+    pub duration_ms: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
     /// Input tokens read from / written to the providers' prompt caches (parts of `tokens_in`).
-    pub(crate) cache_read_tokens: u64,
-    pub(crate) cache_write_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     /// US dollars over the runs whose cost is known; `None` when none is.
-    pub(crate) cost_usd: Option<f64>,
-    pub(crate) tool_calls: u64,
-    pub(crate) parent_session: Option<String>,
-    pub(crate) parent_checkpoint: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub tool_calls: u64,
+    pub parent_session: Option<String>,
+    pub parent_checkpoint: Option<u64>,
 }
 
 /// The pipeline's graph and the path taken through it.
 #[derive(Debug, Serialize)]
-pub(crate) struct Graph {
+pub struct Graph {
     /// `START`, the agents in declaration order, `END`.
-    pub(crate) nodes: Vec<GraphNode>,
-    pub(crate) edges: Vec<GraphEdge>,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
     /// The Mermaid flowchart with the path highlighted.
-    pub(crate) mermaid: String,
+    pub mermaid: String,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct GraphNode {
-    pub(crate) name: String,
+pub struct GraphNode {
+    pub name: String,
     /// How many times it ran (0: not on the path).
-    pub(crate) runs: u64,
+    pub runs: u64,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct GraphEdge {
-    pub(crate) from: String,
-    pub(crate) to: String,
-    pub(crate) label: String,
-    pub(crate) conditional: bool,
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub label: String,
+    pub conditional: bool,
     /// How many times it fired.
-    pub(crate) taken: u64,
+    pub taken: u64,
 }
 
 /// One step: its node runs, the routing after it and the commits it made.
 #[derive(Debug, Serialize)]
-pub(crate) struct Step {
-    pub(crate) step: u64,
-    pub(crate) nodes: Vec<String>,
+pub struct Step {
+    pub step: u64,
+    pub nodes: Vec<String>,
     /// When its first run started, in milliseconds from the session's start (`None`: no run
     /// was recorded, as for a chat that paused).
-    pub(crate) at_ms: Option<u64>,
+    pub at_ms: Option<u64>,
     /// The longest run of the step (they run in parallel).
-    pub(crate) duration_ms: u64,
-    pub(crate) runs: Vec<Run>,
-    pub(crate) routes: Vec<RouteView>,
-    pub(crate) commits: Vec<Commit>,
+    pub duration_ms: u64,
+    pub runs: Vec<Run>,
+    pub routes: Vec<RouteView>,
+    pub commits: Vec<Commit>,
 }
 
 /// One attempt of a node run.
 #[derive(Debug, Serialize)]
-pub(crate) struct Run {
-    pub(crate) node: String,
-    pub(crate) run_index: u32,
-    pub(crate) attempt: u32,
-    pub(crate) status: String,
-    pub(crate) error: Option<String>,
-    pub(crate) duration_ms: u64,
-    pub(crate) tokens_in: u64,
-    pub(crate) tokens_out: u64,
+pub struct Run {
+    pub node: String,
+    pub run_index: u32,
+    pub attempt: u32,
+    pub status: String,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
     /// US dollars; `None` when unknown (a model without a price).
-    pub(crate) cost_usd: Option<f64>,
+    pub cost_usd: Option<f64>,
     /// The text of the run's last answer (`None` without a trace).
-    pub(crate) answer: Option<String>,
+    pub answer: Option<String>,
     /// Tool calls, with results cut at [`RESULT_EXCERPT`] bytes (`result_bytes` is the size).
-    pub(crate) tool_calls: Vec<ToolView>,
+    pub tool_calls: Vec<ToolView>,
 }
 
 /// An interactive agent's conversation with a person.
 #[derive(Debug, Serialize)]
-pub(crate) struct Chat {
-    pub(crate) node: String,
-    pub(crate) run_index: u32,
-    pub(crate) messages: Vec<ChatLine>,
+pub struct Chat {
+    pub node: String,
+    pub run_index: u32,
+    pub messages: Vec<ChatLine>,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct ChatLine {
-    pub(crate) turn: u32,
-    pub(crate) role: String,
-    pub(crate) content: String,
+pub struct ChatLine {
+    pub turn: u32,
+    pub role: String,
+    pub content: String,
 }
 
 /// A session repository with its branch.
 #[derive(Debug, Serialize)]
-pub(crate) struct Repo {
-    pub(crate) name: String,
-    pub(crate) branch: String,
+pub struct Repo {
+    pub name: String,
+    pub branch: String,
     /// Whether the branch is gone (`orchestra cleanup`); its commits are then not listed.
-    pub(crate) removed: bool,
+    pub removed: bool,
 }
 
 /// A commit of a session branch with its diffstat.
 #[derive(Debug, Serialize)]
-pub(crate) struct Commit {
-    pub(crate) repo: String,
-    pub(crate) sha: String,
-    pub(crate) subject: String,
-    pub(crate) agent: Option<String>,
-    pub(crate) files_changed: usize,
-    pub(crate) insertions: usize,
-    pub(crate) deletions: usize,
-    pub(crate) files: Vec<FileStat>,
+pub struct Commit {
+    pub repo: String,
+    pub sha: String,
+    pub subject: String,
+    pub agent: Option<String>,
+    pub files_changed: usize,
+    pub insertions: usize,
+    pub deletions: usize,
+    pub files: Vec<FileStat>,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct FileStat {
-    pub(crate) path: String,
-    pub(crate) insertions: usize,
-    pub(crate) deletions: usize,
+pub struct FileStat {
+    pub path: String,
+    pub insertions: usize,
+    pub deletions: usize,
 }
 
 /// A session forked from this one.
 #[derive(Debug, Serialize)]
-pub(crate) struct Fork {
-    pub(crate) id: String,
-    pub(crate) checkpoint: Option<u64>,
-    pub(crate) status: String,
+pub struct Fork {
+    pub id: String,
+    pub checkpoint: Option<u64>,
+    pub status: String,
 }
 
 /// The text blocks of an answer, joined.
@@ -186,7 +186,7 @@ fn answer_text(answer: &Value) -> String {
 }
 
 /// The input and output tokens of a step's runs.
-pub(crate) fn step_tokens(s: &Step) -> (u64, u64) {
+pub fn step_tokens(s: &Step) -> (u64, u64) {
     s.runs.iter().fold((0, 0), |(i, o), r| {
         (i.saturating_add(r.tokens_in), o.saturating_add(r.tokens_out))
     })
@@ -211,10 +211,10 @@ fn excerpt(s: &mut String, max: usize) {
 }
 
 /// Gathers the report of session `key` (an id or a unique prefix of it).
-pub(crate) async fn gather(
+pub async fn gather(
     engine: &Engine,
     key: &str,
-) -> Result<Report, orchestra_runtime::RuntimeError> {
+) -> Result<Report, crate::RuntimeError> {
     let (rec, compiled): (SessionRecord, _) = engine.session_pipeline(key).await?;
     let sid = rec.id.clone();
     let (cps, runs, trace, forks) = engine
