@@ -2,9 +2,11 @@
 //! `--json`), `report`, the MCP server and the web UI read the same rows, details and steps
 //! from here.
 
+pub mod path;
 pub mod report;
 pub mod route;
 pub mod sessions;
+pub mod state_diff;
 pub mod show;
 
 /// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.

@@ -5,12 +5,14 @@
 //! the web UI serves it.
 
 mod commits;
+mod graph;
 mod html;
 mod md;
 mod model;
 mod svg;
 
 pub use commits::{CommitDiff, step_diffs};
+pub use graph::graph_of;
 pub use model::{
     Chat, ChatLine, Commit, FileStat, Fork, Graph, GraphEdge, GraphNode, Header, JSON_VERSION,
     RESULT_EXCERPT, Repo, Report, Run, Step, gather,
