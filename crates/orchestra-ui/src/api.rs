@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::stream::{self, Stream};
-use orchestra_runtime::views::{sessions, show};
+use orchestra_runtime::views::{path, sessions, show};
 use orchestra_runtime::{RuntimeError, WorkerError, error_chain};
 use orchestra_store::{ErrorClass, system_now_ms};
 use serde_json::{Value, json};
@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Ui> {
         .route("/api/sessions/{id}/nodes/{node}", get(node))
         .route("/api/sessions/{id}/checkpoints/{n}", get(checkpoint))
         .route("/api/sessions/{id}/events", get(events))
+        .merge(crate::inspect::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such page".to_owned()) })
 }
 
@@ -98,20 +99,59 @@ async fn detail(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
         Ok(Err(_)) => Value::Null,
         Err(e) => return failed(&e),
     };
-    let graph = match ui.engine.session_pipeline(&sid).await {
-        Ok((_, compiled)) => serde_json::to_value(compiled.to_drawing()).unwrap_or_default(),
+    let (graph, path) = match ui.engine.session_pipeline(&sid).await {
+        Ok((rec, compiled)) => match path::path(&ui.engine, &rec, &compiled).await {
+            Ok(p) => (
+                serde_json::to_value(compiled.to_drawing()).unwrap_or_default(),
+                serde_json::to_value(p).unwrap_or_default(),
+            ),
+            Err(e) => return failed(&e),
+        },
         // A stored pipeline this release cannot read: the page shows the runs without a graph.
-        Err(e) => json!({ "error": error_chain(&e) }),
+        Err(e) => (json!({ "error": error_chain(&e) }), Value::Null),
     };
-    Json(json!({ "detail": detail, "shown": shown, "graph": graph })).into_response()
+    Json(json!({ "detail": detail, "shown": shown, "graph": graph, "path": path }))
+        .into_response()
 }
 
+/// `show --node --json`, each run with its usage record's start and end times, cost, cache
+/// tokens and retries (`usage`; null for a run without one).
 async fn node(State(ui): State<Ui>, Path((id, node)): Path<(String, String)>) -> Response {
-    match show::shown(&ui.engine, &id, None, Some(&node)).await {
-        Ok(Ok(s)) => Json(s).into_response(),
-        Ok(Err(why)) => problem(StatusCode::NOT_FOUND, why),
-        Err(e) => failed(&e),
+    let shown = match show::shown(&ui.engine, &id, None, Some(&node)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(why)) => return problem(StatusCode::NOT_FOUND, why),
+        Err(e) => return failed(&e),
+    };
+    let sid = shown.session["id"].as_str().unwrap_or(&id).to_owned();
+    let runs = match ui.engine.store().call(move |s| s.node_runs(&sid)).await {
+        Ok(r) => r,
+        Err(e) => return failed(&RuntimeError::Store(e)),
+    };
+    let mut out = serde_json::to_value(&shown).unwrap_or_default();
+    for (st, step) in shown.steps.iter().zip(
+        out["steps"]
+            .as_array_mut()
+            .map(|a| a.iter_mut())
+            .into_iter()
+            .flatten(),
+    ) {
+        for (rv, run) in st.runs.iter().zip(
+            step["runs"]
+                .as_array_mut()
+                .map(|a| a.iter_mut())
+                .into_iter()
+                .flatten(),
+        ) {
+            run["usage"] = show::run_record(&runs, rv).map_or(Value::Null, |r| {
+                json!({
+                    "started_at": r.started_at, "finished_at": r.finished_at,
+                    "cost_usd": r.cost_usd, "cache_read_tokens": r.cache_read_tokens,
+                    "cache_write_tokens": r.cache_write_tokens, "retries": r.retries,
+                })
+            });
+        }
     }
+    Json(out).into_response()
 }
 
 async fn checkpoint(State(ui): State<Ui>, Path((id, n)): Path<(String, String)>) -> Response {
@@ -140,14 +180,18 @@ async fn glance(ui: &Ui, id: &str) -> Result<Value, RuntimeError> {
         .store()
         .call(move |s| {
             let rec = s.find_session(&key)?;
-            let n = s.checkpoints(&rec.id)?.len();
-            Ok((rec, n))
+            let cps = s.checkpoints(&rec.id)?;
+            // The tasks of the step that runs now: one more means a node finished.
+            let next = cps.last().map_or(0, |c| c.step + 1);
+            let tasks = s.task_records(&rec.id, next..=next)?.len();
+            Ok((rec, (cps.len(), tasks)))
         })
         .await?;
+    let (cps, tasks) = cps;
     let status = sessions::shown_status(rec.status, rec.lease_holder(system_now_ms()));
     Ok(json!({
         "id": rec.id, "status": status, "updated_at": rec.updated_at,
-        "checkpoints": cps, "error": rec.error,
+        "checkpoints": cps, "tasks": tasks, "error": rec.error,
     }))
 }
 

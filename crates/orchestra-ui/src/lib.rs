@@ -30,6 +30,7 @@ mod actions;
 mod api;
 mod assets;
 pub mod auth;
+mod inspect;
 mod pipelines;
 
 pub use actions::Actions;

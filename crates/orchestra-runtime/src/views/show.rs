@@ -389,3 +389,10 @@ mod tests {
         assert_eq!(ranges(&[]), "");
     }
 }
+
+/// The usage record of a run's attempt: the attempt-th record of its (step, node, run).
+pub fn run_record<'a>(runs: &'a [NodeRunRecord], v: &RunView) -> Option<&'a NodeRunRecord> {
+    runs.iter()
+        .filter(|r| r.step == v.step && r.node == v.node && r.run_index == v.run_index)
+        .nth(usize::try_from(v.attempt).ok()?)
+}

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::Engine;
 use orchestra_store::{ChatMessageRecord, NodeRunRecord, SessionFilter, SessionRecord};
 
-use crate::views::show::{RouteView, RunView, ToolView, attach_turns, step_views};
+use crate::views::show::{RouteView, ToolView, attach_turns, run_record, step_views};
 
 /// The version of the JSON shape; bumped when a field changes meaning or goes away.
 pub const JSON_VERSION: u32 = 1;
@@ -191,13 +191,6 @@ pub fn step_tokens(s: &Step) -> (u64, u64) {
     })
 }
 
-/// The usage record of a run's attempt: the attempt-th record of its (step, node, run).
-fn record<'a>(runs: &'a [NodeRunRecord], v: &RunView) -> Option<&'a NodeRunRecord> {
-    runs.iter()
-        .filter(|r| r.step == v.step && r.node == v.node && r.run_index == v.run_index)
-        .nth(usize::try_from(v.attempt).ok()?)
-}
-
 /// `s` cut at a char boundary at most `max` bytes in.
 fn excerpt(s: &mut String, max: usize) {
     if s.len() > max {
@@ -273,7 +266,7 @@ pub async fn gather(
             .runs
             .drain(..)
             .map(|r| Run {
-                cost_usd: record(&runs, &r).and_then(|x| x.cost_usd),
+                cost_usd: run_record(&runs, &r).and_then(|x| x.cost_usd),
                 answer: r.turns.last().map(|t| answer_text(&t.answer)),
                 tool_calls: r
                     .turns
