@@ -71,7 +71,7 @@ function listPage() {
       h("thead", {}, h("tr", {},
         h("th", {}, "Session"), h("th", {}, "Pipeline"), h("th", {}, "Status"), h("th", {}, "Started"),
         h("th", { class: "num" }, "Duration"), h("th", { class: "num" }, "Steps"),
-        h("th", { class: "num" }, "Tokens"), h("th", { class: "num" }, "Cost"), h("th", {}, "Parent"))),
+        h("th", { class: "num" }, "Tokens"), h("th", { class: "num" }, "Cost"), h("th", {}, "Parent"), h("th", {}, "Children"))),
       body),
     note,
     Actions.runPanel());
@@ -85,6 +85,7 @@ function listPage() {
     try { rows = await api("/api/sessions"); } catch (e) { note.textContent = `error: ${e.message}`; return; }
     fill(statusSel, new Set(rows.map((r) => r.status)), filters.status, "all statuses");
     fill(pipeSel, new Set(rows.map((r) => r.pipeline)), filters.pipeline, "all pipelines");
+    const childrenOf = (id) => rows.filter((c) => c.parent_session === id);
     const shown = rows.filter((r) => (!filters.status || r.status === filters.status)
       && (!filters.pipeline || r.pipeline === filters.pipeline));
     body.replaceChildren(...shown.map((r) => h("tr", { "data-session": r.id },
@@ -96,8 +97,10 @@ function listPage() {
       h("td", { class: "num" }, r.steps),
       h("td", { class: "num" }, r.tokens_in + r.tokens_out),
       h("td", { class: "num" }, cost(r.cost_usd, r.cost_partial)),
-      h("td", {}, r.parent_session ? h("a", { href: `#/s/${encodeURIComponent(r.parent_session)}` },
-        `${r.parent_session} @ ${r.parent_checkpoint}`) : "—"))));
+      h("td", {}, r.parent_session ? [h("a", { href: `#/s/${encodeURIComponent(r.parent_session)}` },
+        `${r.parent_session} @ ${r.parent_checkpoint}`), r.parent_node ? ` (call ${r.parent_node})` : " (fork)"] : "—"),
+      h("td", { class: "children" }, childrenOf(r.id).length ? childrenOf(r.id).map((c) => h("div", {},
+        h("a", { href: `#/s/${encodeURIComponent(c.id)}` }, c.id), ` ${c.parent_node ? `call ${c.parent_node}` : "fork"}, ${c.status}`)) : "—"))));
     note.textContent = `${shown.length} of ${rows.length} sessions; updated ${new Date().toLocaleTimeString()}`;
   }
   refresh();
@@ -138,10 +141,10 @@ function layout(graph) {
   return { pos, width, height };
 }
 
-function drawGraph(graph, ran, live, takenEdges) {
+function drawGraph(graph, ran, live, takenEdges, counts, running) {
   const { pos, width, height } = layout(graph);
   const svg = s("svg", { class: "graph", viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": `graph of ${graph.nodes.length} nodes; nodes that ran: ${[...ran].join(", ") || "none"}` });
+    "aria-label": `graph of ${graph.nodes.length} nodes; nodes that ran: ${[...ran].join(", ") || "none"}; running now: ${[...running].join(", ") || "none"}` });
   svg.append(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
     markerUnits: "userSpaceOnUse", markerWidth: "10", markerHeight: "10", orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#777" }))));
   // Edges between the same two nodes are drawn once, their labels joined.
@@ -165,18 +168,21 @@ function drawGraph(graph, ran, live, takenEdges) {
       d = `M${a.x + a.w},${a.y + a.h / 2} C${side},${a.y + a.h / 2} ${side},${b.y + b.h / 2} ${b.x + b.w},${b.y + b.h / 2}`;
       lx = side; ly = (a.y + b.y) / 2 + b.h / 2 + (i % 3) * 14;
     }
-    const taken = takenEdges.has(`${e.from}>${e.to}`);
-    svg.append(s("path", { d, class: `edge ${e.kind}${taken ? " taken" : ""}`, "marker-end": "url(#arrow)" },
-      s("title", {}, `${e.from} → ${e.to}${e.label ? ` (${e.label})` : ""}${taken ? ", taken" : ""}`)));
-    if (e.label) svg.append(s("text", { x: lx + 4, y: ly, class: "elabel" }, e.label.length > 30 ? e.label.slice(0, 29) + "…" : e.label));
+    const n = counts.get(`${e.from}>${e.to}`) || 0;
+    const taken = n > 0 || takenEdges.has(`${e.from}>${e.to}`);
+    svg.append(s("path", { d, class: `edge ${e.kind}${taken ? " taken" : ""}`, "marker-end": "url(#arrow)", "data-edge": `${e.from}>${e.to}`, "data-count": n },
+      s("title", {}, `${e.from} → ${e.to}${e.label ? ` (${e.label})` : ""}${n ? `, taken ${n} time${n === 1 ? "" : "s"}` : taken ? ", taken" : ""}`)));
+    const short = e.label.length > 30 ? e.label.slice(0, 29) + "…" : e.label;
+    const text = [short, n ? `×${n}` : ""].filter(Boolean).join(" ");
+    if (text) svg.append(s("text", { x: lx + 4, y: ly, class: `elabel${n ? " count" : ""}` }, text));
   });
   for (const n of graph.nodes) {
     const p = pos.get(n);
-    const cls = `node${ran.has(n) ? " taken" : ""}${live.has(n) ? " live" : ""}`;
+    const cls = `node${ran.has(n) ? " taken" : ""}${live.has(n) ? " live" : ""}${running.has(n) ? " running" : ""}`;
     const round = ["START", "END", "FAIL"].includes(n) ? 18 : 4;
-    const mark = live.has(n) ? " ◆" : ran.has(n) ? " ✓" : "";
+    const mark = running.has(n) ? " ▶ running" : live.has(n) ? " ◆" : ran.has(n) ? " ✓" : "";
     svg.append(s("g", { class: cls, "data-node": n },
-      s("title", {}, `${n}${live.has(n) ? ": waiting / running" : ran.has(n) ? ": ran" : ": did not run"}`),
+      s("title", {}, `${n}${running.has(n) ? ": running now" : live.has(n) ? ": waiting for a human" : ran.has(n) ? ": ran" : ": did not run"}`),
       s("rect", { x: p.x, y: p.y, width: p.w, height: p.h, rx: round }),
       s("text", { x: p.x + p.w / 2, y: p.y + p.h / 2 + 4, "text-anchor": "middle" }, n + mark)));
   }
@@ -188,6 +194,7 @@ function drawGraph(graph, ran, live, takenEdges) {
 function sessionPage(id) {
   document.getElementById("where").textContent = `session ${id}`;
   const ui = { run: null, checkpoint: null };
+  let startedAt = 0;
   let source = null;
   async function load() {
     let data;
@@ -198,7 +205,7 @@ function sessionPage(id) {
     }
     render(data);
   }
-  function render({ detail, shown, graph }) {
+  function render({ detail, shown, graph, path }) {
     const steps = shown ? shown.steps : [];
     const ran = new Set(["START"]);
     const live = new Set();
@@ -213,8 +220,15 @@ function sessionPage(id) {
       prev = st.nodes;
     }
     if (detail.status === "completed") { ran.add("END"); for (const p of prev) taken.add(`${p}>END`); }
-    if (detail.status === "running" && steps.length) for (const n of steps[steps.length - 1].nodes) live.add(n);
+    // How many times each edge fired, and the nodes running now (from the store: exact).
+    const counts = new Map();
+    const running = new Set(path ? path.running : []);
+    if (path && graph && graph.edges) graph.edges.forEach((e, i) => {
+      const k = `${e.from}>${e.to}`;
+      counts.set(k, (counts.get(k) || 0) + (path.edges[i] || 0));
+    });
     const cps = detail.checkpoints.map((c) => c.step);
+    startedAt = detail.created_at;
     const facts = h("dl", { class: "facts" },
       h("dt", {}, "Status"), h("dd", {}, status(detail.status)),
       h("dt", {}, "Pipeline"), h("dd", {}, detail.pipeline, detail.pipeline_path ? ` (${detail.pipeline_path})` : ""),
@@ -223,6 +237,8 @@ function sessionPage(id) {
       h("dt", {}, "Steps"), h("dd", {}, String(cps.length ? cps[cps.length - 1] : 0)),
       h("dt", {}, "Tokens"), h("dd", {}, String(detail.tokens)),
       h("dt", {}, "Cost"), h("dd", {}, cost(detail.cost_usd, detail.cost_partial)),
+      path && path.running.length ? [h("dt", {}, "Running now"), h("dd", { class: "running-now" }, `${path.running.join(", ")} (step ${path.running_step})`)] : null,
+      h("dt", {}, "Report"), h("dd", {}, reportLinks(detail.id)),
       detail.parent_session ? [h("dt", {}, "Forked from"), h("dd", {}, h("a", { href: `#/s/${encodeURIComponent(detail.parent_session)}` }, detail.parent_session), ` at checkpoint ${detail.parent_checkpoint}`)] : null,
       detail.forks.length ? [h("dt", {}, "Forks"), h("dd", {}, detail.forks.map((f) => h("div", {}, h("a", { href: `#/s/${encodeURIComponent(f.id)}` }, f.id), ` at ${f.checkpoint} (${f.status})`)))] : null,
       detail.error ? [h("dt", {}, "Note"), h("dd", {}, h("pre", {}, detail.error))] : null);
@@ -241,7 +257,7 @@ function sessionPage(id) {
         onclick: () => { ui.run = r; showRun(r); } },
         `${r.node}${r.run_index ? ` #${r.run_index + 1}` : ""}${r.attempt ? ` (attempt ${r.attempt + 1})` : ""}: ${r.status}, ${dur(r.duration_ms)}, ${r.tokens_in + r.tokens_out} tokens${r.tool_calls ? `, ${r.tool_calls} tool calls` : ""}`))),
         st.routes.map((r) => h("li", { class: "muted" }, `route ${r.from}${r.decision ? ` → ${r.decision}` : ""} → ${r.targets.join(", ")}${r.loop_round ? ` (loop ${r.loop_round}/${r.loop_max})` : ""}`))))));
-    const graphView = graph && graph.nodes ? drawGraph(graph, ran, live, taken)
+    const graphView = graph && graph.nodes ? drawGraph(graph, ran, live, taken, counts, running)
       : h("p", { class: "error" }, `no graph: ${graph && graph.error}`);
     app.replaceChildren(
       h("p", {}, h("a", { href: "#/" }, "← All sessions")),
@@ -255,9 +271,10 @@ function sessionPage(id) {
             steps.length ? runs : h("p", { class: "muted" }, "Nothing ran yet."))),
         h("div", {},
           h("section", { "aria-labelledby": "h-graph" }, h("h2", { id: "h-graph" }, "Graph"),
-            h("p", { class: "legend" }, "✓ ran (blue, path taken in bold) · ◆ running or waiting for a human (dashed purple) · dashed edges are conditional"),
+            h("p", { class: "legend" }, "✓ ran (blue, path taken in bold) · ▶ running now (thick purple) · ◆ waiting for a human (dashed purple) · ×N: an edge taken N times · dashed edges are conditional"),
             graphView),
-          h("section", { "aria-labelledby": "h-cps" }, h("h2", { id: "h-cps" }, "Checkpoints"), timeline, h("div", { id: "state" })),
+          h("section", { "aria-labelledby": "h-cps" }, h("h2", { id: "h-cps" }, "Checkpoints"), timeline, h("div", { id: "state" }),
+            cps.length > 1 ? [h("h3", {}, "Compare two checkpoints"), diffPanel(detail.id, cps)] : null),
           h("section", { "aria-labelledby": "h-run", "aria-live": "polite" }, h("h2", { id: "h-run" }, "Node run"),
             h("div", { id: "run" }, h("p", { class: "muted" }, "Choose a node run on the left."))))));
     if (ui.checkpoint !== null) showState(ui.checkpoint);
@@ -282,12 +299,18 @@ function sessionPage(id) {
     const run = step && step.runs.find((x) => x.run_index === r.run_index && x.attempt === r.attempt);
     if (!run) { box.replaceChildren(h("p", { class: "error" }, "this run is not in the session any more")); return; }
     const content = (v) => typeof v === "string" ? v : JSON.stringify(v, null, 2);
+    const u = run.usage;
+    const commits = h("div", { class: "commits" });
     box.replaceChildren(
       h("h3", {}, `${run.node} at step ${run.step}${run.run_index ? `, run ${run.run_index + 1}` : ""}`),
       h("dl", { class: "facts" },
         h("dt", {}, "Status"), h("dd", {}, run.status, run.error ? `: ${run.error}` : ""),
+        u ? [h("dt", {}, "Started"), h("dd", {}, `${when(u.started_at)} (${dur(Math.max(0, u.started_at - startedAt))} into the session)`),
+          h("dt", {}, "Finished"), h("dd", {}, when(u.finished_at))] : null,
         h("dt", {}, "Duration"), h("dd", {}, dur(run.duration_ms)),
-        h("dt", {}, "Tokens"), h("dd", {}, `${run.tokens_in} in, ${run.tokens_out} out`),
+        h("dt", {}, "Tokens"), h("dd", {}, `${run.tokens_in} in, ${run.tokens_out} out${u && (u.cache_read_tokens || u.cache_write_tokens) ? ` (cache: ${u.cache_read_tokens} read, ${u.cache_write_tokens} written)` : ""}`),
+        h("dt", {}, "Cost"), h("dd", {}, u ? cost(u.cost_usd, false) : "unknown"),
+        u && u.retries ? [h("dt", {}, "Retries"), h("dd", {}, String(u.retries))] : null,
         h("dt", {}, "Tool calls"), h("dd", {}, String(run.tool_calls))),
       h("h3", {}, "System prompt as sent"),
       run.system === null ? h("p", { class: "muted" }, "not recorded (a session of an older release)") : h("pre", { class: "system" }, run.system),
@@ -299,7 +322,9 @@ function sessionPage(id) {
           h("pre", {}, `arguments${c.args_cut ? ` (cut; ${c.args_bytes} bytes)` : ""}:\n${c.args}`),
           h("pre", {}, `result${c.result_cut ? ` (cut; ${c.result_bytes} bytes)` : ""}:\n${c.result}`))))),
       step.routes.length ? [h("h3", {}, "Routing"), h("ul", {}, step.routes.map((x) => h("li", {},
-        `${x.from}${x.condition ? ` (${x.condition})` : ""}${x.decision ? ` → ${x.decision}` : ""} → ${x.targets.join(", ")}${x.loop_round ? ` (loop ${x.loop_round}/${x.loop_max})` : ""}`)))] : null);
+        `${x.from}${x.condition ? ` (${x.condition})` : ""}${x.decision ? ` → ${x.decision}` : ""} → ${x.targets.join(", ")}${x.loop_round ? ` (loop ${x.loop_round}/${x.loop_max})` : ""}`)))] : null,
+      commits);
+    showCommits(id, run, commits);
   }
   app.replaceChildren(h("p", {}, "Loading…"));
   let last = null;

@@ -11,6 +11,7 @@ use crate::Ui;
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const ACTIONS: &str = include_str!("../assets/actions.js");
+const INSPECT: &str = include_str!("../assets/inspect.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 /// Nothing is loaded from elsewhere: scripts, styles, images and connections are this
@@ -30,6 +31,10 @@ pub(crate) fn routes() -> Router<Ui> {
         .route(
             "/actions.js",
             get(|| async { asset("text/javascript; charset=utf-8", ACTIONS) }),
+        )
+        .route(
+            "/inspect.js",
+            get(|| async { asset("text/javascript; charset=utf-8", INSPECT) }),
         )
         .route(
             "/app.css",
