@@ -54,4 +54,5 @@ mod show;
 mod usage;
 pub(crate) mod web_ui;
 mod web_ui_actions;
+mod web_ui_views;
 pub(crate) mod webdriver;

@@ -17,7 +17,7 @@ pub(crate) struct Served {
     /// `127.0.0.1:PORT`.
     pub(crate) addr: String,
     /// The lines it printed before serving.
-    banner: String,
+    pub(super) banner: String,
 }
 
 impl Drop for Served {
@@ -28,8 +28,14 @@ impl Drop for Served {
 }
 
 pub(crate) fn serve(repo: &Repo, addr: &str) -> Served {
+    serve_with(repo, addr, &[])
+}
+
+/// `orchestra ui --addr ADDR` with `env` added to its environment.
+pub(crate) fn serve_with(repo: &Repo, addr: &str, env: &[(&str, &str)]) -> Served {
     let mut child = repo
         .command(&["ui", "--addr", addr])
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -282,7 +288,7 @@ fn ui_api_lists_sessions_and_shows_runs_graph_state_and_events() {
     assert_eq!(status, 200);
     assert!(head.contains("default-src 'none'"), "{head}");
     assert!(page.contains("<script src=\"/app.js\""), "{page}");
-    for asset in ["/app.js", "/app.css"] {
+    for asset in ["/app.js", "/inspect.js", "/app.css"] {
         let (status, _, body) = http(a, "GET", asset, &[]);
         assert_eq!(status, 200);
         // The SVG namespace is a name, not a load.

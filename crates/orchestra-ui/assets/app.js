@@ -191,7 +191,7 @@ function drawGraph(graph, ran, live, takenEdges, counts, running) {
 
 // ---- a session's page ----
 
-function sessionPage(id) {
+function sessionPage(id, params) {
   document.getElementById("where").textContent = `session ${id}`;
   const ui = { run: null, checkpoint: null };
   let startedAt = 0;
@@ -204,6 +204,19 @@ function sessionPage(id) {
       return;
     }
     render(data);
+    if (params) { openLinked(data, params); params = null; }
+  }
+  // What the link names: a node run, two checkpoints compared.
+  function openLinked({ shown }, p) {
+    const [step, node] = (p.get("run") || "").split("/");
+    const r = shown && node ? shown.steps.flatMap((st) => st.runs).find((x) => String(x.step) === step && x.node === node) : null;
+    if (r) { ui.run = r; showRun(r); }
+    const from = p.get("from"), to = p.get("to"), go = document.getElementById("diff-go");
+    if (from !== null && to !== null && go) {
+      document.getElementById("diff-from").value = from;
+      document.getElementById("diff-to").value = to;
+      go.click();
+    }
   }
   function render({ detail, shown, graph, path }) {
     const steps = shown ? shown.steps : [];
@@ -337,8 +350,10 @@ function sessionPage(id) {
 function route() {
   stopLive();
   stopLive = () => {};
-  const m = location.hash.match(/^#\/s\/(.+)$/);
-  if (m) sessionPage(decodeURIComponent(m[1])); else listPage();
+  // `#/s/ID`, optionally `?run=STEP/NODE` (a node run opened) and `&from=N&to=M` (two
+  // checkpoints compared): links to what the page shows.
+  const m = location.hash.match(/^#\/s\/([^?]+)(?:\?(.*))?$/);
+  if (m) sessionPage(decodeURIComponent(m[1]), new URLSearchParams(m[2] || "")); else listPage();
 }
 window.addEventListener("hashchange", route);
 route();

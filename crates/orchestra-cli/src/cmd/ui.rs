@@ -9,9 +9,11 @@ use crate::cli::Ctx;
 use crate::engine::{runtime, session_db, sessions_root};
 use crate::exit;
 
-/// Serve the web UI: the sessions with their live status, a session's graph with the path
-/// taken, its checkpoints, the state at each one, and each node run's prompt as sent, answers,
-/// tool calls, routing, tokens and cost.
+/// Serve the web UI: the sessions with their live status, parents and children; a session's
+/// graph with the path taken, how many times each edge fired and the nodes running now; its
+/// checkpoints, the state at each one and the difference between two; each node run's prompt
+/// as sent, answers, tool calls, routing, times, tokens, cost and the diff of its commits; and
+/// its report (HTML, Markdown, JSON).
 ///
 /// Its actions: start a run of a pipeline of the project (`pipelines/`) with its inputs, resume
 /// a session, fork one at a checkpoint (optionally setting state fields, as `replay --set`),
@@ -32,9 +34,9 @@ pub(crate) struct Args {
     /// The address to listen on (a port of 0 picks a free one).
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878")]
     addr: SocketAddr,
-    /// The session database: a path or `sqlite:PATH` (default: the project's, found from the
-    /// current directory).
-    #[arg(long, value_name = "PATH")]
+    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
+    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
+    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
     db: Option<PathBuf>,
 }
 
@@ -77,7 +79,11 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
                     "not a loopback address: every request needs the token {token} (it is in the URL above; programs send `Authorization: Bearer {token}`)"
                 )?;
             }
-            writeln!(out, "database: {} (Ctrl-C stops)", db.display())?;
+            writeln!(
+                out,
+                "database: {} (Ctrl-C stops)",
+                crate::store::shown(&db)
+            )?;
             out.flush()?;
         }
         let stop = async {
