@@ -114,9 +114,19 @@ fn check_views(a: &str, id: &str) {
     // A step's commits: pr-review's reviewers write nothing.
     let none = get_json(a, &format!("/api/sessions/{id}/steps/2/commits"));
     assert_eq!(none["commits"], Value::Array(vec![]));
-    let (status, _, body) = http(a, "GET", &format!("/api/sessions/{id}/steps/99/commits"), &[]);
+    let (status, _, body) = http(
+        a,
+        "GET",
+        &format!("/api/sessions/{id}/steps/99/commits"),
+        &[],
+    );
     assert_eq!(status, 404, "{body}");
-    let (status, _, _) = http(a, "GET", &format!("/api/sessions/{id}/steps/x/commits"), &[]);
+    let (status, _, _) = http(
+        a,
+        "GET",
+        &format!("/api/sessions/{id}/steps/x/commits"),
+        &[],
+    );
     assert_eq!(status, 400);
 }
 
@@ -145,7 +155,9 @@ fn ui_api_shows_a_steps_commits_with_their_diffs() {
     assert!(patch.contains("\n+++ b/"), "{patch}");
     assert!(patch.contains("\n@@ "), "{patch}");
     assert!(
-        patch.lines().any(|l| l.starts_with('+') && !l.starts_with("+++")),
+        patch
+            .lines()
+            .any(|l| l.starts_with('+') && !l.starts_with("+++")),
         "{patch}"
     );
     assert_eq!(a["patch_cut"], false);
@@ -236,17 +248,15 @@ fn ui_in_a_headless_browser_shows_edge_counts_a_commit_diff_and_a_checkpoint_dif
             || page.contains("data-edge=\"critic>security-reviewer\" data-count=\"1\""),
         "{page}"
     );
-    assert!(page.contains(">×2</text>"), "{page}");
+    // The fan-in into the critic fired twice.
+    assert!(page.contains("join: all ×2</text>"), "{page}");
     assert!(page.contains("critic at step 2"), "{page}");
     assert!(page.contains("<dt>Cost</dt>"), "{page}");
     assert!(
         page.contains("No commit on a session branch at this step."),
         "{page}"
     );
-    assert!(
-        page.contains("State from checkpoint 1 to 2:"),
-        "{page}"
-    );
+    assert!(page.contains("State from checkpoint 1 to 2:"), "{page}");
     assert!(page.contains("class=\"change c-added\""), "{page}");
     assert!(page.contains("+ added"), "{page}");
     assert!(page.contains("report?format=html"), "{page}");

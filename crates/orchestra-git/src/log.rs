@@ -171,7 +171,14 @@ mod tests {
 
     fn git(dir: &Path, args: &[&str]) {
         let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .current_dir(dir)
             .output()
@@ -196,7 +203,11 @@ mod tests {
         let whole = commit_patch(p, &head, 1 << 20).unwrap().unwrap();
         assert!(!whole.cut);
         assert_eq!(whole.bytes, whole.text.len());
-        assert!(whole.text.contains("diff --git a/a.txt b/a.txt\n"), "{}", whole.text);
+        assert!(
+            whole.text.contains("diff --git a/a.txt b/a.txt\n"),
+            "{}",
+            whole.text
+        );
         assert!(whole.text.contains("\n-two\n+three\n"), "{}", whole.text);
         assert!(whole.text.contains("@@ "), "{}", whole.text);
         assert!(whole.text.contains("+++ b/b.txt\n"), "{}", whole.text);

@@ -6,8 +6,8 @@ pub mod path;
 pub mod report;
 pub mod route;
 pub mod sessions;
-pub mod state_diff;
 pub mod show;
+pub mod state_diff;
 
 /// A time in UTC, labelled so: `2026-11-21 05:17:14 UTC`.
 pub fn when(ms: u64) -> String {

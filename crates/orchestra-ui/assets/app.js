@@ -314,7 +314,8 @@ function sessionPage(id, params) {
     const content = (v) => typeof v === "string" ? v : JSON.stringify(v, null, 2);
     const u = run.usage;
     const commits = h("div", { class: "commits" });
-    box.replaceChildren(
+    // One element: replaceChildren would write the arrays below as text.
+    box.replaceChildren(h("div", { class: "run-detail" },
       h("h3", {}, `${run.node} at step ${run.step}${run.run_index ? `, run ${run.run_index + 1}` : ""}`),
       h("dl", { class: "facts" },
         h("dt", {}, "Status"), h("dd", {}, run.status, run.error ? `: ${run.error}` : ""),
@@ -336,7 +337,7 @@ function sessionPage(id, params) {
           h("pre", {}, `result${c.result_cut ? ` (cut; ${c.result_bytes} bytes)` : ""}:\n${c.result}`))))),
       step.routes.length ? [h("h3", {}, "Routing"), h("ul", {}, step.routes.map((x) => h("li", {},
         `${x.from}${x.condition ? ` (${x.condition})` : ""}${x.decision ? ` → ${x.decision}` : ""} → ${x.targets.join(", ")}${x.loop_round ? ` (loop ${x.loop_round}/${x.loop_max})` : ""}`)))] : null,
-      commits);
+      commits));
     showCommits(id, run, commits);
   }
   app.replaceChildren(h("p", {}, "Loading…"));

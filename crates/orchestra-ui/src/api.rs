@@ -110,8 +110,7 @@ async fn detail(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
         // A stored pipeline this release cannot read: the page shows the runs without a graph.
         Err(e) => (json!({ "error": error_chain(&e) }), Value::Null),
     };
-    Json(json!({ "detail": detail, "shown": shown, "graph": graph, "path": path }))
-        .into_response()
+    Json(json!({ "detail": detail, "shown": shown, "graph": graph, "path": path })).into_response()
 }
 
 /// `show --node --json`, each run with its usage record's start and end times, cost, cache

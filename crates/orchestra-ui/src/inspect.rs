@@ -46,7 +46,11 @@ fn checkpoint_arg(name: &str, v: Option<&str>) -> Result<u64, Response> {
     })
 }
 
-async fn diff(State(ui): State<Ui>, Path(id): Path<String>, Query(q): Query<DiffQuery>) -> Response {
+async fn diff(
+    State(ui): State<Ui>,
+    Path(id): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> Response {
     let (from, to) = match (
         checkpoint_arg("from", q.from.as_deref()),
         checkpoint_arg("to", q.to.as_deref()),
@@ -77,7 +81,10 @@ async fn diff(State(ui): State<Ui>, Path(id): Path<String>, Query(q): Query<Diff
 
 async fn commits(State(ui): State<Ui>, Path((id, n)): Path<(String, String)>) -> Response {
     let Ok(step) = n.parse::<u64>() else {
-        return problem(StatusCode::BAD_REQUEST, format!("`{n}` is not a step number"));
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("`{n}` is not a step number"),
+        );
     };
     // The session must exist and have that step.
     let sid = match show::shown(&ui.engine, &id, Some(step), None).await {
@@ -97,8 +104,7 @@ struct ReportQuery {
 }
 
 /// The report's own style sheet is inline; it has no scripts and loads nothing.
-const REPORT_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 async fn report_of(
     State(ui): State<Ui>,

@@ -55,7 +55,9 @@ pub async fn step_diffs(
                     .find(|(n, _)| *n == commit.repo)
                     .and_then(|(_, p)| {
                         orchestra_git::commit_patch(p, &commit.sha, max_bytes)
-                            .inspect_err(|e| tracing::warn!(error = %e, "cannot diff a session commit"))
+                            .inspect_err(
+                                |e| tracing::warn!(error = %e, "cannot diff a session commit"),
+                            )
                             .ok()
                             .flatten()
                     });

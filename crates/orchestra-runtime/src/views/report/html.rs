@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::{Report, Run, step_tokens};
-use crate::views::when;
 use super::secs;
 use crate::views::route::route_line;
+use crate::views::when;
 
 /// `s` escaped for HTML text and attribute values.
 pub(crate) fn esc(s: &str) -> String {
@@ -41,7 +41,10 @@ fn run(o: &mut String, r: &Run) {
     } else {
         String::new()
     };
-    let cost = r.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+    let cost = r
+        .cost_usd
+        .map(|c| format!(" · ${c:.4}"))
+        .unwrap_or_default();
     let _ = writeln!(
         o,
         "<div class=\"run\"><h4>{} #{}{attempt}</h4><p>{} · {} · tokens {} in / {} out{cost}</p>",
@@ -104,17 +107,37 @@ pub(crate) fn render(r: &Report) -> String {
     let row = |o: &mut String, k: &str, v: &str| {
         let _ = writeln!(o, "<tr><th>{k}</th><td>{v}</td></tr>");
     };
-    row(&mut o, "Pipeline", &format!("{} (<code>{}</code>)", esc(&h.pipeline), esc(&h.pipeline_path)));
+    row(
+        &mut o,
+        "Pipeline",
+        &format!(
+            "{} (<code>{}</code>)",
+            esc(&h.pipeline),
+            esc(&h.pipeline_path)
+        ),
+    );
     row(&mut o, "Session", &format!("<code>{}</code>", esc(&h.id)));
     if let Some(n) = &h.name {
         row(&mut o, "Name", &esc(n));
     }
     row(&mut o, "Inputs", &inputs(&h.inputs));
-    let note = h.note.as_deref().map(|n| format!(": {}", esc(n))).unwrap_or_default();
-    row(&mut o, "Outcome", &format!("<strong>{}</strong>{note}", esc(&h.status)));
+    let note = h
+        .note
+        .as_deref()
+        .map(|n| format!(": {}", esc(n)))
+        .unwrap_or_default();
+    row(
+        &mut o,
+        "Outcome",
+        &format!("<strong>{}</strong>{note}", esc(&h.status)),
+    );
     row(&mut o, "Started", &when(h.started_at));
     row(&mut o, "Duration", &secs(h.duration_ms));
-    row(&mut o, "Tokens", &format!("{} in / {} out", h.tokens_in, h.tokens_out));
+    row(
+        &mut o,
+        "Tokens",
+        &format!("{} in / {} out", h.tokens_in, h.tokens_out),
+    );
     if h.cache_read_tokens > 0 || h.cache_write_tokens > 0 {
         let cache = format!(
             "{} read / {} written",
@@ -127,7 +150,11 @@ pub(crate) fn render(r: &Report) -> String {
     }
     row(&mut o, "Tool calls", &h.tool_calls.to_string());
     if let (Some(p), Some(c)) = (&h.parent_session, h.parent_checkpoint) {
-        row(&mut o, "Forked from", &format!("<code>{}</code> at checkpoint {c}", esc(p)));
+        row(
+            &mut o,
+            "Forked from",
+            &format!("<code>{}</code> at checkpoint {c}", esc(p)),
+        );
     }
     o.push_str("</table>\n<h2>Graph</h2>\n<p>Nodes that ran have a solid bold border and a ✓ (×N when they ran N times); the others are dashed. Edges that were taken are solid and say how often; the others are dashed.</p>\n<div class=\"graph\">\n");
     o.push_str(&super::svg::render(&r.graph));
@@ -146,7 +173,12 @@ pub(crate) fn render(r: &Report) -> String {
     }
     o.push_str("</table>\n");
     for s in &r.steps {
-        let _ = writeln!(o, "<h3 id=\"step-{0}\">Step {0}: {1}</h3>", s.step, esc(&s.nodes.join(", ")));
+        let _ = writeln!(
+            o,
+            "<h3 id=\"step-{0}\">Step {0}: {1}</h3>",
+            s.step,
+            esc(&s.nodes.join(", "))
+        );
         for x in &s.runs {
             run(&mut o, x);
         }
@@ -154,8 +186,18 @@ pub(crate) fn render(r: &Report) -> String {
             o.push_str("<ul>\n");
         }
         for rt in &s.routes {
-            let cond = rt.condition.as_deref().map(|c| format!(" [{}]", esc(c))).unwrap_or_default();
-            let line = route_line(&rt.from, rt.decision.as_deref(), &rt.targets, rt.loop_round, rt.loop_max);
+            let cond = rt
+                .condition
+                .as_deref()
+                .map(|c| format!(" [{}]", esc(c)))
+                .unwrap_or_default();
+            let line = route_line(
+                &rt.from,
+                rt.decision.as_deref(),
+                &rt.targets,
+                rt.loop_round,
+                rt.loop_max,
+            );
             let _ = writeln!(o, "<li>Route: {}{cond}</li>", esc(&line));
         }
         for c in &s.commits {
@@ -170,7 +212,13 @@ pub(crate) fn render(r: &Report) -> String {
                 c.deletions
             );
             for f in &c.files {
-                let _ = write!(o, "<li><code>{}</code> +{} −{}</li>", esc(&f.path), f.insertions, f.deletions);
+                let _ = write!(
+                    o,
+                    "<li><code>{}</code> +{} −{}</li>",
+                    esc(&f.path),
+                    f.insertions,
+                    f.deletions
+                );
             }
             o.push_str("</ul></li>\n");
         }
@@ -183,15 +231,30 @@ pub(crate) fn render(r: &Report) -> String {
         for c in &r.human_turns {
             let _ = writeln!(o, "<h3>{} #{}</h3>", esc(&c.node), c.run_index);
             for m in &c.messages {
-                let _ = writeln!(o, "<p><strong>{}</strong> (turn {}):</p><pre>{}</pre>", esc(&m.role), m.turn, esc(&m.content));
+                let _ = writeln!(
+                    o,
+                    "<p><strong>{}</strong> (turn {}):</p><pre>{}</pre>",
+                    esc(&m.role),
+                    m.turn,
+                    esc(&m.content)
+                );
             }
         }
     }
     if !r.repos.is_empty() {
         o.push_str("<h2>Repositories</h2>\n<ul>\n");
         for repo in &r.repos {
-            let gone = if repo.removed { " (branch removed)" } else { "" };
-            let _ = writeln!(o, "<li>{}: branch <code>{}</code>{gone}</li>", esc(&repo.name), esc(&repo.branch));
+            let gone = if repo.removed {
+                " (branch removed)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "<li>{}: branch <code>{}</code>{gone}</li>",
+                esc(&repo.name),
+                esc(&repo.branch)
+            );
         }
         o.push_str("</ul>\n");
     }
@@ -208,8 +271,16 @@ pub(crate) fn render(r: &Report) -> String {
     if !r.forks.is_empty() {
         o.push_str("<h2>Forks</h2>\n<ul>\n");
         for f in &r.forks {
-            let at = f.checkpoint.map(|c| format!(" at checkpoint {c}")).unwrap_or_default();
-            let _ = writeln!(o, "<li><code>{}</code>{at} ({})</li>", esc(&f.id), esc(&f.status));
+            let at = f
+                .checkpoint
+                .map(|c| format!(" at checkpoint {c}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "<li><code>{}</code>{at} ({})</li>",
+                esc(&f.id),
+                esc(&f.status)
+            );
         }
         o.push_str("</ul>\n");
     }

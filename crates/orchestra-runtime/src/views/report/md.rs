@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::model::{Report, Run, step_tokens};
-use crate::views::when;
 use super::secs;
 use crate::views::route::route_line;
+use crate::views::when;
 
 /// Text safe in a table cell or a line of Markdown: no raw HTML, no column breaks.
 fn cell(s: &str) -> String {
@@ -49,7 +49,10 @@ fn run(o: &mut String, r: &Run) {
     } else {
         String::new()
     };
-    let cost = r.cost_usd.map(|c| format!(" · ${c:.4}")).unwrap_or_default();
+    let cost = r
+        .cost_usd
+        .map(|c| format!(" · ${c:.4}"))
+        .unwrap_or_default();
     let _ = writeln!(
         o,
         "#### {} #{}{attempt}\n\n{} · {} · tokens {} in / {} out{cost}\n",
@@ -69,7 +72,12 @@ fn run(o: &mut String, r: &Run) {
     }
     for t in &r.tool_calls {
         let mark = if t.is_error { " (error)" } else { "" };
-        let _ = writeln!(o, "Tool `{}`{mark} · {}\n", cell(&t.tool), secs(t.duration_ms));
+        let _ = writeln!(
+            o,
+            "Tool `{}`{mark} · {}\n",
+            cell(&t.tool),
+            secs(t.duration_ms)
+        );
         fenced(o, "json", &t.args);
         let cut = if t.result_cut {
             format!(" (first {} of {} bytes)", t.result.len(), t.result_bytes)
@@ -87,21 +95,26 @@ pub(crate) fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# {} — session {}\n", cell(&h.pipeline), cell(&h.id));
     let _ = writeln!(o, "| | |\n|---|---|");
-    let _ = writeln!(o, "| Pipeline | {} (`{}`) |", cell(&h.pipeline), cell(&h.pipeline_path));
+    let _ = writeln!(
+        o,
+        "| Pipeline | {} (`{}`) |",
+        cell(&h.pipeline),
+        cell(&h.pipeline_path)
+    );
     let _ = writeln!(o, "| Session | `{}` |", cell(&h.id));
     if let Some(n) = &h.name {
         let _ = writeln!(o, "| Name | {} |", cell(n));
     }
     let _ = writeln!(o, "| Inputs | {} |", inputs(&h.inputs));
-    let note = h.note.as_deref().map(|n| format!(": {}", cell(n))).unwrap_or_default();
+    let note = h
+        .note
+        .as_deref()
+        .map(|n| format!(": {}", cell(n)))
+        .unwrap_or_default();
     let _ = writeln!(o, "| Outcome | **{}**{note} |", h.status);
     let _ = writeln!(o, "| Started | {} |", when(h.started_at));
     let _ = writeln!(o, "| Duration | {} |", secs(h.duration_ms));
-    let _ = writeln!(
-        o,
-        "| Tokens | {} in / {} out |",
-        h.tokens_in, h.tokens_out
-    );
+    let _ = writeln!(o, "| Tokens | {} in / {} out |", h.tokens_in, h.tokens_out);
     if h.cache_read_tokens > 0 || h.cache_write_tokens > 0 {
         let _ = writeln!(
             o,
@@ -146,8 +159,18 @@ pub(crate) fn render(r: &Report) -> String {
             run(&mut o, x);
         }
         for rt in &s.routes {
-            let cond = rt.condition.as_deref().map(|c| format!(" [{}]", cell(c))).unwrap_or_default();
-            let line = route_line(&rt.from, rt.decision.as_deref(), &rt.targets, rt.loop_round, rt.loop_max);
+            let cond = rt
+                .condition
+                .as_deref()
+                .map(|c| format!(" [{}]", cell(c)))
+                .unwrap_or_default();
+            let line = route_line(
+                &rt.from,
+                rt.decision.as_deref(),
+                &rt.targets,
+                rt.loop_round,
+                rt.loop_max,
+            );
             let _ = writeln!(o, "- Route: {}{cond}", cell(&line));
         }
         for c in &s.commits {
@@ -162,7 +185,13 @@ pub(crate) fn render(r: &Report) -> String {
                 c.deletions
             );
             for f in &c.files {
-                let _ = writeln!(o, "  - `{}` +{} −{}", cell(&f.path), f.insertions, f.deletions);
+                let _ = writeln!(
+                    o,
+                    "  - `{}` +{} −{}",
+                    cell(&f.path),
+                    f.insertions,
+                    f.deletions
+                );
             }
         }
         if !s.routes.is_empty() || !s.commits.is_empty() {
@@ -182,8 +211,17 @@ pub(crate) fn render(r: &Report) -> String {
     if !r.repos.is_empty() {
         let _ = writeln!(o, "## Repositories\n");
         for repo in &r.repos {
-            let gone = if repo.removed { " (branch removed)" } else { "" };
-            let _ = writeln!(o, "- {}: branch `{}`{gone}", cell(&repo.name), cell(&repo.branch));
+            let gone = if repo.removed {
+                " (branch removed)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "- {}: branch `{}`{gone}",
+                cell(&repo.name),
+                cell(&repo.branch)
+            );
         }
         let _ = writeln!(o);
     }
@@ -200,7 +238,10 @@ pub(crate) fn render(r: &Report) -> String {
     if !r.forks.is_empty() {
         let _ = writeln!(o, "## Forks\n");
         for f in &r.forks {
-            let at = f.checkpoint.map(|c| format!(" at checkpoint {c}")).unwrap_or_default();
+            let at = f
+                .checkpoint
+                .map(|c| format!(" at checkpoint {c}"))
+                .unwrap_or_default();
             let _ = writeln!(o, "- `{}`{at} ({})", cell(&f.id), f.status);
         }
         let _ = writeln!(o);

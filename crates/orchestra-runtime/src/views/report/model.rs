@@ -187,7 +187,10 @@ fn answer_text(answer: &Value) -> String {
 /// The input and output tokens of a step's runs.
 pub fn step_tokens(s: &Step) -> (u64, u64) {
     s.runs.iter().fold((0, 0), |(i, o), r| {
-        (i.saturating_add(r.tokens_in), o.saturating_add(r.tokens_out))
+        (
+            i.saturating_add(r.tokens_in),
+            o.saturating_add(r.tokens_out),
+        )
     })
 }
 
@@ -203,10 +206,7 @@ fn excerpt(s: &mut String, max: usize) {
 }
 
 /// Gathers the report of session `key` (an id or a unique prefix of it).
-pub async fn gather(
-    engine: &Engine,
-    key: &str,
-) -> Result<Report, crate::RuntimeError> {
+pub async fn gather(engine: &Engine, key: &str) -> Result<Report, crate::RuntimeError> {
     let (rec, compiled): (SessionRecord, _) = engine.session_pipeline(key).await?;
     let sid = rec.id.clone();
     let (cps, runs, trace, forks) = engine
@@ -217,7 +217,12 @@ pub async fn gather(
                 .into_iter()
                 .filter(|x| x.parent_session.as_deref() == Some(sid.as_str()))
                 .collect();
-            Ok((s.checkpoints(&sid)?, s.node_runs(&sid)?, s.trace(&sid)?, forks))
+            Ok((
+                s.checkpoints(&sid)?,
+                s.node_runs(&sid)?,
+                s.trace(&sid)?,
+                forks,
+            ))
         })
         .await?;
     let last = cps.last().map_or(0, |c| c.step);
@@ -318,9 +323,8 @@ pub async fn gather(
                 .collect()
         })
         .unwrap_or_default();
-    let sum = |f: fn(&NodeRunRecord) -> u64| {
-        runs.iter().fold(0u64, |acc, r| acc.saturating_add(f(r)))
-    };
+    let sum =
+        |f: fn(&NodeRunRecord) -> u64| runs.iter().fold(0u64, |acc, r| acc.saturating_add(f(r)));
     let session = Header {
         id: rec.id.clone(),
         name: rec.name.clone(),

@@ -60,7 +60,11 @@ pub(crate) fn render(g: &Graph) -> String {
     let mut layer = vec![0usize; n];
     for _ in 0..n {
         let mut changed = false;
-        for (ei, &(a, b)) in ends.iter().enumerate().filter_map(|(i, e)| Some((i, e.as_ref()?))) {
+        for (ei, &(a, b)) in ends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+        {
             if !back.get(ei).copied().unwrap_or(false) && a != b && layer[b] < layer[a] + 1 {
                 layer[b] = layer[a] + 1;
                 changed = true;
@@ -139,7 +143,11 @@ pub(crate) fn render(g: &Graph) -> String {
             let (sx, tx) = (x1 + width(&labels[a]) / 2.0, x2 + width(&labels[b]) / 2.0);
             let bend = MARGIN + widest + 20.0 * backs;
             (
-                format!("M{sx:.1},{:.1} C{bend:.1},{y1:.1} {bend:.1},{y2:.1} {tx:.1},{:.1}", y1 + 6.0, y2 - 6.0),
+                format!(
+                    "M{sx:.1},{:.1} C{bend:.1},{y1:.1} {bend:.1},{y2:.1} {tx:.1},{:.1}",
+                    y1 + 6.0,
+                    y2 - 6.0
+                ),
                 bend - 4.0,
                 f64::midpoint(y1, y2) + 13.0 * (backs - 1.0),
             )
@@ -151,13 +159,21 @@ pub(crate) fn render(g: &Graph) -> String {
                 sy + (ty - sy) * 0.4 + 13.0 * nth,
             )
         };
-        let dash = if e.taken > 0 { "" } else { r#" stroke-dasharray="5,4""# };
+        let dash = if e.taken > 0 {
+            ""
+        } else {
+            r#" stroke-dasharray="5,4""#
+        };
         let _ = writeln!(
             o,
             r#"<g class="{class}"><path d="{d}" fill="none"{dash} marker-end="url(#arrow)"/>"#
         );
         if !label.is_empty() {
-            let _ = write!(o, r#"<text x="{lx:.1}" y="{ly:.1}" class="elabel">{}</text>"#, esc(&label));
+            let _ = write!(
+                o,
+                r#"<text x="{lx:.1}" y="{ly:.1}" class="elabel">{}</text>"#,
+                esc(&label)
+            );
         }
         o.push_str("</g>\n");
     }
@@ -169,7 +185,11 @@ pub(crate) fn render(g: &Graph) -> String {
         } else {
             ("node", r#" stroke-dasharray="4,3""#)
         };
-        let rx = if matches!(nd.name.as_str(), "START" | "END" | "FAIL") { HEIGHT / 2.0 } else { 6.0 };
+        let rx = if matches!(nd.name.as_str(), "START" | "END" | "FAIL") {
+            HEIGHT / 2.0
+        } else {
+            6.0
+        };
         let _ = writeln!(
             o,
             r#"<g class="{class}"><rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{HEIGHT}" rx="{rx}"{dash}/><text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text></g>"#,
@@ -208,7 +228,13 @@ mod tests {
     #[test]
     fn a_loop_is_layered_by_distance_from_start_and_its_back_edge_curves() {
         let g = Graph {
-            nodes: vec![node("START", 1), node("a", 2), node("b", 2), node("c<x>", 0), node("END", 1)],
+            nodes: vec![
+                node("START", 1),
+                node("a", 2),
+                node("b", 2),
+                node("c<x>", 0),
+                node("END", 1),
+            ],
             edges: vec![
                 edge("START", "a", 1),
                 edge("a", "b", 2),
@@ -218,7 +244,13 @@ mod tests {
             ],
             mermaid: String::new(),
         };
-        let ends = [Some((0, 1)), Some((1, 2)), Some((2, 1)), Some((2, 4)), Some((1, 3))];
+        let ends = [
+            Some((0, 1)),
+            Some((1, 2)),
+            Some((2, 1)),
+            Some((2, 4)),
+            Some((1, 3)),
+        ];
         assert_eq!(back_edges(5, &ends), [false, false, true, false, false]);
         let svg = render(&g);
         // One curve (the loop back), solid taken edges, a dashed node that did not run, and
@@ -232,7 +264,12 @@ mod tests {
         let y = |label: &str| {
             let at = svg.find(label).unwrap();
             let t = svg[..at].rfind("y=\"").unwrap();
-            svg[t + 3..].split('"').next().unwrap().parse::<f64>().unwrap()
+            svg[t + 3..]
+                .split('"')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
         };
         assert!(y(">START<") < y(">a ✓") && y(">a ✓") < y(">b ✓") && y(">b ✓") < y(">END<"));
     }
