@@ -180,15 +180,17 @@ fn ui_api_names_the_nodes_running_now() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let ui = serve(&repo, "127.0.0.1:0");
-    let a = ui.addr.clone();
+    // The UI needs the session database the run makes.
     let id = wait_until("the session to run", || {
-        let rows = get_json(&a, "/api/sessions");
+        let status = repo.orchestra(&["status", "--json"], "");
+        let rows: Value = serde_json::from_str(&status.stdout).ok()?;
         rows.as_array()
             .and_then(|r| r.first())
             .filter(|r| r["status"] == "running")
             .and_then(|r| r["id"].as_str().map(str::to_owned))
     });
+    let ui = serve(&repo, "127.0.0.1:0");
+    let a = ui.addr.clone();
     let d = get_json(&a, &format!("/api/sessions/{id}"));
     assert_eq!(d["path"]["running"], serde_json::json!(["wait"]), "{d}");
     assert_eq!(d["path"]["running_step"], 1);
