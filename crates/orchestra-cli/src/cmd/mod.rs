@@ -55,6 +55,7 @@ commands! {
     Cleanup => cleanup,
     /// Serve orchestra as an MCP server (stdio, or HTTP with `--http`) for an IDE or a coding agent.
     Mcp => mcp,
-    /// Serve the web UI: sessions, a session's graph, checkpoints, node runs and state.
+    /// Serve the web UI: sessions, a session's live graph, checkpoints and their differences,
+    /// node runs with their commits' diffs, and reports.
     Ui => ui,
 }
