@@ -84,7 +84,10 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(py_mcp_missing)");
     let test = match python_mcp_sdk() {
         Ok(python) => {
-            println!("cargo::rustc-env=ORCHESTRA_TEST_PY_MCP={}", python.display());
+            println!(
+                "cargo::rustc-env=ORCHESTRA_TEST_PY_MCP={}",
+                python.display()
+            );
             // Run again (and reinstall) when the venv goes away.
             println!("cargo::rerun-if-changed={}", python.display());
             format!(
