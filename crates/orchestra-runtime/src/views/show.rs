@@ -378,6 +378,13 @@ pub fn attach_turns(v: &mut RunView, turns: &[ModelTurnRecord], tools: &[ToolCal
     }
 }
 
+/// The usage record of a run's attempt: the attempt-th record of its (step, node, run).
+pub fn run_record<'a>(runs: &'a [NodeRunRecord], v: &RunView) -> Option<&'a NodeRunRecord> {
+    runs.iter()
+        .filter(|r| r.step == v.step && r.node == v.node && r.run_index == v.run_index)
+        .nth(usize::try_from(v.attempt).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::ranges;
@@ -388,11 +395,4 @@ mod tests {
         assert_eq!(ranges(&[2]), "2");
         assert_eq!(ranges(&[]), "");
     }
-}
-
-/// The usage record of a run's attempt: the attempt-th record of its (step, node, run).
-pub fn run_record<'a>(runs: &'a [NodeRunRecord], v: &RunView) -> Option<&'a NodeRunRecord> {
-    runs.iter()
-        .filter(|r| r.step == v.step && r.node == v.node && r.run_index == v.run_index)
-        .nth(usize::try_from(v.attempt).ok()?)
 }
