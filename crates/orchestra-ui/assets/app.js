@@ -154,6 +154,7 @@ function drawGraph(graph, ran, live, takenEdges, counts, running) {
     if (merged.has(k)) merged.get(k).label = [merged.get(k).label, e.label].filter(Boolean).join(" / ");
     else merged.set(k, { ...e });
   }
+  let right = width;
   [...merged.values()].forEach((e, i) => {
     const a = pos.get(e.from), b = pos.get(e.to);
     if (!a || !b) return;
@@ -174,8 +175,14 @@ function drawGraph(graph, ran, live, takenEdges, counts, running) {
       s("title", {}, `${e.from} → ${e.to}${e.label ? ` (${e.label})` : ""}${n ? `, taken ${n} time${n === 1 ? "" : "s"}` : taken ? ", taken" : ""}`)));
     const short = e.label.length > 30 ? e.label.slice(0, 29) + "…" : e.label;
     const text = [short, n ? `×${n}` : ""].filter(Boolean).join(" ");
-    if (text) svg.append(s("text", { x: lx + 4, y: ly, class: `elabel${n ? " count" : ""}` }, text));
+    if (text) {
+      svg.append(s("text", { x: lx + 4, y: ly, class: `elabel${n ? " count" : ""}` }, text));
+      // Labels of loops back are drawn right of the nodes: widen the view to hold them
+      // (about 7 px a character at the labels' 11 px font).
+      right = Math.max(right, lx + 4 + text.length * 7 + 10);
+    }
   });
+  svg.setAttribute("viewBox", `0 0 ${right} ${height}`);
   for (const n of graph.nodes) {
     const p = pos.get(n);
     const cls = `node${ran.has(n) ? " taken" : ""}${live.has(n) ? " live" : ""}${running.has(n) ? " running" : ""}`;
@@ -236,6 +243,7 @@ function sessionPage(id, params) {
     // How many times each edge fired, and the nodes running now (from the store: exact).
     const counts = new Map();
     const running = new Set(path ? path.running : []);
+    for (const n of (path && path.waiting) || []) live.add(n);
     if (path && graph && graph.edges) graph.edges.forEach((e, i) => {
       const k = `${e.from}>${e.to}`;
       counts.set(k, (counts.get(k) || 0) + (path.edges[i] || 0));

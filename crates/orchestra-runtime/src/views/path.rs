@@ -26,6 +26,9 @@ pub struct SessionPath {
     pub running: Vec<String>,
     /// The step they run in (the last checkpoint's step + 1), when some run.
     pub running_step: Option<u64>,
+    /// The agents a paused session waits to run (one of them for a human), in declaration
+    /// order; empty unless the session is `paused`.
+    pub waiting: Vec<String>,
 }
 
 /// The path of session `rec`, which ran `compiled`.
@@ -38,13 +41,15 @@ pub async fn path(
     compiled: &Compiled,
 ) -> Result<SessionPath, RuntimeError> {
     let sid = rec.id.clone();
-    let live = shown_status(rec.status, rec.lease_holder(system_now_ms())) == "running";
+    let shown = shown_status(rec.status, rec.lease_holder(system_now_ms()));
+    let live = shown == "running";
+    let paused = shown == "paused";
     let (cps, runs, trace, last, done) = engine
         .store()
         .call(move |s| {
             let cps = s.checkpoints(&sid)?;
             let last = match cps.last() {
-                Some(c) if live => s.checkpoint(&sid, c.step)?,
+                Some(c) if live || paused => s.checkpoint(&sid, c.step)?,
                 _ => None,
             };
             let done = match &last {
@@ -73,14 +78,20 @@ pub async fn path(
                 running.push(name.clone());
             }
         }
-        if !running.is_empty() {
+        if !running.is_empty() && live {
             running_step = Some(cp.step + 1);
         }
     }
+    let waiting = if paused {
+        std::mem::take(&mut running)
+    } else {
+        Vec::new()
+    };
     Ok(SessionPath {
         edges: graph.edges.iter().map(|e| e.taken).collect(),
         runs: graph.nodes.into_iter().map(|n| (n.name, n.runs)).collect(),
         running,
         running_step,
+        waiting,
     })
 }
