@@ -348,10 +348,12 @@ fn ui_in_a_browser_starts_plan_with_human_and_approves_it_until_it_completes() {
     b.click(".action-status a");
     b.wait_text("Paused at reviewer");
     let id = ids(a).into_iter().next().unwrap();
-    assert_eq!(
-        get_json(a, &format!("/api/sessions/{id}"))["detail"]["pipeline"],
-        "plan-with-human"
-    );
+    let d = get_json(a, &format!("/api/sessions/{id}"));
+    assert_eq!(d["detail"]["pipeline"], "plan-with-human");
+    // The graph marks the agent it waits at: ◆, from the path's `waiting`.
+    assert_eq!(d["path"]["waiting"], json!(["reviewer"]), "{}", d["path"]);
+    assert_eq!(d["path"]["running"], json!([]), "{}", d["path"]);
+    b.wait_text("reviewer ◆");
     // It paused before the agent spoke: a message from the keyboard opens the chat, the agent
     // speaks, takes it and answers; the session pauses again, its chat shown.
     b.type_into("#chat-text", "What about a rollback?");
