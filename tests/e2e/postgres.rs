@@ -1,6 +1,6 @@
 //! Sessions on PostgreSQL (a real server, see `orchestra_store_postgres::testing`):
 //! `pipelines/pr-review.yaml` runs there, and other processes read it with `status`, `show`,
-//! `replay`, `resume`, `attach` and `cleanup` just as they read a SQLite file: the database
+//! `report`, `replay`, `resume`, `attach` and `cleanup` just as they read a SQLite file: the database
 //! chosen by `--db`, `ORCHESTRA_DATABASE` or `database:`, the password from the URL or
 //! `PGPASSWORD` and never printed.
 
@@ -86,6 +86,33 @@ fn pr_review_runs_on_postgres_and_other_processes_read_it() {
     let detail = orchestra_env(&repo, &["status", &id], &[("ORCHESTRA_DATABASE", &with_pw)]);
     assert_eq!(detail.code, 0, "{}", detail.transcript());
     assert!(detail.stdout.contains("completed"), "{}", detail.stdout);
+
+    // `report` reads it too: `--db URL`, then ORCHESTRA_DATABASE (without it, the project's
+    // SQLite file has no such session).
+    let report = orchestra_env(
+        &repo,
+        &["report", "--db", &no_pw, &id, "--format", "json"],
+        &[("PGPASSWORD", pw)],
+    );
+    assert_eq!(report.code, 0, "{}", report.transcript());
+    clean(&report);
+    let json: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(json["session"]["id"], id.as_str());
+    assert_eq!(json["session"]["status"], "completed");
+    let critic_runs = json["graph"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "critic")
+        .map(|n| n["runs"].clone());
+    assert_eq!(critic_runs, Some(serde_json::json!(2)), "{json}");
+    let report = orchestra_env(&repo, &["report", &id], &[("ORCHESTRA_DATABASE", &with_pw)]);
+    assert_eq!(report.code, 0, "{}", report.transcript());
+    clean(&report);
+    assert!(report.stdout.contains(&id), "{}", report.stdout);
+    assert!(report.stdout.contains("```mermaid"), "{}", report.stdout);
+    let elsewhere = orchestra_env(&repo, &["report", &id], &[]);
+    assert_ne!(elsewhere.code, 0, "{}", elsewhere.transcript());
 
     // `show` names it by its tail; `database:` of orchestra.yaml points at the server.
     let yaml = std::fs::read_to_string(repo.root.join("orchestra.yaml")).unwrap();

@@ -376,3 +376,34 @@ fn ui_in_a_browser_starts_plan_with_human_and_approves_it_until_it_completes() {
         "{d}"
     );
 }
+
+#[test]
+fn ui_starts_in_a_new_project_and_runs_its_first_session() {
+    let repo = Repo::new();
+    let db = repo.root.join(".orchestra/orchestra.db");
+    assert!(!repo.root.join(".orchestra").exists());
+    let ui = serve(&repo, "127.0.0.1:0");
+    let a = ui.addr.as_str();
+    assert!(db.exists(), "the UI made the session database");
+    assert_eq!(get_json(a, "/api/sessions"), json!([]));
+    let pipes = get_json(a, "/api/pipelines");
+    let paths: Vec<&str> = pipes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"pipelines/pr-review.yaml"), "{pipes}");
+
+    // The first run of the project, started from the UI, lands in that database.
+    let (status, v) = post(
+        a,
+        "/api/pipelines/run",
+        &json!({ "pipeline": "pipelines/pr-review.yaml" }),
+    );
+    assert_eq!(status, 202, "{v}");
+    let id = v["session"].as_str().unwrap().to_owned();
+    wait_status(a, &id, "completed");
+    let status = repo.orchestra(&["status", &id], "");
+    assert_eq!(status.code, 0, "{}", status.transcript());
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::Ctx;
-use crate::engine::{runtime, session_db, sessions_root};
+use crate::engine::{db_path, runtime, sessions_root};
 use crate::exit;
 
 /// Serve the web UI: the sessions with their live status, parents and children; a session's
@@ -22,13 +22,15 @@ use crate::exit;
 /// and forks are `orchestra` processes of their own that go on when the UI stops (their logs
 /// in `ui/` beside the database).
 ///
+/// A project that has run nothing yet gets its (empty) SQLite database, as `run` would create it.
 /// It prints its URL and serves until Ctrl-C. On a loopback address (the default) anyone on
 /// this machine may open it; on any other address it prints a token that every request must
 /// carry (the printed URL holds it; `Authorization: Bearer TOKEN` for programs): without it the
 /// answer is 401; actions also need the page's own origin. It serves no other file.
 ///
-/// Exit codes: 0 after Ctrl-C, 2 when the address cannot be listened on or there is no
-/// session database, 5 when the database cannot be read.
+/// Exit codes: 0 after Ctrl-C, 2 when the address cannot be listened on or the database is not
+/// one it can use (an unknown kind, unreachable, read-only, corrupt), 5 when the database cannot
+/// be read or created.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The address to listen on (a port of 0 picks a free one).
@@ -41,7 +43,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
-    let db = match session_db(args.db.clone(), ctx)? {
+    // A project that has run nothing yet has no SQLite file: it is created here, as `run`
+    // would (the UI can start the first run); a PostgreSQL database gets its schema on connect.
+    let db = match db_path(args.db.clone(), ctx)? {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };
