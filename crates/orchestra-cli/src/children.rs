@@ -81,6 +81,7 @@ mod tests {
             parent_node: parent.map(|p| p.1.to_owned()),
             error: None,
             lease_owner: None,
+            queued: false,
         }
     }
 

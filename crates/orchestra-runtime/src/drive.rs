@@ -177,7 +177,7 @@ impl Engine {
             (finish, pos)
         })
         .await;
-        watcher.abort();
+        drop(watcher);
         // The drive's MCP servers stop with it (a drive dropped midway kills their groups as
         // they are dropped).
         mcp.shutdown().await;

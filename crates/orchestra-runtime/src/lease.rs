@@ -84,16 +84,46 @@ impl Engine {
     }
 }
 
-/// Renews `owner`'s lease of `session` for `ttl` every third of it until aborted, and cancels
-/// the drive (through `cancel_tx`) when the lease is lost or `user_cancel` turns true.
+/// The renewal of a drive's lease: it stops when this is dropped, so a drive that ends in any
+/// way — returns, fails, panics or is itself dropped midway — never leaves it renewing a lease
+/// nobody uses (the session would stay held, never claimable).
+#[derive(Debug)]
+pub(crate) struct LeaseWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews `owner`'s lease of `session` for `ttl` every third of it until the returned guard is
+/// dropped, and cancels the drive (through `cancel_tx`) when the lease is lost or `user_cancel`
+/// turns true.
 pub(crate) fn watch_lease(
+    store: StoreHandle,
+    session: String,
+    (owner, ttl): (String, Duration),
+    user_cancel: watch::Receiver<bool>,
+    cancel_tx: watch::Sender<bool>,
+) -> LeaseWatch {
+    LeaseWatch(tokio::spawn(renew(
+        store,
+        session,
+        (owner, ttl),
+        user_cancel,
+        cancel_tx,
+    )))
+}
+
+/// The loop of [`watch_lease`].
+async fn renew(
     store: StoreHandle,
     session: String,
     (owner, ttl): (String, Duration),
     mut user_cancel: watch::Receiver<bool>,
     cancel_tx: watch::Sender<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) {
+    {
         let mut tick = tokio::time::interval(ttl / 3);
         tick.tick().await;
         // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
@@ -122,5 +152,72 @@ pub(crate) fn watch_lease(
                 }
             }
         }
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use orchestra_store::{MemoryStore, NewSession, system_now_ms};
+    use serde_json::json;
+
+    use super::*;
+
+    /// The holder of session `s`'s lease now.
+    async fn holder(store: &StoreHandle) -> Option<String> {
+        store
+            .call(|s| {
+                let rec = s.find_session("s")?;
+                Ok(rec.lease_holder(system_now_ms()).map(str::to_owned))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_drive_that_panics_stops_renewing_its_lease() {
+        let ttl = Duration::from_millis(300);
+        let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
+        store
+            .call(move |s| {
+                s.create_session(&NewSession {
+                    id: "s".into(),
+                    name: None,
+                    pipeline: "p".into(),
+                    pipeline_path: "p.yaml".into(),
+                    pipeline_source: String::new(),
+                    resolved: "null".into(),
+                    pipeline_hash: String::new(),
+                    inputs: json!({}),
+                    parent_session: None,
+                    parent_checkpoint: None,
+                    parent_node: None,
+                    created_at: 1,
+                })?;
+                s.acquire_lease("s", "1@a", ttl)
+            })
+            .await
+            .unwrap();
+        let (handle, (_user, user_rx), (cancel_tx, _cancel)) =
+            (store.clone(), watch::channel(false), watch::channel(false));
+        let drive = tokio::spawn(async move {
+            let _renewal = watch_lease(handle, "s".into(), ("1@a".into(), ttl), user_rx, cancel_tx);
+            // Longer than the lease: only its renewal keeps it.
+            tokio::time::sleep(ttl * 2).await;
+            panic!("the drive panics");
+        });
+        assert!(drive.await.unwrap_err().is_panic());
+        assert_eq!(
+            holder(&store).await.as_deref(),
+            Some("1@a"),
+            "renewed while the drive ran"
+        );
+        tokio::time::sleep(ttl * 2).await;
+        assert_eq!(
+            holder(&store).await,
+            None,
+            "nobody renews the lease of a drive that panicked"
+        );
+    }
 }

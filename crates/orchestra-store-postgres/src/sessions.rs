@@ -177,7 +177,7 @@ pub(crate) fn list(
                coalesce(c.steps, 0), coalesce(c.n, 0), coalesce(n.tokens_in, 0), \
                coalesce(n.tokens_out, 0), s.parent_session, s.parent_checkpoint, s.error, \
                s.lease_owner, s.lease_until, coalesce(n.usd, 0.0), coalesce(n.priced, 0), \
-               coalesce(n.unpriced, 0), s.parent_node \
+               coalesce(n.unpriced, 0), s.parent_node, (s.meta::jsonb -> $5::text) IS NOT NULL \
              FROM sessions s \
              LEFT JOIN LATERAL (SELECT max(step) AS steps, count(*) AS n FROM checkpoints \
                WHERE sid = s.sid) c ON true \
@@ -190,7 +190,13 @@ pub(crate) fn list(
                AND ($3::BIGINT IS NULL OR s.updated_at < $3) \
              ORDER BY s.created_at DESC, s.id COLLATE \"C\" ASC \
              LIMIT $4",
-            &[&statuses, &filter.pipeline, &before, &limit],
+            &[
+                &statuses,
+                &filter.pipeline,
+                &before,
+                &limit,
+                &orchestra_store::QUEUE_META,
+            ],
         )
         .map_err(cx.err(op))?;
     rows.iter()
@@ -220,6 +226,7 @@ pub(crate) fn list(
                 lease_owner: c
                     .opt_text(13)?
                     .filter(|_| lease_until.is_some_and(|u| u > now)),
+                queued: c.bool(19)?,
             })
         })
         .collect()

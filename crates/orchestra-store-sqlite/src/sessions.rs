@@ -171,7 +171,7 @@ impl SqliteStore {
                (SELECT coalesce(sum(n.cost_usd), 0.0) FROM node_runs n WHERE n.sid = s.sid), \
                (SELECT count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid), \
                (SELECT count(*) - count(n.cost_usd) FROM node_runs n WHERE n.sid = s.sid), \
-               s.parent_node \
+               s.parent_node, json_extract(s.meta, '$.' || ?5) IS NOT NULL \
              FROM sessions s \
              WHERE (?1 IS NULL OR s.status IN (SELECT value FROM json_each(?1))) \
                AND (?2 IS NULL OR s.pipeline = ?2) \
@@ -182,7 +182,13 @@ impl SqliteStore {
         let rows = tx
             .prepare_cached(sql)
             .and_then(|mut st| {
-                st.query_map(params![statuses, filter.pipeline, before, limit], |row| {
+                st.query_map(params![
+                    statuses,
+                    filter.pipeline,
+                    before,
+                    limit,
+                    orchestra_store::QUEUE_META
+                ], |row| {
                     let lease_owner: Option<String> = row.get(13)?;
                     let lease_until = opt_u64_at(row, 14)?;
                     Ok(SessionSummary {
@@ -206,6 +212,7 @@ impl SqliteStore {
                         parent_node: row.get(18)?,
                         error: row.get(12)?,
                         lease_owner: lease_owner.filter(|_| lease_until.is_some_and(|u| u > now)),
+                        queued: row.get(19)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()

@@ -148,6 +148,7 @@ impl Store for MemoryStore {
                     parent_node: r.parent_node.clone(),
                     error: r.error.clone(),
                     lease_owner: r.lease_holder(now).map(str::to_owned),
+                    queued: r.meta.contains_key(crate::QUEUE_META),
                 }
             })
             .collect();

@@ -135,6 +135,9 @@ pub struct SessionSummary {
     pub error: Option<String>,
     /// The lease holder, when a live lease is held.
     pub lease_owner: Option<String>,
+    /// Whether it is a session of the queue (it carries [`QUEUE_META`](crate::QUEUE_META)).
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// The outcome of `acquire_lease`.

@@ -187,7 +187,7 @@ async fn glance(ui: &Ui, id: &str) -> Result<Value, RuntimeError> {
         })
         .await?;
     let (cps, tasks) = cps;
-    let status = sessions::shown_status(rec.status, rec.lease_holder(system_now_ms()));
+    let status = sessions::record_status(&rec, system_now_ms());
     Ok(json!({
         "id": rec.id, "status": status, "updated_at": rec.updated_at,
         "checkpoints": cps, "tasks": tasks, "error": rec.error,

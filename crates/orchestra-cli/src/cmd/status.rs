@@ -145,7 +145,7 @@ async fn list(engine: &Engine, args: &Args) -> Result<(), orchestra_runtime::Run
             "{:<24} {:<16} {:<11} {:<23} {:>5} {:>6} {:>9} {:>9}  {}",
             crate::children::id_cell(*depth, &s.id),
             s.pipeline,
-            shown_status(s.status, s.lease_owner.as_deref()),
+            shown_status(s.status, s.lease_owner.as_deref(), s.queued),
             when(s.created_at),
             s.steps,
             s.checkpoints,
@@ -355,11 +355,14 @@ mod tests {
 
     #[test]
     fn stopped_and_interrupted_sessions_show_their_status() {
-        assert_eq!(shown_status(SessionStatus::Stopped, None), "stopped");
-        assert_eq!(shown_status(SessionStatus::Interrupted, None), "interrupted");
-        assert_eq!(shown_status(SessionStatus::Failed, None), "failed");
+        assert_eq!(shown_status(SessionStatus::Stopped, None, false), "stopped");
         assert_eq!(
-            shown_status(SessionStatus::Running, None),
+            shown_status(SessionStatus::Interrupted, None, false),
+            "interrupted"
+        );
+        assert_eq!(shown_status(SessionStatus::Failed, None, false), "failed");
+        assert_eq!(
+            shown_status(SessionStatus::Running, None, false),
             "interrupted",
             "no live driver"
         );

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orchestra_runtime::interaction::{self, InteractionError};
-use orchestra_runtime::views::sessions::shown_status;
+use orchestra_runtime::views::sessions::record_status;
 use orchestra_store::system_now_ms;
 
 use crate::cli::Ctx;
@@ -72,7 +72,7 @@ async fn stop(
     let patience = Duration::from_secs(args.wait);
     match interaction::wait_released(engine, id, patience).await {
         Ok(Some(rec)) => {
-            let status = shown_status(rec.status, rec.lease_holder(system_now_ms()));
+            let status = record_status(&rec, system_now_ms());
             let mut out = io::stdout().lock();
             writeln!(out, "session {id} stopped: {status}")?;
             if status != "completed" {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::InteractionError;
 use crate::lease::{lease_owner, owner_is_dead};
-use crate::views::sessions::shown_status;
+use crate::views::sessions::record_status;
 use crate::{Engine, RuntimeError};
 
 /// The process asked to stop.
@@ -38,7 +38,7 @@ pub async fn stop(engine: &Engine, session: &str) -> Result<Stopping, Interactio
     let holder = rec.lease_holder(system_now_ms()).map(str::to_owned);
     let not_running = |rec: &SessionRecord| InteractionError::NotRunning {
         session: rec.id.clone(),
-        status: shown_status(rec.status, rec.lease_holder(system_now_ms())).to_owned(),
+        status: record_status(&rec, system_now_ms()).to_owned(),
     };
     let Some(owner) = holder.filter(|o| !owner_is_dead(o)) else {
         return Err(not_running(&rec));

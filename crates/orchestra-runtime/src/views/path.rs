@@ -11,7 +11,7 @@ use orchestra_store::{SessionRecord, system_now_ms};
 use serde::Serialize;
 
 use super::report::graph_of;
-use super::sessions::shown_status;
+use super::sessions::record_status;
 use crate::{Engine, RuntimeError};
 
 /// The path of a session through its graph, now.
@@ -41,7 +41,7 @@ pub async fn path(
     compiled: &Compiled,
 ) -> Result<SessionPath, RuntimeError> {
     let sid = rec.id.clone();
-    let shown = shown_status(rec.status, rec.lease_holder(system_now_ms()));
+    let shown = record_status(rec, system_now_ms());
     let live = shown == "running";
     let paused = shown == "paused";
     let (cps, runs, trace, last, done) = engine

@@ -15,15 +15,26 @@ use crate::{Engine, RuntimeError, owner_is_dead};
 
 /// The status to show: the stored one (`stopped` and `interrupted` are statuses of their own;
 /// the store migrates release 0.1's `failed` rows to them), except that `running` without a
-/// live driver (its lease expired, or its process is gone) is `interrupted`.
-pub fn shown_status(status: SessionStatus, lease_owner: Option<&str>) -> &'static str {
-    match (status, lease_owner) {
-        (SessionStatus::Running | SessionStatus::Created, None) => "interrupted",
-        (SessionStatus::Running | SessionStatus::Created, Some(owner)) if owner_is_dead(owner) => {
-            "interrupted"
-        }
-        (s, _) => s.as_str(),
+/// live driver (its lease expired, or its process is gone) is `interrupted` — or, for a session
+/// of the queue (`queued`: it carries [`QUEUE_META`](orchestra_store::QUEUE_META)), `queued`:
+/// its worker died and it waits for another to claim it.
+pub fn shown_status(status: SessionStatus, lease_owner: Option<&str>, queued: bool) -> &'static str {
+    let driven = lease_owner.is_some_and(|owner| !owner_is_dead(owner));
+    match status {
+        SessionStatus::Running | SessionStatus::Created if driven => status.as_str(),
+        SessionStatus::Running | SessionStatus::Created if queued => "queued",
+        SessionStatus::Running | SessionStatus::Created => "interrupted",
+        s => s.as_str(),
     }
+}
+
+/// [`shown_status`] of a stored session at `now`.
+pub fn record_status(rec: &SessionRecord, now: u64) -> &'static str {
+    shown_status(
+        rec.status,
+        rec.lease_holder(now),
+        rec.meta.contains_key(orchestra_store::QUEUE_META),
+    )
 }
 
 /// The newest `limit` sessions of the database, newest first.
@@ -85,7 +96,8 @@ pub struct SessionRow {
     /// The pipeline's name.
     pipeline: String,
     /// `created`, `queued`, `running`, `paused`, `completed`, `failed`, `stopped` or
-    /// `interrupted` (`running` without a live process is shown as `interrupted`).
+    /// `interrupted` (`running` without a live process is shown as `interrupted`, or as `queued`
+    /// for a session of the queue: it waits for another worker).
     status: String,
     /// Milliseconds since the Unix epoch.
     created_at: u64,
@@ -119,7 +131,7 @@ impl From<&SessionSummary> for SessionRow {
             id: s.id.clone(),
             name: s.name.clone(),
             pipeline: s.pipeline.clone(),
-            status: shown_status(s.status, s.lease_owner.as_deref()).to_owned(),
+            status: shown_status(s.status, s.lease_owner.as_deref(), s.queued).to_owned(),
             created_at: s.created_at,
             updated_at: s.updated_at,
             steps: s.steps,
@@ -197,7 +209,7 @@ pub async fn gather(engine: &Engine, id: &str) -> Result<Detail, RuntimeError> {
         .collect();
     let now = system_now_ms();
     let lease_owner = rec.lease_holder(now).map(str::to_owned);
-    let status = shown_status(rec.status, lease_owner.as_deref());
+    let status = record_status(&rec, now);
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     let mut session_cost = CostTally::default();
     for r in &runs {

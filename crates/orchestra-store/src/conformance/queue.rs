@@ -68,6 +68,24 @@ pub(super) fn queued_sessions_are_claimed_oldest_first_and_once(s: &mut dyn Stor
         "paused, completed and sessions outside the queue are never claimed"
     );
     assert_eq!(s.session(&plain).unwrap().unwrap().lease_owner, None);
+    // The list tells the sessions of the queue (whatever their status) from the others.
+    let listed: std::collections::BTreeMap<String, bool> = s
+        .list_sessions(&crate::SessionFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|x| cx.owns(&x.id))
+        .map(|x| (x.id, x.queued))
+        .collect();
+    let expected: std::collections::BTreeMap<String, bool> = [
+        (old, true),
+        (new, true),
+        (plain, false),
+        (paused, true),
+        (done, true),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(listed, expected);
 }
 
 pub(super) fn a_session_whose_worker_died_is_claimed_again(s: &mut dyn Store, cx: &Ctx) {
