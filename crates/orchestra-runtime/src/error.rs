@@ -141,3 +141,12 @@ pub enum SetupError {
 }
 
 pub use orchestra_spec::error_chain;
+
+/// What a panic said (its `&str` or `String` payload), or `a panic`.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}

@@ -154,11 +154,13 @@ impl Engine {
                                 .and_then(Value::as_str)
                                 .map(str::to_owned),
                         });
-                        let (engine, opts) = (self.clone(), drive(&rec));
+                        let (engine, opts, id) = (self.clone(), drive(&rec), rec.id.clone());
                         // A task of its own: it goes on while this loop claims or reports.
-                        running.push(tokio::spawn(async move {
+                        let task = tokio::spawn(async move {
                             engine.drive_claimed(rec, opts).await
-                        }));
+                        });
+                        let started = Instant::now();
+                        running.push(async move { (id, started, task.await) });
                     }
                     Ok(None) => {
                         idle = true;
@@ -178,14 +180,11 @@ impl Engine {
                 return;
             }
             tokio::select! {
-                Some(joined) = running.next(), if !running.is_empty() => match joined {
+                Some((id, began, joined)) = running.next(), if !running.is_empty() => match joined {
                     Ok((id, started, driven)) => {
                         self.finished(&id, started, driven, stopping, on).await;
                     }
-                    Err(e) => on(WorkerEvent::Trouble {
-                        session: None,
-                        error: format!("a drive panicked: {e}"),
-                    }),
+                    Err(e) => self.crashed(&id, began, e, on).await,
                 },
                 changed = stop.changed(), if !stopping => {
                     // A dropped sender stops the worker too.
@@ -291,5 +290,156 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A drive that panicked (or whose task was cancelled): its lease renewal stopped with it
+    /// ([`watch_lease`](crate::lease::watch_lease)'s guard); the session is failed with the panic
+    /// as its error and its lease released, unless another worker holds it by now — never left
+    /// `running` to be claimed, and crash, again and again.
+    async fn crashed(
+        &self,
+        id: &str,
+        started: Instant,
+        e: tokio::task::JoinError,
+        on: &(dyn Fn(WorkerEvent) + Sync),
+    ) {
+        let what = if e.is_panic() {
+            let panic = e.into_panic();
+            format!("its drive panicked: {}", crate::error::panic_message(&*panic))
+        } else {
+            "its drive was cancelled".to_owned()
+        };
+        let (sid, owner, note) = (id.to_owned(), self.owner.clone(), what.clone());
+        let failed = self
+            .store
+            .call(move |s| {
+                let rec = s.find_session(&sid)?;
+                let ours = match rec.lease_holder(orchestra_store::system_now_ms()) {
+                    Some(holder) => holder == owner,
+                    None => rec.lease_owner.is_none() || rec.lease_owner == Some(owner.clone()),
+                };
+                let done = matches!(
+                    rec.status,
+                    SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Stopped
+                );
+                if !ours || done {
+                    return Ok(false);
+                }
+                s.set_status(&sid, SessionStatus::Failed, Some(&note))?;
+                s.release_lease(&sid, &owner)?;
+                Ok(true)
+            })
+            .await;
+        match failed {
+            Ok(true) => on(WorkerEvent::Finished {
+                session: id.to_owned(),
+                status: SessionStatus::Failed,
+                note: Some(what),
+                duration: started.elapsed(),
+            }),
+            Ok(false) => on(WorkerEvent::Trouble {
+                session: Some(id.to_owned()),
+                error: what,
+            }),
+            Err(e) => on(WorkerEvent::Trouble {
+                session: Some(id.to_owned()),
+                error: format!("{what}; cannot record it: {}", crate::error::error_chain(&e)),
+            }),
+        }
+    }
+}
+
 /// Session meta key: the worker (`pid@host`) that last claimed a session of the queue.
 pub const WORKER_META: &str = "worker";
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Mutex;
+
+    use orchestra_store::{MemoryStore, NewSession};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store_worker::StoreHandle;
+
+    /// An engine over a memory store holding the queued session `s`.
+    async fn engine() -> Engine {
+        let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
+        store
+            .call(|s| {
+                s.enqueue_session(&NewSession {
+                    id: "s".into(),
+                    name: None,
+                    pipeline: "p".into(),
+                    pipeline_path: "p.yaml".into(),
+                    pipeline_source: String::new(),
+                    resolved: "null".into(),
+                    pipeline_hash: String::new(),
+                    inputs: json!({}),
+                    parent_session: None,
+                    parent_checkpoint: None,
+                    parent_node: None,
+                    created_at: 1,
+                })
+            })
+            .await
+            .unwrap();
+        Engine::with_store(store)
+    }
+
+    /// The error of a task that panicked saying `msg`.
+    async fn panicked(msg: &'static str) -> tokio::task::JoinError {
+        tokio::spawn(async move { panic!("{msg}") })
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_drive_that_panicked_fails_its_session_and_releases_it() {
+        let engine = engine().await;
+        assert_eq!(engine.claim().await.unwrap().unwrap().id, "s");
+        let heard = Mutex::new(Vec::new());
+        let on = |ev: WorkerEvent| heard.lock().unwrap().push(ev);
+        engine
+            .crashed("s", Instant::now(), panicked("boom").await, &on)
+            .await;
+        let rec = engine.store().call(|s| s.find_session("s")).await.unwrap();
+        assert_eq!(rec.status, SessionStatus::Failed);
+        assert_eq!(rec.error.as_deref(), Some("its drive panicked: boom"));
+        assert_eq!(rec.lease_owner, None, "the lease is released");
+        assert!(engine.claim().await.unwrap().is_none(), "never claimed again");
+        let heard = heard.into_inner().unwrap();
+        assert!(
+            matches!(&heard[..], [WorkerEvent::Finished { status: SessionStatus::Failed, note: Some(n), .. }] if n == "its drive panicked: boom"),
+            "{heard:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicked_drive_leaves_a_session_another_worker_took_over_alone() {
+        let engine = engine().await;
+        let other = engine.clone();
+        engine
+            .store()
+            .call(|s| s.claim_session("1@elsewhere", LEASE))
+            .await
+            .unwrap()
+            .unwrap();
+        let heard = Mutex::new(Vec::new());
+        let on = |ev: WorkerEvent| heard.lock().unwrap().push(ev);
+        other
+            .crashed("s", Instant::now(), panicked("late").await, &on)
+            .await;
+        let rec = engine.store().call(|s| s.find_session("s")).await.unwrap();
+        assert_eq!(rec.status, SessionStatus::Running);
+        assert_eq!(rec.lease_owner.as_deref(), Some("1@elsewhere"));
+        let heard = heard.into_inner().unwrap();
+        assert!(
+            matches!(&heard[..], [WorkerEvent::Trouble { session: Some(s), error }] if s == "s" && error.contains("late")),
+            "{heard:?}"
+        );
+    }
+
+    const LEASE: Duration = Duration::from_secs(30);
+}

@@ -367,4 +367,14 @@ mod tests {
             "no live driver"
         );
     }
+
+    #[test]
+    fn a_queue_session_without_a_live_worker_shows_queued() {
+        let (running, remote) = (SessionStatus::Running, Some("1@another-machine"));
+        assert_eq!(shown_status(running, remote, true), "running", "live lease");
+        assert_eq!(shown_status(running, None, true), "queued", "lease expired");
+        assert_eq!(shown_status(SessionStatus::Queued, None, true), "queued");
+        assert_eq!(shown_status(SessionStatus::Paused, None, true), "paused");
+        assert_eq!(shown_status(running, None, false), "interrupted", "not of the queue");
+    }
 }

@@ -200,11 +200,7 @@ impl Executor {
                             running.clear();
                         }
                         Err(panic) => {
-                            let what = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| (*s).to_owned())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "a panic".to_owned());
+                            let what = crate::error::panic_message(&*panic);
                             finish.get_or_insert(Finish::Failed { error: format!("an agent task crashed at step {step}: {what}") });
                             running.clear();
                         }
