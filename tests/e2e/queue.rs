@@ -226,6 +226,25 @@ fn three_workers_drive_fifty_sessions_and_a_worker_killed_mid_step_loses_nothing
     workers[0].wait().unwrap();
     let orphans = unfinished(&q.worker_err(0));
     assert!(!orphans.is_empty() && orphans.len() <= 4, "{orphans:?}");
+    // Its sessions wait for another worker (its lease of 2s runs out first): `status` shows
+    // them `queued`, never `interrupted` (or `running` again once taken over, or `completed`
+    // for one it finished just before it died).
+    let st = q.statuses();
+    for id in &orphans {
+        assert!(
+            matches!(st[id].as_str(), "queued" | "running" | "completed"),
+            "{id} shows {}",
+            st[id]
+        );
+    }
+    assert!(
+        orphans.iter().any(|id| st[id] == "queued"),
+        "none shows queued: {st:?}"
+    );
+    let one = q.run(&["status", &orphans[0], "--json"]);
+    assert_eq!(one.code, 0, "{}", one.transcript());
+    let shown: Value = serde_json::from_str(one.stdout.trim()).unwrap();
+    assert_ne!(shown["status"], "interrupted", "{shown}");
 
     // `status` from a third process until every session completed.
     let deadline = std::time::Instant::now() + PATIENCE * 2;
