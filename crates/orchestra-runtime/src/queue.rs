@@ -156,9 +156,8 @@ impl Engine {
                         });
                         let (engine, opts, id) = (self.clone(), drive(&rec), rec.id.clone());
                         // A task of its own: it goes on while this loop claims or reports.
-                        let task = tokio::spawn(async move {
-                            engine.drive_claimed(rec, opts).await
-                        });
+                        let task =
+                            tokio::spawn(async move { engine.drive_claimed(rec, opts).await });
                         let started = Instant::now();
                         running.push(async move { (id, started, task.await) });
                     }
@@ -304,7 +303,10 @@ impl Engine {
     ) {
         let what = if e.is_panic() {
             let panic = e.into_panic();
-            format!("its drive panicked: {}", crate::error::panic_message(&*panic))
+            format!(
+                "its drive panicked: {}",
+                crate::error::panic_message(&*panic)
+            )
         } else {
             "its drive was cancelled".to_owned()
         };
@@ -342,7 +344,10 @@ impl Engine {
             }),
             Err(e) => on(WorkerEvent::Trouble {
                 session: Some(id.to_owned()),
-                error: format!("{what}; cannot record it: {}", crate::error::error_chain(&e)),
+                error: format!(
+                    "{what}; cannot record it: {}",
+                    crate::error::error_chain(&e)
+                ),
             }),
         }
     }
@@ -408,7 +413,10 @@ mod tests {
         assert_eq!(rec.status, SessionStatus::Failed);
         assert_eq!(rec.error.as_deref(), Some("its drive panicked: boom"));
         assert_eq!(rec.lease_owner, None, "the lease is released");
-        assert!(engine.claim().await.unwrap().is_none(), "never claimed again");
+        assert!(
+            engine.claim().await.unwrap().is_none(),
+            "never claimed again"
+        );
         let heard = heard.into_inner().unwrap();
         assert!(
             matches!(&heard[..], [WorkerEvent::Finished { status: SessionStatus::Failed, note: Some(n), .. }] if n == "its drive panicked: boom"),

@@ -178,43 +178,42 @@ impl SqliteStore {
                AND (?3 IS NULL OR s.updated_at < ?3) \
              ORDER BY s.created_at DESC, s.id ASC \
              LIMIT ?4";
+        let queue = orchestra_store::QUEUE_META;
         let tx = self.read_tx("list sessions")?;
         let rows = tx
             .prepare_cached(sql)
             .and_then(|mut st| {
-                st.query_map(params![
-                    statuses,
-                    filter.pipeline,
-                    before,
-                    limit,
-                    orchestra_store::QUEUE_META
-                ], |row| {
-                    let lease_owner: Option<String> = row.get(13)?;
-                    let lease_until = opt_u64_at(row, 14)?;
-                    Ok(SessionSummary {
-                        id: row.get(0)?,
-                        name: row.get(1)?,
-                        pipeline: row.get(2)?,
-                        status: status_at(row, 3)?,
-                        created_at: u64_at(row, 4)?,
-                        updated_at: u64_at(row, 5)?,
-                        steps: u64_at(row, 6)?,
-                        checkpoints: u64_at(row, 7)?,
-                        tokens_in: u64_at(row, 8)?,
-                        tokens_out: u64_at(row, 9)?,
-                        cost: CostTally {
-                            known_usd: row.get(15)?,
-                            priced_runs: u64_at(row, 16)?,
-                            unpriced_runs: u64_at(row, 17)?,
-                        },
-                        parent_session: row.get(10)?,
-                        parent_checkpoint: opt_u64_at(row, 11)?,
-                        parent_node: row.get(18)?,
-                        error: row.get(12)?,
-                        lease_owner: lease_owner.filter(|_| lease_until.is_some_and(|u| u > now)),
-                        queued: row.get(19)?,
-                    })
-                })?
+                st.query_map(
+                    params![statuses, filter.pipeline, before, limit, queue],
+                    |row| {
+                        let lease_owner: Option<String> = row.get(13)?;
+                        let lease_until = opt_u64_at(row, 14)?;
+                        Ok(SessionSummary {
+                            id: row.get(0)?,
+                            name: row.get(1)?,
+                            pipeline: row.get(2)?,
+                            status: status_at(row, 3)?,
+                            created_at: u64_at(row, 4)?,
+                            updated_at: u64_at(row, 5)?,
+                            steps: u64_at(row, 6)?,
+                            checkpoints: u64_at(row, 7)?,
+                            tokens_in: u64_at(row, 8)?,
+                            tokens_out: u64_at(row, 9)?,
+                            cost: CostTally {
+                                known_usd: row.get(15)?,
+                                priced_runs: u64_at(row, 16)?,
+                                unpriced_runs: u64_at(row, 17)?,
+                            },
+                            parent_session: row.get(10)?,
+                            parent_checkpoint: opt_u64_at(row, 11)?,
+                            parent_node: row.get(18)?,
+                            error: row.get(12)?,
+                            lease_owner: lease_owner
+                                .filter(|_| lease_until.is_some_and(|u| u > now)),
+                            queued: row.get(19)?,
+                        })
+                    },
+                )?
                 .collect::<Result<Vec<_>, _>>()
             })
             .map_err(self.ctx.err("list sessions"))?;

@@ -18,7 +18,11 @@ use crate::{Engine, RuntimeError, owner_is_dead};
 /// live driver (its lease expired, or its process is gone) is `interrupted` — or, for a session
 /// of the queue (`queued`: it carries [`QUEUE_META`](orchestra_store::QUEUE_META)), `queued`:
 /// its worker died and it waits for another to claim it.
-pub fn shown_status(status: SessionStatus, lease_owner: Option<&str>, queued: bool) -> &'static str {
+pub fn shown_status(
+    status: SessionStatus,
+    lease_owner: Option<&str>,
+    queued: bool,
+) -> &'static str {
     let driven = lease_owner.is_some_and(|owner| !owner_is_dead(owner));
     match status {
         SessionStatus::Running | SessionStatus::Created if driven => status.as_str(),
