@@ -157,7 +157,6 @@ async fn renew(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
 
     use orchestra_store::{MemoryStore, NewSession, system_now_ms};
     use serde_json::json;

@@ -358,7 +358,6 @@ pub const WORKER_META: &str = "worker";
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
 
     use std::sync::Mutex;
 

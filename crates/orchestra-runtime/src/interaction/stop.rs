@@ -38,7 +38,7 @@ pub async fn stop(engine: &Engine, session: &str) -> Result<Stopping, Interactio
     let holder = rec.lease_holder(system_now_ms()).map(str::to_owned);
     let not_running = |rec: &SessionRecord| InteractionError::NotRunning {
         session: rec.id.clone(),
-        status: record_status(&rec, system_now_ms()).to_owned(),
+        status: record_status(rec, system_now_ms()).to_owned(),
     };
     let Some(owner) = holder.filter(|o| !owner_is_dead(o)) else {
         return Err(not_running(&rec));
