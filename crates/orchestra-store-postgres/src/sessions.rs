@@ -170,6 +170,8 @@ pub(crate) fn list(
         .map(|t| int("updated_before", t))
         .transpose()?;
     let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    // `meta` is JSON text that may hold `\u0000`, which PostgreSQL's JSON types refuse: it is
+    // swapped for `\u0001` (still valid JSON, same keys) to look up the queue key.
     let op = "list sessions";
     let rows = client
         .query(
@@ -177,7 +179,8 @@ pub(crate) fn list(
                coalesce(c.steps, 0), coalesce(c.n, 0), coalesce(n.tokens_in, 0), \
                coalesce(n.tokens_out, 0), s.parent_session, s.parent_checkpoint, s.error, \
                s.lease_owner, s.lease_until, coalesce(n.usd, 0.0), coalesce(n.priced, 0), \
-               coalesce(n.unpriced, 0), s.parent_node, (s.meta::jsonb -> $5::text) IS NOT NULL \
+               coalesce(n.unpriced, 0), s.parent_node, \
+               (replace(s.meta, '\\u0000', '\\u0001')::json -> $5::text) IS NOT NULL \
              FROM sessions s \
              LEFT JOIN LATERAL (SELECT max(step) AS steps, count(*) AS n FROM checkpoints \
                WHERE sid = s.sid) c ON true \
