@@ -363,11 +363,12 @@ pub(crate) fn claim(
     let (now, until) = (int("now", now)?, int("lease_until", until)?);
     let err = cx.err("claim a queued session");
     let mut tx = client.transaction().map_err(&err)?;
+    // `meta` may hold `\u0000`, which `jsonb` refuses: swapped for `\u0001` (as in the list).
     let row = tx
         .query_opt(
             "WITH c AS (SELECT sid FROM sessions \
                  WHERE status IN ($4, $5) AND (lease_until IS NULL OR lease_until <= $2) \
-                 AND (meta::jsonb -> $6::text) IS NOT NULL \
+                 AND (replace(meta, '\\u0000', '\\u0001')::jsonb -> $6::text) IS NOT NULL \
                  ORDER BY created_at, id COLLATE \"C\" LIMIT 1 FOR UPDATE SKIP LOCKED) \
              UPDATE sessions s SET lease_owner = $1, lease_until = $3, status = $5, \
                  error = NULL, updated_at = $2 \
