@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::net::{NetError, TIMEOUT_ENV};
+
 /// An error from a git operation of Orchestra.
 ///
 /// Messages are lowercase and name the repository, worktree or branch involved so the CLI can
@@ -108,16 +110,23 @@ pub enum GitError {
         /// The changed files (at most a few).
         files: Vec<String>,
     },
-    /// A network operation on a repository's remote (`url:`) failed.
+    /// An operation on a repository's remote (`url:`) failed: the `git` program it runs is
+    /// missing, timed out, or failed.
     #[error("cannot {op} {url}")]
     Remote {
         /// What was being done ("clone", "fetch from", "push to", ...).
         op: &'static str,
         /// The remote (a password in it shown as `***`).
         url: String,
-        /// What libgit2 said.
+        /// What went wrong, with the end of git's stderr.
         #[source]
-        source: LibError,
+        source: NetError,
+    },
+    /// `ORCHESTRA_GIT_TIMEOUT` is not a number of seconds.
+    #[error("{TIMEOUT_ENV} is `{value}`, not a whole number of seconds above 0 (such as 120)")]
+    BadTimeout {
+        /// The value found.
+        value: String,
     },
     /// The directory meant for the clone of a remote holds something else.
     #[error("{} is not a clone of {url}: {}", path.display(), match found {

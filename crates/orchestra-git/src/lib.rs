@@ -12,8 +12,10 @@
 //! - [`start_remote_session`] / [`fork_remote_session`] / [`reopen_remote_session`] /
 //!   [`push_branch`] / [`remove_remote_session`]: repositories that live in a remote (`url:`),
 //!   worked on in this process's clone, the session branches pushed with force-with-lease.
+//!   Everything that talks to a remote runs the `git` program ([`network_timeout`]), so any
+//!   remote git can reach works, with the user's credentials; the rest is libgit2.
 //!
-//! Everything is synchronous (libgit2); call it from `spawn_blocking` in async code. Each call
+//! Everything is synchronous; call it from `spawn_blocking` in async code. Each call
 //! opens the repositories it needs, so values here are plain data that can be stored and sent
 //! between threads.
 
@@ -25,6 +27,7 @@ mod fork;
 mod log;
 mod merge;
 mod names;
+mod net;
 mod push;
 mod recover;
 mod remote;
@@ -45,6 +48,7 @@ pub use fork::{AgentWorktree, fork_worktree, remove_fork};
 pub use log::{BranchCommit, CommitPatch, branch_commits, commit_patch};
 pub use merge::{ConflictMode, MergeKind, MergeOutcome, MergedFork, abort_merge, merge_back};
 pub use names::GitSettings;
+pub use net::{DEFAULT_TIMEOUT, NetError, TIMEOUT_ENV, network_timeout};
 pub use push::{
     delete_remote_branches, push_branch, remote_session_branches, remove_remote_session,
 };

@@ -1,18 +1,18 @@
 //! Pushing session branches to a repository's remote, and deleting them there, with
 //! force-with-lease semantics: a remote branch is only changed when it still points where this
 //! clone last saw it (its remote-tracking branch, or nowhere), so a branch that another process
-//! advanced is never overwritten. The expected commit is checked in libgit2's push negotiation
-//! and sent to the server as the update's old value, which the server checks again under its
-//! ref lock.
+//! advanced is never overwritten. The pushes are `git push --force-with-lease=REF:EXPECTED`
+//! (`--atomic` for several branches): git compares the remote's value with the expected one and
+//! sends it as the update's old value, which the server checks again under its ref lock.
 
-use std::cell::RefCell;
 use std::path::Path;
 
-use git2::{Direction, Oid, PushOptions, Remote, Repository};
+use git2::{Oid, Repository};
 
 use crate::cleanup::Removed;
 use crate::error::{Context as _, GitError, Result};
-use crate::remote::{ORIGIN, callbacks, remote_error, shown_url, sync_clone, tracking_ref};
+use crate::net::Net;
+use crate::remote::{ORIGIN, shown_url, sync_clone, tracking_ref};
 
 /// One change of a remote branch: set it to `new` (None: delete it), expecting it at `old`.
 struct Update {
@@ -78,24 +78,29 @@ pub fn delete_remote_branches(clone: &Path, url: &str, branches: &[String]) -> R
 /// The remote's branches of one session: `branch` and its parallel writers' `branch+...`, with
 /// their commits (a listing of the remote: nothing is fetched or changed).
 pub fn remote_session_branches(url: &str, branch: &str) -> Result<Vec<(String, String)>> {
-    let mut remote = Remote::create_detached(url).map_err(remote_error("read", url))?;
-    let conn = remote
-        .connect_auth(Direction::Fetch, Some(callbacks()), None)
-        .map_err(remote_error("connect to", url))?;
-    let heads = conn
-        .list()
-        .map_err(remote_error("list the branches of", url))?;
-    let full = format!("refs/heads/{branch}");
+    let heads = list_heads(&Net::new("list the branches of", url, None), url)?;
     let mut out: Vec<(String, String)> = heads
-        .iter()
-        .filter_map(|h| {
-            let rest = h.name().strip_prefix(&full)?;
-            (rest.is_empty() || rest.starts_with('+'))
-                .then(|| (format!("{branch}{rest}"), h.oid().to_string()))
+        .into_iter()
+        .filter(|(name, _)| {
+            name.strip_prefix(branch)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
         })
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// `git ls-remote --heads REMOTE`: each branch (without `refs/heads/`) and its commit.
+fn list_heads(net: &Net<'_>, remote: &str) -> Result<Vec<(String, String)>> {
+    let listed = net.run(["ls-remote", "--heads", "--", remote])?;
+    Ok(listed
+        .lines()
+        .filter_map(|line| {
+            let (sha, name) = line.split_once('\t')?;
+            let name = name.trim().strip_prefix("refs/heads/")?;
+            Some((name.to_owned(), sha.trim().to_owned()))
+        })
+        .collect())
 }
 
 /// Removes a session's branches from the remote `url` (`cleanup`): lists them, and unless
@@ -126,74 +131,108 @@ pub fn remove_remote_session(
 }
 
 /// Pushes `updates` to `url` through the clone's `origin`, each only while the remote branch is
-/// at its `old` commit.
+/// at its `old` commit (all or none of them, when there are several).
 fn push(repo: &Repository, url: &str, updates: &[Update]) -> Result<()> {
-    let mut remote = repo
-        .find_remote(ORIGIN)
-        .map_err(remote_error("push to", url))?;
-    let stale: RefCell<Option<GitError>> = RefCell::new(None);
-    let refused: RefCell<Vec<(String, String)>> = RefCell::new(Vec::new());
-    let refspecs: Vec<String> = updates
-        .iter()
-        .map(|u| match u.new {
-            Some(_) => format!("+refs/heads/{0}:refs/heads/{0}", u.branch),
-            None => format!(":refs/heads/{}", u.branch),
-        })
-        .collect();
-    let result = {
-        let mut cb = callbacks();
-        cb.push_negotiation(|proposed| {
-            for p in proposed {
-                let Some(u) = proposed_update(updates, p.dst_refname().ok()) else {
-                    continue;
-                };
-                let expected = u.old.unwrap_or(Oid::ZERO_SHA1);
-                if p.src() != expected {
-                    *stale.borrow_mut() = Some(GitError::PushRejected {
-                        branch: u.branch.clone(),
-                        url: shown_url(url),
-                        expected: u
-                            .old
-                            .map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
-                        found: if p.src().is_zero() {
-                            "nowhere".to_owned()
-                        } else {
-                            p.src().to_string()
-                        },
-                    });
-                    return Err(git2::Error::from_str("the remote branch moved"));
-                }
-            }
-            Ok(())
-        });
-        cb.push_update_reference(|refname, status| {
-            if let Some(reason) = status {
-                refused
-                    .borrow_mut()
-                    .push((refname.to_owned(), reason.to_owned()));
-            }
-            Ok(())
-        });
-        let mut opts = PushOptions::new();
-        opts.remote_callbacks(cb);
-        let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-        remote.push(&specs, Some(&mut opts))
-    };
-    if let Some(e) = stale.into_inner() {
-        return Err(e);
+    let clone = repo.workdir().unwrap_or_else(|| repo.path());
+    let net = Net::new("push to", url, Some(clone));
+    let mut args = vec!["push".to_owned(), "--porcelain".to_owned()];
+    if updates.len() > 1 {
+        args.push("--atomic".to_owned());
     }
-    result.map_err(remote_error("push to", url))?;
-    if let Some((refname, reason)) = refused.into_inner().into_iter().next() {
-        return Err(GitError::PushFailed {
-            refname,
-            url: shown_url(url),
-            reason,
+    for u in updates {
+        let expected = u.old.map(|o| o.to_string()).unwrap_or_default();
+        args.push(format!("--force-with-lease=refs/heads/{}:{expected}", u.branch));
+    }
+    args.push(ORIGIN.to_owned());
+    for u in updates {
+        args.push(match u.new {
+            Some(new) => format!("{new}:refs/heads/{}", u.branch),
+            None => format!(":refs/heads/{}", u.branch),
         });
+    }
+    let out = net.output(&args)?;
+    let rejected = rejections(&out.stdout.text());
+    // A stale lease first: the branch another process moved (the others of an atomic push are
+    // only refused with it).
+    if let Some((u, _)) = rejected
+        .iter()
+        .filter_map(|(r, reason)| Some((proposed_update(updates, Some(r))?, reason)))
+        .find(|(_, reason)| reason.as_str() == "stale info")
+    {
+        let found = list_heads(&Net::new("read", url, Some(clone)), ORIGIN)?
+            .into_iter()
+            .find(|(name, _)| *name == u.branch)
+            .map_or_else(|| "nowhere".to_owned(), |(_, sha)| sha);
+        return Err(GitError::PushRejected {
+            branch: u.branch.clone(),
+            url: shown_url(url),
+            expected: u.old.map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
+            found,
+        });
+    }
+    if let Some((refname, reason)) = rejected
+        .iter()
+        .find(|(_, reason)| reason.as_str() != "atomic push failed")
+        .or(rejected.first())
+    {
+        return Err(GitError::PushFailed {
+            refname: refname.clone(),
+            url: shown_url(url),
+            reason: crate::remote::mask_secrets(reason, url),
+        });
+    }
+    if !out.success() {
+        return Err(net.failed(&out));
     }
     Ok(())
+}
+
+/// The refused refs of `git push --porcelain`'s report (`!<TAB>from:to<TAB>[rejected] (why)`):
+/// the remote ref and why.
+fn rejections(report: &str) -> Vec<(String, String)> {
+    report
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '\t');
+            if parts.next()? != "!" {
+                return None;
+            }
+            let to = parts.next()?.rsplit(':').next()?.to_owned();
+            let summary = parts.next().unwrap_or_default().trim();
+            let reason = match (summary.find('('), summary.rfind(')')) {
+                (Some(a), Some(b)) if a < b => &summary[a + 1..b],
+                _ => summary,
+            };
+            Some((to, reason.to_owned()))
+        })
+        .collect()
 }
 
 fn proposed_update<'u>(updates: &'u [Update], dst: Option<&str>) -> Option<&'u Update> {
     let branch = dst?.strip_prefix("refs/heads/")?;
     updates.iter().find(|u| u.branch == branch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_read_from_the_porcelain_report() {
+        let report = "To /srv/app.git\n\
+            !\trefs/heads/a:refs/heads/a\t[rejected] (stale info)\n\
+            !\t:refs/heads/b\t[remote rejected] (pre-receive hook declined)\n\
+            =\trefs/heads/c:refs/heads/c\t[up to date]\n\
+            Done\n";
+        assert_eq!(
+            rejections(report),
+            [
+                ("refs/heads/a".to_owned(), "stale info".to_owned()),
+                (
+                    "refs/heads/b".to_owned(),
+                    "pre-receive hook declined".to_owned()
+                ),
+            ]
+        );
+    }
 }

@@ -8,16 +8,16 @@
 //! - [`reopen_remote_session`]: clone or fetch, then bring the session's branches (its own and its
 //!   parallel writers') to what the remote holds, and check the checkpoint's commit is there.
 //!
-//! Credentials are libgit2's defaults: the ssh agent for ssh, git's credential helper for
-//! https; each kind is tried once, and no secret is ever part of an error.
+//! Clones, fetches and pushes run the `git` program (`net.rs`), so every kind of remote works
+//! with the user's own credentials; no password in a URL is ever part of an error.
 
 use std::fs;
 use std::path::Path;
 
-use git2::build::{CloneLocal, RepoBuilder};
-use git2::{Cred, CredentialType, FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository};
+use git2::{Oid, Repository};
 
 use crate::error::{Context as _, GitError, Result, io_error};
+use crate::net::Net;
 use crate::names::{GitSettings, session_worktree_path};
 use crate::push::push_branch;
 use crate::session::{SessionRepo, restore_fork};
@@ -46,57 +46,44 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// Callbacks answering libgit2's requests for credentials with the defaults: the ssh agent,
-/// git's credential helper, then the default (Kerberos/NTLM) and a bare user name. Each kind
-/// is offered once, so a refused credential ends in an error instead of a loop.
-pub(crate) fn callbacks<'a>() -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let mut tried = CredentialType::empty();
-    let config = git2::Config::open_default().ok();
-    cb.credentials(move |url, username, allowed| {
-        let user = username.unwrap_or("git");
-        let mut offer = |kind: CredentialType| {
-            let fresh = allowed.contains(kind) && !tried.contains(kind);
-            tried |= kind;
-            fresh
-        };
-        if offer(CredentialType::SSH_KEY) {
-            return Cred::ssh_key_from_agent(user);
-        }
-        if offer(CredentialType::USER_PASS_PLAINTEXT)
-            && let Some(config) = &config
-        {
-            return Cred::credential_helper(config, url, username);
-        }
-        if offer(CredentialType::DEFAULT) {
-            return Cred::default();
-        }
-        if offer(CredentialType::USERNAME) {
-            return Cred::username(user);
-        }
-        Err(git2::Error::from_str(
-            "no credentials were accepted (tried the ssh agent and git's credential helper)",
-        ))
-    });
-    cb
+/// `text` (git's messages) with every `scheme://user:password@` in it masked as by
+/// [`shown_url`], and `url`'s password too wherever it still appears.
+pub(crate) fn mask_secrets(text: &str, url: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "'\"<>".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&shown_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    match password(url) {
+        Some(pw) => out.replace(pw, "***"),
+        None => out,
+    }
 }
 
-/// A libgit2 error of a network operation on `url`.
-pub(crate) fn remote_error(op: &'static str, url: &str) -> impl FnOnce(git2::Error) -> GitError {
-    let url = shown_url(url);
-    move |source| GitError::Remote {
-        op,
-        url,
-        source: source.into(),
-    }
+/// The password of `scheme://user:password@host/...`.
+fn password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
 }
 
 /// Makes sure `clone` is a clone of `url` — cloning it on first use (an empty or missing
 /// directory), else checking that its `origin` is `url` — then fetches every branch of the
 /// remote (remote-tracking branches of branches deleted there are pruned).
 pub fn sync_clone(clone: &Path, url: &str) -> Result<()> {
-    let repo = open_clone(clone, url)?;
-    fetch(&repo, url)
+    open_clone(clone, url)?;
+    fetch(clone, url)
 }
 
 fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
@@ -109,15 +96,18 @@ fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
         if let Some(parent) = clone.parent() {
             fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
         }
-        let mut fetch = FetchOptions::new();
-        fetch.remote_callbacks(callbacks());
-        // Through git's transport even for a path: only what the remote's branches reach is
-        // copied, as from any remote (a local copy would bring unreachable objects too).
-        let repo = RepoBuilder::new()
-            .clone_local(CloneLocal::None)
-            .fetch_options(fetch)
-            .clone(url, clone)
-            .map_err(remote_error("clone", url))?;
+        // `--no-local`: a path is cloned through git's transport, as any remote (a local copy
+        // would bring unreachable objects too).
+        Net::new("clone", url, None)
+            .run([
+                "clone".as_ref(),
+                "--quiet".as_ref(),
+                "--no-local".as_ref(),
+                "--".as_ref(),
+                url.as_ref(),
+                clone.as_os_str(),
+            ])?;
+        let repo = Repository::open(clone).ctx("open repository", clone)?;
         tracing::info!(url = %shown_url(url), clone = %clone.display(), "cloned");
         return Ok(repo);
     }
@@ -151,16 +141,16 @@ fn same_remote(a: &str, b: &str) -> bool {
 }
 
 /// Fetches every branch of the remote into `refs/remotes/origin/`.
-fn fetch(repo: &Repository, url: &str) -> Result<()> {
-    let mut remote = repo
-        .find_remote(ORIGIN)
-        .map_err(remote_error("fetch from", url))?;
-    let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks()).prune(FetchPrune::On);
+fn fetch(clone: &Path, url: &str) -> Result<()> {
     let refspec = format!("+refs/heads/*:refs/remotes/{ORIGIN}/*");
-    remote
-        .fetch(&[refspec.as_str()], Some(&mut opts), None)
-        .map_err(remote_error("fetch from", url))
+    Net::new("fetch from", url, Some(clone)).run([
+        "fetch",
+        "--quiet",
+        "--prune",
+        ORIGIN,
+        refspec.as_str(),
+    ])?;
+    Ok(())
 }
 
 /// The tip of the remote's default branch (the branch the clone checked out), after a fetch.
