@@ -106,6 +106,11 @@ impl Remote {
     /// A machine: a project directory `NAME` with the pipeline (`latency` ms per answer) and
     /// its fixture, its own `HOME`; no git repository of its own.
     pub(crate) fn machine(&self, name: &str, latency: u64) -> Machine {
+        self.machine_at(name, latency, self.url.to_str().unwrap())
+    }
+
+    /// [`Remote::machine`] whose pipeline reaches the remote at `url` (a network URL of it).
+    pub(crate) fn machine_at(&self, name: &str, latency: u64, url: &str) -> Machine {
         let root = self.dir.path().canonicalize().unwrap().join(name);
         let home = root.join(".home");
         std::fs::create_dir_all(root.join("pipelines")).unwrap();
@@ -113,7 +118,7 @@ impl Remote {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(root.join("orchestra.yaml"), "search_paths: [\".\"]\n").unwrap();
         let pipeline = PIPELINE
-            .replace("URL", self.url.to_str().unwrap())
+            .replace("URL", url)
             .replace("LATENCY", &latency.to_string());
         std::fs::write(root.join("pipelines/remote-edit.yaml"), pipeline).unwrap();
         std::fs::write(
@@ -126,6 +131,7 @@ impl Remote {
             home,
             db: self.db.clone(),
             password: self.password.clone(),
+            env: Vec::new(),
         }
     }
 
@@ -167,9 +173,17 @@ pub(crate) struct Machine {
     home: PathBuf,
     db: String,
     password: Option<String>,
+    /// More environment of its commands.
+    env: Vec<(String, String)>,
 }
 
 impl Machine {
+    /// Runs this machine's commands with `key=value` in their environment too.
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Machine {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(crate::binary::orchestra_bin());
         cmd.args(args)
@@ -183,6 +197,7 @@ impl Machine {
         if let Some(pw) = &self.password {
             cmd.env("PGPASSWORD", pw);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -245,7 +260,7 @@ impl Machine {
 }
 
 /// The session branch of the only session whose branch is on the remote, once it is there.
-fn wait_for_session_branch(remote: &Remote) -> String {
+pub(crate) fn wait_for_session_branch(remote: &Remote) -> String {
     wait_until("the session branch on the remote", || {
         remote
             .session_branches()

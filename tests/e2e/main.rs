@@ -29,6 +29,8 @@ mod git_cleanup;
 mod git_conflict;
 mod git_crash;
 mod git_flow;
+mod git_net;
+mod git_net_bad;
 mod git_remote;
 mod git_remote_bad;
 pub(crate) mod gitrepo;

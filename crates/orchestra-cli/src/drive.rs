@@ -96,8 +96,8 @@ impl DriveArgs {
     }
 
     /// Opens the `--events` file and sets up the OpenTelemetry exporter, before the session
-    /// starts; a file that cannot be opened or a wrong `OTEL_*` variable is bad input (printed;
-    /// the exit code returned).
+    /// starts; a file that cannot be opened, a wrong `OTEL_*` variable or `ORCHESTRA_GIT_TIMEOUT`
+    /// is bad input (printed; the exit code returned).
     pub(crate) fn sinks(&self) -> io::Result<Result<Sinks, u8>> {
         let mut err = io::stderr().lock();
         let events = match &self.events {
@@ -141,6 +141,11 @@ impl DriveArgs {
                 return Ok(Err(exit::BAD_INPUT));
             }
         };
+        // Read again by every git run against a remote: a bad value is refused up front.
+        if let Err(e) = orchestra_git::network_timeout() {
+            writeln!(err, "error: {e}")?;
+            return Ok(Err(exit::BAD_INPUT));
+        }
         Ok(Ok(Sinks { events, traces }))
     }
 

@@ -96,17 +96,28 @@ fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
         if let Some(parent) = clone.parent() {
             fs::create_dir_all(parent).map_err(io_error("create directory", parent))?;
         }
+        // Cloned beside, then moved in place: a clone that failed or was stopped half-way
+        // (the timeout, a kill) never leaves a directory that looks like one.
+        let name = clone.file_name().unwrap_or(clone.as_os_str()).to_string_lossy();
+        let partial = clone.with_file_name(format!(".{name}.cloning"));
+        if partial.exists() {
+            fs::remove_dir_all(&partial).map_err(io_error("remove directory", &partial))?;
+        }
         // `--no-local`: a path is cloned through git's transport, as any remote (a local copy
         // would bring unreachable objects too).
-        Net::new("clone", url, None)
-            .run([
-                "clone".as_ref(),
-                "--quiet".as_ref(),
-                "--no-local".as_ref(),
-                "--".as_ref(),
-                url.as_ref(),
-                clone.as_os_str(),
-            ])?;
+        let cloned = Net::new("clone", url, None).run([
+            "clone".as_ref(),
+            "--quiet".as_ref(),
+            "--no-local".as_ref(),
+            "--".as_ref(),
+            url.as_ref(),
+            partial.as_os_str(),
+        ]);
+        if let Err(e) = cloned {
+            let _ = fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        fs::rename(&partial, clone).map_err(io_error("move the clone to", clone))?;
         let repo = Repository::open(clone).ctx("open repository", clone)?;
         tracing::info!(url = %shown_url(url), clone = %clone.display(), "cloned");
         return Ok(repo);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use orchestra_store::{
     CostTally, SessionFilter, SessionRecord, SessionStatus, SessionSummary, system_now_ms,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{Engine, RuntimeError, owner_is_dead};
 
@@ -278,7 +278,7 @@ impl Detail {
             "children": children.iter().map(|(step, c)| child_json(*step, c)).collect::<Vec<_>>(),
             "tokens": usage.iter().map(|(_, u)| u).fold(0u64, |t, u| t.saturating_add(u.tokens_in).saturating_add(u.tokens_out)),
             "inherited_tokens": crate::inherited_tokens(&rec.meta),
-            "inputs": rec.inputs, "meta": rec.meta, "lease_owner": lease_owner,
+            "inputs": rec.inputs, "meta": shown_meta(&rec.meta), "lease_owner": lease_owner,
             "checkpoints": cps.iter().map(|c| json!({
                 "step": c.step, "parent_step": c.parent_step, "nodes": c.nodes,
                 "snapshot": c.has_snapshot, "repo_change": c.has_repo_shas, "created_at": c.created_at,
@@ -304,4 +304,20 @@ pub fn is_command(commands: &[String], n: &str) -> bool {
 /// `status ID --json` of one session (the MCP server's too).
 pub async fn detail_json(engine: &Engine, id: &str) -> Result<Value, RuntimeError> {
     Ok(gather(engine, id).await?.json())
+}
+
+/// A session's meta as it may be shown: the remotes of its repositories (`git.REPO.url`) with
+/// any password masked.
+fn shown_meta(meta: &Map<String, Value>) -> Map<String, Value> {
+    let mut shown = meta.clone();
+    if let Some(Value::Object(repos)) = shown.get_mut("git") {
+        for repo in repos.values_mut() {
+            if let Some(url) = repo.get_mut("url")
+                && let Some(text) = url.as_str()
+            {
+                *url = Value::String(orchestra_git::shown_url(text));
+            }
+        }
+    }
+    shown
 }
