@@ -36,11 +36,13 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// `git daemon` serving the repositories beside the remote on `port`, pushes allowed.
+/// `git daemon` serving the repositories beside the remote on `port`, pushes allowed. Run as
+/// `git-daemon` itself (`git daemon` would be a parent that leaves it behind when killed).
 pub(crate) fn git_daemon(remote: &Remote, port: u16) -> Server {
     let base = remote.url.parent().unwrap();
-    let child = Command::new("git")
-        .arg("daemon")
+    let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+    let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
         .args(["--export-all", "--enable=receive-pack", "--reuseaddr"])
         .arg(format!("--base-path={}", base.display()))
         .args(["--listen=127.0.0.1", &format!("--port={port}")])

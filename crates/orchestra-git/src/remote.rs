@@ -139,9 +139,11 @@ fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
     }
 }
 
-/// Whether two spellings name the same remote (a path and `file://` of it are the same).
+/// Whether two spellings name the same remote: a path and `file://` of it are the same, and
+/// so are `[user@]host:path` and `ssh://[user@]host/path` (`ssh://[user@]host/~/path` for a
+/// path relative to the home directory).
 fn same_remote(a: &str, b: &str) -> bool {
-    if a == b {
+    if a == b || scp_as_ssh(a) == scp_as_ssh(b) {
         return true;
     }
     let local = |u: &str| {
@@ -149,6 +151,23 @@ fn same_remote(a: &str, b: &str) -> bool {
         (!path.contains("://")).then(|| Path::new(path).canonicalize().ok())?
     };
     matches!((local(a), local(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The scp-like `[user@]host:path` as an `ssh://` URL (anything else as it is). As git reads
+/// it: a `:` before any `/`, not a Windows drive letter.
+fn scp_as_ssh(url: &str) -> String {
+    let colon = url.find(':');
+    let slash = url.find('/');
+    match colon {
+        Some(c) if !url.contains("://") && c > 1 && slash.is_none_or(|s| c < s) => {
+            let (host, path) = (&url[..c], &url[c + 1..]);
+            match path.strip_prefix('/') {
+                Some(abs) => format!("ssh://{host}/{abs}"),
+                None => format!("ssh://{host}/~/{path}"),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Fetches every branch of the remote into `refs/remotes/origin/`.
@@ -368,5 +387,9 @@ mod tests {
         assert!(same_remote(&path, &format!("file://{path}")));
         assert!(!same_remote(&path, "/nonexistent/elsewhere"));
         assert!(same_remote("ssh://h/x", "ssh://h/x"));
+        assert!(same_remote("git@h:/srv/x.git", "ssh://git@h/srv/x.git"));
+        assert!(same_remote("git@h:org/x.git", "ssh://git@h/~/org/x.git"));
+        assert!(!same_remote("git@h:org/x.git", "ssh://git@h/org/x.git"));
+        assert!(!same_remote("git@h:/x.git", "git@other:/x.git"));
     }
 }
