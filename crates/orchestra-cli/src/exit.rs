@@ -13,7 +13,8 @@ pub(crate) const SESSION_FAILED: u8 = 1;
 /// Bad input or usage: invalid pipeline, unknown flag, unknown session, checkpoint or node, a file
 /// given as the database that is not an orchestra database (or is a newer orchestra's), a
 /// PostgreSQL database that cannot be reached (refused, authentication failed, no such
-/// database), an `--events` file that cannot be opened, a wrong `OTEL_*` variable.
+/// database), an `--events` file that cannot be opened, a wrong `OTEL_*` variable or
+/// `ORCHESTRA_GIT_TIMEOUT`.
 pub(crate) const BAD_INPUT: u8 = 2;
 /// The session stopped at a limit (`max_tokens`, `max_cost`, `max_steps`); resumable with
 /// higher limits.
@@ -21,7 +22,8 @@ pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
 /// The session is busy: another process holds its lease.
 pub(crate) const SESSION_BUSY: u8 = 4;
 /// Internal error: a database, git or I/O operation failed while working (a full disk, a
-/// read-only database, permissions).
+/// read-only database, permissions; a git remote that cannot be reached, refuses or times out
+/// while a session is set up, or `git` missing).
 pub(crate) const INTERNAL: u8 = 5;
 /// Interrupted (Ctrl-C); the session is resumable.
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -44,17 +46,24 @@ const TABLE: [(u8, &str); 7] = [
     ),
     (
         INTERNAL,
-        "internal error (a database, git or I/O operation failed)",
+        "internal error (a database, git or I/O operation failed; a git remote unreachable or timed out)",
     ),
     (INTERRUPTED, "interrupted; the session is resumable"),
 ];
 
-/// The exit-code table shown at the end of `orchestra --help`.
+/// The exit-code table shown at the end of `orchestra --help`, and the environment read.
 pub(crate) fn help() -> String {
     let mut s = String::from("Exit codes:\n");
     for (code, meaning) in TABLE {
         let _ = writeln!(s, "  {code:>3}  {meaning}");
     }
+    let _ = write!(
+        s,
+        "\nEnvironment:\n  {}  seconds one git run against a repository's `url:` remote may take \
+         (default {})\n",
+        orchestra_git::TIMEOUT_ENV,
+        orchestra_git::DEFAULT_TIMEOUT.as_secs()
+    );
     s
 }
 

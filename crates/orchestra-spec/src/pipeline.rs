@@ -113,11 +113,12 @@ pub struct RepoSpec {
     /// `.orchestra/clones/NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<Spanned<String>>,
-    /// A git remote the repository lives in (a path to a bare repository, `file://`, `ssh://`,
-    /// `https://`): each process works in its own clone (see `path:`), fetches before a session
-    /// starts or resumes, and pushes the session branch after every commit, so a session can
-    /// go on on another machine. Needs `write: true`. A relative path is relative to the
-    /// project root.
+    /// A git remote the repository lives in, any URL `git` takes: a path to a bare repository,
+    /// `file://`, `ssh://`, `user@host:path`, `https://`, `http://` or `git://` (reached with
+    /// the `git` program and the user's credentials): each process works in its own clone
+    /// (see `path:`), fetches before a session starts or resumes, and pushes the session
+    /// branch after every commit, so a session can go on on another machine. Needs
+    /// `write: true`. A relative path is relative to the project root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Spanned<String>>,
     /// Whether agents may change it. Writable repos get a session branch and worktree, and the

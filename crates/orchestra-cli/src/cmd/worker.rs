@@ -78,6 +78,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         )?;
         return Ok(exit::BAD_INPUT);
     }
+    if let Err(e) = orchestra_git::network_timeout() {
+        writeln!(io::stderr(), "error: {e}")?;
+        return Ok(exit::BAD_INPUT);
+    }
     let db = match db_path(args.db.clone(), &ctx)? {
         Ok(db) => db,
         Err(code) => return Ok(code),
