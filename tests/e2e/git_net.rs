@@ -133,10 +133,7 @@ fn run_to_the_end(m: &Machine, remote: &Remote, url: &str) -> String {
         "{}",
         run.transcript()
     );
-    assert_eq!(
-        remote.agents(&branch),
-        ["writer-1", "writer-2", "writer-3"]
-    );
+    assert_eq!(remote.agents(&branch), ["writer-1", "writer-2", "writer-3"]);
     branch
 }
 
@@ -188,14 +185,11 @@ fn over_git_daemon_a_killed_session_is_resumed_elsewhere_once_the_remote_is_back
         "{}",
         resumed.transcript()
     );
-    assert_eq!(
-        remote.agents(&branch),
-        ["writer-1", "writer-2", "writer-3"]
-    );
+    assert_eq!(remote.agents(&branch), ["writer-1", "writer-2", "writer-3"]);
     remote.git(&["fsck", "--strict"]);
 
     // Cleanup deletes the session branch on the network remote.
-    assert_eq!(listed(&url, &[]), [branch.clone()]);
+    assert_eq!(listed(&url, &[]), std::slice::from_ref(&branch));
     let clean = b.orchestra(&["cleanup", "--older-than", "0s"]);
     assert_eq!(clean.code, 0, "{}", clean.transcript());
     assert!(listed(&url, &[]).is_empty(), "{}", clean.transcript());

@@ -25,7 +25,10 @@ fn fails_fast(m: &Machine, url: &str, why: &str) -> Run {
         run.transcript()
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.transcript());
-    assert!(!m.clone_dir().join(".git").exists(), "no half clone is kept");
+    assert!(
+        !m.clone_dir().join(".git").exists(),
+        "no half clone is kept"
+    );
     run
 }
 
@@ -92,11 +95,7 @@ fn credentials_in_an_http_url_never_show_even_when_a_push_is_refused() {
         "#!/bin/sh\nwhile read old new ref; do\n  if git cat-file -e \"$new:out/writer-2.txt\" 2>/dev/null; then\n    echo \"no writer-2 here\" >&2; exit 1\n  fi\ndone\n",
     )
     .unwrap();
-    std::fs::set_permissions(
-        &hook,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let host = format!("127.0.0.1:{}/remote.git", server.port);
     let url = format!("http://bob:{SECRET}@{host}");
     let shown = format!("http://bob:***@{host}");
@@ -141,5 +140,9 @@ fn credentials_in_an_http_url_never_show_even_when_a_push_is_refused() {
         &format!("http://bob:***@{host}"),
         "Authentication failed",
     );
-    assert!(!run.transcript().contains("wrong-pw"), "{}", run.transcript());
+    assert!(
+        !run.transcript().contains("wrong-pw"),
+        "{}",
+        run.transcript()
+    );
 }

@@ -44,7 +44,9 @@ pub enum NetError {
     #[error("cannot run git")]
     Run(#[source] ProcessError),
     /// `git` ran past the timeout and was killed (with its ssh).
-    #[error("git did not finish within {secs}s and was stopped (the timeout is {TIMEOUT_ENV}, in seconds)")]
+    #[error(
+        "git did not finish within {secs}s and was stopped (the timeout is {TIMEOUT_ENV}, in seconds)"
+    )]
     TimedOut {
         /// The timeout, in seconds.
         secs: u64,

@@ -141,7 +141,10 @@ fn push(repo: &Repository, url: &str, updates: &[Update]) -> Result<()> {
     }
     for u in updates {
         let expected = u.old.map(|o| o.to_string()).unwrap_or_default();
-        args.push(format!("--force-with-lease=refs/heads/{}:{expected}", u.branch));
+        args.push(format!(
+            "--force-with-lease=refs/heads/{}:{expected}",
+            u.branch
+        ));
     }
     args.push(ORIGIN.to_owned());
     for u in updates {
@@ -166,7 +169,9 @@ fn push(repo: &Repository, url: &str, updates: &[Update]) -> Result<()> {
         return Err(GitError::PushRejected {
             branch: u.branch.clone(),
             url: shown_url(url),
-            expected: u.old.map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
+            expected: u
+                .old
+                .map_or_else(|| "nowhere".to_owned(), |o| o.to_string()),
             found,
         });
     }

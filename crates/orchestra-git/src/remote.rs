@@ -17,8 +17,8 @@ use std::path::Path;
 use git2::{Oid, Repository};
 
 use crate::error::{Context as _, GitError, Result, io_error};
-use crate::net::Net;
 use crate::names::{GitSettings, session_worktree_path};
+use crate::net::Net;
 use crate::push::push_branch;
 use crate::session::{SessionRepo, restore_fork};
 
@@ -98,7 +98,10 @@ fn open_clone(clone: &Path, url: &str) -> Result<Repository> {
         }
         // Cloned beside, then moved in place: a clone that failed or was stopped half-way
         // (the timeout, a kill) never leaves a directory that looks like one.
-        let name = clone.file_name().unwrap_or(clone.as_os_str()).to_string_lossy();
+        let name = clone
+            .file_name()
+            .unwrap_or(clone.as_os_str())
+            .to_string_lossy();
         let partial = clone.with_file_name(format!(".{name}.cloning"));
         if partial.exists() {
             fs::remove_dir_all(&partial).map_err(io_error("remove directory", &partial))?;
