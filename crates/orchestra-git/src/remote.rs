@@ -384,6 +384,24 @@ mod tests {
     }
 
     #[test]
+    fn passwords_in_gits_messages_are_masked() {
+        let url = "https://bob:s3cret@example.com/a.git";
+        assert_eq!(
+            mask_secrets(
+                "fatal: unable to access 'https://bob:s3cret@example.com/a.git/': 403\n\
+                 remote: see http://eve:pw@mirror.example/x and s3cret",
+                url
+            ),
+            "fatal: unable to access 'https://bob:***@example.com/a.git/': 403\n\
+             remote: see http://eve:***@mirror.example/x and ***"
+        );
+        assert_eq!(
+            mask_secrets("To git@host:app.git\n", "git@host:app.git"),
+            "To git@host:app.git\n"
+        );
+    }
+
+    #[test]
     fn a_path_and_its_file_url_are_one_remote() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().display().to_string();

@@ -5,6 +5,7 @@
 mod cleanup;
 mod commit;
 mod merge;
+mod push;
 mod recover;
 mod session;
 mod support;
