@@ -103,7 +103,22 @@ fn a_moved_branch_is_neither_overwritten_nor_deleted_and_atomic_deletes_keep_the
     assert_eq!(git(&bare, &["rev-parse", "s/two"]).trim(), theirs);
 
     // A new commit on s/two here is not pushed over theirs either.
-    git(&clone, &["branch", "-f", "s/two", "origin/main"]);
+    let mine = git(
+        &clone,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit-tree",
+            "origin/main^{tree}",
+            "-p",
+            "origin/s/two",
+            "-m",
+            "mine",
+        ],
+    );
+    git(&clone, &["branch", "-f", "s/two", mine.trim()]);
     let err = push_branch(&clone, &url, "s/two").unwrap_err();
     assert!(
         err.to_string().starts_with(&format!(
