@@ -77,6 +77,14 @@ pub enum RuntimeError {
     Stopped(#[source] tokio::task::JoinError),
 }
 
+impl RuntimeError {
+    /// Whether the database server's connection was lost (it restarted or stopped): transient,
+    /// not the session's own failure ([`StoreError::is_connection_lost`]).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, RuntimeError::Store(w) if w.store_error().is_some_and(StoreError::is_connection_lost))
+    }
+}
+
 impl From<StoreError> for RuntimeError {
     fn from(e: StoreError) -> Self {
         RuntimeError::Store(WorkerError::Store(e))

@@ -126,6 +126,9 @@ async fn renew(
     {
         let mut tick = tokio::time::interval(ttl / 3);
         tick.tick().await;
+        // When the lease was last renewed: a renewal that fails (the database restarts) is
+        // tried again at the next tick while the lease still holds.
+        let mut renewed = tokio::time::Instant::now();
         // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
         let mut watch_user = true;
         loop {
@@ -137,14 +140,17 @@ async fn renew(
                 _ = tick.tick() => {
                     let (sid, o) = (session.clone(), owner.clone());
                     match store.call(move |s| s.renew_lease(&sid, &o, ttl)).await {
-                        Ok(true) => {}
+                        Ok(true) => renewed = tokio::time::Instant::now(),
                         Ok(false) => {
                             tracing::warn!(session, "lost the session lease; stopping");
                             let _ = cancel_tx.send(true);
                             return;
                         }
+                        Err(e) if renewed.elapsed() < ttl => {
+                            tracing::warn!(session, error = %e, "cannot renew the session lease; trying again");
+                        }
                         Err(e) => {
-                            tracing::warn!(session, error = %e, "cannot renew the session lease; stopping");
+                            tracing::warn!(session, error = %e, "cannot renew the session lease, which has expired; stopping");
                             let _ = cancel_tx.send(true);
                             return;
                         }

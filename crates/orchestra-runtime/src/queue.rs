@@ -140,11 +140,15 @@ impl Engine {
     ) {
         let mut running = FuturesUnordered::new();
         let mut stopping = *stop.borrow();
+        // Claims that failed in a row (the database is down): the next look waits longer.
+        let mut failures = 0u32;
         loop {
             let mut idle = false;
+            let mut wait = wopts.poll;
             while !stopping && running.len() < wopts.concurrency.max(1) {
                 match self.claim().await {
                     Ok(Some(rec)) => {
+                        failures = 0;
                         on(WorkerEvent::Claimed {
                             session: rec.id.clone(),
                             pipeline: rec.pipeline.clone(),
@@ -162,15 +166,23 @@ impl Engine {
                         running.push(async move { (id, started, task.await) });
                     }
                     Ok(None) => {
+                        failures = 0;
                         idle = true;
                         break;
                     }
                     Err(e) => {
+                        // Not idle (the queue may be full): look again after a backoff, so a
+                        // database that is down is neither hammered nor taken for an empty queue.
+                        wait = claim_backoff(wopts.poll, failures);
+                        failures = failures.saturating_add(1);
                         on(WorkerEvent::Trouble {
                             session: None,
-                            error: crate::error::error_chain(&e),
+                            error: format!(
+                                "{}; trying again in {}",
+                                crate::error::error_chain(&e),
+                                orchestra_spec::fmt_duration(wait)
+                            ),
                         });
-                        idle = true;
                         break;
                     }
                 }
@@ -178,6 +190,7 @@ impl Engine {
             if running.is_empty() && (stopping || (idle && wopts.until_idle)) {
                 return;
             }
+            let claimed_nothing = idle || failures > 0;
             tokio::select! {
                 Some((id, began, joined)) = running.next(), if !running.is_empty() => match joined {
                     Ok((id, started, driven)) => {
@@ -189,7 +202,7 @@ impl Engine {
                     // A dropped sender stops the worker too.
                     stopping = changed.is_err() || *stop.borrow();
                 }
-                () = tokio::time::sleep(wopts.poll), if idle && !stopping => {}
+                () = tokio::time::sleep(wait), if claimed_nothing && !stopping => {}
             }
         }
     }
@@ -263,6 +276,28 @@ impl Engine {
                     Err(e) => WorkerEvent::Trouble {
                         session: Some(id.to_owned()),
                         error: crate::error::error_chain(&e),
+                    },
+                });
+            }
+            Err(e) if e.is_connection_lost() => {
+                // The database went away mid-drive (restarted, stopped): not the session's
+                // fault. Back to the queue when the database is back; else its lease expires and
+                // a worker claims it again then. What was recorded stays; the step is redone.
+                let requeued = self
+                    .requeue(id, "requeued: its worker lost the database")
+                    .await;
+                on(match requeued {
+                    Ok(_) => WorkerEvent::Requeued {
+                        session: id.to_owned(),
+                    },
+                    Err(also) => WorkerEvent::Trouble {
+                        session: Some(id.to_owned()),
+                        error: format!(
+                            "lost the database while driving it ({}); it is claimed again once \
+                             its lease expires: {}",
+                            crate::error::error_chain(&e),
+                            crate::error::error_chain(&also)
+                        ),
                     },
                 });
             }
@@ -352,6 +387,21 @@ impl Engine {
         }
     }
 }
+
+/// How long a worker waits before claiming again after `failures` claims failed in a row
+/// (besides the one that just failed): `poll` doubled each time (at least 100ms), at most 30s,
+/// with equal jitter so that workers cut off together do not come back together.
+fn claim_backoff(poll: Duration, failures: u32) -> Duration {
+    orchestra_providers::Backoff {
+        base: poll.max(Duration::from_millis(100)),
+        cap: CLAIM_BACKOFF_CAP,
+        jitter: orchestra_providers::Jitter::Equal,
+    }
+    .delay(failures)
+}
+
+/// The longest wait between claims while the database fails.
+const CLAIM_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// Session meta key: the worker (`pid@host`) that last claimed a session of the queue.
 pub const WORKER_META: &str = "worker";
@@ -446,6 +496,17 @@ mod tests {
             matches!(&heard[..], [WorkerEvent::Trouble { session: Some(s), error }] if s == "s" && error.contains("late")),
             "{heard:?}"
         );
+    }
+
+    #[test]
+    fn claims_back_off_while_the_database_fails() {
+        let poll = Duration::from_secs(1);
+        let first = claim_backoff(poll, 0);
+        assert!(first >= poll / 2 && first <= poll, "{first:?}");
+        let fourth = claim_backoff(poll, 3);
+        assert!(fourth >= poll * 4 && fourth <= poll * 8, "{fourth:?}");
+        assert!(claim_backoff(poll, 40) <= CLAIM_BACKOFF_CAP);
+        assert!(claim_backoff(Duration::ZERO, 0) >= Duration::from_millis(50));
     }
 
     const LEASE: Duration = Duration::from_secs(30);

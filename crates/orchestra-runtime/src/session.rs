@@ -493,6 +493,12 @@ impl Engine {
         id: &str,
         error: &RuntimeError,
     ) -> Result<(), RuntimeError> {
+        if error.is_connection_lost() {
+            // Not the session's failure: the database went away. It stays as it was recorded
+            // (running, under a lease that expires), resumable or claimed again once the
+            // server is back, rather than failed should the server be back by now.
+            return Ok(());
+        }
         let (sid, owner) = (id.to_owned(), self.owner.clone());
         let msg = crate::error::error_chain(error);
         self.store

@@ -65,6 +65,18 @@ impl Ctx {
                 source: None,
             };
         }
+        // A connection lost while working (the server restarted or stopped, the network
+        // failed): transient, the work may be done again once the server is back.
+        if op != CONNECT
+            && let Some(reason) = self.unreachable_reason(&source)
+        {
+            return StoreError::ConnectionLost {
+                database,
+                op,
+                reason,
+                source: source.into(),
+            };
+        }
         match source.code() {
             Some(c)
                 if *c == SqlState::LOCK_NOT_AVAILABLE

@@ -118,6 +118,21 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The connection to the database server was lost (or could not be made again) while
+    /// working: the server restarted, stopped or the network failed. Nothing of the operation
+    /// was stored; it may succeed once the server is back ([`StoreError::is_connection_lost`]).
+    #[error("database {database} failed to {op}: {reason}")]
+    ConnectionLost {
+        /// The database, as people name it (a URL without its password).
+        database: String,
+        /// What was being done.
+        op: &'static str,
+        /// What happened to the connection, for people.
+        reason: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
     /// The directory that should hold the database could not be created.
     #[error("failed to create directory {} for the database", path.display())]
     CreateDir {
@@ -188,6 +203,7 @@ impl StoreError {
             | Self::InvalidRecord { .. }
             | Self::CreateDir { .. }
             | Self::Backend { .. }
+            | Self::ConnectionLost { .. }
             | Self::Encode { .. }
             | Self::OutOfRange { .. } => ErrorClass::Internal,
         }
@@ -196,6 +212,12 @@ impl StoreError {
     /// Whether the error says "database is locked / busy".
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Busy { .. })
+    }
+
+    /// Whether the error is a lost connection to the database server
+    /// ([`StoreError::ConnectionLost`]): transient, unlike the session's own failures.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::ConnectionLost { .. })
     }
 
     /// `NotFound` for the session `id`.

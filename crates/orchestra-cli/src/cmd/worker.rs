@@ -45,7 +45,9 @@ pub(crate) struct Args {
     /// session of a worker that died is taken over by another within this time.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     lease_ttl: Duration,
-    /// How long to wait before looking at the queue again when nothing was claimable.
+    /// How long to wait before looking at the queue again when nothing was claimable (at least
+    /// 10ms). While the database cannot be reached, the wait doubles after each failure, up to
+    /// 30s.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     poll: Duration,
     /// Exit (0) once nothing is claimable and no session is being driven, instead of waiting
@@ -82,10 +84,29 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         writeln!(io::stderr(), "error: {e}")?;
         return Ok(exit::BAD_INPUT);
     }
+    if args.poll < MIN_POLL {
+        writeln!(
+            io::stderr(),
+            "error: --poll {} is too short (at least {}): an idle worker would query the database without pause",
+            fmt(args.poll),
+            fmt(MIN_POLL)
+        )?;
+        return Ok(exit::BAD_INPUT);
+    }
     let db = match db_path(args.db.clone(), &ctx)? {
         Ok(db) => db,
         Err(code) => return Ok(code),
     };
+    if !crate::store::is_server(&db) && !db.exists() {
+        // Not an empty database made here to wait on forever: a worker serves a queue that
+        // exists (most likely the database was not given).
+        writeln!(
+            io::stderr(),
+            "error: there is no session database at {}, so nothing can be queued there; give the queue's database with --db URL, ORCHESTRA_DATABASE or `database:` in orchestra.yaml (or queue a session first with `orchestra run PIPELINE --queue`)",
+            orchestra_spec::display_path(&db, &ctx.cwd).display()
+        )?;
+        return Ok(exit::BAD_INPUT);
+    }
     let root = crate::engine::project_root(&ctx.cwd);
     runtime()?.block_on(async move {
         let engine = match crate::store::engine(&db, &root) {
@@ -122,6 +143,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
         Ok(exit::SUCCESS)
     })
 }
+
+/// The shortest `--poll`.
+const MIN_POLL: Duration = Duration::from_millis(10);
 
 /// A stop flag set by the first SIGTERM or SIGINT; the second exits at once.
 fn signals() -> watch::Receiver<bool> {
