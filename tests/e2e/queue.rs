@@ -41,15 +41,19 @@ graph:
 const RESPONSES: &str = "agents:\n  \"*\":\n    runs:\n      - turns:\n          - text: thought\n";
 
 /// A temp project holding [`PIPELINE`] and a database of its own on the test server.
-struct Queue {
+pub(super) struct Queue {
     dir: tempfile::TempDir,
-    db: String,
+    pub(super) db: String,
 }
 
 impl Queue {
     fn new(nap: &str) -> Queue {
         let server = server().unwrap_or_else(|e| panic!("{e}"));
-        let db = server.url(&server.create_database().unwrap());
+        Queue::on(server.url(&server.create_database().unwrap()), nap)
+    }
+
+    /// The project on the database `db` (a URL), its commands sleeping `nap` seconds.
+    pub(super) fn on(db: String, nap: &str) -> Queue {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("pipelines")).unwrap();
@@ -64,23 +68,23 @@ impl Queue {
         Queue { dir, db }
     }
 
-    fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn log(&self) -> PathBuf {
+    pub(super) fn log(&self) -> PathBuf {
         self.root().join("runs.log")
     }
 
     /// `orchestra ARGS --db URL`.
-    fn run(&self, args: &[&str]) -> Run {
+    pub(super) fn run(&self, args: &[&str]) -> Run {
         let mut all = args.to_vec();
         all.extend(["--db", &self.db]);
         orchestra(self.root(), &self.root().join("home"), &all)
     }
 
     /// Queues a session tagged `tag`; returns its id.
-    fn enqueue(&self, tag: &str) -> String {
+    pub(super) fn enqueue(&self, tag: &str) -> String {
         let log = self.log().display().to_string();
         let run = self.run(&[
             "run",
@@ -96,7 +100,7 @@ impl Queue {
     }
 
     /// Starts a worker; its stderr goes to `worker-N.err`.
-    fn worker(&self, n: usize, extra: &[&str]) -> Child {
+    pub(super) fn worker(&self, n: usize, extra: &[&str]) -> Child {
         let err = std::fs::File::create(self.root().join(format!("worker-{n}.err"))).unwrap();
         Command::new(orchestra_bin())
             .args([
@@ -120,12 +124,12 @@ impl Queue {
             .unwrap()
     }
 
-    fn worker_err(&self, n: usize) -> String {
+    pub(super) fn worker_err(&self, n: usize) -> String {
         std::fs::read_to_string(self.root().join(format!("worker-{n}.err"))).unwrap_or_default()
     }
 
     /// `(tag, node)` -> how many times the command ran.
-    fn runs(&self) -> BTreeMap<(String, String), u32> {
+    pub(super) fn runs(&self) -> BTreeMap<(String, String), u32> {
         let text = std::fs::read_to_string(self.log()).unwrap_or_default();
         let mut runs = BTreeMap::new();
         for line in text.lines() {
@@ -136,7 +140,7 @@ impl Queue {
     }
 
     /// `status --json` rows, from another process: id -> status.
-    fn statuses(&self) -> BTreeMap<String, String> {
+    pub(super) fn statuses(&self) -> BTreeMap<String, String> {
         let run = self.run(&["status", "--json", "--limit", "500"]);
         assert_eq!(run.code, 0, "{}", run.transcript());
         let rows: Vec<Value> = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -149,14 +153,14 @@ impl Queue {
     }
 
     /// Who holds the lease of `id`, read from the database.
-    fn lease(&self, id: &str) -> Option<String> {
+    pub(super) fn lease(&self, id: &str) -> Option<String> {
         let store = PgStore::connect(&self.db).unwrap();
         store.session(id).unwrap().unwrap().lease_owner
     }
 }
 
 /// Sends SIGTERM to `child` (with the `kill` program) and waits for its exit code.
-fn terminate(child: &mut Child) -> i32 {
+pub(super) fn terminate(child: &mut Child) -> i32 {
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(sent.success());

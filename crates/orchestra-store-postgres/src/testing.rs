@@ -38,6 +38,11 @@ pub struct TestServer {
     pub password: String,
     /// The temp dir holding its data directory, log and socket.
     pub dir: PathBuf,
+    /// `pg_ctl`'s options that start it (port, socket, settings), for [`TestServer::start`].
+    options: String,
+    /// Where `pg_ctl` is, and who runs it.
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
 }
 
 /// The server of this test binary, started on first use; or why there is none.
@@ -66,6 +71,13 @@ pub fn start_tls_server(cert: &ServerCert) -> Result<TestServer, String> {
     start(Some(cert)).map_err(|e| format!("no PostgreSQL TLS server for the tests: {e}"))
 }
 
+/// Starts a server of the caller's own (not shared with other tests), which it may stop and
+/// start again ([`TestServer::stop`], [`TestServer::start`]); it is stopped when the test
+/// binary ends.
+pub fn start_own_server() -> Result<TestServer, String> {
+    start(None).map_err(|e| format!("no PostgreSQL server for the test: {e}"))
+}
+
 /// A fresh, empty database on the test server: its URL, with the password in it.
 ///
 /// # Panics
@@ -91,6 +103,42 @@ impl TestServer {
     /// The URL of database `db` without a password (give it in `PGPASSWORD`).
     pub fn url_without_password(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: clients are disconnected), as an administrator
+    /// or a crash of its machine would; [`TestServer::start`] starts it again on the same port.
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        pg_run(
+            &self.bin,
+            &self.dir,
+            self.owner,
+            "pg_ctl",
+            &["-D", &data, "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    /// Starts the server again after [`TestServer::stop`], with the same data and port.
+    pub fn start(&self) -> Result<(), String> {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        pg_run(
+            &self.bin,
+            &self.dir,
+            self.owner,
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-l",
+                "log",
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &self.options,
+                "start",
+            ],
+        )
     }
 
     /// Creates a database with a name unique to this process and returns the name.
@@ -241,30 +289,7 @@ fn start(tls: Option<&ServerCert>) -> Result<TestServer, String> {
             std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| io("chown", e))?;
         }
     }
-    let run = |program: &str, args: &[&str]| -> Result<(), String> {
-        let mut cmd = Command::new(bin.join(program));
-        cmd.args(args)
-            .current_dir(&dir)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null());
-        if let Some((uid, gid)) = owner {
-            cmd.uid(uid).gid(gid);
-        }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
-        Err(format!(
-            "{program} failed ({}): {}{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            if log.is_empty() { "" } else { "; server log: " },
-            log.lines().rev().take(5).collect::<Vec<_>>().join(" / ")
-        ))
-    };
+    let run = |program: &str, args: &[&str]| pg_run(&bin, &dir, owner, program, args);
     let data = dir.join("data");
     let data_s = data.to_string_lossy().into_owned();
     run(
@@ -308,6 +333,9 @@ fn start(tls: Option<&ServerCert>) -> Result<TestServer, String> {
                     port,
                     password,
                     dir,
+                    options,
+                    bin,
+                    owner,
                 });
             }
             Err(e) => last = e,
@@ -315,6 +343,39 @@ fn start(tls: Option<&ServerCert>) -> Result<TestServer, String> {
     }
     let _ = fs::remove_dir_all(&dir);
     Err(last)
+}
+
+/// Runs PostgreSQL's `program` (`initdb`, `pg_ctl`) of `bin` in `dir` as `owner`; its failure
+/// with the end of the server's log.
+fn pg_run(
+    bin: &Path,
+    dir: &Path,
+    owner: Option<(u32, u32)>,
+    program: &str,
+    args: &[&str],
+) -> Result<(), String> {
+    let mut cmd = Command::new(bin.join(program));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    if let Some((uid, gid)) = owner {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let log = fs::read_to_string(dir.join("log")).unwrap_or_default();
+    Err(format!(
+        "{program} failed ({}): {}{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        if log.is_empty() { "" } else { "; server log: " },
+        log.lines().rev().take(5).collect::<Vec<_>>().join(" / ")
+    ))
 }
 
 /// Writes `cert` into `dir` (the key readable by the server only, as PostgreSQL demands) and
