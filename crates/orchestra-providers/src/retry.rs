@@ -2,7 +2,8 @@
 //! plus up to a quarter more so that waiters do not come back together), 5xx, resets, timeouts,
 //! cut streams and unreadable answers, with exponential backoff and jitter, within a time
 //! budget per call; each attempt admitted by the provider's [`Gate`], and the number of retries
-//! reported back. Other errors (4xx) fail at once.
+//! reported back. Other errors (4xx) fail at once. A 429 is the server asking to wait, not a
+//! failure: it is retried within the time budget without counting against `max_retries`.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,7 +28,9 @@ pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_secs(120);
 /// How a provider retries failed requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt.
+    /// Retries after failed attempts (5xx, resets, timeouts, unreadable answers). Refusals
+    /// with 429 do not count: they are retried for as long as [`RetryPolicy::budget`] allows.
+    /// 0 turns the provider's retries off altogether (429s included): the caller decides.
     pub max_retries: u32,
     /// Delay before the first retry; doubled for each further one.
     pub base_delay: Duration,
@@ -79,20 +82,23 @@ impl RetryPolicy {
         }
     }
 
-    /// How many retries an error of this kind gets.
-    fn retries_for(&self, e: &ProviderError) -> u32 {
-        if e.is_unreachable() {
-            self.max_retries.min(UNREACHABLE_RETRIES)
+    /// How many retries an error of this kind gets, counting only the failures of its kind
+    /// (`None`: a 429, limited by the budget alone).
+    fn retries_for(&self, e: &ProviderError) -> Option<u32> {
+        if e.status() == Some(429) {
+            None
+        } else if e.is_unreachable() {
+            Some(self.max_retries.min(UNREACHABLE_RETRIES))
         } else {
-            self.max_retries
+            Some(self.max_retries)
         }
     }
 }
 
 /// Runs `attempt` until it succeeds, fails with a fatal error, or the retries allowed for its
 /// error ([`RetryPolicy::max_retries`], at most [`UNREACHABLE_RETRIES`] when the server cannot
-/// be reached) or the policy's time budget are spent. The successful response carries the
-/// number of retries.
+/// be reached; 429s are not counted there) or the policy's time budget are spent. The
+/// successful response carries the number of retries, 429s included.
 ///
 /// Each attempt (never a backoff sleep) holds room in `gate`, and tells it how it went; waiting
 /// for the gate is not a retry and does not count against the budget.
@@ -114,6 +120,8 @@ where
     Fut: Future<Output = Result<ChatResponse, ProviderError>>,
 {
     let mut retries = 0u32;
+    // Retries after failures other than 429: what `max_retries` counts.
+    let mut failures = 0u32;
     // Time spent retrying: backoff waits and the attempts after the first; gate waits are left
     // out.
     let mut spent = Duration::ZERO;
@@ -144,7 +152,7 @@ where
             Err(e) => e,
         };
         let allowed = policy.retries_for(&e);
-        if !e.is_retryable() || retries >= allowed {
+        if !e.is_retryable() || allowed.is_some_and(|n| failures >= n) {
             return Err(ProviderError::RetriesExhausted {
                 retries,
                 last: Box::new(e),
@@ -161,12 +169,21 @@ where
         }
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let retry = retries + 1;
-        if e.status() == Some(429) || e.is_unreachable() {
-            // The gate reports the rate limit once, and an unreachable server ends the call in
-            // a second or two with its own message: a line per retry would be noise.
-            tracing::debug!(provider, retry, of = allowed, wait_ms, error = %e, "rate limited; retrying model call");
-        } else {
-            tracing::warn!(provider, retry, of = allowed, wait_ms, error = %e, "retrying model call");
+        match allowed {
+            // The gate reports the rate limit once: a line per refusal would be noise.
+            None => {
+                tracing::debug!(provider, retry, wait_ms, error = %e, "rate limited; retrying model call");
+            }
+            // An unreachable server ends the call in a second or two with its own message.
+            Some(of) if e.is_unreachable() => {
+                tracing::debug!(provider, retry, of, wait_ms, error = %e, "retrying model call");
+            }
+            Some(of) => {
+                tracing::warn!(provider, retry = failures + 1, of, wait_ms, error = %e, "retrying model call");
+            }
+        }
+        if allowed.is_some() {
+            failures += 1;
         }
         drop(e);
         tokio::time::sleep(wait).await;
@@ -464,6 +481,101 @@ mod tests {
         assert!(!err.caller_may_retry());
     }
 
+    fn refused() -> ProviderError {
+        ProviderError::Status {
+            provider: "x".into(),
+            url: None,
+            status: 429,
+            message: "slow down".into(),
+            retry_after: None,
+        }
+    }
+
+    fn unavailable() -> ProviderError {
+        ProviderError::Status {
+            provider: "x".into(),
+            url: None,
+            status: 503,
+            message: "overloaded".into(),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_do_not_count_against_max_retries_but_failures_do() {
+        let p = RetryPolicy {
+            max_retries: 1,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        };
+        // Seven 429s, then an answer: seven retries with `max_retries: 1`.
+        let mut calls = 0u32;
+        let out = with_retries(&p, None, "x", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n <= 7 {
+                    Err(refused())
+                } else {
+                    Ok(ChatResponse {
+                        content: vec![],
+                        stop: crate::types::StopReason::EndTurn,
+                        usage: crate::types::Usage::default(),
+                        model: "m".into(),
+                        retries: 0,
+                        reported_cost_usd: None,
+                        external_tool_calls: vec![],
+                    })
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.retries, 7);
+
+        // 429, 503, 429, 503: the second 503 is the second failure, past `max_retries: 1`.
+        let mut calls = 0u32;
+        let err = with_retries(&p, None, "x", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n % 2 == 1 {
+                    Err(refused())
+                } else {
+                    Err(unavailable())
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((calls, err.retries(), err.status()), (4, 3, Some(503)));
+        assert_eq!(
+            err.to_string(),
+            "x answered HTTP 503: overloaded (gave up after 3 retries)"
+        );
+
+        // Refused for ever: the budget ends it.
+        let p = RetryPolicy {
+            budget: Duration::from_millis(50),
+            ..p
+        };
+        let t0 = Instant::now();
+        let err = with_retries(&p, None, "x", || async { Err(refused()) })
+            .await
+            .unwrap_err();
+        assert!(
+            err.retries() > 1 && t0.elapsed() < Duration::from_secs(2),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("within the retry budget of 50ms)"),
+            "{err}"
+        );
+        assert!(!err.caller_may_retry());
+    }
+
     #[tokio::test]
     async fn without_retries_a_retryable_error_is_left_to_the_caller() {
         let p = RetryPolicy {
@@ -474,6 +586,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ProviderError::StreamCut { .. }));
+        assert!(err.caller_may_retry());
+        // A 429 too: `max_retries: 0` turns the provider's retries off altogether.
+        let err = with_retries(&p, None, "x", || async { Err(refused()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(429));
         assert!(err.caller_may_retry());
     }
 }

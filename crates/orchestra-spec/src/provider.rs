@@ -82,9 +82,10 @@ pub struct ProviderSpec {
     /// Timeout of one request (default 10m for HTTP providers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    /// Retries of one call after 429, 5xx, a reset, a timeout or an unreadable answer (default
-    /// 4 for HTTP providers, 0 for `command` and `scripted`); a server that cannot be reached
-    /// at all gets at most 2.
+    /// Retries of one call after 5xx, a reset, a timeout or an unreadable answer (default 4 for
+    /// HTTP providers, 0 for `command` and `scripted`); a server that cannot be reached at all
+    /// gets at most 2. A 429 (rate limit) is retried within `retry_budget` without counting
+    /// here; 0 turns the provider's retries off, 429s included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     /// Longest time one model call may spend retrying: the waits and the attempts after the

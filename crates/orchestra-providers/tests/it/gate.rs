@@ -34,8 +34,9 @@ fn client(
     build_with("local", &spec(&yaml), dir.path(), &env, &options).unwrap()
 }
 
-/// Runs `n` calls at once through `p`; returns how many succeeded and the errors of the others.
-async fn fan_out(p: &Arc<dyn Provider>, n: usize) -> (usize, Vec<String>) {
+/// Runs `n` calls at once through `p`; returns the retries of each call that succeeded and the
+/// errors of the others.
+async fn fan_out(p: &Arc<dyn Provider>, n: usize) -> (Vec<u32>, Vec<String>) {
     let mut calls = JoinSet::new();
     for i in 0..n {
         let p = p.clone();
@@ -45,10 +46,10 @@ async fn fan_out(p: &Arc<dyn Provider>, n: usize) -> (usize, Vec<String>) {
         });
     }
     let run = async {
-        let (mut ok, mut errors) = (0, Vec::new());
+        let (mut ok, mut errors) = (Vec::new(), Vec::new());
         while let Some(done) = calls.join_next().await {
             match done.unwrap() {
-                Ok(_) => ok += 1,
+                Ok(out) => ok.push(out.retries),
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -76,7 +77,7 @@ async fn storm(retry_after: Option<&str>) {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let p = client(&server, "", &heard);
     let (ok, errors) = fan_out(&p, calls).await;
-    assert_eq!((ok, errors.first()), (calls, None));
+    assert_eq!((ok.len(), errors.first()), (calls, None));
     let arrivals = server.arrivals();
     let refused = arrivals.iter().filter(|a| a.refused).count();
     // The first wave is refused past the limit (175); after that, about one probe per round.
@@ -126,7 +127,7 @@ async fn a_server_that_lowers_its_limit_mid_run() {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let p = client(&server, "max_retries: 6\n", &heard);
     let (ok, errors) = fan_out(&p, calls).await;
-    assert_eq!((ok, errors.first()), (calls, None));
+    assert_eq!((ok.len(), errors.first()), (calls, None));
     let arrivals = server.arrivals();
     let refused_after_drop = arrivals
         .iter()
@@ -155,13 +156,40 @@ async fn a_server_that_lowers_its_limit_mid_run() {
     );
 }
 
+/// A 429 is the server asking to wait, not a failure: with a tiny `max_retries`, a fan-out on a
+/// server that refuses a lot (it drops to 2 at once mid-run) still completes, some calls after
+/// many more refusals than `max_retries` (a 5xx still gets `max_retries` only: see the unit
+/// tests of `retry.rs`).
+#[tokio::test]
+async fn refusals_do_not_spend_max_retries() {
+    for retry_after in [Some("0.02"), None] {
+        let calls = 150;
+        let server = Limited::lowering(10, Duration::from_millis(20), retry_after, Some((30, 2)));
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let p = client(&server, "max_retries: 1\n", &heard);
+        let (ok, errors) = fan_out(&p, calls).await;
+        assert_eq!((ok.len(), errors.first()), (calls, None), "{retry_after:?}");
+        let most = ok.iter().max().copied().unwrap_or(0);
+        assert!(
+            most > 1,
+            "some call was refused more than once ({retry_after:?}): {most}"
+        );
+        let refused = server.arrivals().iter().filter(|a| a.refused).count();
+        assert_eq!(
+            usize::try_from(ok.iter().sum::<u32>()).unwrap(),
+            refused,
+            "every refusal is counted as a retry"
+        );
+    }
+}
+
 #[tokio::test]
 async fn max_concurrency_is_never_exceeded() {
     let server = Limited::start(1000, Duration::from_millis(20), None);
     let heard = Arc::new(Mutex::new(Vec::new()));
     let p = client(&server, "max_concurrency: 5\n", &heard);
     let (ok, errors) = fan_out(&p, 60).await;
-    assert_eq!((ok, errors.first()), (60, None));
+    assert_eq!((ok.len(), errors.first()), (60, None));
     let arrivals = server.arrivals();
     assert_eq!(arrivals.len(), 60);
     assert_eq!(arrivals.iter().map(|a| a.offered).max(), Some(5));
