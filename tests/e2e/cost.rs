@@ -193,3 +193,56 @@ fn a_session_with_some_runs_priced_shows_the_known_part_and_says_it_is_partial()
         list.stdout
     );
 }
+
+/// A fork is a new session: its `max_cost` and `max_tokens` count what it spends itself, not
+/// what its parent spent before the fork (shown beside its own figures, never added in).
+#[test]
+fn a_forks_budgets_count_what_the_fork_spends() {
+    let p = Project::new();
+    let run = p.run(&["run", "limits/cost.yaml"]);
+    assert_eq!(run.code, 3, "{}", run.transcript());
+    let parent = session_of(&run.stdout);
+    // The parent spent $0.0453 (45 tokens), past the budget of $0.04: a fork at its last
+    // checkpoint still runs three writers of its own before the same budget stops it.
+    let (fork, out) = p.run_json(&["replay", &parent, "--checkpoint", "3"]);
+    assert_eq!(fork.code, 3, "{}", fork.transcript());
+    // From checkpoint 3 to 6: three writers of its own.
+    assert_eq!(out["steps"], 6, "{out}");
+    assert!(close(&out["cost_usd"], 3.0 * RUN), "{out}");
+    assert_eq!(out["tokens"], 45, "{out}");
+    let id = out["session"].as_str().unwrap().to_owned();
+    let status = p.status(&id);
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_cost: $0.04, spent $0.0453"),
+        "{status}"
+    );
+    assert!(close(&status["cost_usd"], 3.0 * RUN), "{status}");
+    assert_eq!(status["inherited_tokens"], 45, "{status}");
+
+    // The same with a token budget: 30 tokens are two writers of the fork's own.
+    let (fork, out) = p.run_json(&[
+        "replay",
+        &parent,
+        "--checkpoint",
+        "3",
+        "--max-tokens",
+        "30",
+        "--max-cost",
+        "1",
+    ]);
+    assert_eq!(fork.code, 3, "{}", fork.transcript());
+    assert_eq!(out["steps"], 5, "{out}");
+    assert_eq!(out["tokens"], 30, "{out}");
+    let id = out["session"].as_str().unwrap().to_owned();
+    assert!(
+        p.status(&id)["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-tokens: 30, used 30"),
+        "{}",
+        p.status(&id)
+    );
+}

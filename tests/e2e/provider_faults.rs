@@ -159,8 +159,26 @@ fn a_server_without_usage_gets_estimated_tokens_and_max_tokens_stops_the_session
             "limits: { max_tokens: 20 }\n",
         ),
     );
-    let run = p.run(&["run", "nousage.yaml", "--stream"]);
+    let run = p.run(&[
+        "run",
+        "nousage.yaml",
+        "--stream",
+        "--events",
+        "events.jsonl",
+    ]);
     assert_eq!(run.code, 3, "{}", run.transcript());
+    // The event of the model call says its tokens are an estimate.
+    let events = std::fs::read_to_string(p.path("events.jsonl")).unwrap();
+    let turn: Value = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "model_turn")
+        .expect("a model_turn event");
+    assert_eq!(
+        (&turn["tokens_out"], &turn["tokens_estimated"]),
+        (&json!(14), &json!(true)),
+        "{turn}"
+    );
     assert!(
         run.stdout.starts_with(
             "stopped: the session spent its token budget (limits.max_tokens: 20, used 28)"

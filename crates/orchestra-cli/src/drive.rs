@@ -35,12 +35,12 @@ pub(crate) struct DriveArgs {
     #[arg(long, value_name = "N")]
     max_steps: Option<u32>,
     /// Stop this drive once the session has spent N tokens in all (replaces `limits.max_tokens`
-    /// for this drive only).
+    /// for this drive only; a fork counts its own, not its parent's before the fork).
     #[arg(long, value_name = "N")]
     max_tokens: Option<u64>,
     /// Stop this drive once the session's model calls have cost USD dollars in all, at the
     /// prices of `prices:` and the built-in ones (replaces `limits.max_cost` for this drive
-    /// only; runs of models without a known price do not count).
+    /// only; runs of models without a known price do not count; a fork counts its own).
     #[arg(long, value_name = "USD", value_parser = parse_usd)]
     max_cost: Option<f64>,
     /// Do not chat here: the session pauses at its next interactive agent, to be joined with

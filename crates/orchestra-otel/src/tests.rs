@@ -72,6 +72,7 @@ fn synthetic() -> Vec<Event> {
             duration_ms: 1500,
             tokens_in: 120,
             tokens_out: 30,
+            tokens_estimated: false,
             stop: "tool_use".into(),
             tool_calls: 1,
         },

@@ -126,9 +126,23 @@ impl Http {
         })
     }
 
-    /// The usage of an answer that came without one, estimated from the request and the
-    /// answer; the first time, a warning says that this server's token counts are estimates.
-    pub fn estimated_usage(&self, req: &ChatRequest, answer: &[Block]) -> Usage {
+    /// The usage the server reported, or, when it sent none (no `usage` at all, or nothing but
+    /// zeros, which no real model answers with), the usage estimated from the request and the
+    /// answer and marked as estimated; the first time, a warning says that this server's token
+    /// counts are estimates. The Anthropic and OpenAI clients, plain and streamed, use it.
+    pub fn usage_or_estimate(
+        &self,
+        reported: Option<Usage>,
+        req: &ChatRequest,
+        answer: &[Block],
+    ) -> Usage {
+        match reported {
+            Some(u) if u != Usage::default() => u,
+            _ => self.estimated_usage(req, answer),
+        }
+    }
+
+    fn estimated_usage(&self, req: &ChatRequest, answer: &[Block]) -> Usage {
         if !self.no_usage.swap(true, Ordering::Relaxed) {
             tracing::warn!(provider = %self.name, "the server sends no token usage; tokens are estimated from the text (about four bytes a token)");
         }

@@ -208,6 +208,7 @@ mod tests {
                 duration_ms: 12,
                 tokens_in: 10,
                 tokens_out: 5,
+                tokens_estimated: true,
                 stop: "end_turn".into(),
                 tool_calls: 0,
             },
@@ -254,6 +255,7 @@ mod tests {
         assert_eq!(got[2]["event"], "model_turn");
         assert_eq!(got[2]["session"], "20261203-abcdef");
         assert_eq!(got[2]["tokens_in"], 10);
+        assert_eq!(got[2]["tokens_estimated"], true);
         assert_eq!(got[3]["event"], "routed");
         assert_eq!(got[3]["decision"], "revise");
         assert_eq!(got[3]["targets"], serde_json::json!(["a", "b"]));

@@ -81,6 +81,10 @@ pub enum Event {
         tokens_in: u64,
         /// Output tokens.
         tokens_out: u64,
+        /// Whether the tokens are estimated from the text because the provider reported none
+        /// (a server without usage, a scripted answer without `usage`, a `text` CLI agent).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tokens_estimated: bool,
         /// Why the model stopped (`end_turn`, `tool_use`, ...).
         stop: String,
         /// Tool calls the model asked for in this turn.

@@ -81,12 +81,31 @@ pub struct Position {
     pub cost: CostTally,
     /// Of `tokens`, what a fork's parent spent before the fork (0 for other sessions).
     pub inherited_tokens: u64,
+    /// Of `cost`, what a fork's parent spent before the fork (nothing for other sessions).
+    pub inherited_cost: CostTally,
     /// Step of the last snapshot and the bytes it held; bytes of task output since.
     pub snapshot_step: u64,
     /// Size of the last snapshot.
     pub snapshot_bytes: u64,
     /// Bytes of deltas stored since the last snapshot.
     pub delta_bytes: u64,
+}
+
+impl Position {
+    /// The tokens this session spent itself: a fork's limits count these, not its parent's.
+    pub fn own_tokens(&self) -> u64 {
+        self.tokens.saturating_sub(self.inherited_tokens)
+    }
+
+    /// What this session's own node runs cost (a fork's parent's runs left out).
+    pub fn own_cost(&self) -> CostTally {
+        let parent = &self.inherited_cost;
+        CostTally {
+            known_usd: (self.cost.known_usd - parent.known_usd).max(0.0),
+            priced_runs: self.cost.priced_runs.saturating_sub(parent.priced_runs),
+            unpriced_runs: self.cost.unpriced_runs.saturating_sub(parent.unpriced_runs),
+        }
+    }
 }
 
 /// Runs one session's steps.
@@ -165,33 +184,35 @@ impl Executor {
                     },
                 });
             }
+            // A fork's budgets count what the fork spends, not what its parent spent before.
+            let (tokens, cost) = (pos.own_tokens(), pos.own_cost().known_usd);
             if let Some(max) = self.limits.max_tokens
-                && pos.tokens >= max
+                && tokens >= max
             {
                 return Ok(Finish::Stopped {
                     limit: StopLimit::MaxTokens {
                         limit: max,
-                        used: pos.tokens,
+                        used: tokens,
                         source: match self.limits.replaced_tokens {
                             None => LimitSource::Pipeline,
                             Some(own) => LimitSource::Flag {
-                                pipeline_goes_on: own.is_none_or(|m| m > pos.tokens),
+                                pipeline_goes_on: own.is_none_or(|m| m > tokens),
                             },
                         },
                     },
                 });
             }
             if let Some(max) = self.limits.max_cost
-                && pos.cost.known_usd >= max
+                && cost >= max
             {
                 return Ok(Finish::Stopped {
                     limit: StopLimit::MaxCost {
                         limit: max,
-                        used: pos.cost.known_usd,
+                        used: cost,
                         source: match self.limits.replaced_cost {
                             None => LimitSource::Pipeline,
                             Some(own) => LimitSource::Flag {
-                                pipeline_goes_on: own.is_none_or(|m| m > pos.cost.known_usd),
+                                pipeline_goes_on: own.is_none_or(|m| m > cost),
                             },
                         },
                     },

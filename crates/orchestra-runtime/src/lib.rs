@@ -56,6 +56,6 @@ pub use queue::{WORKER_META, WorkerEvent, WorkerOptions};
 pub use restore::RestoreError;
 pub use retention::{CLEANUP_META, CleanupOptions, CleanupReport, Kept, Removed, SessionCleanup};
 pub use runner::BoxFuture;
-pub use session::{FORK_META, inherited_tokens};
+pub use session::{FORK_META, inherited_cost, inherited_tokens};
 pub use store_worker::{StoreHandle, WorkerError};
 pub use stored::{PIPELINE_FORMAT, SCHEDULER_FORMAT, StoredError, pipeline_hash};

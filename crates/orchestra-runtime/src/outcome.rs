@@ -224,10 +224,11 @@ pub struct Outcome {
     /// Tokens this session's own node runs used, in all its drives. A fork does not count what
     /// its parent spent before the fork: that is `inherited_tokens`.
     pub tokens: u64,
-    /// What the session's node runs cost.
+    /// What the session's own node runs cost, in all its drives (a fork's parent's runs before
+    /// the fork left out).
     pub cost: CostTally,
     /// For a fork, the tokens its parent spent up to the fork's checkpoint (0 otherwise). The
-    /// session's `max_tokens` budget counts them.
+    /// fork's `max_tokens` budget does not count them (nor its `max_cost` the parent's cost).
     pub inherited_tokens: u64,
     /// The final state.
     pub state: State,

@@ -125,6 +125,7 @@ pub fn restore(
         tokens,
         cost,
         inherited_tokens: 0,
+        inherited_cost: CostTally::default(),
         snapshot_step: rp.base.step,
         snapshot_bytes,
         delta_bytes,

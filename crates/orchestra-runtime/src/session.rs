@@ -312,6 +312,7 @@ impl Engine {
             .apply_edits(&rec, last, (&made_by, current), &compiled, &mut pos)
             .await?;
         pos.inherited_tokens = inherited_tokens(&rec.meta);
+        pos.inherited_cost = inherited_cost(&rec.meta);
         // The repos as the checkpoint recorded them: an interrupted merge is redone from there.
         let last_shas = self.repo_shas_at(&rec.id, last).await?;
         let git = match GitWorkspace::reopen(&compiled, &rec, &last_shas).await {
@@ -413,7 +414,7 @@ impl Engine {
             nodes: Vec::new(),
             created_at: orchestra_store::system_now_ms(),
         };
-        let mut meta = json!({ "tokens": pos.tokens });
+        let mut meta = json!({ "tokens": pos.tokens, "cost": pos.cost });
         if !edit.is_empty() {
             meta["edit"] = json!({
                 "pipeline_path": edit.pipeline.as_ref().map(|p| self.relative(&p.pipeline_path)),
@@ -519,7 +520,8 @@ impl Engine {
     }
 }
 
-/// Session meta key of a fork: `{"tokens": N}`, what its parent spent before the fork.
+/// Session meta key of a fork: `{"tokens": N, "cost": CostTally}`, what its parent spent
+/// before the fork.
 pub const FORK_META: &str = "fork";
 
 /// The tokens a fork inherited from its parent, from its session meta (0 for other sessions).
@@ -528,4 +530,13 @@ pub fn inherited_tokens(meta: &Map<String, Value>) -> u64 {
         .and_then(|f| f.get("tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(0)
+}
+
+/// What a fork's parent's runs cost before the fork, from its session meta (nothing for other
+/// sessions, and for forks made before the meta kept it).
+pub fn inherited_cost(meta: &Map<String, Value>) -> CostTally {
+    meta.get(FORK_META)
+        .and_then(|f| f.get("cost"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::http::Http;
 use crate::types::{Block, ChatRequest, ChatResponse, Role, StopReason, Usage};
 use crate::wire::{NameMap, object_schema, wire_id};
 
@@ -152,8 +153,9 @@ pub(crate) struct MessageResponse {
     content: Vec<ResponseBlock>,
     #[serde(default)]
     stop_reason: Option<String>,
+    /// `None` when the server sent none (some compatible servers): then it is estimated.
     #[serde(default)]
-    usage: ResponseUsage,
+    usage: Option<ResponseUsage>,
     #[serde(default)]
     model: String,
 }
@@ -207,7 +209,9 @@ impl ResponseUsage {
 }
 
 impl MessageResponse {
-    pub fn into_response(self, names: &NameMap) -> ChatResponse {
+    /// The answer; without `usage` (some compatible servers send none) its tokens are
+    /// estimated.
+    pub fn into_response(self, http: &Http, names: &NameMap, req: &ChatRequest) -> ChatResponse {
         let content: Vec<Block> = self
             .content
             .into_iter()
@@ -222,10 +226,11 @@ impl MessageResponse {
             })
             .collect();
         let stop = stop_reason(self.stop_reason, &content);
+        let usage = http.usage_or_estimate(self.usage.map(|u| u.usage()), req, &content);
         ChatResponse {
             content,
             stop,
-            usage: self.usage.usage(),
+            usage,
             model: self.model,
             retries: 0,
             reported_cost_usd: None,
@@ -385,7 +390,16 @@ mod tests {
             "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7}
         }))
         .unwrap();
-        let out = resp.into_response(&names);
+        let http = Http::new(
+            "anthropic",
+            "http://127.0.0.1:1",
+            None,
+            std::time::Duration::from_secs(1),
+            crate::retry::RetryPolicy::default(),
+            crate::gate::Gate::new("anthropic", None, None),
+        )
+        .unwrap();
+        let out = resp.into_response(&http, &names, &r);
         assert_eq!(out.stop, StopReason::ToolUse);
         assert_eq!(
             out.usage,

@@ -69,6 +69,7 @@ impl Anthropic {
         &self,
         body: &serde_json::Value,
         names: &NameMap,
+        req: &ChatRequest,
         sink: Option<&TextSink<'_>>,
     ) -> Result<ChatResponse, ProviderError> {
         let mut headers = HeaderMap::new();
@@ -77,11 +78,11 @@ impl Anthropic {
         let resp = self.http.post(self.path, headers, body).await?;
         match sink {
             Some(sink) if !Http::is_json(&resp) => {
-                stream::read(&self.http, resp, names, sink).await
+                stream::read(&self.http, resp, names, req, sink).await
             }
             _ => {
                 let parsed: body::MessageResponse = self.http.read_json(resp).await?;
-                let out = parsed.into_response(names);
+                let out = parsed.into_response(&self.http, names, req);
                 if let Some(sink) = sink {
                     sink(&out.text());
                 }
@@ -111,7 +112,7 @@ impl Provider for Anthropic {
             &self.http.retry,
             Some(&self.http.gate),
             &self.http.name,
-            || self.once(&body, &names, stream),
+            || self.once(&body, &names, req, stream),
         )
         .await
     }

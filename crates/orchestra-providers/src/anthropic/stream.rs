@@ -1,6 +1,6 @@
 //! Anthropic SSE streaming: `message_start`, `content_block_start/delta/stop`, `message_delta`,
 //! `message_stop`, `ping` and `error` events folded into a [`ChatResponse`]. A stream that ends
-//! before `message_stop` is a retryable error.
+//! before `message_stop` is a retryable error; one that carries no usage gets estimated tokens.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use crate::TextSink;
 use crate::error::ProviderError;
 use crate::http::Http;
 use crate::sse::{SseDecoder, SseEvent};
-use crate::types::{Block, ChatResponse};
+use crate::types::{Block, ChatRequest, ChatResponse};
 use crate::wire::{NameMap, parse_arguments};
 
 /// Reads a streamed response to its end.
@@ -19,6 +19,7 @@ pub(crate) async fn read(
     http: &Http,
     mut resp: reqwest::Response,
     names: &NameMap,
+    req: &ChatRequest,
     sink: &TextSink<'_>,
 ) -> Result<ChatResponse, ProviderError> {
     let mut decoder = SseDecoder::default();
@@ -37,7 +38,7 @@ pub(crate) async fn read(
             detail: cut_detail("it ended before `message_stop`", &decoder),
         });
     }
-    Ok(state.finish(http, names))
+    Ok(state.finish(http, names, req))
 }
 
 /// A content block being assembled.
@@ -69,6 +70,8 @@ pub(crate) struct State {
     stop: Option<String>,
     /// As the API reports it (`input_tokens` without the cache reads and writes).
     usage: ResponseUsage,
+    /// Whether any event carried a `usage` (some compatible servers send none).
+    usage_seen: bool,
     model: String,
     done: bool,
 }
@@ -97,7 +100,10 @@ impl State {
                 if let Some(m) = msg["model"].as_str() {
                     self.model = m.to_owned();
                 }
-                self.usage = serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
+                if msg["usage"].is_object() {
+                    self.usage_seen = true;
+                    self.usage = serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
+                }
             }
             "content_block_start" => {
                 let index = index(http, &data)?;
@@ -147,6 +153,7 @@ impl State {
                 }
                 // Cumulative counts: each one given replaces the one of `message_start`.
                 let usage = &data["usage"];
+                self.usage_seen |= usage.is_object();
                 let u = &mut self.usage;
                 if let Some(out) = usage["output_tokens"].as_u64() {
                     u.output_tokens = out;
@@ -186,7 +193,7 @@ impl State {
         Ok(())
     }
 
-    fn finish(self, http: &Http, names: &NameMap) -> ChatResponse {
+    fn finish(self, http: &Http, names: &NameMap, req: &ChatRequest) -> ChatResponse {
         let content: Vec<Block> = self
             .blocks
             .into_values()
@@ -213,10 +220,12 @@ impl State {
             })
             .collect();
         let stop = stop_reason(self.stop, &content);
+        let reported = self.usage_seen.then(|| self.usage.usage());
+        let usage = http.usage_or_estimate(reported, req, &content);
         ChatResponse {
             content,
             stop,
-            usage: self.usage.usage(),
+            usage,
             model: self.model,
             retries: 0,
             reported_cost_usd: None,
@@ -252,6 +261,21 @@ mod tests {
         .unwrap()
     }
 
+    fn req() -> ChatRequest {
+        ChatRequest {
+            agent: "a".into(),
+            run_index: 0,
+            model: "claude-x".into(),
+            system: "be brief".into(),
+            messages: vec![crate::types::Message::user("hello")],
+            tools: vec![],
+            max_tokens: None,
+            temperature: None,
+            workdir: None,
+            vars: Default::default(),
+        }
+    }
+
     fn events(lines: &str) -> Vec<SseEvent> {
         SseDecoder::default().push(lines.as_bytes())
     }
@@ -278,7 +302,7 @@ mod tests {
             st.apply(&h, ev, &sink).unwrap();
         }
         assert!(st.done);
-        let out = st.finish(&h, &NameMap::default());
+        let out = st.finish(&h, &NameMap::default(), &req());
         assert_eq!(*seen.lock().unwrap(), "Hello");
         assert_eq!(out.text(), "Hello");
         assert_eq!(
@@ -306,7 +330,7 @@ mod tests {
         )) {
             st.apply(&h, ev, &|_| {}).unwrap();
         }
-        let out = st.finish(&h, &NameMap::default());
+        let out = st.finish(&h, &NameMap::default(), &req());
         assert_eq!(
             out.usage,
             Usage {
@@ -314,6 +338,31 @@ mod tests {
                 output_tokens: 9,
                 cache_read_tokens: 300,
                 cache_write_tokens: 2000,
+                ..Usage::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_stream_without_usage_gets_estimated_tokens() {
+        let h = http();
+        let mut st = State::default();
+        for ev in &events(concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"content\":[]}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hello there\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )) {
+            st.apply(&h, ev, &|_| {}).unwrap();
+        }
+        let out = st.finish(&h, &NameMap::default(), &req());
+        // 8 + 5 bytes asked, 11 answered: about four bytes a token.
+        assert_eq!(
+            out.usage,
+            Usage {
+                input_tokens: 4,
+                output_tokens: 3,
+                estimated: true,
                 ..Usage::default()
             }
         );

@@ -6,8 +6,10 @@
 //!   the answer), `command_execution` {`command`, `aggregated_output`, `exit_code`, `status`:
 //!   `completed` | `failed` | `declined`}, `file_change` {`changes`: [{`path`, `kind`}],
 //!   `status`}, `mcp_tool_call` {`server`, `tool`, `arguments`, `result` {`content`,
-//!   `structured_content`}, `error` {`message`}, `status`}, `web_search` {`query`};
-//!   `reasoning`, `todo_list`, `error` and other items are skipped;
+//!   `structured_content`}, `error` {`message`}, `status`}, `web_search` {`query`},
+//!   `collab_tool_call` {`tool` (`spawn_agent`, `send_input`, `wait`, `close_agent`), `prompt`,
+//!   `receiver_thread_ids`, `status`} (sub-agents); `reasoning`, `plan`, `todo_list`, `error`
+//!   and other items are skipped;
 //! - `turn.started`, `turn.completed` {`usage` {`input_tokens`, `cached_input_tokens`,
 //!   `output_tokens`}} (`input_tokens` includes the cached ones; turns are summed);
 //! - `turn.failed` {`error` {`message`}}: the run failed;
@@ -83,6 +85,16 @@ enum Item {
         id: String,
         #[serde(default)]
         query: String,
+    },
+    CollabToolCall {
+        id: String,
+        tool: String,
+        #[serde(default)]
+        prompt: Option<String>,
+        #[serde(default)]
+        receiver_thread_ids: Vec<String>,
+        #[serde(default)]
+        status: Option<String>,
     },
     #[serde(other)]
     Other,
@@ -200,6 +212,19 @@ impl CodexStream {
                 input: json!({ "query": query }),
                 output: None,
                 is_error: false,
+            },
+            Item::CollabToolCall {
+                id,
+                tool,
+                prompt,
+                receiver_thread_ids,
+                status,
+            } => ExternalToolCall {
+                id,
+                name: "collab_tool_call".to_owned(),
+                input: json!({ "tool": tool, "prompt": prompt, "receiver_thread_ids": receiver_thread_ids }),
+                output: None,
+                is_error: failed(status.as_deref()),
             },
             Item::Other => return,
         };
@@ -355,7 +380,12 @@ mod tests {
             r#"{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":10,"output_tokens":5}}"#,
             r#"{"type":"turn.started"}"#,
             r#"{"type":"item.completed","item":{"id":"item_1","type":"todo_list","items":[{"text":"x","completed":true}]}}"#,
-            r#"{"type":"item.completed","item":{"id":"item_2","type":"web_search","query":"rust"}}"#,
+            // Codex writes `id` twice in a `web_search` item (the item's, then the search's,
+            // flattened): the line reads as JSON, the last one wins.
+            r#"{"type":"item.completed","item":{"id":"item_2","type":"web_search","id":"ws_1","query":"rust","action":{"type":"search","query":"rust"}}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_4","type":"collab_tool_call","tool":"spawn_agent","sender_thread_id":"t","receiver_thread_ids":["t2"],"prompt":"Check the tests.","agents_states":{"t2":{"status":"running","message":null}},"status":"completed"}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_5","type":"plan","text":"1. look"}}"#,
+            r#"{"type":"item.plan.delta","item_id":"item_5","delta":"2. fix"}"#,
             r#"{"type":"item.completed","item":{"id":"item_3","type":"agent_message","text":"Second part."}}"#,
             r#"{"type":"some.future.event","x":1}"#,
             r#"{"type":"turn.completed","usage":{"input_tokens":200,"cached_input_tokens":90,"output_tokens":7}}"#,
@@ -368,8 +398,14 @@ mod tests {
             (f.usage.input, f.usage.output, f.usage.cache_read),
             (300, 12, 100)
         );
-        assert_eq!(f.tool_calls.len(), 1);
-        assert_eq!(f.tool_calls[0].name, "web_search");
+        let names: Vec<&str> = f.tool_calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web_search", "collab_tool_call"]);
+        assert_eq!(f.tool_calls[0].id, "ws_1");
+        assert_eq!(
+            f.tool_calls[1].input,
+            json!({"tool": "spawn_agent", "prompt": "Check the tests.", "receiver_thread_ids": ["t2"]})
+        );
+        assert!(!f.tool_calls[1].is_error);
     }
 
     #[test]

@@ -245,10 +245,7 @@ impl Completion {
             });
         }
         let stop = finish_reason(choice.finish_reason.as_deref(), &content);
-        let usage = match self.usage {
-            Some(u) => u.into(),
-            None => http.estimated_usage(req, &content),
-        };
+        let usage = http.usage_or_estimate(self.usage.map(Usage::from), req, &content);
         Ok(ChatResponse {
             content,
             stop,

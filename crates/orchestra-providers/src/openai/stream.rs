@@ -157,10 +157,7 @@ impl State {
             });
         }
         let stop = finish_reason(self.finish.as_deref(), &content);
-        let usage = match self.usage {
-            Some(u) => u,
-            None => http.estimated_usage(req, &content),
-        };
+        let usage = http.usage_or_estimate(self.usage, req, &content);
         ChatResponse {
             content,
             stop,

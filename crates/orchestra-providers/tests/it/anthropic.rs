@@ -429,3 +429,63 @@ async fn the_key_never_appears_in_errors() {
     assert!(matches!(e, ProviderError::Connection { .. }), "{e:?}");
     assert!(!everything_about(&e).contains(KEY));
 }
+
+/// An Anthropic-compatible server that sends no usage, plain or streamed: the tokens are
+/// estimated from the text (about four bytes a token) and marked as estimated, as the OpenAI
+/// client and the scripted provider do, so `limits.max_tokens` still counts them.
+#[tokio::test]
+async fn a_server_without_usage_gets_estimated_tokens_plain_and_streamed() {
+    let mut plain = final_message("Looks fine to me.");
+    plain.as_object_mut().unwrap().remove("usage");
+    let mut events = text_stream("Looks fine to me.");
+    events[0].1["message"]
+        .as_object_mut()
+        .unwrap()
+        .remove("usage");
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    let server = Server::start(vec![
+        Reply::Json(200, plain),
+        Reply::Sse(sse(&events)),
+        // A server that reports usage is taken at its word.
+        Reply::Json(200, final_message("Looks fine to me.")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = provider("anthropic", &yaml(&server, ""), dir.path());
+    let req = request("a", vec![Message::user("Review src/lib.rs")]);
+    // The request's text (system prompt, message, tool definition) and the 17-byte answer.
+    let asked = "You are a careful reviewer.".len()
+        + "Review src/lib.rs".len()
+        + "app:read-file".len()
+        + "Read a file of the app repository.".len()
+        + serde_json::to_string(&req.tools[0].parameters)
+            .unwrap()
+            .len();
+    let estimate = Usage {
+        input_tokens: u64::try_from(asked.div_ceil(4)).unwrap(),
+        output_tokens: 5,
+        estimated: true,
+        ..Usage::default()
+    };
+    let out = p.chat(&req, None).await.unwrap();
+    assert_eq!(out.text(), "Looks fine to me.");
+    assert_eq!(out.usage, estimate, "plain");
+    let seen = Collected::default();
+    let sink = seen.sink();
+    let out = p.chat(&req, Some(&sink)).await.unwrap();
+    assert_eq!(seen.text(), "Looks fine to me.");
+    assert_eq!(out.usage, estimate, "streamed");
+    let out = p.chat(&req, None).await.unwrap();
+    assert_eq!(
+        out.usage,
+        Usage {
+            input_tokens: 200,
+            output_tokens: 12,
+            ..Usage::default()
+        }
+    );
+}

@@ -76,6 +76,7 @@ impl Harness {
             duration_ms,
             tokens_in: resp.usage.input_tokens,
             tokens_out: resp.usage.output_tokens,
+            tokens_estimated: resp.usage.estimated,
             stop: resp.stop.as_str().to_owned(),
             tool_calls: u32::try_from(tool_calls).unwrap_or(u32::MAX),
         });
