@@ -370,7 +370,7 @@ pub(crate) fn error_code(e: &RuntimeError) -> u8 {
         RuntimeError::Completed { .. } | RuntimeError::Stored { .. } => exit::BAD_INPUT,
         RuntimeError::Store(w) => match w.store_error().map(|s| s.exit_class()) {
             Some(ErrorClass::Usage | ErrorClass::BadDatabase) => exit::BAD_INPUT,
-            Some(ErrorClass::Busy) => exit::SESSION_BUSY,
+            Some(ErrorClass::Busy | ErrorClass::LeaseLost) => exit::SESSION_BUSY,
             _ => exit::INTERNAL,
         },
         RuntimeError::Restore(RestoreError::NoCheckpoint { .. }) => exit::BAD_INPUT,

@@ -163,7 +163,7 @@ pub(crate) fn report_to(w: &mut dyn io::Write, e: &OpenError) -> io::Result<u8> 
             writeln!(w, "error: {}", error_chain(e))?;
             Ok(match s.exit_class() {
                 ErrorClass::Usage | ErrorClass::BadDatabase => exit::BAD_INPUT,
-                ErrorClass::Busy => exit::SESSION_BUSY,
+                ErrorClass::Busy | ErrorClass::LeaseLost => exit::SESSION_BUSY,
                 _ => exit::INTERNAL,
             })
         }

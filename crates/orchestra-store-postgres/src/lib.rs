@@ -16,6 +16,7 @@
 
 mod conn;
 mod ctx;
+mod fenced;
 mod schema;
 mod sessions;
 mod steps;
@@ -38,7 +39,7 @@ use orchestra_store::{
     SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
     TaskRecord, TraceRecord,
 };
-use orchestra_store::{Clock, Store, StoreError};
+use orchestra_store::{Clock, Fence, Store, StoreError};
 
 use crate::conn::Conn;
 use crate::ctx::Ctx;
@@ -276,6 +277,24 @@ impl Store for PgStore {
         let (tasks, runs, cp, now) = (tasks.to_vec(), runs.to_vec(), cp.clone(), self.now());
         self.conn
             .call(move |c, cx| steps::commit_step(c, cx, &tasks, &runs, &cp, now))
+    }
+
+    fn commit_fenced(
+        &mut self,
+        fence: Fence<'_>,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        cp: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        let owner = fence.owner.to_owned();
+        let (tasks, runs, trace) = (tasks.to_vec(), runs.to_vec(), trace.to_vec());
+        let (cp, now) = (cp.cloned(), self.now());
+        self.conn.call(move |c, cx| {
+            let fence = Fence { owner: &owner };
+            let records = (&tasks[..], &runs[..], &trace[..]);
+            fenced::commit_fenced(c, cx, fence, records, cp.as_ref(), now)
+        })
     }
 
     fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError> {

@@ -210,7 +210,7 @@ fn insert_checkpoint(
 
 /// Commits `cp` in the caller's transaction under a savepoint: when it is refused or fails,
 /// what the transaction did before is kept and the error is returned.
-fn checkpoint_in(
+pub(crate) fn checkpoint_in(
     tx: &mut Transaction<'_>,
     cx: &Ctx,
     cp: &CheckpointRecord,

@@ -62,7 +62,7 @@ fn text_id(
 }
 
 /// Inserts trace records within the caller's transaction.
-fn insert_trace(
+pub(crate) fn insert_trace(
     tx: &mut Transaction<'_>,
     cx: &Ctx,
     trace: &[TraceRecord],

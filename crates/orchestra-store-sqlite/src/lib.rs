@@ -31,7 +31,7 @@ use orchestra_store::{
     SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
     TaskRecord, TraceRecord,
 };
-use orchestra_store::{Clock, Store, StoreError};
+use orchestra_store::{Clock, Fence, Store, StoreError};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -363,6 +363,17 @@ impl Store for SqliteStore {
         cp: &CheckpointRecord,
     ) -> Result<(), StoreError> {
         self.commit_step_impl(tasks, runs, cp)
+    }
+
+    fn commit_fenced(
+        &mut self,
+        fence: Fence<'_>,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        cp: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        self.commit_fenced_impl(Some(fence), tasks, runs, trace, cp)
     }
 
     fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError> {

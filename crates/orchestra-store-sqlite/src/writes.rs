@@ -2,7 +2,7 @@
 //! the checkpoint, or both in one transaction (`commit_step`), so that a step of one agent
 //! costs one commit.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 use serde_json::Value;
 
 use crate::blob::{Target, json_len, sql_len, write_json};
@@ -10,7 +10,9 @@ use crate::codec::{opt_json, to_json};
 use crate::{Ctx, SqliteStore, sid};
 use orchestra_store::StoreError;
 use orchestra_store::validate::{self, UPDATED_AT_RESOLUTION_MS, int};
-use orchestra_store::{CheckpointRecord, NodeRunRecord, TaskRecord};
+use orchestra_store::{
+    CheckpointRecord, Fence, NodeRunRecord, TaskRecord, TraceRecord, fenced_sessions,
+};
 
 /// Stores a finished task (a re-run after a crash replaces the partial record).
 const INSERT_TASK: &str = "INSERT OR REPLACE INTO tasks (sid, step, task_idx, node, run_index, \
@@ -271,14 +273,43 @@ impl SqliteStore {
         runs: &[NodeRunRecord],
         cp: &CheckpointRecord,
     ) -> Result<(), StoreError> {
+        self.commit_fenced_impl(None, tasks, runs, &[], Some(cp))
+    }
+
+    /// [`orchestra_store::Store::commit_fenced`] (and, without a fence, `commit_step`) in one
+    /// transaction. The write lock is taken up front (`BEGIN IMMEDIATE`), so the lease owners
+    /// read here cannot change before the commit; a lost lease rolls everything back.
+    pub(crate) fn commit_fenced_impl(
+        &mut self,
+        fence: Option<Fence<'_>>,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        cp: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
         validate_results(tasks, runs)?;
-        let encoded = Encoded::new(cp);
+        crate::trace::validate_trace(trace)?;
+        let encoded = cp.map(|cp| (cp, Encoded::new(cp)));
         let now = int("updated_at", self.clock.now_ms())?;
         let (tx, ctx) = self.write_tx("commit a step")?;
+        if let Some(fence) = fence {
+            for id in fenced_sessions(tasks, runs, trace, cp) {
+                let owner: Option<Option<String>> = tx
+                    .prepare_cached("SELECT lease_owner FROM sessions WHERE id = ?1")
+                    .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
+                    .map_err(ctx.err("check the session lease"))?;
+                let owner = owner.ok_or_else(|| StoreError::not_found(id))?;
+                fence.check_owner(id, owner.as_deref())?;
+            }
+        }
         insert_results(&tx, ctx, tasks, runs)?;
+        if !trace.is_empty() {
+            crate::trace::insert_trace(&tx, ctx, trace)?;
+        }
         let refused = match encoded {
-            Err(e) => Some(e),
-            Ok(encoded) => {
+            None => None,
+            Some((_, Err(e))) => Some(e),
+            Some((cp, Ok(encoded))) => {
                 let sid = sid(&tx, ctx, &cp.session)?;
                 let refused = refusal(&tx, ctx, sid, cp, &encoded)?;
                 if refused.is_none() {

@@ -18,6 +18,7 @@
 //! server database (PostgreSQL) can run them against one database, in parallel, run after run.
 //! Listings are checked on the case's own sessions only.
 
+mod fence;
 mod lifecycle;
 mod queue;
 mod records;
@@ -139,6 +140,8 @@ cases!(
     trace::trace_round_trip_and_order,
     trace::trace_batches_are_atomic_and_go_with_results,
     trace::trace_texts_come_back_exactly,
+    fence::fenced_commits_need_the_lease,
+    fence::an_expired_lease_fences_until_another_takes_it,
 );
 
 /// Runs the case `name` on a store made by `factory` (see the module docs).
@@ -209,6 +212,8 @@ macro_rules! conformance_tests {
             trace_round_trip_and_order,
             trace_batches_are_atomic_and_go_with_results,
             trace_texts_come_back_exactly,
+            fenced_commits_need_the_lease,
+            an_expired_lease_fences_until_another_takes_it,
         );
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {

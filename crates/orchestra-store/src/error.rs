@@ -41,6 +41,19 @@ pub enum StoreError {
         /// The step.
         step: u64,
     },
+    /// A write fenced on a session's lease ([`Store::commit_fenced`](crate::Store::commit_fenced))
+    /// was refused, and nothing of it written: another process took the lease over (the writer
+    /// stalled past its lease), or it was released.
+    #[error(
+        "lost the lease of session `{session}` to {}",
+        holder.as_deref().unwrap_or("nobody (it was released)")
+    )]
+    LeaseLost {
+        /// The session id.
+        session: String,
+        /// Who holds the lease now (`pid@host`), if anyone.
+        holder: Option<String>,
+    },
     /// A record is inconsistent with what is stored (for example a checkpoint whose parent
     /// step does not exist).
     #[error("invalid {what} for session `{session}`: {reason}")]
@@ -184,6 +197,9 @@ pub enum ErrorClass {
     BadDatabase,
     /// The database is busy (exit code 4 territory; the caller may retry).
     Busy,
+    /// Another process took the session over: this one must stop driving it (exit code 4:
+    /// the session is busy).
+    LeaseLost,
     /// A bug in the caller or an internal failure (exit code 5).
     Internal,
 }
@@ -198,6 +214,7 @@ impl StoreError {
             | Self::ReadOnly { .. }
             | Self::Unreachable { .. } => ErrorClass::BadDatabase,
             Self::Busy { .. } => ErrorClass::Busy,
+            Self::LeaseLost { .. } => ErrorClass::LeaseLost,
             Self::AlreadyExists { .. }
             | Self::CheckpointExists { .. }
             | Self::InvalidRecord { .. }

@@ -21,6 +21,7 @@ mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod fence;
 mod memory;
 mod queue;
 mod records;
@@ -31,6 +32,7 @@ mod views;
 
 pub use clock::{Clock, system_now_ms};
 pub use error::{BoxError, ErrorClass, StoreError};
+pub use fence::{Fence, fenced_sessions};
 pub use memory::MemoryStore;
 pub use queue::{QUEUE_META, claimable};
 pub use records::{

@@ -19,7 +19,7 @@ use crate::{
     MAX_AMBIGUOUS_CANDIDATES, NewSession, NodeRunRecord, SessionFilter, SessionPipeline,
     SessionRecord, SessionStatus, SessionSummary, SessionTrace, TaskRecord, TraceRecord,
 };
-use crate::{Clock, Store, StoreError, validate};
+use crate::{Clock, Fence, Store, StoreError, validate};
 
 /// A strict in-memory [`Store`]. Clones share the same data.
 #[derive(Clone, Debug, Default)]
@@ -405,6 +405,26 @@ impl Store for MemoryStore {
         }
         self.record_results(tasks, runs)?;
         self.record_trace(trace)
+    }
+
+    fn commit_fenced(
+        &mut self,
+        fence: Fence<'_>,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        cp: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        {
+            // Checked before anything is written; the writes below validate before they
+            // mutate, as a transaction would.
+            let inner = self.lock();
+            for id in crate::fenced_sessions(tasks, runs, trace, cp) {
+                fence.check(&inner.get(id)?.record)?;
+            }
+        }
+        self.record_results_traced(tasks, runs, trace)?;
+        cp.map_or(Ok(()), |cp| self.commit_checkpoint(cp))
     }
 
     fn trace(&self, session: &str) -> Result<SessionTrace, StoreError> {

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::StoreError;
 use crate::{
-    ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary,
-    SessionTrace, TaskRecord, TraceRecord,
+    ChatMessageRecord, CheckpointInfo, CheckpointRecord, Fence, LeaseOutcome, NewSession,
+    NodeRunRecord, RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus,
+    SessionSummary, SessionTrace, TaskRecord, TraceRecord,
 };
 
 /// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.
@@ -130,6 +130,22 @@ pub trait Store: Send {
         self.record_results(tasks, runs)?;
         self.commit_checkpoint(cp)
     }
+
+    /// The fenced form of [`Store::record_results_traced`] and [`Store::commit_step`], what a
+    /// drive holding a lease writes: stores finished tasks, node runs and trace records and
+    /// commits `cp` (when given) in ONE transaction, only while `fence.owner` holds the lease of
+    /// every session written to (checked in that transaction, the session rows locked against
+    /// a concurrent claim; see [`Fence`] for an expired lease). Otherwise it fails with
+    /// [`StoreError::LeaseLost`] and writes nothing. When only the checkpoint is refused (or
+    /// fails), the records are kept and its error is returned, as for `commit_step`.
+    fn commit_fenced(
+        &mut self,
+        fence: Fence<'_>,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+        cp: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError>;
 
     /// The session's checkpoints without payloads, ordered by step.
     fn checkpoints(&self, session: &str) -> Result<Vec<CheckpointInfo>, StoreError>;
