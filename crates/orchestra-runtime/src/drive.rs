@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use orchestra_graph::Compiled;
-use orchestra_store::SessionStatus;
+use orchestra_store::{SessionStatus, StoreError};
 
 use crate::call_node::CallNodes;
 use crate::command_node::{COMMAND_GRACE, CommandNodes};
@@ -74,6 +74,10 @@ impl Engine {
         self.store
             .call(move |s| s.set_status(&sid, SessionStatus::Running, None))
             .await?;
+        // From here on, what the drive writes is fenced on its lease: once another process
+        // took the session over, nothing more of this drive is stored.
+        self.store.fence(id, Some(self.owner.clone()));
+        let _unfence = Unfence(self.store.clone(), id.to_owned());
         // Cancel on Ctrl-C, or when the lease is lost.
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let watcher = watch_lease(
@@ -190,6 +194,11 @@ impl Engine {
         pos = driven_pos;
         let finish = match finish {
             Ok(f) => f,
+            Err(e) if e.store_error().is_some_and(StoreError::is_lease_lost) => {
+                // Another process drives the session now: its step results are dropped, and
+                // nothing of the session (status, lease) is touched.
+                return Err(RuntimeError::Store(e));
+            }
             Err(e) => {
                 // The store failed: record that if it still can (resume redoes the step).
                 let error = RuntimeError::Store(e);
@@ -217,10 +226,11 @@ impl Engine {
             other => other,
         };
         let (status, error) = (finish.status(), finish.note());
-        let (sid, owner) = (id.to_owned(), self.owner.clone());
+        let (sid, owner, ttl) = (id.to_owned(), self.owner.clone(), self.lease_ttl);
         let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens, "cost": pos.cost, "outputs": outputs });
         self.store
             .call(move |s| {
+                crate::lease::still_ours(s, &sid, &owner, ttl)?;
                 s.set_status(&sid, status, error.as_deref())?;
                 s.set_session_meta(&sid, "last_drive", &meta_finish)?;
                 s.release_lease(&sid, &owner)
@@ -237,6 +247,15 @@ impl Engine {
             state: pos.state,
             outputs,
         })
+    }
+}
+
+/// Unfences a session's writes when its drive ends, however it ends.
+struct Unfence(crate::store_worker::StoreHandle, String);
+
+impl Drop for Unfence {
+    fn drop(&mut self) {
+        self.0.fence(&self.1, None);
     }
 }
 

@@ -130,7 +130,7 @@ pub(crate) async fn after_step(
             error: None,
             finished_at: orchestra_store::system_now_ms(),
         };
-        store.call(move |s| s.record_tasks(&[record])).await?;
+        store.record_tasks(vec![record]).await?;
         effects.writes
     };
     let bytes = if declared.is_empty() {

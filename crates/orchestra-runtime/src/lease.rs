@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orchestra_store::LeaseOutcome;
+use orchestra_store::{LeaseOutcome, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
@@ -47,6 +47,25 @@ pub fn owner_is_dead(owner: &str) -> bool {
         rustix::process::test_kill_process(pid),
         Err(rustix::io::Errno::SRCH)
     )
+}
+
+/// Renews `owner`'s lease of session `id` before writes that end a drive (its status, its
+/// failure), or fails with [`StoreError::LeaseLost`] naming the holder when another process
+/// took it over: a renewed lease keeps others out for the few writes that follow, so a process
+/// that stalled past its lease never overwrites the status of the one driving it now.
+pub(crate) fn still_ours(
+    s: &mut dyn Store,
+    id: &str,
+    owner: &str,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    if s.renew_lease(id, owner, ttl)? {
+        return Ok(());
+    }
+    Err(StoreError::LeaseLost {
+        session: id.to_owned(),
+        holder: s.session(id)?.and_then(|r| r.lease_owner),
+    })
 }
 
 impl Engine {

@@ -61,6 +61,15 @@ pub enum WorkerEvent {
         /// How long this worker drove it.
         duration: Duration,
     },
+    /// Another worker took the session over while this one was stalled past its lease (a
+    /// pause, a partition): the drive stopped, its step's results dropped unwritten; the
+    /// session is left to the other worker as it is.
+    LeaseLost {
+        /// The session id.
+        session: String,
+        /// Who holds its lease now (`pid@host`), if anyone.
+        holder: Option<String>,
+    },
     /// The worker stopped while driving it; it waits in the queue again.
     Requeued {
         /// The session id.
@@ -263,6 +272,16 @@ impl Engine {
                 note: out.finish.note(),
                 duration,
             }),
+            Err(RuntimeError::Store(ref e))
+                if let Some(orchestra_store::StoreError::LeaseLost { holder, .. }) =
+                    e.store_error() =>
+            {
+                // Neither requeued nor failed, its lease not released: it is another's now.
+                on(WorkerEvent::LeaseLost {
+                    session: id.to_owned(),
+                    holder: holder.clone(),
+                });
+            }
             Err(RuntimeError::Store(crate::WorkerError::Store(
                 orchestra_store::StoreError::CheckpointExists { .. },
             ))) => {

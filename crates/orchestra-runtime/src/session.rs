@@ -488,7 +488,8 @@ impl Engine {
         Err(error)
     }
 
-    /// Stores `error` as why the session failed and releases its lease.
+    /// Stores `error` as why the session failed and releases its lease; refused with
+    /// `LeaseLost` (nothing written) when another process took the lease over.
     pub(crate) async fn record_failure(
         &self,
         id: &str,
@@ -500,10 +501,15 @@ impl Engine {
             // server is back, rather than failed should the server be back by now.
             return Ok(());
         }
-        let (sid, owner) = (id.to_owned(), self.owner.clone());
+        let (sid, owner, ttl) = (id.to_owned(), self.owner.clone(), self.lease_ttl);
         let msg = crate::error::error_chain(error);
         self.store
             .call(move |s| {
+                // A session driven under a lease is failed only by its holder (a fork, never
+                // leased, has none).
+                if s.find_session(&sid)?.lease_owner.is_some() {
+                    crate::lease::still_ours(s, &sid, &owner, ttl)?;
+                }
                 s.set_status(&sid, SessionStatus::Failed, Some(&msg))?;
                 s.release_lease(&sid, &owner)
             })

@@ -8,6 +8,7 @@
 //! step, and fails that session's next checkpoint at or after the step (or its
 //! [`StoreHandle::settle`]), never an unrelated call.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use orchestra_store::{
-    CheckpointRecord, NodeRunRecord, Store, StoreError, TaskRecord, TraceRecord,
+    CheckpointRecord, Fence, NodeRunRecord, Store, StoreError, TaskRecord, TraceRecord,
 };
 
 /// How long finished tasks' records may wait for more records, to share one transaction. A
@@ -44,6 +45,10 @@ enum Cmd {
     /// Records to store with the group they arrive in.
     Record(Box<Records>),
     Checkpoint(Box<CheckpointRecord>, Reply<CheckpointRecord>),
+    /// Task records stored now, with the caller waiting.
+    Tasks(Vec<TaskRecord>, Reply<()>),
+    /// Fences (`Some(owner)`) or unfences the writes of a session.
+    Fence(String, Option<String>),
     Settle(String, Reply<()>),
     Forget(String),
     Call(Job),
@@ -55,6 +60,8 @@ impl std::fmt::Debug for Cmd {
         f.write_str(match self {
             Cmd::Record(_) => "Record",
             Cmd::Checkpoint(..) => "Checkpoint",
+            Cmd::Tasks(..) => "Tasks",
+            Cmd::Fence(..) => "Fence",
             Cmd::Settle(..) => "Settle",
             Cmd::Forget(_) => "Forget",
             Cmd::Call(_) => "Call",
@@ -170,6 +177,25 @@ impl StoreHandle {
         rx.await.map_err(|_| WorkerError::Gone)?
     }
 
+    /// Stores task records now (after everything queued before) and waits for it; fenced like
+    /// the records of finished tasks.
+    pub async fn record_tasks(&self, tasks: Vec<TaskRecord>) -> Result<(), WorkerError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Tasks(tasks, tx))
+            .map_err(|_| WorkerError::Gone)?;
+        rx.await.map_err(|_| WorkerError::Gone)?
+    }
+
+    /// Fences the writes of `session` on `owner`'s lease from now on (`None`: unfences them):
+    /// its finished tasks' records and checkpoints are then written with
+    /// [`Store::commit_fenced`], so a drive whose lease another process took over writes
+    /// nothing more (its checkpoint fails with [`StoreError::LeaseLost`]).
+    pub fn fence(&self, session: &str, owner: Option<String>) {
+        // A send fails only when the thread is gone; the drive's next checkpoint says so.
+        let _ = self.tx.send(Cmd::Fence(session.to_owned(), owner));
+    }
+
     /// Waits until every record of `session` queued before is stored, and returns the failure
     /// of any that could not be (a drive ends with it, so none is lost silently).
     pub async fn settle(&self, session: &str) -> Result<(), WorkerError> {
@@ -246,6 +272,8 @@ struct Worker {
     store: Box<dyn Store>,
     rx: mpsc::Receiver<Cmd>,
     lost: Vec<Lost>,
+    /// The lease owner each fenced session's writes are fenced on.
+    fences: HashMap<String, String>,
 }
 
 impl Worker {
@@ -254,6 +282,7 @@ impl Worker {
             store,
             rx,
             lost: Vec::new(),
+            fences: HashMap::new(),
         }
     }
 
@@ -272,14 +301,29 @@ impl Worker {
                 Cmd::Checkpoint(cp, reply) => {
                     let result = match self.take_lost(&cp.session, Some(cp.step)) {
                         Some(e) => Err(e),
-                        None => self
-                            .store
-                            .commit_checkpoint(&cp)
-                            .map(|()| *cp)
-                            .map_err(WorkerError::Store),
+                        None => {
+                            let written = match self.fences.get(&cp.session) {
+                                Some(owner) => {
+                                    let fence = Fence { owner };
+                                    self.store.commit_fenced(fence, &[], &[], &[], Some(&cp))
+                                }
+                                None => self.store.commit_checkpoint(&cp),
+                            };
+                            written.map(|()| *cp).map_err(WorkerError::Store)
+                        }
                     };
                     // The drive may have been cancelled meanwhile: nobody to tell.
                     let _ = reply.send(result);
+                }
+                Cmd::Tasks(tasks, reply) => {
+                    let result = self.write(&tasks, &[], &[]).map_err(WorkerError::Store);
+                    let _ = reply.send(result);
+                }
+                Cmd::Fence(session, Some(owner)) => {
+                    self.fences.insert(session, owner);
+                }
+                Cmd::Fence(session, None) => {
+                    self.fences.remove(&session);
                 }
                 Cmd::Settle(session, reply) => {
                     let result = self.take_lost(&session, None).map_or(Ok(()), Err);
@@ -320,10 +364,59 @@ impl Worker {
                 other => break other,
             }
         };
-        if let Err(e) = self.store.record_results_traced(&tasks, &runs, &trace) {
-            self.after_failed_group(tasks, runs, trace, e);
-        }
+        self.write_group(tasks, runs, trace);
         next
+    }
+
+    /// Writes a group of records: one transaction per lease they are fenced on (normally one:
+    /// a process drives every session with its own lease), unfenced ones in one of their own.
+    fn write_group(
+        &mut self,
+        tasks: Vec<TaskRecord>,
+        runs: Vec<NodeRunRecord>,
+        trace: Vec<TraceRecord>,
+    ) {
+        type Part = (Vec<TaskRecord>, Vec<NodeRunRecord>, Vec<TraceRecord>);
+        let mut parts: BTreeMap<Option<String>, Part> = BTreeMap::new();
+        let fences = &self.fences;
+        let fence_of = |session: &str| fences.get(session).cloned();
+        for t in tasks {
+            parts.entry(fence_of(&t.session)).or_default().0.push(t);
+        }
+        for r in runs {
+            parts.entry(fence_of(&r.session)).or_default().1.push(r);
+        }
+        for r in trace {
+            parts.entry(fence_of(r.session())).or_default().2.push(r);
+        }
+        for (owner, (tasks, runs, trace)) in parts {
+            let written = match &owner {
+                Some(owner) => {
+                    self.store
+                        .commit_fenced(Fence { owner }, &tasks, &runs, &trace, None)
+                }
+                None => self.store.record_results_traced(&tasks, &runs, &trace),
+            };
+            if let Err(e) = written {
+                self.after_failed_group(tasks, runs, trace, e);
+            }
+        }
+    }
+
+    /// Writes records of one session, fenced on its lease when it is fenced.
+    fn write(
+        &mut self,
+        tasks: &[TaskRecord],
+        runs: &[NodeRunRecord],
+        trace: &[TraceRecord],
+    ) -> Result<(), StoreError> {
+        let session = orchestra_store::fenced_sessions(tasks, runs, trace, None);
+        match session.first().and_then(|s| self.fences.get(*s)) {
+            Some(owner) => self
+                .store
+                .commit_fenced(Fence { owner }, tasks, runs, trace, None),
+            None => self.store.record_results_traced(tasks, runs, trace),
+        }
     }
 
     /// A group's transaction failed: with records of one session, they are lost; with several
@@ -345,7 +438,7 @@ impl Worker {
         sessions.sort_unstable();
         sessions.dedup();
         if sessions.len() <= 1 {
-            tracing::error!(error = %e, "failed to store finished tasks");
+            log_lost(None, &e);
             self.lose(&tasks, &runs, &trace, e);
             return;
         }
@@ -366,8 +459,8 @@ impl Worker {
                 .filter(|r| r.session() == session)
                 .cloned()
                 .collect();
-            if let Err(e) = self.store.record_results_traced(&t, &r, &tr) {
-                tracing::error!(session, error = %e, "failed to store finished tasks");
+            if let Err(e) = self.write(&t, &r, &tr) {
+                log_lost(Some(&session), &e);
                 self.lose(&t, &r, &tr, e);
             }
         }
@@ -417,6 +510,15 @@ impl Worker {
             step: l.step,
             source: l.error,
         })
+    }
+}
+
+/// Logs records that could not be stored (a lost lease is the drive's to report: it stops).
+fn log_lost(session: Option<&str>, e: &StoreError) {
+    if let StoreError::LeaseLost { .. } = e {
+        tracing::debug!(session, error = %e, "finished tasks not stored");
+    } else {
+        tracing::error!(session, error = %e, "failed to store finished tasks");
     }
 }
 

@@ -237,6 +237,11 @@ impl StoreError {
         matches!(self, Self::ConnectionLost { .. })
     }
 
+    /// Whether another process took over (or released) the lease a fenced write needed.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Self::LeaseLost { .. })
+    }
+
     /// `NotFound` for the session `id`.
     pub fn not_found(id: &str) -> Self {
         Self::NotFound { id: id.to_owned() }

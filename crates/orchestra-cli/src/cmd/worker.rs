@@ -207,6 +207,13 @@ fn show(say: &dyn Fn(String), ev: WorkerEvent, quiet: bool) {
             }
         }
         WorkerEvent::Requeued { session } => say(format!("requeued {session}")),
+        WorkerEvent::LeaseLost { session, holder } => {
+            let holder = holder.as_deref().unwrap_or("nobody (it was released)");
+            let _ = writeln!(
+                io::stderr(),
+                "warning: lost the lease of {session} to {holder}; dropped its step"
+            );
+        }
         WorkerEvent::Trouble { session, error } => {
             let at = session.map(|s| format!(" (session {s})")).unwrap_or_default();
             let _ = writeln!(io::stderr(), "warning{at}: {error}");

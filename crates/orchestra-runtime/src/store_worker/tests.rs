@@ -274,3 +274,75 @@ async fn a_new_drive_forgets_what_an_abandoned_one_could_not_store() {
     store.forget("s");
     store.settle("s").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fenced_session_s_writes_stop_once_another_holds_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let store = open(&db).await;
+    create(&store, "t").await;
+    let ttl = Duration::from_secs(30);
+    store
+        .call(move |s| {
+            s.acquire_lease("s", "1@a", ttl)?;
+            s.acquire_lease("t", "1@a", ttl)
+        })
+        .await
+        .unwrap();
+    store.fence("s", Some("1@a".into()));
+    store.fence("t", Some("1@a".into()));
+    record(&store, "s", 1);
+    store.commit_checkpoint(checkpoint("s", 1)).await.unwrap();
+
+    // Another process takes `s` over (its lease expired while this one stalled).
+    store
+        .call(move |s| {
+            s.release_lease("s", "1@a")?;
+            s.acquire_lease("s", "2@b", ttl)
+        })
+        .await
+        .unwrap();
+    record(&store, "s", 2);
+    record(&store, "t", 1);
+    let lost = store
+        .commit_checkpoint(checkpoint("s", 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(lost.store_error(), Some(StoreError::LeaseLost { session, holder: Some(h) }) if session == "s" && h == "2@b"),
+        "{lost:?}"
+    );
+    store.commit_checkpoint(checkpoint("t", 1)).await.unwrap();
+    let hook = store
+        .record_tasks(vec![results("s", 2).0])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        hook.store_error(),
+        Some(StoreError::LeaseLost { .. })
+    ));
+    let stored = store
+        .call(|s| {
+            let steps = |id| -> Result<Vec<u64>, StoreError> {
+                Ok(s.checkpoints(id)?.iter().map(|c| c.step).collect())
+            };
+            Ok((
+                s.task_records("s", 0..=9)?.len(),
+                s.node_runs("s")?.len(),
+                steps("s")?,
+                s.task_records("t", 0..=9)?.len(),
+                steps("t")?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        (1, 1, vec![0, 1], 1, vec![0, 1]),
+        "nothing of `s` after the takeover is written; `t`, still held, goes on"
+    );
+
+    // Unfenced, the writes are the plain ones again.
+    store.fence("s", None);
+    store.commit_checkpoint(checkpoint("s", 2)).await.unwrap();
+}
