@@ -132,6 +132,7 @@ impl Remote {
             db: self.db.clone(),
             password: self.password.clone(),
             env: Vec::new(),
+            db_in_yaml: false,
         }
     }
 
@@ -175,6 +176,8 @@ pub(crate) struct Machine {
     password: Option<String>,
     /// More environment of its commands.
     env: Vec<(String, String)>,
+    /// Whether the database comes from `orchestra.yaml` rather than `ORCHESTRA_DATABASE`.
+    db_in_yaml: bool,
 }
 
 impl Machine {
@@ -192,8 +195,10 @@ impl Machine {
             .env("HOME", &self.home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("ORCHESTRA_DATABASE", &self.db)
             .stdin(Stdio::null());
+        if !self.db_in_yaml {
+            cmd.env("ORCHESTRA_DATABASE", &self.db);
+        }
         if let Some(pw) = &self.password {
             cmd.env("PGPASSWORD", pw);
         }
@@ -232,12 +237,7 @@ impl Machine {
 
     /// Starts `orchestra ARGS` in the background, its stderr to `run.err` in the directory.
     pub(crate) fn spawn_logged(&self, args: &[&str]) -> Child {
-        let err = std::fs::File::create(self.root.join("run.err")).unwrap();
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap()
+        self.spawn_logged_to("run.err", args)
     }
 
     /// Replaces the keys of repository `app` in the pipeline (`{ KEYS, write: true }`).
@@ -251,6 +251,26 @@ impl Machine {
             .to_owned();
         let text = text.replace(&line, &format!("    app: {{ {keys}, write: true }}"));
         std::fs::write(path, text).unwrap();
+    }
+
+    /// Names the shared database in this machine's `orchestra.yaml` (`database:`) instead of
+    /// `ORCHESTRA_DATABASE` (a PostgreSQL password still comes from `PGPASSWORD`).
+    pub(crate) fn database_in_yaml(mut self) -> Machine {
+        let yaml = self.root.join("orchestra.yaml");
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        std::fs::write(&yaml, format!("{text}database: \"{}\"\n", self.db)).unwrap();
+        self.db_in_yaml = true;
+        self
+    }
+
+    /// Starts `orchestra ARGS` in the background, its stderr to `NAME` in the directory.
+    pub(crate) fn spawn_logged_to(&self, name: &str, args: &[&str]) -> Child {
+        let err = std::fs::File::create(self.root.join(name)).unwrap();
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
     }
 
     /// This machine's clone of the remote.

@@ -49,6 +49,8 @@ mod provider_faults;
 pub(crate) mod pty;
 pub(crate) mod queue;
 mod queue_faults;
+mod queue_fence;
+mod queue_git;
 pub(crate) mod readme;
 mod report;
 mod run;

@@ -40,21 +40,27 @@ graph:
 
 const RESPONSES: &str = "agents:\n  \"*\":\n    runs:\n      - turns:\n          - text: thought\n";
 
-/// A temp project holding [`PIPELINE`] and a database of its own on the test server.
+/// A temp project holding [`PIPELINE`] and a database of its own on the test server (or a
+/// SQLite file in it).
 pub(super) struct Queue {
     dir: tempfile::TempDir,
     pub(super) db: String,
 }
 
 impl Queue {
-    fn new(nap: &str) -> Queue {
+    pub(super) fn new(nap: &str) -> Queue {
         let server = server().unwrap_or_else(|e| panic!("{e}"));
-        Queue::on(server.url(&server.create_database().unwrap()), nap)
+        Queue::on(nap, Some(server.url(&server.create_database().unwrap())))
     }
 
-    /// The project on the database `db` (a URL), its commands sleeping `nap` seconds.
-    pub(super) fn on(db: String, nap: &str) -> Queue {
+    /// [`Queue::new`] on a SQLite file of the project (`.orchestra/workers.db`).
+    pub(super) fn sqlite(nap: &str) -> Queue {
+        Queue::on(nap, None)
+    }
+
+    pub(super) fn on(nap: &str, db: Option<String>) -> Queue {
         let dir = tempfile::tempdir().unwrap();
+        let db = db.unwrap_or_else(|| dir.path().join(".orchestra/workers.db").display().to_string());
         let root = dir.path();
         std::fs::create_dir_all(root.join("pipelines")).unwrap();
         std::fs::create_dir_all(root.join("fixtures")).unwrap();
@@ -154,8 +160,16 @@ impl Queue {
 
     /// Who holds the lease of `id`, read from the database.
     pub(super) fn lease(&self, id: &str) -> Option<String> {
-        let store = PgStore::connect(&self.db).unwrap();
-        store.session(id).unwrap().unwrap().lease_owner
+        self.store().session(id).unwrap().unwrap().lease_owner
+    }
+
+    /// The database, opened by this process.
+    pub(super) fn store(&self) -> Box<dyn orchestra_store::Store> {
+        if self.db.starts_with("postgres") {
+            Box::new(PgStore::connect(&self.db).unwrap())
+        } else {
+            Box::new(orchestra_store_sqlite::SqliteStore::open(&self.db).unwrap())
+        }
     }
 }
 

@@ -23,7 +23,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn a_worker_rides_out_the_database_restarting_and_stopping() {
     let server = start_own_server().unwrap_or_else(|e| panic!("{e}"));
     let db = server.url(&server.create_database().unwrap());
-    let q = Queue::on(db, "1");
+    let q = Queue::on("1", Some(db));
     let ids: Vec<String> = (0..6).map(|i| q.enqueue(&format!("s{i}"))).collect();
     let mut w = q.worker(0, &["-j", "2", "--until-idle"]);
 
