@@ -60,7 +60,12 @@ impl Queue {
 
     pub(super) fn on(nap: &str, db: Option<String>) -> Queue {
         let dir = tempfile::tempdir().unwrap();
-        let db = db.unwrap_or_else(|| dir.path().join(".orchestra/workers.db").display().to_string());
+        let db = db.unwrap_or_else(|| {
+            dir.path()
+                .join(".orchestra/workers.db")
+                .display()
+                .to_string()
+        });
         let root = dir.path();
         std::fs::create_dir_all(root.join("pipelines")).unwrap();
         std::fs::create_dir_all(root.join("fixtures")).unwrap();

@@ -29,7 +29,9 @@ fn a_stalled_worker_commits_nothing_once_another_took_its_session(q: &Queue) {
     let id = q.enqueue("x");
     let mut a = q.worker(0, &["-j", "1"]);
     // Worker A is in the first step: its command `a` runs (for 2s), and A is stopped.
-    wait_until("worker A to start step a", || (ran(q, "x", "a") == 1).then_some(()));
+    wait_until("worker A to start step a", || {
+        (ran(q, "x", "a") == 1).then_some(())
+    });
     signal(&a, "STOP");
     // Its lease (2s) runs out; worker B claims the session and starts it over from checkpoint 0.
     wait_until("A's lease to expire", || {
@@ -39,10 +41,15 @@ fn a_stalled_worker_commits_nothing_once_another_took_its_session(q: &Queue) {
             .then_some(())
     });
     let mut b = q.worker(1, &["-j", "1", "--until-idle"]);
-    wait_until("worker B to run step a again", || (ran(q, "x", "a") == 2).then_some(()));
+    wait_until("worker B to run step a again", || {
+        (ran(q, "x", "a") == 2).then_some(())
+    });
     let owner_b = format!("{}@", b.id());
     assert!(
-        q.worker_err(1).contains(&format!("claimed {id} (queued), driven before by {}@", a.id())),
+        q.worker_err(1).contains(&format!(
+            "claimed {id} (queued), driven before by {}@",
+            a.id()
+        )),
         "{}",
         q.worker_err(1)
     );
@@ -68,7 +75,12 @@ fn a_stalled_worker_commits_nothing_once_another_took_its_session(q: &Queue) {
     // Each step is committed once, by B: one checkpoint per step, one successful run of each
     // node (A's run of `a` and the scripted agent's call, had A made it, are not stored).
     let store = q.store();
-    let steps: Vec<u64> = store.checkpoints(&id).unwrap().iter().map(|c| c.step).collect();
+    let steps: Vec<u64> = store
+        .checkpoints(&id)
+        .unwrap()
+        .iter()
+        .map(|c| c.step)
+        .collect();
     assert_eq!(steps, [0, 1, 2, 3, 4]);
     let mut runs: BTreeMap<String, u32> = BTreeMap::new();
     for r in store.node_runs(&id).unwrap() {

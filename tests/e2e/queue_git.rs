@@ -49,14 +49,19 @@ fn two_workers(remote: &Remote) {
     // and drains the queue.
     let c = remote.machine("c", 0);
     wait_until("A's lease to expire", || {
-        c.json(&["status", &id], 0)["lease_owner"].is_null().then_some(())
+        c.json(&["status", &id], 0)["lease_owner"]
+            .is_null()
+            .then_some(())
     });
     let mut wb = worker(&b, &["--until-idle"]);
     let code = wait_until("B's worker to drain the queue", || wb.try_wait().unwrap());
     let err_b = worker_err(&b);
     assert_eq!(code.code(), Some(0), "{err_b}");
     assert!(
-        err_b.contains(&format!("claimed {id} (remote-edit), driven before by {}@", wa.id())),
+        err_b.contains(&format!(
+            "claimed {id} (remote-edit), driven before by {}@",
+            wa.id()
+        )),
         "{err_b}"
     );
     assert!(err_b.contains(&format!("completed {id} after")), "{err_b}");
@@ -92,7 +97,11 @@ fn two_workers(remote: &Remote) {
         .map(|run| run["node"].as_str().unwrap_or_default().to_owned())
         .collect();
     ok.sort();
-    assert_eq!(ok, ["writer-1", "writer-2", "writer-3"], "one successful run per writer: {shown}");
+    assert_eq!(
+        ok,
+        ["writer-1", "writer-2", "writer-3"],
+        "one successful run per writer: {shown}"
+    );
     let plain = c.orchestra(&["show", &id]);
     assert_eq!(plain.code, 0, "{}", plain.transcript());
     assert!(plain.stdout.contains("writer-3"), "{}", plain.stdout);

@@ -19,7 +19,8 @@ pub(crate) const BAD_INPUT: u8 = 2;
 /// The session stopped at a limit (`max_tokens`, `max_cost`, `max_steps`); resumable with
 /// higher limits.
 pub(crate) const STOPPED_AT_LIMIT: u8 = 3;
-/// The session is busy: another process holds its lease.
+/// The session is busy: another process holds its lease (also: this drive stalled past its
+/// lease and another process took the session over; its last step was dropped).
 pub(crate) const SESSION_BUSY: u8 = 4;
 /// Internal error: a database, git or I/O operation failed while working (a full disk, a
 /// read-only database, permissions; a git remote that cannot be reached, refuses or times out
@@ -42,7 +43,7 @@ const TABLE: [(u8, &str); 7] = [
     ),
     (
         SESSION_BUSY,
-        "the session is busy: another process drives it",
+        "the session is busy: another process drives it (or took it over from this one)",
     ),
     (
         INTERNAL,
