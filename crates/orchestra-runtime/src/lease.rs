@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orchestra_store::{LeaseOutcome, Store, StoreError};
+use orchestra_store::{LeaseOutcome, Renewal, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
@@ -13,33 +13,49 @@ use crate::store_worker::StoreHandle;
 /// How long a lease lasts without renewal; it is renewed every third of that.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
+/// The variable that names this machine in lease owners (`pid@MACHINE`) instead of its
+/// hostname: for machines sharing a database under one hostname (containers), where a process
+/// of one would be taken for a process of the other.
+pub const MACHINE_ENV: &str = "ORCHESTRA_MACHINE";
+
+/// The name of this machine in lease owners: `$ORCHESTRA_MACHINE`, else the hostname (read once).
+pub(crate) fn this_machine() -> &'static str {
+    static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let named = std::env::var(MACHINE_ENV).ok().filter(|m| !m.trim().is_empty());
+        let host = named.unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        });
+        if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        }
+    })
+}
+
 /// `pid@host` of this process.
 pub(crate) fn lease_owner() -> String {
-    let uname = rustix::system::uname();
-    let host = uname.nodename().to_string_lossy().into_owned();
-    let host = if host.is_empty() {
-        "localhost".to_owned()
-    } else {
-        host
-    };
-    format!("{}@{host}", std::process::id())
+    format!("{}@{}", std::process::id(), this_machine())
+}
+
+/// The process id of a lease owner `pid@host` of this machine (`None` for another machine's).
+pub(crate) fn local_pid(owner: &str) -> Option<rustix::process::Pid> {
+    let (pid, host) = owner.split_once('@')?;
+    if host != this_machine() {
+        return None;
+    }
+    pid.parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
 }
 
 /// Whether the lease owner `pid@host` is a process of this machine that no longer exists.
 pub fn owner_is_dead(owner: &str) -> bool {
-    let Some((pid, host)) = owner.split_once('@') else {
-        return false;
-    };
-    let this = lease_owner();
-    let this_host = this.split_once('@').map(|(_, h)| h).unwrap_or_default();
-    if host != this_host {
-        return false;
-    }
-    let Some(pid) = pid
-        .parse::<i32>()
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
+    let Some(pid) = local_pid(owner) else {
         return false;
     };
     // Signal 0 checks existence; EPERM means it exists but belongs to someone else.
@@ -116,8 +132,10 @@ impl Drop for LeaseWatch {
 }
 
 /// Renews `owner`'s lease of `session` for `ttl` every third of it until the returned guard is
-/// dropped, and cancels the drive (through `cancel_tx`) when the lease is lost or `user_cancel`
-/// turns true.
+/// dropped, and cancels the drive (through `cancel_tx`) when the lease is lost, `user_cancel`
+/// turns true, or a renewal reads a stop request ([`orchestra_store::STOP_META`], what
+/// `orchestra stop` records): the drive then stops as Ctrl-C stops it, and the lease is still
+/// renewed until it ends.
 pub(crate) fn watch_lease(
     store: StoreHandle,
     session: String,
@@ -150,6 +168,7 @@ async fn renew(
         let mut renewed = tokio::time::Instant::now();
         // A dropped cancel sender means "never cancelled": stop watching it, keep renewing.
         let mut watch_user = true;
+        let mut stop_seen = false;
         loop {
             tokio::select! {
                 changed = user_cancel.changed(), if watch_user => {
@@ -158,9 +177,17 @@ async fn renew(
                 }
                 _ = tick.tick() => {
                     let (sid, o) = (session.clone(), owner.clone());
-                    match store.call(move |s| s.renew_lease(&sid, &o, ttl)).await {
-                        Ok(true) => renewed = tokio::time::Instant::now(),
-                        Ok(false) => {
+                    match store.call(move |s| s.renew_lease_checked(&sid, &o, ttl)).await {
+                        Ok(Renewal::Held) => renewed = tokio::time::Instant::now(),
+                        Ok(Renewal::StopRequested(req)) => {
+                            renewed = tokio::time::Instant::now();
+                            if !stop_seen {
+                                stop_seen = true;
+                                tracing::info!(session, by = %req.by, "asked to stop; interrupting the drive");
+                                let _ = cancel_tx.send(true);
+                            }
+                        }
+                        Ok(Renewal::Lost) => {
                             tracing::warn!(session, "lost the session lease; stopping");
                             let _ = cancel_tx.send(true);
                             return;

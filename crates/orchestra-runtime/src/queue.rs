@@ -9,7 +9,9 @@
 //! human is released (status `paused`); `orchestra attach` answers it and hands it back
 //! ([`Engine::requeue`]). On shutdown the running drives are cancelled (the agents of the
 //! current step are cut off; their finished tasks stay recorded), their leases released and
-//! the sessions re-queued for another worker.
+//! the sessions re-queued for another worker — except those someone asked to stop
+//! ([`crate::stop_request`]): they stay interrupted, and a worker that claims one carrying a
+//! stop request interrupts it without driving it.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use orchestra_graph::Compiled;
-use orchestra_store::{LeaseOutcome, QUEUE_META, SessionRecord, SessionStatus};
+use orchestra_store::{LeaseOutcome, QUEUE_META, SessionRecord, SessionStatus, StopRequest};
 
 use crate::engine::{DriveOptions, Engine};
 use crate::error::RuntimeError;
@@ -100,7 +102,8 @@ impl Engine {
     }
 
     /// Puts a session of the queue back in it (status `queued`, `note` as its note) unless
-    /// another process holds its lease or it completed; returns whether it did. What `attach`
+    /// another process holds its lease, it completed or someone asked it to stop; returns
+    /// whether it did. What `attach`
     /// does once the human's turn is over, and a worker for the sessions it stopped driving.
     pub async fn requeue(&self, session: &str, note: &str) -> Result<bool, RuntimeError> {
         let (id, owner, ttl, note) = (
@@ -113,7 +116,11 @@ impl Engine {
             .store
             .call(move |s| {
                 let rec = s.find_session(&id)?;
-                if !rec.meta.contains_key(QUEUE_META) || rec.status == SessionStatus::Completed {
+                let stop = StopRequest::of(&rec).is_some();
+                if !rec.meta.contains_key(QUEUE_META)
+                    || rec.status == SessionStatus::Completed
+                    || stop
+                {
                     return Ok(false);
                 }
                 if let LeaseOutcome::HeldBy { .. } = s.acquire_lease(&rec.id, &owner, ttl)? {
@@ -156,6 +163,22 @@ impl Engine {
             let mut wait = wopts.poll;
             while !stopping && running.len() < wopts.concurrency.max(1) {
                 match self.claim().await {
+                    Ok(Some(rec)) if let Some(req) = StopRequest::of(&rec) => {
+                        // Asked to stop while nothing drove it (its worker died).
+                        let started = Instant::now();
+                        on(match self.honour_stop(&rec, &req).await {
+                            Ok(note) => WorkerEvent::Finished {
+                                session: rec.id,
+                                status: SessionStatus::Interrupted,
+                                note: Some(note),
+                                duration: started.elapsed(),
+                            },
+                            Err(e) => WorkerEvent::Trouble {
+                                session: Some(rec.id),
+                                error: crate::error::error_chain(&e),
+                            },
+                        });
+                    }
                     Ok(Some(rec)) => {
                         failures = 0;
                         on(WorkerEvent::Claimed {
@@ -231,7 +254,11 @@ impl Engine {
             .call(move |s| s.set_session_meta(&sid, WORKER_META, &Value::String(owner)))
             .await;
         let driven = match marked {
-            Ok(()) => self.resume(&id, &opts).await,
+            // A stop request made after the claim is kept: the drive reads it as it renews.
+            Ok(()) => {
+                self.resume_from(&id, &crate::edit::Edit::default(), &opts, false)
+                    .await
+            }
             Err(e) => Err(e.into()),
         };
         (id, started, driven)

@@ -225,6 +225,18 @@ impl Engine {
         edit: &Edit,
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
+        self.resume_from(session, edit, opts, true).await
+    }
+
+    /// [`Engine::resume_edited`]; `withdraw_stop`: whether a pending stop request is withdrawn
+    /// (someone resumes it) or kept (a worker's claim: the drive stops at its first renewal).
+    pub(crate) async fn resume_from(
+        &self,
+        session: &str,
+        edit: &Edit,
+        opts: &DriveOptions,
+        withdraw_stop: bool,
+    ) -> Result<Outcome, RuntimeError> {
         let (rec, compiled) = self.session_pipeline(session).await?;
         let completed = |rec: &SessionRecord| RuntimeError::Completed {
             session: rec.id.clone(),
@@ -241,6 +253,8 @@ impl Engine {
                 let now = s.find_session(&id)?;
                 if now.status == SessionStatus::Completed {
                     s.release_lease(&id, &owner)?;
+                } else if withdraw_stop {
+                    crate::stop_request::withdraw(s, &now)?;
                 }
                 Ok(now)
             })

@@ -36,7 +36,7 @@ use serde_json::Value;
 use orchestra_store::validate;
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
+    Renewal, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
     TaskRecord, TraceRecord,
 };
 use orchestra_store::{Clock, Fence, Store, StoreError};
@@ -228,6 +228,15 @@ impl Store for PgStore {
     }
 
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.renew_lease_checked(id, owner, ttl)? != Renewal::Lost)
+    }
+
+    fn renew_lease_checked(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, StoreError> {
         let until = validate::lease_until(self.now(), ttl);
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.conn

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 use crate::ctx::{Cols, Ctx, to_json};
 use orchestra_store::validate::{int, resolve_prefix};
 use orchestra_store::{
-    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionPipeline,
-    SessionRecord, SessionStatus, SessionSummary, StoreError,
+    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, Renewal, STOP_META,
+    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, StopRequest,
+    StoreError,
 };
 
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
@@ -392,25 +393,35 @@ pub(crate) fn claim(
     Ok(rec)
 }
 
+/// Extends `owner`'s lease and reads the stop request in the same statement.
 pub(crate) fn renew_lease(
     client: &mut Client,
     cx: &Ctx,
     id: &str,
     owner: &str,
     until: u64,
-) -> Result<bool, StoreError> {
+) -> Result<Renewal, StoreError> {
     let until = int("lease_until", until)?;
+    // `meta` may hold `\u0000`, which `json` refuses: swapped for `\u0001` (as in the list).
     let row = client
         .query_opt(
             "WITH s AS (SELECT sid FROM sessions WHERE id = $1), \
              u AS (UPDATE sessions SET lease_until = $3 \
-                   WHERE sid = (SELECT sid FROM s) AND lease_owner = $2 RETURNING 1) \
-             SELECT (SELECT count(*) FROM u) FROM s",
-            &[&id, &owner, &until],
+                   WHERE sid = (SELECT sid FROM s) AND lease_owner = $2 \
+                   RETURNING replace(meta, '\\u0000', '\\u0001')::json ->> $4::text AS stop) \
+             SELECT (SELECT count(*) FROM u), (SELECT stop FROM u) FROM s",
+            &[&id, &owner, &until, &STOP_META],
         )
         .map_err(cx.err("renew a session lease"))?
         .ok_or_else(|| StoreError::not_found(id))?;
-    Ok(row.get::<_, i64>(0) == 1)
+    if row.get::<_, i64>(0) != 1 {
+        return Ok(Renewal::Lost);
+    }
+    let stop: Option<String> = row.get(1);
+    Ok(stop
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| StopRequest::from_value(&v))
+        .map_or(Renewal::Held, Renewal::StopRequested))
 }
 
 pub(crate) fn release_lease(

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
+    Renewal, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
     TaskRecord, TraceRecord,
 };
 use orchestra_store::{Clock, Fence, Store, StoreError};
@@ -329,6 +329,15 @@ impl Store for SqliteStore {
     }
 
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.renew_lease_impl(id, owner, ttl)? != Renewal::Lost)
+    }
+
+    fn renew_lease_checked(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, StoreError> {
         self.renew_lease_impl(id, owner, ttl)
     }
 

@@ -14,7 +14,7 @@ use orchestra_store::validate::resolve_prefix;
 use orchestra_store::validate::{self, int};
 use orchestra_store::{
     CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionPipeline,
-    SessionRecord, SessionStatus, SessionSummary,
+    Renewal, STOP_META, SessionRecord, SessionStatus, SessionSummary, StopRequest,
 };
 
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.
@@ -398,12 +398,13 @@ impl SqliteStore {
         Ok(Some(rec))
     }
 
+    /// Extends `owner`'s lease and reads the stop request in the same statement.
     pub(crate) fn renew_lease_impl(
         &mut self,
         id: &str,
         owner: &str,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Renewal, StoreError> {
         let until = int(
             "lease_until",
             validate::lease_until(self.clock.now_ms(), ttl),
@@ -411,14 +412,24 @@ impl SqliteStore {
         let (tx, ctx) = self.write_tx("renew a session lease")?;
         let err = ctx.err("renew a session lease");
         sid(&tx, ctx, id)?;
-        let changed = tx
+        let renewed: Option<Option<String>> = tx
             .prepare_cached(
-                "UPDATE sessions SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2",
+                "UPDATE sessions SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 \
+                 RETURNING json_extract(meta, '$.' || ?4)",
             )
-            .and_then(|mut st| st.execute(params![id, owner, until]))
+            .and_then(|mut st| {
+                st.query_row(params![id, owner, until, STOP_META], |r| r.get(0))
+                    .optional()
+            })
             .map_err(&err)?;
         tx.commit().map_err(err)?;
-        Ok(changed == 1)
+        Ok(match renewed {
+            None => Renewal::Lost,
+            Some(stop) => stop
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .and_then(|v| StopRequest::from_value(&v))
+                .map_or(Renewal::Held, Renewal::StopRequested),
+        })
     }
 
     pub(crate) fn release_lease_impl(&mut self, id: &str, owner: &str) -> Result<(), StoreError> {

@@ -25,6 +25,7 @@ mod fence;
 mod memory;
 mod queue;
 mod records;
+mod stop;
 mod store;
 mod trace;
 pub mod validate;
@@ -39,6 +40,7 @@ pub use records::{
     ChatMessageRecord, CheckpointRecord, NewSession, NodeRunRecord, SessionPipeline, SessionRecord,
     SessionStatus, TaskRecord, TaskStatus, UnknownStatus,
 };
+pub use stop::{Renewal, STOP_META, StopRequest};
 pub use store::Store;
 pub use trace::{
     ModelTurnRecord, RouteRecord, SessionTrace, TRACE_TEXT_CAP, ToolCallRecord, TraceJson,

@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::StoreError;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, Fence, LeaseOutcome, NewSession,
-    NodeRunRecord, RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus,
-    SessionSummary, SessionTrace, TaskRecord, TraceRecord,
+    NodeRunRecord, Renewal, RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus,
+    SessionSummary, SessionTrace, StopRequest, TaskRecord, TraceRecord,
 };
 
 /// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.
@@ -63,6 +63,22 @@ pub trait Store: Send {
     /// Extends `owner`'s lease to `ttl` from now. Returns false when `owner` no longer holds it
     /// (another process took it over after it expired); the caller must then stop driving.
     fn renew_lease(&mut self, id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Renews `owner`'s lease as [`Store::renew_lease`] does and, in the same round trip where
+    /// the backend can, reads whether the session was asked to stop (the meta key
+    /// [`STOP_META`](crate::STOP_META)): what a driving process does every third of its lease.
+    fn renew_lease_checked(
+        &mut self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, StoreError> {
+        if !self.renew_lease(id, owner, ttl)? {
+            return Ok(Renewal::Lost);
+        }
+        let rec = self.session(id)?.ok_or_else(|| StoreError::not_found(id))?;
+        Ok(StopRequest::of(&rec).map_or(Renewal::Held, Renewal::StopRequested))
+    }
 
     /// Releases `owner`'s lease; does nothing when someone else holds it.
     fn release_lease(&mut self, id: &str, owner: &str) -> Result<(), StoreError>;

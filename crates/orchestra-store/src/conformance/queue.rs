@@ -1,13 +1,13 @@
 //! The suite's checks of the queue: enqueued sessions are claimed oldest first, each by one
 //! claimer; a session whose worker's lease expired is claimed again; paused, finished and
-//! ordinary sessions never are.
+//! ordinary sessions never are; a stop request is read back with the lease renewal.
 
 #![expect(clippy::unwrap_used, reason = "a failing case panics, like a test")]
 
 use std::time::Duration;
 
 use super::{Ctx, new_session};
-use crate::{QUEUE_META, SessionStatus, Store, StoreError};
+use crate::{QUEUE_META, Renewal, STOP_META, SessionStatus, StopRequest, Store, StoreError};
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -125,4 +125,46 @@ pub(super) fn a_session_whose_worker_died_is_claimed_again(s: &mut dyn Store, cx
         (id, None),
         "a re-queued session is claimed"
     );
+}
+
+pub(super) fn a_stop_request_is_read_with_the_lease_renewal(s: &mut dyn Store, cx: &Ctx) {
+    let id = cx.id("stop");
+    s.enqueue_session(&new_session(&id, 1)).unwrap();
+    assert_eq!(claim_own(s, cx, "1@a").as_deref(), Some(id.as_str()));
+    assert_eq!(s.renew_lease_checked(&id, "1@a", TTL).unwrap(), Renewal::Held);
+    let req = StopRequest {
+        by: "9@elsewhere".into(),
+        at_ms: 1_234,
+    };
+    s.set_session_meta(&id, STOP_META, &req.to_value()).unwrap();
+    cx.advance(4_000);
+    assert_eq!(
+        s.renew_lease_checked(&id, "1@a", TTL).unwrap(),
+        Renewal::StopRequested(req.clone()),
+        "the holder reads the request as it renews"
+    );
+    cx.advance(4_000);
+    assert_eq!(
+        claim_own(s, cx, "2@b"),
+        None,
+        "the checked renewal extended the lease"
+    );
+    assert_eq!(
+        s.renew_lease_checked(&id, "2@b", TTL).unwrap(),
+        Renewal::Lost,
+        "another owner learns it holds nothing"
+    );
+    let rec = s.session(&id).unwrap().unwrap();
+    assert_eq!(StopRequest::of(&rec), Some(req));
+    s.set_session_meta(&id, STOP_META, &serde_json::Value::Null)
+        .unwrap();
+    assert_eq!(
+        s.renew_lease_checked(&id, "1@a", TTL).unwrap(),
+        Renewal::Held,
+        "a cleared request (null) is none"
+    );
+    assert!(matches!(
+        s.renew_lease_checked(&cx.id("ghost"), "1@a", TTL),
+        Err(StoreError::NotFound { .. })
+    ));
 }
