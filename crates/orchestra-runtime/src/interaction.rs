@@ -2,7 +2,7 @@
 //! (an `orchestra run` / `resume` process of its own that outlives the caller), one human line
 //! for a session's interactive agent (through its attach socket when a process drives it, by a
 //! detached resume with the line when it is paused), the chat a paused session waits at, and
-//! stopping the process that drives a session the way Ctrl-C does.
+//! stopping a session wherever the process that drives it runs, the way Ctrl-C does.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +21,7 @@ mod stop;
 pub use answer::{DEFAULT_WAIT, answer};
 pub use chat::{PausedChat, paused_chat};
 pub use detached::{Drive, last_events, start};
-pub use stop::{Stopping, stop, wait_released};
+pub use stop::{StopHow, Stopping, stop, wait_released};
 
 /// How drives are started detached: the `orchestra` executable, where it runs, the database it
 /// drives sessions of, and where their logs go.
@@ -180,14 +180,6 @@ pub enum InteractionError {
         /// Its status.
         status: String,
     },
-    /// The session is driven by a process of another machine.
-    #[error("session {session} is driven by {owner}, a process of another machine; stop it there")]
-    Elsewhere {
-        /// The session.
-        session: String,
-        /// The lease owner, `pid@host`.
-        owner: String,
-    },
     /// The driving process could not be signalled.
     #[error("cannot interrupt process {pid} driving session {session}")]
     Signal {
@@ -221,8 +213,7 @@ impl InteractionError {
             | InteractionError::Completed(_)
             | InteractionError::Held { .. }
             | InteractionError::NoPrompt { .. }
-            | InteractionError::NotRunning { .. }
-            | InteractionError::Elsewhere { .. } => ErrorKind::Conflict,
+            | InteractionError::NotRunning { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
         }
     }

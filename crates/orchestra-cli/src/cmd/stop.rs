@@ -1,11 +1,11 @@
-//! `orchestra stop`: stop a session another process drives, the way Ctrl-C in that process
-//! would.
+//! `orchestra stop`: stop a session wherever it is driven, the way Ctrl-C in the process
+//! driving it would.
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestra_runtime::interaction::{self, InteractionError};
+use orchestra_runtime::interaction::{self, InteractionError, StopHow};
 use orchestra_runtime::views::sessions::record_status;
 use orchestra_store::system_now_ms;
 
@@ -13,16 +13,23 @@ use crate::cli::Ctx;
 use crate::engine::{db_flag, report_error, runtime, session_db, sessions_root};
 use crate::exit;
 
-/// Stop a running session cleanly, as Ctrl-C in the process driving it does.
+/// Stop a running session cleanly, as Ctrl-C in the process driving it does, on any machine.
 ///
-/// The process of this machine that holds the session (`orchestra run`, `resume`, `replay`, a
-/// drive started by `orchestra mcp` or `orchestra ui`) is interrupted (SIGINT): it finishes the
-/// checkpoint it is at and records the session as interrupted; `orchestra resume SESSION`
-/// continues it. Waits until that process let the session go.
+/// The request is recorded in the database: the process holding the session (`orchestra run`,
+/// `resume`, `replay`, a drive of `orchestra mcp` or `orchestra ui`, or an `orchestra worker`,
+/// on this machine or another sharing the database) reads it when it next renews its lease
+/// (every third of the lease TTL: 10s by default, `worker --lease-ttl`), cuts off the agents of
+/// the current step (what finished stays recorded), records the session as interrupted and
+/// lets it go; a worker goes on with other sessions and does not re-queue it. A plain drive of
+/// this machine is also sent SIGINT, so it stops at once. A session of the queue that nothing
+/// drives (queued, or its worker died) is interrupted at once, so no worker claims it.
+/// `orchestra resume SESSION` continues it (and withdraws the request). Waits until the
+/// session was let go.
 ///
-/// Exit codes: 0 once the session stopped, 2 for an unknown session or one no live process
-/// drives, 4 when a process of another machine drives it or it did not stop within `--wait`,
-/// 5 when the process cannot be signalled or the database cannot be read.
+/// Exit codes: 0 once the session stopped, 2 for an unknown session or one that is not running
+/// (completed, failed, paused, interrupted, ...), 4 when it did not stop within `--wait` (the
+/// request stays: it stops when its process next renews its lease), 5 when the process cannot
+/// be signalled or the database cannot be read or written.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The session id, or a unique prefix of it or of its random tail (`7e2c63`).
@@ -64,11 +71,21 @@ async fn stop(
         Err(e) => return failed(&e),
     };
     let id = &stopping.session;
-    writeln!(
-        io::stderr(),
-        "interrupting process {} that drives session {id}",
-        stopping.pid
-    )?;
+    let holder = stopping.holder.as_deref().unwrap_or("nothing");
+    match (stopping.how, stopping.pid) {
+        (StopHow::Signalled, Some(pid)) => writeln!(
+            io::stderr(),
+            "interrupting process {pid} that drives session {id}"
+        )?,
+        (StopHow::Interrupted, _) => writeln!(
+            io::stderr(),
+            "session {id} was waiting for a worker: it is interrupted, no worker will claim it"
+        )?,
+        _ => writeln!(
+            io::stderr(),
+            "asked {holder} to stop session {id}; it stops when it next renews its lease"
+        )?,
+    }
     let patience = Duration::from_secs(args.wait);
     match interaction::wait_released(engine, id, patience).await {
         Ok(Some(rec)) => {
@@ -87,9 +104,8 @@ async fn stop(
         Ok(None) => {
             writeln!(
                 io::stderr(),
-                "error: session {id} is still running {}s after the interrupt (process {}); `orchestra stop {id}` again interrupts it at once",
+                "error: session {id} is still running {}s after the request ({holder} drives it); it stops when that process next renews its lease",
                 args.wait,
-                stopping.pid
             )?;
             Ok(exit::SESSION_BUSY)
         }
@@ -109,8 +125,7 @@ fn failed(e: &InteractionError) -> io::Result<u8> {
     )?;
     Ok(match e.kind() {
         ErrorKind::BadInput | ErrorKind::NotFound => exit::BAD_INPUT,
-        ErrorKind::Conflict if matches!(e, InteractionError::NotRunning { .. }) => exit::BAD_INPUT,
-        ErrorKind::Conflict => exit::SESSION_BUSY,
+        ErrorKind::Conflict => exit::BAD_INPUT,
         ErrorKind::Internal => exit::INTERNAL,
     })
 }
