@@ -56,6 +56,7 @@ mod report;
 mod run;
 mod schema;
 mod show;
+mod stop_remote;
 mod usage;
 pub(crate) mod web_ui;
 mod web_ui_actions;
