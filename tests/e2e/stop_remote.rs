@@ -20,8 +20,8 @@ use super::binary::orchestra_bin;
 use super::common::{Run, wait_until};
 use super::web_ui::{get_json, http_with};
 
-/// `a` notes its run, `think` is a scripted agent, `b` notes its run and sleeps (the step a
-/// stop lands in), `c` notes its run.
+/// `a` notes its run, `think` is a scripted agent, `b` notes its run and waits until the gate
+/// `LOG.open` exists (the step a stop lands in), `c` notes its run.
 const PIPELINE: &str = r#"name: stopme
 defaults: { provider: scripted, model: worker }
 providers:
@@ -32,7 +32,7 @@ inputs:
 agents:
   a: { command: [sh, -c, 'echo "$1 a" >> "$2"', a, "{{ inputs.tag }}", "{{ inputs.log }}"] }
   think: { task: { text: "think about {{ inputs.tag }}" } }
-  b: { command: [sh, -c, 'echo "$1 b" >> "$2"; sleep 20', b, "{{ inputs.tag }}", "{{ inputs.log }}"] }
+  b: { command: [sh, -c, 'echo "$1 b" >> "$2"; while [ ! -e "$2.open" ]; do sleep 0.05; done', b, "{{ inputs.tag }}", "{{ inputs.log }}"] }
   c: { command: [sh, -c, 'echo "$1 c" >> "$2"', c, "{{ inputs.tag }}", "{{ inputs.log }}"] }
 graph:
   - { from: START, to: a }
@@ -257,6 +257,8 @@ fn stop_from_another_machine(ms: &Machines) {
         let d = get_json(&served.1, &format!("/api/sessions/{other}"));
         (d["detail"]["status"] == "interrupted").then_some(())
     });
+    // From now on `b` goes through.
+    std::fs::write(ms.log().with_extension("log.open"), "").unwrap();
     let third = ms.enqueue("a", "third");
     wait_until("the worker to complete another session", || {
         ms.worker_err()

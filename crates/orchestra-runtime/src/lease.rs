@@ -227,6 +227,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stop_request_cancels_the_drive_at_the_next_renewal_which_goes_on() {
+        let ttl = Duration::from_millis(300);
+        let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
+        store
+            .call(move |s| {
+                s.create_session(&session())?;
+                s.acquire_lease("s", "1@a", ttl)
+            })
+            .await
+            .unwrap();
+        let ((_user, user_rx), (cancel_tx, mut cancel)) =
+            (watch::channel(false), watch::channel(false));
+        let _renewal = watch_lease(
+            store.clone(),
+            "s".into(),
+            ("1@a".into(), ttl),
+            user_rx,
+            cancel_tx,
+        );
+        tokio::time::sleep(ttl).await;
+        assert!(!*cancel.borrow(), "nobody asked it to stop");
+        let req = orchestra_store::StopRequest {
+            by: "2@b".into(),
+            at_ms: 1,
+        };
+        store
+            .call(move |s| s.set_session_meta("s", orchestra_store::STOP_META, &req.to_value()))
+            .await
+            .unwrap();
+        tokio::time::timeout(ttl, cancel.wait_for(|c| *c))
+            .await
+            .expect("cancelled within a third of the lease")
+            .unwrap();
+        tokio::time::sleep(ttl * 2).await;
+        assert_eq!(
+            holder(&store).await.as_deref(),
+            Some("1@a"),
+            "still renewed while the drive winds down"
+        );
+    }
+
+    /// A session `s`.
+    fn session() -> NewSession {
+        NewSession {
+            id: "s".into(),
+            name: None,
+            pipeline: "p".into(),
+            pipeline_path: "p.yaml".into(),
+            pipeline_source: String::new(),
+            resolved: "null".into(),
+            pipeline_hash: String::new(),
+            inputs: json!({}),
+            parent_session: None,
+            parent_checkpoint: None,
+            parent_node: None,
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
     async fn a_drive_that_panics_stops_renewing_its_lease() {
         let ttl = Duration::from_millis(300);
         let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
