@@ -109,3 +109,146 @@ pub(crate) fn withdraw(s: &mut dyn Store, rec: &SessionRecord) -> Result<(), Sto
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use orchestra_store::{MemoryStore, NewSession};
+    use serde_json::json;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::queue::{WorkerEvent, WorkerOptions};
+    use crate::store_worker::StoreHandle;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    /// An engine over a memory store holding the queued session `q` and the plain session `p`.
+    async fn engine() -> Engine {
+        let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
+        let new = |id: &str| NewSession {
+            id: id.into(),
+            name: None,
+            pipeline: "p".into(),
+            pipeline_path: "p.yaml".into(),
+            pipeline_source: String::new(),
+            resolved: "null".into(),
+            pipeline_hash: String::new(),
+            inputs: json!({}),
+            parent_session: None,
+            parent_checkpoint: None,
+            parent_node: None,
+            created_at: 1,
+        };
+        let (q, p) = (new("q"), new("p"));
+        store
+            .call(move |s| {
+                s.enqueue_session(&q)?;
+                s.create_session(&p)
+            })
+            .await
+            .unwrap();
+        Engine::with_store(store)
+    }
+
+    async fn rec(engine: &Engine, id: &'static str) -> SessionRecord {
+        engine.store().call(move |s| s.find_session(id)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_queued_session_is_interrupted_at_once_and_never_claimed() {
+        let engine = engine().await;
+        assert_eq!(engine.request_stop("q").await.unwrap(), StopAsked::Interrupted);
+        let q = rec(&engine, "q").await;
+        assert_eq!(q.status, SessionStatus::Interrupted);
+        assert_eq!(q.lease_owner, None);
+        assert_eq!(StopRequest::of(&q).map(|r| r.by), Some(engine.owner().to_owned()));
+        assert!(engine.claim().await.unwrap().is_none());
+        // Not running, not in the queue: nothing to stop.
+        assert!(matches!(
+            engine.request_stop("p").await.unwrap(),
+            StopAsked::NotRunning(r) if r.id == "p"
+        ));
+        assert!(matches!(
+            engine.request_stop("q").await.unwrap(),
+            StopAsked::NotRunning(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_held_session_gets_the_request_and_is_not_requeued() {
+        let engine = engine().await;
+        engine
+            .store()
+            .call(|s| s.claim_session("1@elsewhere", TTL))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            engine.request_stop("q").await.unwrap(),
+            StopAsked::Recorded {
+                holder: "1@elsewhere".into()
+            }
+        );
+        let renewal = engine
+            .store()
+            .call(|s| s.renew_lease_checked("q", "1@elsewhere", TTL))
+            .await
+            .unwrap();
+        assert!(matches!(renewal, orchestra_store::Renewal::StopRequested(_)));
+        // The holder stops; its worker, stopping too, does not put it back in the queue.
+        engine
+            .store()
+            .call(|s| {
+                s.set_status("q", SessionStatus::Interrupted, None)?;
+                s.release_lease("q", "1@elsewhere")
+            })
+            .await
+            .unwrap();
+        assert!(!engine.requeue("q", "requeued").await.unwrap());
+        // Resumed: the request is withdrawn.
+        let q = rec(&engine, "q").await;
+        engine
+            .store()
+            .call(move |s| withdraw(s, &q))
+            .await
+            .unwrap();
+        assert_eq!(StopRequest::of(&rec(&engine, "q").await), None);
+        assert!(engine.requeue("q", "requeued").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_worker_interrupts_a_claimed_session_carrying_a_request_without_driving_it() {
+        let engine = engine().await;
+        let req = StopRequest {
+            by: "2@b".into(),
+            at_ms: 1,
+        };
+        engine
+            .store()
+            .call(move |s| s.set_session_meta("q", STOP_META, &req.to_value()))
+            .await
+            .unwrap();
+        let heard = Mutex::new(Vec::new());
+        let on = |ev: WorkerEvent| heard.lock().unwrap().push(ev);
+        let wopts = WorkerOptions {
+            concurrency: 1,
+            poll: Duration::from_millis(10),
+            until_idle: true,
+        };
+        let (_stop, stop_rx) = watch::channel(false);
+        let drive = |_: &SessionRecord| -> crate::engine::DriveOptions {
+            panic!("a session asked to stop is not driven")
+        };
+        engine.work(wopts, &drive, stop_rx, &on).await;
+        let heard = heard.into_inner().unwrap();
+        assert!(
+            matches!(&heard[..], [WorkerEvent::Finished { status: SessionStatus::Interrupted, note: Some(n), .. }] if n.contains("stopped by 2@b")),
+            "{heard:?}"
+        );
+        let q = rec(&engine, "q").await;
+        assert_eq!((q.status, q.lease_owner), (SessionStatus::Interrupted, None));
+    }
+}
