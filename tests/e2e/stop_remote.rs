@@ -134,7 +134,9 @@ impl Machines {
     /// How many times node `node` of the session tagged `tag` ran.
     fn runs(&self, tag: &str, node: &str) -> usize {
         let text = std::fs::read_to_string(self.log()).unwrap_or_default();
-        text.lines().filter(|l| *l == format!("{tag} {node}")).count()
+        text.lines()
+            .filter(|l| *l == format!("{tag} {node}"))
+            .count()
     }
 
     /// The session's record and last checkpoint, read from the database.
@@ -216,7 +218,12 @@ fn stop_from_another_machine(ms: &Machines) {
         stop.transcript()
     );
     let (rec, _) = ms.record(&early);
-    assert_eq!(rec.meta[STOP_META]["by"].as_str().map(|b| b.ends_with("@machine-b")), Some(true));
+    assert_eq!(
+        rec.meta[STOP_META]["by"]
+            .as_str()
+            .map(|b| b.ends_with("@machine-b")),
+        Some(true)
+    );
 
     // A session the worker of machine A drives, stopped from machine B mid-step.
     let id = ms.enqueue("a", "slow");
@@ -239,7 +246,11 @@ fn stop_from_another_machine(ms: &Machines) {
     );
     let (rec, last) = ms.record(&id);
     assert_eq!(rec.status.as_str(), "interrupted");
-    assert_eq!((rec.lease_owner, last), (None, Some(2)), "stopped at checkpoint 2");
+    assert_eq!(
+        (rec.lease_owner, last),
+        (None, Some(2)),
+        "stopped at checkpoint 2"
+    );
     assert_eq!(ms.runs("slow", "c"), 0);
 
     // The worker goes on with other sessions: one stopped through the web UI of machine B.
@@ -267,13 +278,23 @@ fn stop_from_another_machine(ms: &Machines) {
     });
     let err = ms.worker_err();
     for (s, claims) in [(&early, 0), (&id, 1), (&other, 1)] {
-        assert_eq!(err.matches(&format!("claimed {s} ")).count(), claims, "{err}");
+        assert_eq!(
+            err.matches(&format!("claimed {s} ")).count(),
+            claims,
+            "{err}"
+        );
         assert!(!err.contains(&format!("requeued {s}")), "{err}");
     }
     assert!(err.contains(&format!("interrupted {id} after")), "{err}");
     // Stopping the worker does not put a stopped session back in the queue.
     let pid = worker.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let code = wait_until("the worker to exit", || worker.try_wait().unwrap());
     assert_eq!(code.code(), Some(0), "{}", ms.worker_err());
     assert_eq!(ms.record(&id).0.status.as_str(), "interrupted");
@@ -291,7 +312,11 @@ fn stop_from_another_machine(ms: &Machines) {
     // Nothing is left to stop.
     let again = ms.run("b", &["stop", &id]);
     assert_eq!(again.code, 2, "{}", again.transcript());
-    assert!(again.stderr.contains("is not running (it is completed)"), "{}", again.transcript());
+    assert!(
+        again.stderr.contains("is not running (it is completed)"),
+        "{}",
+        again.transcript()
+    );
 }
 
 #[test]

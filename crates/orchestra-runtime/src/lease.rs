@@ -22,7 +22,9 @@ pub const MACHINE_ENV: &str = "ORCHESTRA_MACHINE";
 pub(crate) fn this_machine() -> &'static str {
     static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     MACHINE.get_or_init(|| {
-        let named = std::env::var(MACHINE_ENV).ok().filter(|m| !m.trim().is_empty());
+        let named = std::env::var(MACHINE_ENV)
+            .ok()
+            .filter(|m| !m.trim().is_empty());
         let host = named.unwrap_or_else(|| {
             rustix::system::uname()
                 .nodename()

@@ -27,7 +27,7 @@ pub enum StopAsked {
     /// interrupted now.
     Interrupted,
     /// Nothing drives the session and it is not waiting in the queue: there is nothing to stop.
-    NotRunning(SessionRecord),
+    NotRunning(Box<SessionRecord>),
 }
 
 /// The note of a session a stop request interrupted before anything drove it.
@@ -59,7 +59,7 @@ impl Engine {
                 }
                 let waiting = matches!(rec.status, SessionStatus::Queued | SessionStatus::Running);
                 if !rec.meta.contains_key(QUEUE_META) || !waiting {
-                    return Ok(StopAsked::NotRunning(rec));
+                    return Ok(StopAsked::NotRunning(Box::new(rec)));
                 }
                 // Take the lease so that no worker claims it meanwhile (over a dead process of
                 // this machine, as a drive would).
@@ -154,17 +154,27 @@ mod tests {
     }
 
     async fn rec(engine: &Engine, id: &'static str) -> SessionRecord {
-        engine.store().call(move |s| s.find_session(id)).await.unwrap()
+        engine
+            .store()
+            .call(move |s| s.find_session(id))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
     async fn a_queued_session_is_interrupted_at_once_and_never_claimed() {
         let engine = engine().await;
-        assert_eq!(engine.request_stop("q").await.unwrap(), StopAsked::Interrupted);
+        assert_eq!(
+            engine.request_stop("q").await.unwrap(),
+            StopAsked::Interrupted
+        );
         let q = rec(&engine, "q").await;
         assert_eq!(q.status, SessionStatus::Interrupted);
         assert_eq!(q.lease_owner, None);
-        assert_eq!(StopRequest::of(&q).map(|r| r.by), Some(engine.owner().to_owned()));
+        assert_eq!(
+            StopRequest::of(&q).map(|r| r.by),
+            Some(engine.owner().to_owned())
+        );
         assert!(engine.claim().await.unwrap().is_none());
         // Not running, not in the queue: nothing to stop.
         assert!(matches!(
@@ -197,7 +207,10 @@ mod tests {
             .call(|s| s.renew_lease_checked("q", "1@elsewhere", TTL))
             .await
             .unwrap();
-        assert!(matches!(renewal, orchestra_store::Renewal::StopRequested(_)));
+        assert!(matches!(
+            renewal,
+            orchestra_store::Renewal::StopRequested(_)
+        ));
         // The holder stops; its worker, stopping too, does not put it back in the queue.
         engine
             .store()
@@ -210,11 +223,7 @@ mod tests {
         assert!(!engine.requeue("q", "requeued").await.unwrap());
         // Resumed: the request is withdrawn.
         let q = rec(&engine, "q").await;
-        engine
-            .store()
-            .call(move |s| withdraw(s, &q))
-            .await
-            .unwrap();
+        engine.store().call(move |s| withdraw(s, &q)).await.unwrap();
         assert_eq!(StopRequest::of(&rec(&engine, "q").await), None);
         assert!(engine.requeue("q", "requeued").await.unwrap());
     }
@@ -249,6 +258,9 @@ mod tests {
             "{heard:?}"
         );
         let q = rec(&engine, "q").await;
-        assert_eq!((q.status, q.lease_owner), (SessionStatus::Interrupted, None));
+        assert_eq!(
+            (q.status, q.lease_owner),
+            (SessionStatus::Interrupted, None)
+        );
     }
 }

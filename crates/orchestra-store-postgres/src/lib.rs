@@ -36,8 +36,8 @@ use serde_json::Value;
 use orchestra_store::validate;
 use orchestra_store::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, LeaseOutcome, NewSession, NodeRunRecord,
-    Renewal, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, SessionTrace,
-    TaskRecord, TraceRecord,
+    Renewal, SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary,
+    SessionTrace, TaskRecord, TraceRecord,
 };
 use orchestra_store::{Clock, Fence, Store, StoreError};
 

@@ -13,8 +13,8 @@ use orchestra_store::StoreError;
 use orchestra_store::validate::resolve_prefix;
 use orchestra_store::validate::{self, int};
 use orchestra_store::{
-    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, SessionFilter, SessionPipeline,
-    Renewal, STOP_META, SessionRecord, SessionStatus, SessionSummary, StopRequest,
+    CostTally, LeaseOutcome, MAX_AMBIGUOUS_CANDIDATES, NewSession, Renewal, STOP_META,
+    SessionFilter, SessionPipeline, SessionRecord, SessionStatus, SessionSummary, StopRequest,
 };
 
 /// The columns of a [`SessionRecord`], from `sessions s JOIN pipelines p`.

@@ -131,7 +131,10 @@ pub(super) fn a_stop_request_is_read_with_the_lease_renewal(s: &mut dyn Store, c
     let id = cx.id("stop");
     s.enqueue_session(&new_session(&id, 1)).unwrap();
     assert_eq!(claim_own(s, cx, "1@a").as_deref(), Some(id.as_str()));
-    assert_eq!(s.renew_lease_checked(&id, "1@a", TTL).unwrap(), Renewal::Held);
+    assert_eq!(
+        s.renew_lease_checked(&id, "1@a", TTL).unwrap(),
+        Renewal::Held
+    );
     let req = StopRequest {
         by: "9@elsewhere".into(),
         at_ms: 1_234,
