@@ -103,7 +103,11 @@ const Actions = (() => {
         try { done(await post(`${base}/${path}`)); } catch (e) { fail(out, e); }
       } }, label);
     const resume = act("Resume", "resume", (s) => say(out, `resumed by process ${s.pid}`));
-    const stop = act("Stop", "stop", (s) => say(out, `asked process ${s.pid} to stop; it finishes its checkpoint`));
+    const stop = act("Stop", "stop", (s) => say(out, s.how === "interrupted"
+      ? "interrupted: no worker drove it"
+      : s.how === "signalled"
+        ? `asked process ${s.pid} to stop; it finishes its checkpoint`
+        : `asked ${s.holder} to stop; it stops when it next renews its lease`));
     const cp = h("select", { id: "fork-checkpoint", name: "checkpoint" });
     const sets = h("textarea", { id: "fork-set", name: "set", rows: 2, placeholder: 'verdict="approve"' });
     const fork = h("form", { class: "fork-form", "aria-labelledby": "h-fork",
