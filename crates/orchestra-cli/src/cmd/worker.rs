@@ -24,6 +24,10 @@ use crate::exit;
 /// without re-running tasks that had finished. A session that pauses for a human is released
 /// (status `paused`): `orchestra attach ID` answers it from any machine and hands it back.
 ///
+/// `orchestra stop ID`, from any machine, stops one session: the worker reads the request when
+/// it renews that session's lease, interrupts it at its checkpoint (not re-queued; `orchestra
+/// resume ID` continues it) and goes on with the others.
+///
 /// Prints a line per session claimed and finished. SIGTERM or Ctrl-C: claim nothing more, cut
 /// the running agents off (what finished stays recorded), re-queue those sessions for another
 /// worker, release the leases and exit 0; a second signal exits at once (130).
