@@ -81,9 +81,11 @@ pub async fn stop(engine: &Engine, session: &str) -> Result<Stopping, Interactio
         }
         StopAsked::Recorded { holder } => holder,
     };
-    // A worker drives several sessions: SIGINT would stop all of them.
-    let worker = rec.meta.get(WORKER_META).and_then(Value::as_str) == Some(holder.as_str());
-    let Some(pid) = local_pid(&holder).filter(|_| !worker) else {
+    // A worker drives several sessions, and a call node's child is driven by its parent's
+    // process (perhaps a worker): SIGINT would stop all of them.
+    let shared = rec.parent_node.is_some()
+        || rec.meta.get(WORKER_META).and_then(Value::as_str) == Some(holder.as_str());
+    let Some(pid) = local_pid(&holder).filter(|_| !shared) else {
         return Ok(Stopping {
             session: rec.id,
             how: StopHow::Requested,
