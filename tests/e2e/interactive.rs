@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::common::{Run, copy_dir, orchestra, wait_until, workspace_root};
 use super::pty::Term;
 
-const PIPELINE: &str = "pipelines/plan-with-human.yaml";
+pub(crate) const PIPELINE: &str = "pipelines/plan-with-human.yaml";
 
 /// A temp project holding the workspace's plan-with-human pipeline and what it uses.
 struct Project {
@@ -45,25 +45,7 @@ impl Project {
     /// Makes the planner a command that answers only once a file `open` exists in the project
     /// ([`Project::open_gate`]): the session stays live at the planner meanwhile.
     fn gated_planner(&self) {
-        let file = self.root().join(PIPELINE);
-        let text = std::fs::read_to_string(&file).unwrap();
-        let gated = text
-            .replacen(
-                "providers:\n",
-                "providers:\n  gate:\n    kind: command\n    command: [sh, -c, 'cat >/dev/null; while [ ! -e open ]; do sleep 0.02; done; echo A plan.']\n    stdin: true\n",
-                1,
-            )
-            .replacen(
-                "    task: draft-plan\n",
-                "    task: draft-plan\n    provider: gate\n",
-                1,
-            );
-        assert_eq!(
-            gated.matches("gate").count(),
-            2,
-            "the pipeline changed shape"
-        );
-        std::fs::write(file, gated).unwrap();
+        gate_planner(&self.root().join(PIPELINE));
     }
 
     /// Lets the gated planner answer.
@@ -101,6 +83,30 @@ impl Project {
             .map(|m| (m.run_index, m.role, m.content))
             .collect()
     }
+}
+
+/// Makes the planner of the plan-with-human pipeline at `file` a command that answers only
+/// once a file `open` exists in the directory it runs in: the session stays live at the
+/// planner meanwhile.
+pub(crate) fn gate_planner(file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let gated = text
+        .replacen(
+            "providers:\n",
+            "providers:\n  gate:\n    kind: command\n    command: [sh, -c, 'cat >/dev/null; while [ ! -e open ]; do sleep 0.02; done; echo A plan.']\n    stdin: true\n",
+            1,
+        )
+        .replacen(
+            "    task: draft-plan\n",
+            "    task: draft-plan\n    provider: gate\n",
+            1,
+        );
+    assert_eq!(
+        gated.matches("gate").count(),
+        2,
+        "the pipeline changed shape"
+    );
+    std::fs::write(file, gated).unwrap();
 }
 
 /// The session id in "attach with: orchestra attach ID" or "session ID".
@@ -280,7 +286,7 @@ fn detach_pauses_then_attach_resumes_the_chat_here() {
 }
 
 /// Waits for the attach socket of the only session to appear; returns the session id.
-fn live_session(root: &Path) -> String {
+pub(crate) fn live_session(root: &Path) -> String {
     let dir = root.join(".orchestra/sessions");
     wait_until("the attach socket of the run", || {
         std::fs::read_dir(&dir).ok()?.flatten().find_map(|e| {

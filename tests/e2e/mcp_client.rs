@@ -65,7 +65,7 @@ fn pipeline(api_base: &str, servers: &str, tools: &str) -> String {
 
 #[test]
 fn an_agent_calls_mcp_tools_and_reads_their_real_answers() {
-    let Some(install) = mcp_install() else { return };
+    let install = mcp_install();
     let p = Project::new();
     let model = FakeModel::start(vec![
         tool_call(
@@ -154,7 +154,7 @@ fn an_agent_calls_mcp_tools_and_reads_their_real_answers() {
 
 #[test]
 fn a_slow_call_is_a_tool_error_and_the_session_goes_on() {
-    let Some(install) = mcp_install() else { return };
+    let install = mcp_install();
     let p = Project::new();
     let model = FakeModel::start(vec![
         tool_call(
@@ -366,6 +366,15 @@ fn servers_that_cannot_start_are_tool_errors_and_the_session_goes_on() {
         "{}",
         report.stdout
     );
+    // The report says, under the run, which servers it went on without, and why.
+    let html = p.run(&["report", &id, "--format", "html"]);
+    assert_eq!(html.code, 0, "{}", html.transcript());
+    for server in ["mute", "junk", "gone", "nope", "web"] {
+        let md = format!("**MCP server `{server}` unavailable:** MCP server `{server}`");
+        assert!(report.stdout.contains(&md), "{md}\n{}", report.stdout);
+        let h = format!("<strong>MCP server <code>{server}</code> unavailable:</strong> MCP server `{server}`");
+        assert!(html.stdout.contains(&h), "{h}\n{}", html.stdout);
+    }
     // The silent server's group (with the child it left behind) and the others are gone.
     assert_eq!(
         wait_none_in(p.root()),
@@ -437,7 +446,7 @@ fn compile_checks_mcp_servers_and_tool_names_without_starting_anything() {
 
 #[test]
 fn compile_probe_starts_the_servers_and_names_a_missing_tool() {
-    let Some(install) = mcp_install() else { return };
+    let install = mcp_install();
     let p = Project::new();
     let servers = format!(
         "  every: {{ command: {}, args: [stdio] }}\n",
@@ -499,7 +508,7 @@ fn compile_probe_starts_the_servers_and_names_a_missing_tool() {
 
 #[test]
 fn the_mcp_files_example_runs_offline_end_to_end() {
-    let Some(install) = mcp_install() else { return };
+    let install = mcp_install();
     let ws = super::common::workspace_root();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");

@@ -37,8 +37,16 @@ impl Drop for Served {
 impl Served {
     /// `orchestra mcp --http ADDR` at the top of `repo`, once it printed its URL (and token).
     pub(super) fn start(repo: &Repo, addr: &str) -> Served {
+        Served::start_with(repo, addr, &[])
+    }
+
+    /// [`Served::start`] with `env` added to its environment; with `ORCHESTRA_MCP_TOKEN` among
+    /// it, once it said that token is in use.
+    fn start_with(repo: &Repo, addr: &str, env: &[(&str, &str)]) -> Served {
+        let users = env.iter().any(|(k, _)| *k == "ORCHESTRA_MCP_TOKEN");
         let mut child = repo
             .command(&["mcp", "--http", addr])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -46,7 +54,7 @@ impl Served {
             .unwrap();
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut banner = String::new();
-        let want_token = !addr.starts_with("127.");
+        let want_token = users || !addr.starts_with("127.");
         loop {
             let mut line = String::new();
             assert!(
@@ -79,10 +87,14 @@ impl Served {
             .and_then(|hp| hp.rsplit(':').next())
             .unwrap()
             .to_owned();
-        let token = banner.split("Bearer ").nth(1).map(|t| {
-            t.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
-                .to_owned()
-        });
+        let token = if users {
+            None
+        } else {
+            banner.split("Bearer ").nth(1).map(|t| {
+                t.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
+                    .to_owned()
+            })
+        };
         Served {
             child,
             addr: format!("127.0.0.1:{port}"),
@@ -368,4 +380,55 @@ fn mcp_over_http_on_an_address_it_cannot_listen_on_is_bad_input() {
         stderr.contains("invalid value 'localhost:http'"),
         "{stderr}"
     );
+}
+
+#[test]
+fn mcp_over_http_with_a_token_of_the_users_requires_it_on_loopback_too_and_never_prints_it() {
+    let repo = Repo::new();
+    let token = "my-own_token.for~the+IDE/0123=";
+    let env = [("ORCHESTRA_MCP_TOKEN", token)];
+    let served = Served::start_with(&repo, "127.0.0.1:0", &env);
+    let banner = served.stderr.lock().unwrap().clone();
+    assert!(
+        banner.contains(
+            "every request needs the token set in ORCHESTRA_MCP_TOKEN (not shown; programs send `Authorization: Bearer TOKEN`)"
+        ),
+        "{banner}"
+    );
+    assert!(!banner.contains(token), "{banner}");
+    let a = served.addr.as_str();
+    let (status, _, body) = post(a, &[], &initialize());
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = post(
+        a,
+        &[("Authorization", "Bearer my-own_token.for~the+IDE/0124=")],
+        &initialize(),
+    );
+    assert_eq!(status, 401);
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = post(a, &[("Authorization", &bearer)], &initialize());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"serverInfo\""), "{body}");
+    assert!(!served.stderr.lock().unwrap().contains(token));
+
+    // A token it would not accept: refused before listening, naming the variable, never the value.
+    for (bad, why) in [
+        ("abc12", "ORCHESTRA_MCP_TOKEN is too short: a token needs at least 16 characters, it has 5"),
+        (
+            "abcdefgh ijklmnopq",
+            "ORCHESTRA_MCP_TOKEN holds ' ' at character 9: a token may hold only ASCII letters, digits and `-._~+/=`",
+        ),
+    ] {
+        let out = repo
+            .command(&["mcp", "--http", "127.0.0.1:0"])
+            .env("ORCHESTRA_MCP_TOKEN", bad)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end(), format!("error: {why}"));
+        assert!(!stderr.contains(bad), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }

@@ -91,6 +91,11 @@ impl Repo {
         repo
     }
 
+    /// The `HOME` of the commands run in it.
+    pub(crate) fn home(&self) -> &Path {
+        &self.home
+    }
+
     pub(crate) fn git(&self, args: &[&str]) {
         let ok = Command::new("git")
             .args([

@@ -391,6 +391,48 @@ fn ui_on_another_address_requires_the_token_it_prints() {
 }
 
 #[test]
+fn ui_with_a_token_of_the_users_requires_it_on_loopback_too_and_never_prints_it() {
+    let repo = Repo::new();
+    let token = "0123456789abcdefXYZ";
+    let ui = serve_with(&repo, "127.0.0.1:0", &[("ORCHESTRA_UI_TOKEN", token)]);
+    assert!(!ui.banner.contains(token), "{}", ui.banner);
+    assert!(!ui.banner.contains("?token="), "{}", ui.banner);
+    assert!(
+        ui.banner
+            .contains("every request needs the token set in ORCHESTRA_UI_TOKEN (not shown;"),
+        "{}",
+        ui.banner
+    );
+    let a = ui.addr.as_str();
+    for path in ["/", "/api/sessions"] {
+        let (status, _, body) = http(a, "GET", path, &[]);
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        http(a, "GET", "/api/sessions", &[("Authorization", &bearer)]).0,
+        200
+    );
+    let (status, head, _) = http(a, "GET", &format!("/?token={token}"), &[]);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("set-cookie: orchestra_token="), "{head}");
+
+    let out = repo
+        .command(&["ui", "--addr", "127.0.0.1:0"])
+        .env("ORCHESTRA_UI_TOKEN", "tiny")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: ORCHESTRA_UI_TOKEN is too short: a token needs at least 16 characters, it has 4"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn ui_in_a_headless_browser_lists_sessions_and_shows_a_pr_review_session() {
     let (repo, id, forked) = reviewed();
     let ui = serve(&repo, "127.0.0.1:0");

@@ -11,7 +11,7 @@ use super::web_ui::{get_json, http_with, reviewed, serve};
 use super::webdriver::Browser;
 
 /// A POST from the page's own origin: status and JSON body.
-fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
+pub(super) fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
     let origin = format!("http://{addr}");
     let (status, _, text) = http_with(
         addr,
@@ -25,14 +25,14 @@ fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
 }
 
 /// The error text of a refused action.
-fn error_of(v: &Value) -> &str {
+pub(super) fn error_of(v: &Value) -> &str {
     v["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error in {v}"))
 }
 
 /// Waits until session `id` has `status` (as the API shows it).
-fn wait_status(addr: &str, id: &str, status: &str) -> Value {
+pub(super) fn wait_status(addr: &str, id: &str, status: &str) -> Value {
     wait_until(&format!("session {id} to be {status}"), || {
         let d = get_json(addr, &format!("/api/sessions/{id}"));
         (d["detail"]["status"] == status).then_some(d)

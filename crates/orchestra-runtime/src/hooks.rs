@@ -153,7 +153,7 @@ pub(crate) async fn after_step(
 mod tests {
     use serde_json::json;
 
-    use orchestra_store::{MemoryStore, NewSession};
+    use orchestra_store::MemoryStore;
 
     use super::*;
 
@@ -179,20 +179,7 @@ mod tests {
         let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
         store
             .call(|s| {
-                s.create_session(&NewSession {
-                    id: "s".into(),
-                    name: None,
-                    pipeline: "p".into(),
-                    pipeline_path: "p.yaml".into(),
-                    pipeline_source: String::new(),
-                    resolved: "null".into(),
-                    pipeline_hash: String::new(),
-                    inputs: json!({}),
-                    parent_session: None,
-                    parent_checkpoint: None,
-                    parent_node: None,
-                    created_at: 1,
-                })
+                s.create_session(&crate::testing::new_session("s", "p"))
             })
             .await
             .unwrap();

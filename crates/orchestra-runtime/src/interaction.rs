@@ -19,7 +19,7 @@ mod detached;
 mod stop;
 
 pub use answer::{DEFAULT_WAIT, answer};
-pub use chat::{PausedChat, paused_chat};
+pub use chat::{PausedChat, live_chat, paused_chat};
 pub use detached::{Drive, last_events, start};
 pub use stop::{StopHow, Stopping, stop, wait_released};
 

@@ -40,6 +40,8 @@ mod session;
 mod stop_request;
 mod store_worker;
 mod stored;
+#[cfg(test)]
+mod testing;
 pub mod views;
 
 pub use call_node::{CALL_META, child_calls};

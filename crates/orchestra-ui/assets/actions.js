@@ -130,6 +130,7 @@ const Actions = (() => {
     const addLine = (who, said) => lines.append(h("li", { class: `chat-${who}` }, h("strong", {}, `${who}: `), said));
     const send = async (line) => {
       if (!line.trim()) return;
+      shown = null;
       addLine("human", line);
       say(out, "sending…");
       try {
@@ -138,6 +139,7 @@ const Actions = (() => {
         say(out, a.delivered === "resumed" ? `the session resumes with your line (process ${a.started.pid})`
           : `delivered${a.finished ? `; the run ended: ${a.finished}` : ""}`);
         text.value = "";
+        if (a.delivered === "live") loadChat();
       } catch (e) { fail(out, e); }
     };
     const quick = (cmd, what) => h("button", { type: "button", "data-command": cmd, title: what, onclick: () => send(cmd) }, cmd);
@@ -153,19 +155,42 @@ const Actions = (() => {
       h("h2", { id: "h-actions" }, "Actions"),
       h("div", { class: "buttons" }, resume, stop), out, fork, chat);
     let seen = null;
-    async function loadChat(status) {
-      if (status !== "paused") {
-        chatNote.textContent = status === "running"
-          ? "A line goes to the agent through the process running the session, when it asks for a human."
-          : `The session is ${status}; it has no chat waiting.`;
+    let status = null;
+    let shown = null;
+    let poll = null;
+    // The lines as stored, whoever said them (this page, `orchestra attach`, `orchestra mcp`);
+    // redrawn only when they changed.
+    const showLines = (ls) => {
+      const key = JSON.stringify(ls);
+      if (key === shown) return;
+      shown = key;
+      lines.replaceChildren();
+      for (const l of ls) addLine(l.who, l.text);
+    };
+    async function loadChat() {
+      clearTimeout(poll);
+      poll = null;
+      const st = status;
+      if (st !== "paused" && st !== "running") {
+        chatNote.textContent = `The session is ${st}; it has no chat waiting.`;
         return;
       }
       let c;
       try { c = await api(`${base}/chat`); } catch (e) { chatNote.textContent = `error: ${e.message}`; return; }
-      if (!c) { chatNote.textContent = "The session is paused, but not at an interactive agent."; return; }
-      chatNote.textContent = `Paused at ${c.node} (run ${c.run_index + 1}), waiting for you.`;
-      lines.replaceChildren();
-      for (const l of c.lines) addLine(l.who, l.text);
+      if (st !== status) return;
+      if (st === "running") {
+        // A live chat grows while the page is open: ask again while the session runs here.
+        if (el.isConnected) poll = setTimeout(loadChat, 1000);
+        if (!c) {
+          chatNote.textContent = "A line goes to the agent through the process running the session, when it asks for a human.";
+          return;
+        }
+        chatNote.textContent = `Live chat with ${c.node} (run ${c.run_index + 1}): every line shows here as it is said, from this page or a terminal's orchestra attach.`;
+      } else {
+        if (!c) { chatNote.textContent = "The session is paused, but not at an interactive agent."; return; }
+        chatNote.textContent = `Paused at ${c.node} (run ${c.run_index + 1}), waiting for you.`;
+      }
+      showLines(c.lines);
     }
     function update(detail) {
       const st = detail.status;
@@ -178,7 +203,7 @@ const Actions = (() => {
       if (!chosen && cps.length) cp.value = String(cps[cps.length - 1]);
       chat.hidden = !(st === "paused" || st === "running");
       const key = `${st}/${detail.updated_at}`;
-      if (key !== seen) { seen = key; loadChat(st); }
+      if (key !== seen) { seen = key; status = st; loadChat(); }
     }
     return { id, el, update };
   }

@@ -347,17 +347,23 @@ async fn answer(State(ui): State<Ui>, Path(id): Path<String>, bytes: Bytes) -> R
     }
 }
 
-/// The chat a paused session waits at (`null` when it waits at none).
+/// The chat of the session's interactive agent, from the store: the one a paused session waits
+/// at, or the one a running session's process holds now (its lines as stored, whoever said
+/// them); `null` when there is none.
 async fn chat(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
     let rec = match record(&ui, &id).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if rec.status != SessionStatus::Paused {
-        return Json(Value::Null).into_response();
-    }
-    let note = rec.error.clone().unwrap_or_default();
-    match interaction::paused_chat(&ui.engine, &rec.id, &note).await {
+    let found = match rec.status {
+        SessionStatus::Paused => {
+            let note = rec.error.clone().unwrap_or_default();
+            interaction::paused_chat(&ui.engine, &rec.id, &note).await
+        }
+        SessionStatus::Running => interaction::live_chat(&ui.engine, &rec.id).await,
+        _ => Ok(None),
+    };
+    match found {
         Ok(c) => Json(c).into_response(),
         Err(e) => failed(&e),
     }

@@ -1,6 +1,7 @@
 //! Who may use an HTTP server of orchestra (the web UI, `orchestra mcp --http`): on a loopback
-//! address a loopback `Host` (no DNS rebinding), on any other address the token it printed,
-//! and an `Origin` naming the server itself ([`Origins`] says when one is needed).
+//! address a loopback `Host` (no DNS rebinding), on any other address the token it printed
+//! (or the one the user set, on every address: [`UserToken`]), and an `Origin` naming the
+//! server itself ([`Origins`] says when one is needed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,10 +25,80 @@ pub enum Origins {
     WhenPresent,
 }
 
+/// The fewest characters a token the user sets may have.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A token the user chose (`ORCHESTRA_UI_TOKEN`, `ORCHESTRA_MCP_TOKEN`), so that a client's
+/// configuration outlives a restart: checked to be long enough and to fit in a header, a
+/// cookie and a URL unchanged. Its `Debug` does not show it.
+#[derive(Clone)]
+pub struct UserToken(Arc<str>);
+
+impl std::fmt::Debug for UserToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserToken(..)")
+    }
+}
+
+/// Why a token the user set is refused (`var` names where it came from).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Fewer than [`MIN_TOKEN_LEN`] characters.
+    #[error("{var} is too short: a token needs at least {MIN_TOKEN_LEN} characters, it has {len}")]
+    TooShort {
+        /// Where the token came from.
+        var: &'static str,
+        /// How many characters it has.
+        len: usize,
+    },
+    /// A character other than ASCII letters, digits and `-._~+/=`.
+    #[error(
+        "{var} holds {found:?} at character {at}: a token may hold only ASCII letters, digits and `-._~+/=`"
+    )]
+    BadChar {
+        /// Where the token came from.
+        var: &'static str,
+        /// The first character refused.
+        found: char,
+        /// Its position, from 1.
+        at: usize,
+    },
+}
+
+impl UserToken {
+    /// `value` as a token, read from `var` (named in the error).
+    ///
+    /// # Errors
+    /// When it is shorter than [`MIN_TOKEN_LEN`] or holds a character that does not fit in an
+    /// `Authorization: Bearer` header (RFC 6750's token68: ASCII letters, digits, `-._~+/=`).
+    pub fn parse(var: &'static str, value: &str) -> Result<UserToken, TokenError> {
+        if let Some((i, found)) = value
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || "-._~+/=".contains(*c)))
+        {
+            return Err(TokenError::BadChar {
+                var,
+                found,
+                at: i + 1,
+            });
+        }
+        if value.len() < MIN_TOKEN_LEN {
+            return Err(TokenError::TooShort {
+                var,
+                len: value.len(),
+            });
+        }
+        Ok(UserToken(Arc::from(value)))
+    }
+}
+
 /// The checks in front of every route of a server listening on one address.
 #[derive(Debug, Clone)]
 pub struct Access {
     token: Option<Arc<str>>,
+    /// Whether the token is the user's (never printed) rather than one made at start.
+    users: bool,
     loopback: bool,
     origins: Origins,
 }
@@ -40,14 +111,34 @@ impl Access {
         let token = (!loopback).then(|| Arc::from(new_token()));
         Access {
             token,
+            users: false,
             loopback,
             origins,
         }
     }
 
-    /// The token requests must carry, when the address is not a loopback one.
+    /// The checks with the user's `token` in place of a random one: required on every
+    /// address, loopback ones included.
+    pub fn with_user_token(mut self, token: UserToken) -> Access {
+        self.token = Some(token.0);
+        self.users = true;
+        self
+    }
+
+    /// The token requests must carry, when the address is not a loopback one or the user set
+    /// one.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// The token to print: the one made at start, never the user's.
+    pub fn printable_token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|_| !self.users)
+    }
+
+    /// Whether the user's token is in use.
+    pub fn user_token(&self) -> bool {
+        self.users
     }
 }
 
@@ -98,7 +189,7 @@ pub async fn check(State(access): State<Access>, req: Request, next: Next) -> Re
     }
     let mut resp = refuse(
         StatusCode::UNAUTHORIZED,
-        "this server needs the token it printed: open the URL it printed, or send `Authorization: Bearer TOKEN`",
+        "this server needs its token (the one it printed, or the one set for it): open the URL with `?token=TOKEN`, or send `Authorization: Bearer TOKEN`",
     );
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -204,5 +295,28 @@ mod tests {
         assert!(!equal("abc", "ab"));
         assert_eq!(query_token(Some("a=1&token=xyz")), Some("xyz".to_owned()));
         assert_eq!(query_token(Some("tokens=xyz")), None);
+    }
+
+    #[test]
+    fn user_tokens_are_checked() {
+        let ok = UserToken::parse("T", "abcdefghijklmnop").unwrap();
+        assert_eq!(format!("{ok:?}"), "UserToken(..)");
+        assert!(UserToken::parse("T", "A-b_c.d~e+f/g=0123").is_ok());
+        assert_eq!(
+            UserToken::parse("T", "short").unwrap_err(),
+            TokenError::TooShort { var: "T", len: 5 }
+        );
+        let e = UserToken::parse("T", "abcdefgh ijklmnopq").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "T holds ' ' at character 9: a token may hold only ASCII letters, digits and `-._~+/=`"
+        );
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let access = Access::new(addr, Origins::WhenPresent);
+        assert_eq!(access.token(), None);
+        let access = access.with_user_token(ok);
+        assert_eq!(access.token(), Some("abcdefghijklmnop"));
+        assert_eq!(access.printable_token(), None);
+        assert!(access.user_token());
     }
 }

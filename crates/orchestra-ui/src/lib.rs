@@ -17,11 +17,13 @@
 //! - The actions (see [`Actions`]), all POSTs: `/api/pipelines/run` (`{pipeline, inputs}`),
 //!   `/api/sessions/ID/resume`, `/api/sessions/ID/fork` (`{checkpoint, set: ["FIELD=JSON"]}`),
 //!   `/api/sessions/ID/stop`, `/api/sessions/ID/answer` (`{text}`); `GET
-//!   /api/sessions/ID/chat` is the chat a paused session waits at.
+//!   /api/sessions/ID/chat` is the chat a paused session waits at, or the one a running
+//!   session's interactive agent holds (as stored, whoever said it).
 //!
 //! Security: on a loopback address requests must name a loopback host (no DNS rebinding); on
 //! any other address every request needs the [`Ui::token`] (`Authorization: Bearer`, or
-//! `?token=` which sets a cookie), else 401. Requests other than GET and HEAD must also come
+//! `?token=` which sets a cookie), else 401; the user's token ([`Ui::with_user_token`]) is
+//! needed on every address. Requests other than GET and HEAD must also come
 //! from the same origin (`Origin` matching `Host`), else 403. The API serves no files, and no
 //! API key is in what it shows; the actions start `orchestra` processes on the project's own
 //! pipelines and sessions only.
@@ -69,12 +71,26 @@ impl Ui {
         self
     }
 
-    /// The token requests must carry, when the address is not a loopback one.
-    pub fn token(&self) -> Option<&str> {
-        self.access.token()
+    /// The UI with the user's token in place of a random one: required on every address,
+    /// never printed.
+    pub fn with_user_token(mut self, token: auth::UserToken) -> Ui {
+        self.access = self.access.with_user_token(token);
+        self
     }
 
-    /// The URL to open: `http://ADDR/`, with `?token=` when one is required.
+    /// The token to print: the random one a non-loopback address requires (none when the
+    /// user set one, see [`Ui::user_token`]).
+    pub fn token(&self) -> Option<&str> {
+        self.access.printable_token()
+    }
+
+    /// Whether the user's token is in use.
+    pub fn user_token(&self) -> bool {
+        self.access.user_token()
+    }
+
+    /// The URL to open: `http://ADDR/`, with `?token=` when a random one is required (never
+    /// the user's own).
     pub fn url(&self, addr: SocketAddr) -> String {
         match self.token() {
             Some(t) => format!("http://{addr}/?token={t}"),

@@ -42,11 +42,14 @@ use crate::exit;
 /// stderr. On a loopback address (the default) requests must name a loopback host (no DNS
 /// rebinding); on any other address it prints a token every request must carry
 /// (`Authorization: Bearer TOKEN`), else 401. A request whose `Origin` is not this server
-/// (a page of another site) is refused (403).
+/// (a page of another site) is refused (403). A token of your own, so that a client's
+/// configuration outlives a restart: set ORCHESTRA_MCP_TOKEN (at least 16 ASCII letters,
+/// digits or `-._~+/=`); it is then needed on every address, loopback included, and never
+/// printed (the server says that it is in use).
 ///
 /// Exit codes: 0 when stdin closes (before or after a client said hello) or, with `--http`,
-/// after Ctrl-C or SIGTERM; 2 when what came first was not an MCP handshake, or the address
-/// cannot be listened on.
+/// after Ctrl-C or SIGTERM; 2 when what came first was not an MCP handshake, the address
+/// cannot be listened on, or ORCHESTRA_MCP_TOKEN is not a token it accepts.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
@@ -66,10 +69,17 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let token = match args.http {
+        Some(_) => match crate::cmd::ui::user_token(http::TOKEN_ENV)? {
+            Ok(t) => t,
+            Err(code) => return Ok(code),
+        },
+        None => None,
+    };
     let rt = runtime()?;
     let server = server::Orchestra::new(ctx.clone(), args.db);
     let code = match args.http {
-        Some(addr) => rt.block_on(http::serve(server, addr))?,
+        Some(addr) => rt.block_on(http::serve(server, addr, token))?,
         None => rt.block_on(stdio(server))?,
     };
     // Tasks still waiting on a detached run's first event do not hold up the exit.

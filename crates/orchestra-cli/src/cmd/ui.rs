@@ -5,9 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use orchestra_ui::auth::UserToken;
+
 use crate::cli::Ctx;
 use crate::engine::{db_path, runtime, sessions_root};
 use crate::exit;
+
+/// The variable holding the web UI's token, when the user sets it.
+const TOKEN_ENV: &str = "ORCHESTRA_UI_TOKEN";
 
 /// Serve the web UI: the sessions with their live status, parents and children; a session's
 /// graph with the path taken, how many times each edge fired and the nodes running now; its
@@ -28,8 +33,13 @@ use crate::exit;
 /// carry (the printed URL holds it; `Authorization: Bearer TOKEN` for programs): without it the
 /// answer is 401; actions also need the page's own origin. It serves no other file.
 ///
-/// Exit codes: 0 after Ctrl-C, 2 when the address cannot be listened on or the database is not
-/// one it can use (an unknown kind, unreachable, read-only, corrupt), 5 when the database cannot
+/// A token of your own, kept across restarts: set ORCHESTRA_UI_TOKEN (at least 16 ASCII
+/// letters, digits or `-._~+/=`). It is then needed on every address, loopback included
+/// (`?token=TOKEN` once in the browser, `Authorization: Bearer TOKEN` for programs), and never
+/// printed: the UI says that it is in use.
+///
+/// Exit codes: 0 after Ctrl-C, 2 when ORCHESTRA_UI_TOKEN is not a token it accepts, the address
+/// cannot be listened on or the database is not one it can use (an unknown kind, unreachable, read-only, corrupt), 5 when the database cannot
 /// be read or created.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -43,6 +53,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
+    let token = match user_token(TOKEN_ENV)? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     // A project that has run nothing yet has no SQLite file: it is created here, as `run`
     // would (the UI can start the first run); a PostgreSQL database gets its schema on connect.
     let db = match db_path(args.db.clone(), ctx)? {
@@ -73,7 +87,10 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             },
             root,
         };
-        let ui = orchestra_ui::Ui::new(Arc::clone(&engine), addr).with_actions(actions);
+        let mut ui = orchestra_ui::Ui::new(Arc::clone(&engine), addr).with_actions(actions);
+        if let Some(token) = token {
+            ui = ui.with_user_token(token);
+        }
         {
             let mut out = io::stdout().lock();
             writeln!(out, "orchestra ui: {}", ui.url(addr))?;
@@ -82,6 +99,9 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
                     out,
                     "not a loopback address: every request needs the token {token} (it is in the URL above; programs send `Authorization: Bearer {token}`)"
                 )?;
+            }
+            if ui.user_token() {
+                writeln!(out, "{}", token_in_use(TOKEN_ENV))?;
             }
             writeln!(
                 out,
@@ -105,4 +125,30 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
             }
         }
     })
+}
+
+/// The user's token from the variable `var` (unset or empty: none), or the exit code after
+/// saying why it is refused (2). The value is never printed.
+pub(crate) fn user_token(var: &'static str) -> io::Result<Result<Option<UserToken>, u8>> {
+    let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+        return Ok(Ok(None));
+    };
+    let parsed = match value.to_str() {
+        Some(v) => UserToken::parse(var, v).map_err(|e| e.to_string()),
+        None => Err(format!("{var} is not valid UTF-8")),
+    };
+    match parsed {
+        Ok(t) => Ok(Ok(Some(t))),
+        Err(e) => {
+            writeln!(io::stderr(), "error: {e}")?;
+            Ok(Err(exit::BAD_INPUT))
+        }
+    }
+}
+
+/// The line that says the user's token is in use (never its value).
+pub(crate) fn token_in_use(var: &str) -> String {
+    format!(
+        "every request needs the token set in {var} (not shown; programs send `Authorization: Bearer TOKEN`)"
+    )
 }

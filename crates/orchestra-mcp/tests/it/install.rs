@@ -23,9 +23,9 @@ impl McpInstall {
 }
 
 /// The installed servers; installs them on first use. When they cannot be installed, the test
-/// fails with the reason — unless `ORCHESTRA_SKIP_MCP_TESTS=1`, when it returns `None` and the
-/// caller prints that it was skipped.
-pub fn mcp_install() -> Option<&'static McpInstall> {
+/// fails with the reason (npm and PyPI are reachable wherever the tests run: a failure to
+/// install is a fault to see, never a test passed without running).
+pub fn mcp_install() -> &'static McpInstall {
     static INSTALL: OnceLock<Result<McpInstall, String>> = OnceLock::new();
     let got = INSTALL.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,15 +53,8 @@ pub fn mcp_install() -> Option<&'static McpInstall> {
         Ok(McpInstall { dir })
     });
     match got {
-        Ok(i) => Some(i),
-        Err(reason) if std::env::var("ORCHESTRA_SKIP_MCP_TESTS").as_deref() == Ok("1") => {
-            #[expect(clippy::print_stderr, reason = "a skipped test says why")]
-            {
-                eprintln!("skipped (ORCHESTRA_SKIP_MCP_TESTS=1): {reason}");
-            }
-            None
-        }
-        Err(reason) => panic!("{reason} (set ORCHESTRA_SKIP_MCP_TESTS=1 to skip the MCP tests)"),
+        Ok(i) => i,
+        Err(reason) => panic!("{reason}"),
     }
 }
 

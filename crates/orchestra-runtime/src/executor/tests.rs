@@ -23,7 +23,7 @@ use orchestra_graph::scheduler::Scheduler;
 use orchestra_graph::state::{Channels, State};
 use orchestra_graph::{Edge, Node, Topology};
 use orchestra_spec::{Join, SpannedMap};
-use orchestra_store::{CheckpointRecord, MemoryStore, NewSession, Store};
+use orchestra_store::{CheckpointRecord, MemoryStore, Store};
 use orchestra_store_sqlite::SqliteStore;
 
 type Behaviour = dyn Fn(&NodeCall) -> Result<NodeResult, NodeError> + Send + Sync;
@@ -202,20 +202,7 @@ impl Harness {
         };
         self.store
             .call(move |s| {
-                s.create_session(&NewSession {
-                    id: id.clone(),
-                    name: None,
-                    pipeline: "t".into(),
-                    pipeline_path: "t.yaml".into(),
-                    pipeline_source: String::new(),
-                    resolved: "null".into(),
-                    pipeline_hash: String::new(),
-                    inputs: json!({}),
-                    parent_session: None,
-                    parent_checkpoint: None,
-                    parent_node: None,
-                    created_at: 1,
-                })?;
+                s.create_session(&crate::testing::new_session(&id, "t"))?;
                 s.commit_checkpoint(&cp)
             })
             .await

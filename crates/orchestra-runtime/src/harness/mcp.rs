@@ -113,7 +113,48 @@ impl Harness {
     }
 }
 
+/// How the system prompt's line about an unavailable MCP server opens, and what follows its
+/// name ([`unavailable_note`], read back by [`unavailable_servers`]).
+const NOTE_OPENS: &str = "Note: the tools of MCP server `";
+const NOTE_MIDDLE: &str = "` are unavailable in this run (";
+
 /// The system prompt's line about an MCP server that is unavailable.
 fn unavailable_note(server: &str, why: &str) -> String {
-    format!("\nNote: the tools of MCP server `{server}` are unavailable in this run ({why}).")
+    format!("\n{NOTE_OPENS}{server}{NOTE_MIDDLE}{why}).")
+}
+
+/// The MCP servers a run's system prompt says are unavailable, with why, in the prompt's
+/// order: the lines [`unavailable_note`] added (for the report; `show` prints the prompt).
+pub(crate) fn unavailable_servers(system: &str) -> Vec<(String, String)> {
+    system
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(NOTE_OPENS)?;
+            let (server, why) = rest.split_once(NOTE_MIDDLE)?;
+            Some((server.to_owned(), why.strip_suffix(").")?.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_notes_are_read_back_from_the_prompt() {
+        let mut prompt = "You read notes.\nNote: the tools of MCP server `x` are fine.".to_owned();
+        prompt.push_str(&unavailable_note("fs", "MCP server `fs` did not answer `initialize` within 1s"));
+        prompt.push_str(&unavailable_note("web", "cannot connect (refused)"));
+        assert_eq!(
+            unavailable_servers(&prompt),
+            [
+                (
+                    "fs".to_owned(),
+                    "MCP server `fs` did not answer `initialize` within 1s".to_owned()
+                ),
+                ("web".to_owned(), "cannot connect (refused)".to_owned()),
+            ]
+        );
+        assert!(unavailable_servers("no notes").is_empty());
+    }
 }

@@ -1,4 +1,6 @@
-//! The chat a paused session waits at: the lines of its interactive agent's current run.
+//! The chat of a session's interactive agent, from the store (every turn is stored the moment
+//! it exists, whoever said it: a terminal's `orchestra attach`, the web UI, `orchestra mcp`):
+//! the one a paused session waits at, or the one the process driving a live session holds now.
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -6,8 +8,8 @@ use serde::Serialize;
 use super::ChatLine;
 use crate::{Engine, Finish, RuntimeError};
 
-/// The chat of the interactive agent a paused session waits at: answer it with one line
-/// ([`super::answer`]).
+/// The chat of an interactive agent: the one a paused session waits at ([`paused_chat`]) or
+/// the one a live session holds ([`live_chat`]). Answer it with one line ([`super::answer`]).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PausedChat {
     /// The agent.
@@ -31,12 +33,34 @@ pub async fn paused_chat(
     let Some(node) = Finish::paused_at(note) else {
         return Ok(None);
     };
+    chat_of(engine, id, node).await.map(Some)
+}
+
+/// The chat of the interactive agent live session `id` (an id or a unique prefix) runs now:
+/// its current run's lines so far, updated as they are said; `None` when no interactive agent
+/// runs (or the session is not running).
+pub async fn live_chat(engine: &Engine, id: &str) -> Result<Option<PausedChat>, RuntimeError> {
+    let (rec, compiled) = engine.session_pipeline(id).await?;
+    let path = crate::views::path::path(engine, &rec, &compiled).await?;
+    let interactive = path.running.iter().find(|n| {
+        compiled
+            .agent(n)
+            .is_some_and(|a| a.mode == orchestra_spec::Mode::Interactive)
+    });
+    match interactive {
+        Some(node) => chat_of(engine, &rec.id, node).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The lines of the current run of interactive agent `node` of session `id`.
+async fn chat_of(engine: &Engine, id: &str, node: &str) -> Result<PausedChat, RuntimeError> {
     let (sid, n) = (id.to_owned(), node.to_owned());
     let (runs, records) = engine
         .store()
         .call(move |s| Ok((s.node_runs(&sid)?, s.messages(&sid, &n)?)))
         .await?;
-    // The waiting run comes after the node's finished ones (a paused attempt has no record).
+    // The waiting (or running) run comes after the node's finished ones (it has no record yet).
     let run_index = runs
         .iter()
         .filter(|r| r.node == node)
@@ -59,9 +83,9 @@ pub async fn paused_chat(
             })
         })
         .collect();
-    Ok(Some(PausedChat {
+    Ok(PausedChat {
         node: node.to_owned(),
         run_index,
         lines,
-    }))
+    })
 }

@@ -2,8 +2,7 @@
 
 use std::sync::Mutex;
 
-use orchestra_store::{MemoryStore, NewSession};
-use serde_json::json;
+use orchestra_store::MemoryStore;
 
 use super::*;
 use crate::store_worker::StoreHandle;
@@ -13,20 +12,7 @@ async fn engine() -> Engine {
     let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
     store
         .call(|s| {
-            s.enqueue_session(&NewSession {
-                id: "s".into(),
-                name: None,
-                pipeline: "p".into(),
-                pipeline_path: "p.yaml".into(),
-                pipeline_source: String::new(),
-                resolved: "null".into(),
-                pipeline_hash: String::new(),
-                inputs: json!({}),
-                parent_session: None,
-                parent_checkpoint: None,
-                parent_node: None,
-                created_at: 1,
-            })
+            s.enqueue_session(&crate::testing::new_session("s", "p"))
         })
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! `orchestra mcp --http`: the same tools over MCP's streamable HTTP transport (rmcp's
 //! `StreamableHttpService` under axum) at `/mcp`, behind the checks of `orchestra ui`
 //! (`orchestra_ui::auth`): a loopback `Host` on a loopback address, the printed token on any
-//! other, and an `Origin`, when a request carries one, naming this server. Ctrl-C or SIGTERM
+//! other (the user's `ORCHESTRA_MCP_TOKEN` on every address, when set), and an `Origin`, when a request carries one, naming this server. Ctrl-C or SIGTERM
 //! stop it: open streams are closed, requests under way get a moment to finish.
 
 use std::future::Future;
@@ -10,12 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestra_ui::auth::{self, Access, Origins};
+use orchestra_ui::auth::{self, Access, Origins, UserToken};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
 use super::server::Orchestra;
 use crate::exit;
+
+/// The variable holding the server's token, when the user sets it.
+pub(super) const TOKEN_ENV: &str = "ORCHESTRA_MCP_TOKEN";
 
 /// The address `--http` alone listens on (`orchestra ui` is on 7878).
 pub(super) const DEFAULT_ADDR: &str = "127.0.0.1:7879";
@@ -26,8 +29,13 @@ const ENDPOINT: &str = "/mcp";
 /// How long requests under way may go on after a stop signal.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `server` on `addr` until Ctrl-C or SIGTERM; the exit code.
-pub(super) async fn serve(server: Orchestra, addr: SocketAddr) -> io::Result<u8> {
+/// Serves `server` on `addr` until Ctrl-C or SIGTERM, requiring `token` when the user set one;
+/// the exit code.
+pub(super) async fn serve(
+    server: Orchestra,
+    addr: SocketAddr,
+    token: Option<UserToken>,
+) -> io::Result<u8> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -36,7 +44,10 @@ pub(super) async fn serve(server: Orchestra, addr: SocketAddr) -> io::Result<u8>
         }
     };
     let addr = listener.local_addr()?;
-    let access = Access::new(addr, Origins::WhenPresent);
+    let mut access = Access::new(addr, Origins::WhenPresent);
+    if let Some(token) = token {
+        access = access.with_user_token(token);
+    }
     // The Host and Origin checks are `access`'s, the same as the web UI's: rmcp's own
     // loopback-only Host list would refuse every request on another address.
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
@@ -58,11 +69,14 @@ pub(super) async fn serve(server: Orchestra, addr: SocketAddr) -> io::Result<u8>
             err,
             "orchestra mcp: http://{addr}{ENDPOINT} (MCP over streamable HTTP; Ctrl-C stops)"
         )?;
-        if let Some(token) = access.token() {
+        if let Some(token) = access.printable_token() {
             writeln!(
                 err,
                 "not a loopback address: every request needs `Authorization: Bearer {token}`"
             )?;
+        }
+        if access.user_token() {
+            writeln!(err, "{}", crate::cmd::ui::token_in_use(TOKEN_ENV))?;
         }
         err.flush()?;
     }

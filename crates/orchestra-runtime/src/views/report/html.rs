@@ -58,6 +58,14 @@ fn run(o: &mut String, r: &Run) {
     if let Some(e) = &r.error {
         let _ = writeln!(o, "<p><strong>Error:</strong> {}</p>", esc(e));
     }
+    for u in &r.mcp_unavailable {
+        let _ = writeln!(
+            o,
+            "<p class=\"mcp-unavailable\"><strong>MCP server <code>{}</code> unavailable:</strong> {} (the agent went on without its tools)</p>",
+            esc(&u.server),
+            esc(&u.why)
+        );
+    }
     if let Some(a) = &r.answer {
         let _ = writeln!(o, "<p>Answer:</p><pre>{}</pre>", esc(a));
     }

@@ -66,6 +66,14 @@ fn run(o: &mut String, r: &Run) {
     if let Some(e) = &r.error {
         let _ = writeln!(o, "**Error:** {}\n", cell(e));
     }
+    for u in &r.mcp_unavailable {
+        let _ = writeln!(
+            o,
+            "**MCP server `{}` unavailable:** {} (the agent went on without its tools)\n",
+            cell(&u.server),
+            cell(&u.why)
+        );
+    }
     if let Some(a) = &r.answer {
         let _ = writeln!(o, "Answer:\n");
         fenced(o, "text", a);

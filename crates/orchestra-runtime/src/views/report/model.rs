@@ -118,6 +118,17 @@ pub struct Run {
     pub answer: Option<String>,
     /// Tool calls, with results cut at [`RESULT_EXCERPT`] bytes (`result_bytes` is the size).
     pub tool_calls: Vec<ToolView>,
+    /// The MCP servers that could not start for this run: its agent got stand-in tools and a
+    /// line in its system prompt saying so.
+    pub mcp_unavailable: Vec<McpUnavailable>,
+}
+
+/// An MCP server a run went on without.
+#[derive(Debug, Serialize)]
+pub struct McpUnavailable {
+    pub server: String,
+    /// Why it could not start (as the system prompt told the agent).
+    pub why: String,
 }
 
 /// An interactive agent's conversation with a person.
@@ -272,6 +283,14 @@ pub async fn gather(engine: &Engine, key: &str) -> Result<Report, crate::Runtime
             .drain(..)
             .map(|r| Run {
                 cost_usd: run_record(&runs, &r).and_then(|x| x.cost_usd),
+                mcp_unavailable: r
+                    .system
+                    .as_deref()
+                    .map(crate::harness::unavailable_servers)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(server, why)| McpUnavailable { server, why })
+                    .collect(),
                 answer: r.turns.last().map(|t| answer_text(&t.answer)),
                 tool_calls: r
                     .turns
