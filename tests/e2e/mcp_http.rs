@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::common::{PATIENCE, tests_dir, wait_until};
 use super::mcp_server::{client_project, sdk_python};
 use super::readme::Repo;
+use super::web_ui::refuses_token;
 
 /// A running `orchestra mcp --http`; killed when dropped.
 pub(super) struct Served {
@@ -419,16 +420,11 @@ fn mcp_over_http_with_a_token_of_the_users_requires_it_on_loopback_too_and_never
             "ORCHESTRA_MCP_TOKEN holds ' ' at character 9: a token may hold only ASCII letters, digits and `-._~+/=`",
         ),
     ] {
-        let out = repo
-            .command(&["mcp", "--http", "127.0.0.1:0"])
-            .env("ORCHESTRA_MCP_TOKEN", bad)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert_eq!(stderr.trim_end(), format!("error: {why}"));
-        assert!(!stderr.contains(bad), "{stderr}");
-        assert!(out.stdout.is_empty());
+        refuses_token(
+            &repo,
+            &["mcp", "--http", "127.0.0.1:0"],
+            ("ORCHESTRA_MCP_TOKEN", bad),
+            why,
+        );
     }
 }

@@ -329,6 +329,34 @@ fn ui_on_loopback_refuses_other_hosts_and_cross_origin_posts() {
     assert_eq!(status, 405);
 }
 
+/// Checks that the UI at `a` answers 401 without `token` or with a wrong one, and 200 with it
+/// (`Authorization: Bearer`, or `?token=`); the `Set-Cookie` of the answer to `?token=`.
+fn requires_token(a: &str, token: &str) -> String {
+    for path in ["/", "/app.js", "/api/sessions"] {
+        let (status, _, body) = http(a, "GET", path, &[]);
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let (status, _, body) = http(
+        a,
+        "GET",
+        "/api/sessions",
+        &[("Authorization", "Bearer 0123")],
+    );
+    assert_eq!(status, 401, "{body}");
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        http(a, "GET", "/api/sessions", &[("Authorization", &bearer)]).0,
+        200
+    );
+    // `?token=` sets a cookie the page's own requests carry.
+    let (status, head, _) = http(a, "GET", &format!("/?token={token}"), &[]);
+    assert_eq!(status, 200, "{head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {head}"))
+        .to_owned()
+}
+
 #[test]
 fn ui_on_another_address_requires_the_token_it_prints() {
     let (repo, _, _) = reviewed();
@@ -349,29 +377,8 @@ fn ui_on_another_address_requires_the_token_it_prints() {
         ui.banner
     );
     let a = ui.addr.as_str();
-    for path in ["/", "/app.js", "/api/sessions"] {
-        let (status, _, body) = http(a, "GET", path, &[]);
-        assert_eq!(status, 401, "{path}: {body}");
-    }
-    let (status, _, body) = http(
-        a,
-        "GET",
-        "/api/sessions",
-        &[("Authorization", "Bearer 0123")],
-    );
-    assert_eq!(status, 401, "{body}");
+    let cookie = requires_token(a, &token);
     let bearer = format!("Bearer {token}");
-    assert_eq!(
-        http(a, "GET", "/api/sessions", &[("Authorization", &bearer)]).0,
-        200
-    );
-    // `?token=` sets a cookie the page's own requests carry.
-    let (status, head, _) = http(a, "GET", &format!("/?token={token}"), &[]);
-    assert_eq!(status, 200, "{head}");
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .unwrap_or_else(|| panic!("no cookie: {head}"));
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -403,32 +410,30 @@ fn ui_with_a_token_of_the_users_requires_it_on_loopback_too_and_never_prints_it(
         "{}",
         ui.banner
     );
-    let a = ui.addr.as_str();
-    for path in ["/", "/api/sessions"] {
-        let (status, _, body) = http(a, "GET", path, &[]);
-        assert_eq!(status, 401, "{path}: {body}");
-    }
-    let bearer = format!("Bearer {token}");
-    assert_eq!(
-        http(a, "GET", "/api/sessions", &[("Authorization", &bearer)]).0,
-        200
-    );
-    let (status, head, _) = http(a, "GET", &format!("/?token={token}"), &[]);
-    assert_eq!(status, 200, "{head}");
-    assert!(head.contains("set-cookie: orchestra_token="), "{head}");
+    let cookie = requires_token(ui.addr.as_str(), token);
+    assert!(cookie.starts_with("orchestra_token="), "{cookie}");
 
+    refuses_token(
+        &repo,
+        &["ui", "--addr", "127.0.0.1:0"],
+        ("ORCHESTRA_UI_TOKEN", "tiny"),
+        "ORCHESTRA_UI_TOKEN is too short: a token needs at least 16 characters, it has 4",
+    );
+}
+
+/// Checks that `orchestra ARGS` with the variable `var` set to a token it does not accept
+/// exits 2 before serving, saying `why` and never the value.
+pub(crate) fn refuses_token(repo: &Repo, args: &[&str], (var, bad): (&str, &str), why: &str) {
     let out = repo
-        .command(&["ui", "--addr", "127.0.0.1:0"])
-        .env("ORCHESTRA_UI_TOKEN", "tiny")
+        .command(args)
+        .env(var, bad)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        "error: ORCHESTRA_UI_TOKEN is too short: a token needs at least 16 characters, it has 4"
-    );
+    assert_eq!(stderr.trim_end(), format!("error: {why}"));
+    assert!(!stderr.contains(bad), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use orchestra_graph::{Compiled, ResolvedAgent, StateWrite};
+use orchestra_graph::{Compiled, ResolvedAgent};
 use orchestra_prompts::{LayerKind, PromptContext, compose};
 use orchestra_providers::{
     Block, ChatRequest, ChatResponse, ExternalToolCall, Message, Provider, RequestVars, Role,
