@@ -414,7 +414,10 @@ fn mcp_over_http_with_a_token_of_the_users_requires_it_on_loopback_too_and_never
 
     // A token it would not accept: refused before listening, naming the variable, never the value.
     for (bad, why) in [
-        ("abc12", "ORCHESTRA_MCP_TOKEN is too short: a token needs at least 16 characters, it has 5"),
+        (
+            "abc12",
+            "ORCHESTRA_MCP_TOKEN is too short: a token needs at least 16 characters, it has 5",
+        ),
         (
             "abcdefgh ijklmnopq",
             "ORCHESTRA_MCP_TOKEN holds ' ' at character 9: a token may hold only ASCII letters, digits and `-._~+/=`",

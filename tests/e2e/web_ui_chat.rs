@@ -107,7 +107,10 @@ fn ui_api_shows_a_live_chat_held_in_a_terminal_as_it_goes() {
     t.line("is a week of log-only enough?");
     t.expect("reviewer> Agreed.");
     let lines = live.wait_lines(3);
-    assert_eq!(lines[1], ("human".to_owned(), "is a week of log-only en".to_owned()));
+    assert_eq!(
+        lines[1],
+        ("human".to_owned(), "is a week of log-only en".to_owned())
+    );
     assert_eq!(lines[2].0, "agent");
     assert!(lines[2].1.starts_with("Agreed."), "{lines:?}");
 

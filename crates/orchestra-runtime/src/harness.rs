@@ -21,12 +21,12 @@ use crate::runner::{BoxFuture, NodeCall, NodeError, NodeResult, NodeRunner, add_
 mod answer;
 mod chat;
 mod mcp;
-
-pub use answer::parse_json_answer;
-pub(crate) use answer::extract_writes;
-pub(crate) use mcp::unavailable_servers;
 mod trace;
+
+pub(crate) use answer::extract_writes;
+pub use answer::parse_json_answer;
 pub use chat::ChatSetup;
+pub(crate) use mcp::unavailable_servers;
 use trace::TurnCursor;
 
 /// What running one agent needs beyond its compiled form (name, prompt layers, output schema

@@ -178,9 +178,7 @@ mod tests {
     async fn store() -> StoreHandle {
         let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
         store
-            .call(|s| {
-                s.create_session(&crate::testing::new_session("s", "p"))
-            })
+            .call(|s| s.create_session(&crate::testing::new_session("s", "p")))
             .await
             .unwrap();
         store

@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn unavailable_notes_are_read_back_from_the_prompt() {
         let mut prompt = "You read notes.\nNote: the tools of MCP server `x` are fine.".to_owned();
-        prompt.push_str(&unavailable_note("fs", "MCP server `fs` did not answer `initialize` within 1s"));
+        prompt.push_str(&unavailable_note(
+            "fs",
+            "MCP server `fs` did not answer `initialize` within 1s",
+        ));
         prompt.push_str(&unavailable_note("web", "cannot connect (refused)"));
         assert_eq!(
             unavailable_servers(&prompt),
