@@ -12,7 +12,7 @@ use super::common::wait_until;
 use super::interactive::{PIPELINE, gate_planner, live_session};
 use super::pty::Term;
 use super::readme::Repo;
-use super::web_ui::{Served, get_json, serve};
+use super::web_ui::{Served, get_json, http, serve};
 use super::web_ui_actions::{error_of, post, wait_status};
 use super::webdriver::Browser;
 
@@ -44,7 +44,12 @@ impl Live {
             .unwrap();
         let id = live_session(&repo.root);
         let ui = serve(&repo, "127.0.0.1:0");
-        wait_status(&ui.addr, &id, "running");
+        // The run listens on its socket before it records the session: 404 until it did.
+        wait_until(&format!("session {id} to be running"), || {
+            let (status, _, body) = http(&ui.addr, "GET", &format!("/api/sessions/{id}"), &[]);
+            let d: Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && d["detail"]["status"] == "running").then_some(())
+        });
         Live {
             repo,
             driver,

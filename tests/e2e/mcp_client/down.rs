@@ -175,6 +175,26 @@ fn servers_that_cannot_start_are_tool_errors_and_the_session_goes_on() {
         report.stdout
     );
     // The report says, under the run, which servers it went on without, and why.
+    let json = p.run(&["report", &id, "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.transcript());
+    let json: Value = serde_json::from_str(&json.stdout).unwrap();
+    let down = &json["steps"][0]["runs"][0]["mcp_unavailable"];
+    let named: Vec<&str> = down
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"))
+        .iter()
+        .map(|u| u["server"].as_str().unwrap())
+        .collect();
+    let mut sorted = named.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["gone", "junk", "mute", "nope", "web"], "{down}");
+    let nope = &down[named.iter().position(|s| *s == "nope").unwrap()]["why"];
+    assert!(
+        nope.as_str()
+            .unwrap()
+            .starts_with("MCP server `nope`: cannot start `/no/such/program`"),
+        "{nope}"
+    );
     let html = p.run(&["report", &id, "--format", "html"]);
     assert_eq!(html.code, 0, "{}", html.transcript());
     for server in ["mute", "junk", "gone", "nope", "web"] {

@@ -39,8 +39,8 @@ const TOKEN_ENV: &str = "ORCHESTRA_UI_TOKEN";
 /// printed: the UI says that it is in use.
 ///
 /// Exit codes: 0 after Ctrl-C, 2 when ORCHESTRA_UI_TOKEN is not a token it accepts, the address
-/// cannot be listened on or the database is not one it can use (an unknown kind, unreachable, read-only, corrupt), 5 when the database cannot
-/// be read or created.
+/// cannot be listened on or the database is not one it can use (an unknown kind, unreachable,
+/// read-only, corrupt), 5 when the database cannot be read or created.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The address to listen on (a port of 0 picks a free one).

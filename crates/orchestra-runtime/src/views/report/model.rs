@@ -119,7 +119,8 @@ pub struct Run {
     /// Tool calls, with results cut at [`RESULT_EXCERPT`] bytes (`result_bytes` is the size).
     pub tool_calls: Vec<ToolView>,
     /// The MCP servers that could not start for this run: its agent got stand-in tools and a
-    /// line in its system prompt saying so.
+    /// line in its system prompt saying so. Left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mcp_unavailable: Vec<McpUnavailable>,
 }
 
