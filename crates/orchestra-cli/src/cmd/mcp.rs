@@ -51,6 +51,9 @@ use crate::exit;
 /// after Ctrl-C or SIGTERM; 2 when what came first was not an MCP handshake, the address
 /// cannot be listened on, or ORCHESTRA_MCP_TOKEN is not a token it accepts.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Environment: with --http, ORCHESTRA_MCP_TOKEN sets a token of your own (at least 16 ASCII letters, digits or `-._~+/=`), kept across restarts: then required on every address, loopback included, and never printed. A value it does not accept exits 2."
+)]
 pub(crate) struct Args {
     /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
     /// in the URL or PGPASSWORD) (default: for runs, the pipeline's project's; otherwise the

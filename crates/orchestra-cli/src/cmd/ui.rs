@@ -42,6 +42,9 @@ const TOKEN_ENV: &str = "ORCHESTRA_UI_TOKEN";
 /// cannot be listened on or the database is not one it can use (an unknown kind, unreachable,
 /// read-only, corrupt), 5 when the database cannot be read or created.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Environment: ORCHESTRA_UI_TOKEN sets a token of your own (at least 16 ASCII letters, digits or `-._~+/=`), kept across restarts: then required on every address, loopback included, and never printed. A value it does not accept exits 2."
+)]
 pub(crate) struct Args {
     /// The address to listen on (a port of 0 picks a free one).
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878")]
