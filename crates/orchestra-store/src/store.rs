@@ -8,8 +8,8 @@ use serde_json::Value;
 use crate::StoreError;
 use crate::{
     ChatMessageRecord, CheckpointInfo, CheckpointRecord, Fence, LeaseOutcome, NewSession,
-    NodeRunRecord, Renewal, RestorePoint, SessionFilter, SessionPipeline, SessionRecord, SessionStatus,
-    SessionSummary, SessionTrace, StopRequest, TaskRecord, TraceRecord,
+    NodeRunRecord, Renewal, RestorePoint, SessionFilter, SessionPipeline, SessionRecord,
+    SessionStatus, SessionSummary, SessionTrace, StopRequest, TaskRecord, TraceRecord,
 };
 
 /// Persistence of sessions, task writes (the checkpoint deltas), checkpoints, usage and chat.

@@ -11,9 +11,7 @@ use crate::store_worker::StoreHandle;
 async fn engine() -> Engine {
     let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
     store
-        .call(|s| {
-            s.enqueue_session(&crate::testing::new_session("s", "p"))
-        })
+        .call(|s| s.enqueue_session(&crate::testing::new_session("s", "p")))
         .await
         .unwrap();
     Engine::with_store(store)
