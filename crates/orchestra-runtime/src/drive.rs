@@ -72,7 +72,9 @@ impl Engine {
         };
         let sid = id.to_owned();
         self.store
-            .call(move |s| s.set_status(&sid, SessionStatus::Running, None))
+            .call_for(id, move |s| {
+                s.set_status(&sid, SessionStatus::Running, None)
+            })
             .await?;
         // From here on, what the drive writes is fenced on its lease: once another process
         // took the session over, nothing more of this drive is stored.
@@ -229,7 +231,7 @@ impl Engine {
         let (sid, owner, ttl) = (id.to_owned(), self.owner.clone(), self.lease_ttl);
         let meta_finish = json!({ "steps": pos.sched.step, "tokens": pos.tokens, "cost": pos.cost, "outputs": outputs });
         self.store
-            .call(move |s| {
+            .call_for(id, move |s| {
                 crate::lease::still_ours(s, &sid, &owner, ttl)?;
                 s.set_status(&sid, status, error.as_deref())?;
                 s.set_session_meta(&sid, "last_drive", &meta_finish)?;

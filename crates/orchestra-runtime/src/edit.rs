@@ -273,7 +273,9 @@ impl Engine {
         let (id, c) = (rec.id.clone(), Arc::clone(&made_by));
         let pos = self
             .store
-            .call(move |s| Ok(restore(&*s, &id, step, &c.topology, &c.channels)))
+            .call_for(&rec.id, move |s| {
+                Ok(restore(&*s, &id, step, &c.topology, &c.channels))
+            })
             .await??;
         Ok((pos, made_by, current))
     }

@@ -92,7 +92,7 @@ impl Engine {
         let (id, owner, ttl) = (session.to_owned(), self.owner.clone(), self.lease_ttl);
         let outcome = self
             .store
-            .call(move |s| s.acquire_lease(&id, &owner, ttl))
+            .call_for(session, move |s| s.acquire_lease(&id, &owner, ttl))
             .await?;
         match outcome {
             LeaseOutcome::Acquired { .. } => Ok(()),
@@ -100,7 +100,7 @@ impl Engine {
                 let (id, me, dead) = (session.to_owned(), self.owner.clone(), owner.clone());
                 let again = self
                     .store
-                    .call(move |s| {
+                    .call_for(session, move |s| {
                         s.release_lease(&id, &dead)?;
                         s.acquire_lease(&id, &me, ttl)
                     })
@@ -179,7 +179,7 @@ async fn renew(
                 }
                 _ = tick.tick() => {
                     let (sid, o) = (session.clone(), owner.clone());
-                    match store.call(move |s| s.renew_lease_checked(&sid, &o, ttl)).await {
+                    match store.call_for(&session, move |s| s.renew_lease_checked(&sid, &o, ttl)).await {
                         Ok(Renewal::Held) => renewed = tokio::time::Instant::now(),
                         Ok(Renewal::StopRequested(req)) => {
                             renewed = tokio::time::Instant::now();

@@ -251,7 +251,9 @@ impl Engine {
         let (sid, owner) = (id.clone(), self.owner.clone());
         let marked = self
             .store
-            .call(move |s| s.set_session_meta(&sid, WORKER_META, &Value::String(owner)))
+            .call_for(&id, move |s| {
+                s.set_session_meta(&sid, WORKER_META, &Value::String(owner))
+            })
             .await;
         let driven = match marked {
             // A stop request made after the claim is kept: the drive reads it as it renews.
@@ -394,7 +396,7 @@ impl Engine {
         let (sid, owner, note) = (id.to_owned(), self.owner.clone(), what.clone());
         let failed = self
             .store
-            .call(move |s| {
+            .call_for(id, move |s| {
                 let rec = s.find_session(&sid)?;
                 let ours = match rec.lease_holder(orchestra_store::system_now_ms()) {
                     Some(holder) => holder == owner,

@@ -249,7 +249,7 @@ impl Engine {
         let (id, owner) = (rec.id.clone(), self.owner.clone());
         let now = self
             .store
-            .call(move |s| {
+            .call_for(&rec.id, move |s| {
                 let now = s.find_session(&id)?;
                 if now.status == SessionStatus::Completed {
                     s.release_lease(&id, &owner)?;
@@ -288,7 +288,10 @@ impl Engine {
         opts: &DriveOptions,
     ) -> Result<Outcome, RuntimeError> {
         let id = rec.id.clone();
-        let cps = self.store.call(move |s| s.checkpoints(&id)).await?;
+        let cps = self
+            .store
+            .call_for(&rec.id, move |s| s.checkpoints(&id))
+            .await?;
         let Some(last) = cps.last().map(|c| c.step) else {
             // The process that created the session stopped before its first checkpoint: start
             // it now (nothing had run yet).
@@ -308,7 +311,7 @@ impl Engine {
         let (sid, after) = (rec.id.clone(), last);
         let (spent_after, cost_after) = self
             .store
-            .call(move |s| {
+            .call_for(&rec.id, move |s| {
                 let mut spent = (0u64, CostTally::default());
                 for r in s.node_runs(&sid)?.iter().filter(|r| r.step > after) {
                     spent.0 = spent
@@ -486,9 +489,9 @@ impl Engine {
 
     async fn store_git_meta(&self, id: &str, git: &GitWorkspace) -> Result<(), RuntimeError> {
         if let Some(meta) = git.meta() {
-            let id = id.to_owned();
+            let sid = id.to_owned();
             self.store
-                .call(move |s| s.set_session_meta(&id, "git", &meta))
+                .call_for(id, move |s| s.set_session_meta(&sid, "git", &meta))
                 .await?;
         }
         Ok(())
@@ -518,7 +521,7 @@ impl Engine {
         let (sid, owner, ttl) = (id.to_owned(), self.owner.clone(), self.lease_ttl);
         let msg = crate::error::error_chain(error);
         self.store
-            .call(move |s| {
+            .call_for(id, move |s| {
                 // A session driven under a lease is failed only by its holder (a fork, never
                 // leased, has none).
                 if s.find_session(&sid)?.lease_owner.is_some() {

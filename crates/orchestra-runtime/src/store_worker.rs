@@ -7,14 +7,25 @@
 //! A record that cannot be stored is never forgotten: its failure is kept for its session and
 //! step, and fails that session's next checkpoint at or after the step (or its
 //! [`StoreHandle::settle`]), never an unrelated call.
+//!
+//! **Lanes.** A store that several threads may call at once ([`Store::share`]: PostgreSQL's
+//! pool of connections) gets a thread per connection, a *lane*: what names a session (its
+//! records, checkpoints, settles and [`StoreHandle::call_for`]) goes to that session's lane, in
+//! order, so sessions driven together are stored at the same time. A [`StoreHandle::call`]
+//! names no session: it runs once every lane has done what was sent before it.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+
+use records::Lost;
+
+mod records;
 
 use orchestra_store::{
     CheckpointRecord, Fence, NodeRunRecord, Store, StoreError, TaskRecord, TraceRecord,
@@ -52,7 +63,23 @@ enum Cmd {
     Settle(String, Reply<()>),
     Forget(String),
     Call(Job),
+    /// A call ordered only after what was sent for its session.
+    CallFor(String, Job),
+    /// Answered when a lane gets to it: everything sent to it before is done.
+    Barrier(mpsc::SyncSender<()>),
     Close(oneshot::Sender<()>),
+}
+
+impl Records {
+    /// The session the records belong to (an attempt's, or a step's routing).
+    fn session(&self) -> &str {
+        self.task
+            .as_ref()
+            .map(|t| t.session.as_str())
+            .or(self.run.as_ref().map(|r| r.session.as_str()))
+            .or(self.trace.first().map(TraceRecord::session))
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for Cmd {
@@ -65,6 +92,8 @@ impl std::fmt::Debug for Cmd {
             Cmd::Settle(..) => "Settle",
             Cmd::Forget(_) => "Forget",
             Cmd::Call(_) => "Call",
+            Cmd::CallFor(..) => "CallFor",
+            Cmd::Barrier(_) => "Barrier",
             Cmd::Close(_) => "Close",
         })
     }
@@ -115,13 +144,26 @@ impl WorkerError {
 }
 
 impl StoreHandle {
-    /// Moves `store` to a new thread and returns the handle. The thread ends when every handle
-    /// is dropped.
+    /// Moves `store` to a new thread and returns the handle; a store that several threads may
+    /// call at once ([`Store::share`]) gets a lane thread per connection
+    /// ([`Store::parallelism`]) too. The threads end when every handle is dropped.
     pub fn spawn(store: Box<dyn Store>) -> Result<Self, WorkerError> {
+        let mut lanes = Vec::new();
+        if store.parallelism() > 1 {
+            for i in 0..store.parallelism() {
+                let Some(shared) = store.share() else { break };
+                let (tx, rx) = mpsc::channel::<Cmd>();
+                thread::Builder::new()
+                    .name(format!("orchestra-store-{i}"))
+                    .spawn(move || Worker::new(shared, rx, Vec::new()).serve())
+                    .map_err(|_| WorkerError::Gone)?;
+                lanes.push(tx);
+            }
+        }
         let (tx, rx) = mpsc::channel::<Cmd>();
         thread::Builder::new()
             .name("orchestra-store".into())
-            .spawn(move || Worker::new(store, rx).serve())
+            .spawn(move || Worker::new(store, rx, lanes).serve())
             .map_err(|_| WorkerError::Gone)?;
         Ok(StoreHandle { tx })
     }
@@ -225,6 +267,23 @@ impl StoreHandle {
         rx.await.map_err(|_| WorkerError::Gone)?
     }
 
+    /// Runs `f` on the store thread after everything queued before it for `session` (its
+    /// records, checkpoints and calls for it), and returns its result. On a store with several
+    /// connections, it may run at the same time as what was sent for other sessions; `f` must
+    /// only touch `session` (and what nothing else is writing meanwhile).
+    pub async fn call_for<T, F>(&self, session: &str, f: F) -> Result<T, WorkerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = reply_job(f, tx);
+        self.tx
+            .send(Cmd::CallFor(session.to_owned(), job))
+            .map_err(|_| WorkerError::Gone)?;
+        rx.await.map_err(|_| WorkerError::Gone)?
+    }
+
     /// [`call`](StoreHandle::call) for synchronous code (not from inside the async runtime).
     pub fn call_blocking<T, F>(&self, f: F) -> Result<T, WorkerError>
     where
@@ -251,38 +310,43 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let job: Job = Box::new(move |store| {
-            // The caller may have stopped waiting (a cancelled drive): nobody to tell.
-            let _ = tx.send(f(store).map_err(WorkerError::Store));
-        });
-        self.tx.send(Cmd::Call(job)).map_err(|_| WorkerError::Gone)
+        self.tx
+            .send(Cmd::Call(reply_job(f, tx)))
+            .map_err(|_| WorkerError::Gone)
     }
 }
 
-/// Records that could not be stored, until their session's next checkpoint or settle.
-#[derive(Debug)]
-struct Lost {
-    session: String,
-    step: u64,
-    error: Arc<StoreError>,
+/// The job that runs `f` and answers on `tx`.
+fn reply_job<T, F>(f: F, tx: Reply<T>) -> Job
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    Box::new(move |store| {
+        // The caller may have stopped waiting (a cancelled drive): nobody to tell.
+        let _ = tx.send(f(store).map_err(WorkerError::Store));
+    })
 }
 
-/// The store thread's side.
+/// The store thread's side (and a lane's, which has no lanes of its own).
 struct Worker {
     store: Box<dyn Store>,
     rx: mpsc::Receiver<Cmd>,
     lost: Vec<Lost>,
     /// The lease owner each fenced session's writes are fenced on.
     fences: HashMap<String, String>,
+    /// The lanes that what names a session goes to; none: this thread does everything.
+    lanes: Vec<mpsc::Sender<Cmd>>,
 }
 
 impl Worker {
-    fn new(store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>) -> Self {
+    fn new(store: Box<dyn Store>, rx: mpsc::Receiver<Cmd>, lanes: Vec<mpsc::Sender<Cmd>>) -> Self {
         Worker {
             store,
             rx,
             lost: Vec::new(),
             fences: HashMap::new(),
+            lanes,
         }
     }
 
@@ -295,6 +359,9 @@ impl Worker {
                     Ok(c) => c,
                     Err(_) => return,
                 },
+            };
+            let Some(cmd) = self.dispatch(cmd) else {
+                continue;
             };
             match cmd {
                 Cmd::Record(first) => next = self.records(*first),
@@ -330,8 +397,12 @@ impl Worker {
                     let _ = reply.send(result);
                 }
                 Cmd::Forget(session) => self.forget(&session),
-                Cmd::Call(job) => job(self.store.as_mut()),
+                Cmd::Call(job) | Cmd::CallFor(_, job) => job(self.store.as_mut()),
+                Cmd::Barrier(reached) => {
+                    let _ = reached.send(());
+                }
                 Cmd::Close(done) => {
+                    self.close_lanes();
                     drop(self.store);
                     let _ = done.send(());
                     return;
@@ -340,91 +411,75 @@ impl Worker {
         }
     }
 
-    /// Stores `first` and the records that follow it within [`GROUP_COMMIT`] in one
-    /// transaction; returns the command that ended the group, if any.
-    fn records(&mut self, first: Records) -> Option<Cmd> {
-        let (mut tasks, mut runs, mut trace) = (Vec::new(), Vec::new(), Vec::new());
-        let mut add = |r: Records| {
-            tasks.extend(r.task);
-            runs.extend(r.run);
-            trace.extend(r.trace);
-        };
-        add(first);
-        let deadline = Instant::now() + GROUP_COMMIT;
-        let mut count = 1;
-        let next = loop {
-            if count >= GROUP_MAX {
-                break None;
+    /// With lanes, sends what names a session to its lane, and waits for every lane to be done
+    /// with what was sent before a call naming none; returns what this thread does itself.
+    fn dispatch(&mut self, cmd: Cmd) -> Option<Cmd> {
+        if self.lanes.is_empty() {
+            return Some(cmd);
+        }
+        let lane = match &cmd {
+            Cmd::Record(r) => self.lane(r.session()),
+            Cmd::Checkpoint(cp, _) => self.lane(&cp.session),
+            Cmd::Settle(session, _)
+            | Cmd::Forget(session)
+            | Cmd::CallFor(session, _)
+            | Cmd::Fence(session, _) => self.lane(session),
+            Cmd::Tasks(tasks, _) => match tasks.first() {
+                Some(t) => self.lane(&t.session),
+                None => return Some(cmd),
+            },
+            Cmd::Call(_) => {
+                self.barrier();
+                return Some(cmd);
             }
-            match next_within(&self.rx, deadline) {
-                Some(Cmd::Record(more)) => {
-                    add(*more);
-                    count += 1;
-                }
-                other => break other,
-            }
+            Cmd::Barrier(_) | Cmd::Close(_) => return Some(cmd),
         };
-        self.write_group(tasks, runs, trace);
-        next
+        // A lane ends only when this thread does: it is there.
+        let _ = lane.send(cmd);
+        None
     }
 
-    /// Forgets failures kept for `session`: a new drive restores it from what is stored, so
-    /// what an earlier, abandoned drive could not store is simply not there.
-    fn forget(&mut self, session: &str) {
-        self.lost.retain(|l| l.session != session);
+    /// The lane of `session`.
+    fn lane(&self, session: &str) -> &mpsc::Sender<Cmd> {
+        &self.lanes[lane_of(session, self.lanes.len())]
     }
 
-    /// Keeps the failure for each session of the records (at its first step in them).
-    fn lose(
-        &mut self,
-        tasks: &[TaskRecord],
-        runs: &[NodeRunRecord],
-        trace: &[TraceRecord],
-        e: StoreError,
-    ) {
-        let error = Arc::new(e);
-        let all = tasks
+    /// Waits until every lane has done what was sent to it before.
+    fn barrier(&self) {
+        let reached: Vec<_> = self
+            .lanes
             .iter()
-            .map(|t| (t.session.as_str(), t.step))
-            .chain(runs.iter().map(|r| (r.session.as_str(), r.step)))
-            .chain(trace.iter().map(|r| (r.session(), r.step())));
-        for (session, step) in all {
-            match self.lost.iter_mut().find(|l| l.session == *session) {
-                Some(l) => l.step = l.step.min(step),
-                None => self.lost.push(Lost {
-                    session: session.to_owned(),
-                    step,
-                    error: Arc::clone(&error),
-                }),
-            }
+            .filter_map(|lane| {
+                let (tx, rx) = mpsc::sync_channel(1);
+                lane.send(Cmd::Barrier(tx)).ok().map(|()| rx)
+            })
+            .collect();
+        for rx in reached {
+            // An error: the lane is gone (it panicked), nothing more of it to wait for.
+            let _ = rx.recv();
         }
     }
 
-    /// The failure kept for `session` (at or before `step`, when given), taken.
-    fn take_lost(&mut self, session: &str, step: Option<u64>) -> Option<WorkerError> {
-        let i = self
-            .lost
-            .iter()
-            .position(|l| l.session == session && step.is_none_or(|s| l.step <= s))?;
-        let l = self.lost.swap_remove(i);
-        Some(WorkerError::Records {
-            session: l.session,
-            step: l.step,
-            source: l.error,
-        })
+    /// Closes the lanes after what was sent to them, and waits for them.
+    fn close_lanes(&mut self) {
+        for lane in std::mem::take(&mut self.lanes) {
+            let (tx, rx) = oneshot::channel();
+            if lane.send(Cmd::Close(tx)).is_ok() {
+                let _ = rx.blocking_recv();
+            }
+        }
     }
 }
 
-/// The next command if one comes before `deadline`.
-fn next_within(rx: &mpsc::Receiver<Cmd>, deadline: Instant) -> Option<Cmd> {
-    if let Ok(cmd) = rx.try_recv() {
-        return Some(cmd);
-    }
-    let left = deadline.checked_duration_since(Instant::now())?;
-    // Timed out, or every handle is gone.
-    rx.recv_timeout(left).ok()
+/// Which of `lanes` lanes `session` goes to.
+fn lane_of(session: &str, lanes: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    session.hash(&mut h);
+    usize::try_from(h.finish() % lanes.max(1) as u64).unwrap_or(0)
 }
 
+#[cfg(test)]
+mod lane_tests;
 #[cfg(test)]
 mod tests;
 mod writes;

@@ -10,8 +10,10 @@
 //! - **Schema.** Tables live in the schema `orchestra` of the database, at a version recorded
 //!   in `orchestra.schema_version`; the first connection creates them, and connections that
 //!   start together migrate once (an advisory lock, see `schema`).
-//! - **Threads.** The `Store` trait is synchronous; the connection lives on a thread of its own
-//!   (see `conn`), so a store call blocks its caller, never a runtime.
+//! - **Threads.** The `Store` trait is synchronous; each connection lives on a thread of its
+//!   own (see `conn`), so a store call blocks its caller, never a runtime. A store holds a small
+//!   pool of them (`pool_size`, [`DEFAULT_POOL_SIZE`]), opened as concurrent calls need them;
+//!   [`Store::share`] gives handles on the same pool to other threads.
 //! - **Durability.** Every write is one transaction, committed when the method returns.
 
 mod conn;
@@ -28,6 +30,7 @@ mod url;
 pub mod testing;
 
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::Client;
@@ -44,7 +47,11 @@ use orchestra_store::{Clock, Fence, Store, StoreError};
 use crate::conn::Conn;
 use crate::ctx::Ctx;
 pub use crate::schema::{SCHEMA, SCHEMA_VERSION};
-pub use crate::url::{PgEnv, is_postgres_url, mask_password, without_password};
+pub use crate::url::{MAX_POOL_SIZE, PgEnv, is_postgres_url, mask_password, without_password};
+
+/// How many connections a store opens at most when neither the URL (`pool_size`) nor
+/// [`PgOptions::pool_size`] says.
+pub const DEFAULT_POOL_SIZE: usize = 4;
 
 /// How long connecting waits for the server when the URL sets no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +73,9 @@ pub struct PgOptions {
     pub lock_timeout: Duration,
     /// The clock for `updated_at` and leases.
     pub clock: Clock,
+    /// How many connections the store opens at most (as concurrent calls need them), when the
+    /// URL gives no `pool_size`; clamped to 1..=[`MAX_POOL_SIZE`].
+    pub pool_size: usize,
 }
 
 impl Default for PgOptions {
@@ -78,17 +88,20 @@ impl Default for PgOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             clock: Clock::system(),
+            pool_size: DEFAULT_POOL_SIZE,
         }
     }
 }
 
-/// The PostgreSQL implementation of [`Store`]: one connection, on a thread of its own. Open one
-/// per process; processes coordinate through the server.
+/// The PostgreSQL implementation of [`Store`]: a small pool of connections, each on a thread
+/// of its own. Open one per process ([`Store::share`] for more threads); processes coordinate
+/// through the server.
 #[derive(Debug)]
 pub struct PgStore {
-    conn: Conn,
+    conn: Arc<Conn>,
     database: String,
     clock: Clock,
+    pool_size: usize,
 }
 
 impl PgStore {
@@ -111,7 +124,7 @@ impl PgStore {
             reason,
             source: None,
         };
-        let (config, tls) = url::config(
+        let (config, tls, url_pool_size) = url::config(
             url,
             options.password.as_deref(),
             &options.env,
@@ -121,7 +134,8 @@ impl PgStore {
         let connector = tls::connector(&tls).map_err(|e| bad(e.to_string()))?;
         let ctx = Ctx::new(database.clone(), &config, tls.mode, options.lock_timeout);
         let lock_ms = options.lock_timeout.as_millis();
-        let conn = Conn::start(ctx, move |ctx| {
+        let pool_size = url_pool_size.unwrap_or(options.pool_size.clamp(1, MAX_POOL_SIZE));
+        let conn = Conn::start(ctx, pool_size, move |ctx| {
             let mut client: Client = config
                 .connect(connector.clone())
                 .map_err(ctx.err(ctx::CONNECT))?;
@@ -133,9 +147,10 @@ impl PgStore {
             Ok(client)
         })?;
         Ok(Self {
-            conn,
+            conn: Arc::new(conn),
             database,
             clock: options.clock,
+            pool_size,
         })
     }
 
@@ -151,12 +166,41 @@ impl PgStore {
         &self.database
     }
 
+    /// How many connections the store opens at most.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    /// Opens the pool's connections now, rather than as concurrent calls need them; fails with
+    /// the error of one that could not be opened.
+    pub fn open_connections(&self) -> Result<(), StoreError> {
+        self.conn.open_all()
+    }
+
+    /// How many connections are open now (they are opened as concurrent calls need them).
+    pub fn connections(&self) -> usize {
+        self.conn.connections()
+    }
+
     fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 }
 
 impl Store for PgStore {
+    fn share(&self) -> Option<Box<dyn Store>> {
+        Some(Box::new(Self {
+            conn: Arc::clone(&self.conn),
+            database: self.database.clone(),
+            clock: self.clock.clone(),
+            pool_size: self.pool_size,
+        }))
+    }
+
+    fn parallelism(&self) -> usize {
+        self.pool_size
+    }
+
     fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
         validate::new_session(s)?;
         let (s, now) = (s.clone(), self.now());

@@ -1,6 +1,7 @@
 //! PostgreSQL URLs: what they show of themselves (never the password) and the client
 //! configuration they give, completed from the `PG*` variables as libpq does (`PGHOST`,
-//! `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`).
+//! `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`), and the one
+//! parameter of orchestra's own, `pool_size` (how many connections a process may open).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use postgres::config::Host;
 
 /// What stands for a password in URLs that are shown.
 const MASK: &str = "***";
+
+/// The most connections `pool_size` may ask for.
+pub const MAX_POOL_SIZE: usize = 64;
 
 /// Whether `value` is a PostgreSQL URL (`postgres://` or `postgresql://`, any case).
 pub fn is_postgres_url(value: &str) -> bool {
@@ -195,8 +199,9 @@ pub(crate) struct Tls {
     pub(crate) root_cert: Option<String>,
 }
 
-/// The client configuration of `url` and its TLS, like libpq: what the URL leaves out comes
-/// from `env`, the password from the URL else `password` (the caller passes `PGPASSWORD`).
+/// The client configuration of `url`, its TLS and its `pool_size` if it gives one, like libpq:
+/// what the URL leaves out comes from `env`, the password from the URL else `password` (the
+/// caller passes `PGPASSWORD`).
 /// Without a host, the server's Unix socket in `/run/postgresql`, `/var/run/postgresql` or
 /// `/tmp` when one is there, else `localhost`. A connect timeout is set when the URL gives
 /// none, so an unreachable server is reported instead of waited for.
@@ -205,10 +210,11 @@ pub(crate) fn config(
     password: Option<&str>,
     env: &PgEnv,
     connect_timeout: Duration,
-) -> Result<(Config, Tls), ConfigError> {
-    // rust-postgres knows neither `verify-*` nor `sslrootcert`, and gives a host without a
-    // port 5432 before it reads a `port` parameter: they are taken out here.
+) -> Result<(Config, Tls, Option<usize>), ConfigError> {
+    // rust-postgres knows neither `verify-*`, `sslrootcert` nor `pool_size`, and gives a host
+    // without a port 5432 before it reads a `port` parameter: they are taken out here.
     let (url, params) = take_params(url);
+    let pool_size = params.pool_size.as_deref().map(pool_size).transpose()?;
     let ports = |value: &str, origin| {
         value
             .split(',')
@@ -289,7 +295,21 @@ pub(crate) fn config(
         config.application_name("orchestra");
     }
     let root_cert = params.sslrootcert.or_else(|| env.sslrootcert.clone());
-    Ok((config, Tls { mode, root_cert }))
+    Ok((config, Tls { mode, root_cert }, pool_size))
+}
+
+/// A `pool_size` of the URL: a number of connections from 1 to [`MAX_POOL_SIZE`].
+fn pool_size(value: &str) -> Result<usize, ConfigError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_POOL_SIZE).contains(n))
+        .ok_or_else(|| ConfigError::Value {
+            key: "pool_size",
+            value: value.to_owned(),
+            origin: "the URL",
+            expected: "give a number of connections from 1 to 64",
+        })
 }
 
 /// The parameters of a URL that are read here, not by rust-postgres (percent-decoded; the last
@@ -299,9 +319,11 @@ struct Params {
     sslmode: Option<String>,
     sslrootcert: Option<String>,
     port: Option<String>,
+    pool_size: Option<String>,
 }
 
-/// `url` without its `sslmode`, `sslrootcert` and `port` parameters, and their values.
+/// `url` without its `sslmode`, `sslrootcert`, `port` and `pool_size` parameters, and their
+/// values.
 fn take_params(url: &str) -> (String, Params) {
     let mut params = Params::default();
     let Some((base, query)) = url.split_once('?') else {
@@ -314,6 +336,7 @@ fn take_params(url: &str) -> (String, Params) {
                 Some(("sslmode", v)) => (&mut params.sslmode, v),
                 Some(("sslrootcert", v)) => (&mut params.sslrootcert, v),
                 Some(("port", v)) => (&mut params.port, v),
+                Some(("pool_size", v)) => (&mut params.pool_size, v),
                 _ => return true,
             };
             *slot.0 = Some(percent_decode(slot.1));
@@ -394,142 +417,4 @@ fn default_socket_dir(port: u16) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_masked_wherever_they_are() {
-        let cases = [
-            (
-                "postgres://me:s3cret@db.example:5433/o",
-                "postgres://me:***@db.example:5433/o",
-            ),
-            ("postgres://me@db/o", "postgres://me@db/o"),
-            ("postgresql://db/o", "postgresql://db/o"),
-            (
-                "postgres://me:p@ss/w?rd@db/o?sslmode=disable",
-                "postgres://me:***@db/o?sslmode=disable",
-            ),
-            (
-                "postgres://db/o?user=me&password=s3cret&application_name=x",
-                "postgres://db/o?user=me&password=***&application_name=x",
-            ),
-            (
-                "postgres://me:s3cret@db/o?PASSWORD=again",
-                "postgres://me:***@db/o?PASSWORD=***",
-            ),
-        ];
-        for (url, shown) in cases {
-            let masked = mask_password(url);
-            assert_eq!(masked, shown);
-            assert!(!masked.contains("s3cret") && !masked.contains("ss/w?rd"));
-        }
-    }
-
-    #[test]
-    fn passwords_can_be_removed() {
-        assert_eq!(
-            without_password("postgres://me:s3cret@db:5433/o?password=x&sslmode=disable"),
-            "postgres://me@db:5433/o?sslmode=disable"
-        );
-        assert_eq!(
-            without_password("postgres://db/o?password=x"),
-            "postgres://db/o"
-        );
-        assert_eq!(without_password("postgres://me@db/o"), "postgres://me@db/o");
-    }
-
-    #[test]
-    fn postgres_urls_are_recognised_by_scheme() {
-        assert!(is_postgres_url("postgres://db/o"));
-        assert!(is_postgres_url("PostgreSQL://db/o"));
-        assert!(!is_postgres_url("sqlite://o.db"));
-        assert!(!is_postgres_url("postgres.db"));
-    }
-
-    #[test]
-    fn the_password_comes_from_the_url_before_the_environment() {
-        let t = Duration::from_secs(3);
-        let env = PgEnv::default();
-        let c = |url, pw| config(url, pw, &env, t).unwrap().0;
-        let c1 = c("postgres://me:url-pw@h:6000/o", Some("env-pw"));
-        assert_eq!(c1.get_password(), Some(&b"url-pw"[..]));
-        let c2 = c("postgres://me@h:6000/o", Some("env-pw"));
-        assert_eq!(c2.get_password(), Some(&b"env-pw"[..]));
-        assert_eq!(c2.get_connect_timeout(), Some(&t));
-        assert_eq!(server(&c2), "h:6000");
-        let c3 = c("postgres://me@h/o?connect_timeout=7", None);
-        assert_eq!(c3.get_password(), None);
-        assert_eq!(c3.get_connect_timeout(), Some(&Duration::from_secs(7)));
-        assert_eq!(server(&c3), "h:5432");
-    }
-
-    #[test]
-    fn what_the_url_leaves_out_comes_from_the_pg_variables() {
-        let env = PgEnv {
-            host: Some("envhost".into()),
-            port: Some("6543".into()),
-            user: Some("envuser".into()),
-            dbname: Some("envdb".into()),
-            sslmode: Some("verify-full".into()),
-            sslrootcert: Some("/env/root.crt".into()),
-        };
-        let t = Duration::from_secs(3);
-        let (c, tls) = config("postgres://", None, &env, t).unwrap();
-        assert_eq!(server(&c), "envhost:6543");
-        assert_eq!(c.get_user(), Some("envuser"));
-        assert_eq!(c.get_dbname(), Some("envdb"));
-        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Require);
-        assert_eq!(tls.mode, SslMode::VerifyFull);
-        assert_eq!(tls.root_cert.as_deref(), Some("/env/root.crt"));
-        // The URL's parts win, each on its own.
-        let url = "postgres://me@urlhost/urldb?sslmode=disable&sslrootcert=%2Furl%2Froot.crt";
-        let (c, tls) = config(url, None, &env, t).unwrap();
-        assert_eq!(server(&c), "urlhost:6543");
-        assert_eq!((c.get_user(), c.get_dbname()), (Some("me"), Some("urldb")));
-        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Disable);
-        assert_eq!(tls.mode, SslMode::Disable);
-        assert_eq!(tls.root_cert.as_deref(), Some("/url/root.crt"));
-        let (c, _) = config("postgres://a,[::1]:7/o", None, &env, t).unwrap();
-        assert_eq!(c.get_ports(), [6543, 7]);
-        let (c, _) = config("postgres://h/o?port=7", None, &env, t).unwrap();
-        assert_eq!(c.get_ports(), [7]);
-        // A socket directory from the URL's `host` parameter: no TLS there, as in libpq.
-        let (c, tls) = config("postgres:///o?host=/var/run/postgresql", None, &env, t).unwrap();
-        assert_eq!(server(&c), "/var/run/postgresql/.s.PGSQL.6543");
-        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Disable);
-        assert_eq!(tls.mode, SslMode::VerifyFull);
-        // Nothing anywhere: libpq's defaults.
-        let (c, tls) = config("postgres://h/o", None, &PgEnv::default(), t).unwrap();
-        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Prefer);
-        assert_eq!((tls.mode, tls.root_cert), (SslMode::Prefer, None));
-    }
-
-    #[test]
-    fn bad_ssl_modes_and_ports_are_named_with_where_they_come_from() {
-        let t = Duration::from_secs(3);
-        let e = config("postgres://h/o?sslmode=verify", None, &PgEnv::default(), t).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid sslmode `verify` (from the URL): give disable, prefer, require, verify-ca \
-             or verify-full"
-        );
-        let env = PgEnv {
-            sslmode: Some("allow".into()),
-            ..PgEnv::default()
-        };
-        let e = config("postgres://h/o", None, &env, t).unwrap_err();
-        assert!(e.to_string().contains("`allow` (from PGSSLMODE)"), "{e}");
-        let env = PgEnv {
-            port: Some("54x".into()),
-            ..PgEnv::default()
-        };
-        let e = config("postgres://h/o", None, &env, t).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid port `54x` (from PGPORT): give a port number"
-        );
-        let e = config("postgres://me:pw@h/o?sslcert=x", None, &PgEnv::default(), t).unwrap_err();
-        assert!(e.to_string().contains("not a valid PostgreSQL URL"), "{e}");
-    }
-}
+mod tests;

@@ -26,6 +26,9 @@ use crate::{Clock, Fence, Store, StoreError, validate};
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     clock: Clock,
+    /// How many threads may call it at once through [`Store::share`] (0 or 1: it is not
+    /// shared), as a database with several connections is.
+    threads: usize,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +73,15 @@ impl MemoryStore {
         self
     }
 
+    /// Lets up to `threads` threads call it at once, through handles from [`Store::share`]
+    /// (clones sharing the data), as a pool of database connections does: for tests of
+    /// callers that use them.
+    #[must_use]
+    pub fn shared_by(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied write: every method
         // validates before it mutates.
@@ -78,6 +90,14 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn share(&self) -> Option<Box<dyn Store>> {
+        (self.threads > 1).then(|| Box::new(self.clone()) as Box<dyn Store>)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.threads.max(1)
+    }
+
     fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError> {
         validate::new_session(s)?;
         let now = self.clock.now_ms();

@@ -23,6 +23,19 @@ use crate::{
 /// the reads of one session's data (`task_records`, `checkpoints`, ...), so that a typo is never
 /// mistaken for an empty session.
 pub trait Store: Send {
+    /// Another handle on this store's database, for another thread to call at the same time
+    /// (sharing this one's connections), or `None` (the default) when calls on the database run
+    /// one at a time anyway (one SQLite connection, the memory store).
+    fn share(&self) -> Option<Box<dyn Store>> {
+        None
+    }
+
+    /// How many calls the store can run at once (its connections): how many threads
+    /// [`share`](Store::share) handles are worth. 1 by default.
+    fn parallelism(&self) -> usize {
+        1
+    }
+
     /// Creates a session with status `created`. Fails with `AlreadyExists` if the id is taken.
     fn create_session(&mut self, s: &NewSession) -> Result<(), StoreError>;
 

@@ -93,7 +93,9 @@ impl Executor {
         let done: Vec<TaskRecord> = if first_step {
             let session = self.session.clone();
             self.store
-                .call(move |s| s.task_records(&session, step..=step))
+                .call_for(&self.session, move |s| {
+                    s.task_records(&session, step..=step)
+                })
                 .await?
         } else {
             Vec::new()
