@@ -35,8 +35,8 @@ struct Shared {
     open: Box<Open>,
     /// Connection threads running (at most `size`).
     threads: AtomicUsize,
-    /// Connection threads waiting for a job.
-    idle: AtomicUsize,
+    /// Calls sent and not yet answered.
+    busy: AtomicUsize,
     /// The most connection threads: the pool's size, lowered to what the server accepted when
     /// one more connection could not be opened (its `max_connections`), so that calls do not
     /// keep trying.
@@ -79,7 +79,7 @@ impl Conn {
             ctx,
             open: Box::new(open),
             threads: AtomicUsize::new(1),
-            idle: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
             limit: AtomicUsize::new(size.max(1)),
         });
         let conn = Conn {
@@ -105,15 +105,19 @@ impl Conn {
         let (tx, rx) = mpsc::sync_channel(1);
         let jobs = self.jobs.as_ref().ok_or_else(|| self.stopped())?;
         let shared = Arc::clone(&self.shared);
-        jobs.send(Box::new(move |client: &mut Client, ctx: &Ctx| {
+        let busy = self.shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        let sent = jobs.send(Box::new(move |client: &mut Client, ctx: &Ctx| {
             let result = job(client, ctx);
-            // Idle before the caller hears back, so that its next call finds this connection
+            // Done before the caller hears back, so that its next call finds this connection
             // free rather than opening another.
-            shared.idle.fetch_add(1, Ordering::SeqCst);
+            shared.busy.fetch_sub(1, Ordering::SeqCst);
             let _ = tx.send(result);
-        }))
-        .map_err(|_| self.stopped())?;
-        self.grow();
+        }));
+        if sent.is_err() {
+            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.stopped());
+        }
+        self.grow(busy);
         rx.recv().map_err(|_| self.stopped())?
     }
 
@@ -146,16 +150,14 @@ impl Conn {
         self.shared.threads.load(Ordering::SeqCst)
     }
 
-    /// Opens one more connection when none is idle and the pool is not full.
-    fn grow(&self) {
+    /// Opens one more connection when there are more calls in flight (`busy`) than
+    /// connections and the pool is not full.
+    fn grow(&self, busy: usize) {
         let s = &self.shared;
-        if s.idle.load(Ordering::SeqCst) > 0 {
-            return;
-        }
         let grown = s
             .threads
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < s.limit.load(Ordering::SeqCst)).then_some(n + 1)
+                (n < busy && n < s.limit.load(Ordering::SeqCst)).then_some(n + 1)
             })
             .is_ok();
         if grown && let Err(e) = self.spawn(None) {
@@ -201,13 +203,11 @@ fn serve(shared: &Shared, ready: Option<Ready>) {
     let opened = (shared.open)(ctx);
     let mut client = match (opened, ready) {
         (Ok(c), Some(ready)) => {
-            shared.idle.fetch_add(1, Ordering::SeqCst);
             let _ = ready.send(Ok(()));
             c
         }
         (Ok(c), None) => {
             tracing::debug!(database = %ctx.database, "opened another connection");
-            shared.idle.fetch_add(1, Ordering::SeqCst);
             c
         }
         (Err(e), Some(ready)) => {
@@ -223,14 +223,12 @@ fn serve(shared: &Shared, ready: Option<Ready>) {
             return;
         }
     };
-    // Idle now; a job says so again when it is done (see `Conn::call`).
     loop {
         let job = shared
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .recv();
-        shared.idle.fetch_sub(1, Ordering::SeqCst);
         let Ok(job) = job else { return };
         if client.is_closed() {
             match (shared.open)(ctx) {

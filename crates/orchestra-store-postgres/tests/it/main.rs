@@ -3,4 +3,5 @@
 mod claim;
 mod conformance;
 mod connect;
+mod pool;
 mod tls;
