@@ -12,10 +12,26 @@ use std::path::{Path, PathBuf};
 
 use orchestra_runtime::{Engine, RuntimeError, error_chain};
 use orchestra_store::{ErrorClass, StoreError};
-use orchestra_store_postgres::{PgStore, is_postgres_url, mask_password};
+use orchestra_store_postgres::{
+    DEFAULT_POOL_SIZE, PgOptions, PgStore, is_postgres_url, mask_password,
+};
 use orchestra_store_sqlite::SqliteStore;
 
 use crate::exit;
+
+/// The help of a command's `--db` option, ending with `$default` (what the command uses
+/// without one): one text for every command.
+macro_rules! db_help {
+    ($default:literal) => {
+        concat!(
+            "The session database: a path, `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB` ",
+            "(what the URL leaves out comes from the libpq variables PGHOST, PGPORT, PGUSER, ",
+            "PGDATABASE, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT; `?pool_size=N` connections at most) ",
+            $default
+        )
+    };
+}
+pub(crate) use db_help;
 
 /// Where a session database is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,12 +152,28 @@ pub(crate) fn launcher(
 
 /// An engine over the database `db` (a value [`locate`] accepts; relative to the current
 /// directory), for the project at `root`. A PostgreSQL password comes from the URL or
-/// `PGPASSWORD`.
+/// `PGPASSWORD`; its pool has the URL's `pool_size`, else the default.
 pub(crate) fn engine(db: &Path, root: &Path) -> Result<Engine, OpenError> {
+    engine_with_pool(db, root, DEFAULT_POOL_SIZE)
+}
+
+/// [`engine`] with a PostgreSQL pool of `pool_size` connections when the URL gives no
+/// `pool_size` (a worker's, sized by how many sessions it drives at once).
+pub(crate) fn engine_with_pool(
+    db: &Path,
+    root: &Path,
+    pool_size: usize,
+) -> Result<Engine, OpenError> {
     tracing::debug!(database = %shown(db), "opening the session database");
     let store: Box<dyn orchestra_store::Store> = match locate(db.as_os_str(), Path::new(""))? {
         Location::Sqlite(path) => Box::new(SqliteStore::open(path)?),
-        Location::Postgres(url) => Box::new(PgStore::connect(&url)?),
+        Location::Postgres(url) => Box::new(PgStore::connect_with(
+            &url,
+            PgOptions {
+                pool_size,
+                ..PgOptions::default()
+            },
+        )?),
     };
     Ok(Engine::new(store, root)?)
 }

@@ -121,37 +121,42 @@ pub(crate) fn record_results(
     tx.commit().map_err(err)
 }
 
-/// Why `cp` cannot be committed (a step already there, a missing parent), if it cannot.
-fn refusal(
+/// The `sid` of `cp`'s session, its row locked so that two committers of one step are ordered,
+/// and why `cp` cannot be committed (a step already there, a missing parent), if it cannot:
+/// one statement.
+fn locked_refusal(
     tx: &mut Transaction<'_>,
     cx: &Ctx,
-    sid: i64,
     cp: &CheckpointRecord,
-) -> Result<Option<StoreError>, StoreError> {
+) -> Result<(i64, Option<StoreError>), StoreError> {
     let step = int("step", cp.step)?;
     let parent = cp.parent_step.map(|p| int("parent_step", p)).transpose()?;
     let row = tx
-        .query_one(
-            "SELECT \
-               EXISTS (SELECT 1 FROM checkpoints WHERE sid = $1 AND step = $2), \
-               EXISTS (SELECT 1 FROM checkpoints WHERE sid = $1 AND step = $3), \
-               EXISTS (SELECT 1 FROM checkpoints WHERE sid = $1)",
-            &[&sid, &step, &parent],
+        .query_opt(
+            "SELECT s.sid, \
+               EXISTS (SELECT 1 FROM checkpoints c WHERE c.sid = s.sid AND c.step = $2), \
+               EXISTS (SELECT 1 FROM checkpoints c WHERE c.sid = s.sid AND c.step = $3), \
+               EXISTS (SELECT 1 FROM checkpoints c WHERE c.sid = s.sid) \
+             FROM sessions s WHERE s.id = $1 FOR UPDATE OF s",
+            &[&cp.session, &step, &parent],
         )
-        .map_err(cx.err("commit a checkpoint"))?;
-    let (exists, parent_exists, any): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        .map_err(cx.err("commit a checkpoint"))?
+        .ok_or_else(|| StoreError::not_found(&cp.session))?;
+    let (sid, exists, parent_exists, any): (i64, bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     if exists {
-        return Ok(Some(StoreError::CheckpointExists {
+        let exists = StoreError::CheckpointExists {
             session: cp.session.clone(),
             step: cp.step,
-        }));
+        };
+        return Ok((sid, Some(exists)));
     }
     let parent_ok = if parent.is_some() {
         parent_exists
     } else {
         !any
     };
-    Ok((!parent_ok).then(|| validate::bad_parent(cp)))
+    Ok((sid, (!parent_ok).then(|| validate::bad_parent(cp))))
 }
 
 fn insert_checkpoint(
@@ -219,9 +224,8 @@ pub(crate) fn checkpoint_in(
     validate::checkpoint(cp)?;
     let err = cx.err("commit a checkpoint");
     let mut sp = tx.savepoint("checkpoint").map_err(&err)?;
-    // The session row is locked so two committers of one step are ordered.
-    let sid = sid(&mut sp, cx, &cp.session, true)?;
-    if let Some(refused) = refusal(&mut sp, cx, sid, cp)? {
+    let (sid, refused) = locked_refusal(&mut sp, cx, cp)?;
+    if let Some(refused) = refused {
         return Err(refused);
     }
     insert_checkpoint(&mut sp, cx, sid, cp, now)?;
@@ -237,8 +241,13 @@ pub(crate) fn commit_checkpoint(
     validate::checkpoint(cp)?;
     let now = int("updated_at", now)?;
     let err = cx.err("commit a checkpoint");
+    // No savepoint: a refusal rolls the whole transaction back, which holds only this.
     let mut tx = client.transaction().map_err(&err)?;
-    checkpoint_in(&mut tx, cx, cp, now)?;
+    let (sid, refused) = locked_refusal(&mut tx, cx, cp)?;
+    if let Some(refused) = refused {
+        return Err(refused);
+    }
+    insert_checkpoint(&mut tx, cx, sid, cp, now)?;
     tx.commit().map_err(err)
 }
 

@@ -40,23 +40,18 @@ fn text_id(
     }
     let err = cx.err("record a trace");
     let hash = fnv1a64(body);
-    let found: Option<i64> = tx
-        .query_opt(
-            "SELECT id FROM trace_texts WHERE sid = $1 AND hash = $2 AND body = $3 LIMIT 1",
+    // Found, or else inserted: one statement.
+    let id: i64 = tx
+        .query_one(
+            "WITH found AS (SELECT id FROM trace_texts \
+               WHERE sid = $1 AND hash = $2 AND body = $3 LIMIT 1), \
+             added AS (INSERT INTO trace_texts (sid, hash, body) \
+               SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM found) RETURNING id) \
+             SELECT id FROM found UNION ALL SELECT id FROM added",
             &[&sid, &hash, &body],
         )
         .map_err(&err)?
-        .map(|r| r.get(0));
-    let id = match found {
-        Some(id) => id,
-        None => tx
-            .query_one(
-                "INSERT INTO trace_texts (sid, hash, body) VALUES ($1, $2, $3) RETURNING id",
-                &[&sid, &hash, &body],
-            )
-            .map_err(&err)?
-            .get(0),
-    };
+        .get(0);
     known.insert((sid, body.to_vec()), id);
     Ok(id)
 }

@@ -55,10 +55,14 @@ use crate::exit;
     after_help = "Environment: with --http, ORCHESTRA_MCP_TOKEN sets a token of your own (at least 16 ASCII letters, digits or `-._~+/=`), kept across restarts: then required on every address, loopback included, and never printed. A value it does not accept exits 2."
 )]
 pub(crate) struct Args {
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: for runs, the pipeline's project's; otherwise the
-    /// project's found from the current directory).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: for runs, the pipeline's project's; otherwise the project's found from the current directory)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
     /// Serve MCP over streamable HTTP at `http://ADDR/mcp` instead of stdio; `--http` alone
     /// listens on 127.0.0.1:7879 (a port of 0 picks a free one).

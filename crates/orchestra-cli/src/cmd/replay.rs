@@ -30,9 +30,14 @@ pub(crate) struct Args {
     /// Only create the fork (state and worktrees); run it later with `orchestra resume NEW_ID`.
     #[arg(long)]
     no_run: bool,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: the project's, found from the current directory)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
     #[command(flatten)]
     edit: EditArgs,

@@ -38,9 +38,14 @@ pub(crate) struct Args {
     /// Write the report to this file (overwriting it) instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: the project's, found from the current directory)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
 }
 

@@ -33,10 +33,14 @@ pub(crate) struct Args {
     /// Run every agent on this provider (e.g. `anthropic`) instead of its own.
     #[arg(long)]
     provider: Option<String>,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: `database:` of orchestra.yaml, else
-    /// .orchestra/orchestra.db).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: `database:` of orchestra.yaml, else .orchestra/orchestra.db)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
     /// The id of the new session, chosen by the caller (`orchestra mcp` names the session
     /// before the run starts): letters, digits and `-`. Default: a new id.

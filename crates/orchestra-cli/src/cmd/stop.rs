@@ -34,9 +34,14 @@ use crate::exit;
 pub(crate) struct Args {
     /// The session id, or a unique prefix of it or of its random tail (`7e2c63`).
     session: String,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: the project's, found from the current directory)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
     /// How long to wait for the session to stop, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

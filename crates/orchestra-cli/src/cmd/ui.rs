@@ -49,9 +49,14 @@ pub(crate) struct Args {
     /// The address to listen on (a port of 0 picks a free one).
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878")]
     addr: SocketAddr,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: the project's, found from the current directory).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: the project's, found from the current directory)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
 }
 

@@ -33,7 +33,8 @@ use crate::exit;
 /// worker, release the leases and exit 0; a second signal exits at once (130).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// How many sessions to drive at once.
+    /// How many sessions to drive at once. On PostgreSQL, the worker opens as many
+    /// connections (at least 4, at most 16) unless the URL's `pool_size` says otherwise.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// The project directory the sessions' pipelines belong to (their prompts, tools,
@@ -41,9 +42,14 @@ pub(crate) struct Args {
     /// Default: the project around the current directory.
     #[arg(long, value_name = "DIR")]
     pipelines: Option<PathBuf>,
-    /// The session database: a path, `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (password
-    /// in the URL or PGPASSWORD) (default: the project's).
-    #[arg(long, value_name = "PATH|URL", env = "ORCHESTRA_DATABASE", hide_env_values = true)]
+    // `--db`: the help is shared by every command (`crate::store::db_help!`).
+    #[arg(
+        long,
+        help = crate::store::db_help!("(default: the project's)"),
+        value_name = "PATH|URL",
+        env = "ORCHESTRA_DATABASE",
+        hide_env_values = true,
+    )]
     db: Option<PathBuf>,
     /// How long a session's lease lasts without renewal; it is renewed every third of that. A
     /// session of a worker that died is taken over by another within this time.
@@ -113,7 +119,7 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
     }
     let root = crate::engine::project_root(&ctx.cwd);
     runtime()?.block_on(async move {
-        let engine = match crate::store::engine(&db, &root) {
+        let engine = match crate::store::engine_with_pool(&db, &root, pool_size(args.concurrency)) {
             Ok(e) => e.with_lease_ttl(args.lease_ttl),
             Err(e) => return crate::store::report(&e),
         };
@@ -150,6 +156,16 @@ pub(crate) fn run(args: Args, ctx: &Ctx) -> io::Result<u8> {
 
 /// The shortest `--poll`.
 const MIN_POLL: Duration = Duration::from_millis(10);
+
+/// The PostgreSQL connections of a worker driving `concurrency` sessions at once (when the
+/// URL gives no `pool_size`): one per session, at least the default, at most
+/// [`MAX_WORKER_POOL`].
+fn pool_size(concurrency: u16) -> usize {
+    usize::from(concurrency).clamp(orchestra_store_postgres::DEFAULT_POOL_SIZE, MAX_WORKER_POOL)
+}
+
+/// The most PostgreSQL connections a worker opens unless its URL's `pool_size` says otherwise.
+const MAX_WORKER_POOL: usize = 16;
 
 /// A stop flag set by the first SIGTERM or SIGINT; the second exits at once.
 fn signals() -> watch::Receiver<bool> {

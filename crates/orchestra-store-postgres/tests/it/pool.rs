@@ -32,7 +32,10 @@ fn wait_for_a_lock_waiter(admin: &mut postgres::Client) {
         if waiting > 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "the call never waited for the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the call never waited for the lock"
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -56,7 +59,9 @@ fn a_call_waiting_on_the_server_does_not_hold_up_another_thread_s_call() {
         &[],
     )
     .unwrap();
-    let mut a_store = store.share().expect("a PostgreSQL store is shared by threads");
+    let mut a_store = store
+        .share()
+        .expect("a PostgreSQL store is shared by threads");
     let (a_done_tx, a_done) = mpsc::channel();
     let a = thread::spawn(move || {
         let r = a_store.set_status("held", SessionStatus::Running, None);
