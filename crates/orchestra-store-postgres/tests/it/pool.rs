@@ -27,7 +27,7 @@ fn wait_for_a_lock_waiter(admin: &mut postgres::Client) {
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
                 &[],
             )
-            .unwrap()
+            .expect("the test server answers")
             .get(0);
         if waiting > 0 {
             return;
