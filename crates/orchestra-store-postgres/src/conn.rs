@@ -5,9 +5,9 @@
 //! is a job sent to the pool's one queue, whose result the caller waits for on a channel:
 //! blocking the caller never blocks a connection.
 //!
-//! The pool starts with one connection and grows, up to its size, when a job finds every
-//! connection busy: a command making one call at a time keeps one connection, a worker driving
-//! several sessions gets one per call in flight. Every job is one whole transaction on one
+//! The pool starts with one connection and grows, up to its size, when more calls are in
+//! flight than connections: a command making one call at a time keeps one connection, a worker
+//! driving several sessions gets one per call in flight. Every job is one whole transaction on one
 //! connection (nothing of a connection's session state is relied on across jobs beyond what
 //! `open` sets), so which connection runs it does not matter.
 
