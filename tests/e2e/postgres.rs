@@ -263,6 +263,29 @@ fn connection_problems_are_clear_and_never_show_the_password() {
         help.stdout
     );
     assert!(!help.stdout.contains(pw), "{}", help.stdout);
+    // It names the libpq variables the URL is completed from, and the pool's size.
+    for word in ["PGHOST", "PGSSLROOTCERT", "pool_size"] {
+        assert!(help.stdout.contains(word), "{word}: {}", help.stdout);
+    }
+
+    // A pool size that is no number of connections.
+    let pool = orchestra_env(
+        &repo,
+        &[
+            "status",
+            "--db",
+            &format!("{}?pool_size=0", server.url(&db)),
+        ],
+        &[],
+    );
+    assert_eq!(pool.code, 2, "{}", pool.transcript());
+    assert!(
+        pool.stderr
+            .contains("invalid pool_size `0` (from the URL): give a number of connections"),
+        "{}",
+        pool.stderr
+    );
+    assert!(!pool.stderr.contains(pw), "{}", pool.stderr);
 }
 
 #[test]
