@@ -37,6 +37,14 @@ fn build() -> PathBuf {
     if let Some(profile) = profile() {
         cmd.args(["--profile", &profile]);
     }
+    // What cargo set for this test process is not in the environment of the `cargo test` that
+    // built everything: build scripts that watch these (ring's `rerun-if-env-changed`) would
+    // run again and rebuild all that depends on them, twice per run of the suite.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_tests) {
+            cmd.env_remove(key);
+        }
+    }
     let out = cmd.output().expect("cargo runs");
     assert!(
         out.status.success(),
@@ -52,6 +60,22 @@ fn build() -> PathBuf {
         })
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .expect("cargo reports the orchestra executable it built")
+}
+
+/// Whether cargo sets the variable `key` for the test processes it runs (and not for itself).
+fn set_by_cargo_for_tests(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "OUT_DIR"
+        )
 }
 
 /// The cargo profile this test binary was built with when it is not the default one, read from

@@ -245,9 +245,7 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
     // under `FULL` each flushes its journal twice (one flush fewer per new file).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(ctx.err("set synchronous mode"))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(ctx.err("enable write-ahead logging"))?;
+    let mode = enable_wal(conn, ctx)?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %ctx.path.display(), %mode, "the database is not in WAL mode");
     }
@@ -266,6 +264,28 @@ fn configure(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
         .map_err(ctx.err("enable the query planner stability guarantee"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Switches to WAL mode and returns the journal mode in force. Openers of one file racing
+/// here (a new file, or one whose WAL another process is recovering) may be refused at once,
+/// without SQLite's busy handler (which would risk a deadlock there): tried again until the
+/// busy timeout has passed.
+fn enable_wal(conn: &Connection, ctx: &Ctx) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + ctx.busy_timeout;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(ctx.err("enable write-ahead logging")(e)),
+        }
+    }
 }
 
 /// The `sid` of session `id`, or `NotFound`.
