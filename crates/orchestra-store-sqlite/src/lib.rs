@@ -281,7 +281,7 @@ fn enable_wal(conn: &Connection, ctx: &Ctx) -> Result<String, StoreError> {
                     Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
                 ) && std::time::Instant::now() < deadline =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(ctx.err("enable write-ahead logging")(e)),
         }
