@@ -127,7 +127,7 @@ fn calls_one_at_a_time_keep_one_connection_and_many_at_once_stay_within_the_size
     // A connection is counted when its thread starts; one opened late may still be connecting
     // after the calls that made it were served by the others: wait for it to show.
     let mut admin = admin(&url);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let open = loop {
         let open: i64 = admin
             .query_one(
@@ -138,10 +138,10 @@ fn calls_one_at_a_time_keep_one_connection_and_many_at_once_stay_within_the_size
             .unwrap()
             .get(0);
         let open = usize::try_from(open).unwrap();
-        if open == store.connections() || std::time::Instant::now() > deadline {
+        if open == store.connections() || Instant::now() > deadline {
             break open;
         }
-        thread::sleep(std::time::Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(open, store.connections());
     store.open_connections().unwrap();
