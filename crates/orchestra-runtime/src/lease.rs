@@ -272,20 +272,7 @@ mod tests {
 
     /// A session `s`.
     fn session() -> NewSession {
-        NewSession {
-            id: "s".into(),
-            name: None,
-            pipeline: "p".into(),
-            pipeline_path: "p.yaml".into(),
-            pipeline_source: String::new(),
-            resolved: "null".into(),
-            pipeline_hash: String::new(),
-            inputs: json!({}),
-            parent_session: None,
-            parent_checkpoint: None,
-            parent_node: None,
-            created_at: 1,
-        }
+        crate::testing::new_session("s", "p")
     }
 
     #[tokio::test]

@@ -115,8 +115,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use orchestra_store::{MemoryStore, NewSession};
-    use serde_json::json;
+    use orchestra_store::MemoryStore;
     use tokio::sync::watch;
 
     use super::*;
@@ -128,20 +127,7 @@ mod tests {
     /// An engine over a memory store holding the queued session `q` and the plain session `p`.
     async fn engine() -> Engine {
         let store = StoreHandle::spawn(Box::new(MemoryStore::new())).unwrap();
-        let new = |id: &str| NewSession {
-            id: id.into(),
-            name: None,
-            pipeline: "p".into(),
-            pipeline_path: "p.yaml".into(),
-            pipeline_source: String::new(),
-            resolved: "null".into(),
-            pipeline_hash: String::new(),
-            inputs: json!({}),
-            parent_session: None,
-            parent_checkpoint: None,
-            parent_node: None,
-            created_at: 1,
-        };
+        let new = |id: &str| crate::testing::new_session(id, "p");
         let (q, p) = (new("q"), new("p"));
         store
             .call(move |s| {
